@@ -1,0 +1,658 @@
+#include "daemon/pipeline.h"
+
+#include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "capture/decode/decoder.h"
+#include "capture/flow/flow_table.h"
+#include "daemon/log.h"
+#include "daemon/sinks/jsonl_sink.h"
+#include "daemon/sinks/syslog_sink.h"
+
+namespace relaywatch::daemon {
+namespace {
+
+constexpr std::size_t kBatchPackets = 4096;
+constexpr std::size_t kOutputQueueCapacity = 65536;
+constexpr std::size_t kHostQueueCapacity = 65536;
+
+std::int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+struct Pipeline::LiveWorker {
+  Worker* worker = nullptr;
+  std::vector<std::unique_ptr<capture::PcapSource>> sources;
+  std::vector<std::string> interfaces;
+  boost::asio::io_context io;
+  std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> descriptors;
+  std::unique_ptr<boost::asio::steady_timer> timer;
+  std::thread thread;
+  std::atomic<std::int64_t> heartbeat_ns{0};
+  // Capture statistics per source, published for the metrics thread.
+  std::vector<std::array<std::atomic<std::uint64_t>, 3>> stats;
+  PacketTime last_packet_ts = absl::InfinitePast();
+  std::int64_t last_packet_wall_ns = 0;
+  std::shared_ptr<const Config> applied_config;
+
+  ~LiveWorker() {
+    // The pcap handle owns the descriptor: release it so it is not closed twice.
+    for (auto& d : descriptors) {
+      d->release();
+    }
+  }
+};
+
+Pipeline::Pipeline(const Config& config, int workers) : config_(config), worker_count_(workers) {}
+
+Pipeline::~Pipeline() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(const Config& config, int workers) {
+  std::unique_ptr<Pipeline> p(new Pipeline(config, std::max(1, workers)));
+  for (int i = 0; i < p->worker_count_; ++i) {
+    p->workers_.push_back(std::make_unique<Worker>(i, config));
+  }
+  p->host_ = std::make_unique<host::HostStage>(config.alerting);
+  std::vector<std::unique_ptr<sinks::Sink>> sinks;
+  if (config.jsonl_enabled) {
+    auto jsonl = sinks::JsonlSink::Open(config.jsonl);
+    if (!jsonl.ok()) {
+      return jsonl.status();
+    }
+    sinks.push_back(std::move(*jsonl));
+  }
+  if (config.syslog_enabled) {
+    auto syslog = sinks::SyslogSink::Create(config.syslog);
+    if (!syslog.ok()) {
+      return syslog.status();
+    }
+    sinks.push_back(std::move(*syslog));
+  }
+  p->output_ = std::make_unique<OutputStage>(std::move(sinks), kOutputQueueCapacity);
+  p->output_->Start();
+  return p;
+}
+
+void Pipeline::PublishFindings(std::vector<Event> findings, bool wait) {
+  std::vector<Event> publish;
+  for (Event& finding : findings) {
+    host_->Process(std::move(finding), publish);
+  }
+  for (Event& event : publish) {
+    output_->Push(std::move(event), wait);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Replay
+
+void Pipeline::RunBatch() {
+  if (worker_count_ > 1) {
+    absl::MutexLock lock(&batch_mu_);
+    batch_pending_ = worker_count_;
+    ++batch_generation_;
+    const auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_) {
+      return batch_pending_ == 0;
+    };
+    batch_mu_.Await(absl::Condition(&done));
+  }
+  // Every worker's clock reaches the batch's end, so idle flows expire in the same batch
+  // whatever the worker count, and the merged output does not depend on it.
+  PacketTime batch_end = absl::InfinitePast();
+  for (const Batch& b : batches_) {
+    if (!b.items.empty() && b.items.back().packet.ts > batch_end) {
+      batch_end = b.items.back().packet.ts;
+    }
+  }
+  std::vector<Event> merged;
+  for (int i = 0; i < worker_count_; ++i) {
+    if (batch_end != absl::InfinitePast()) {
+      workers_[i]->Advance(batch_end);
+    }
+    std::vector<Event> events = workers_[i]->TakeEvents();
+    std::move(events.begin(), events.end(), std::back_inserter(merged));
+    batches_[i].items.clear();
+    batches_[i].bytes.clear();
+  }
+  std::stable_sort(merged.begin(), merged.end(),
+                   [](const Event& a, const Event& b) { return a.ts < b.ts; });
+  PublishFindings(std::move(merged), /*wait=*/true);
+}
+
+void Pipeline::ReplayFile(capture::PcapSource& source) {
+  const int dlt = source.datalink();
+  capture::Frame frame;
+  decode::DecodedPacket packet;
+  std::size_t in_batch = 0;
+  std::uint64_t n = 0;
+  while (!interrupted_.load(std::memory_order_relaxed)) {
+    const capture::NextResult r = source.Next(frame);
+    if (r != capture::NextResult::kPacket) {
+      if (r == capture::NextResult::kError) {
+        RW_LOG(kError, "%s (replay stopped in this file)", source.error());
+      }
+      break;
+    }
+    frames_.Increment();
+    frame_bytes_.Increment(frame.wire_length);
+    if ((++n & 0xfff) == 0) {
+      file_progress_.store(source.progress(), std::memory_order_relaxed);
+    }
+    if (!decode::DecodeFrame(dlt, {frame.data, frame.captured_length}, frame.wire_length,
+                             frame.ts, packet, reader_decode_)) {
+      continue;
+    }
+    if (worker_count_ == 1) {
+      workers_[0]->ProcessDecoded(packet);
+      batches_[0].items.emplace_back().packet.ts = packet.ts;  // only its time is used
+    } else {
+      // Copy the frame into the chosen worker's batch and keep the payload as offsets: the
+      // worker rebases the view onto the copy.
+      Batch& b = batches_[flow::SymmetricFlowHash(packet) % worker_count_];
+      BatchItem& item = b.items.emplace_back();
+      item.packet = packet;
+      item.frame_offset = static_cast<std::uint32_t>(b.bytes.size());
+      item.payload_offset = static_cast<std::uint32_t>(packet.payload.data() - frame.data);
+      b.bytes.insert(b.bytes.end(), frame.data, frame.data + frame.captured_length);
+    }
+    if (++in_batch >= kBatchPackets) {
+      RunBatch();
+      in_batch = 0;
+    }
+  }
+  if (in_batch > 0) {
+    RunBatch();
+  }
+}
+
+absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
+  batches_.assign(worker_count_, Batch{});
+  if (worker_count_ > 1) {
+    for (int i = 0; i < worker_count_; ++i) {
+      batch_threads_.emplace_back([this, i] {
+        std::uint64_t seen = 0;
+        while (true) {
+          {
+            absl::MutexLock lock(&batch_mu_);
+            const auto next = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(batch_mu_) {
+              return batch_generation_ != seen || batch_quit_;
+            };
+            batch_mu_.Await(absl::Condition(&next));
+            if (batch_quit_) {
+              return;
+            }
+            seen = batch_generation_;
+          }
+          Batch& b = batches_[i];
+          for (BatchItem& item : b.items) {
+            item.packet.payload = {b.bytes.data() + item.frame_offset + item.payload_offset,
+                                   item.packet.payload.size()};
+            workers_[i]->ProcessDecoded(item.packet);
+          }
+          absl::MutexLock lock(&batch_mu_);
+          --batch_pending_;
+        }
+      });
+    }
+  }
+  absl::Status status = absl::OkStatus();
+  for (std::size_t i = 0; i < files.size() && !interrupted_.load(); ++i) {
+    file_index_.store(static_cast<int>(i + 1));
+    file_progress_.store(0);
+    auto source = capture::PcapSource::OpenOffline(files[i], config_.capture.bpf);
+    if (!source.ok()) {
+      status = source.status();
+      break;
+    }
+    ReplayFile(**source);
+    file_progress_.store(1);
+  }
+  // End every flow, on its worker's thread of record (the batch machinery), so detectors
+  // conclude and one-sided sessions are reported.
+  for (auto& w : workers_) {
+    w->Finish();
+  }
+  RunBatch();
+  {
+    absl::MutexLock lock(&batch_mu_);
+    batch_quit_ = true;
+  }
+  for (auto& t : batch_threads_) {
+    t.join();
+  }
+  batch_threads_.clear();
+  output_->Stop();
+  return status;
+}
+
+// ---------------------------------------------------------------------------------------
+// Live capture
+
+absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
+  for (int i = 0; i < worker_count_; ++i) {
+    auto live = std::make_unique<LiveWorker>();
+    live->worker = workers_[i].get();
+    live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(interfaces.size());
+    for (std::size_t k = 0; k < interfaces.size(); ++k) {
+      capture::LiveOptions options;
+      options.interface = interfaces[k];
+      options.bpf = config_.capture.bpf;
+      options.snaplen = config_.capture.snaplen;
+      options.buffer_size_mib = config_.capture.buffer_size_mib;
+      options.promiscuous = config_.capture.promiscuous;
+      // One fanout group per interface, distinct per process so two daemons do not mix.
+      options.fanout_group =
+          worker_count_ > 1 ? static_cast<int>(((getpid() & 0xfff) << 4) + k + 1) : 0;
+      auto source = capture::PcapSource::OpenLive(options);
+      if (!source.ok()) {
+        return source.status();
+      }
+      auto descriptor = std::make_unique<boost::asio::posix::stream_descriptor>(
+          live->io, (*source)->selectable_fd());
+      live->descriptors.push_back(std::move(descriptor));
+      live->sources.push_back(std::move(*source));
+      live->interfaces.push_back(interfaces[k]);
+    }
+    live->timer = std::make_unique<boost::asio::steady_timer>(live->io);
+    live_.push_back(std::move(live));
+  }
+  host_thread_ = std::thread([this] { HostLoop(); });
+  for (auto& live : live_) {
+    LiveWorker* lw = live.get();
+    lw->heartbeat_ns.store(SteadyNanos());
+    lw->thread = std::thread([this, lw] { LiveLoop(*lw); });
+  }
+  live_started_.store(true);
+  return absl::OkStatus();
+}
+
+void Pipeline::LiveLoop(LiveWorker& lw) {
+  Worker& worker = *lw.worker;
+  const auto flush_findings = [&] {
+    std::vector<Event> events = worker.TakeEvents();
+    if (events.empty()) {
+      return;
+    }
+    absl::MutexLock lock(&host_mu_);
+    for (Event& e : events) {
+      if (host_queue_.size() >= kHostQueueCapacity && !e.must_deliver() &&
+          e.event_type == "flow") {
+        findings_dropped_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      host_queue_.push_back(std::move(e));
+    }
+  };
+  std::function<void(std::size_t)> arm = [&](std::size_t k) {
+    lw.descriptors[k]->async_wait(
+        boost::asio::posix::stream_descriptor::wait_read, [&, k](boost::system::error_code ec) {
+          if (ec) {
+            return;
+          }
+          capture::Frame frame;
+          capture::PcapSource& source = *lw.sources[k];
+          // Drain a bounded batch, then yield to the other interfaces and the timer.
+          for (int i = 0; i < 1024; ++i) {
+            const capture::NextResult r = source.Next(frame);
+            if (r != capture::NextResult::kPacket) {
+              if (r == capture::NextResult::kError) {
+                RW_LOG(kError, "%s", source.error());
+              }
+              break;
+            }
+            worker.ProcessFrame(source.datalink(), frame);
+            lw.last_packet_ts = frame.ts;
+            lw.last_packet_wall_ns = SteadyNanos();
+          }
+          flush_findings();
+          arm(k);
+        });
+  };
+  std::function<void()> tick = [&] {
+    lw.timer->expires_after(std::chrono::seconds(1));
+    lw.timer->async_wait([&](boost::system::error_code ec) {
+      if (ec) {
+        return;
+      }
+      const std::int64_t now = SteadyNanos();
+      lw.heartbeat_ns.store(now);
+      // An idle link still moves time on: packet time of the last packet plus the wall
+      // time since, so idle flows expire.
+      if (lw.last_packet_ts != absl::InfinitePast()) {
+        worker.Advance(lw.last_packet_ts + absl::Nanoseconds(now - lw.last_packet_wall_ns));
+      }
+      for (std::size_t k = 0; k < lw.sources.size(); ++k) {
+        const capture::CaptureStats st = lw.sources[k]->ReadStats();
+        lw.stats[k][0].store(st.received);
+        lw.stats[k][1].store(st.dropped);
+        lw.stats[k][2].store(st.if_dropped);
+      }
+      std::shared_ptr<const Config> pending;
+      {
+        absl::MutexLock lock(&reload_mu_);
+        pending = pending_config_;
+      }
+      if (pending && pending != lw.applied_config) {
+        worker.Reconfigure(*pending);
+        lw.applied_config = pending;
+      }
+      flush_findings();
+      tick();
+    });
+  };
+  for (std::size_t k = 0; k < lw.descriptors.size(); ++k) {
+    arm(k);
+  }
+  tick();
+  lw.io.run();
+  // Stopped: conclude every flow and hand the findings over.
+  worker.Finish();
+  flush_findings();
+}
+
+void Pipeline::HostLoop() {
+  while (true) {
+    std::deque<Event> batch;
+    bool stop = false;
+    {
+      absl::MutexLock lock(&host_mu_);
+      const auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(host_mu_) {
+        return !host_queue_.empty() || host_stop_;
+      };
+      host_mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Seconds(1));
+      batch.swap(host_queue_);
+      stop = host_stop_;
+    }
+    std::vector<Event> findings(std::make_move_iterator(batch.begin()),
+                                std::make_move_iterator(batch.end()));
+    PublishFindings(std::move(findings), /*wait=*/false);
+    if (stop) {
+      absl::MutexLock lock(&host_mu_);
+      if (host_queue_.empty()) {
+        return;
+      }
+    }
+  }
+}
+
+void Pipeline::Stop() {
+  if (live_started_.exchange(false)) {
+    for (auto& lw : live_) {
+      lw->io.stop();
+    }
+    for (auto& lw : live_) {
+      if (lw->thread.joinable()) {
+        lw->thread.join();
+      }
+    }
+    {
+      absl::MutexLock lock(&host_mu_);
+      host_stop_ = true;
+    }
+    host_thread_.join();
+  }
+  if (output_) {
+    output_->Stop();
+  }
+}
+
+void Pipeline::Reload(const Config& config) {
+  // Capture settings (interfaces, filter, ring size) need a restart; the rest applies now.
+  host_->Reconfigure(config.alerting);
+  {
+    absl::MutexLock lock(&reload_mu_);
+    pending_config_ = std::make_shared<const Config>(config);
+  }
+  output_->RequestReopen();
+  reloads_ok_.fetch_add(1);
+}
+
+bool Pipeline::Healthy() const {
+  const std::int64_t now = SteadyNanos();
+  for (const auto& lw : live_) {
+    if (now - lw->heartbeat_ns.load() > 10'000'000'000LL) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Pipeline::StatusLine() const {
+  std::uint64_t packets = frames_.Read();
+  std::uint64_t drops = 0;
+  std::uint64_t received = 0;
+  for (const auto& w : workers_) {
+    packets += w->counters().packets.Read();
+  }
+  for (const auto& lw : live_) {
+    for (const auto& s : lw->stats) {
+      received += s[0].load();
+      drops += s[1].load();
+    }
+  }
+  const double ratio = received ? 100.0 * static_cast<double>(drops) / received : 0.0;
+  return absl::StrFormat("capturing with %d workers, %d packets, %.2f%% drops", worker_count_,
+                         packets, ratio);
+}
+
+// ---------------------------------------------------------------------------------------
+// Metrics
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+void Add(MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, double value) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  f.metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> Pipeline::CollectMetrics() const {
+  std::vector<MetricFamily> out;
+  auto info = Family("relaywatch_build_info", "Build information; always 1.", MetricType::Gauge);
+  Add(info, {{"version", RELAYWATCH_VERSION}, {"libpcap", pcap_lib_version()}}, 1);
+  out.push_back(std::move(info));
+
+  std::uint64_t packets = frames_.Read();
+  std::uint64_t bytes = frame_bytes_.Read();
+  auto worker_packets = Family("relaywatch_worker_packets_total",
+                               "Decoded packets analysed, by worker.", MetricType::Counter);
+  auto flows_active = Family("relaywatch_flows_active", "Flows in the flow tables, by worker.",
+                             MetricType::Gauge);
+  std::array<std::uint64_t, decode::kDecodeReasonCount> reasons{};
+  std::uint64_t created = 0, expired = 0, closed = 0, evicted = 0, tunnelled = 0;
+  const auto add_decode = [&](const decode::DecodeCounters& c) {
+    for (std::size_t r = 0; r < decode::kDecodeReasonCount; ++r) {
+      reasons[r] += c.by_reason[r].Read();
+    }
+    tunnelled += c.tunnelled.Read();
+  };
+  add_decode(reader_decode_);
+  for (const auto& w : workers_) {
+    const std::string id = absl::StrCat(w->index());
+    Add(worker_packets, {{"worker", id}}, static_cast<double>(w->counters().packets.Read()));
+    Add(flows_active, {{"worker", id}}, static_cast<double>(w->flow_counters().active.Read()));
+    add_decode(w->decode_counters());
+    created += w->flow_counters().created.Read();
+    expired += w->flow_counters().expired.Read();
+    closed += w->flow_counters().closed.Read();
+    evicted += w->flow_counters().evicted.Read();
+  }
+  if (!live_.empty()) {
+    packets = 0;
+    bytes = 0;
+    for (const auto& w : workers_) {
+      packets += w->counters().packets.Read();
+      bytes += w->counters().bytes.Read();
+    }
+    std::uint64_t undecoded = 0;
+    for (std::size_t r = 0; r < decode::kDecodeReasonCount; ++r) {
+      undecoded += reasons[r];
+    }
+    packets += undecoded;  // every frame read, decodable or not
+  }
+  auto p = Family("relaywatch_packets_total", "Frames read from capture or replay.",
+                  MetricType::Counter);
+  Add(p, {}, static_cast<double>(packets));
+  out.push_back(std::move(p));
+  auto b = Family("relaywatch_bytes_total", "Wire bytes of frames read (decoded ones).",
+                  MetricType::Counter);
+  Add(b, {}, static_cast<double>(bytes));
+  out.push_back(std::move(b));
+  out.push_back(std::move(worker_packets));
+
+  auto errors = Family("relaywatch_decode_errors_total",
+                       "Malformed or truncated frames, by reason; each was skipped.",
+                       MetricType::Counter);
+  auto skipped = Family("relaywatch_packets_skipped_total",
+                        "Valid frames not analysed (non-IP, fragments, ...), by reason.",
+                        MetricType::Counter);
+  for (std::size_t r = 0; r < decode::kDecodeReasonCount; ++r) {
+    const auto reason = static_cast<decode::DecodeReason>(r);
+    Add(decode::IsDecodeError(reason) ? errors : skipped,
+        {{"reason", std::string(decode::DecodeReasonName(reason))}}, static_cast<double>(reasons[r]));
+  }
+  out.push_back(std::move(errors));
+  out.push_back(std::move(skipped));
+  auto tun = Family("relaywatch_tunnelled_packets_total",
+                    "Packets decoded from inside GRE, IP-in-IP, VXLAN or Geneve.",
+                    MetricType::Counter);
+  Add(tun, {}, static_cast<double>(tunnelled));
+  out.push_back(std::move(tun));
+
+  auto received = Family("relaywatch_capture_received_packets_total",
+                         "Packets that passed the capture filter (pcap_stats ps_recv).",
+                         MetricType::Counter);
+  auto dropped = Family("relaywatch_capture_dropped_packets_total",
+                        "Packets dropped because the capture ring was full (ps_drop).",
+                        MetricType::Counter);
+  auto ifdropped = Family("relaywatch_capture_interface_dropped_packets_total",
+                          "Packets dropped by the interface or driver (ps_ifdrop).",
+                          MetricType::Counter);
+  std::map<std::string, std::array<std::uint64_t, 3>> per_interface;
+  for (const auto& lw : live_) {
+    for (std::size_t k = 0; k < lw->stats.size(); ++k) {
+      auto& agg = per_interface[lw->interfaces[k]];
+      for (int j = 0; j < 3; ++j) {
+        agg[j] += lw->stats[k][j].load();
+      }
+    }
+  }
+  for (const auto& [iface, v] : per_interface) {
+    Add(received, {{"interface", iface}}, static_cast<double>(v[0]));
+    Add(dropped, {{"interface", iface}}, static_cast<double>(v[1]));
+    Add(ifdropped, {{"interface", iface}}, static_cast<double>(v[2]));
+  }
+  out.push_back(std::move(received));
+  out.push_back(std::move(dropped));
+  out.push_back(std::move(ifdropped));
+
+  out.push_back(std::move(flows_active));
+  auto fc = Family("relaywatch_flows_created_total", "Flows created.", MetricType::Counter);
+  Add(fc, {}, static_cast<double>(created));
+  out.push_back(std::move(fc));
+  auto fe = Family("relaywatch_flows_ended_total",
+                   "Flows ended by idle timeout or after FIN/RST.", MetricType::Counter);
+  Add(fe, {{"reason", "timeout"}}, static_cast<double>(expired));
+  Add(fe, {{"reason", "closed"}}, static_cast<double>(closed));
+  out.push_back(std::move(fe));
+  auto fv = Family("relaywatch_flows_evicted_total",
+                   "Flows evicted because a flow table was full (raise flows.max_flows).",
+                   MetricType::Counter);
+  Add(fv, {}, static_cast<double>(evicted));
+  out.push_back(std::move(fv));
+
+  const host::HostStageStats hs = host_->stats();
+  auto sessions = Family("relaywatch_remote_sessions_total",
+                         "Remote-access sessions identified, by app.", MetricType::Counter);
+  for (const auto& [app, n] : hs.remote_sessions_by_app) {
+    Add(sessions, {{"app", app}}, static_cast<double>(n));
+  }
+  out.push_back(std::move(sessions));
+  auto alerts = Family("relaywatch_alerts_total", "Alerts published, by detector and severity.",
+                       MetricType::Counter);
+  for (const auto& [key, n] : hs.alerts) {
+    Add(alerts, {{"detector", key.first}, {"severity", absl::StrCat(key.second)}},
+        static_cast<double>(n));
+  }
+  out.push_back(std::move(alerts));
+  auto suppressed = Family("relaywatch_alerts_suppressed_total",
+                           "Alerts not published: duplicates within the dedup window, or over "
+                           "the per-host rate limit.",
+                           MetricType::Counter);
+  Add(suppressed, {{"reason", "duplicate"}}, static_cast<double>(hs.suppressed_duplicate));
+  Add(suppressed, {{"reason", "rate_limit"}}, static_cast<double>(hs.suppressed_rate_limited));
+  out.push_back(std::move(suppressed));
+  auto hosts = Family("relaywatch_host_table_entries", "Hosts tracked by the host stage.",
+                      MetricType::Gauge);
+  Add(hosts, {}, static_cast<double>(hs.hosts_tracked));
+  out.push_back(std::move(hosts));
+  auto hosts_ev = Family("relaywatch_host_table_evictions_total",
+                         "Hosts forgotten because the host table was full.", MetricType::Counter);
+  Add(hosts_ev, {}, static_cast<double>(hs.hosts_evicted));
+  out.push_back(std::move(hosts_ev));
+
+  auto records_dropped = Family("relaywatch_records_dropped_total",
+                                "Records (never alerts) shed under back-pressure.",
+                                MetricType::Counter);
+  Add(records_dropped, {{"reason", "queue_full"}},
+      static_cast<double>(output_->dropped() + findings_dropped_.load()));
+  out.push_back(std::move(records_dropped));
+  auto queued = Family("relaywatch_output_queue_events", "Events waiting for the sinks.",
+                       MetricType::Gauge);
+  Add(queued, {}, static_cast<double>(output_->queued()));
+  out.push_back(std::move(queued));
+
+  auto written = Family("relaywatch_output_events_total", "Events written, by output.",
+                        MetricType::Counter);
+  auto out_dropped = Family("relaywatch_output_dropped_events_total",
+                            "Events an output could not deliver, by output.",
+                            MetricType::Counter);
+  for (const auto& sink : output_->sinks()) {
+    if (const auto* j = dynamic_cast<const sinks::JsonlSink*>(sink.get())) {
+      Add(written, {{"output", "jsonl"}}, static_cast<double>(j->written()));
+      Add(out_dropped, {{"output", "jsonl"}}, static_cast<double>(j->write_errors()));
+    } else if (const auto* s = dynamic_cast<const sinks::SyslogSink*>(sink.get())) {
+      Add(written, {{"output", "syslog"}}, static_cast<double>(s->sent()));
+      Add(out_dropped, {{"output", "syslog"}}, static_cast<double>(s->dropped()));
+    }
+  }
+  out.push_back(std::move(written));
+  out.push_back(std::move(out_dropped));
+
+  auto reloads = Family("relaywatch_config_reloads_total", "Configuration reloads, by result.",
+                        MetricType::Counter);
+  Add(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.load()));
+  Add(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.load()));
+  out.push_back(std::move(reloads));
+  return out;
+}
+
+}  // namespace relaywatch::daemon

@@ -1,0 +1,144 @@
+#include "daemon/worker.h"
+
+#include <cstdlib>
+
+#include "capture/decode/decoder.h"
+#include "daemon/log.h"
+
+namespace relaywatch::daemon {
+namespace {
+
+std::string_view EndReasonName(flow::EndReason reason) {
+  switch (reason) {
+    case flow::EndReason::kIdle:
+      return "timeout";
+    case flow::EndReason::kClosed:
+      return "closed";
+    case flow::EndReason::kEvicted:
+      return "evicted";
+    case flow::EndReason::kShutdown:
+      return "shutdown";
+    case flow::EndReason::kReused:
+      return "reused";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+Worker::Worker(int index, const Config& config)
+    : index_(index),
+      flows_(config.flows,
+             [this](flow::FlowState& flow, flow::EndReason reason) { OnFlowEnd(flow, reason); }) {
+  BuildDetectors(config);
+}
+
+void Worker::BuildDetectors(const Config& config) {
+  community_id_seed_ = config.community_id_seed;
+  emit_flow_records_ = false;
+  for (const std::string& e : config.jsonl.events) {
+    emit_flow_records_ |= config.jsonl_enabled && e == "flow";
+  }
+  for (const std::string& e : config.syslog.events) {
+    emit_flow_records_ |= config.syslog_enabled && e == "flow";
+  }
+  detectors_.clear();
+  const auto& registry = detectors::Registry();
+  for (std::size_t i = 0; i < registry.size(); ++i) {
+    detectors::DetectorContext context;
+    context.index = static_cast<int>(i);
+    context.community_id_seed = config.community_id_seed;
+    auto detector = registry[i].create(config.detectors.Child(registry[i].name), context);
+    if (!detector.ok()) {
+      // ParseConfig built every detector once already; failing now is a bug.
+      RW_LOG(kError, "detector %s: %s", registry[i].name, detector.status().ToString());
+      std::abort();
+    }
+    detectors_.push_back(std::move(*detector));
+  }
+}
+
+void Worker::Reconfigure(const Config& config) { BuildDetectors(config); }
+
+void Worker::ProcessFrame(int dlt, const capture::Frame& frame) {
+  if (!decode::DecodeFrame(dlt, {frame.data, frame.captured_length}, frame.wire_length,
+                           frame.ts, scratch_, decode_counters_)) {
+    return;
+  }
+  ProcessDecoded(scratch_);
+}
+
+void Worker::ProcessDecoded(const decode::DecodedPacket& packet) {
+  counters_.packets.Increment();
+  counters_.bytes.Increment(packet.wire_length);
+  flow::Direction direction;
+  flow::FlowState& flow = flows_.Track(packet, direction);
+  for (std::size_t i = 0; i < detectors_.size(); ++i) {
+    const std::uint32_t bit = 1U << i;
+    if (!detectors_[i] || (flow.detectors_done & bit) != 0) {
+      continue;
+    }
+    if (detectors_[i]->OnPacket(packet, flow, direction, events_) ==
+        detectors::Verdict::kDone) {
+      flow.detectors_done |= bit;
+    }
+  }
+  // Detector clocks tick once per second of packet time.
+  if (packet.ts - last_tick_ >= absl::Seconds(1)) {
+    last_tick_ = packet.ts;
+    for (auto& d : detectors_) {
+      if (d) {
+        d->OnTick(packet.ts, events_);
+      }
+    }
+  }
+}
+
+void Worker::Advance(PacketTime now) {
+  flows_.Advance(now);
+  for (auto& d : detectors_) {
+    if (d) {
+      d->OnTick(flows_.now(), events_);
+    }
+  }
+}
+
+void Worker::Finish() { flows_.EndAll(flow::EndReason::kShutdown); }
+
+void Worker::OnFlowEnd(flow::FlowState& flow, flow::EndReason reason) {
+  for (auto& d : detectors_) {
+    if (d) {
+      d->OnFlowEnd(flow, events_);
+    }
+  }
+  if (!emit_flow_records_) {
+    return;
+  }
+  Event e;
+  e.event_type = "flow";
+  e.ts = flow.last_seen;
+  e.flow = FlowRef::FromFlow(flow, community_id_seed_);
+  const auto& to_server = flow.stats[0];
+  const auto& to_client = flow.stats[1];
+  e.body = {{"pkts_toserver", to_server.packets},
+            {"pkts_toclient", to_client.packets},
+            {"bytes_toserver", to_server.bytes},
+            {"bytes_toclient", to_client.bytes},
+            {"start", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", flow.first_seen, absl::UTCTimeZone())},
+            {"end", absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", flow.last_seen, absl::UTCTimeZone())},
+            {"age", absl::ToInt64Seconds(flow.last_seen - flow.first_seen)},
+            {"reason", EndReasonName(reason)},
+            {"originator_from_handshake", flow.originator_from_handshake}};
+  if (flow.tunnel_depth > 0) {
+    e.body["tunnel_depth"] = flow.tunnel_depth;
+  }
+  events_.Emit(std::move(e));
+}
+
+std::vector<Event> Worker::TakeEvents() {
+  std::vector<Event> out;
+  out.swap(events_.events());
+  return out;
+}
+
+}  // namespace relaywatch::daemon

@@ -1,0 +1,59 @@
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "capture/decode/decode_counters.h"
+#include "capture/decode/decoded_packet.h"
+#include "capture/flow/flow_table.h"
+#include "capture/pcap_source.h"
+#include "daemon/config.h"
+#include "detectors/detector.h"
+
+namespace relaywatch::daemon {
+
+struct WorkerCounters {
+  WorkerCounter packets;  // decoded packets processed
+  WorkerCounter bytes;
+};
+
+// One packet-path worker: its own flow table and detector instances, sharing nothing with
+// other workers. Events it produces are collected with TakeEvents() between batches.
+// Thread-safety: all calls from the owning thread, except the counters (relaxed atomics).
+class Worker {
+ public:
+  Worker(int index, const Config& config);
+
+  // Decodes a frame with this worker's decode counters, then processes it.
+  void ProcessFrame(int dlt, const capture::Frame& frame);
+  void ProcessDecoded(const decode::DecodedPacket& packet);
+  // Packet time moves on without packets (idle live capture): expire flows, tick detectors.
+  void Advance(PacketTime now);
+  // Ends every flow so detectors conclude (shutdown, end of replay).
+  void Finish();
+  // Rebuilds detector instances from a new config (SIGHUP), between batches.
+  void Reconfigure(const Config& config);
+
+  std::vector<Event> TakeEvents();
+  int index() const { return index_; }
+  const WorkerCounters& counters() const { return counters_; }
+  const decode::DecodeCounters& decode_counters() const { return decode_counters_; }
+  const flow::FlowTableCounters& flow_counters() const { return flows_.counters(); }
+
+ private:
+  void BuildDetectors(const Config& config);
+  void OnFlowEnd(flow::FlowState& flow, flow::EndReason reason);
+
+  int index_;
+  bool emit_flow_records_ = false;
+  std::uint16_t community_id_seed_ = 0;
+  std::vector<std::unique_ptr<detectors::Detector>> detectors_;  // by registry index; may be null
+  flow::FlowTable flows_;
+  detectors::EventBuffer events_;
+  decode::DecodeCounters decode_counters_;
+  WorkerCounters counters_;
+  decode::DecodedPacket scratch_;
+  PacketTime last_tick_ = absl::InfinitePast();
+};
+
+}  // namespace relaywatch::daemon

@@ -1,0 +1,80 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "capture/base/ip_address.h"
+#include "detectors/event.h"
+
+namespace relaywatch::host {
+
+struct HostStageConfig {
+  std::vector<Cidr> home_networks;
+  // The same (host, rule, app, peer) alerts once per window; repeats are counted.
+  absl::Duration dedup_window = absl::Hours(1);
+  // At most this many alerts per host per hour of packet time; the rest are counted.
+  std::uint64_t max_alerts_per_host_per_hour = 20;
+  // Hosts remembered for dedup and rate limiting; the idlest is forgotten (and counted).
+  std::size_t max_hosts = 65536;
+};
+
+// Signature ids of the rules in this stage (our range 9100000-9199999).
+inline constexpr std::uint32_t kSidRemoteControlFromOutside = 9100001;
+
+// Counters read by the metrics collector (copied under the stage's mutex).
+struct HostStageStats {
+  std::map<std::string, std::uint64_t> remote_sessions_by_app;
+  // (detector, severity) -> alerts published.
+  std::map<std::pair<std::string, int>, std::uint64_t> alerts;
+  std::uint64_t suppressed_duplicate = 0;
+  std::uint64_t suppressed_rate_limited = 0;
+  std::uint64_t hosts_tracked = 0;
+  std::uint64_t hosts_evicted = 0;
+};
+
+// The host stage: one thread that sees every worker's findings, decides which internal host
+// an event is about, and turns findings into alerts with dedup and rate limiting.
+//
+// Rule "remote control from outside": a remote_session whose controlled endpoint is inside
+// `home_networks` and whose controller is outside them.
+// Time: packet time of the findings only. Thread-safety: Process() from one thread; stats()
+// from any.
+class HostStage {
+ public:
+  explicit HostStage(HostStageConfig config);
+
+  // Handles one finding; appends it and any alert it causes to `publish`, in order.
+  void Process(Event finding, std::vector<Event>& publish);
+  // Replaces the configuration (SIGHUP) keeping dedup and rate-limit state.
+  void Reconfigure(HostStageConfig config);
+
+  HostStageStats stats() const;
+  bool IsHome(const IpAddress& address) const;
+
+ private:
+  struct HostState {
+    PacketTime last_seen;
+    // Alert keys (rule/app/peer) -> when last alerted.
+    absl::flat_hash_map<std::string, PacketTime> alerted;
+    // Start of the current rate-limit hour and alerts in it.
+    PacketTime window_start = absl::InfinitePast();
+    std::uint64_t window_alerts = 0;
+  };
+
+  void RemoteSession(const Event& finding, std::vector<Event>& publish);
+  // Applies dedup and rate limit; true when the alert may be published.
+  bool Admit(const IpAddress& host, const std::string& key, PacketTime now);
+  HostState& Host(const IpAddress& host, PacketTime now);
+
+  HostStageConfig config_;
+  absl::flat_hash_map<IpAddress, HostState> hosts_;
+  mutable absl::Mutex mu_;
+  HostStageStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace relaywatch::host

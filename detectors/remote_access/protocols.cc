@@ -1,0 +1,239 @@
+#include "detectors/remote_access/protocols.h"
+
+#include <string_view>
+
+namespace relaywatch::detectors::remote_access {
+namespace {
+
+constexpr std::size_t kMaxSshLine = 255;  // RFC 4253: at most 255 characters incl. CR LF
+constexpr int kMaxSshPreambleLines = 8;
+
+std::uint16_t Be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
+std::uint16_t Le16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[1] << 8 | p[0]); }
+std::uint32_t Le32(const std::uint8_t* p) {
+  return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
+         std::uint32_t{p[3]} << 24;
+}
+
+bool IsPrintableAscii(std::string_view s) {
+  for (char c : s) {
+    if (c < 0x20 || c > 0x7e) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool IsDigit(std::uint8_t c) { return c >= '0' && c <= '9'; }
+
+// TPKT (RFC 1006) header + X.224 fixed part common to CR and CC. Returns the variable
+// part, or nullopt when the layout is not an X.224 connection TPDU of type `code`.
+std::optional<Bytes> X224Body(Bytes data, std::uint8_t code) {
+  // TPKT: version 3, reserved 0, length (incl. header). X.224: length indicator = TPDU
+  // length minus the LI byte, then code, DST-REF(2), SRC-REF(2), class option.
+  if (data.size() < 11 || data[0] != 0x03 || data[1] != 0x00) {
+    return std::nullopt;
+  }
+  const std::size_t tpkt_length = Be16(data.data() + 2);
+  if (tpkt_length < 11 || tpkt_length > data.size()) {
+    return std::nullopt;
+  }
+  const std::size_t li = data[4];
+  if (li != tpkt_length - 5 || (data[5] & 0xf0) != code || (data[5] & 0x0f) != 0) {
+    return std::nullopt;
+  }
+  return data.subspan(11, tpkt_length - 11);
+}
+
+}  // namespace
+
+std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete) {
+  if (incomplete) {
+    *incomplete = false;
+  }
+  std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
+  for (int line = 0; line < kMaxSshPreambleLines && !text.empty(); ++line) {
+    const std::size_t eol = text.find('\n');
+    constexpr std::string_view kPrefix = "SSH-";
+    const bool is_banner = kPrefix.substr(0, std::min(kPrefix.size(), text.size())) ==
+                           text.substr(0, kPrefix.size());
+    if (eol == std::string_view::npos) {
+      // A partial line: wait for more only when it can still become a banner.
+      if (incomplete && is_banner && text.size() < kMaxSshLine) {
+        *incomplete = true;
+      }
+      return std::nullopt;
+    }
+    std::string_view l = text.substr(0, eol);
+    if (!l.empty() && l.back() == '\r') {
+      l.remove_suffix(1);
+    }
+    if (eol + 1 > kMaxSshLine || !IsPrintableAscii(l)) {
+      return std::nullopt;
+    }
+    if (l.substr(0, 4) == "SSH-") {
+      const std::string_view rest = l.substr(4);
+      const std::size_t dash = rest.find('-');
+      if (dash == std::string_view::npos || dash == 0) {
+        return std::nullopt;
+      }
+      SshBanner banner;
+      banner.proto_version = std::string(rest.substr(0, dash));
+      // Protocol versions are "1.x", "2.0" or "1.99": digits and one dot.
+      if (banner.proto_version.size() > 4 || !IsDigit(banner.proto_version[0]) ||
+          banner.proto_version.find('.') != 1) {
+        return std::nullopt;
+      }
+      std::string_view software = rest.substr(dash + 1);
+      const std::size_t space = software.find(' ');
+      if (space != std::string_view::npos) {
+        banner.comments = std::string(software.substr(space + 1));
+        software = software.substr(0, space);
+      }
+      if (software.empty()) {
+        return std::nullopt;
+      }
+      banner.software = std::string(software);
+      return banner;
+    }
+    text.remove_prefix(eol + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<RdpConnectionRequest> ParseRdpConnectionRequest(Bytes data) {
+  std::optional<Bytes> body = X224Body(data, 0xe0);
+  if (!body) {
+    return std::nullopt;
+  }
+  // CR: DST-REF must be 0 (MS-RDPBCGR 2.2.1.1); class 0.
+  if (data[6] != 0 || data[7] != 0 || data[10] != 0) {
+    return std::nullopt;
+  }
+  RdpConnectionRequest request;
+  Bytes rest = *body;
+  std::string_view text(reinterpret_cast<const char*>(rest.data()), rest.size());
+  // The variable part is a cookie or routing token ended by CR LF, then optionally an
+  // 8-byte RDP_NEG_REQ, then optionally RDP_NEG_CORRELATION_INFO. ISO transport users such
+  // as S7comm put parameter codes (0xc0-0xc2) here instead; those do not match.
+  if (text.substr(0, 8) == "Cookie: ") {
+    const std::size_t crlf = text.find("\r\n");
+    if (crlf == std::string_view::npos || !IsPrintableAscii(text.substr(0, crlf))) {
+      return std::nullopt;
+    }
+    const std::string_view value = text.substr(8, crlf - 8);
+    if (value.substr(0, 9) == "mstshash=") {
+      request.cookie = std::string(value.substr(9));
+    } else {
+      request.has_routing_token = true;
+    }
+    rest = rest.subspan(crlf + 2);
+  }
+  if (!rest.empty()) {
+    // TYPE_RDP_NEG_REQ (1), flags, length 8 (LE), requestedProtocols (LE).
+    if (rest.size() < 8 || rest[0] != 0x01 || Le16(rest.data() + 2) != 8) {
+      return std::nullopt;
+    }
+    request.has_negotiation = true;
+    request.requested_protocols = Le32(rest.data() + 4);
+    rest = rest.subspan(8);
+    // TYPE_RDP_CORRELATION_INFO (6), 36 bytes, may follow when flag 0x08 is set.
+    if (!rest.empty() && !(rest.size() == 36 && rest[0] == 0x06)) {
+      return std::nullopt;
+    }
+  }
+  return request;
+}
+
+std::optional<RdpConnectionConfirm> ParseRdpConnectionConfirm(Bytes data) {
+  std::optional<Bytes> body = X224Body(data, 0xd0);
+  if (!body) {
+    return std::nullopt;
+  }
+  RdpConnectionConfirm confirm;
+  if (body->empty()) {
+    return confirm;
+  }
+  // RDP_NEG_RSP (2) or RDP_NEG_FAILURE (3): type, flags, length 8, value.
+  const Bytes b = *body;
+  if (b.size() != 8 || (b[0] != 0x02 && b[0] != 0x03) || Le16(b.data() + 2) != 8) {
+    return std::nullopt;
+  }
+  confirm.has_negotiation = true;
+  confirm.failure = b[0] == 0x03;
+  confirm.selected_protocol = Le32(b.data() + 4);
+  return confirm;
+}
+
+std::string RdpProtocolNames(std::uint32_t protocols) {
+  if (protocols == 0) {
+    return "rdp";
+  }
+  static constexpr std::pair<std::uint32_t, std::string_view> kNames[] = {
+      {0x01, "ssl"}, {0x02, "hybrid"}, {0x04, "rdstls"}, {0x08, "hybrid_ex"}, {0x10, "rdsaad"}};
+  std::string out;
+  for (const auto& [bit, name] : kNames) {
+    if (protocols & bit) {
+      if (!out.empty()) {
+        out += ',';
+      }
+      out += name;
+    }
+  }
+  if (protocols & ~0x1fU) {
+    out += out.empty() ? "other" : ",other";
+  }
+  return out;
+}
+
+std::optional<RfbVersion> ParseRfbVersion(Bytes data) {
+  // "RFB 003.008\n": the server speaks first with exactly these 12 bytes.
+  if (data.size() != 12 || data[0] != 'R' || data[1] != 'F' || data[2] != 'B' ||
+      data[3] != ' ' || data[7] != '.' || data[11] != '\n') {
+    return std::nullopt;
+  }
+  for (int i : {4, 5, 6, 8, 9, 10}) {
+    if (!IsDigit(data[i])) {
+      return std::nullopt;
+    }
+  }
+  RfbVersion v;
+  v.major = (data[4] - '0') * 100 + (data[5] - '0') * 10 + (data[6] - '0');
+  v.minor = (data[8] - '0') * 100 + (data[9] - '0') * 10 + (data[10] - '0');
+  if (v.major == 0) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<RdpUdpSyn> ParseRdpUdpSyn(Bytes data) {
+  // RDPUDP_FEC_HEADER: snSourceAck(4), uReceiveWindowSize(2), uFlags(2); then
+  // RDPUDP_SYNDATA_PAYLOAD: snInitialSequenceNumber(4), uUpStreamMtu(2), uDownStreamMtu(2).
+  constexpr std::uint16_t kSyn = 0x0001;
+  constexpr std::uint16_t kAck = 0x0004;
+  if (data.size() < 16) {
+    return std::nullopt;
+  }
+  const std::uint16_t flags = Be16(data.data() + 6);
+  if ((flags & kSyn) == 0) {
+    return std::nullopt;
+  }
+  RdpUdpSyn syn;
+  syn.ack = (flags & kAck) != 0;
+  syn.source_ack = static_cast<std::uint32_t>(Be16(data.data())) << 16 | Be16(data.data() + 2);
+  syn.initial_sequence =
+      static_cast<std::uint32_t>(Be16(data.data() + 8)) << 16 | Be16(data.data() + 10);
+  syn.upstream_mtu = Be16(data.data() + 12);
+  syn.downstream_mtu = Be16(data.data() + 14);
+  const auto mtu_ok = [](std::uint16_t m) { return m >= 1132 && m <= 1232; };
+  if (!mtu_ok(syn.upstream_mtu) || !mtu_ok(syn.downstream_mtu)) {
+    return std::nullopt;
+  }
+  // The client's SYN acknowledges nothing yet.
+  if (!syn.ack && syn.source_ack != 0xffffffffU) {
+    return std::nullopt;
+  }
+  return syn;
+}
+
+}  // namespace relaywatch::detectors::remote_access

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+
+// Parsers for the first bytes of remote-access protocols. Each takes the start of one
+// direction's payload, never reads past it, and returns nothing unless the bytes match the
+// protocol's structure exactly: they are the evidence behind a remote_session.
+namespace relaywatch::detectors::remote_access {
+
+using Bytes = std::span<const std::uint8_t>;
+
+// RFC 4253 section 4.2 identification string: "SSH-protoversion-softwareversion [comments]"
+// ended by CR LF (LF alone is tolerated, as OpenSSH does). A server may send other lines
+// first; those are skipped.
+struct SshBanner {
+  std::string proto_version;  // "2.0", "1.99", "1.5"
+  std::string software;       // "OpenSSH_9.2p1"
+  std::string comments;       // "Debian-2+deb12u3"
+};
+// nullopt when the bytes are not an SSH identification, or when the line is incomplete
+// (`incomplete` is set then, so the caller can wait for more bytes).
+std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete = nullptr);
+
+// MS-RDPBCGR 2.2.1.1: TPKT + X.224 Connection Request + optional cookie/routing token +
+// optional RDP_NEG_REQ.
+struct RdpConnectionRequest {
+  std::string cookie;  // "mstshash=<user>" user name, when present
+  bool has_routing_token = false;
+  bool has_negotiation = false;
+  std::uint32_t requested_protocols = 0;  // PROTOCOL_SSL 1, HYBRID 2, RDSTLS 4, HYBRID_EX 8
+};
+std::optional<RdpConnectionRequest> ParseRdpConnectionRequest(Bytes data);
+
+// MS-RDPBCGR 2.2.1.2: TPKT + X.224 Connection Confirm + optional RDP_NEG_RSP/FAILURE.
+struct RdpConnectionConfirm {
+  bool has_negotiation = false;
+  bool failure = false;
+  std::uint32_t selected_protocol = 0;  // or the failure code when `failure`
+};
+std::optional<RdpConnectionConfirm> ParseRdpConnectionConfirm(Bytes data);
+
+// Names of the RDP security protocol bits, e.g. "ssl,hybrid"; "rdp" for 0 (standard
+// RDP security).
+std::string RdpProtocolNames(std::uint32_t protocols);
+
+// RFC 6143 section 7.1.1 ProtocolVersion: exactly "RFB xxx.yyy\n" (12 bytes).
+struct RfbVersion {
+  int major = 0;
+  int minor = 0;
+};
+std::optional<RfbVersion> ParseRfbVersion(Bytes data);
+
+// MS-RDPEUDP 2.2.2.1 SYN datagrams. The client's SYN has snSourceAck = -1 and the
+// RDPUDP_FLAG_SYN flag; the server's SYN+ACK has SYN|ACK and acknowledges the client's
+// initial sequence number. Both carry up/downstream MTUs in [1132, 1232].
+struct RdpUdpSyn {
+  bool ack = false;  // SYN+ACK (server) rather than SYN (client)
+  std::uint32_t source_ack = 0;
+  std::uint32_t initial_sequence = 0;
+  std::uint16_t upstream_mtu = 0;
+  std::uint16_t downstream_mtu = 0;
+};
+std::optional<RdpUdpSyn> ParseRdpUdpSyn(Bytes data);
+
+}  // namespace relaywatch::detectors::remote_access
