@@ -450,7 +450,18 @@ void SyslogSink::Drain() {
   }
   while (!pending_.empty()) {
     const Pending& front = pending_.front();
-    if (!SendAll(front.frame)) {
+    const int error = SendAll(front.frame);
+    if (error == EMSGSIZE && !tcp_) {
+      // A datagram the kernel will never accept (SD over 64 KiB) would block the queue
+      // forever if requeued; it is dropped and counted instead.
+      if (!front.alert) {
+        --pending_non_alerts_;
+      }
+      pending_.pop_front();
+      Bump(dropped_);
+      continue;
+    }
+    if (error != 0) {
       // The message stays at the front and is sent first on the next connection.
       Bump(send_errors_);
       CloseSocket();
@@ -539,7 +550,7 @@ bool SyslogSink::PeerClosed() const {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-bool SyslogSink::SendAll(std::string_view data) const {
+int SyslogSink::SendAll(std::string_view data) const {
   while (!data.empty()) {
     // MSG_NOSIGNAL: a collector that went away must give EPIPE, not kill us with SIGPIPE.
     const ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
@@ -547,11 +558,11 @@ bool SyslogSink::SendAll(std::string_view data) const {
       if (errno == EINTR) {
         continue;
       }
-      return false;
+      return errno;
     }
     data.remove_prefix(static_cast<std::size_t>(n));
   }
-  return true;
+  return 0;
 }
 
 void SyslogSink::CloseSocket() {

@@ -80,7 +80,8 @@ class SyslogSink : public Sink {
 
   // Messages handed to the kernel.
   std::uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
-  // Messages discarded because the pending queue was full.
+  // Messages discarded: the pending queue was full, or (UDP) the kernel refused the
+  // datagram as too large.
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
   // Failed connection attempts (resolution, refused, timeout).
   std::uint64_t connect_failures() const {
@@ -105,7 +106,8 @@ class SyslogSink : public Sink {
   void Drain();
   absl::Status Connect();
   bool PeerClosed() const;
-  bool SendAll(std::string_view data) const;
+  // Returns 0 or the errno of the failed send().
+  int SendAll(std::string_view data) const;
   void CloseSocket();
   void ScheduleRetry(Clock::time_point now);
   // Single writer (the output thread), so load+store needs no read-modify-write.

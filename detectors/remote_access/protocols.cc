@@ -236,4 +236,45 @@ std::optional<RdpUdpSyn> ParseRdpUdpSyn(Bytes data) {
   return syn;
 }
 
+std::optional<RdpUdpDatagram> ParseRdpUdpDatagram(Bytes data) {
+  constexpr std::uint16_t kSyn = 0x0001;
+  constexpr std::uint16_t kAck = 0x0004;
+  constexpr std::uint16_t kData = 0x0008;
+  constexpr std::uint16_t kFec = 0x0010;
+  constexpr std::uint16_t kAckOfAcks = 0x0100;
+  constexpr std::uint16_t kKnownFlags = 0x1fff;
+  constexpr std::size_t kMaxAckVector = 2048;  // MS-RDPEUDP 2.2.2.7: uAckVectorSize < 2048
+  if (data.size() < 12) {
+    return std::nullopt;
+  }
+  RdpUdpDatagram d;
+  d.source_ack = static_cast<std::uint32_t>(Be16(data.data())) << 16 | Be16(data.data() + 2);
+  d.flags = Be16(data.data() + 6);
+  if ((d.flags & kAck) == 0 || (d.flags & kSyn) != 0 || (d.flags & ~kKnownFlags) != 0) {
+    return std::nullopt;
+  }
+  // RDPUDP_ACK_VECTOR_HEADER: uAckVectorSize(2) + elements, padded to a 4-byte boundary.
+  const std::size_t vector_size = Be16(data.data() + 8);
+  if (vector_size >= kMaxAckVector) {
+    return std::nullopt;
+  }
+  std::size_t offset = 8 + ((2 + vector_size + 3) & ~std::size_t{3});
+  if ((d.flags & kAckOfAcks) != 0) {
+    offset += 4;  // RDPUDP_ACK_OF_ACKVECTOR_HEADER
+  }
+  if (offset > data.size()) {
+    return std::nullopt;
+  }
+  if ((d.flags & kData) != 0 && (d.flags & kFec) == 0) {
+    // RDPUDP_SOURCE_PAYLOAD_HEADER: snCoded(4), snSourceStart(4).
+    if (offset + 8 > data.size()) {
+      return std::nullopt;
+    }
+    d.has_data = true;
+    d.sn_coded = static_cast<std::uint32_t>(Be16(data.data() + offset)) << 16 |
+                 Be16(data.data() + offset + 2);
+  }
+  return d;
+}
+
 }  // namespace relaywatch::detectors::remote_access

@@ -65,4 +65,16 @@ struct RdpUdpSyn {
 };
 std::optional<RdpUdpSyn> ParseRdpUdpSyn(Bytes data);
 
+// MS-RDPEUDP 2.2.2.x datagram after the handshake: RDPUDP_FEC_HEADER (snSourceAck,
+// uReceiveWindowSize, uFlags with ACK set, SYN clear), the ACK vector, and for DATA
+// datagrams the source payload header's snCoded. A capture that starts mid-session has no
+// SYN; the two directions then prove the protocol by acknowledging each other's snCoded.
+struct RdpUdpDatagram {
+  std::uint32_t source_ack = 0;
+  std::uint16_t flags = 0;
+  bool has_data = false;
+  std::uint32_t sn_coded = 0;
+};
+std::optional<RdpUdpDatagram> ParseRdpUdpDatagram(Bytes data);
+
 }  // namespace relaywatch::detectors::remote_access

@@ -33,7 +33,17 @@ struct FlowData : flow::DetectorFlowData {
   std::optional<RdpUdpSyn> rdp_udp_syn;
   int rdp_udp_syn_dir = -1;
   bool rdp_udp_syn_ack = false;
+  // Mid-session RDPEUDP: recent snCoded values sent per direction, and how often each
+  // direction acknowledged one the other had sent.
+  static constexpr int kRecent = 8;
+  std::uint32_t rdp_udp_sent[2][kRecent] = {};
+  int rdp_udp_sent_count[2] = {0, 0};
+  int rdp_udp_acked[2] = {0, 0};
+  bool rdp_udp_broken = false;  // a datagram that is not RDPEUDP
 };
+
+// Acknowledgements of the peer's sequence numbers, per direction, that prove RDPEUDP.
+constexpr int kRdpUdpAcksNeeded = 2;
 
 Bytes View(const std::string& s) {
   return Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
@@ -86,6 +96,15 @@ Finding Assess(const FlowData& d, const FlowState& flow) {
     f.app = App::kRdpUdp;
     f.both_sides = d.rdp_udp_syn_ack;
     f.controlled_dir = 1 - d.rdp_udp_syn_dir;
+  } else if (d.rdp_udp_acked[0] >= kRdpUdpAcksNeeded && d.rdp_udp_acked[1] >= kRdpUdpAcksNeeded) {
+    f.app = App::kRdpUdp;
+    f.both_sides = true;
+    // No handshake seen: the side on the registered port is the server, if either is.
+    if (flow.responder.port == 3389 && flow.originator.port != 3389) {
+      f.controlled_dir = flow::Index(Direction::kToOriginator);
+    } else if (flow.originator.port == 3389 && flow.responder.port != 3389) {
+      f.controlled_dir = flow::Index(Direction::kToResponder);
+    }
   } else if (d.rfb_first >= 0) {
     f.app = App::kVnc;
     f.both_sides = d.rfb[0] && d.rfb[1];
@@ -184,9 +203,14 @@ Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
       break;
     }
     case App::kRdpUdp:
-      b["rdp"] = {{"upstream_mtu", d.rdp_udp_syn->upstream_mtu},
-                  {"downstream_mtu", d.rdp_udp_syn->downstream_mtu}};
-      b["evidence"] = d.rdp_udp_syn_ack ? "RDPEUDP SYN and SYN+ACK" : "RDPEUDP SYN";
+      if (d.rdp_udp_syn) {
+        b["rdp"] = {{"upstream_mtu", d.rdp_udp_syn->upstream_mtu},
+                    {"downstream_mtu", d.rdp_udp_syn->downstream_mtu}};
+        b["evidence"] = d.rdp_udp_syn_ack ? "RDPEUDP SYN and SYN+ACK" : "RDPEUDP SYN";
+      } else {
+        b["rdp"] = nlohmann::json::object();
+        b["evidence"] = "RDPEUDP sequence numbers acknowledged by both sides (mid-session)";
+      }
       break;
     case App::kVnc: {
       const int server = d.rfb_first;
@@ -215,10 +239,29 @@ void Inspect(FlowData& data, const decode::DecodedPacket& p, int d) {
   const Side& side = data.side[d];
   const Bytes buffer = View(side.buffer);
   if (p.is_udp()) {
-    if (!data.rdp_udp_syn) {
+    if (!data.rdp_udp_syn && data.side[d].payload_packets == 1 &&
+        data.side[1 - d].payload_packets == 0) {
       if (auto syn = ParseRdpUdpSyn(p.payload); syn && !syn->ack) {
         data.rdp_udp_syn = syn;
         data.rdp_udp_syn_dir = d;
+        return;
+      }
+    }
+    if (!data.rdp_udp_syn) {
+      const std::optional<RdpUdpDatagram> dg = ParseRdpUdpDatagram(p.payload);
+      if (!dg) {
+        data.rdp_udp_broken = true;
+        return;
+      }
+      const int other = 1 - d;
+      for (int i = 0; i < std::min(data.rdp_udp_sent_count[other], FlowData::kRecent); ++i) {
+        if (data.rdp_udp_sent[other][i] == dg->source_ack) {
+          ++data.rdp_udp_acked[d];
+          break;
+        }
+      }
+      if (dg->has_data) {
+        data.rdp_udp_sent[d][data.rdp_udp_sent_count[d]++ % FlowData::kRecent] = dg->sn_coded;
       }
     } else if (d != data.rdp_udp_syn_dir && !data.rdp_udp_syn_ack) {
       if (auto syn = ParseRdpUdpSyn(p.payload);
@@ -284,8 +327,8 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
     slot.reset();
     return Verdict::kDone;
   }
-  // UDP protocols here announce themselves in the first datagram of each side.
-  if (packet.is_udp() && !data.rdp_udp_syn) {
+  // A UDP flow either opened with an RDPEUDP SYN or must parse as RDPEUDP throughout.
+  if (packet.is_udp() && !data.rdp_udp_syn && data.rdp_udp_broken) {
     slot.reset();
     return Verdict::kDone;
   }
