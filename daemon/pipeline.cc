@@ -354,7 +354,19 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
   }
   tick();
   lw.io.run();
-  // Stopped: conclude every flow and hand the findings over.
+  // Stopped. TPACKET_V3 hands packets over a block at a time, once the block retires
+  // (timeout_ms): keep reading for a little longer than that so nothing the kernel already
+  // captured is lost, then conclude every flow and hand the findings over.
+  const std::int64_t deadline = SteadyNanos() + 300'000'000;
+  capture::Frame frame;
+  while (SteadyNanos() < deadline) {
+    for (auto& source : lw.sources) {
+      while (source->Next(frame) == capture::NextResult::kPacket) {
+        worker.ProcessFrame(source->datalink(), frame);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   worker.Finish();
   flush_findings();
 }

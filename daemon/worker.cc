@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "absl/synchronization/mutex.h"
 #include "capture/decode/decoder.h"
 #include "daemon/log.h"
 
@@ -34,6 +35,10 @@ Worker::Worker(int index, const Config& config)
 }
 
 void Worker::BuildDetectors(const Config& config) {
+  // yaml-cpp promises nothing about concurrent reads of one document, and workers rebuild
+  // their detectors from the same config on reload: one at a time.
+  static absl::Mutex build_mu(absl::kConstInit);
+  absl::MutexLock lock(&build_mu);
   community_id_seed_ = config.community_id_seed;
   emit_flow_records_ = false;
   for (const std::string& e : config.jsonl.events) {

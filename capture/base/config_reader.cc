@@ -27,6 +27,13 @@ Section::Section(YAML::Node node, std::string path, std::shared_ptr<const std::s
   }
 }
 
+Section& Section::operator=(const Section& other) {
+  node_.reset(other.node_);
+  path_ = other.path_;
+  file_ = other.file_;
+  return *this;
+}
+
 bool Section::present() const { return node_.IsDefined() && !node_.IsNull(); }
 
 absl::Status Section::Error(const YAML::Node& at, absl::string_view key,
@@ -55,7 +62,13 @@ YAML::Node Section::At(absl::string_view key) const {
   }
   // Lookup through the const overload so a missing key is not inserted.
   const YAML::Node& const_node = node_;
-  return const_node[std::string(key)];
+  YAML::Node found = const_node[std::string(key)];
+  // A missing key yields an "invalid" node that throws on most uses; hand out a plain
+  // undefined one instead.
+  if (!found.IsDefined()) {
+    return YAML::Node(YAML::NodeType::Undefined);
+  }
+  return found;
 }
 
 bool Section::Has(absl::string_view key) const {

@@ -23,6 +23,9 @@ namespace relaywatch::config {
 class Section {
  public:
   Section(YAML::Node node, std::string path, std::shared_ptr<const std::string> file);
+  Section(const Section&) = default;
+  // YAML::Node's operator= writes into the referenced node; a Section rebinds instead.
+  Section& operator=(const Section& other);
 
   // True when the mapping exists in the file (not absent, not null).
   bool present() const;

@@ -1,1 +1,114 @@
-#include <gtest/gtest.h>
+#include "daemon/config.h"
+
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace relaywatch::daemon {
+namespace {
+
+using ::testing::HasSubstr;
+
+absl::StatusOr<Config> Parse(const std::string& yaml) {
+  absl::StatusOr<config::Section> root = config::LoadString(yaml, "t.yaml");
+  if (!root.ok()) {
+    return root.status();
+  }
+  return ParseConfig(*root);
+}
+
+TEST(Config, BuiltInDefaults) {
+  absl::StatusOr<Config> c = LoadConfig("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->home_networks_text.size(), 4u);
+  EXPECT_TRUE(c->jsonl_enabled);
+  EXPECT_EQ(c->jsonl.path, "-");
+  EXPECT_FALSE(c->syslog_enabled);
+  EXPECT_EQ(c->prometheus.listen, "127.0.0.1:9781");
+  EXPECT_EQ(c->capture.workers, 0);
+}
+
+// conf/relaywatch.yaml documents every key with its default: parsing it must give exactly
+// the built-in defaults, so the documentation cannot drift from the code.
+TEST(Config, ShippedFileEqualsBuiltInDefaults) {
+  absl::StatusOr<Config> file = LoadConfig(RELAYWATCH_SOURCE_DIR "/conf/relaywatch.yaml");
+  ASSERT_TRUE(file.ok()) << file.status();
+  absl::StatusOr<Config> defaults = LoadConfig("");
+  ASSERT_TRUE(defaults.ok());
+  EXPECT_EQ(file->home_networks_text, defaults->home_networks_text);
+  EXPECT_EQ(file->capture.interfaces, defaults->capture.interfaces);
+  EXPECT_EQ(file->capture.snaplen, defaults->capture.snaplen);
+  EXPECT_EQ(file->capture.buffer_size_mib, defaults->capture.buffer_size_mib);
+  EXPECT_EQ(file->capture.workers, defaults->capture.workers);
+  EXPECT_EQ(file->flows.max_flows, defaults->flows.max_flows);
+  EXPECT_EQ(file->flows.tcp_idle_timeout, defaults->flows.tcp_idle_timeout);
+  EXPECT_EQ(file->flows.udp_idle_timeout, defaults->flows.udp_idle_timeout);
+  EXPECT_EQ(file->flows.closed_timeout, defaults->flows.closed_timeout);
+  EXPECT_EQ(file->jsonl.path, defaults->jsonl.path);
+  EXPECT_EQ(file->jsonl.events, defaults->jsonl.events);
+  EXPECT_EQ(file->syslog_enabled, defaults->syslog_enabled);
+  EXPECT_EQ(file->syslog.transport, defaults->syslog.transport);
+  EXPECT_EQ(file->syslog.address, defaults->syslog.address);
+  EXPECT_EQ(file->syslog.events, defaults->syslog.events);
+  EXPECT_EQ(file->prometheus.listen, defaults->prometheus.listen);
+  EXPECT_EQ(file->alerting.dedup_window, defaults->alerting.dedup_window);
+  EXPECT_EQ(file->alerting.max_alerts_per_host_per_hour,
+            defaults->alerting.max_alerts_per_host_per_hour);
+}
+
+TEST(Config, ContractKeysAreRead) {
+  absl::StatusOr<Config> c = Parse(
+      "home_networks: [192.0.2.0/24]\n"
+      "outputs:\n"
+      "  jsonl: {path: /tmp/x.json, events: [alert, remote_session, flow]}\n"
+      "  syslog: {transport: udp, address: '127.0.0.1:5514'}\n"
+      "  prometheus: {listen: '127.0.0.1:9999'}\n"
+      "detectors:\n"
+      "  remote_access: {inspect_bytes: 4096}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->home_networks_text, std::vector<std::string>{"192.0.2.0/24"});
+  EXPECT_EQ(c->jsonl.path, "/tmp/x.json");
+  EXPECT_EQ(c->jsonl.events.size(), 3u);
+  EXPECT_TRUE(c->syslog_enabled);
+  EXPECT_EQ(c->syslog.transport, "udp");
+  EXPECT_EQ(c->syslog.address, "127.0.0.1:5514");
+  EXPECT_EQ(c->prometheus.listen, "127.0.0.1:9999");
+}
+
+struct BadCase {
+  const char* yaml;
+  const char* where;  // file:line:col expected in the message
+  const char* what;
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NameFileLineColumnAndKey) {
+  absl::StatusOr<Config> c = Parse(GetParam().yaml);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(c.status().message(), HasSubstr(GetParam().where));
+  EXPECT_THAT(c.status().message(), HasSubstr(GetParam().what));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ConfigErrors,
+    ::testing::Values(
+        BadCase{"bogus: 1\n", "t.yaml:1:1", "bogus: unknown key"},
+        BadCase{"capture:\n  snaplen: lots\n", "t.yaml:2:12", "capture.snaplen"},
+        BadCase{"capture:\n  workers: 1\n  workers: 2\n", "t.yaml:3:3", "duplicate key"},
+        BadCase{"capture:\n  bpf: 'tcp port'\n", "t.yaml:2:8", "bad BPF filter"},
+        BadCase{"home_networks: [10.0.0.0/33]\n", "t.yaml:1:16", "bad prefix length"},
+        BadCase{"home_networks: 10.0.0.0/8\n", "t.yaml:1:16", "expected a list"},
+        BadCase{"flows:\n  tcp_idle_timeout: soon\n", "t.yaml:2:21", "duration"},
+        BadCase{"outputs:\n  syslog:\n    transport: sctp\n", "t.yaml:3:16", "udp, tcp"},
+        BadCase{"outputs:\n  syslog:\n    address: nohostport\n", "t.yaml:3:5", "syslog"},
+        BadCase{"outputs:\n  jsonl:\n    events: [alert, bogus]\n", "t.yaml:3:13", "bogus"},
+        BadCase{"detectors:\n  no_such: {}\n", "t.yaml:2:3", "no_such: unknown key"},
+        BadCase{"detectors:\n  remote_access:\n    inspect_packets: 0\n", "t.yaml:3:22",
+                "inspect_packets"},
+        BadCase{"capture: [\n", "t.yaml:", "end of sequence"}));
+
+}  // namespace
+}  // namespace relaywatch::daemon

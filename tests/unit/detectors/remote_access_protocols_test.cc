@@ -1,1 +1,166 @@
-#include <gtest/gtest.h>
+#include "detectors/remote_access/protocols.h"
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace relaywatch::detectors::remote_access {
+namespace {
+
+Bytes B(const std::string& s) {
+  return Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+}
+Bytes B(const std::vector<std::uint8_t>& v) { return Bytes(v.data(), v.size()); }
+
+TEST(SshBanner, ParsesVersionSoftwareAndComments) {
+  auto b = ParseSshBanner(B("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->proto_version, "2.0");
+  EXPECT_EQ(b->software, "OpenSSH_9.2p1");
+  EXPECT_EQ(b->comments, "Debian-2+deb12u3");
+}
+
+TEST(SshBanner, AcceptsLfOnlyAndOldVersions) {
+  EXPECT_TRUE(ParseSshBanner(B("SSH-1.99-Cisco-1.25\n")).has_value());
+  auto v1 = ParseSshBanner(B("SSH-1.5-1.2.27\n"));
+  ASSERT_TRUE(v1.has_value());
+  EXPECT_EQ(v1->proto_version, "1.5");
+}
+
+TEST(SshBanner, SkipsServerPreambleLines) {
+  auto b = ParseSshBanner(B("Welcome to host\r\nUnauthorised access prohibited\r\nSSH-2.0-x\r\n"));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->software, "x");
+}
+
+TEST(SshBanner, IncompleteLineAsksForMore) {
+  bool incomplete = false;
+  EXPECT_FALSE(ParseSshBanner(B("SSH-2.0-Open"), &incomplete).has_value());
+  EXPECT_TRUE(incomplete);
+  EXPECT_FALSE(ParseSshBanner(B("GET / HTTP/1.1"), &incomplete).has_value());
+  EXPECT_FALSE(incomplete);
+}
+
+TEST(SshBanner, RejectsLookalikes) {
+  EXPECT_FALSE(ParseSshBanner(B("SSH-2.0-\r\n")).has_value());         // no software
+  EXPECT_FALSE(ParseSshBanner(B("SSH-x.0-foo\r\n")).has_value());      // bad version
+  EXPECT_FALSE(ParseSshBanner(B("SSH-2.0-fo\x01o\r\n")).has_value());  // control char
+  EXPECT_FALSE(ParseSshBanner(B("HTTP/1.1 200 OK\r\n\r\n")).has_value());
+  EXPECT_FALSE(ParseSshBanner(B(std::string(300, 'a') + "\nSSH-2.0-x\n")).has_value());
+}
+
+// mstsc's first packet: TPKT, X.224 CR, cookie, RDP_NEG_REQ (TLS|HYBRID|HYBRID_EX).
+std::vector<std::uint8_t> RdpRequest(const std::string& cookie, bool neg) {
+  std::vector<std::uint8_t> v = {0x03, 0x00, 0x00, 0x00, 0x00, 0xe0, 0, 0, 0, 0, 0};
+  for (char c : cookie) v.push_back(static_cast<std::uint8_t>(c));
+  if (neg) {
+    for (int b : {0x01, 0x00, 0x08, 0x00, 0x0b, 0x00, 0x00, 0x00}) v.push_back(b);
+  }
+  v[3] = static_cast<std::uint8_t>(v.size());
+  v[4] = static_cast<std::uint8_t>(v.size() - 5);
+  return v;
+}
+
+TEST(RdpConnectionRequest, ParsesCookieAndRequestedProtocols) {
+  auto r = ParseRdpConnectionRequest(B(RdpRequest("Cookie: mstshash=alice\r\n", true)));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->cookie, "alice");
+  EXPECT_TRUE(r->has_negotiation);
+  EXPECT_EQ(r->requested_protocols, 0x0bu);
+  EXPECT_EQ(RdpProtocolNames(r->requested_protocols), "ssl,hybrid,hybrid_ex");
+}
+
+TEST(RdpConnectionRequest, AcceptsBareRequestAndRoutingToken) {
+  EXPECT_TRUE(ParseRdpConnectionRequest(B(RdpRequest("", false))).has_value());
+  auto r = ParseRdpConnectionRequest(B(RdpRequest("Cookie: msts=3640205228.15629.0000\r\n", true)));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->has_routing_token);
+}
+
+TEST(RdpConnectionRequest, RejectsOtherIsoTransportUsers) {
+  // S7comm's COTP connection request carries TSAP parameters (0xc1, 0xc2, 0xc0).
+  std::vector<std::uint8_t> s7 = {0x03, 0x00, 0x00, 0x16, 0x11, 0xe0, 0x00, 0x00, 0x00, 0x01, 0x00,
+                                  0xc1, 0x02, 0x01, 0x00, 0xc2, 0x02, 0x01, 0x02, 0xc0, 0x01, 0x0a};
+  EXPECT_FALSE(ParseRdpConnectionRequest(B(s7)).has_value());
+  auto bad_li = RdpRequest("", true);
+  bad_li[4] += 1;
+  EXPECT_FALSE(ParseRdpConnectionRequest(B(bad_li)).has_value());
+  auto truncated = RdpRequest("Cookie: mstshash=bob\r\n", true);
+  truncated.pop_back();
+  EXPECT_FALSE(ParseRdpConnectionRequest(B(truncated)).has_value());
+  EXPECT_FALSE(ParseRdpConnectionRequest(B(RdpRequest("Cookie: x", false))).has_value());
+}
+
+TEST(RdpConnectionConfirm, ParsesSelectedProtocolAndFailure) {
+  std::vector<std::uint8_t> cc = {0x03, 0x00, 0x00, 0x13, 0x0e, 0xd0, 0x00, 0x00, 0x12, 0x34,
+                                  0x00, 0x02, 0x1f, 0x08, 0x00, 0x02, 0x00, 0x00, 0x00};
+  auto c = ParseRdpConnectionConfirm(B(cc));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_FALSE(c->failure);
+  EXPECT_EQ(c->selected_protocol, 2u);
+  cc[11] = 0x03;
+  cc[15] = 0x05;
+  c = ParseRdpConnectionConfirm(B(cc));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_TRUE(c->failure);
+  EXPECT_EQ(c->selected_protocol, 5u);
+  cc[5] = 0xe0;  // a request is not a confirm
+  EXPECT_FALSE(ParseRdpConnectionConfirm(B(cc)).has_value());
+}
+
+TEST(RfbVersion, ParsesExactlyTwelveBytes) {
+  auto v = ParseRfbVersion(B("RFB 003.008\n"));
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->major, 3);
+  EXPECT_EQ(v->minor, 8);
+  EXPECT_TRUE(ParseRfbVersion(B("RFB 003.889\n")).has_value());
+  EXPECT_FALSE(ParseRfbVersion(B("RFB 003.008")).has_value());
+  EXPECT_FALSE(ParseRfbVersion(B("RFB 003.008\r\n")).has_value());
+  EXPECT_FALSE(ParseRfbVersion(B("RFB 00a.008\n")).has_value());
+  EXPECT_FALSE(ParseRfbVersion(B("RFB 000.000\n")).has_value());
+}
+
+std::vector<std::uint8_t> RdpUdp(std::uint32_t ack, std::uint16_t flags, std::uint32_t seq,
+                                 std::uint16_t mtu) {
+  std::vector<std::uint8_t> v = {
+      static_cast<std::uint8_t>(ack >> 24), static_cast<std::uint8_t>(ack >> 16),
+      static_cast<std::uint8_t>(ack >> 8), static_cast<std::uint8_t>(ack), 0x00, 0x40,
+      static_cast<std::uint8_t>(flags >> 8), static_cast<std::uint8_t>(flags),
+      static_cast<std::uint8_t>(seq >> 24), static_cast<std::uint8_t>(seq >> 16),
+      static_cast<std::uint8_t>(seq >> 8), static_cast<std::uint8_t>(seq),
+      static_cast<std::uint8_t>(mtu >> 8), static_cast<std::uint8_t>(mtu),
+      static_cast<std::uint8_t>(mtu >> 8), static_cast<std::uint8_t>(mtu)};
+  v.resize(1232);
+  return v;
+}
+
+TEST(RdpUdp, SynAndSynAck) {
+  auto syn = ParseRdpUdpSyn(B(RdpUdp(0xffffffff, 0x0001, 0x1234, 1232)));
+  ASSERT_TRUE(syn.has_value());
+  EXPECT_FALSE(syn->ack);
+  EXPECT_EQ(syn->initial_sequence, 0x1234u);
+  auto ack = ParseRdpUdpSyn(B(RdpUdp(0x1234, 0x0005, 0x9999, 1232)));
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_TRUE(ack->ack);
+  EXPECT_EQ(ack->source_ack, 0x1234u);
+  EXPECT_FALSE(ParseRdpUdpSyn(B(RdpUdp(0x1234, 0x0001, 1, 1232))).has_value());  // SYN acks
+  EXPECT_FALSE(ParseRdpUdpSyn(B(RdpUdp(0xffffffff, 0x0001, 1, 1500))).has_value());  // MTU
+}
+
+TEST(RdpUdp, DataDatagramCarriesSnCoded) {
+  // Client data from a real session (rdp2.pcap): ACK|DATA, one ACK vector element.
+  std::vector<std::uint8_t> d = {0x10, 0x97, 0x60, 0x34, 0x04, 0x00, 0x00, 0x0c, 0x00, 0x01,
+                                 0x01, 0x00, 0xe6, 0x5f, 0x84, 0x6e, 0xe6, 0x5f, 0x84, 0x6e,
+                                 0x17, 0x03, 0x03, 0x00, 0x34};
+  auto dg = ParseRdpUdpDatagram(B(d));
+  ASSERT_TRUE(dg.has_value());
+  EXPECT_EQ(dg->source_ack, 0x10976034u);
+  EXPECT_TRUE(dg->has_data);
+  EXPECT_EQ(dg->sn_coded, 0xe65f846eu);
+  d[7] = 0x09;  // SYN set: not a data datagram
+  EXPECT_FALSE(ParseRdpUdpDatagram(B(d)).has_value());
+}
+
+}  // namespace
+}  // namespace relaywatch::detectors::remote_access

@@ -1,1 +1,225 @@
-#include <gtest/gtest.h>
+#include "detectors/remote_access/remote_access.h"
+
+#include <string>
+#include <vector>
+
+#include "capture/flow/flow_table.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace relaywatch::detectors::remote_access {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr std::uint8_t kSyn = decode::kTcpSyn;
+constexpr std::uint8_t kAck = decode::kTcpAck;
+constexpr std::uint8_t kPsh = decode::kTcpPsh;
+constexpr std::uint8_t kRst = decode::kTcpRst;
+
+// Drives one TCP connection through a flow table and the detector, as a worker does.
+class Connection {
+ public:
+  Connection(std::string client, std::uint16_t client_port, std::string server,
+             std::uint16_t server_port, RemoteAccessConfig config = {})
+      : client_{*IpAddress::Parse(client), client_port},
+        server_{*IpAddress::Parse(server), server_port},
+        detector_(config, DetectorContext{}),
+        table_(flow::FlowTableConfig{}, [this](flow::FlowState& f, flow::EndReason) {
+          detector_.OnFlowEnd(f, events_);
+        }) {}
+
+  void Handshake() {
+    Send(true, kSyn, "");
+    Send(false, kSyn | kAck, "");
+    Send(true, kAck, "");
+  }
+  // Sends `payload` from the client (true) or server (false) with the next sequence number.
+  Verdict Send(bool from_client, std::uint8_t flags, const std::string& payload,
+               std::int64_t seq_offset = 0) {
+    decode::DecodedPacket p;
+    p.ts = now_ += absl::Milliseconds(5);
+    p.ip_version = 4;
+    p.protocol = decode::kProtoTcp;
+    const flow::Endpoint& src = from_client ? client_ : server_;
+    const flow::Endpoint& dst = from_client ? server_ : client_;
+    p.src = src.ip;
+    p.dst = dst.ip;
+    p.src_port = src.port;
+    p.dst_port = dst.port;
+    p.tcp_flags = flags;
+    std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
+    p.seq = static_cast<std::uint32_t>(seq + seq_offset);
+    payloads_.push_back(payload);
+    const std::string& stored = payloads_.back();
+    p.payload = {reinterpret_cast<const std::uint8_t*>(stored.data()), stored.size()};
+    p.payload_length = static_cast<std::uint32_t>(stored.size());
+    p.wire_length = 54 + p.payload_length;
+    if (seq_offset == 0) {
+      seq += static_cast<std::uint32_t>(stored.size());
+    }
+    flow::Direction direction;
+    flow::FlowState& flow = table_.Track(p, direction);
+    if (done_) {
+      return Verdict::kDone;
+    }
+    const Verdict v = detector_.OnPacket(p, flow, direction, events_);
+    done_ = v == Verdict::kDone;
+    return v;
+  }
+  void End() { table_.EndAll(flow::EndReason::kShutdown); }
+  std::vector<Event>& events() { return events_.events(); }
+  bool done() const { return done_; }
+
+ private:
+  flow::Endpoint client_, server_;
+  RemoteAccessDetector detector_;
+  EventBuffer events_;
+  flow::FlowTable table_;
+  std::vector<std::string> payloads_ = std::vector<std::string>();
+  PacketTime now_ = absl::FromUnixSeconds(1700000000);
+  std::uint32_t client_seq_ = 1000, server_seq_ = 5000;
+  bool done_ = false;
+};
+
+std::string RdpRequest() {
+  std::string cookie = "Cookie: mstshash=alice\r\n";
+  std::string s = std::string("\x03\x00\x00\x00\x00\xe0\x00\x00\x00\x00\x00", 11) + cookie +
+                  std::string("\x01\x00\x08\x00\x03\x00\x00\x00", 8);
+  s[3] = static_cast<char>(s.size());
+  s[4] = static_cast<char>(s.size() - 5);
+  return s;
+}
+const std::string kRdpConfirm("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x02\x00\x00\x00", 19);
+
+TEST(RemoteAccess, RdpRequestAndConfirmNameTheServerAsControlled) {
+  Connection c("203.0.113.9", 50000, "10.1.1.5", 3389);
+  c.Handshake();
+  EXPECT_EQ(c.Send(true, kAck | kPsh, RdpRequest()), Verdict::kContinue);
+  EXPECT_EQ(c.Send(false, kAck | kPsh, kRdpConfirm), Verdict::kDone);
+  ASSERT_EQ(c.events().size(), 1u);
+  const Event& e = c.events()[0];
+  EXPECT_EQ(e.event_type, "remote_session");
+  EXPECT_EQ(e.body["app"], "rdp");
+  EXPECT_EQ(e.body["controlled"], "10.1.1.5");
+  EXPECT_EQ(e.body["controller"], "203.0.113.9");
+  EXPECT_EQ(e.body["rdp"]["cookie"], "alice");
+  EXPECT_EQ(e.body["rdp"]["requested_protocols"], "ssl,hybrid");
+  EXPECT_EQ(e.body["rdp"]["selected_protocol"], "hybrid");
+  EXPECT_EQ(e.flow->src_port, 50000);
+  EXPECT_THAT(e.flow->community_id, HasSubstr("1:"));
+}
+
+TEST(RemoteAccess, RdpProbeAnsweredByResetIsNotASession) {
+  Connection c("203.0.113.9", 50000, "10.1.1.5", 3389);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, RdpRequest());
+  c.Send(false, kRst, "");
+  c.End();
+  EXPECT_TRUE(c.events().empty());
+}
+
+TEST(RemoteAccess, ReverseVncNamesTheFirstBannerSenderAsControlled) {
+  // A reverse connection: the VNC server dials the viewer (port 5500) and still speaks first.
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 5500);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, "RFB 003.008\n");
+  EXPECT_EQ(c.Send(false, kAck | kPsh, "RFB 003.008\n"), Verdict::kDone);
+  ASSERT_EQ(c.events().size(), 1u);
+  EXPECT_EQ(c.events()[0].body["app"], "vnc");
+  EXPECT_EQ(c.events()[0].body["controlled"], "10.1.1.5");
+  EXPECT_EQ(c.events()[0].body["controlled_side"], "src");
+  EXPECT_EQ(c.events()[0].body["vnc"]["server_version"], "3.8");
+}
+
+TEST(RemoteAccess, SshOnAnyPortWithBannerSplitAcrossSegments) {
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 443);
+  c.Handshake();
+  c.Send(false, kAck | kPsh, "SSH-2.0-Open");
+  c.Send(false, kAck | kPsh, "SSH_9.2p1\r\n");
+  EXPECT_EQ(c.Send(true, kAck | kPsh, "SSH-2.0-PuTTY_Release_0.78\r\n"), Verdict::kDone);
+  ASSERT_EQ(c.events().size(), 1u);
+  const nlohmann::json& b = c.events()[0].body;
+  EXPECT_EQ(b["app"], "ssh");
+  EXPECT_EQ(b["ssh"]["server"]["software_version"], "OpenSSH_9.2p1");
+  EXPECT_EQ(b["ssh"]["client"]["software_version"], "PuTTY_Release_0.78");
+  EXPECT_EQ(b["controlled"], "198.51.100.7");
+}
+
+TEST(RemoteAccess, RetransmittedAndOverlappingSegmentsDoNotCorruptTheStream) {
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22);
+  c.Handshake();
+  c.Send(false, kAck | kPsh, "SSH-2.0-");
+  c.Send(false, kAck | kPsh, "SSH-2.0-", -8);  // retransmission of the same bytes
+  c.Send(false, kAck | kPsh, "srv\r\n");
+  c.Send(true, kAck | kPsh, "SSH-2.0-cli\r\n");
+  ASSERT_EQ(c.events().size(), 1u);
+  EXPECT_EQ(c.events()[0].body["ssh"]["server"]["software_version"], "srv");
+}
+
+TEST(RemoteAccess, ServerBannerAloneIsReportedAtFlowEnd) {
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22);
+  c.Handshake();
+  c.Send(false, kAck | kPsh, "SSH-2.0-OpenSSH_7.4\r\n");
+  c.Send(true, kAck | kPsh, "\r\n");
+  EXPECT_TRUE(c.events().empty());
+  c.End();
+  ASSERT_EQ(c.events().size(), 1u);
+  EXPECT_EQ(c.events()[0].body["confirmed_by"], "server_only");
+}
+
+TEST(RemoteAccess, OtherProtocolsAreGivenUpWithoutEvents) {
+  RemoteAccessConfig config;
+  config.inspect_packets = 3;
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 3389, config);
+  c.Handshake();
+  Verdict v = Verdict::kContinue;
+  for (int i = 0; i < 3; ++i) {
+    c.Send(true, kAck | kPsh, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    v = c.Send(false, kAck | kPsh, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+  }
+  EXPECT_EQ(v, Verdict::kDone);
+  c.End();
+  EXPECT_TRUE(c.events().empty());
+}
+
+TEST(RemoteAccess, BuffersStayWithinInspectBytes) {
+  RemoteAccessConfig config;
+  config.inspect_bytes = 64;
+  config.inspect_packets = 1000;
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22, config);
+  c.Handshake();
+  // A banner that only completes after the cap can never be parsed: the detector gives up.
+  c.Send(false, kAck | kPsh, "SSH-2.0-" + std::string(100, 'a'));
+  EXPECT_EQ(c.Send(true, kAck | kPsh, std::string(100, 'b')), Verdict::kDone);
+  EXPECT_LE(config.inspect_bytes * 2, RemoteAccessDetector::kMaxFlowStateBytes);
+  c.End();
+  EXPECT_TRUE(c.events().empty());
+}
+
+TEST(RemoteAccessConfig, RejectsUnknownKeyAndBadValues) {
+  auto parse = [](const std::string& yaml) {
+    auto root = config::LoadString(yaml, "test.yaml");
+    return ParseRemoteAccessConfig(root->Child("remote_access"));
+  };
+  auto unknown = parse("remote_access:\n  inspect_bytez: 10\n");
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(unknown.status().message(), HasSubstr("test.yaml:2:3"));
+  EXPECT_THAT(unknown.status().message(), HasSubstr("inspect_bytez"));
+  EXPECT_FALSE(parse("remote_access:\n  inspect_bytes: 70000\n").ok());
+  EXPECT_FALSE(parse("remote_access:\n  enabled: maybe\n").ok());
+  auto good = parse("remote_access:\n  inspect_bytes: 2048\n");
+  ASSERT_TRUE(good.ok());
+  EXPECT_EQ(good->inspect_bytes, 2048u);
+  EXPECT_EQ(parse("").value().inspect_packets, 16u);
+}
+
+TEST(RemoteAccessConfig, DisabledDetectorIsNotBuilt) {
+  auto root = config::LoadString("remote_access:\n  enabled: false\n", "t.yaml");
+  auto d = Create(root->Child("remote_access"), DetectorContext{});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(*d, nullptr);
+}
+
+}  // namespace
+}  // namespace relaywatch::detectors::remote_access

@@ -437,6 +437,31 @@ TEST(SyslogSinkTcp, ReconnectsWhenTheReceiverClosesTheConnection) {
   EXPECT_EQ(sink->connect_failures(), 0u);
 }
 
+TEST(SyslogSinkUdp, DropsADatagramTooLargeToSendAndCarriesOn) {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr = {};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto sink =
+      MakeSink({.transport = "udp", .address = absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))});
+  ASSERT_NE(sink, nullptr);
+  sink->Write(Alert(1, 1, std::string(70000, 'x')));  // Over the 64 KiB datagram limit.
+  sink->Write(Alert(2));
+  EXPECT_EQ(sink->dropped(), 1u);
+  EXPECT_EQ(sink->sent(), 1u);
+  EXPECT_EQ(sink->pending(), 0u);
+  pollfd p = {fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 2000), 1);
+  char buf[4096];
+  const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(buf, static_cast<std::size_t>(n)), sink->FormatMessage(Alert(2)));
+  ::close(fd);
+}
+
 // --- (b) Interop with a real rsyslogd -----------------------------------------------------
 
 constexpr char kRsyslogd[] = "/usr/sbin/rsyslogd";

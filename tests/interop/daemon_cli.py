@@ -1,0 +1,257 @@
+#!/usr/bin/env python3
+"""End-to-end checks of the relaywatch binary as operators and tooling use it.
+
+- the CLI contract: -T exit codes and file:line:col errors, --help, --version, bad flags;
+- replay: events on stdout and to a file, --metrics-file checked by `promtool check metrics`;
+- live capture on loopback (root only): a real TCP exchange is reported, /metrics passes
+  promtool, systemd readiness (READY=1, STOPPING=1) arrives on NOTIFY_SOCKET, SIGHUP with a
+  bad config keeps the running one, SIGHUP reopens the JSONL file (rotation), SIGTERM
+  flushes what was found;
+- syslog: alerts reach a real rsyslogd over TCP with structured data intact.
+
+Prints one line per check and "N passed, M failed"; exit 0/1.
+"""
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(ok)
+    print(f"{'PASS' if ok else 'FAIL'}: {name}" + (f" ({detail})" if detail and not ok else ""))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def ssh_exchange(port):
+    """A server and a client trading SSH identification lines over loopback."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", port))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+        conn.recv(100)
+        conn.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    c = socket.create_connection(("127.0.0.1", port))
+    c.recv(100)
+    c.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+    t.join()
+    c.close()
+    srv.close()
+
+
+def wait_for(predicate, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def read_events(path):
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def cli_contract(rw, work):
+    r = subprocess.run([rw, "--version"], capture_output=True, text=True)
+    check("--version exits 0 and names relaywatch", r.returncode == 0 and "relaywatch" in r.stdout)
+    r = subprocess.run([rw, "--help"], capture_output=True, text=True)
+    check("--help lists the contract flags", r.returncode == 0 and all(
+        f in r.stdout for f in ["-c FILE", "-i IFACE", "-r FILE", "-T", "--jsonl",
+                                "--metrics-listen", "--metrics-file", "--workers"]))
+    r = subprocess.run([rw, "--no-such-flag"], capture_output=True, text=True)
+    check("unknown flag exits 2 with usage", r.returncode == 2 and "Usage" in r.stderr)
+    r = subprocess.run([rw, "--workers", "zero", "-T"], capture_output=True, text=True)
+    check("bad --workers value exits 2", r.returncode == 2)
+    conf = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "relaywatch.yaml")
+    r = subprocess.run([rw, "-T", "-c", conf], capture_output=True, text=True)
+    check("-T accepts conf/relaywatch.yaml", r.returncode == 0, r.stderr)
+    bad = os.path.join(work, "bad.yaml")
+    with open(bad, "w") as f:
+        f.write("outputs:\n  syslog:\n    transport: carrier-pigeon\n")
+    r = subprocess.run([rw, "-T", "-c", bad], capture_output=True, text=True)
+    check("-T rejects a bad value with file:line:col", r.returncode != 0 and
+          f"{bad}:3:16: outputs.syslog.transport" in r.stderr, r.stderr)
+    r = subprocess.run([rw, "-T", "-c", os.path.join(work, "missing.yaml")], capture_output=True,
+                       text=True)
+    check("-T on a missing file fails clearly", r.returncode != 0 and "cannot open" in r.stderr)
+
+
+def replay(rw, work, pcap, promtool):
+    metrics = os.path.join(work, "replay.prom")
+    r = subprocess.run([rw, "-r", pcap, "--jsonl", "-", "--metrics-file", metrics],
+                       capture_output=True, text=True, timeout=120)
+    events = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+    types = [e["event_type"] for e in events]
+    check("replay prints remote_session and alert on stdout",
+          r.returncode == 0 and "remote_session" in types and "alert" in types, r.stderr)
+    ok = all(e["timestamp"].endswith("Z") and "community_id" in e for e in events)
+    check("every event has an RFC 3339 timestamp and a community_id", ok)
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], stdin=open(metrics), capture_output=True,
+                           text=True)
+        check("--metrics-file passes promtool check metrics", p.returncode == 0,
+              p.stdout + p.stderr)
+    r = subprocess.run([rw, "-r", os.path.join(work, "nope.pcap")], capture_output=True, text=True)
+    check("replay of a missing file exits 1 with its name",
+          r.returncode == 1 and "nope.pcap" in r.stderr, r.stderr)
+
+
+def live(rw, work, promtool):
+    if os.geteuid() != 0:
+        print("SKIP: live capture needs root (CAP_NET_RAW)")
+        return
+    jsonl = os.path.join(work, "live.jsonl")
+    conf = os.path.join(work, "live.yaml")
+    mport = free_port()
+    with open(conf, "w") as f:
+        f.write(f"home_networks: [10.0.0.0/8]\noutputs:\n  jsonl:\n    path: {jsonl}\n"
+                f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
+    notify_path = os.path.join(work, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(0.2)
+    env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+    proc = subprocess.Popen([rw, "-c", conf, "-i", "lo", "--workers", "2"], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    messages = []
+
+    def drain():
+        try:
+            while True:
+                messages.append(notify.recv(4096).decode())
+        except socket.timeout:
+            pass
+        return messages
+
+    check("READY=1 sent on NOTIFY_SOCKET",
+          wait_for(lambda: any("READY=1" in m for m in drain()), 10))
+    ssh_exchange(free_port())
+    check("live capture reports the loopback SSH exchange",
+          wait_for(lambda: any(e.get("event_type") == "remote_session"
+                               for e in read_events(jsonl)), 10))
+    import urllib.request
+    body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read()
+    check("/metrics counts the session",
+          b'relaywatch_remote_sessions_total{app="ssh"} 1' in body)
+    if promtool:
+        p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
+        check("/metrics passes promtool check metrics", p.returncode == 0, p.stdout + p.stderr)
+    # A bad config on SIGHUP is refused; the daemon keeps running on the old one.
+    with open(conf, "a") as f:
+        f.write("bogus_key: 1\n")
+    proc.send_signal(signal.SIGHUP)
+    check("SIGHUP with a bad config keeps running",
+          wait_for(lambda: any("reload failed" in m for m in drain()), 5) and proc.poll() is None)
+    # Log rotation: move the file away, SIGHUP, and new events go to a fresh file.
+    with open(conf, "w") as f:
+        f.write(f"home_networks: [10.0.0.0/8]\noutputs:\n  jsonl:\n    path: {jsonl}\n"
+                f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
+    os.rename(jsonl, jsonl + ".1")
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: sum("READY=1" in m for m in drain()) >= 3, 5)
+    time.sleep(1.5)  # the output thread reopens on its next wake-up
+    ssh_exchange(free_port())
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rc = -1
+    check("SIGTERM exits 0", rc == 0, proc.stderr.read())
+    check("STOPPING=1 sent", any("STOPPING=1" in m for m in drain()))
+    check("after rotation the new file holds the next session",
+          any(e.get("event_type") == "remote_session" for e in read_events(jsonl)),
+          f"new file: {read_events(jsonl)}; rotated: {len(read_events(jsonl + '.1'))} events; "
+          f"notify: {messages}")
+    notify.close()
+
+
+def syslog_e2e(rw, work, pcap):
+    rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
+    if not os.path.exists(rsyslogd):
+        print("SKIP: rsyslogd not installed")
+        return
+    port = free_port()
+    out = os.path.join(work, "syslog.out")
+    conf = os.path.join(work, "rsyslog.conf")
+    with open(conf, "w") as f:
+        f.write(f'''global(workDirectory="{work}")
+module(load="imuxsock" SysSock.Use="off")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="r")
+template(name="dbg" type="string" string="%app-name% %msgid% %structured-data% %msg%\\n")
+ruleset(name="r") {{ action(type="omfile" file="{out}" template="dbg") }}
+''')
+    rs = subprocess.Popen([rsyslogd, "-n", "-f", conf, "-i", os.path.join(work, "rs.pid")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(listening, 10)
+        rconf = os.path.join(work, "sys.yaml")
+        with open(rconf, "w") as f:
+            f.write(f"outputs:\n  jsonl:\n    enabled: false\n  syslog:\n    transport: tcp\n"
+                    f"    address: 127.0.0.1:{port}\n")
+        r = subprocess.run([rw, "-c", rconf, "-r", pcap], capture_output=True, text=True,
+                           timeout=60)
+        got = wait_for(lambda: os.path.exists(out) and "ALERT" in open(out).read(), 10)
+        text = open(out).read() if os.path.exists(out) else ""
+        check("alerts reach rsyslogd over TCP with structured data",
+              r.returncode == 0 and got and "relaywatch@32473" in text and
+              'detector="remote_access"' in text, r.stderr + text[:300])
+    finally:
+        rs.terminate()
+        rs.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--relaywatch", required=True)
+    parser.add_argument("--pcap", required=True, help="a capture with an alerting session")
+    args = parser.parse_args()
+    promtool = shutil.which("promtool")
+    if not promtool:
+        print("note: promtool not installed; exposition lint checks skipped")
+    with tempfile.TemporaryDirectory() as work:
+        cli_contract(args.relaywatch, work)
+        replay(args.relaywatch, work, args.pcap, promtool)
+        live(args.relaywatch, work, promtool)
+        syslog_e2e(args.relaywatch, work, args.pcap)
+    failed = RESULTS.count(False)
+    print(f"{len(RESULTS) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
