@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""Golden tests: replays each tests/golden/<case>/input.pcap (recorded from real programs by
+tests/lab/record_golden.sh) and checks two things:
+
+1. the JSON lines equal <case>/expected.jsonl byte for byte (UPDATE_GOLDEN=1 rewrites them;
+   the diff is reviewed like code), with 1 and with 3 workers;
+2. the findings agree with the lab's ground truth (<case>/truth.json): every ssh, vnc or rdp
+   flow is a remote_session of that app whose controlled side is the flow's server, every
+   other flow (TLS, SOCKS) has none, and an alert names the laptop exactly when a remote
+   session comes from outside the home network.
+
+Prints "N passed, M failed"; exit 0/1.
+"""
+import argparse
+import difflib
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REMOTE_APPS = {"ssh", "vnc", "rdp"}
+# The lab's LAN: the laptop and its gateway. Everything else is "outside".
+HOME = "10.77.1."
+
+
+def replay(binary, case_dir, workers):
+    cmd = [binary, "-r", os.path.join(case_dir, "input.pcap"), "--jsonl", "-",
+           "--workers", str(workers)]
+    config = os.path.join(case_dir, "config.yaml")
+    if os.path.exists(config):
+        cmd += ["-c", config]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"relaywatch exited {proc.returncode}: {proc.stderr}")
+    return proc.stdout
+
+
+def same_flow(event, ft):
+    a = {(event["src_ip"], event["src_port"]), (event["dest_ip"], event["dest_port"])}
+    return event["proto"].lower() == ft["proto"] and a == {(ft["src"], ft["sport"]),
+                                                          (ft["dst"], ft["dport"])}
+
+
+def truth_problems(events, truth):
+    problems = []
+    sessions = [e for e in events if e["event_type"] == "remote_session"]
+    alerts = [e for e in events if e["event_type"] == "alert"]
+    for flow in truth.get("flows", []):
+        ft = flow["five_tuple"]
+        found = [s for s in sessions if same_flow(s, ft)]
+        label = f"{ft['src']}:{ft['sport']} -> {ft['dst']}:{ft['dport']} ({flow['app']})"
+        if flow["app"] in REMOTE_APPS:
+            if len(found) != 1:
+                problems.append(f"{label}: expected one remote_session, got {len(found)}")
+                continue
+            s = found[0]["remote_session"]
+            if s["app"] != flow["app"]:
+                problems.append(f"{label}: app {s['app']}")
+            if s["controlled"] != ft["dst"]:
+                problems.append(f"{label}: controlled {s['controlled']}, expected {ft['dst']}")
+            from_outside = not ft["src"].startswith(HOME) and ft["dst"].startswith(HOME)
+            alerted = [a for a in alerts if same_flow(a, ft)]
+            if from_outside and not alerted:
+                problems.append(f"{label}: remote control from outside but no alert")
+            if alerted and (not from_outside or alerted[0]["host_ip"] != ft["dst"]):
+                problems.append(f"{label}: unexpected alert {alerted[0]['alert']}")
+        elif found:
+            problems.append(f"{label}: false remote_session {found[0]['remote_session']['app']}")
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--relaywatch", required=True)
+    args = parser.parse_args()
+    update = os.environ.get("UPDATE_GOLDEN") == "1"
+    passed = failed = 0
+    cases = sorted(d for d in os.listdir(HERE)
+                   if os.path.exists(os.path.join(HERE, d, "input.pcap")))
+    if not cases:
+        print("no golden cases found")
+        return 1
+    for case in cases:
+        case_dir = os.path.join(HERE, case)
+        out = replay(args.relaywatch, case_dir, 1)
+        expected_path = os.path.join(case_dir, "expected.jsonl")
+        if update:
+            with open(expected_path, "w") as f:
+                f.write(out)
+        expected = open(expected_path).read() if os.path.exists(expected_path) else ""
+        problems = []
+        if out != expected:
+            diff = difflib.unified_diff(expected.splitlines(), out.splitlines(), "expected",
+                                        "got", lineterm="", n=0)
+            problems.append("output differs from expected.jsonl:\n    " +
+                            "\n    ".join(list(diff)[:20]))
+        if replay(args.relaywatch, case_dir, 3) != out:
+            problems.append("output with 3 workers differs from 1 worker")
+        truth_path = os.path.join(case_dir, "truth.json")
+        if os.path.exists(truth_path):
+            events = [json.loads(l) for l in out.splitlines() if l.strip()]
+            problems += truth_problems(events, json.load(open(truth_path)))
+        if problems:
+            failed += 1
+            print(f"FAIL: {case}")
+            for p in problems:
+                print(f"  {p}")
+        else:
+            passed += 1
+            print(f"PASS: {case}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
