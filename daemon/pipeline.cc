@@ -107,16 +107,10 @@ void Pipeline::RunBatch() {
   }
   // Every worker's clock reaches the batch's end, so idle flows expire in the same batch
   // whatever the worker count, and the merged output does not depend on it.
-  PacketTime batch_end = absl::InfinitePast();
-  for (const Batch& b : batches_) {
-    if (!b.items.empty() && b.items.back().packet.ts > batch_end) {
-      batch_end = b.items.back().packet.ts;
-    }
-  }
   std::vector<Event> merged;
   for (int i = 0; i < worker_count_; ++i) {
-    if (batch_end != absl::InfinitePast()) {
-      workers_[i]->Advance(batch_end);
+    if (batch_end_ != absl::InfinitePast()) {
+      workers_[i]->Advance(batch_end_);
     }
     std::vector<Event> events = workers_[i]->TakeEvents();
     std::move(events.begin(), events.end(), std::back_inserter(merged));
@@ -151,9 +145,11 @@ void Pipeline::ReplayFile(capture::PcapSource& source) {
                              frame.ts, packet, reader_decode_)) {
       continue;
     }
+    if (packet.ts > batch_end_) {
+      batch_end_ = packet.ts;
+    }
     if (worker_count_ == 1) {
-      workers_[0]->ProcessDecoded(packet);
-      batches_[0].items.emplace_back().packet.ts = packet.ts;  // only its time is used
+      workers_[0]->ProcessDecoded(packet);  // no copy: the reader is the only worker
     } else {
       // Copy the frame into the chosen worker's batch and keep the payload as offsets: the
       // worker rebases the view onto the copy.

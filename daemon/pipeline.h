@@ -81,6 +81,7 @@ class Pipeline {
     std::vector<BatchItem> items;
   };
   std::vector<Batch> batches_;
+  PacketTime batch_end_ = absl::InfinitePast();  // newest packet time replayed so far
   std::vector<std::thread> batch_threads_;
   absl::Mutex batch_mu_;
   std::uint64_t batch_generation_ ABSL_GUARDED_BY(batch_mu_) = 0;

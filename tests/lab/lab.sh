@@ -1,0 +1,610 @@
+#!/usr/bin/env bash
+# relaywatch traffic lab: network namespaces + userspace delay links, real traffic, ground truth.
+# (relaywatch's own copy, grown from the shared lab in /work/shared/lab; see README.md)
+# usage: lab.sh deps | up | down | list | status
+#        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--seed N] [--out DIR]
+#        lab.sh verify RUN_DIR...      (tshark cross-check of a run's gw.pcap)
+set -euo pipefail
+
+LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+HELPERS="$LAB_DIR/helpers"
+PFX="${RWLAB_PREFIX:-rwlab-}"
+STATE="${RWLAB_STATE:-${TMPDIR:-/tmp}/${PFX}state}"
+PY="${RWLAB_PYTHON:-python3}"
+NEAR_DELAY_MS="${RWLAB_NEAR_DELAY_MS:-5}"   # one-way, each direction, gw <-> srv
+# The delay lines run SCHED_FIFO at this priority (chrt) so that a busy
+# machine does not stretch the configured delays; 0 = normal scheduling.
+DELAY_RT_PRIO="${RWLAB_DELAY_RT_PRIO:-10}"
+NSLIST=(op farm gw inet srv)
+
+# Addresses (all live only inside the lab namespaces).
+LAN_NET=10.77.1.0/24
+GW_LAN=10.77.1.1
+FARM=10.77.1.10
+GW_WAN=198.18.0.2
+INET_GW=198.18.0.1
+INET_SRV=198.18.2.1
+SRV=198.18.2.10
+INET_OP=198.18.9.1
+OP=198.18.9.50
+SRV_NAME=srv.rwlab.test
+HOSTS_JSON="{\"farm\":\"$FARM\",\"gw_lan\":\"$GW_LAN\",\"gw_wan\":\"$GW_WAN\",\"srv\":\"$SRV\",\"op\":\"$OP\"}"
+
+# X display numbers used by the VNC/RDP scenarios (sockets live in /tmp/.X11-unix).
+DISP_FARM_VNC=${RWLAB_DISPLAY_BASE:-77}
+DISP_FARM_RDP=$((DISP_FARM_VNC + 1))
+DISP_OP_RDP=$((DISP_FARM_VNC + 2))
+
+# VNC volume knobs (the defaults keep the original behaviour):
+#   RWLAB_VNC_SCALE         passed to x11vnc -scale (e.g. 1/2), empty = unscaled
+#   RWLAB_VNC_PIXEL_FORMAT  native | bgr233 (the RFB client asks for 8 bpp)
+VNC_SCALE="${RWLAB_VNC_SCALE:-}"
+VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-native}"
+
+SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
+           scp_transfer ssh_local_forward)
+
+log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+nsx() { local ns="$1"; shift; ip netns exec "$PFX$ns" "$@"; }
+is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
+
+# ---------------------------------------------------------------- deps
+DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
+      dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils
+      xrdp freerdp2-x11)
+cmd_deps() {
+    export DEBIAN_FRONTEND=noninteractive
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
+    flock /tmp/apt.lock apt-get update
+    flock /tmp/apt.lock apt-get install -y --no-install-recommends "${DEPS[@]}"
+}
+
+# ---------------------------------------------------------------- pids
+start_bg() {  # start_bg NAME NS LOGFILE CMD...  (records PID in $STATE/pids)
+    local name="$1" ns="$2" logf="$3"; shift 3
+    mkdir -p "$STATE/pids"
+    ip netns exec "$PFX$ns" "$@" >"$logf" 2>&1 </dev/null &
+    echo $! >"$STATE/pids/$name.pid"
+}
+alive() {  # alive PID: exists and is not a zombie
+    local st
+    st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z* ]]
+}
+stop_pid() {  # stop_pid PID: TERM, wait up to 3 s, then KILL
+    local p="$1" i
+    alive "$p" || return 0
+    kill -TERM "$p" 2>/dev/null || true
+    for i in $(seq 30); do alive "$p" || return 0; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+}
+stop_named() {
+    local n f
+    for n in "$@"; do
+        f="$STATE/pids/$n.pid"
+        [[ -f $f ]] || continue
+        stop_pid "$(cat "$f")"
+        rm -f "$f"
+    done
+}
+wait_port() {  # wait_port NS IP PORT [TIMEOUT_S]
+    local ns="$1" ip="$2" port="$3" t="${4:-10}" i
+    for i in $(seq $((t * 10))); do
+        if nsx "$ns" bash -c "exec 3<>/dev/tcp/$ip/$port" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------- topology
+link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
+    ip -n "$PFX$1" link add "$2" type veth peer name "$5" netns "$PFX$4"
+    ip -n "$PFX$1" addr add "$3" dev "$2"
+    ip -n "$PFX$4" addr add "$6" dev "$5"
+    ip -n "$PFX$1" link set "$2" up
+    ip -n "$PFX$4" link set "$5" up
+    # no segmentation offloads: the capture should show wire-sized packets
+    nsx "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1 || true
+    nsx "$4" ethtool -K "$5" tso off gso off gro off >/dev/null 2>&1 || true
+}
+# Delay links. This kernel has no sch_netem, so the two "internet" links
+# (inet<->srv, inet<->op) are TUN pairs joined by helpers/delayline.py, a
+# userspace delay line (one-way delay each direction, seeded jitter, no
+# reordering). Its settings live in $STATE/delay_NAME.json (re-read live).
+dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS
+    local name="$1" nsa="$2" deva="$3" addra="$4" nsb="$5" devb="$6" addrb="$7" d="$8" i rt=()
+    set_delay "$name" "$d" 0 1
+    rm -f "$STATE/delay_$name.ready"
+    if [[ $DELAY_RT_PRIO != 0 ]] && command -v chrt >/dev/null && chrt -f "$DELAY_RT_PRIO" true 2>/dev/null; then
+        rt=(chrt -f "$DELAY_RT_PRIO")
+    fi
+    start_bg "delay_$name" "$nsa" "$STATE/logs/delay_$name.log" "${rt[@]}" "$PY" "$HELPERS/delayline.py" \
+        --a-dev "$deva" --b-ns "$PFX$nsb" --b-dev "$devb" --ctl "$STATE/delay_$name.json" \
+        --ready "$STATE/delay_$name.ready"
+    for i in $(seq 100); do [[ -f $STATE/delay_$name.ready ]] && break; sleep 0.05; done
+    [[ -f $STATE/delay_$name.ready ]] || die "delay line $name did not start (see $STATE/logs/delay_$name.log)"
+    ip -n "$PFX$nsa" addr add "$addra" dev "$deva"
+    ip -n "$PFX$nsb" addr add "$addrb" dev "$devb"
+    ip -n "$PFX$nsa" link set "$deva" up
+    ip -n "$PFX$nsb" link set "$devb" up
+}
+set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED  (one-way, each direction)
+    local f="$STATE/delay_$1.json"
+    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s}\n' "$2" "$3" "$4" >"$f.tmp"
+    mv -f "$f.tmp" "$f"
+}
+set_op_delay() {  # set_op_delay DELAY_MS JITTER_MS SEED
+    set_delay op "$1" "$2" "${3:-1}"
+    sleep 0.5   # delay line polls its control file every 0.2 s
+}
+
+gen_keys() {
+    mkdir -p "$STATE/ssh" "$STATE/tls" "$STATE/logs" "$STATE/pids" "$STATE/home"
+    chmod 700 "$STATE/ssh"
+    [[ -f $STATE/ssh/host_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -f "$STATE/ssh/host_ed25519"
+    [[ -f $STATE/ssh/id_ed25519 ]] || ssh-keygen -q -t ed25519 -N '' -C rwlab -f "$STATE/ssh/id_ed25519"
+    cp "$STATE/ssh/id_ed25519.pub" "$STATE/ssh/authorized_keys"
+    cat >"$STATE/ssh/ssh_config" <<EOF
+Host *
+  User root
+  IdentityFile $STATE/ssh/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile /dev/null
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking no
+  CheckHostIP no
+  LogLevel ERROR
+  BatchMode yes
+  ControlMaster no
+  ControlPath none
+  ForwardAgent no
+  ForwardX11 no
+EOF
+    if [[ ! -f $STATE/tls/srv.crt ]]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+            -subj "/CN=$SRV_NAME" -addext "subjectAltName=DNS:$SRV_NAME,IP:$SRV" \
+            -keyout "$STATE/tls/srv.key" -out "$STATE/tls/srv.crt" 2>/dev/null
+    fi
+}
+sshd_conf() {  # sshd_conf NAME LISTEN_IP
+    cat >"$STATE/ssh/sshd_$1.conf" <<EOF
+Port 22
+ListenAddress $2
+HostKey $STATE/ssh/host_ed25519
+PidFile $STATE/ssh/sshd_$1.pid
+AuthorizedKeysFile $STATE/ssh/authorized_keys
+StrictModes no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AllowTcpForwarding yes
+GatewayPorts no
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+EOF
+}
+danted_conf() {
+    cat >"$STATE/danted.conf" <<EOF
+logoutput: stderr
+internal: $FARM port = 1080
+external: $FARM
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {
+    from: 0.0.0.0/0 to: 0.0.0.0/0
+    log: connect disconnect
+}
+socks pass {
+    from: 0.0.0.0/0 to: 0.0.0.0/0
+    command: connect
+    log: connect disconnect
+}
+EOF
+}
+
+cmd_up() {
+    is_up && { log "lab already up (prefix $PFX)"; return 0; }
+    for b in ip tcpdump sshd danted curl openssl ping; do
+        command -v "$b" >/dev/null || die "missing $b: run '$0 deps'"
+    done
+    trap 'log "up failed, tearing down"; cmd_down' EXIT
+    mkdir -p "$STATE"
+    local ns
+    for ns in "${NSLIST[@]}"; do
+        # per-namespace resolver and hosts files (ip netns exec bind-mounts
+        # them): name lookups stay inside the lab and never leave on the wire
+        mkdir -p "/etc/netns/$PFX$ns"
+        printf 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"/etc/netns/$PFX$ns/resolv.conf"
+        printf '127.0.0.1 localhost %s\n%s %s\n%s farm.rwlab.test\n%s op.rwlab.test\n' \
+            "$(hostname)" "$SRV" "$SRV_NAME" "$FARM" "$OP" >"/etc/netns/$PFX$ns/hosts"
+        ip netns add "$PFX$ns"
+        nsx "$ns" ip link set lo up
+        nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    done
+    link gw lan0 "$GW_LAN/24" farm eth0 "$FARM/24"
+    link gw wan0 "$GW_WAN/30" inet gw0 "$INET_GW/30"
+    mkdir -p "$STATE/logs" "$STATE/pids"
+    dlink srv inet srv0 "$INET_SRV/24" srv eth0 "$SRV/24" "$NEAR_DELAY_MS"
+    dlink op inet op0 "$INET_OP/24" op eth0 "$OP/24" 0
+    nsx gw sysctl -qw net.ipv4.ip_forward=1
+    nsx inet sysctl -qw net.ipv4.ip_forward=1
+    nsx farm ip route add default via "$GW_LAN"
+    nsx gw ip route add default via "$INET_GW"
+    nsx inet ip route add "$LAN_NET" via "$GW_WAN"
+    nsx inet ip route add unreachable default   # nothing leaves the lab
+    nsx srv ip route add default via "$INET_SRV"
+    nsx op ip route add default via "$INET_OP"
+
+    gen_keys
+    mkdir -p /run/sshd   # sshd privilege-separation dir
+    sshd_conf srv "$SRV"
+    sshd_conf farm "$FARM"
+    danted_conf
+    local SSHD; SSHD="$(command -v sshd)"
+    start_bg sshd_srv srv "$STATE/logs/sshd_srv.log" "$SSHD" -D -e -f "$STATE/ssh/sshd_srv.conf"
+    start_bg sshd_farm farm "$STATE/logs/sshd_farm.log" "$SSHD" -D -e -f "$STATE/ssh/sshd_farm.conf"
+    start_bg danted farm "$STATE/logs/danted.log" danted -f "$STATE/danted.conf" -p "$STATE/danted.pid" -N 1
+    start_bg https_srv srv "$STATE/logs/https_srv.log" "$PY" "$HELPERS/https_server.py" \
+        --bind "$SRV" --port 443 --cert "$STATE/tls/srv.crt" --key "$STATE/tls/srv.key"
+    wait_port srv "$SRV" 22 || die "sshd on srv did not start"
+    wait_port farm "$FARM" 22 || die "sshd on farm did not start"
+    wait_port farm "$FARM" 1080 || die "danted on farm did not start"
+    wait_port srv "$SRV" 443 || die "https server did not start"
+    nsx farm ping -c1 -W2 "$OP" >/dev/null || die "farm cannot reach op"
+    nsx farm ping -c1 -W2 "$SRV" >/dev/null || die "farm cannot reach srv"
+    trap - EXIT
+    log "lab up: namespaces ${NSLIST[*]/#/$PFX}; state in $STATE"
+}
+
+cmd_down() {
+    local f ns p
+    if [[ -d $STATE/pids ]]; then
+        for f in "$STATE"/pids/*.pid; do
+            [[ -f $f ]] || continue
+            stop_pid "$(cat "$f")"; rm -f "$f"
+        done
+    fi
+    for ns in "${NSLIST[@]}"; do
+        ip netns list 2>/dev/null | grep -qw "$PFX$ns" || continue
+        # anything still running inside our namespaces was started by the lab
+        for p in $(ip netns pids "$PFX$ns" 2>/dev/null); do stop_pid "$p"; done
+        ip netns del "$PFX$ns" 2>/dev/null || true
+    done
+    for ns in "${NSLIST[@]}"; do
+        rm -f "/etc/netns/$PFX$ns/resolv.conf" "/etc/netns/$PFX$ns/hosts"
+        rmdir "/etc/netns/$PFX$ns" 2>/dev/null || true
+    done
+    rmdir /etc/netns 2>/dev/null || true   # only if nothing else uses it
+    rm -f "/tmp/.X${DISP_FARM_VNC}-lock" "/tmp/.X${DISP_FARM_RDP}-lock" "/tmp/.X${DISP_OP_RDP}-lock" 2>/dev/null || true
+    log "lab down"
+}
+
+cmd_status() {
+    ip netns list | grep "^$PFX" || echo "no lab namespaces"
+    if [[ -d $STATE/pids ]]; then
+        for f in "$STATE"/pids/*.pid; do
+            [[ -f $f ]] || continue
+            p=$(cat "$f"); printf '%-14s %s %s\n' "$(basename "$f" .pid)" "$p" "$(alive "$p" && echo alive || echo dead)"
+        done
+    fi
+}
+
+cmd_list() {
+    cat <<EOF
+direct_tls              farm curl -> https srv                      relayed=false app=tls
+proxied_tls             op curl -> SOCKS5 (dante) on farm -> srv    relayed=true  app=tls
+direct_ssh_interactive  farm types into ssh srv                     relayed=false app=ssh
+jump_ssh_interactive    op types into ssh -J farm srv               relayed=true  app=ssh
+ssh_tunnel              op ssh -D via farm, curl https srv bulk     relayed=true  app=tls (ssh tunnel)
+vnc_session             op RFB client drives x11vnc on farm         relayed=true  app=vnc controlled=farm
+rdp_session             op xfreerdp drives xrdp on farm             relayed=true  app=rdp controlled=farm
+scp_transfer            farm scp ~2 MB file -> srv                  relayed=false app=ssh (bulk)
+ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true  app=tls (ssh tunnel)
+EOF
+}
+
+# ---------------------------------------------------------------- run helpers
+SPEC=""    # flow spec file of the current run
+spec() {   # spec ROLE APP SRC DST DPORT RELAYED [NOTE]
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${7:-}" >>"$SPEC"
+}
+RUN_PIDS=()
+run_bg() {  # run_bg NS LOGFILE CMD...   (killed at scenario end)
+    local ns="$1" logf="$2"; shift 2
+    ip netns exec "$PFX$ns" "$@" >>"$logf" 2>&1 </dev/null &
+    RUN_PIDS+=($!)
+}
+kill_run_pids() {  # newest first (x11vnc before its Xvfb, ...)
+    local i
+    for ((i = ${#RUN_PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${RUN_PIDS[$i]}"; done
+    RUN_PIDS=()
+}
+ping_median() {  # ping_median NS DST -> median RTT ms
+    nsx "$1" ping -n -c 7 -i 0.2 -W 2 "$2" 2>/dev/null |
+        sed -n 's/.*time=\([0-9.]*\) ms.*/\1/p' | sort -n | awk '{a[NR]=$1} END{if(NR) print a[int((NR+1)/2)]}'
+}
+CURL_TLS=(curl -sS --max-time 20 --cacert "$STATE/tls/srv.crt" --resolve "$SRV_NAME:443:$SRV" -o /dev/null
+          -w 'http=%{http_code} bytes=%{size_download} connect=%{time_connect} tls=%{time_appconnect} total=%{time_total}\n')
+SSH=(ssh -F "$STATE/ssh/ssh_config")
+REMOTE_SHELL="PS1='rwlab\$ ' exec bash --norc --noprofile -i"
+
+# Per-scenario metadata: set by each scn_* function.
+M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NOTE=""
+
+# ---------------------------------------------------------------- scenarios
+# Each scn_NAME OUT SEED runs bounded traffic and declares its flows with spec.
+
+scn_direct_tls() {
+    local out="$1" seed="$2" i n sizes
+    M_RELAYED=false; M_APP=tls; M_HUMAN=farm
+    M_NOTE="user at the laptop browses https srv (curl), several connections"
+    spec direct tls "$FARM" "$SRV" 443 false "farm curl -> srv"
+    n=$(( 5 + seed % 3 ))
+    for i in $(seq "$n"); do
+        sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
+        nsx farm "${CURL_TLS[@]}" "https://$SRV_NAME${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
+    done
+}
+
+scn_proxied_tls() {
+    local out="$1" seed="$2" i n sizes
+    M_RELAYED=true; M_APP=tls; M_KIND=socks5; M_HUMAN=op; M_CTRL=""
+    M_NOTE="operator's curl uses the dante SOCKS5 proxy on the laptop; TLS is end-to-end op<->srv"
+    spec operator_leg socks5 "$OP" "$FARM" 1080 true "op -> farm SOCKS5 (carries the TLS session)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op"
+    n=$(( 5 + seed % 3 ))
+    for i in $(seq "$n"); do
+        sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
+        nsx op "${CURL_TLS[@]}" --socks5 "$FARM:1080" "https://$SRV_NAME${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
+    done
+}
+
+scn_direct_ssh_interactive() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=ssh; M_HUMAN=farm; M_EVENTS=keystrokes.json
+    M_NOTE="human at the laptop types into ssh srv (pty driver, seeded key timing)"
+    spec direct ssh "$FARM" "$SRV" 22 false "farm interactive ssh -> srv"
+    nsx farm "$PY" "$HELPERS/typist.py" --seed "$seed" --budget 20 --label direct_ssh \
+        --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
+        "${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
+}
+
+scn_jump_ssh_interactive() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=ssh; M_KIND=ssh_jump; M_HUMAN=op; M_EVENTS=keystrokes.json
+    M_NOTE="operator types into ssh -J root@farm root@srv; farm forwards (direct-tcpip)"
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh (jump, carries inner ssh)"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm sshd -> srv:22 (inner ssh client is op)"
+    nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget 20 --label jump_ssh \
+        --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
+        "${SSH[@]}" -J "root@$FARM" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
+}
+
+scn_ssh_tunnel() {
+    local out="$1" seed="$2" i n sizes tpid
+    M_RELAYED=true; M_APP=tls; M_KIND=ssh_dynamic_forward; M_HUMAN=op
+    M_NOTE="operator runs ssh -D 1081 root@farm and curls https srv through it (bulk)"
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -D (tunnel)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm sshd -> srv:443, TLS client is op"
+    ip netns exec "${PFX}op" "${SSH[@]}" -N -D 127.0.0.1:1081 "root@$FARM" >>"$out/scenario.log" 2>&1 </dev/null &
+    tpid=$!; RUN_PIDS+=("$tpid")
+    wait_port op 127.0.0.1 1081 15 || { log "ssh -D did not come up"; return 1; }
+    n=$(( 4 + seed % 3 ))
+    for i in $(seq "$n"); do
+        sizes=( /bytes/500000 /bytes/2000000 /bytes/4000000 / )
+        nsx op "${CURL_TLS[@]}" --socks5 127.0.0.1:1081 "https://$SRV_NAME${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
+    done
+    stop_pid "$tpid"
+}
+
+start_xvfb() {  # start_xvfb NS DISPLAY GEOMETRY LOG
+    local ns="$1" d="$2" g="$3" logf="$4" i
+    rm -f "/tmp/.X$d-lock"
+    run_bg "$ns" "$logf" Xvfb ":$d" -screen 0 "$g" -nolisten tcp -noreset
+    for i in $(seq 50); do
+        nsx "$ns" env DISPLAY=":$d" xdpyinfo >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    log "Xvfb :$d did not start"; return 1
+}
+
+scn_vnc_session() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
+    M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) types and moves the pointer"
+    spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc"
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
+    start_xvfb farm "$DISP_FARM_VNC" 800x600x24 "$out/xvfb_farm.log"
+    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
+    local scale=()
+    [[ -n $VNC_SCALE ]] && scale=(-scale "$VNC_SCALE")
+    [[ -n $VNC_SCALE || $VNC_PIXEL_FORMAT != native ]] &&
+        M_NOTE="$M_NOTE; x11vnc -scale ${VNC_SCALE:-none}, client pixel format $VNC_PIXEL_FORMAT"
+    run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
+        -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
+    wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
+    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget 20 \
+        --pixel-format "$VNC_PIXEL_FORMAT" --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
+}
+
+scn_rdp_session() {
+    local out="$1" seed="$2" i
+    M_RELAYED=true; M_APP=rdp; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=rdp_events.json
+    M_NOTE="xrdp on farm (libvnc backend -> x11vnc on Xvfb+xterm, no sesman/PAM); operator runs xfreerdp under Xvfb, input via xdotool"
+    spec operator_leg rdp "$OP" "$FARM" 3389 true "op xfreerdp -> farm xrdp"
+    command -v xrdp >/dev/null && command -v xfreerdp >/dev/null || { log "xrdp/xfreerdp missing"; return 3; }
+    mkdir -p "$STATE/xrdp" /run/xrdp/sockdir
+    if [[ ! -f $STATE/xrdp/cert.pem ]]; then
+        openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=farm.rwlab.test" \
+            -keyout "$STATE/xrdp/key.pem" -out "$STATE/xrdp/cert.pem" 2>/dev/null
+    fi
+    sed -e "s|@FARM@|$FARM|g" -e "s|@STATE@|$STATE|g" "$HELPERS/xrdp.ini.in" >"$STATE/xrdp/xrdp.ini"
+    start_xvfb farm "$DISP_FARM_RDP" 800x600x24 "$out/xvfb_farm.log"
+    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
+    printf 'rwlabpw\n' >"$STATE/xrdp/vncpw.txt"
+    run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_RDP" -rfbport 5910 -localhost \
+        -forever -shared -passwdfile "$STATE/xrdp/vncpw.txt" -quiet -noipv6
+    wait_port farm 127.0.0.1 5910 15 || { log "x11vnc (rdp backend) did not listen"; return 1; }
+    rm -f /run/xrdp/xrdp.pid
+    run_bg farm "$out/xrdp.log" xrdp --nodaemon --config "$STATE/xrdp/xrdp.ini"
+    wait_port farm "$FARM" 3389 15 || { log "xrdp did not listen"; return 1; }
+    start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
+    nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
+        --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" >>"$out/scenario.log" 2>&1
+}
+
+scn_scp_transfer() {
+    local out="$1" seed="$2" src dst
+    M_RELAYED=false; M_APP=ssh; M_HUMAN=farm
+    M_NOTE="user at the laptop copies a ~2 MB file to srv with scp (OpenSSH >= 9 scp speaks SFTP)"
+    spec direct ssh "$FARM" "$SRV" 22 false "farm scp -> srv (bulk upload)"
+    src="$STATE/home/scp_src_$seed.bin"; dst="$STATE/home/scp_dst_$seed.bin"
+    # seeded content, 2 MiB + up to 64 KiB (the namespaces share this filesystem)
+    "$PY" -c 'import random, sys; r = random.Random(int(sys.argv[1])); sys.stdout.buffer.write(r.randbytes(2097152 + r.randrange(65536)))' \
+        "$seed" >"$src"
+    rm -f "$dst"
+    sleep 0.5
+    nsx farm scp -F "$STATE/ssh/ssh_config" "$src" "root@$SRV:$dst" >>"$out/scenario.log" 2>&1
+    sleep 0.5
+    if cmp -s "$src" "$dst"; then
+        echo "scp_transfer: $(stat -c %s "$src") bytes copied intact" >>"$out/scenario.log"
+    else
+        echo "scp_transfer: copy differs" >>"$out/scenario.log"; rm -f "$src" "$dst"; return 1
+    fi
+    rm -f "$src" "$dst"
+}
+
+scn_ssh_local_forward() {
+    local out="$1" seed="$2" i n sizes tpid
+    M_RELAYED=true; M_APP=tls; M_KIND=ssh_local_forward; M_HUMAN=op
+    M_NOTE="operator runs ssh -N -L 8443:srv:443 root@farm and curls https srv through the forward"
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -L (tunnel)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm sshd -> srv:443 (direct-tcpip), TLS client is op"
+    ip netns exec "${PFX}op" "${SSH[@]}" -N -L "127.0.0.1:8443:$SRV:443" "root@$FARM" >>"$out/scenario.log" 2>&1 </dev/null &
+    tpid=$!; RUN_PIDS+=("$tpid")
+    # poll for the listener with ss, not wait_port: a probe connection to an
+    # -L port would make farm open a (non-TLS) forwarded connection to srv
+    for i in $(seq 150); do
+        [[ -n $(nsx op ss -Hltn "sport = :8443") ]] && break
+        sleep 0.1
+    done
+    [[ -n $(nsx op ss -Hltn "sport = :8443") ]] || { log "ssh -L did not come up"; return 1; }
+    n=$(( 3 + seed % 3 ))
+    for i in $(seq "$n"); do
+        sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
+        nsx op "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:127.0.0.1" \
+            "https://$SRV_NAME:8443${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
+    done
+    stop_pid "$tpid"
+}
+
+# ---------------------------------------------------------------- run
+run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED
+    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok
+    declare -F "scn_$scn" >/dev/null || die "unknown scenario $scn (see: $0 list)"
+    mkdir -p "$out"
+    rm -f "$out"/gw.pcap "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/spec.tsv
+    SPEC="$out/spec.tsv"; : >"$SPEC"
+    M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NOTE=""
+    set_op_delay "$d" "$j" "$seed"
+    ph=$(ping_median farm "$OP"); pd=$(ping_median farm "$SRV")
+    log "run $scn op_delay=${d}ms jitter=${j}ms seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    ip netns exec "${PFX}gw" tcpdump -i lan0 -n -U -s 0 -Z root -w "$out/gw.pcap" >"$out/tcpdump.log" 2>&1 </dev/null &
+    cap=$!
+    for _ in $(seq 50); do grep -q "listening on" "$out/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
+    sleep 0.3
+    t0=$(date +%s.%N)
+    # The scenario runs in a subshell (so set -e applies inside it); on exit
+    # it stops its background processes and hands its metadata back via a file.
+    set +e
+    (
+        set -e
+        trap 'sleep 1; kill_run_pids; declare -p M_RELAYED M_APP M_KIND M_CTRL M_HUMAN M_EVENTS M_NOTE >"$out/.meta.sh"' EXIT
+        "scn_$scn" "$out" "$seed"
+    )
+    rc=$?
+    set -e
+    t1=$(date +%s.%N)
+    kill -INT "$cap" 2>/dev/null || true; wait "$cap" 2>/dev/null || true
+    [[ $rc -eq 0 ]] || status="failed rc=$rc"
+    [[ $rc -eq 3 ]] && status="skipped (dependency missing)"
+    # shellcheck disable=SC1091
+    [[ -f $out/.meta.sh ]] && source "$out/.meta.sh" && rm -f "$out/.meta.sh"
+    "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
+        --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" \
+        --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
+        --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
+        --events "$M_EVENTS" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
+    tail -n 1 "$out/scenario.log" >&2
+    log "done $scn status=$status ($(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s)"
+    # Result goes in RUN_RC, not the return status: calling run_one inside
+    # `if`/`||` would make bash ignore `set -e` inside the scenario subshell.
+    RUN_RC=$rc
+}
+RUN_RC=0
+
+cmd_run() {
+    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--seed N] [--out DIR]"
+    local scn="$1"; shift
+    local d=0 j=0 seed=1 out="" we_upped=0 s failed=0
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --op-delay-ms) d="$2"; shift 2 ;;
+            --jitter-ms) j="$2"; shift 2 ;;
+            --seed) seed="$2"; shift 2 ;;
+            --out) out="$2"; shift 2 ;;
+            *) die "unknown option $1" ;;
+        esac
+    done
+    [[ $d =~ ^[0-9]+$ && $j =~ ^[0-9]+$ && $seed =~ ^[0-9]+$ ]] || die "delay, jitter and seed must be integers"
+    if ! is_up; then cmd_up; we_upped=1; fi
+    # shellcheck disable=SC2064
+    trap "kill_run_pids; [[ $we_upped == 1 ]] && cmd_down" EXIT
+    trap 'exit 130' INT TERM
+    if [[ $scn == all ]]; then
+        out="${out:-out/all-d$d-j$j-s$seed}"
+        for s in "${SCENARIOS[@]}"; do
+            run_one "$s" "$out/$s" "$d" "$j" "$seed"
+            if [[ $RUN_RC -ne 0 ]]; then failed=$((failed + 1)); log "scenario $s failed (rc=$RUN_RC)"; fi
+        done
+        log "all: $(( ${#SCENARIOS[@]} - failed ))/${#SCENARIOS[@]} scenarios ok; results in $out"
+        [[ $failed -eq 0 ]]
+    else
+        out="${out:-out/$scn-d$d-j$j-s$seed}"
+        run_one "$scn" "$out" "$d" "$j" "$seed"
+        return "$RUN_RC"
+    fi
+}
+
+cmd_verify() {
+    [[ $# -ge 1 ]] || die "usage: $0 verify RUN_DIR..."
+    "$PY" "$HELPERS/verify.py" "$@"
+}
+
+main() {
+    local c="${1:-}"; shift || true
+    case "$c" in
+        deps) cmd_deps ;;
+        up) cmd_up ;;
+        down) cmd_down ;;
+        status) cmd_status ;;
+        list) cmd_list ;;
+        run) cmd_run "$@" ;;
+        verify) cmd_verify "$@" ;;
+        *) sed -n '2,5p' "$0"; exit 2 ;;
+    esac
+}
+main "$@"
