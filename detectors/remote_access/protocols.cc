@@ -1,5 +1,6 @@
 #include "detectors/remote_access/protocols.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace relaywatch::detectors::remote_access {
@@ -275,6 +276,102 @@ std::optional<RdpUdpDatagram> ParseRdpUdpDatagram(Bytes data) {
                  Be16(data.data() + offset + 2);
   }
   return d;
+}
+
+int TeamViewerTcpFrames(Bytes stream) {
+  int frames = 0;
+  std::size_t at = 0;
+  while (at + 2 <= stream.size()) {
+    const Bytes rest = stream.subspan(at);
+    std::size_t frame_size = 0;
+    if (rest[0] == 0x17 && rest[1] == 0x24) {
+      if (rest.size() < 5) {
+        break;  // header not complete yet
+      }
+      frame_size = 5 + std::size_t{Le16(rest.data() + 3)};
+    } else if (rest[0] == 0x11 && rest[1] == 0x30) {
+      if (rest.size() < 8) {
+        break;
+      }
+      const std::uint32_t length = Le32(rest.data() + 4);
+      if (length > (1U << 24)) {
+        return 0;
+      }
+      frame_size = 24 + std::size_t{length};
+    } else {
+      return 0;  // the bytes where a frame must start are not a frame
+    }
+    if (at + frame_size > stream.size()) {
+      break;  // the frame continues past what we hold
+    }
+    at += frame_size;
+    ++frames;
+  }
+  return frames;
+}
+
+bool IsTeamViewerUdp(Bytes d) {
+  return d.size() >= 16 && d[11] == 0x17 && d[12] == 0x24 &&
+         16 + std::size_t{Le16(d.data() + 14)} == d.size();
+}
+
+NxGreeting ParseNxGreeting(Bytes data) {
+  std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
+  NxGreeting kind = NxGreeting::kNone;
+  if (text.substr(0, 5) == "NXSH-") {
+    kind = NxGreeting::kClient;
+    text.remove_prefix(5);
+  } else if (text.substr(0, 4) == "NXD-") {
+    kind = NxGreeting::kServer;
+    text.remove_prefix(4);
+  } else {
+    return NxGreeting::kNone;
+  }
+  const std::size_t eol = text.find('\n');
+  if (eol == std::string_view::npos || eol == 0 || eol > 16) {
+    return NxGreeting::kNone;
+  }
+  for (char c : text.substr(0, eol)) {
+    if (!(IsDigit(static_cast<std::uint8_t>(c)) || c == '.')) {
+      return NxGreeting::kNone;
+    }
+  }
+  return kind;
+}
+
+int NxUdpCounter(Bytes d) {
+  if (d.size() < 10 || d[0] == 0 || d[0] > 0x10 || d[1] != 0 || Le16(d.data() + 2) != 1 ||
+      Le16(d.data() + 4) != d.size() || d[8] != 0 || d[9] != 0) {
+    return -1;
+  }
+  return Le16(d.data() + 6);
+}
+
+RadminMessage ParseRadmin(Bytes d) {
+  if (d.size() < 10 || d[0] != 0x01 || d[1] != 0 || d[2] != 0 || d[3] != 0) {
+    return RadminMessage::kNone;
+  }
+  if (d.size() == 10 && d[4] == 0x01 && d[8] == 0x08 && d[9] == 0x08) {
+    return RadminMessage::kClientHello;
+  }
+  if (d.size() == 46 && d[4] == 0x25 && d[7] == 0x02 && d[8] == 0x12 && d[9] == 0x08 &&
+      d[10] == 0x02 && d[13] == 0x0a) {
+    return RadminMessage::kServerHello;
+  }
+  if (d.size() == 14 && d[4] == 0x05 && d[8] == 0x27 && d[9] == 0x27) {
+    return RadminMessage::kResume;
+  }
+  return RadminMessage::kNone;
+}
+
+bool IsIcaGreeting(Bytes d) {
+  static constexpr std::uint8_t kIca[] = {0x7f, 0x7f, 'I', 'C', 'A', 0x00};
+  return d.size() >= sizeof kIca && std::equal(kIca, kIca + sizeof kIca, d.begin());
+}
+
+bool IsCgpGreeting(Bytes d) {
+  static constexpr std::uint8_t kCgp[] = {0x1a, 'C', 'G', 'P', '/', '0', '1'};
+  return d.size() >= sizeof kCgp && std::equal(kCgp, kCgp + sizeof kCgp, d.begin());
 }
 
 }  // namespace relaywatch::detectors::remote_access

@@ -77,4 +77,34 @@ struct RdpUdpDatagram {
 };
 std::optional<RdpUdpDatagram> ParseRdpUdpDatagram(Bytes data);
 
+// TeamViewer framing (verified against real captures; magic bytes as in nDPI's dissector):
+// a TCP direction is a chain of frames, either `17 24 cmd len16le data[len]` (the older
+// protocol, also inside UDP) or `11 30 cmd flags len32le ...` with a 24-byte header and
+// `len` bytes of data. Returns how many complete frames chain from the start of `stream`
+// with every boundary landing on the next frame's magic, or 0 when the bytes break the
+// framing.
+int TeamViewerTcpFrames(Bytes stream);
+// A UDP datagram: an 11-byte datagram header, then one `17 24` frame filling the datagram.
+bool IsTeamViewerUdp(Bytes datagram);
+
+// NoMachine NX greetings before its TLS: "NXSH-<version>\n" from the client and
+// "NXD-<version>\n" from the server, the version being digits and dots.
+enum class NxGreeting { kNone, kClient, kServer };
+NxGreeting ParseNxGreeting(Bytes data);
+// NoMachine UDP media datagrams: type byte, 0, LE16 1, LE16 total length = datagram size,
+// LE16 counter, 2 zero bytes. Returns the counter, or -1.
+int NxUdpCounter(Bytes datagram);
+
+// Radmin (TCP 4899): each message starts `01 00 00 00 <type>`; the client's hello is 10
+// bytes of type 01 ending `08 08`, the server's answer 46 bytes of type 25 with
+// `02 12 08 02` at 7..10, and the session resumption exchange is 14 bytes of type 05 ending
+// `27 27 ..` from both sides.
+enum class RadminMessage { kNone, kClientHello, kServerHello, kResume };
+RadminMessage ParseRadmin(Bytes data);
+
+// Citrix ICA: both sides open with the 6-byte greeting 7f 7f 'I' 'C' 'A' 00 (the server
+// first); Session Reliability (CGP, TCP 2598) opens with 1a 'CGP/01'.
+bool IsIcaGreeting(Bytes data);
+bool IsCgpGreeting(Bytes data);
+
 }  // namespace relaywatch::detectors::remote_access

@@ -13,6 +13,9 @@ namespace {
 using flow::Direction;
 using flow::FlowState;
 
+constexpr int kToResponder = 0;  // flow::Index(Direction::kToResponder)
+constexpr int kToOriginator = 1;
+
 // The start of one direction's byte stream, reassembled in sequence order up to a cap.
 struct Side {
   std::string buffer;
@@ -22,28 +25,47 @@ struct Side {
   std::uint64_t payload_packets = 0;
 };
 
+// Datagram protocols: how many datagrams of each direction matched, and whether one did not.
+struct DatagramEvidence {
+  int matched[2] = {0, 0};
+  int last_counter[2] = {-1, -1};
+  bool broken = false;
+};
+
 struct FlowData : flow::DetectorFlowData {
   Side side[2];
+  // TCP openings, by direction index.
   std::optional<SshBanner> ssh[2];
   std::optional<RfbVersion> rfb[2];
-  int rfb_first = -1;  // direction index of the first RFB version: the VNC server
+  int rfb_first = -1;  // direction of the first RFB version: the VNC server
   std::optional<RdpConnectionRequest> rdp_request;
   int rdp_request_dir = -1;
   std::optional<RdpConnectionConfirm> rdp_confirm;
+  NxGreeting nx[2] = {NxGreeting::kNone, NxGreeting::kNone};
+  RadminMessage radmin[2] = {RadminMessage::kNone, RadminMessage::kNone};
+  bool ica[2] = {false, false};
+  bool cgp[2] = {false, false};
+  int ica_first = -1;
+  int teamviewer_frames[2] = {0, 0};
+  // RDP over UDP: the handshake, or mid-session acknowledgements of each other's snCoded.
   std::optional<RdpUdpSyn> rdp_udp_syn;
   int rdp_udp_syn_dir = -1;
   bool rdp_udp_syn_ack = false;
-  // Mid-session RDPEUDP: recent snCoded values sent per direction, and how often each
-  // direction acknowledged one the other had sent.
   static constexpr int kRecent = 8;
   std::uint32_t rdp_udp_sent[2][kRecent] = {};
   int rdp_udp_sent_count[2] = {0, 0};
   int rdp_udp_acked[2] = {0, 0};
-  bool rdp_udp_broken = false;  // a datagram that is not RDPEUDP
+  bool rdp_udp_broken = false;
+  DatagramEvidence teamviewer_udp;
+  DatagramEvidence nx_udp;
 };
 
 // Acknowledgements of the peer's sequence numbers, per direction, that prove RDPEUDP.
 constexpr int kRdpUdpAcksNeeded = 2;
+// Chained frames per direction that prove TeamViewer's framing.
+constexpr int kTeamViewerFramesNeeded = 2;
+// Matching datagrams per direction for datagram protocols without a handshake.
+constexpr int kDatagramsNeeded = 2;
 
 Bytes View(const std::string& s) {
   return Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
@@ -72,18 +94,47 @@ void Append(Side& side, const decode::DecodedPacket& p, std::size_t cap) {
     payload = payload.subspan(static_cast<std::size_t>(offset));
     side.next_seq += static_cast<std::uint32_t>(payload.size());
   }
-  const std::size_t room = cap - side.buffer.size();
-  const std::size_t n = std::min(room, payload.size());
+  const std::size_t n = std::min(cap - side.buffer.size(), payload.size());
   side.buffer.append(reinterpret_cast<const char*>(payload.data()), n);
 }
 
-enum class App { kNone, kSsh, kRdp, kRdpUdp, kVnc };
+enum class App {
+  kNone,
+  kSsh,
+  kRdp,
+  kRdpUdp,
+  kVnc,
+  kTeamViewer,
+  kNoMachine,
+  kRadmin,
+  kCitrix,
+};
 
 struct Finding {
   App app = App::kNone;
   bool both_sides = false;
   int controlled_dir = -1;  // direction index whose *sender* is the controlled endpoint
+  int seen_dir = -1;        // with one side only: the direction whose bytes matched
+  std::string evidence;
 };
+
+// The side on a registered port, when only one side is: a hint for protocols whose
+// handshake does not say who serves (datagrams, captures that start mid-session).
+int ServerByPort(const FlowState& flow, std::uint16_t port) {
+  if (flow.responder.port == port && flow.originator.port != port) {
+    return kToOriginator;
+  }
+  if (flow.originator.port == port && flow.responder.port != port) {
+    return kToResponder;
+  }
+  return -1;
+}
+
+// Datagram protocols: each direction must match, and enough datagrams in all.
+bool BothDirections(const DatagramEvidence& e) {
+  return e.matched[0] >= 1 && e.matched[1] >= 1 &&
+         e.matched[0] + e.matched[1] >= 2 * kDatagramsNeeded;
+}
 
 // What the evidence gathered so far proves about the flow.
 Finding Assess(const FlowData& d, const FlowState& flow) {
@@ -91,36 +142,86 @@ Finding Assess(const FlowData& d, const FlowState& flow) {
   if (d.rdp_request) {
     f.app = App::kRdp;
     f.both_sides = d.rdp_confirm.has_value();
+    f.seen_dir = d.rdp_request_dir;
     f.controlled_dir = 1 - d.rdp_request_dir;  // the side the request was sent to
+    f.evidence = f.both_sides ? "X.224 connection request and confirm" : "X.224 connection request";
   } else if (d.rdp_udp_syn) {
     f.app = App::kRdpUdp;
     f.both_sides = d.rdp_udp_syn_ack;
+    f.seen_dir = d.rdp_udp_syn_dir;
     f.controlled_dir = 1 - d.rdp_udp_syn_dir;
+    f.evidence = f.both_sides ? "RDPEUDP SYN and SYN+ACK" : "RDPEUDP SYN";
   } else if (d.rdp_udp_acked[0] >= kRdpUdpAcksNeeded && d.rdp_udp_acked[1] >= kRdpUdpAcksNeeded) {
     f.app = App::kRdpUdp;
     f.both_sides = true;
-    // No handshake seen: the side on the registered port is the server, if either is.
-    if (flow.responder.port == 3389 && flow.originator.port != 3389) {
-      f.controlled_dir = flow::Index(Direction::kToOriginator);
-    } else if (flow.originator.port == 3389 && flow.responder.port != 3389) {
-      f.controlled_dir = flow::Index(Direction::kToResponder);
-    }
+    f.controlled_dir = ServerByPort(flow, 3389);
+    f.evidence = "RDPEUDP sequence numbers acknowledged by both sides (mid-session)";
   } else if (d.rfb_first >= 0) {
     f.app = App::kVnc;
     f.both_sides = d.rfb[0] && d.rfb[1];
+    f.seen_dir = d.rfb_first;
     f.controlled_dir = d.rfb_first;  // RFC 6143: the server speaks first
+    f.evidence = "RFB protocol version exchange";
+  } else if (d.nx[0] != NxGreeting::kNone || d.nx[1] != NxGreeting::kNone) {
+    f.app = App::kNoMachine;
+    const int server = d.nx[0] == NxGreeting::kServer ? 0 : (d.nx[1] == NxGreeting::kServer ? 1 : -1);
+    const int client = d.nx[0] == NxGreeting::kClient ? 0 : (d.nx[1] == NxGreeting::kClient ? 1 : -1);
+    f.both_sides = server >= 0 && client >= 0 && server != client;
+    f.seen_dir = server >= 0 ? server : client;
+    f.controlled_dir = server >= 0 ? server : (client >= 0 ? 1 - client : -1);
+    f.evidence = "NX greetings (NXSH- from the client, NXD- from the server)";
+  } else if (d.nx_udp.matched[0] + d.nx_udp.matched[1] > 0 && !d.nx_udp.broken) {
+    f.app = App::kNoMachine;
+    f.both_sides = BothDirections(d.nx_udp);
+    f.seen_dir = d.nx_udp.matched[0] ? 0 : 1;
+    f.controlled_dir = ServerByPort(flow, 4000);
+    f.evidence = "NX UDP media datagrams with consistent lengths and counters";
+  } else if (d.radmin[0] != RadminMessage::kNone || d.radmin[1] != RadminMessage::kNone) {
+    f.app = App::kRadmin;
+    const auto has = [&](int dir, RadminMessage m) { return d.radmin[dir] == m; };
+    if (has(0, RadminMessage::kClientHello) && has(1, RadminMessage::kServerHello)) {
+      f.both_sides = true;
+      f.controlled_dir = 1;
+    } else if (has(1, RadminMessage::kClientHello) && has(0, RadminMessage::kServerHello)) {
+      f.both_sides = true;
+      f.controlled_dir = 0;
+    } else if (has(0, RadminMessage::kResume) && has(1, RadminMessage::kResume)) {
+      f.both_sides = true;
+      f.controlled_dir = flow.originator_from_handshake ? kToOriginator : ServerByPort(flow, 4899);
+    } else {
+      f.seen_dir = d.radmin[0] != RadminMessage::kNone ? 0 : 1;
+      f.controlled_dir = d.radmin[f.seen_dir] == RadminMessage::kServerHello ? f.seen_dir : -1;
+    }
+    f.evidence = "Radmin handshake messages";
+  } else if (d.ica_first >= 0) {
+    f.app = App::kCitrix;
+    f.both_sides = (d.ica[0] && d.ica[1]) || (d.cgp[0] && d.cgp[1]);
+    f.seen_dir = d.ica_first;
+    f.controlled_dir = d.ica[d.ica_first] ? d.ica_first : -1;  // the VDA greets first
+    f.evidence = d.ica[d.ica_first] ? "ICA greeting" : "CGP session reliability greeting";
+  } else if (d.teamviewer_frames[0] > 0 || d.teamviewer_frames[1] > 0) {
+    f.app = App::kTeamViewer;
+    f.both_sides = d.teamviewer_frames[0] >= kTeamViewerFramesNeeded &&
+                   d.teamviewer_frames[1] >= kTeamViewerFramesNeeded;
+    f.seen_dir = d.teamviewer_frames[0] >= d.teamviewer_frames[1] ? 0 : 1;
+    // Both ends usually dial out to a TeamViewer router: the handshake does not say which
+    // screen is shared. A direct LAN session has the listener on 5938.
+    f.controlled_dir = ServerByPort(flow, 5938);
+    f.evidence = "TeamViewer frame chain in both directions";
+  } else if (d.teamviewer_udp.matched[0] + d.teamviewer_udp.matched[1] > 0 &&
+             !d.teamviewer_udp.broken) {
+    f.app = App::kTeamViewer;
+    f.both_sides = BothDirections(d.teamviewer_udp);
+    f.seen_dir = d.teamviewer_udp.matched[0] ? 0 : 1;
+    f.evidence = "TeamViewer UDP datagrams (one frame each, length consistent)";
   } else if (d.ssh[0] || d.ssh[1]) {
     f.app = App::kSsh;
     f.both_sides = d.ssh[0] && d.ssh[1];
+    f.seen_dir = d.ssh[0] ? 0 : 1;
     // The shell runs on the server: the responder when the handshake was seen, otherwise
     // the side on the registered port.
-    if (flow.originator_from_handshake) {
-      f.controlled_dir = flow::Index(Direction::kToOriginator);
-    } else if (flow.responder.port == 22 && flow.originator.port != 22) {
-      f.controlled_dir = flow::Index(Direction::kToOriginator);
-    } else if (flow.originator.port == 22 && flow.responder.port != 22) {
-      f.controlled_dir = flow::Index(Direction::kToResponder);
-    }
+    f.controlled_dir = flow.originator_from_handshake ? kToOriginator : ServerByPort(flow, 22);
+    f.evidence = "SSH identification strings";
   }
   return f;
 }
@@ -134,10 +235,79 @@ std::string_view AppName(App app) {
       return "rdp";
     case App::kVnc:
       return "vnc";
+    case App::kTeamViewer:
+      return "teamviewer";
+    case App::kNoMachine:
+      return "nomachine";
+    case App::kRadmin:
+      return "radmin";
+    case App::kCitrix:
+      return "citrix";
     case App::kNone:
       break;
   }
   return "";
+}
+
+void AddDetails(const FlowData& d, App app, nlohmann::json& b) {
+  switch (app) {
+    case App::kSsh: {
+      nlohmann::json ssh = nlohmann::json::object();
+      // Client = the originator's banner, server = the responder's.
+      if (d.ssh[kToResponder]) {
+        ssh["client"] = {{"proto_version", d.ssh[kToResponder]->proto_version},
+                         {"software_version", d.ssh[kToResponder]->software}};
+      }
+      if (d.ssh[kToOriginator]) {
+        ssh["server"] = {{"proto_version", d.ssh[kToOriginator]->proto_version},
+                         {"software_version", d.ssh[kToOriginator]->software}};
+      }
+      b["ssh"] = ssh;
+      break;
+    }
+    case App::kRdp: {
+      nlohmann::json rdp = nlohmann::json::object();
+      if (!d.rdp_request->cookie.empty()) {
+        rdp["cookie"] = d.rdp_request->cookie;
+      }
+      if (d.rdp_request->has_negotiation) {
+        rdp["requested_protocols"] = RdpProtocolNames(d.rdp_request->requested_protocols);
+      }
+      if (d.rdp_confirm && d.rdp_confirm->has_negotiation) {
+        if (d.rdp_confirm->failure) {
+          rdp["negotiation_failure"] = d.rdp_confirm->selected_protocol;
+        } else {
+          rdp["selected_protocol"] = RdpProtocolNames(d.rdp_confirm->selected_protocol);
+        }
+      }
+      b["rdp"] = rdp;
+      break;
+    }
+    case App::kRdpUdp:
+      b["rdp"] = nlohmann::json::object();
+      if (d.rdp_udp_syn) {
+        b["rdp"] = {{"upstream_mtu", d.rdp_udp_syn->upstream_mtu},
+                    {"downstream_mtu", d.rdp_udp_syn->downstream_mtu}};
+      }
+      break;
+    case App::kVnc: {
+      const int server = d.rfb_first;
+      const auto version = [](const RfbVersion& v) {
+        return absl::StrCat(v.major, ".", v.minor);
+      };
+      nlohmann::json vnc = nlohmann::json::object();
+      if (d.rfb[server]) {
+        vnc["server_version"] = version(*d.rfb[server]);
+      }
+      if (d.rfb[1 - server]) {
+        vnc["client_version"] = version(*d.rfb[1 - server]);
+      }
+      b["vnc"] = vnc;
+      break;
+    }
+    default:
+      break;
+  }
 }
 
 Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
@@ -160,99 +330,35 @@ Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
     b["controller"] = "unknown";
     b["controlled_side"] = "unknown";
   }
-  b["confirmed_by"] = f.both_sides ? "both_directions"
-                     : f.controlled_dir >= 0 && flow.stats[1 - f.controlled_dir].packets > 0
-                         ? "server_only"
-                         : "one_direction_only";
-  const int to_resp = flow::Index(Direction::kToResponder);
-  const int to_orig = flow::Index(Direction::kToOriginator);
-  switch (f.app) {
-    case App::kSsh: {
-      nlohmann::json ssh = nlohmann::json::object();
-      // Client = the originator's banner, server = the responder's.
-      if (d.ssh[to_resp]) {
-        ssh["client"] = {{"proto_version", d.ssh[to_resp]->proto_version},
-                         {"software_version", d.ssh[to_resp]->software}};
-      }
-      if (d.ssh[to_orig]) {
-        ssh["server"] = {{"proto_version", d.ssh[to_orig]->proto_version},
-                         {"software_version", d.ssh[to_orig]->software}};
-      }
-      b["ssh"] = ssh;
-      b["evidence"] = "SSH identification strings";
-      break;
-    }
-    case App::kRdp: {
-      nlohmann::json rdp = nlohmann::json::object();
-      if (!d.rdp_request->cookie.empty()) {
-        rdp["cookie"] = d.rdp_request->cookie;
-      }
-      if (d.rdp_request->has_negotiation) {
-        rdp["requested_protocols"] = RdpProtocolNames(d.rdp_request->requested_protocols);
-      }
-      if (d.rdp_confirm && d.rdp_confirm->has_negotiation) {
-        if (d.rdp_confirm->failure) {
-          rdp["negotiation_failure"] = d.rdp_confirm->selected_protocol;
-        } else {
-          rdp["selected_protocol"] = RdpProtocolNames(d.rdp_confirm->selected_protocol);
-        }
-      }
-      b["rdp"] = rdp;
-      b["evidence"] = d.rdp_confirm ? "X.224 connection request and confirm"
-                                    : "X.224 connection request";
-      break;
-    }
-    case App::kRdpUdp:
-      if (d.rdp_udp_syn) {
-        b["rdp"] = {{"upstream_mtu", d.rdp_udp_syn->upstream_mtu},
-                    {"downstream_mtu", d.rdp_udp_syn->downstream_mtu}};
-        b["evidence"] = d.rdp_udp_syn_ack ? "RDPEUDP SYN and SYN+ACK" : "RDPEUDP SYN";
-      } else {
-        b["rdp"] = nlohmann::json::object();
-        b["evidence"] = "RDPEUDP sequence numbers acknowledged by both sides (mid-session)";
-      }
-      break;
-    case App::kVnc: {
-      const int server = d.rfb_first;
-      const auto version = [](const RfbVersion& v) {
-        return absl::StrCat(v.major, ".", v.minor);
-      };
-      nlohmann::json vnc = nlohmann::json::object();
-      if (d.rfb[server]) {
-        vnc["server_version"] = version(*d.rfb[server]);
-      }
-      if (d.rfb[1 - server]) {
-        vnc["client_version"] = version(*d.rfb[1 - server]);
-      }
-      b["vnc"] = vnc;
-      b["evidence"] = "RFB protocol version exchange";
-      break;
-    }
-    case App::kNone:
-      break;
-  }
+  b["confirmed_by"] = f.both_sides                                ? "both_directions"
+                      : flow.stats[1 - f.seen_dir].packets > 0     ? "server_only"
+                                                                  : "one_direction_only";
+  b["evidence"] = f.evidence;
+  AddDetails(d, f.app, b);
   return e;
 }
 
-// Parses what the newest bytes of direction `d` can prove.
-void Inspect(FlowData& data, const decode::DecodedPacket& p, int d) {
-  const Side& side = data.side[d];
-  const Bytes buffer = View(side.buffer);
-  if (p.is_udp()) {
-    if (!data.rdp_udp_syn && data.side[d].payload_packets == 1 &&
-        data.side[1 - d].payload_packets == 0) {
-      if (auto syn = ParseRdpUdpSyn(p.payload); syn && !syn->ack) {
-        data.rdp_udp_syn = syn;
-        data.rdp_udp_syn_dir = d;
-        return;
+void InspectDatagram(FlowData& data, Bytes payload, int d) {
+  // RDPEUDP opens with a SYN datagram as the very first of the flow.
+  if (!data.rdp_udp_syn && data.side[d].payload_packets == 1 &&
+      data.side[1 - d].payload_packets == 0) {
+    if (auto syn = ParseRdpUdpSyn(payload); syn && !syn->ack) {
+      data.rdp_udp_syn = syn;
+      data.rdp_udp_syn_dir = d;
+      return;
+    }
+  }
+  if (data.rdp_udp_syn) {
+    if (d != data.rdp_udp_syn_dir && !data.rdp_udp_syn_ack) {
+      if (auto syn = ParseRdpUdpSyn(payload);
+          syn && syn->ack && syn->source_ack == data.rdp_udp_syn->initial_sequence) {
+        data.rdp_udp_syn_ack = true;
       }
     }
-    if (!data.rdp_udp_syn) {
-      const std::optional<RdpUdpDatagram> dg = ParseRdpUdpDatagram(p.payload);
-      if (!dg) {
-        data.rdp_udp_broken = true;
-        return;
-      }
+    return;
+  }
+  if (!data.rdp_udp_broken) {
+    if (const std::optional<RdpUdpDatagram> dg = ParseRdpUdpDatagram(payload)) {
       const int other = 1 - d;
       for (int i = 0; i < std::min(data.rdp_udp_sent_count[other], FlowData::kRecent); ++i) {
         if (data.rdp_udp_sent[other][i] == dg->source_ack) {
@@ -263,14 +369,32 @@ void Inspect(FlowData& data, const decode::DecodedPacket& p, int d) {
       if (dg->has_data) {
         data.rdp_udp_sent[d][data.rdp_udp_sent_count[d]++ % FlowData::kRecent] = dg->sn_coded;
       }
-    } else if (d != data.rdp_udp_syn_dir && !data.rdp_udp_syn_ack) {
-      if (auto syn = ParseRdpUdpSyn(p.payload);
-          syn && syn->ack && syn->source_ack == data.rdp_udp_syn->initial_sequence) {
-        data.rdp_udp_syn_ack = true;
-      }
+    } else {
+      data.rdp_udp_broken = true;
     }
-    return;
   }
+  if (!data.teamviewer_udp.broken) {
+    if (IsTeamViewerUdp(payload)) {
+      ++data.teamviewer_udp.matched[d];
+    } else {
+      data.teamviewer_udp.broken = true;
+    }
+  }
+  if (!data.nx_udp.broken) {
+    const int counter = NxUdpCounter(payload);
+    // Counters only move forward within a direction.
+    if (counter >= 0 && counter > data.nx_udp.last_counter[d]) {
+      data.nx_udp.last_counter[d] = counter;
+      ++data.nx_udp.matched[d];
+    } else {
+      data.nx_udp.broken = true;
+    }
+  }
+}
+
+// Parses what the newest bytes of direction `d` can prove.
+void InspectStream(FlowData& data, int d) {
+  const Bytes buffer = View(data.side[d].buffer);
   if (!data.ssh[d]) {
     data.ssh[d] = ParseSshBanner(buffer);
   }
@@ -288,6 +412,20 @@ void Inspect(FlowData& data, const decode::DecodedPacket& p, int d) {
       data.rfb_first = d;
     }
   }
+  if (data.nx[d] == NxGreeting::kNone) {
+    data.nx[d] = ParseNxGreeting(buffer);
+  }
+  if (data.radmin[d] == RadminMessage::kNone) {
+    data.radmin[d] = ParseRadmin(buffer);
+  }
+  if (!data.ica[d] && !data.cgp[d]) {
+    data.ica[d] = IsIcaGreeting(buffer);
+    data.cgp[d] = IsCgpGreeting(buffer);
+    if ((data.ica[d] || data.cgp[d]) && data.ica_first < 0) {
+      data.ica_first = d;
+    }
+  }
+  data.teamviewer_frames[d] = TeamViewerTcpFrames(buffer);
 }
 
 }  // namespace
@@ -310,7 +448,11 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
   auto& data = static_cast<FlowData&>(*slot);
   const int d = flow::Index(direction);
   Append(data.side[d], packet, config_.inspect_bytes);
-  Inspect(data, packet, d);
+  if (packet.is_udp()) {
+    InspectDatagram(data, packet.payload, d);
+  } else {
+    InspectStream(data, d);
+  }
 
   const Finding finding = Assess(data, flow);
   if (finding.app != App::kNone && finding.both_sides) {
@@ -327,8 +469,9 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
     slot.reset();
     return Verdict::kDone;
   }
-  // A UDP flow either opened with an RDPEUDP SYN or must parse as RDPEUDP throughout.
-  if (packet.is_udp() && !data.rdp_udp_syn && data.rdp_udp_broken) {
+  // A datagram flow that broke every datagram protocol's structure is not ours either.
+  if (packet.is_udp() && !data.rdp_udp_syn && data.rdp_udp_broken &&
+      data.teamviewer_udp.broken && data.nx_udp.broken) {
     slot.reset();
     return Verdict::kDone;
   }
@@ -346,14 +489,18 @@ void RemoteAccessDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   // tap, asymmetric routing), or when the side seen is the server: a server that announced
   // itself proves the service even if its client then failed. A client's opening answered by
   // a reset, by nothing, or by another protocol is a probe and is not reported.
-  if (finding.app != App::kNone && !finding.both_sides) {
-    const int seen = finding.app == App::kRdp      ? data.rdp_request_dir
-                     : finding.app == App::kRdpUdp ? data.rdp_udp_syn_dir
-                     : finding.app == App::kVnc    ? data.rfb_first
-                     : (data.ssh[0] ? 0 : 1);
-    const bool other_silent = flow.stats[1 - seen].packets == 0;
-    const bool server_announced = seen == finding.controlled_dir;
-    if (other_silent || server_announced) {
+  if (finding.app != App::kNone && !finding.both_sides && finding.seen_dir >= 0) {
+    const bool other_silent = flow.stats[1 - finding.seen_dir].packets == 0;
+    const bool server_announced = finding.seen_dir == finding.controlled_dir;
+    // Datagram protocols need their minimum count even one-way.
+    const bool enough =
+        finding.app != App::kTeamViewer && finding.app != App::kNoMachine
+            ? true
+            : std::max({data.teamviewer_udp.matched[finding.seen_dir],
+                        data.nx_udp.matched[finding.seen_dir],
+                        data.teamviewer_frames[finding.seen_dir]}) >= 2 * kDatagramsNeeded ||
+                  data.nx[finding.seen_dir] != NxGreeting::kNone;
+    if ((other_silent || server_announced) && enough) {
       out.Emit(MakeEvent(data, flow, finding, context_.community_id_seed, flow.last_seen));
     }
   }

@@ -162,5 +162,60 @@ TEST(RdpUdp, DataDatagramCarriesSnCoded) {
   EXPECT_FALSE(ParseRdpUdpDatagram(B(d)).has_value());
 }
 
+std::vector<std::uint8_t> Hex(const std::string& hex) {
+  std::vector<std::uint8_t> v;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) {
+    v.push_back(static_cast<std::uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return v;
+}
+
+TEST(TeamViewer, ChainsOldAndNewFrames) {
+  // `17 24 cmd len16` frames (5-byte header) and `11 30 cmd flags len32` (24-byte header).
+  std::vector<std::uint8_t> s = Hex("17240a0400" "01020304" "17243c0200" "aabb");
+  EXPECT_EQ(TeamViewerTcpFrames(B(s)), 2);
+  std::vector<std::uint8_t> v2 = Hex("11303600" "02000000") ;
+  v2.resize(24 + 2, 0);
+  v2.push_back(0x11);  // the next frame's magic starts right after
+  v2.push_back(0x30);
+  EXPECT_EQ(TeamViewerTcpFrames(B(v2)), 1);
+  s.push_back(0x42);  // a byte where a frame must start
+  s.push_back(0x42);
+  EXPECT_EQ(TeamViewerTcpFrames(B(s)), 0);
+  EXPECT_EQ(TeamViewerTcpFrames(B(Hex("1724ff0100"))), 0);  // incomplete frame: none yet
+}
+
+TEST(TeamViewer, UdpDatagramHoldsOneFrame) {
+  std::vector<std::uint8_t> d = Hex("0000000000000000442603" "17247304" "00" "00000000");
+  EXPECT_TRUE(IsTeamViewerUdp(B(d)));
+  d.push_back(0);
+  EXPECT_FALSE(IsTeamViewerUdp(B(d)));
+}
+
+TEST(NoMachine, GreetingsAndMediaDatagrams) {
+  EXPECT_EQ(ParseNxGreeting(B("NXSH-8.10.1\n")), NxGreeting::kClient);
+  EXPECT_EQ(ParseNxGreeting(B("NXD-8.10.1\n")), NxGreeting::kServer);
+  EXPECT_EQ(ParseNxGreeting(B("NXD-eight\n")), NxGreeting::kNone);
+  EXPECT_EQ(ParseNxGreeting(B("NXSH-8.10.1")), NxGreeting::kNone);
+  EXPECT_EQ(NxUdpCounter(B(Hex("010001000a0003000000"))), 3);
+  EXPECT_EQ(NxUdpCounter(B(Hex("010001000b0003000000"))), -1);  // length field disagrees
+}
+
+TEST(Radmin, HandshakeForms) {
+  EXPECT_EQ(ParseRadmin(B(Hex("01000000010000000808"))), RadminMessage::kClientHello);
+  std::vector<std::uint8_t> server = Hex("010000002500000212080200000a");
+  server.resize(46, 0);
+  EXPECT_EQ(ParseRadmin(B(server)), RadminMessage::kServerHello);
+  EXPECT_EQ(ParseRadmin(B(Hex("0100000005000002272702000000"))), RadminMessage::kResume);
+  EXPECT_EQ(ParseRadmin(B(Hex("00000001010000000808"))), RadminMessage::kNone);
+}
+
+TEST(Citrix, IcaAndCgpGreetings) {
+  EXPECT_TRUE(IsIcaGreeting(B(Hex("7f7f49434100"))));
+  EXPECT_FALSE(IsIcaGreeting(B(Hex("7f7f494341"))));
+  EXPECT_TRUE(IsCgpGreeting(B(std::string("\x1a" "CGP/01"))));
+  EXPECT_FALSE(IsCgpGreeting(B(std::string("CGP/01"))));
+}
+
 }  // namespace
 }  // namespace relaywatch::detectors::remote_access
