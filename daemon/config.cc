@@ -98,14 +98,47 @@ absl::Status ParseOutputs(const config::Section& s, Config& c) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<Cidr>> ParseCidrs(const config::Section& s, const char* key) {
+  RW_ASSIGN_OR_RETURN(std::vector<std::string> texts, s.StringList(key, {}));
+  std::vector<Cidr> out;
+  for (const std::string& text : texts) {
+    absl::StatusOr<Cidr> cidr = Cidr::Parse(text);
+    if (!cidr.ok()) {
+      return s.Error(s.At(key), key, cidr.status().message());
+    }
+    out.push_back(*cidr);
+  }
+  return out;
+}
+
 absl::Status ParseAlerting(const config::Section& s, host::HostStageConfig& a) {
-  RW_RETURN_IF_ERROR(s.CheckKeys({"dedup_window", "max_alerts_per_host_per_hour", "max_hosts"}));
+  RW_RETURN_IF_ERROR(s.CheckKeys({"dedup_window", "max_alerts_per_host_per_hour", "max_hosts",
+                                  "multi_tool_window", "allow"}));
   RW_ASSIGN_OR_RETURN(a.dedup_window, s.Duration("dedup_window", a.dedup_window, absl::ZeroDuration(),
                                                  absl::Hours(24 * 30)));
   RW_ASSIGN_OR_RETURN(a.max_alerts_per_host_per_hour,
                       s.Uint("max_alerts_per_host_per_hour", a.max_alerts_per_host_per_hour, 1,
                              1000000));
   RW_ASSIGN_OR_RETURN(a.max_hosts, s.Uint("max_hosts", a.max_hosts, 16, 1 << 24));
+  RW_ASSIGN_OR_RETURN(a.multi_tool_window,
+                      s.Duration("multi_tool_window", a.multi_tool_window, absl::Minutes(1),
+                                 absl::Hours(24 * 90)));
+  const YAML::Node allow = s.At("allow");
+  if (allow.IsDefined() && !allow.IsNull()) {
+    if (!allow.IsSequence()) {
+      return s.Error(allow, "allow", "expected a list of {app, controller, host}");
+    }
+    for (std::size_t i = 0; i < allow.size(); ++i) {
+      const config::Section rule_section(allow[i], absl::StrCat(s.path(), ".allow[", i, "]"),
+                                         std::make_shared<const std::string>(s.file()));
+      RW_RETURN_IF_ERROR(rule_section.CheckKeys({"app", "controller", "host"}));
+      host::AllowRule rule;
+      RW_ASSIGN_OR_RETURN(rule.app, rule_section.String("app", "*"));
+      RW_ASSIGN_OR_RETURN(rule.controller, ParseCidrs(rule_section, "controller"));
+      RW_ASSIGN_OR_RETURN(rule.host, ParseCidrs(rule_section, "host"));
+      a.allow.push_back(std::move(rule));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -124,7 +157,7 @@ absl::Status ParseDetectors(const config::Section& s) {
 }  // namespace
 
 const std::vector<std::string>& KnownEventTypes() {
-  static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow"};
+  static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "ssh"};
   return kTypes;
 }
 

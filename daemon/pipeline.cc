@@ -617,6 +617,7 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
                            MetricType::Counter);
   Add(suppressed, {{"reason", "duplicate"}}, static_cast<double>(hs.suppressed_duplicate));
   Add(suppressed, {{"reason", "rate_limit"}}, static_cast<double>(hs.suppressed_rate_limited));
+  Add(suppressed, {{"reason", "allowed"}}, static_cast<double>(hs.suppressed_allowed));
   out.push_back(std::move(suppressed));
   auto hosts = Family("relaywatch_host_table_entries", "Hosts tracked by the host stage.",
                       MetricType::Gauge);

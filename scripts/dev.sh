@@ -13,7 +13,7 @@ JOBS=$(nproc)
 # Build and runtime dependencies, all from Debian 12.
 BUILD_PACKAGES=(build-essential cmake pkg-config python3 libpcap-dev libboost-dev
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev
-  libssl-dev libsystemd-dev)
+  libssl-dev libsystemd-dev zlib1g-dev)
 # What the tests run against: real receivers and linters, and clang's libFuzzer.
 TEST_PACKAGES=(rsyslog prometheus iproute2 systemd clang-14 libfuzzer-14-dev
   libclang-rt-14-dev)

@@ -1,5 +1,7 @@
 #include "detectors/host/host_stage.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace relaywatch::host {
@@ -77,6 +79,48 @@ bool HostStage::Admit(const IpAddress& host, const std::string& key, PacketTime 
   return true;
 }
 
+bool HostStage::Allowed(const std::string& app, const IpAddress& host,
+                        const std::optional<IpAddress>& controller) const {
+  const auto in = [](const std::vector<Cidr>& nets, const IpAddress& a) {
+    return std::any_of(nets.begin(), nets.end(), [&](const Cidr& n) { return n.Contains(a); });
+  };
+  for (const AllowRule& rule : config_.allow) {
+    if (!rule.app.empty() && rule.app != "*" && rule.app != app) {
+      continue;
+    }
+    if (!rule.host.empty() && !in(rule.host, host)) {
+      continue;
+    }
+    if (!rule.controller.empty() && (!controller || !in(rule.controller, *controller))) {
+      continue;
+    }
+    return true;
+  }
+  return false;
+}
+
+std::vector<std::string> HostStage::Tools(const IpAddress& host, const std::string& app,
+                                          PacketTime now) {
+  constexpr std::size_t kMaxToolsPerHost = 32;
+  HostState& state = Host(host, now);
+  if (state.tools.size() >= kMaxToolsPerHost && !state.tools.contains(app)) {
+    absl::erase_if(state.tools, [&](const auto& kv) {
+      return now - kv.second >= config_.multi_tool_window;
+    });
+  }
+  if (state.tools.size() < kMaxToolsPerHost || state.tools.contains(app)) {
+    state.tools[app] = now;
+  }
+  std::vector<std::string> recent;
+  for (const auto& [name, seen] : state.tools) {
+    if (now - seen < config_.multi_tool_window) {
+      recent.push_back(name);
+    }
+  }
+  std::sort(recent.begin(), recent.end());
+  return recent;
+}
+
 void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish) {
   const nlohmann::json& s = finding.body;
   const std::string app = s.value("app", "");
@@ -86,35 +130,70 @@ void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish)
   }
   absl::StatusOr<IpAddress> controlled = IpAddress::Parse(s.value("controlled", ""));
   absl::StatusOr<IpAddress> controller = IpAddress::Parse(s.value("controller", ""));
-  if (!controlled.ok() || !controller.ok()) {
-    return;  // direction unknown: nothing to say about which host is operated
-  }
-  if (!IsHome(*controlled) || IsHome(*controller)) {
+  std::uint32_t sid = kSidRemoteControlFromOutside;
+  IpAddress host;
+  std::optional<IpAddress> peer;
+  if (controlled.ok() && controller.ok()) {
+    if (!IsHome(*controlled) || IsHome(*controller)) {
+      return;  // internal admin work, or our host is the one controlling
+    }
+    host = *controlled;
+    peer = *controller;
+  } else if (finding.flow) {
+    // Direction unknown (tools that meet at a relay): an internal host in a session with a
+    // remote-control tool is worth an alert of its own, a notch lower.
+    const bool src_home = IsHome(finding.flow->src_ip);
+    const bool dest_home = IsHome(finding.flow->dest_ip);
+    if (src_home == dest_home || app == "ssh") {
+      return;
+    }
+    host = src_home ? finding.flow->src_ip : finding.flow->dest_ip;
+    peer = src_home ? finding.flow->dest_ip : finding.flow->src_ip;
+    sid = kSidRemoteToolSession;
+  } else {
     return;
   }
-  const std::string key = absl::StrCat(kSidRemoteControlFromOutside, "/", app, "/",
-                                       controller->ToString());
-  if (!Admit(*controlled, key, finding.ts)) {
+  if (Allowed(app, host, peer)) {
+    absl::MutexLock lock(&mu_);
+    ++stats_.suppressed_allowed;
+    return;
+  }
+  const std::vector<std::string> tools = Tools(host, app, finding.ts);
+  const std::string key = absl::StrCat(sid, "/", app, "/", peer->ToString());
+  if (!Admit(host, key, finding.ts)) {
     return;
   }
   Event alert;
   alert.event_type = "alert";
   alert.ts = finding.ts;
   alert.flow = finding.flow;
-  alert.host_ip = *controlled;
+  alert.host_ip = host;
   AlertInfo info;
-  info.signature_id = kSidRemoteControlFromOutside;
-  info.signature = absl::StrCat("RELAYWATCH internal host remotely controlled from outside (",
-                                app, ")");
+  info.signature_id = sid;
+  info.signature =
+      sid == kSidRemoteControlFromOutside
+          ? absl::StrCat("RELAYWATCH internal host remotely controlled from outside (", app, ")")
+          : absl::StrCat("RELAYWATCH internal host in a remote-control session (", app,
+                         ", direction unknown)");
   info.category = "Remote access";
-  // A screen (RDP, VNC) is the laptop-farm pattern itself; a shell is one step removed.
-  info.severity = app == "ssh" ? 2 : 1;
+  // A screen (RDP, VNC, desktop tools, KVMs) is the laptop-farm pattern itself; a shell or a
+  // session whose direction is unknown is one step removed. Several tools on one host within
+  // the window is the pattern again.
+  info.severity = (app == "ssh" || sid == kSidRemoteToolSession) ? 2 : 1;
+  if (tools.size() >= 2) {
+    info.severity = 1;
+  }
   info.detector = "remote_access";
   alert.alert = info;
   alert.evidence = {{"app", app},
-                    {"controlled", controlled->ToString()},
-                    {"controller", controller->ToString()},
+                    {"host", host.ToString()},
+                    {"peer", peer->ToString()},
+                    {"tools_within_window", tools},
                     {"remote_session", s}};
+  if (sid == kSidRemoteControlFromOutside) {
+    alert.evidence["controlled"] = host.ToString();
+    alert.evidence["controller"] = peer->ToString();
+  }
   {
     absl::MutexLock lock(&mu_);
     ++stats_.alerts[{info.detector, info.severity}];

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,19 @@
 
 namespace relaywatch::host {
 
+// A sanctioned use of a remote-control tool (IT support, a managed tenant): sessions that
+// match every field given raise no alert (they are still logged and counted).
+struct AllowRule {
+  std::string app;                  // "" or "*": any tool
+  std::vector<Cidr> controller;     // empty: any controller
+  std::vector<Cidr> host;           // empty: any internal host
+};
+
 struct HostStageConfig {
   std::vector<Cidr> home_networks;
+  std::vector<AllowRule> allow;
+  // Several different tools operating one host within this window raise the severity.
+  absl::Duration multi_tool_window = absl::Hours(24 * 7);
   // The same (host, rule, app, peer) alerts once per window; repeats are counted.
   absl::Duration dedup_window = absl::Hours(1);
   // At most this many alerts per host per hour of packet time; the rest are counted.
@@ -25,6 +37,7 @@ struct HostStageConfig {
 
 // Signature ids of the rules in this stage (our range 9100000-9199999).
 inline constexpr std::uint32_t kSidRemoteControlFromOutside = 9100001;
+inline constexpr std::uint32_t kSidRemoteToolSession = 9100003;
 
 // Counters read by the metrics collector (copied under the stage's mutex).
 struct HostStageStats {
@@ -33,6 +46,7 @@ struct HostStageStats {
   std::map<std::pair<std::string, int>, std::uint64_t> alerts;
   std::uint64_t suppressed_duplicate = 0;
   std::uint64_t suppressed_rate_limited = 0;
+  std::uint64_t suppressed_allowed = 0;
   std::uint64_t hosts_tracked = 0;
   std::uint64_t hosts_evicted = 0;
 };
@@ -61,12 +75,18 @@ class HostStage {
     PacketTime last_seen;
     // Alert keys (rule/app/peer) -> when last alerted.
     absl::flat_hash_map<std::string, PacketTime> alerted;
+    // Remote-control tools seen operating (or in a session with) this host, and when.
+    absl::flat_hash_map<std::string, PacketTime> tools;
     // Start of the current rate-limit hour and alerts in it.
     PacketTime window_start = absl::InfinitePast();
     std::uint64_t window_alerts = 0;
   };
 
   void RemoteSession(const Event& finding, std::vector<Event>& publish);
+  bool Allowed(const std::string& app, const IpAddress& host,
+               const std::optional<IpAddress>& controller) const;
+  // Records `app` for `host` and returns the distinct tools seen within the window.
+  std::vector<std::string> Tools(const IpAddress& host, const std::string& app, PacketTime now);
   // Applies dedup and rate limit; true when the alert may be published.
   bool Admit(const IpAddress& host, const std::string& key, PacketTime now);
   HostState& Host(const IpAddress& host, PacketTime now);

@@ -58,6 +58,21 @@ struct FlowData : flow::DetectorFlowData {
   bool rdp_udp_broken = false;
   DatagramEvidence teamviewer_udp;
   DatagramEvidence nx_udp;
+  // After an SSH session is identified: what its packets look like, to tell an interactive
+  // shell from a tunnel or a file transfer (our own method; see docs/detectors).
+  struct SshActivity {
+    bool tracking = false;
+    std::uint64_t packets[2] = {0, 0};
+    std::uint64_t bytes[2] = {0, 0};
+    std::uint64_t small[2] = {0, 0};   // <= 100 bytes: keystrokes, echoes, acks of the channel
+    std::uint64_t medium[2] = {0, 0};  // 101..1000: requests, short output
+    std::uint64_t large[2] = {0, 0};   // > 1000: bulk data
+    std::uint64_t turns = 0;           // payload direction changes
+    int last_dir = -1;
+  } ssh_activity;
+  // A payload pattern from the signature file, and the direction it matched.
+  const AppSignature* signature = nullptr;
+  int signature_dir = -1;
 };
 
 // Acknowledgements of the peer's sequence numbers, per direction, that prove RDPEUDP.
@@ -108,10 +123,12 @@ enum class App {
   kNoMachine,
   kRadmin,
   kCitrix,
+  kSignature,  // named by the signature file
 };
 
 struct Finding {
   App app = App::kNone;
+  std::string name;  // remote_session.app
   bool both_sides = false;
   int controlled_dir = -1;  // direction index whose *sender* is the controlled endpoint
   int seen_dir = -1;        // with one side only: the direction whose bytes matched
@@ -135,6 +152,8 @@ bool BothDirections(const DatagramEvidence& e) {
   return e.matched[0] >= 1 && e.matched[1] >= 1 &&
          e.matched[0] + e.matched[1] >= 2 * kDatagramsNeeded;
 }
+
+std::string_view AppName(App app);
 
 // What the evidence gathered so far proves about the flow.
 Finding Assess(const FlowData& d, const FlowState& flow) {
@@ -222,6 +241,20 @@ Finding Assess(const FlowData& d, const FlowState& flow) {
     // the side on the registered port.
     f.controlled_dir = flow.originator_from_handshake ? kToOriginator : ServerByPort(flow, 22);
     f.evidence = "SSH identification strings";
+  } else if (d.signature != nullptr) {
+    f.app = App::kSignature;
+    f.name = d.signature->name;
+    f.seen_dir = d.signature_dir;
+    // The other side answering is what makes a matched opening a session.
+    f.both_sides = !d.side[1 - d.signature_dir].buffer.empty();
+    f.controlled_dir =
+        d.signature->controlled == AppSignature::Controlled::kResponder   ? kToOriginator
+        : d.signature->controlled == AppSignature::Controlled::kInitiator ? kToResponder
+                                                                          : -1;
+    f.evidence = "payload pattern from the signature file";
+  }
+  if (f.name.empty()) {
+    f.name = std::string(AppName(f.app));
   }
   return f;
 }
@@ -243,6 +276,7 @@ std::string_view AppName(App app) {
       return "radmin";
     case App::kCitrix:
       return "citrix";
+    case App::kSignature:
     case App::kNone:
       break;
   }
@@ -317,7 +351,7 @@ Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
   e.ts = ts;
   e.flow = FlowRef::FromFlow(flow, seed);
   nlohmann::json& b = e.body;
-  b["app"] = AppName(f.app);
+  b["app"] = f.name;
   b["transport"] = flow.protocol == decode::kProtoUdp ? "udp" : "tcp";
   if (f.controlled_dir >= 0) {
     const auto dir = static_cast<Direction>(f.controlled_dir);
@@ -336,6 +370,15 @@ Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
   b["evidence"] = f.evidence;
   AddDetails(d, f.app, b);
   return e;
+}
+
+void MatchSignature(FlowData& data, const SignatureSet& signatures, Bytes start, int d) {
+  if (data.signature == nullptr) {
+    data.signature = signatures.MatchPayload(d, start);
+    if (data.signature != nullptr) {
+      data.signature_dir = d;
+    }
+  }
 }
 
 void InspectDatagram(FlowData& data, Bytes payload, int d) {
@@ -428,6 +471,82 @@ void InspectStream(FlowData& data, int d) {
   data.teamviewer_frames[d] = TeamViewerTcpFrames(buffer);
 }
 
+// Packets of the key exchange that follow the banners are skipped before sizes count.
+constexpr std::uint64_t kSshSkipPackets = 6;
+constexpr std::uint64_t kSshMinPackets = 20;
+constexpr std::uint64_t kSshMaxTrackedPackets = 1'000'000;
+
+void TrackSsh(FlowData::SshActivity& a, std::size_t size, int d) {
+  if (++a.packets[d] <= kSshSkipPackets || a.packets[0] + a.packets[1] > kSshMaxTrackedPackets) {
+    return;
+  }
+  a.bytes[d] += size;
+  (size <= 100 ? a.small : size <= 1000 ? a.medium : a.large)[d]++;
+  if (a.last_dir != d) {
+    ++a.turns;
+    a.last_dir = d;
+  }
+}
+
+// Interactive: the client sends keystroke-sized packets and the server answers in kind, with
+// occasional output. File transfer: one direction carries nearly all bytes in full-sized
+// packets. Tunnel: the client sends request-sized packets and the server bulk replies, many
+// times over. Direction index 0 = client -> server.
+std::string_view ClassifySsh(const FlowData::SshActivity& a) {
+  const std::uint64_t n[2] = {a.small[0] + a.medium[0] + a.large[0],
+                              a.small[1] + a.medium[1] + a.large[1]};
+  if (n[0] + n[1] < kSshMinPackets) {
+    return "unknown";
+  }
+  const double up = static_cast<double>(a.bytes[0]) + 1;
+  const double down = static_cast<double>(a.bytes[1]) + 1;
+  for (int d : {0, 1}) {
+    const double heavy = d == 0 ? up : down;
+    const double light = d == 0 ? down : up;
+    if (heavy / light >= 8 && n[d] > 0 &&
+        static_cast<double>(a.large[d]) >= 0.5 * static_cast<double>(n[d]) &&
+        heavy >= 64 * 1024) {
+      return "file_transfer";
+    }
+  }
+  const double client_small =
+      n[0] ? static_cast<double>(a.small[0]) / static_cast<double>(n[0]) : 0;
+  const double client_bigger =
+      n[0] ? static_cast<double>(a.medium[0] + a.large[0]) / static_cast<double>(n[0]) : 0;
+  // Humans type and rarely paste: almost no full-sized client packets.
+  const double client_large =
+      n[0] ? static_cast<double>(a.large[0]) / static_cast<double>(n[0]) : 0;
+  if (client_small >= 0.8 && client_large <= 0.02) {
+    return "interactive";
+  }
+  if (client_bigger >= 0.2 && a.medium[1] + a.large[1] > 0) {
+    return "tunnel";
+  }
+  return "unknown";
+}
+
+Event MakeSshRecord(const FlowData& d, const FlowState& flow, std::uint16_t seed) {
+  Event e;
+  e.event_type = "ssh";
+  e.ts = flow.last_seen;
+  e.flow = FlowRef::FromFlow(flow, seed);
+  AddDetails(d, App::kSsh, e.body);
+  e.body = e.body["ssh"];
+  const FlowData::SshActivity& a = d.ssh_activity;
+  e.body["activity"] = ClassifySsh(a);
+  e.body["activity_features"] = {
+      {"packets_toserver", a.small[0] + a.medium[0] + a.large[0]},
+      {"packets_toclient", a.small[1] + a.medium[1] + a.large[1]},
+      {"bytes_toserver", a.bytes[0]},
+      {"bytes_toclient", a.bytes[1]},
+      {"small_toserver", a.small[0]},
+      {"large_toserver", a.large[0]},
+      {"small_toclient", a.small[1]},
+      {"large_toclient", a.large[1]},
+      {"turns", a.turns}};
+  return e;
+}
+
 }  // namespace
 
 RemoteAccessDetector::RemoteAccessDetector(RemoteAccessConfig config, DetectorContext context)
@@ -447,16 +566,37 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
   }
   auto& data = static_cast<FlowData&>(*slot);
   const int d = flow::Index(direction);
+  if (data.ssh_activity.tracking) {
+    // Orient by the SSH client (the originator when known).
+    TrackSsh(data.ssh_activity, packet.payload_length, d);
+    return Verdict::kContinue;
+  }
   Append(data.side[d], packet, config_.inspect_bytes);
   if (packet.is_udp()) {
     InspectDatagram(data, packet.payload, d);
+    if (data.side[d].payload_packets == 1) {
+      if (config_.signatures) {
+        MatchSignature(data, *config_.signatures, packet.payload, d);
+      }
+    }
   } else {
     InspectStream(data, d);
+    if (config_.signatures) {
+      MatchSignature(data, *config_.signatures, View(data.side[d].buffer), d);
+    }
   }
 
   const Finding finding = Assess(data, flow);
   if (finding.app != App::kNone && finding.both_sides) {
     out.Emit(MakeEvent(data, flow, finding, context_.community_id_seed, packet.ts));
+    if (finding.app == App::kSsh) {
+      // Keep watching the session's shape (counters only) for the ssh record at flow end.
+      data.ssh_activity.tracking = true;
+      for (Side& side : data.side) {
+        std::string().swap(side.buffer);
+      }
+      return Verdict::kContinue;
+    }
     slot.reset();
     return Verdict::kDone;
   }
@@ -484,6 +624,11 @@ void RemoteAccessDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
     return;
   }
   const auto& data = static_cast<const FlowData&>(*slot);
+  if (data.ssh_activity.tracking) {
+    out.Emit(MakeSshRecord(data, flow, context_.community_id_seed));
+    slot.reset();
+    return;
+  }
   const Finding finding = Assess(data, flow);
   // One side's opening is a session when the other direction was never captured (a one-way
   // tap, asymmetric routing), or when the side seen is the server: a server that announced

@@ -1,14 +1,16 @@
 #include "capture/flow/community_id.h"
 
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <string>
+
+#include <gtest/gtest.h>
 
 namespace relaywatch::flow {
 namespace {
 
-IpAddress Ip(const std::string& text) { return *IpAddress::Parse(text); }
+IpAddress Ip(const std::string& text) {
+  return *IpAddress::Parse(text);
+}
 
 struct Vector {
   std::uint8_t protocol;
@@ -65,11 +67,20 @@ TEST(CommunityId, IcmpEchoReplyMatchesRequest) {
 }
 
 TEST(CommunityId, OneWayIcmpKeepsDirection) {
-  // Destination unreachable (type 3) has no counterpart: no endpoint swap, so the two
-  // directions differ, and the code is part of the hash.
+  // Destination unreachable (type 3) has no counterpart: sport = type, dport = code and no
+  // endpoint swap, even though the source address sorts higher. Expected value computed
+  // independently from the spec's hash input: 0000 05060708 01020304 01 00 0003 0001.
+  EXPECT_EQ(CommunityId(0, Ip("5.6.7.8"), Ip("1.2.3.4"), 1, 3, 1),
+            "1:8LPUHMfboj3XbJKoR1RD6x9ML9Y=");
   const std::string forward = CommunityId(0, Ip("1.2.3.4"), Ip("5.6.7.8"), 1, 3, 1);
   EXPECT_NE(forward, CommunityId(0, Ip("5.6.7.8"), Ip("1.2.3.4"), 1, 3, 1));
   EXPECT_NE(forward, CommunityId(0, Ip("1.2.3.4"), Ip("5.6.7.8"), 1, 3, 3));
+}
+
+TEST(CommunityId, SeedIsHashedAsTwoBigEndianBytes) {
+  // Hash input 1234 01020304 05060708 06 00 0462 0d10, computed independently.
+  EXPECT_EQ(CommunityId(0x1234, Ip("1.2.3.4"), Ip("5.6.7.8"), 6, 1122, 3344),
+            "1:1t6HCaf4euYbqMh97aNcs6CK94E=");
 }
 
 TEST(CommunityId, SeedAndProtocolChangeTheId) {

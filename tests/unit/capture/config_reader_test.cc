@@ -1,14 +1,13 @@
 #include "capture/base/config_reader.h"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace relaywatch::config {
 namespace {
@@ -24,7 +23,9 @@ Section Load(const std::string& text) {
   return root.ok() ? *root : Section(YAML::Node(), "", nullptr);
 }
 
-std::string Message(const absl::Status& status) { return std::string(status.message()); }
+std::string Message(const absl::Status& status) {
+  return std::string(status.message());
+}
 
 TEST(ConfigReader, AcceptsKnownKeys) {
   const Section capture = Load("capture:\n  snaplen: 100\n  bpf: tcp\n").Child("capture");
@@ -160,9 +161,8 @@ TEST(ConfigReader, RejectsNumberOutOfRangeAndNotANumber) {
 }
 
 TEST(ConfigReader, RejectsValueOutsideEnum) {
-  const Section syslog = Load("outputs:\n  syslog:\n    transport: tls\n")
-                             .Child("outputs")
-                             .Child("syslog");
+  const Section syslog =
+      Load("outputs:\n  syslog:\n    transport: tls\n").Child("outputs").Child("syslog");
   EXPECT_EQ(syslog.path(), "outputs.syslog");
   const absl::StatusOr<std::string> v = syslog.Enum("transport", "udp", {"udp", "tcp"});
   EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
@@ -203,8 +203,7 @@ TEST(ConfigReader, RejectsNonStringListItem) {
       Load("capture:\n  interfaces:\n    - eth0\n    - {name: eth1}\n").Child("capture");
   const absl::StatusOr<std::vector<std::string>> v = capture.StringList("interfaces", {});
   EXPECT_EQ(v.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(Message(v.status()),
-            "test.yaml:4:7: capture.interfaces: item 1: expected a string");
+  EXPECT_EQ(Message(v.status()), "test.yaml:4:7: capture.interfaces: item 1: expected a string");
 }
 
 TEST(ConfigReader, AbsentSectionReturnsFallbacks) {
@@ -246,6 +245,19 @@ TEST(ConfigReader, ReadingAbsentKeysDoesNotAddThem) {
   EXPECT_FALSE(s.At("d").IsDefined());
   EXPECT_TRUE(s.CheckKeys({"a"}).ok());
   EXPECT_EQ(s.node().size(), 1u);
+}
+
+TEST(ConfigReader, AssignmentRebindsInsteadOfWritingThrough) {
+  // YAML::Node::operator= writes into the node it references; assigning a Section must only
+  // change which mapping it views, never the document.
+  const Section root = Load("a:\n  x: 1\nb:\n  y: 2\n");
+  Section s = root.Child("a");
+  s = root.Child("b");
+  EXPECT_EQ(s.path(), "b");
+  EXPECT_TRUE(s.Has("y"));
+  EXPECT_TRUE(root.Child("a").Has("x"));
+  EXPECT_FALSE(root.Child("a").Has("y"));
+  EXPECT_TRUE(root.Child("a").CheckKeys({"x"}).ok());
 }
 
 TEST(ConfigReader, ErrorOnAbsentKeyPointsAtSection) {
@@ -297,8 +309,7 @@ TEST(ConfigReader, LoadFileUsesPathInErrors) {
   ASSERT_TRUE(root.ok()) << root.status();
   EXPECT_EQ(root->file(), path);
   const absl::Status status = root->Child("capture").CheckKeys({"snaplen"});
-  EXPECT_EQ(Message(status),
-            path + ":3:3: capture.snaplen: duplicate key (first at 2:3)");
+  EXPECT_EQ(Message(status), path + ":3:3: capture.snaplen: duplicate key (first at 2:3)");
   std::remove(path.c_str());
 }
 

@@ -1,14 +1,14 @@
 #include "capture/decode/decoder.h"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace relaywatch::decode {
 namespace {
@@ -29,15 +29,23 @@ Frame Cat(std::initializer_list<Frame> parts) {
   return out;
 }
 
-Frame B16(std::uint16_t v) { return {static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v)}; }
-Frame B32(std::uint32_t v) { return Cat({B16(static_cast<std::uint16_t>(v >> 16)), B16(static_cast<std::uint16_t>(v))}); }
+Frame B16(std::uint16_t v) {
+  return {static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v)};
+}
+Frame B32(std::uint32_t v) {
+  return Cat({B16(static_cast<std::uint16_t>(v >> 16)), B16(static_cast<std::uint16_t>(v))});
+}
 Frame Le32(std::uint32_t v) {
   return {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v >> 8),
           static_cast<std::uint8_t>(v >> 16), static_cast<std::uint8_t>(v >> 24)};
 }
-Frame Text(const std::string& s) { return Frame(s.begin(), s.end()); }
+Frame Text(const std::string& s) {
+  return Frame(s.begin(), s.end());
+}
 
-IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
+IpAddress Ip(const char* text) {
+  return *IpAddress::Parse(text);
+}
 Frame Addr(const char* text) {
   const IpAddress a = Ip(text);
   return Frame(a.data(), a.data() + a.size());
@@ -84,9 +92,15 @@ struct TcpFields {
 Frame Tcp(const TcpFields& t, const Frame& payload = {}) {
   EXPECT_EQ(t.options.size() % 4, 0u);
   const auto offset = static_cast<std::uint8_t>((20 + t.options.size()) / 4);
-  return Cat({B16(t.src_port), B16(t.dst_port), B32(t.seq), B32(t.ack),
+  return Cat({B16(t.src_port),
+              B16(t.dst_port),
+              B32(t.seq),
+              B32(t.ack),
               {static_cast<std::uint8_t>(offset << 4), t.flags},
-              B16(t.window), {0, 0, 0, 0}, t.options, payload});
+              B16(t.window),
+              {0, 0, 0, 0},
+              t.options,
+              payload});
 }
 
 Frame Tcp(std::uint16_t src_port, std::uint16_t dst_port, const Frame& payload = {}) {
@@ -97,8 +111,11 @@ Frame Tcp(std::uint16_t src_port, std::uint16_t dst_port, const Frame& payload =
 }
 
 Frame Udp(std::uint16_t src_port, std::uint16_t dst_port, const Frame& payload) {
-  return Cat({B16(src_port), B16(dst_port), B16(static_cast<std::uint16_t>(8 + payload.size())),
-              {0, 0}, payload});
+  return Cat({B16(src_port),
+              B16(dst_port),
+              B16(static_cast<std::uint16_t>(8 + payload.size())),
+              {0, 0},
+              payload});
 }
 
 Frame Eth(std::uint16_t type, const Frame& payload) {
@@ -143,8 +160,10 @@ const PacketTime kTs = PacketTimeFromTimespec(1700000000, 123456789);
 
 class DecoderTest : public ::testing::Test {
  protected:
-  bool Decode(int dlt, const Frame& frame) {
-    return DecodeFrame(dlt, frame, static_cast<std::uint32_t>(frame.size() + 4), kTs, p_,
+  // Decodes a copy kept in frame_, so p_.payload stays valid until the next Decode.
+  bool Decode(int dlt, Frame frame) {
+    frame_ = std::move(frame);
+    return DecodeFrame(dlt, frame_, static_cast<std::uint32_t>(frame_.size() + 4), kTs, p_,
                        counters_);
   }
   // Asserts that exactly one reason was counted, and that it was `reason`.
@@ -160,6 +179,7 @@ class DecoderTest : public ::testing::Test {
     EXPECT_EQ(p_.dst_port, dport);
   }
 
+  Frame frame_;
   DecodedPacket p_;
   DecodeCounters counters_;
 };
@@ -224,9 +244,9 @@ TEST_F(DecoderTest, TcpOptionsEndAtEolAndLayoutIsCapped) {
   ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(t)))));
   EXPECT_EQ(p_.tcp_options.mss, 536);
   EXPECT_FALSE(p_.tcp_options.has_timestamps);
-  EXPECT_THAT(std::vector<int>(p_.tcp_options.layout,
-                               p_.tcp_options.layout + p_.tcp_options.layout_size),
-              ElementsAre(2, 1, 1, 1, 0));
+  EXPECT_THAT(
+      std::vector<int>(p_.tcp_options.layout, p_.tcp_options.layout + p_.tcp_options.layout_size),
+      ElementsAre(2, 1, 1, 1, 0));
 
   t.options = Frame(40, 1);  // 40 NOPs: more kinds than the layout keeps
   ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(t)))));
@@ -238,8 +258,8 @@ TEST_F(DecoderTest, MalformedTcpOptionIsCountedButPacketKept) {
   TcpFields t;
   t.options = Cat({{2, 4}, B16(1400), {8, 10, 0, 0}});  // timestamps option overruns header
   const Frame payload = Text("data");
-  ASSERT_TRUE(Decode(kDltEthernet,
-                     Eth(0x0800, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(t, payload)))));
+  ASSERT_TRUE(
+      Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(t, payload)))));
   EXPECT_TRUE(p_.tcp_options.has_mss);
   EXPECT_FALSE(p_.tcp_options.has_timestamps);
   EXPECT_THAT(p_.payload, ElementsAreArray(payload));
@@ -262,7 +282,7 @@ TEST_F(DecoderTest, PayloadViewPointsIntoFrameAndEthernetPaddingIsTrimmed) {
   frame.resize(60, 0xaa);  // minimum Ethernet frame: the NIC pads after the IP datagram
 
   ASSERT_TRUE(Decode(kDltEthernet, frame));
-  EXPECT_EQ(p_.payload.data(), frame.data() + payload_offset);
+  EXPECT_EQ(p_.payload.data(), frame_.data() + payload_offset);
   EXPECT_THAT(p_.payload, ElementsAre('h', 'i'));
   EXPECT_EQ(p_.payload_length, 2u);
 }
@@ -274,6 +294,14 @@ TEST_F(DecoderTest, UdpPayloadTrimmedToUdpLength) {
   EXPECT_TRUE(p_.is_udp());
   EXPECT_EQ(p_.src_port, 5353);
   EXPECT_EQ(p_.dst_port, 53);
+  EXPECT_THAT(p_.payload, ElementsAre('x'));
+  EXPECT_EQ(p_.payload_length, 1u);
+}
+
+TEST_F(DecoderTest, UdpLengthShorterThanIpPayloadBoundsPayload) {
+  // Bytes after the UDP length but inside the IP datagram are not UDP payload.
+  const Frame udp = Cat({Udp(5353, 53, Text("x")), Text("zzz")});
+  ASSERT_TRUE(Decode(kDltRaw, Ipv4(kProtoUdp, "10.0.0.1", "10.0.0.2", udp)));
   EXPECT_THAT(p_.payload, ElementsAre('x'));
   EXPECT_EQ(p_.payload_length, 1u);
 }
@@ -387,8 +415,8 @@ TEST_F(DecoderTest, QinQReportsOuterVlan) {
 
 TEST_F(DecoderTest, Mpls) {
   const Frame ip = Ipv4(kProtoUdp, "10.1.0.1", "10.2.0.1", Udp(1000, 2000, Text("m")));
-  ASSERT_TRUE(Decode(kDltEthernet,
-                     Eth(0x8847, Cat({MplsLabel(16, false), MplsLabel(17, true), ip}))));
+  ASSERT_TRUE(
+      Decode(kDltEthernet, Eth(0x8847, Cat({MplsLabel(16, false), MplsLabel(17, true), ip}))));
   EXPECT_EQ(p_.src, Ip("10.1.0.1"));
   EXPECT_EQ(p_.dst_port, 2000);
   EXPECT_THAT(p_.payload, ElementsAre('m'));
@@ -406,18 +434,20 @@ TEST_F(DecoderTest, MplsWithNonIpPayloadIsSkipped) {
 }
 
 Frame Pppoe(std::uint16_t ppp_protocol, const Frame& payload) {
-  return Cat({{0x11, 0x00}, B16(0x0042), B16(static_cast<std::uint16_t>(2 + payload.size())),
-              B16(ppp_protocol), payload});
+  return Cat({{0x11, 0x00},
+              B16(0x0042),
+              B16(static_cast<std::uint16_t>(2 + payload.size())),
+              B16(ppp_protocol),
+              payload});
 }
 
 TEST_F(DecoderTest, PppoeSession) {
-  ASSERT_TRUE(Decode(kDltEthernet,
-                     Eth(0x8864, Pppoe(0x0021, Ipv4(kProtoTcp, "100.64.0.1", "192.0.2.1",
-                                                    Tcp(50000, 22))))));
+  ASSERT_TRUE(Decode(kDltEthernet, Eth(0x8864, Pppoe(0x0021, Ipv4(kProtoTcp, "100.64.0.1",
+                                                                  "192.0.2.1", Tcp(50000, 22))))));
   ExpectTcpFlow("100.64.0.1", 50000, "192.0.2.1", 22);
 
   ASSERT_TRUE(Decode(kDltEthernet, Eth(0x8864, Pppoe(0x0057, Ipv6(kProtoTcp, "2001:db8::1",
-                                                                 "2001:db8::2", Tcp(1, 2))))));
+                                                                  "2001:db8::2", Tcp(1, 2))))));
   EXPECT_EQ(p_.ip_version, 6);
 
   EXPECT_FALSE(Decode(kDltEthernet, Eth(0x8864, Pppoe(0xc021, Payload(10)))));  // LCP
@@ -430,22 +460,22 @@ TEST_F(DecoderTest, PppoeSession) {
 TEST_F(DecoderTest, LinuxSll) {
   const Frame sll = Cat({B16(0), B16(1), B16(6), {2, 0, 0, 0, 0, 1, 0, 0}, B16(0x0800)});
   ASSERT_EQ(sll.size(), 16u);
-  ASSERT_TRUE(Decode(kDltLinuxSll,
-                     Cat({sll, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(40000, 22))})));
+  ASSERT_TRUE(
+      Decode(kDltLinuxSll, Cat({sll, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(40000, 22))})));
   ExpectTcpFlow("10.0.0.1", 40000, "10.0.0.2", 22);
 
   const Frame sll_vlan = Cat({B16(0), B16(1), B16(6), {2, 0, 0, 0, 0, 1, 0, 0}, B16(0x8100)});
-  ASSERT_TRUE(Decode(kDltLinuxSll,
-                     Cat({sll_vlan, Tag(42, 0x86dd, Ipv6(kProtoUdp, "2001:db8::1", "2001:db8::2",
-                                                         Udp(1, 2, {})))})));
+  ASSERT_TRUE(
+      Decode(kDltLinuxSll,
+             Cat({sll_vlan,
+                  Tag(42, 0x86dd, Ipv6(kProtoUdp, "2001:db8::1", "2001:db8::2", Udp(1, 2, {})))})));
   EXPECT_EQ(p_.vlan_id, 42);
   EXPECT_TRUE(p_.is_udp());
 }
 
 TEST_F(DecoderTest, LinuxSll2) {
   // protocol, reserved, ifindex, ARPHRD, packet type, address length, address.
-  const Frame sll2 =
-      Cat({B16(0x86dd), B16(0), B32(3), B16(1), {4, 6}, {2, 0, 0, 0, 0, 1, 0, 0}});
+  const Frame sll2 = Cat({B16(0x86dd), B16(0), B32(3), B16(1), {4, 6}, {2, 0, 0, 0, 0, 1, 0, 0}});
   ASSERT_EQ(sll2.size(), 20u);
   ASSERT_TRUE(Decode(kDltLinuxSll2, Cat({sll2, Ipv6(kProtoTcp, "2001:db8::10", "2001:db8::20",
                                                     Tcp(40000, 5900))})));
@@ -470,8 +500,8 @@ TEST_F(DecoderTest, NullLinkTypeInBothByteOrders) {
 }
 
 TEST_F(DecoderTest, LoopLinkType) {
-  ASSERT_TRUE(Decode(kDltLoop,
-                     Cat({B32(2), Ipv4(kProtoUdp, "127.0.0.1", "127.0.0.1", Udp(1, 2, {}))})));
+  ASSERT_TRUE(
+      Decode(kDltLoop, Cat({B32(2), Ipv4(kProtoUdp, "127.0.0.1", "127.0.0.1", Udp(1, 2, {}))})));
   EXPECT_EQ(p_.src, Ip("127.0.0.1"));
   EXPECT_FALSE(Decode(kDltLoop, {0, 0, 0}));
   ExpectOnly(DecodeReason::kLinkTruncated);
@@ -508,7 +538,9 @@ TEST_F(DecoderTest, UnsupportedLinkTypeIsCounted) {
 // ---------------------------------------------------------------------------------------
 // IPv6 extension headers and fragments.
 
-Frame HopByHop(std::uint8_t next) { return {next, 0, 1, 4, 0, 0, 0, 0}; }  // PadN
+Frame HopByHop(std::uint8_t next) {
+  return {next, 0, 1, 4, 0, 0, 0, 0};
+}  // PadN
 Frame DestinationOptions(std::uint8_t next) {
   Frame f = {next, 1, 1, 12};  // 16 bytes: PadN of 12
   f.resize(16, 0);
@@ -517,10 +549,10 @@ Frame DestinationOptions(std::uint8_t next) {
 
 TEST_F(DecoderTest, Ipv6ExtensionHeadersAreSkipped) {
   const Frame payload = Text("payload");
-  const Frame frame = Eth(
-      0x86dd, Ipv6(0, "2001:db8::1", "2001:db8::2",
-                   Cat({HopByHop(60), DestinationOptions(kProtoTcp), Tcp(40000, 22, payload)}),
-                   17));
+  const Frame frame =
+      Eth(0x86dd,
+          Ipv6(0, "2001:db8::1", "2001:db8::2",
+               Cat({HopByHop(60), DestinationOptions(kProtoTcp), Tcp(40000, 22, payload)}), 17));
   ASSERT_TRUE(Decode(kDltEthernet, frame));
   ExpectTcpFlow("2001:db8::1", 40000, "2001:db8::2", 22);
   EXPECT_EQ(p_.ttl, 17);
@@ -556,7 +588,8 @@ TEST_F(DecoderTest, Ipv4FragmentsAreCountedNotDecoded) {
 }
 
 Frame Ipv6Fragment(std::uint8_t next, std::uint16_t offset_units, bool more) {
-  return Cat({{next, 0}, B16(static_cast<std::uint16_t>(offset_units << 3 | (more ? 1 : 0))),
+  return Cat({{next, 0},
+              B16(static_cast<std::uint16_t>(offset_units << 3 | (more ? 1 : 0))),
               B32(0x01020304)});
 }
 
@@ -582,8 +615,8 @@ TEST_F(DecoderTest, Ipv6FragmentHeaderCountedAsFragment) {
 TEST_F(DecoderTest, GreWithKeyAndSequenceToInnerIpv4) {
   const Frame inner = Ipv4(kProtoTcp, "172.16.0.1", "172.16.0.2", Tcp(40000, 3389, Text("x")));
   const Frame gre = Cat({B16(0x3000), B16(0x0800), B32(0x0000abcd), B32(7), inner});
-  ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2",
-                                                    gre))));
+  ASSERT_TRUE(
+      Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2", gre))));
   ExpectTcpFlow("172.16.0.1", 40000, "172.16.0.2", 3389);
   EXPECT_EQ(p_.tunnel_depth, 1);
   EXPECT_THAT(p_.payload, ElementsAre('x'));
@@ -591,17 +624,17 @@ TEST_F(DecoderTest, GreWithKeyAndSequenceToInnerIpv4) {
 
   // Checksum present too: four more header bytes.
   const Frame gre_csum = Cat({B16(0xb000), B16(0x0800), B32(0), B32(1), B32(2), inner});
-  ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2",
-                                                    gre_csum))));
+  ASSERT_TRUE(
+      Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2", gre_csum))));
   ExpectTcpFlow("172.16.0.1", 40000, "172.16.0.2", 3389);
 }
 
 TEST_F(DecoderTest, GreTransparentEthernetBridging) {
-  const Frame inner = Eth(0x0800, Ipv4(kProtoUdp, "192.168.5.1", "192.168.5.2",
-                                      Udp(3389, 50000, Payload(16))));
+  const Frame inner =
+      Eth(0x0800, Ipv4(kProtoUdp, "192.168.5.1", "192.168.5.2", Udp(3389, 50000, Payload(16))));
   const Frame gre = Cat({B16(0x0000), B16(0x6558), inner});
-  ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2",
-                                                    gre))));
+  ASSERT_TRUE(
+      Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2", gre))));
   EXPECT_EQ(p_.src, Ip("192.168.5.1"));
   EXPECT_EQ(p_.src_port, 3389);
   EXPECT_TRUE(p_.is_udp());
@@ -613,14 +646,14 @@ TEST_F(DecoderTest, GreUnsupportedVariantsAreCounted) {
   const Frame pptp = Cat({B16(0x3001), B16(0x880b), B16(4), B16(0), B32(1), Payload(4)});
   EXPECT_FALSE(Decode(kDltRaw, Ipv4(kProtoGre, "10.0.0.1", "10.0.0.2", pptp)));
   ExpectOnly(DecodeReason::kGreUnsupported);
-  EXPECT_FALSE(Decode(kDltRaw, Ipv4(kProtoGre, "10.0.0.1", "10.0.0.2",
-                                    Cat({B16(0), B16(0x0806), Payload(28)}))));
+  EXPECT_FALSE(Decode(
+      kDltRaw, Ipv4(kProtoGre, "10.0.0.1", "10.0.0.2", Cat({B16(0), B16(0x0806), Payload(28)}))));
   EXPECT_EQ(counters_.Get(DecodeReason::kGreUnsupported), 2u);
 }
 
 TEST_F(DecoderTest, VxlanDecodesInnerFlow) {
-  const Frame inner = Eth(0x0800, Ipv4(kProtoTcp, "10.200.0.1", "10.200.0.2",
-                                      Tcp(40000, 5900, Text("RFB"))));
+  const Frame inner =
+      Eth(0x0800, Ipv4(kProtoTcp, "10.200.0.1", "10.200.0.2", Tcp(40000, 5900, Text("RFB"))));
   const Frame frame = Eth(0x0800, Ipv4(kProtoUdp, "198.51.100.1", "198.51.100.2",
                                        Udp(49152, 4789, Vxlan(5001, inner))));
   ASSERT_TRUE(Decode(kDltEthernet, frame));
@@ -633,8 +666,8 @@ TEST_F(DecoderTest, VxlanDecodesInnerFlow) {
 TEST_F(DecoderTest, Port4789WithoutVniFlagStaysUdp) {
   Frame vxlan = Vxlan(5001, Eth(0x0800, Ipv4(kProtoTcp, "10.200.0.1", "10.200.0.2", Tcp(1, 2))));
   vxlan[0] = 0;
-  ASSERT_TRUE(Decode(kDltRaw, Ipv4(kProtoUdp, "198.51.100.1", "198.51.100.2",
-                                   Udp(49152, 4789, vxlan))));
+  ASSERT_TRUE(
+      Decode(kDltRaw, Ipv4(kProtoUdp, "198.51.100.1", "198.51.100.2", Udp(49152, 4789, vxlan))));
   EXPECT_EQ(p_.src, Ip("198.51.100.1"));
   EXPECT_TRUE(p_.is_udp());
   EXPECT_EQ(p_.dst_port, 4789);
@@ -643,15 +676,18 @@ TEST_F(DecoderTest, Port4789WithoutVniFlagStaysUdp) {
 
 Frame Geneve(std::uint16_t protocol, const Frame& options, const Frame& inner) {
   EXPECT_EQ(options.size() % 4, 0u);
-  return Cat({{static_cast<std::uint8_t>(options.size() / 4), 0x00}, B16(protocol),
-              B32(0x00123400), options, inner});
+  return Cat({{static_cast<std::uint8_t>(options.size() / 4), 0x00},
+              B16(protocol),
+              B32(0x00123400),
+              options,
+              inner});
 }
 
 TEST_F(DecoderTest, GeneveWithOptionsDecodesInnerFlow) {
   // One option: class 0x0102, type 0x80, 4 bytes of data.
   const Frame options = Cat({B16(0x0102), {0x80, 0x01}, B32(0xcafef00d)});
-  const Frame inner = Eth(0x0800, Ipv4(kProtoTcp, "10.9.0.1", "10.9.0.2",
-                                      Tcp(40000, 22, Text("SSH-"))));
+  const Frame inner =
+      Eth(0x0800, Ipv4(kProtoTcp, "10.9.0.1", "10.9.0.2", Tcp(40000, 22, Text("SSH-"))));
   const Frame frame = Eth(0x86dd, Ipv6(kProtoUdp, "2001:db8::a", "2001:db8::b",
                                        Udp(50000, 6081, Geneve(0x6558, options, inner))));
   ASSERT_TRUE(Decode(kDltEthernet, frame));
@@ -670,8 +706,8 @@ TEST_F(DecoderTest, GeneveWithOptionsDecodesInnerFlow) {
 TEST_F(DecoderTest, GeneveOptionsLongerThanPacketAreCounted) {
   Frame geneve = Geneve(0x6558, {}, Payload(8));
   geneve[0] = 0x3f;  // 252 bytes of options announced
-  EXPECT_FALSE(Decode(kDltRaw, Ipv4(kProtoUdp, "192.0.2.1", "192.0.2.2",
-                                    Udp(50000, 6081, geneve))));
+  EXPECT_FALSE(
+      Decode(kDltRaw, Ipv4(kProtoUdp, "192.0.2.1", "192.0.2.2", Udp(50000, 6081, geneve))));
   ExpectOnly(DecodeReason::kGeneveTruncated);
 }
 
@@ -692,8 +728,8 @@ TEST_F(DecoderTest, IpInIp) {
 TEST_F(DecoderTest, InnerHeaderReplacesOuterPorts) {
   // VXLAN carrying ICMP: the outer UDP ports must not leak into the inner flow.
   const Frame inner = Eth(0x0800, Ipv4(kProtoIcmp, "10.0.0.1", "10.0.0.2", {8, 0, 0, 0}));
-  ASSERT_TRUE(Decode(kDltRaw, Ipv4(kProtoUdp, "192.0.2.1", "192.0.2.2",
-                                   Udp(49152, 4789, Vxlan(1, inner)))));
+  ASSERT_TRUE(Decode(kDltRaw,
+                     Ipv4(kProtoUdp, "192.0.2.1", "192.0.2.2", Udp(49152, 4789, Vxlan(1, inner)))));
   EXPECT_EQ(p_.protocol, kProtoIcmp);
   EXPECT_EQ(p_.src_port, 0);
   EXPECT_EQ(p_.dst_port, 0);
@@ -728,8 +764,9 @@ TEST_F(DecoderTest, TooManyMplsLabelsAreCounted) {
   for (int i = 0; i < 40; ++i) {
     labels = Cat({labels, MplsLabel(100 + i, i == 39)});
   }
-  EXPECT_FALSE(Decode(kDltEthernet, Eth(0x8847, Cat({labels, Ipv4(kProtoUdp, "10.0.0.1",
-                                                                  "10.0.0.2", Udp(1, 2, {}))}))));
+  EXPECT_FALSE(
+      Decode(kDltEthernet,
+             Eth(0x8847, Cat({labels, Ipv4(kProtoUdp, "10.0.0.1", "10.0.0.2", Udp(1, 2, {}))}))));
   ExpectOnly(DecodeReason::kEncapsulationTooDeep);
 }
 
@@ -787,10 +824,9 @@ std::vector<Case> TruncationCases() {
   const Frame icmp = Cat({{8, 0, 0, 0}, data});
   return {
       {"eth_ipv4_tcp_options", kDltEthernet, Eth(0x0800, tcp4), data.size()},
-      {"eth_ipv4_icmp", kDltEthernet,
-       Eth(0x0800, Ipv4(kProtoIcmp, "10.0.0.1", "10.0.0.2", icmp)), data.size()},
-      {"qinq_udp", kDltEthernet, Eth(0x88a8, Tag(10, 0x8100, Tag(20, 0x0800, udp4))),
+      {"eth_ipv4_icmp", kDltEthernet, Eth(0x0800, Ipv4(kProtoIcmp, "10.0.0.1", "10.0.0.2", icmp)),
        data.size()},
+      {"qinq_udp", kDltEthernet, Eth(0x88a8, Tag(10, 0x8100, Tag(20, 0x0800, udp4))), data.size()},
       {"sll_udp", kDltLinuxSll, Cat({sll, udp4}), data.size()},
       {"sll2_ipv6_tcp", kDltLinuxSll2, Cat({sll2, tcp6}), data.size()},
       {"null_ipv4_tcp", kDltNull, Cat({Le32(2), tcp4}), data.size()},
@@ -816,8 +852,8 @@ std::vector<Case> TruncationCases() {
        data.size()},
       {"geneve_options", kDltEthernet,
        Eth(0x86dd, Ipv6(kProtoUdp, "2001:db8::a", "2001:db8::b",
-                        Udp(50000, 6081, Geneve(0x6558, Cat({B16(1), {2, 1}, B32(3)}),
-                                                Eth(0x0800, tcp4))))),
+                        Udp(50000, 6081,
+                            Geneve(0x6558, Cat({B16(1), {2, 1}, B32(3)}), Eth(0x0800, tcp4))))),
        data.size()},
       {"ip_in_ip", kDltRaw, Ipv4(4, "192.0.2.1", "192.0.2.2", tcp4), data.size()},
       {"mpls", kDltEthernet, Eth(0x8847, Cat({MplsLabel(1, false), MplsLabel(2, true), udp4})),
@@ -891,11 +927,11 @@ TEST(DecoderTruncation, ReasonsNameTheCutLayer) {
   const Frame gre = Ipv4(kProtoGre, "10.0.0.1", "10.0.0.2",
                          Cat({B16(0x3000), B16(0x0800), B32(1), B32(2), tcp4}));
   EXPECT_EQ(reason_for(kDltRaw, gre, 20 + 11), DecodeReason::kGreTruncated);
-  const Frame vxlan = Ipv4(kProtoUdp, "10.0.0.1", "10.0.0.2",
-                           Udp(1, 4789, Vxlan(1, Eth(0x0800, tcp4))));
+  const Frame vxlan =
+      Ipv4(kProtoUdp, "10.0.0.1", "10.0.0.2", Udp(1, 4789, Vxlan(1, Eth(0x0800, tcp4))));
   EXPECT_EQ(reason_for(kDltRaw, vxlan, 20 + 8 + 10), DecodeReason::kVxlanTruncated);
-  const Frame geneve = Ipv4(kProtoUdp, "10.0.0.1", "10.0.0.2",
-                            Udp(1, 6081, Geneve(0x0800, {}, tcp4)));
+  const Frame geneve =
+      Ipv4(kProtoUdp, "10.0.0.1", "10.0.0.2", Udp(1, 6081, Geneve(0x0800, {}, tcp4)));
   EXPECT_EQ(reason_for(kDltRaw, geneve, 20 + 8 + 7), DecodeReason::kGeneveTruncated);
 }
 

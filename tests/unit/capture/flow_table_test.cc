@@ -1,8 +1,5 @@
 #include "capture/flow/flow_table.h"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <map>
 #include <set>
@@ -11,6 +8,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace relaywatch::flow {
 namespace {
@@ -23,7 +22,9 @@ using decode::kTcpSyn;
 
 const PacketTime kT0 = absl::FromUnixSeconds(1700000000);
 
-IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
+IpAddress Ip(const char* text) {
+  return *IpAddress::Parse(text);
+}
 
 DecodedPacket Packet(std::uint8_t protocol, const char* src, std::uint16_t sport, const char* dst,
                      std::uint16_t dport, PacketTime ts) {
@@ -139,8 +140,7 @@ TEST_F(FlowTableTest, OriginatorFromSyn) {
 
 TEST_F(FlowTableTest, OriginatorFromSynAckSeenFirst) {
   // The SYN was missed: the SYN/ACK's receiver opened the connection.
-  FlowState& f =
-      Track(Tcp("10.0.0.2", 3389, "10.0.0.1", 40000, kTcpSyn | kTcpAck, kT0));
+  FlowState& f = Track(Tcp("10.0.0.2", 3389, "10.0.0.1", 40000, kTcpSyn | kTcpAck, kT0));
   EXPECT_EQ(direction_, Direction::kToOriginator);
   EXPECT_EQ(f.originator.ip, Ip("10.0.0.1"));
   EXPECT_EQ(f.originator.port, 40000);
@@ -363,8 +363,8 @@ TEST_F(FlowTableTest, ResetClosesFlow) {
 TEST_F(FlowTableTest, NewSynAfterCloseReusesPortsAsNewFlow) {
   Handshake(*table_, kT0);
   Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 22, kTcpFin | kTcpAck, kT0 + absl::Seconds(1)));
-  FlowState& old = Track(
-      Tcp("10.0.0.2", 22, "10.0.0.1", 40000, kTcpFin | kTcpAck, kT0 + absl::Seconds(1)));
+  FlowState& old =
+      Track(Tcp("10.0.0.2", 22, "10.0.0.1", 40000, kTcpFin | kTcpAck, kT0 + absl::Seconds(1)));
   const std::uint64_t old_id = old.id;
 
   FlowState& fresh = Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 22, kTcpSyn, kT0 + absl::Seconds(2)));
@@ -458,8 +458,8 @@ TEST(FlowTable, EveryEndedFlowPassesThroughCallbackExactlyOnce) {
   PacketTime now = kT0;
   for (int i = 0; i < 20000; ++i) {
     now += absl::Milliseconds(next() % 200);
-    const std::string client = "10.0." + std::to_string(next() % 4) + "." +
-                               std::to_string(1 + next() % 50);
+    const std::string client =
+        "10.0." + std::to_string(next() % 4) + "." + std::to_string(1 + next() % 50);
     const auto port = static_cast<std::uint16_t>(40000 + next() % 4);
     const bool to_server = next() % 2 == 0;
     DecodedPacket p;
@@ -468,7 +468,7 @@ TEST(FlowTable, EveryEndedFlowPassesThroughCallbackExactlyOnce) {
                     : Udp("192.0.2.1", 53, client.c_str(), port, now);
     } else {
       static constexpr std::uint8_t kFlags[] = {kTcpSyn, kTcpSyn | kTcpAck, kTcpAck,
-                                                kTcpAck,  kTcpFin | kTcpAck, kTcpRst};
+                                                kTcpAck, kTcpFin | kTcpAck, kTcpRst};
       const std::uint8_t flags = kFlags[next() % 6];
       p = to_server ? Tcp(client.c_str(), port, "192.0.2.1", 22, flags, now)
                     : Tcp("192.0.2.1", 22, client.c_str(), port, flags, now);
@@ -510,8 +510,8 @@ TEST(FlowTable, FlowIdsAreStableAndJsonSafe) {
     const PacketTime ts = kT0 + absl::Milliseconds(i);
     packets.push_back(
         Tcp("10.0.0.1", static_cast<std::uint16_t>(40000 + i), "10.0.0.2", 22, kTcpSyn, ts));
-    packets.push_back(Udp("2001:db8::1", static_cast<std::uint16_t>(5000 + i), "2001:db8::2", 53,
-                          ts));
+    packets.push_back(
+        Udp("2001:db8::1", static_cast<std::uint16_t>(5000 + i), "2001:db8::2", 53, ts));
   }
   const std::vector<std::uint64_t> first = IdsFor(packets);
   EXPECT_EQ(first, IdsFor(packets));

@@ -1,12 +1,11 @@
 #include "capture/base/ip_address.h"
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
 #include <cstdint>
 #include <string>
 
 #include "absl/hash/hash.h"
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 
 namespace relaywatch {
 namespace {
@@ -72,14 +71,29 @@ TEST(IpAddress, FromBytesRoundTrips) {
 }
 
 TEST(IpAddress, RejectsBadText) {
-  for (const char* text : {"", "1.2.3", "256.1.1.1", "1.2.3.4.5", "1.2.3.-4", "example.com",
-                           "2001:db8::1::2", "2001:db8:1:2:3:4:5:6:7", "12345::", " 1.2.3.4",
-                           "1.2.3.4 ", "1.2.3.4/32", "::g"}) {
+  for (const char* text :
+       {"", "1.2.3", "256.1.1.1", "1.2.3.4.5", "1.2.3.-4", "example.com", "2001:db8::1::2",
+        "2001:db8:1:2:3:4:5:6:7", "12345::", " 1.2.3.4", "1.2.3.4 ", "1.2.3.4/32", "::g"}) {
     const absl::StatusOr<IpAddress> a = IpAddress::Parse(text);
     EXPECT_FALSE(a.ok()) << "\"" << text << "\" parsed as " << a->ToString();
     EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument) << text;
     EXPECT_THAT(std::string(a.status().message()), HasSubstr(std::string("\"") + text + "\""));
   }
+}
+
+// Known gaps, reported to the lead; enable once IpAddress::Parse and Cidr::Parse are strict.
+// A YAML double-quoted "\0" reaches Parse as an embedded NUL, and inet_pton stops there.
+TEST(IpAddress, DISABLED_RejectsEmbeddedNul) {
+  const std::string text("10.0.0.1\0junk", 13);
+  EXPECT_FALSE(IpAddress::Parse(text).ok());
+  EXPECT_FALSE(Cidr::Parse(std::string("10.0.0.0\0/8", 11)).ok());
+}
+
+// absl::SimpleAtoi skips blanks and accepts a sign, so these prefix lengths pass today.
+TEST(Cidr, DISABLED_RejectsSignedOrPaddedPrefixLength) {
+  EXPECT_FALSE(Cidr::Parse("10.0.0.0/+8").ok());
+  EXPECT_FALSE(Cidr::Parse("10.0.0.0/ 8").ok());
+  EXPECT_FALSE(Cidr::Parse("10.0.0.0/8 ").ok());
 }
 
 TEST(IpAddress, OrdersByFamilyThenBytes) {

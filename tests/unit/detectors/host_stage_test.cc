@@ -100,5 +100,52 @@ TEST(HostStage, HostTableIsBounded) {
   EXPECT_EQ(stage.stats().hosts_evicted, 24u);
 }
 
+TEST(HostStage, AllowListSilencesSanctionedToolsOnly) {
+  HostStageConfig c = Config();
+  AllowRule it_support;
+  it_support.app = "teamviewer";
+  it_support.controller = {*Cidr::Parse("203.0.113.0/28")};
+  c.allow = {it_support};
+  HostStage stage(c);
+  std::vector<Event> out;
+  stage.Process(Session("teamviewer", "10.1.1.5", "203.0.113.9", kT0), out);   // sanctioned
+  stage.Process(Session("teamviewer", "10.1.1.5", "203.0.113.99", kT0), out);  // other tenant
+  stage.Process(Session("vnc", "10.1.1.6", "203.0.113.9", kT0), out);          // other tool
+  int alerts = 0;
+  for (const Event& e : out) alerts += e.alert.has_value();
+  EXPECT_EQ(alerts, 2);
+  EXPECT_EQ(stage.stats().suppressed_allowed, 1u);
+}
+
+TEST(HostStage, SeveralToolsOnOneHostRaiseSeverity) {
+  HostStage stage(Config());
+  std::vector<Event> out;
+  stage.Process(Session("ssh", "10.1.1.5", "203.0.113.9", kT0), out);
+  ASSERT_EQ(out.back().alert->severity, 2);
+  stage.Process(Session("anydesk", "10.1.1.5", "198.51.100.4", kT0 + absl::Hours(30)), out);
+  stage.Process(Session("ssh", "10.1.1.5", "203.0.113.10", kT0 + absl::Hours(40)), out);
+  ASSERT_TRUE(out.back().alert.has_value());
+  EXPECT_EQ(out.back().alert->severity, 1);
+  EXPECT_EQ(out.back().evidence["tools_within_window"].size(), 2u);
+  // Eight days later the other tool is out of the window.
+  stage.Process(Session("ssh", "10.1.1.5", "203.0.113.11", kT0 + absl::Hours(40 + 24 * 8)), out);
+  EXPECT_EQ(out.back().alert->severity, 2);
+}
+
+TEST(HostStage, UnknownDirectionToolSessionAlertsForTheInternalEndpoint) {
+  HostStage stage(Config());
+  std::vector<Event> out;
+  Event e = Session("teamviewer", "unknown", "unknown", kT0);
+  FlowRef flow;
+  flow.src_ip = *IpAddress::Parse("10.1.1.5");
+  flow.dest_ip = *IpAddress::Parse("162.250.2.170");
+  e.flow = flow;
+  stage.Process(e, out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].alert->signature_id, kSidRemoteToolSession);
+  EXPECT_EQ(out[1].host_ip->ToString(), "10.1.1.5");
+  EXPECT_EQ(out[1].alert->severity, 2);
+}
+
 }  // namespace
 }  // namespace relaywatch::host

@@ -137,7 +137,8 @@ TEST(RemoteAccess, SshOnAnyPortWithBannerSplitAcrossSegments) {
   c.Handshake();
   c.Send(false, kAck | kPsh, "SSH-2.0-Open");
   c.Send(false, kAck | kPsh, "SSH_9.2p1\r\n");
-  EXPECT_EQ(c.Send(true, kAck | kPsh, "SSH-2.0-PuTTY_Release_0.78\r\n"), Verdict::kDone);
+  // Identified, and still followed (counters only) for the ssh record at flow end.
+  EXPECT_EQ(c.Send(true, kAck | kPsh, "SSH-2.0-PuTTY_Release_0.78\r\n"), Verdict::kContinue);
   ASSERT_EQ(c.events().size(), 1u);
   const nlohmann::json& b = c.events()[0].body;
   EXPECT_EQ(b["app"], "ssh");
@@ -195,6 +196,43 @@ TEST(RemoteAccess, BuffersStayWithinInspectBytes) {
   EXPECT_LE(config.inspect_bytes * 2, RemoteAccessDetector::kMaxFlowStateBytes);
   c.End();
   EXPECT_TRUE(c.events().empty());
+}
+
+// An identified SSH session is followed to its end and described by an `ssh` record.
+std::string SshActivityOf(const std::vector<std::pair<bool, std::size_t>>& packets) {
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22);
+  c.Handshake();
+  c.Send(false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2p1\r\n");
+  c.Send(true, kAck | kPsh, "SSH-2.0-OpenSSH_9.6\r\n");
+  for (const auto& [from_client, size] : packets) {
+    c.Send(from_client, kAck | kPsh, std::string(size, 'x'));
+  }
+  c.End();
+  for (const Event& e : c.events()) {
+    if (e.event_type == "ssh") {
+      EXPECT_EQ(e.body["server"]["software_version"], "OpenSSH_9.2p1");
+      return e.body["activity"];
+    }
+  }
+  return "no ssh record";
+}
+
+TEST(RemoteAccess, SshActivityInteractiveTunnelAndFileTransfer) {
+  std::vector<std::pair<bool, std::size_t>> typing, tunnel, upload;
+  for (int i = 0; i < 60; ++i) {
+    typing.push_back({true, 36});                 // a keystroke
+    typing.push_back({false, i % 10 ? 36 : 600});  // its echo, sometimes output
+    tunnel.push_back({true, 400});                 // a request through -D/-L
+    tunnel.push_back({false, 1400});               // its reply
+    tunnel.push_back({false, 1400});
+    upload.push_back({true, 1400});
+    upload.push_back({true, 1400});
+    if (i % 8 == 0) upload.push_back({false, 36});  // window adjustments
+  }
+  EXPECT_EQ(SshActivityOf(typing), "interactive");
+  EXPECT_EQ(SshActivityOf(tunnel), "tunnel");
+  EXPECT_EQ(SshActivityOf(upload), "file_transfer");
+  EXPECT_EQ(SshActivityOf({{true, 36}, {false, 36}}), "unknown");  // too little to say
 }
 
 TEST(RemoteAccessConfig, RejectsUnknownKeyAndBadValues) {
