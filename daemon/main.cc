@@ -43,7 +43,7 @@ constexpr char kUsage[] =
     "  --metrics-listen ADDR:PORT  serve Prometheus metrics there (live default:\n"
     "                            outputs.prometheus.listen)\n"
     "  --metrics-file PATH       write the final Prometheus exposition to PATH on exit\n"
-    "  --workers N               packet workers (default: one per core)\n"
+    "  --workers N               packet workers (default: one per core; 1 in replay)\n"
     "  --version                 print the version and exit\n"
     "  --help                    print this help and exit\n";
 
@@ -159,9 +159,11 @@ int Run(const Flags& flags) {
     return 0;
   }
   const bool replay = !flags.replay.empty();
-  const int workers = config->capture.workers > 0
-                          ? config->capture.workers
-                          : std::max(1U, std::thread::hardware_concurrency());
+  // Replay is bound by its one reader thread (measured in tests/bench: a second worker only
+  // adds copying), and its output is the same for any worker count: one worker unless asked.
+  const int workers = config->capture.workers > 0 ? config->capture.workers
+                      : replay ? 1
+                               : static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   absl::StatusOr<std::unique_ptr<Pipeline>> pipeline = Pipeline::Create(*config, workers);
   if (!pipeline.ok()) {
     RW_LOG(kError, "%s", pipeline.status().message());

@@ -209,8 +209,13 @@ FlowState& FlowTable::Track(const DecodedPacket& p, Direction& direction) {
       f->rst_seen = true;
     }
   }
-  Unlink(f);
-  Append(f, f->closed() ? kClosedList : (p.is_tcp() ? kTcpList : kOtherList));
+  // Keep the idle list ordered by last touch; a flow already at its list's tail (a burst of
+  // one flow's packets, the common case) needs no relink.
+  const List list = f->closed() ? kClosedList : (p.is_tcp() ? kTcpList : kOtherList);
+  if (f->list_ != list || f->next_ != nullptr) {
+    Unlink(f);
+    Append(f, list);
+  }
   return *f;
 }
 
