@@ -4,6 +4,10 @@
 
 #include <cstring>
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -24,6 +28,11 @@ IpAddress IpAddress::FromV6(const std::uint8_t* bytes) {
 }
 
 absl::StatusOr<IpAddress> IpAddress::Parse(absl::string_view text) {
+  // inet_pton reads a C string: an embedded NUL would hide the rest of the text.
+  if (text.size() >= INET6_ADDRSTRLEN || text.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("not an IP address: \"",
+                                                   absl::CHexEscape(text), "\""));
+  }
   const std::string s(text);
   std::uint8_t buf[16];
   if (inet_pton(AF_INET, s.c_str(), buf) == 1) {
@@ -55,7 +64,11 @@ absl::StatusOr<Cidr> Cidr::Parse(absl::string_view text) {
   const int max_length = address->is_v4() ? 32 : 128;
   cidr.prefix_length_ = max_length;
   if (slash != absl::string_view::npos) {
-    if (!absl::SimpleAtoi(text.substr(slash + 1), &cidr.prefix_length_) ||
+    const absl::string_view digits = text.substr(slash + 1);
+    // SimpleAtoi also takes signs and blanks ("+8", " 8"); a prefix length is digits only.
+    const bool all_digits = !digits.empty() && digits.size() <= 3 &&
+                            std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit);
+    if (!all_digits || !absl::SimpleAtoi(digits, &cidr.prefix_length_) ||
         cidr.prefix_length_ < 0 || cidr.prefix_length_ > max_length) {
       return absl::InvalidArgumentError(
           absl::StrCat("bad prefix length in \"", text, "\" (0..", max_length, ")"));
