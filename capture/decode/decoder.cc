@@ -1,5 +1,7 @@
 #include "capture/decode/decoder.h"
 
+#include "capture/base/bytes.h"
+
 namespace relaywatch::decode {
 namespace {
 
@@ -16,14 +18,6 @@ constexpr std::uint16_t kEtherErspanTypeII = 0x88be;
 
 constexpr std::uint16_t kVxlanPort = 4789;
 constexpr std::uint16_t kGenevePort = 6081;
-
-inline std::uint16_t Be16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-inline std::uint32_t Be32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         p[3];
-}
 
 using Bytes = std::span<const std::uint8_t>;
 

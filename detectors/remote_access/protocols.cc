@@ -3,18 +3,13 @@
 #include <algorithm>
 #include <string_view>
 
+#include "capture/base/bytes.h"
+
 namespace relaywatch::detectors::remote_access {
 namespace {
 
 constexpr std::size_t kMaxSshLine = 255;  // RFC 4253: at most 255 characters incl. CR LF
 constexpr int kMaxSshPreambleLines = 8;
-
-std::uint16_t Be16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-std::uint16_t Le16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[1] << 8 | p[0]); }
-std::uint32_t Le32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 |
-         std::uint32_t{p[3]} << 24;
-}
 
 bool IsPrintableAscii(std::string_view s) {
   for (char c : s) {
