@@ -5,6 +5,7 @@
 #include "capture/base/status_macros.h"
 #include "capture/pcap_source.h"
 #include "detectors/detector.h"
+#include "detectors/remote_access/config.h"
 
 namespace relaywatch::daemon {
 namespace {
@@ -157,7 +158,7 @@ absl::Status ParseDetectors(const config::Section& s) {
 }  // namespace
 
 const std::vector<std::string>& KnownEventTypes() {
-  static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "ssh"};
+  static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "dns", "tls", "ssh"};
   return kTypes;
 }
 
@@ -181,6 +182,11 @@ absl::StatusOr<Config> ParseConfig(const config::Section& root) {
   RW_RETURN_IF_ERROR(ParseAlerting(root.Child("alerting"), c.alerting));
   c.detectors = root.Child("detectors");
   RW_RETURN_IF_ERROR(ParseDetectors(c.detectors));
+  // The host stage applies the tool signatures to TLS and DNS clues from every worker.
+  RW_ASSIGN_OR_RETURN(detectors::remote_access::RemoteAccessConfig remote_access,
+                      detectors::remote_access::ParseRemoteAccessConfig(
+                          c.detectors.Child("remote_access")));
+  c.alerting.signatures = remote_access.signatures;
   return c;
 }
 

@@ -1,5 +1,7 @@
 #include "detectors/detector.h"
+#include "detectors/dns/dns.h"
 #include "detectors/remote_access/remote_access.h"
+#include "detectors/tls/tls.h"
 
 namespace relaywatch::detectors {
 
@@ -8,6 +10,8 @@ namespace relaywatch::detectors {
 const std::vector<DetectorEntry>& Registry() {
   static const std::vector<DetectorEntry> kDetectors = {
       {"remote_access", &remote_access::Create},
+      {"tls", &tls::Create},
+      {"dns", &dns::Create},
   };
   return kDetectors;
 }

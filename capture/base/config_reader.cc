@@ -1,5 +1,7 @@
 #include "capture/base/config_reader.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -249,6 +251,11 @@ absl::StatusOr<Section> LoadString(absl::string_view text, std::string name) {
 }
 
 absl::StatusOr<Section> LoadFile(const std::string& path) {
+  // A device or a FIFO would be read forever: config files are regular files.
+  struct stat st;
+  if (stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  }
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));

@@ -201,11 +201,130 @@ void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish)
   publish.push_back(std::move(alert));
 }
 
+void HostStage::DnsClue(const Event& finding) {
+  const nlohmann::json& answers = finding.body.value("answers", nlohmann::json::array());
+  if (!config_.signatures || !answers.is_array()) {
+    return;
+  }
+  // CNAME chains: the queried name decides; every address in the answer inherits it.
+  const std::string query = finding.body.value("rrname", "");
+  const detectors::AppSignature* app = config_.signatures->MatchDns(query);
+  for (const nlohmann::json& a : answers) {
+    if (!a.is_object() || !a.contains("rdata") || !a["rdata"].is_string()) {
+      continue;
+    }
+    const detectors::AppSignature* by_name =
+        app ? app : config_.signatures->MatchDns(a.value("rrname", ""));
+    absl::StatusOr<IpAddress> address = IpAddress::Parse(a["rdata"].get<std::string>());
+    if (by_name == nullptr || !address.ok()) {
+      continue;
+    }
+    if (resolved_.size() >= config_.max_resolved_addresses && !resolved_.contains(*address)) {
+      auto oldest = resolved_.begin();
+      for (auto it = resolved_.begin(); it != resolved_.end(); ++it) {
+        if (it->second.seen < oldest->second.seen) {
+          oldest = it;
+        }
+      }
+      resolved_.erase(oldest);
+      absl::MutexLock lock(&mu_);
+      ++stats_.resolved_evicted;
+    }
+    resolved_[*address] = Resolved{by_name, query, finding.ts};
+  }
+}
+
+void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
+  if (!config_.signatures || !finding.flow) {
+    return;
+  }
+  const nlohmann::json& t = finding.body;
+  const detectors::SignatureSet& sigs = *config_.signatures;
+  const detectors::AppSignature* app = nullptr;
+  std::string evidence;
+  if (const std::string sni = t.value("sni", ""); !sni.empty() && (app = sigs.MatchSni(sni))) {
+    evidence = absl::StrCat("TLS server name ", sni);
+  }
+  if (!app && t.contains("alpn") && t["alpn"].is_array()) {
+    for (const nlohmann::json& alpn : t["alpn"]) {
+      if (alpn.is_string() && (app = sigs.MatchAlpn(alpn.get<std::string>()))) {
+        evidence = absl::StrCat("TLS ALPN ", alpn.get<std::string>());
+        break;
+      }
+    }
+  }
+  for (const char* field : {"subject", "issuer"}) {
+    const std::string text = t.value(field, "");
+    if (!app && !text.empty() && (app = sigs.MatchCertificate(text))) {
+      evidence = absl::StrCat("TLS certificate ", field, " ", text);
+    }
+  }
+  if (!app) {
+    if (auto it = resolved_.find(finding.flow->dest_ip);
+        it != resolved_.end() && finding.ts - it->second.seen < config_.max_resolved_age) {
+      app = it->second.app;
+      evidence = absl::StrCat("server address resolved from ", it->second.name);
+    }
+  }
+  if (!app) {
+    return;
+  }
+  // One session per flow; forget flows after a day so the map stays small.
+  if (attributed_flows_.size() > 65536) {
+    absl::erase_if(attributed_flows_,
+                   [&](const auto& kv) { return finding.ts - kv.second > absl::Hours(24); });
+  }
+  if (!attributed_flows_.try_emplace(finding.flow->flow_id, finding.ts).second) {
+    return;
+  }
+  Event session;
+  session.event_type = "remote_session";
+  session.ts = finding.ts;
+  session.flow = finding.flow;
+  nlohmann::json& b = session.body;
+  b["app"] = app->name;
+  b["category"] = app->category;
+  b["transport"] = "tcp";
+  const FlowRef& f = *finding.flow;
+  if (app->controlled == detectors::AppSignature::Controlled::kUnknown) {
+    b["controlled"] = "unknown";
+    b["controller"] = "unknown";
+    b["controlled_side"] = "unknown";
+  } else {
+    const bool responder = app->controlled == detectors::AppSignature::Controlled::kResponder;
+    b["controlled"] = (responder ? f.dest_ip : f.src_ip).ToString();
+    b["controlled_port"] = responder ? f.dest_port : f.src_port;
+    b["controller"] = (responder ? f.src_ip : f.dest_ip).ToString();
+    b["controlled_side"] = responder ? "dest" : "src";
+  }
+  b["confirmed_by"] = "tls_clue";
+  b["evidence"] = evidence;
+  if (sigs.PortHint(*app, 6, f.dest_port)) {
+    b["port_hint"] = f.dest_port;
+  }
+  std::vector<Event> alerts;
+  RemoteSession(session, alerts);
+  publish.push_back(std::move(session));
+  for (Event& alert : alerts) {
+    publish.push_back(std::move(alert));
+  }
+}
+
 void HostStage::Process(Event finding, std::vector<Event>& publish) {
   // The finding goes out before the alert it causes, so a reader meets the session first.
   std::vector<Event> alerts;
   if (finding.event_type == "remote_session") {
     RemoteSession(finding, alerts);
+  } else if (finding.event_type == "dns") {
+    DnsClue(finding);
+  } else if (finding.event_type == "tls") {
+    std::vector<Event> sessions;
+    TlsClue(finding, sessions);
+    publish.push_back(std::move(finding));
+    for (Event& e : sessions) {
+      publish.push_back(std::move(e));
+    }
+    return;
   }
   publish.push_back(std::move(finding));
   for (Event& alert : alerts) {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "capture/base/ip_address.h"
+#include "detectors/common/signatures.h"
 #include "detectors/event.h"
 
 namespace relaywatch::host {
@@ -27,6 +29,12 @@ struct HostStageConfig {
   std::vector<AllowRule> allow;
   // Several different tools operating one host within this window raise the severity.
   absl::Duration multi_tool_window = absl::Hours(24 * 7);
+  // Tool signatures applied to the TLS and DNS clues that workers report (names, ALPN,
+  // certificate subjects, resolved addresses). Null: no attribution.
+  std::shared_ptr<const detectors::SignatureSet> signatures;
+  // Addresses remembered from DNS answers for a tool's names; the oldest is forgotten.
+  std::size_t max_resolved_addresses = 65536;
+  absl::Duration max_resolved_age = absl::Hours(1);
   // The same (host, rule, app, peer) alerts once per window; repeats are counted.
   absl::Duration dedup_window = absl::Hours(1);
   // At most this many alerts per host per hour of packet time; the rest are counted.
@@ -49,6 +57,7 @@ struct HostStageStats {
   std::uint64_t suppressed_allowed = 0;
   std::uint64_t hosts_tracked = 0;
   std::uint64_t hosts_evicted = 0;
+  std::uint64_t resolved_evicted = 0;
 };
 
 // The host stage: one thread that sees every worker's findings, decides which internal host
@@ -83,6 +92,10 @@ class HostStage {
   };
 
   void RemoteSession(const Event& finding, std::vector<Event>& publish);
+  // TLS and DNS clues: a flow whose server name, ALPN, certificate or resolved address
+  // belongs to a tool of the signature file becomes a remote_session of that tool.
+  void TlsClue(const Event& finding, std::vector<Event>& publish);
+  void DnsClue(const Event& finding);
   bool Allowed(const std::string& app, const IpAddress& host,
                const std::optional<IpAddress>& controller) const;
   // Records `app` for `host` and returns the distinct tools seen within the window.
@@ -93,6 +106,14 @@ class HostStage {
 
   HostStageConfig config_;
   absl::flat_hash_map<IpAddress, HostState> hosts_;
+  struct Resolved {
+    const detectors::AppSignature* app = nullptr;
+    std::string name;
+    PacketTime seen;
+  };
+  absl::flat_hash_map<IpAddress, Resolved> resolved_;
+  // Flows already reported as a tool's session (a flow has several ClientHellos).
+  absl::flat_hash_map<std::uint64_t, PacketTime> attributed_flows_;
   mutable absl::Mutex mu_;
   HostStageStats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -25,9 +25,9 @@ LABEL_TO_APP = {
     "TeamViewer": "teamviewer", "NoMachine": "nomachine", "Radmin": "radmin",
     "Citrix": "citrix",
 }
-# What the remote_access detector identifies today; labels of other apps are reported but do
+# What relaywatch identifies today; labels of other apps are reported but do
 # not fail the run (they belong to the next detector release).
-DEFAULT_SUPPORTED = "rdp,vnc,ssh,teamviewer,nomachine,radmin,citrix"
+DEFAULT_SUPPORTED = "rdp,vnc,ssh,teamviewer,nomachine,radmin,citrix,anydesk"
 
 LABEL_RE = re.compile(
     r"^(?P<app>\w+)(?:\[[^\]]*\])?\s+(?P<l4>TCP|UDP)\s+(?P<a>\S+)<->(?P<b>\S+?)(?P<note>\s+\(.*\))?$")

@@ -147,5 +147,87 @@ TEST(HostStage, UnknownDirectionToolSessionAlertsForTheInternalEndpoint) {
   EXPECT_EQ(out[1].alert->severity, 2);
 }
 
+std::shared_ptr<const detectors::SignatureSet> Signatures() {
+  auto root = config::LoadString(
+      "apps:\n"
+      "  - {name: anydesk, dns: ['*.net.anydesk.com'], alpn_prefix: ['anydesk/'],\n"
+      "     certificate: ['CN=AnyDesk Client']}\n"
+      "  - {name: pikvm, category: ip_kvm, certificate: ['O=PiKVM'], controlled: responder}\n",
+      "sig.yaml");
+  return std::make_shared<const detectors::SignatureSet>(*detectors::SignatureSet::Parse(*root));
+}
+
+Event Tls(const std::string& src, const std::string& dst, std::uint64_t flow_id,
+          nlohmann::json body) {
+  Event e;
+  e.event_type = "tls";
+  e.ts = kT0;
+  FlowRef f;
+  f.flow_id = flow_id;
+  f.src_ip = *IpAddress::Parse(src);
+  f.dest_ip = *IpAddress::Parse(dst);
+  f.src_port = 50000;
+  f.dest_port = 443;
+  e.flow = f;
+  e.body = std::move(body);
+  return e;
+}
+
+TEST(HostStage, TlsCluesNameTheToolOncePerFlow) {
+  HostStageConfig c = Config();
+  c.signatures = Signatures();
+  HostStage stage(c);
+  std::vector<Event> out;
+  stage.Process(Tls("10.1.1.5", "195.181.174.176", 1, {{"alpn", {"anydesk/6.2.0/linux"}}}), out);
+  stage.Process(Tls("10.1.1.5", "195.181.174.176", 1, {{"alpn", {"anydesk/6.2.0/linux"}}}), out);
+  int sessions = 0;
+  for (const Event& e : out) {
+    if (e.event_type == "remote_session") {
+      ++sessions;
+      EXPECT_EQ(e.body["app"], "anydesk");
+      EXPECT_EQ(e.body["controlled"], "unknown");
+      EXPECT_EQ(e.body["evidence"], "TLS ALPN anydesk/6.2.0/linux");
+    }
+  }
+  EXPECT_EQ(sessions, 1);
+  // A KVM's self-signed certificate: the web UI's host (the responder) is the operated side.
+  out.clear();
+  stage.Process(Tls("203.0.113.8", "10.1.1.9", 2,
+                    {{"subject", "CN=localhost,OU=PiKVM,O=PiKVM,C=US"}}), out);
+  ASSERT_EQ(out.size(), 3u);  // tls record, session, alert
+  EXPECT_EQ(out[1].body["app"], "pikvm");
+  EXPECT_EQ(out[1].body["controlled"], "10.1.1.9");
+  EXPECT_TRUE(out[2].alert.has_value());
+  // Ordinary TLS names nothing.
+  out.clear();
+  stage.Process(Tls("10.1.1.5", "198.51.100.1", 3, {{"sni", "www.example.com"}}), out);
+  EXPECT_EQ(out.size(), 1u);
+}
+
+TEST(HostStage, DnsAnswersAttributeLaterTlsFlowsToTheTool) {
+  HostStageConfig c = Config();
+  c.signatures = Signatures();
+  HostStage stage(c);
+  std::vector<Event> out;
+  Event dns;
+  dns.event_type = "dns";
+  dns.ts = kT0;
+  dns.body = {{"rrname", "relay-0badc0de.net.anydesk.com"},
+              {"answers", {{{"rrname", "relay-0badc0de.net.anydesk.com"}, {"rrtype", "A"},
+                            {"rdata", "51.83.238.219"}}}}};
+  stage.Process(dns, out);
+  out.clear();
+  stage.Process(Tls("10.1.1.5", "51.83.238.219", 7, nlohmann::json::object()), out);
+  ASSERT_GE(out.size(), 2u);
+  EXPECT_EQ(out[1].body["app"], "anydesk");
+  EXPECT_EQ(out[1].body["evidence"], "server address resolved from relay-0badc0de.net.anydesk.com");
+  // The answer ages out.
+  out.clear();
+  Event late = Tls("10.1.1.5", "51.83.238.219", 8, nlohmann::json::object());
+  late.ts = kT0 + absl::Hours(2);
+  stage.Process(late, out);
+  EXPECT_EQ(out.size(), 1u);
+}
+
 }  // namespace
 }  // namespace relaywatch::host

@@ -1,0 +1,312 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora in tests/fuzz/corpus/<target>/.
+
+Seeds are small valid inputs that get the fuzzer past the first checks of each parser:
+frames for every link type and encapsulation the decoder handles, the opening messages of
+SSH, RDP (X.224 and RDPEUDP) and VNC, and a few YAML configs. Run from anywhere:
+
+    python3 tests/fuzz/make_seeds.py
+
+Existing seed files with the same names are overwritten; other files (inputs saved from
+fuzzing runs) are left alone.
+"""
+
+import ipaddress
+import pathlib
+import struct
+
+CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
+
+# ------------------------------------------------------------------------------------------
+# decoder_fuzz: byte 0 selects the link type, as kLinkTypes in decoder_fuzz.cc.
+
+LINK = {"ethernet": 0, "null": 1, "loop": 2, "raw": 3, "sll": 4, "sll2": 5,
+        "linktype_raw": 6, "raw_openbsd": 7, "ipv4": 8, "ipv6": 9}
+
+TCP, UDP, ICMP, GRE, ICMP6 = 6, 17, 1, 47, 58
+SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
+
+
+def addr(text):
+    return ipaddress.ip_address(text).packed
+
+
+def ipv4(proto, src, dst, payload, ttl=64, ident=0x1234, frag=0x4000):
+    return struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(payload), ident, frag, ttl, proto, 0) + \
+        addr(src) + addr(dst) + payload
+
+
+def ipv6(nxt, src, dst, payload, hop=64):
+    return struct.pack("!IHBB", 0x60000000, len(payload), nxt, hop) + addr(src) + addr(dst) + \
+        payload
+
+
+def tcp(sport, dport, flags=ACK, payload=b"", options=b"", seq=1000, ack=0, window=64240):
+    assert len(options) % 4 == 0
+    offset = (20 + len(options)) // 4
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, offset << 4, flags, window, 0, 0) + \
+        options + payload
+
+
+def udp(sport, dport, payload):
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def eth(ethertype, payload):
+    return bytes.fromhex("020000000002020000000001") + struct.pack("!H", ethertype) + payload
+
+
+def tag(tci, next_type, payload):
+    return struct.pack("!HH", tci, next_type) + payload
+
+
+def mpls(label, bottom):
+    return struct.pack("!I", (label << 12) | (0x100 if bottom else 0) | 64)
+
+
+SYN_OPTIONS = struct.pack("!BBH", 2, 4, 1460) + bytes([4, 2]) + \
+    struct.pack("!BBII", 8, 10, 0x01020304, 0) + bytes([1, 3, 3, 7])
+
+SYN4 = ipv4(TCP, "192.0.2.10", "198.51.100.20",
+            tcp(51000, 3389, SYN, options=SYN_OPTIONS, ack=0))
+DATA4 = ipv4(TCP, "10.0.0.1", "10.0.0.2", tcp(40000, 22, ACK | PSH, b"SSH-2.0-OpenSSH_9.2p1\r\n"))
+UDP4 = ipv4(UDP, "10.0.0.1", "10.0.0.53", udp(5353, 53, b"\x12\x34\x01\x00\x00\x01"))
+TCP6 = ipv6(TCP, "2001:db8::1", "2001:db8::2", tcp(40000, 5900, ACK | PSH, b"RFB 003.008\n"))
+SLL = struct.pack("!HHH", 0, 1, 6) + bytes(8)
+SLL2_V6 = struct.pack("!HHIHBB", 0x86DD, 0, 3, 1, 4, 6) + bytes(8)
+
+
+def decoder_seeds():
+    hop_by_hop = bytes([60, 0, 1, 4, 0, 0, 0, 0])
+    dest_opts = bytes([TCP, 1, 1, 12]) + bytes(12)
+    geneve_opt = struct.pack("!HBBI", 0x0102, 0x80, 1, 0xCAFEF00D)
+    inner = eth(0x0800, DATA4)
+    seeds = {
+        "eth_ipv4_tcp_syn_options": ("ethernet", eth(0x0800, SYN4)),
+        "eth_ipv4_tcp_padded": ("ethernet",
+                                eth(0x0800, ipv4(TCP, "10.0.0.1", "10.0.0.2",
+                                                 tcp(40000, 22, ACK, b"hi"))).ljust(60, b"\xaa")),
+        "eth_ipv4_udp": ("ethernet", eth(0x0800, UDP4)),
+        "eth_ipv4_icmp": ("ethernet", eth(0x0800, ipv4(ICMP, "10.0.0.1", "10.0.0.2",
+                                                       bytes([8, 0, 0, 0, 0, 7, 0, 1])))),
+        "eth_vlan": ("ethernet", eth(0x8100, tag(0xA064, 0x0800, DATA4))),
+        "eth_qinq": ("ethernet", eth(0x88A8, tag(200, 0x8100, tag(100, 0x0800, UDP4)))),
+        "eth_ipv6_ext": ("ethernet", eth(0x86DD, ipv6(0, "2001:db8::1", "2001:db8::2",
+                                                      hop_by_hop + dest_opts +
+                                                      tcp(40000, 22, ACK, b"x")))),
+        "eth_ipv6_icmp": ("ethernet", eth(0x86DD, ipv6(ICMP6, "fe80::1", "fe80::2",
+                                                       bytes([128, 0, 0, 0, 0, 1, 0, 1])))),
+        "sll_ipv4": ("sll", SLL + struct.pack("!H", 0x0800) + DATA4),
+        "sll2_ipv6": ("sll2", SLL2_V6 + TCP6),
+        "null_le_ipv4": ("null", struct.pack("<I", 2) + DATA4),
+        "null_be_ipv6": ("null", struct.pack(">I", 30) + TCP6),
+        "loop_ipv4": ("loop", struct.pack(">I", 2) + UDP4),
+        "raw_ipv4": ("raw", SYN4),
+        "raw_ipv6": ("linktype_raw", TCP6),
+        "raw_openbsd_ipv4": ("raw_openbsd", UDP4),
+        "dlt_ipv4": ("ipv4", DATA4),
+        "dlt_ipv6": ("ipv6", TCP6),
+        "ipv4_fragment": ("raw", ipv4(UDP, "10.0.0.1", "10.0.0.2", udp(1, 2, bytes(32)),
+                                      frag=0x2000)),
+        "ipv6_fragment": ("raw", ipv6(44, "2001:db8::1", "2001:db8::2",
+                                      bytes([UDP, 0]) + struct.pack("!HI", 1, 7) +
+                                      udp(1, 2, bytes(16)))),
+        "gre_key_seq": ("ethernet", eth(0x0800, ipv4(GRE, "203.0.113.1", "203.0.113.2",
+                                                     struct.pack("!HHII", 0x3000, 0x0800, 7, 1) +
+                                                     DATA4))),
+        "gre_teb": ("raw", ipv4(GRE, "203.0.113.1", "203.0.113.2",
+                                struct.pack("!HH", 0, 0x6558) + inner)),
+        "gre_erspan": ("raw", ipv4(GRE, "203.0.113.1", "203.0.113.2",
+                                   struct.pack("!HHI", 0x1000, 0x88BE, 1) + bytes(8) + inner)),
+        "vxlan": ("ethernet", eth(0x0800, ipv4(UDP, "198.51.100.1", "198.51.100.2",
+                                               udp(49152, 4789, bytes([8, 0, 0, 0]) +
+                                                   struct.pack("!I", 5001 << 8) + inner)))),
+        "geneve": ("ethernet", eth(0x86DD, ipv6(UDP, "2001:db8::a", "2001:db8::b",
+                                                udp(50000, 6081,
+                                                    bytes([len(geneve_opt) // 4, 0]) +
+                                                    struct.pack("!HI", 0x6558, 0x123400) +
+                                                    geneve_opt + inner)))),
+        "ipip": ("raw", ipv4(4, "192.0.2.1", "192.0.2.2", DATA4)),
+        "6in4": ("raw", ipv4(41, "192.0.2.1", "192.0.2.2", TCP6)),
+        "mpls": ("ethernet", eth(0x8847, mpls(16, False) + mpls(17, True) + UDP4)),
+        "pppoe": ("ethernet", eth(0x8864, struct.pack("!BBHHH", 0x11, 0, 0x42, 2 + len(DATA4),
+                                                      0x0021) + DATA4)),
+        "vlan_stack_deep": ("ethernet", eth(0x8100, b"".join(tag(i, 0x8100, b"")
+                                                             for i in range(1, 10)) + DATA4)),
+    }
+    return {name: bytes([LINK[link]]) + frame for name, (link, frame) in seeds.items()}
+
+
+# ------------------------------------------------------------------------------------------
+# remote_access_fuzz: a setup byte, then records (control, length, payload); see the header
+# comment of remote_access_fuzz.cc.
+
+PORT_INDEX = {22: 0, 3389: 1, 5900: 2, 443: 3, 5938: 4, 4000: 5, 4899: 6, 1494: 7}
+TO_SERVER, TO_CLIENT = 0, 1
+FLAGS_PSH_ACK = 1 << 1
+FLAGS_FIN_ACK = 4 << 1
+FLAGS_RST = 5 << 1
+
+
+def setup(port, udp_flow=False, handshake=True, inspect_index=1):
+    index = PORT_INDEX[port]
+    return bytes([(1 if udp_flow else 0) | (index & 3) << 1 | inspect_index << 3 |
+                  (0x20 if handshake else 0) | (index & 4) << 4])
+
+
+def record(direction, payload, flags=FLAGS_PSH_ACK):
+    assert len(payload) < 256
+    return bytes([direction | flags, len(payload)]) + payload
+
+
+def x224_request(cookie=b"Cookie: mstshash=alice\r\n", protocols=3):
+    body = cookie + struct.pack("<BBHI", 1, 0, 8, protocols)
+    x224 = bytes([6 + len(body), 0xE0, 0, 0, 0, 0, 0]) + body
+    return struct.pack("!BBH", 3, 0, 4 + len(x224)) + x224
+
+
+def x224_confirm(neg_type=2, value=2):
+    body = struct.pack("<BBHI", neg_type, 0, 8, value)
+    x224 = bytes([6 + len(body), 0xD0, 0, 0, 0x12, 0x34, 0]) + body
+    return struct.pack("!BBH", 3, 0, 4 + len(x224)) + x224
+
+
+def rdpudp_syn(ack, source_ack, isn):
+    flags = 0x0001 | (0x0004 if ack else 0)
+    return struct.pack("!IHHIHH", source_ack, 64, flags, isn, 1232, 1232) + bytes(16)
+
+
+def rdpudp_ack(source_ack, sn_coded):
+    # ACK | DATA, an empty ACK vector padded to 4 bytes, then snCoded and snSourceStart.
+    return struct.pack("!IHHHH", source_ack, 64, 0x000C, 0, 0) + \
+        struct.pack("!II", sn_coded, sn_coded) + b"payload"
+
+
+def teamviewer_frame(cmd, data):
+    return bytes([0x17, 0x24, cmd]) + struct.pack("<H", len(data)) + data
+
+
+ICA = bytes([0x7F, 0x7F]) + b"ICA\x00"
+RADMIN_CLIENT = bytes([1, 0, 0, 0, 1, 0, 0, 0, 8, 8])
+RADMIN_SERVER = bytes([1, 0, 0, 0, 0x25, 0, 0, 2, 0x12, 8, 2, 0, 0, 0x0A]) + bytes(32)
+
+SSH_SERVER = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
+SSH_CLIENT = b"SSH-2.0-OpenSSH_9.2p1\r\n"
+
+
+def remote_access_seeds():
+    return {
+        "ssh_session": setup(22) + record(TO_CLIENT, SSH_SERVER) + record(TO_SERVER, SSH_CLIENT),
+        "ssh_preamble_lines": setup(22, handshake=False) +
+        record(TO_CLIENT, b"Welcome\r\nnotice: monitored\r\n" + SSH_SERVER[:20]) +
+        record(TO_CLIENT, SSH_SERVER[20:]) + record(TO_SERVER, SSH_CLIENT),
+        "ssh_server_only": setup(22) + record(TO_CLIENT, SSH_SERVER) +
+        record(TO_SERVER, b"", FLAGS_RST),
+        "rdp_x224": setup(3389) + record(TO_SERVER, x224_request()) +
+        record(TO_CLIENT, x224_confirm()),
+        "rdp_x224_failure": setup(3389) + record(TO_SERVER, x224_request(b"", 8)) +
+        record(TO_CLIENT, x224_confirm(3, 5)),
+        "rdp_routing_token": setup(3389) +
+        record(TO_SERVER, x224_request(b"Cookie: msts=3640205228.15629.0000\r\n", 0)) +
+        record(TO_CLIENT, x224_confirm()) + record(TO_CLIENT, b"", FLAGS_FIN_ACK),
+        "vnc_rfb": setup(5900) + record(TO_CLIENT, b"RFB 003.008\n") +
+        record(TO_SERVER, b"RFB 003.008\n") + record(TO_CLIENT, bytes([1, 2])),
+        "vnc_split": setup(5900, inspect_index=0) + record(TO_CLIENT, b"RFB 00") +
+        record(TO_CLIENT, b"3.889\n") + record(TO_SERVER, b"RFB 003.003\n"),
+        "rdpudp_syn": setup(3389, udp_flow=True) +
+        record(TO_SERVER, rdpudp_syn(False, 0xFFFFFFFF, 0x11223344)) +
+        record(TO_CLIENT, rdpudp_syn(True, 0x11223344, 0x55667788)),
+        "rdpudp_mid_session": setup(3389, udp_flow=True, handshake=False) +
+        record(TO_SERVER, rdpudp_ack(0x100, 0x200)) + record(TO_CLIENT, rdpudp_ack(0x200, 0x100)),
+        "teamviewer_tcp": setup(5938) +
+        record(TO_SERVER, teamviewer_frame(0x0A, b"") + teamviewer_frame(0x10, b"\x01\x02")) +
+        record(TO_CLIENT, teamviewer_frame(0x0B, bytes(4))),
+        "teamviewer_udp": setup(5938, udp_flow=True, handshake=False) +
+        record(TO_SERVER, bytes(11) + teamviewer_frame(0x1E, bytes(4))) +
+        record(TO_CLIENT, bytes(11) + teamviewer_frame(0x1F, b"")),
+        "nomachine": setup(4000) + record(TO_SERVER, b"NXSH-8.10.1\n") +
+        record(TO_CLIENT, b"NXD-8.10.1\n"),
+        "radmin": setup(4899) + record(TO_SERVER, RADMIN_CLIENT) + record(TO_CLIENT, RADMIN_SERVER),
+        "citrix_ica": setup(1494) + record(TO_CLIENT, ICA) + record(TO_SERVER, ICA),
+        "citrix_cgp": setup(1494) + record(TO_SERVER, b"\x1aCGP/01" + bytes(8)) +
+        record(TO_CLIENT, b"\x1aCGP/01" + bytes(8)),
+        "https_not_remote": setup(443) + record(TO_SERVER, bytes.fromhex("160301020001")) +
+        record(TO_CLIENT, bytes.fromhex("160303007a02")),
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# config_fuzz: YAML documents.
+
+FULL_CONFIG = b"""\
+home_networks: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, fc00::/7]
+capture:
+  interfaces: [eth0, eth1]
+  bpf: "tcp port 22 or (vlan and tcp port 3389) or udp port 3389"
+  snaplen: 65535
+  buffer_size_mib: 64
+  promiscuous: true
+  workers: 2
+flows:
+  max_flows: 262144
+  tcp_idle_timeout: 10m
+  udp_idle_timeout: 2m
+  closed_timeout: 10s
+  community_id_seed: 0
+outputs:
+  jsonl:
+    enabled: true
+    path: "-"
+    events: [alert, remote_session, flow]
+  syslog:
+    enabled: false
+    transport: tcp
+    address: 127.0.0.1:514
+    facility: local4
+    app_name: relaywatch
+    enterprise_id: 32473
+    events: [alert]
+  prometheus:
+    enabled: true
+    listen: 127.0.0.1:9781
+alerting:
+  dedup_window: 1h
+  max_alerts_per_host_per_hour: 20
+  max_hosts: 65536
+detectors:
+  remote_access:
+    enabled: true
+    inspect_bytes: 1024
+    inspect_packets: 16
+"""
+
+CONFIG_SEEDS = {
+    "full": FULL_CONFIG,
+    "minimal": b"capture:\n  interfaces: [eth0]\n",
+    "empty": b"",
+    "syslog_udp": b"outputs:\n  syslog:\n    transport: udp\n    address: \"[2001:db8::1]:514\"\n"
+                  b"    facility: authpriv\n",
+    "anchors": b"outputs:\n  jsonl: {events: &ev [alert]}\n  syslog: {events: *ev}\n",
+    "duplicate_key": b"flows:\n  max_flows: 2048\n  max_flows: 4096\n",
+    "bad_values": b"capture:\n  snaplen: lots\nflows:\n  tcp_idle_timeout: 30\n",
+    "flow_style": b"{capture: {bpf: 'udp', workers: 1}, alerting: {dedup_window: 0s}}\n",
+}
+
+
+def write(target, seeds):
+    directory = CORPUS / target
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in seeds.items():
+        (directory / name).write_bytes(data)
+
+
+def main():
+    write("decoder_fuzz", decoder_seeds())
+    write("remote_access_fuzz", remote_access_seeds())
+    write("config_fuzz", CONFIG_SEEDS)
+    total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
+    print(f"seed corpora in {CORPUS}: {total} bytes")
+
+
+if __name__ == "__main__":
+    main()

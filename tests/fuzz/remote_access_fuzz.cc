@@ -1,0 +1,223 @@
+// Fuzz target for the remote-access protocol parsers and the detector that buffers and
+// reassembles their input.
+//
+// 1. Every parser in detectors/remote_access/protocols.h sees the whole input (after the
+//    first byte) and each packet payload below.
+// 2. The input is replayed as one conversation through a FlowTable and a
+//    RemoteAccessDetector, the way daemon/worker.cc drives detectors, and every event is
+//    serialised as the sinks do.
+//
+// Layout: byte 0 = setup (bit 0 UDP, bits 1-2 and 6 server port, bits 3-4 inspect_bytes,
+// bit 5 start with a handshake). Then records: a control byte (bit 0 direction,
+// bits 1-3 TCP flags, bit 4 skip ahead in sequence space, bit 5 retransmit), a length byte,
+// and up to that many payload bytes.
+
+#include "detectors/remote_access/remote_access.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+#include "capture/base/config_reader.h"
+#include "capture/flow/flow_table.h"
+#include "daemon/sinks/event_json.h"
+#include "detectors/remote_access/config.h"
+#include "detectors/remote_access/protocols.h"
+
+namespace {
+
+using relaywatch::IpAddress;
+using relaywatch::PacketTime;
+namespace decode = relaywatch::decode;
+namespace flow = relaywatch::flow;
+namespace ra = relaywatch::detectors::remote_access;
+namespace detectors = relaywatch::detectors;
+
+#define RW_FUZZ_CHECK(cond)                                                         \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                 \
+    }                                                                               \
+  } while (false)
+
+bool Printable(const std::string& s) {
+  for (char c : s) {
+    if (c < 0x20 || c > 0x7e) {
+      return false;
+    }
+  }
+  return true;
+}
+
+void RunParsers(ra::Bytes bytes) {
+  bool incomplete = true;
+  if (std::optional<ra::SshBanner> b = ra::ParseSshBanner(bytes, &incomplete)) {
+    RW_FUZZ_CHECK(!incomplete);
+    RW_FUZZ_CHECK(!b->proto_version.empty() && !b->software.empty());
+    RW_FUZZ_CHECK(Printable(b->proto_version) && Printable(b->software) && Printable(b->comments));
+  }
+  ra::ParseSshBanner(bytes);
+  if (auto request = ra::ParseRdpConnectionRequest(bytes)) {
+    RW_FUZZ_CHECK(Printable(request->cookie));
+    RW_FUZZ_CHECK(!ra::RdpProtocolNames(request->requested_protocols).empty());
+  }
+  if (auto confirm = ra::ParseRdpConnectionConfirm(bytes)) {
+    RW_FUZZ_CHECK(!ra::RdpProtocolNames(confirm->selected_protocol).empty());
+  }
+  if (auto rfb = ra::ParseRfbVersion(bytes)) {
+    RW_FUZZ_CHECK(bytes.size() == 12);
+    RW_FUZZ_CHECK(rfb->major > 0 && rfb->major <= 999 && rfb->minor >= 0 && rfb->minor <= 999);
+  }
+  if (auto syn = ra::ParseRdpUdpSyn(bytes)) {
+    RW_FUZZ_CHECK(syn->upstream_mtu >= 1132 && syn->upstream_mtu <= 1232);
+    RW_FUZZ_CHECK(syn->downstream_mtu >= 1132 && syn->downstream_mtu <= 1232);
+  }
+  if (auto datagram = ra::ParseRdpUdpDatagram(bytes)) {
+    RW_FUZZ_CHECK((datagram->flags & 0x0004) != 0 && (datagram->flags & 0x0001) == 0);
+  }
+  RW_FUZZ_CHECK(ra::TeamViewerTcpFrames(bytes) >= 0);
+  ra::IsTeamViewerUdp(bytes);
+  ra::ParseNxGreeting(bytes);
+  const int nx_counter = ra::NxUdpCounter(bytes);
+  RW_FUZZ_CHECK(nx_counter >= -1 && nx_counter <= 0xffff);
+  ra::ParseRadmin(bytes);
+  RW_FUZZ_CHECK(!(ra::IsIcaGreeting(bytes) && ra::IsCgpGreeting(bytes)));
+}
+
+// Registered ports matter only as hints for which side is the server.
+constexpr std::uint16_t kServerPorts[] = {22, 3389, 5900, 443, 5938, 4000, 4899, 1494};
+constexpr std::uint64_t kInspectBytes[] = {64, 1024, 65536, 200};
+
+// The detector's configuration as the factory builds it (built-in signatures included),
+// parsed once per inspect_bytes choice: parsing per input would dominate the run time.
+const ra::RemoteAccessConfig& ConfigFor(int index) {
+  static const auto* configs = [] {
+    auto* out = new std::vector<ra::RemoteAccessConfig>;
+    for (std::uint64_t bytes : kInspectBytes) {
+      const std::string yaml = "inspect_bytes: " + std::to_string(bytes) + "\ninspect_packets: 8\n";
+      absl::StatusOr<relaywatch::config::Section> section =
+          relaywatch::config::LoadString(yaml, "remote_access_fuzz");
+      RW_FUZZ_CHECK(section.ok());
+      absl::StatusOr<ra::RemoteAccessConfig> config = ra::ParseRemoteAccessConfig(*section);
+      RW_FUZZ_CHECK(config.ok());
+      out->push_back(*config);
+    }
+    return out;
+  }();
+  return (*configs)[index];
+}
+
+constexpr std::uint8_t kFlags[] = {decode::kTcpAck,
+                                   decode::kTcpAck | decode::kTcpPsh,
+                                   decode::kTcpSyn,
+                                   decode::kTcpSyn | decode::kTcpAck,
+                                   decode::kTcpFin | decode::kTcpAck,
+                                   decode::kTcpRst,
+                                   decode::kTcpAck,
+                                   0};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) {
+    return 0;
+  }
+  const std::uint8_t setup = data[0];
+  const ra::Bytes rest(data + 1, size - 1);
+  RunParsers(rest);
+
+  const bool udp = (setup & 0x01) != 0;
+  const std::uint16_t server_port = kServerPorts[((setup >> 1) & 0x03) | ((setup >> 4) & 0x04)];
+  const ra::RemoteAccessConfig& config = ConfigFor((setup >> 3) & 0x03);
+  detectors::DetectorContext context;
+  context.index = 0;
+  context.community_id_seed = 0;
+  ra::RemoteAccessDetector detector(config, context);
+  detectors::EventBuffer events;
+
+  flow::FlowTableConfig table_config;
+  table_config.max_flows = 4;
+  flow::FlowTable table(
+      table_config, [&](flow::FlowState& f, flow::EndReason) { detector.OnFlowEnd(f, events); });
+
+  const std::uint8_t client_ip[4] = {192, 0, 2, 10};
+  const std::uint8_t server_ip[4] = {198, 51, 100, 20};
+  const IpAddress ips[2] = {IpAddress::FromV4(client_ip), IpAddress::FromV4(server_ip)};
+  const std::uint16_t ports[2] = {51000, server_port};
+  std::uint32_t seq[2] = {1000, 5000};
+  PacketTime now = absl::FromUnixSeconds(1700000000);
+
+  const auto send = [&](int from, std::uint8_t flags, ra::Bytes payload) {
+    decode::DecodedPacket p;
+    p.ts = now;
+    p.ip_version = 4;
+    p.protocol = udp ? decode::kProtoUdp : decode::kProtoTcp;
+    p.src = ips[from];
+    p.dst = ips[1 - from];
+    p.src_port = ports[from];
+    p.dst_port = ports[1 - from];
+    p.payload = payload;
+    p.payload_length = static_cast<std::uint32_t>(payload.size());
+    p.wire_length = static_cast<std::uint32_t>(54 + payload.size());
+    if (!udp) {
+      p.tcp_flags = flags;
+      p.seq = seq[from];
+      p.ack = seq[1 - from];
+      seq[from] += static_cast<std::uint32_t>(payload.size());
+    }
+    RunParsers(payload);
+    flow::Direction direction;
+    flow::FlowState& f = table.Track(p, direction);
+    if ((f.detectors_done & 1U) == 0 &&
+        detector.OnPacket(p, f, direction, events) == detectors::Verdict::kDone) {
+      f.detectors_done |= 1U;
+    }
+    now += absl::Milliseconds(10);
+  };
+
+  if ((setup & 0x20) != 0 && !udp) {
+    send(0, decode::kTcpSyn, {});
+    send(1, decode::kTcpSyn | decode::kTcpAck, {});
+    send(0, decode::kTcpAck, {});
+  }
+  std::size_t i = 0;
+  while (i + 2 <= rest.size()) {
+    const std::uint8_t control = rest[i];
+    const std::size_t length = std::min<std::size_t>(rest[i + 1], rest.size() - i - 2);
+    const ra::Bytes payload = rest.subspan(i + 2, length);
+    i += 2 + length;
+    const int from = control & 0x01;
+    if ((control & 0x10) != 0) {
+      seq[from] += 1000;  // a lost segment
+    }
+    if ((control & 0x20) != 0) {
+      seq[from] -= static_cast<std::uint32_t>(length);  // resend what was just sent
+    }
+    send(from, kFlags[(control >> 1) & 0x07], payload);
+  }
+  table.EndAll(flow::EndReason::kShutdown);
+
+  std::map<std::uint64_t, int> per_flow;
+  for (const relaywatch::Event& e : events.events()) {
+    RW_FUZZ_CHECK(!e.event_type.empty());
+    RW_FUZZ_CHECK(e.flow.has_value());
+    if (e.event_type == "remote_session") {
+      RW_FUZZ_CHECK(++per_flow[e.flow->flow_id] == 1);  // one session event per flow
+      RW_FUZZ_CHECK(!e.body.value("app", "").empty());
+    }
+    const std::string line = relaywatch::sinks::EventToJson(e).dump(
+        -1, ' ', false, nlohmann::json::error_handler_t::replace);
+    RW_FUZZ_CHECK(!line.empty() && line.front() == '{');
+  }
+  return 0;
+}

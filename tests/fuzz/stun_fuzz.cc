@@ -1,0 +1,126 @@
+// Fuzz target for the STUN/TURN parser (detectors/common/stun.h).
+//
+// The whole input is parsed as one datagram (with and without RFC 3489 acceptance), as
+// ChannelData (datagram and stream forms), and as a TCP/TLS stream cut into frames by
+// StunFrameLength. Besides crashes and sanitizer reports, these contracts abort the run:
+// - IsStun() agrees with ParseStun() on the header checks, and a classic message is accepted
+//   only when asked for;
+// - text attributes stay within kMaxStunTextBytes, a verified FINGERPRINT implies a message
+//   of at least 28 bytes, addresses have a family;
+// - ChannelData data lies inside the input.
+//
+// Seeds: tests/fuzz/corpus/stun_fuzz/ (RFC 5769 vectors and the unit tests' messages).
+
+#include "detectors/common/stun.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <optional>
+#include <span>
+
+namespace {
+
+namespace common = relaywatch::detectors::common;
+
+#define RW_FUZZ_CHECK(cond)                                                         \
+  do {                                                                              \
+    if (!(cond)) {                                                                  \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                 \
+    }                                                                               \
+  } while (false)
+
+void CheckAddress(const std::optional<common::StunAddress>& a) {
+  if (a) {
+    RW_FUZZ_CHECK(a->ip.is_v4() || a->ip.is_v6());
+  }
+}
+
+void CheckMessage(const common::StunMessage& m, common::Bytes bytes) {
+  RW_FUZZ_CHECK(m.length + common::kStunHeaderBytes == bytes.size());
+  RW_FUZZ_CHECK(m.length % 4 == 0);
+  RW_FUZZ_CHECK(m.type < 0x4000);
+  RW_FUZZ_CHECK(m.method < 0x1000);
+  for (const std::string* s : {&m.username, &m.software, &m.realm, &m.nonce}) {
+    RW_FUZZ_CHECK(s->size() <= common::kMaxStunTextBytes);
+  }
+  if (m.error_code) {
+    RW_FUZZ_CHECK(m.error_code->code >= 300 && m.error_code->code <= 699);
+    RW_FUZZ_CHECK(m.error_code->reason.size() <= common::kMaxStunTextBytes);
+  }
+  if (m.fingerprint) {
+    RW_FUZZ_CHECK(bytes.size() >= common::kStunHeaderBytes + 8);
+    RW_FUZZ_CHECK(!m.classic);
+  }
+  if (m.channel_number) {
+    RW_FUZZ_CHECK(*m.channel_number >= 0x4000 && *m.channel_number <= 0x7fff);
+  }
+  CheckAddress(m.mapped_address);
+  CheckAddress(m.xor_mapped_address);
+  CheckAddress(m.xor_peer_address);
+  CheckAddress(m.xor_relayed_address);
+  CheckAddress(m.alternate_server);
+  RW_FUZZ_CHECK(!common::StunMethodName(m.method).empty());
+  RW_FUZZ_CHECK(!common::StunClassName(m.message_class).empty());
+}
+
+void RunDatagram(common::Bytes bytes) {
+  common::StunMessage strict;
+  common::StunMessage classic;
+  const common::StunParseStatus s = common::ParseStun(bytes, strict);
+  const common::StunParseStatus c =
+      common::ParseStun(bytes, classic, common::StunParseOptions{.allow_classic = true});
+  RW_FUZZ_CHECK(!common::StunParseStatusName(s).empty());
+  if (s == common::StunParseStatus::kOk) {
+    RW_FUZZ_CHECK(common::IsStun(bytes));
+    RW_FUZZ_CHECK(!strict.classic && strict.cookie == common::kStunMagicCookie);
+    RW_FUZZ_CHECK(c == common::StunParseStatus::kOk && !classic.classic);
+    CheckMessage(strict, bytes);
+  }
+  if (c == common::StunParseStatus::kOk) {
+    CheckMessage(classic, bytes);
+    RW_FUZZ_CHECK(classic.classic == (classic.cookie != common::kStunMagicCookie));
+  }
+  if (!common::IsStun(bytes)) {
+    RW_FUZZ_CHECK(s != common::StunParseStatus::kOk);
+  }
+
+  for (bool stream : {false, true}) {
+    common::ChannelData cd;
+    if (common::ParseChannelData(bytes, cd, stream)) {
+      RW_FUZZ_CHECK(cd.channel >= 0x4000 && cd.channel <= 0x7fff);
+      RW_FUZZ_CHECK(cd.data.data() == bytes.data() + 4);
+      RW_FUZZ_CHECK(cd.data.size() + 4 <= bytes.size());
+    }
+  }
+}
+
+void RunStream(common::Bytes bytes) {
+  // Frames back to back, as STUN/TURN over TCP or TLS carries them.
+  while (!bytes.empty()) {
+    const std::size_t n = common::StunFrameLength(bytes);
+    if (n == 0 || n > bytes.size()) {
+      return;
+    }
+    const common::Bytes frame = bytes.first(n);
+    common::StunMessage m;
+    common::ChannelData cd;
+    if (common::ParseStun(frame, m) == common::StunParseStatus::kOk) {
+      CheckMessage(m, frame);
+    } else {
+      (void)common::ParseChannelData(frame, cd, true);
+    }
+    bytes = bytes.subspan(n);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const common::Bytes bytes(data, size);
+  RunDatagram(bytes);
+  RunStream(bytes);
+  return 0;
+}
