@@ -4,19 +4,21 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "capture/base/bytes.h"
+
 namespace relaywatch::detectors::common {
 namespace {
 
+// Offsets are checked by the callers (capture/base/bytes.h readers do not check).
 std::uint16_t Be16(Bytes b, std::size_t at) {
-  return static_cast<std::uint16_t>((b[at] << 8) | b[at + 1]);
+  return relaywatch::Be16(b.data() + at);
 }
 
 // Buffer capacity a DnsTcpFramer keeps between messages.
 constexpr std::size_t kKeepCapacity = 4096;
 
 std::uint32_t Be32(Bytes b, std::size_t at) {
-  return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) |
-         (std::uint32_t{b[at + 2]} << 8) | std::uint32_t{b[at + 3]};
+  return relaywatch::Be32(b.data() + at);
 }
 
 // Appends one byte of a label or character-string in presentation form, unless that would

@@ -103,7 +103,9 @@ using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
 
 }  // namespace
 
-bool IsSupportedQuicVersion(std::uint32_t version) { return SaltFor(version) != nullptr; }
+bool IsSupportedQuicVersion(std::uint32_t version) {
+  return SaltFor(version) != nullptr;
+}
 
 bool DeriveQuicInitialKeys(std::uint32_t version, Bytes client_dcid, bool server,
                            QuicInitialKeys& out) {
@@ -225,8 +227,7 @@ bool DecryptQuicInitial(Bytes packet, const QuicLongHeader& header, const QuicIn
   std::uint8_t tag[kTagBytes];
   std::memcpy(tag, &packet[header.packet_bytes - kTagBytes], kTagBytes);
   ctx.reset(EVP_CIPHER_CTX_new());
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_128_gcm(), nullptr, nullptr, nullptr) != 1 ||
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_128_gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, 12, nullptr) != 1 ||
       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, keys.key.data(), nonce.data()) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &n, aad.data(), static_cast<int>(aad.size())) != 1 ||
@@ -312,8 +313,8 @@ void QuicCryptoStream::Add(std::uint64_t offset, Bytes data,
   if (begin >= end) {
     return;
   }
-  data = data.subspan(static_cast<std::size_t>(begin - offset),
-                      static_cast<std::size_t>(end - begin));
+  data =
+      data.subspan(static_cast<std::size_t>(begin - offset), static_cast<std::size_t>(end - begin));
   if (begin == delivered_ && ranges_.empty()) {
     delivered_ = end;  // the common case: in order, no copy
     on_contiguous(data);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/functional/function_ref.h"
+
 #include "detectors/common/tls.h"
 
 namespace relaywatch::detectors::common {

@@ -82,7 +82,9 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
-std::uint16_t Be16(const std::uint8_t* p) { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+std::uint16_t Be16(const std::uint8_t* p) {
+  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+}
 std::uint32_t Be24(const std::uint8_t* p) {
   return (std::uint32_t{p[0]} << 16) | (std::uint32_t{p[1]} << 8) | p[2];
 }
@@ -625,8 +627,7 @@ bool LooksLikeDtlsHandshake(Bytes datagram) {
   const std::uint16_t epoch = Be16(&datagram[3]);
   const std::uint8_t type = datagram[kDtlsRecordHeaderBytes];
   return datagram[0] == kTlsHandshake &&
-         (version == kDtls10 || version == kDtls12 || version == kDtlsBadVersion) &&
-         epoch == 0 &&
+         (version == kDtls10 || version == kDtls12 || version == kDtlsBadVersion) && epoch == 0 &&
          (type == kHandshakeClientHello || type == kHandshakeServerHello ||
           type == kHandshakeHelloVerifyRequest);
 }
@@ -687,9 +688,8 @@ void DtlsHandshakeReader::Fragment(std::uint16_t record_version, Bytes record,
     std::uint32_t offset = 0;
     std::uint32_t fragment_length = 0;
     Bytes fragment;
-    if (!r.U8(type) || !r.U24(length) || !r.U16(seq) || !r.U24(offset) ||
-        !r.U24(fragment_length) || !r.Take(fragment_length, fragment) ||
-        std::uint64_t{offset} + fragment_length > length) {
+    if (!r.U8(type) || !r.U24(length) || !r.U16(seq) || !r.U24(offset) || !r.U24(fragment_length) ||
+        !r.Take(fragment_length, fragment) || std::uint64_t{offset} + fragment_length > length) {
       return;
     }
     // A retransmitted flight repeats message_seq: deliver each message once.
@@ -712,8 +712,8 @@ void DtlsHandshakeReader::Fragment(std::uint16_t record_version, Bytes record,
       received_ = 0;
       fragment_.clear();
     }
-    if (!joining_ || seq != fragment_seq_ || type != fragment_type_ ||
-        length != fragment_length_ || offset > received_) {
+    if (!joining_ || seq != fragment_seq_ || type != fragment_type_ || length != fragment_length_ ||
+        offset > received_) {
       continue;  // out of order: this message is not joined (retransmission may fix it)
     }
     const std::uint32_t end = offset + fragment_length;

@@ -70,7 +70,9 @@ inline constexpr std::size_t kMaxAlpnValues = 16;      // ALPN names kept
 inline constexpr std::size_t kMaxDistinguishedNameBytes = 512;
 
 // RFC 8701: GREASE values are 0x?a?a with both bytes equal.
-constexpr bool IsGrease(std::uint16_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff); }
+constexpr bool IsGrease(std::uint16_t v) {
+  return (v & 0x0f0f) == 0x0a0a && (v >> 8) == (v & 0xff);
+}
 
 // Printable ASCII is kept, every other byte (and '\', unless `escape_backslash` is false)
 // becomes "\xNN"; the result is cut to `max_bytes` without splitting an escape.
@@ -82,8 +84,8 @@ std::string TlsVersionName(std::uint16_t version);
 // Why a message did not parse. Stable values: they index counters.
 enum class TlsParseStatus : std::uint8_t {
   kOk = 0,
-  kTruncated,     // a field runs past the end of the message
-  kBadLength,     // a length field contradicts the others (odd cipher list, ...)
+  kTruncated,       // a field runs past the end of the message
+  kBadLength,       // a length field contradicts the others (odd cipher list, ...)
   kBadCertificate,  // the first certificate is not DER that OpenSSL accepts
 };
 inline constexpr int kTlsParseStatusCount = 4;
@@ -125,7 +127,9 @@ struct ServerHello {
   std::vector<std::uint16_t> extensions;
   std::string alpn;  // the selected protocol (TLS <= 1.2 only; 1.3 encrypts it), escaped
 
-  std::uint16_t version() const { return selected_version != 0 ? selected_version : legacy_version; }
+  std::uint16_t version() const {
+    return selected_version != 0 ? selected_version : legacy_version;
+  }
 };
 
 TlsParseStatus ParseServerHello(Bytes body, bool dtls, ServerHello& out);

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+
 #include "capture/base/config_reader.h"
 
 namespace relaywatch::detectors::tls {
@@ -18,8 +19,9 @@ struct TlsConfig {
   // Largest handshake message reassembled per direction. A longer ClientHello is counted and
   // not fingerprinted; of a longer certificate chain only the first certificate is read.
   std::uint64_t max_client_hello_bytes = 16384;
-  // Payload packets per direction searched for the first handshake record (after a proxy
-  // preamble, STUN, ...) and, once a ClientHello is seen, waited for the server's answer.
+  // Packets per direction searched for the first handshake record (after a proxy preamble,
+  // STUN, ...); once a ClientHello is seen, twice this many payload packets are waited for
+  // the server's answer.
   std::uint64_t inspect_packets = 16;
   // Decrypt QUIC Initial packets (RFC 9001) to fingerprint the ClientHello inside.
   bool quic = true;

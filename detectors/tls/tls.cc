@@ -41,9 +41,9 @@ struct PendingHello {
   bool ready = false;  // nothing more will be added: write the event
 
   std::size_t bytes() const {
-    std::size_t n = sizeof(*this) + sni.capacity() + server_alpn.capacity() +
-                    ja4.ja4.capacity() + ja4.ja4_r.capacity() + ja4.ja4_o.capacity() +
-                    ja4.ja4_ro.capacity() + alpn.capacity() * sizeof(std::string);
+    std::size_t n = sizeof(*this) + sni.capacity() + server_alpn.capacity() + ja4.ja4.capacity() +
+                    ja4.ja4_r.capacity() + ja4.ja4_o.capacity() + ja4.ja4_ro.capacity() +
+                    alpn.capacity() * sizeof(std::string);
     for (const std::string& a : alpn) {
       n += a.capacity();
     }
@@ -279,16 +279,14 @@ struct TlsDetector::Handler {
 
   // The newest hello the server has not answered yet.
   PendingHello* Unanswered() const {
-    if (!data.pending.empty() && !data.pending.back().server_hello &&
-        !data.pending.back().ready) {
+    if (!data.pending.empty() && !data.pending.back().server_hello && !data.pending.back().ready) {
       return &data.pending.back();
     }
     return nullptr;
   }
   // The newest hello whose ServerHello came but whose answer is not complete.
   PendingHello* Answered() const {
-    if (!data.pending.empty() && data.pending.back().server_hello &&
-        !data.pending.back().ready) {
+    if (!data.pending.empty() && data.pending.back().server_hello && !data.pending.back().ready) {
       return &data.pending.back();
     }
     return nullptr;
@@ -435,9 +433,9 @@ Verdict TlsDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& fl
       transport = packet.payload[0] == common::kTlsHandshake ? Transport::kTcp : transport;
     } else if (common::LooksLikeDtlsHandshake(packet.payload)) {
       transport = Transport::kDtls;
-    } else if (common::QuicLongHeader header;
-               config_.quic && common::ParseQuicLongHeader(packet.payload, header) &&
-               header.initial) {
+    } else if (common::QuicLongHeader header; config_.quic &&
+                                              common::ParseQuicLongHeader(packet.payload, header) &&
+                                              header.initial) {
       transport = Transport::kQuic;
     }
     if (transport == Transport::kUnknown) {
@@ -508,8 +506,8 @@ Verdict TlsDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& fl
   const int server = 1 - data.client;
   const bool server_gone = data.transport == Transport::kTcp && data.side[server].broken;
   const Side& server_side = data.side[server];
-  const bool server_assembling = server_side.tcp && !server_side.broken &&
-                                 server_side.tcp->partial();
+  const bool server_assembling =
+      server_side.tcp && !server_side.broken && server_side.tcp->partial();
   const bool waited_enough =
       data.packets_waiting > 2 * config_.inspect_packets && !server_assembling;
   if (data.finished || server_gone || waited_enough) {
@@ -555,8 +553,8 @@ void TlsDetector::HandleQuic(FlowData& data, int d, Bytes datagram, const Handle
       continue;
     }
     bool ok = common::DecryptQuicInitial(packet, header, side.quic_keys, scratch_);
-    if (!ok && !server && !std::equal(header.dcid.begin(), header.dcid.end(), dcid.begin(),
-                                      dcid.end())) {
+    if (!ok && !server &&
+        !std::equal(header.dcid.begin(), header.dcid.end(), dcid.begin(), dcid.end())) {
       // RFC 9001 5.2: after a Retry the client keys its Initials from the new DCID.
       // The server's Initials are then keyed from it too.
       common::QuicInitialKeys retry_keys;

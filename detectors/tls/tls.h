@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
 #include "capture/base/counter.h"
 #include "detectors/common/tls.h"
 #include "detectors/detector.h"
@@ -47,8 +48,7 @@ class TlsDetector : public Detector {
   static constexpr std::size_t kMaxHellosPerFlow = 4;
   static constexpr std::size_t kMaxPendingHelloBytes = 24 * 1024;
   static constexpr std::size_t kMaxFlowStateBytes =
-      2048 + 2 * (2 * kMaxClientHelloBytesLimit + 1024) +
-      kMaxHellosPerFlow * kMaxPendingHelloBytes;
+      2048 + 2 * (2 * kMaxClientHelloBytesLimit + 1024) + kMaxHellosPerFlow * kMaxPendingHelloBytes;
 
   TlsDetector(TlsConfig config, DetectorContext context);
 
