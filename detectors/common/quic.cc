@@ -240,7 +240,7 @@ bool DecryptQuicInitial(Bytes packet, const QuicLongHeader& header, const QuicIn
       EVP_DecryptFinal_ex(ctx.get(), plaintext.data() + total, &n) != 1) {
     return false;  // authentication failed: wrong keys or a damaged packet
   }
-  plaintext.resize(static_cast<std::size_t>(total + n));
+  plaintext.resize(static_cast<std::size_t>(total) + static_cast<std::size_t>(n));
   return true;
 }
 
@@ -324,7 +324,7 @@ void QuicCryptoStream::Add(std::uint64_t offset, Bytes data,
     dropped_ += data.size();
     return;
   }
-  const std::size_t at = static_cast<std::size_t>(begin - delivered_);
+  const auto at = static_cast<std::size_t>(begin - delivered_);
   if (window_.size() < at + data.size()) {
     window_.resize(at + data.size());
   }
@@ -343,7 +343,7 @@ void QuicCryptoStream::Add(std::uint64_t offset, Bytes data,
   if (ranges_.front().first != delivered_) {
     return;
   }
-  const std::size_t ready = static_cast<std::size_t>(ranges_.front().second - delivered_);
+  const auto ready = static_cast<std::size_t>(ranges_.front().second - delivered_);
   delivered_ = ranges_.front().second;
   ranges_.erase(ranges_.begin());
   on_contiguous(Bytes(window_).first(ready));

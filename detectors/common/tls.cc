@@ -11,6 +11,8 @@
 #include <ctime>
 #include <memory>
 
+#include "capture/base/bytes.h"
+
 namespace relaywatch::detectors::common {
 namespace {
 
@@ -82,9 +84,7 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
-std::uint16_t Be16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
+// capture/base/bytes.h has Be16 and Be32; TLS also has 24-bit lengths.
 std::uint32_t Be24(const std::uint8_t* p) {
   return (std::uint32_t{p[0]} << 16) | (std::uint32_t{p[1]} << 8) | p[2];
 }
@@ -421,7 +421,9 @@ TlsParseStatus ParseFirstCertificate(Bytes body, CertificateInfo& out) {
     return TlsParseStatus::kTruncated;
   }
   const unsigned char* p = der.data();
-  std::unique_ptr<X509, X509Free> cert(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+  // d2i_X509 takes a C `long` length.
+  std::unique_ptr<X509, X509Free> cert(
+      d2i_X509(nullptr, &p, static_cast<long>(der.size())));  // NOLINT(google-runtime-int)
   if (!cert) {
     return TlsParseStatus::kBadCertificate;
   }

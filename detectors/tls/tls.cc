@@ -243,7 +243,7 @@ struct TlsDetector::Handler {
   void operator()(const TlsStreamEvent& event) const {
     TlsCounters& counters = detector.counters_;
     if (event.kind != TlsStreamEvent::Kind::kHandshake) {
-      OnRecord(event);
+      OnRecord();
       return;
     }
     const common::HandshakeMessage& message = *event.message;
@@ -384,7 +384,7 @@ struct TlsDetector::Handler {
     Finish(*h);
   }
 
-  void OnRecord(const TlsStreamEvent& event) const {
+  void OnRecord() const {
     if (data.client < 0 || d == data.client || data.pending.empty()) {
       return;
     }
