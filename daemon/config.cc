@@ -5,6 +5,7 @@
 #include "capture/base/status_macros.h"
 #include "capture/pcap_source.h"
 #include "detectors/detector.h"
+#include "detectors/relay/config.h"
 #include "detectors/remote_access/config.h"
 
 namespace relaywatch::daemon {
@@ -155,16 +156,47 @@ absl::Status ParseDetectors(const config::Section& s) {
   return absl::OkStatus();
 }
 
+// sites: where each monitored network is and what round trip counts as local there.
+absl::Status ParseSites(const config::Section& root, host::HostStageConfig& a) {
+  const YAML::Node sites = root.At("sites");
+  if (!sites.IsDefined() || sites.IsNull()) {
+    return absl::OkStatus();
+  }
+  if (!sites.IsSequence()) {
+    return root.Error(sites, "sites", "expected a list of {name, networks, location, local_rtt}");
+  }
+  for (std::size_t i = 0; i < sites.size(); ++i) {
+    const config::Section s(sites[i], absl::StrCat("sites[", i, "]"),
+                            std::make_shared<const std::string>(root.file()));
+    RW_RETURN_IF_ERROR(s.CheckKeys({"name", "networks", "location", "local_rtt"}));
+    host::Site site;
+    RW_ASSIGN_OR_RETURN(site.name, s.String("name", ""));
+    if (site.name.empty()) {
+      return s.Error(s.At("name"), "name", "a site needs a name");
+    }
+    RW_ASSIGN_OR_RETURN(site.networks, ParseCidrs(s, "networks"));
+    if (site.networks.empty()) {
+      return s.Error(s.At("networks"), "networks", "a site needs at least one network");
+    }
+    RW_ASSIGN_OR_RETURN(site.location, s.String("location", ""));
+    RW_ASSIGN_OR_RETURN(site.local_rtt, s.Duration("local_rtt", a.relay.local_rtt,
+                                                   absl::Milliseconds(1), absl::Seconds(5)));
+    a.sites.push_back(std::move(site));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::vector<std::string>& KnownEventTypes() {
-  static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "dns", "tls", "ssh"};
+  static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "dns",
+                                                  "tls",   "ssh",            "relay"};
   return kTypes;
 }
 
 absl::StatusOr<Config> ParseConfig(const config::Section& root) {
   RW_RETURN_IF_ERROR(root.CheckKeys(
-      {"home_networks", "capture", "flows", "outputs", "alerting", "detectors"}));
+      {"home_networks", "sites", "capture", "flows", "outputs", "alerting", "detectors"}));
   Config c;
   c.source = root.file();
   RW_ASSIGN_OR_RETURN(c.home_networks_text,
@@ -187,6 +219,10 @@ absl::StatusOr<Config> ParseConfig(const config::Section& root) {
                       detectors::remote_access::ParseRemoteAccessConfig(
                           c.detectors.Child("remote_access")));
   c.alerting.signatures = remote_access.signatures;
+  // The relay detector's host-level decisions (windows, budgets) are made by the host stage.
+  RW_ASSIGN_OR_RETURN(c.alerting.relay,
+                      detectors::relay::ParseRelayConfig(c.detectors.Child("relay")));
+  RW_RETURN_IF_ERROR(ParseSites(root, c.alerting));
   return c;
 }
 

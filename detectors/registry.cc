@@ -1,5 +1,7 @@
 #include "detectors/detector.h"
 #include "detectors/dns/dns.h"
+#include "detectors/flow_shape/flow_shape.h"
+#include "detectors/relay/relay.h"
 #include "detectors/remote_access/remote_access.h"
 #include "detectors/tls/tls.h"
 
@@ -12,6 +14,9 @@ const std::vector<DetectorEntry>& Registry() {
       {"remote_access", &remote_access::Create},
       {"tls", &tls::Create},
       {"dns", &dns::Create},
+      {"relay", &relay::Create},
+      // Last: its findings defer to every named identification of the same flow.
+      {"flow_shape", &flow_shape::Create},
   };
   return kDetectors;
 }

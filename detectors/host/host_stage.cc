@@ -303,6 +303,7 @@ void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
     b["port_hint"] = f.dest_port;
   }
   std::vector<Event> alerts;
+  RememberSession(session);
   RemoteSession(session, alerts);
   publish.push_back(std::move(session));
   for (Event& alert : alerts) {
@@ -314,7 +315,10 @@ void HostStage::Process(Event finding, std::vector<Event>& publish) {
   // The finding goes out before the alert it causes, so a reader meets the session first.
   std::vector<Event> alerts;
   if (finding.event_type == "remote_session") {
+    RememberSession(finding);
     RemoteSession(finding, alerts);
+  } else if (finding.event_type == "relay") {
+    Relay(finding, alerts);
   } else if (finding.event_type == "dns") {
     DnsClue(finding);
   } else if (finding.event_type == "tls") {

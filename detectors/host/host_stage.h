@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "capture/base/ip_address.h"
 #include "detectors/common/signatures.h"
 #include "detectors/event.h"
+#include "detectors/relay/config.h"
 
 namespace relaywatch::host {
 
@@ -24,8 +26,20 @@ struct AllowRule {
   std::vector<Cidr> host;           // empty: any internal host
 };
 
+// A monitored network and where it is: the round trip that counts as local for its hosts.
+struct Site {
+  std::string name;
+  std::vector<Cidr> networks;
+  std::string location;  // free text for the analyst ("Seattle, US")
+  absl::Duration local_rtt = absl::Milliseconds(60);
+};
+
 struct HostStageConfig {
   std::vector<Cidr> home_networks;
+  // First match wins; hosts in no site use relay.local_rtt.
+  std::vector<Site> sites;
+  // detectors.relay: the hidden-leg, controller-RTT and stepping-stone decisions.
+  detectors::relay::RelayConfig relay;
   std::vector<AllowRule> allow;
   // Several different tools operating one host within this window raise the severity.
   absl::Duration multi_tool_window = absl::Hours(24 * 7);
@@ -46,6 +60,9 @@ struct HostStageConfig {
 // Signature ids of the rules in this stage (our range 9100000-9199999).
 inline constexpr std::uint32_t kSidRemoteControlFromOutside = 9100001;
 inline constexpr std::uint32_t kSidRemoteToolSession = 9100003;
+inline constexpr std::uint32_t kSidHiddenLeg = 9100010;
+inline constexpr std::uint32_t kSidControllerRtt = 9100011;
+inline constexpr std::uint32_t kSidSteppingStone = 9100012;
 
 // Counters read by the metrics collector (copied under the stage's mutex).
 struct HostStageStats {
@@ -58,6 +75,8 @@ struct HostStageStats {
   std::uint64_t hosts_tracked = 0;
   std::uint64_t hosts_evicted = 0;
   std::uint64_t resolved_evicted = 0;
+  std::uint64_t relay_records = 0;
+  std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
 };
 
 // The host stage: one thread that sees every worker's findings, decides which internal host
@@ -89,6 +108,29 @@ class HostStage {
     // Start of the current rate-limit hour and alerts in it.
     PacketTime window_start = absl::InfinitePast();
     std::uint64_t window_alerts = 0;
+    // Relay findings within detectors.relay.window, oldest first, each list capped.
+    struct HiddenSample {
+      PacketTime ts;
+      double hidden_ms = 0;
+      std::uint64_t turnarounds = 0;
+      std::uint64_t flow_id = 0;
+      std::string app;
+    };
+    std::deque<HiddenSample> hidden;
+    struct OnFlow {
+      std::uint64_t flow_id = 0;
+      bool inbound = false;  // the host is the responder
+      IpAddress peer;
+      std::vector<PacketTime> ons;
+    };
+    std::deque<OnFlow> on_flows;
+  };
+  // A remote session's ends, kept until the flow's relay record arrives.
+  struct SessionEnds {
+    IpAddress controlled;
+    IpAddress controller;
+    std::string app;
+    PacketTime ts;
   };
 
   void RemoteSession(const Event& finding, std::vector<Event>& publish);
@@ -96,6 +138,19 @@ class HostStage {
   // belongs to a tool of the signature file becomes a remote_session of that tool.
   void TlsClue(const Event& finding, std::vector<Event>& publish);
   void DnsClue(const Event& finding);
+  // relay records: the controller's distance for a remote session, the hidden leg behind a
+  // host's own flows, and stepping stones through it (host_stage_relay.cc).
+  void Relay(Event& finding, std::vector<Event>& publish);
+  void RememberSession(const Event& finding);
+  const Site* SiteOf(const IpAddress& host) const;
+  absl::Duration LocalRtt(const IpAddress& host) const;
+  void HiddenLeg(const Event& finding, const IpAddress& host, std::vector<Event>& publish);
+  void ControllerRtt(Event& finding, std::vector<Event>& publish);
+  void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
+                      const IpAddress& peer, std::vector<PacketTime> ons,
+                      std::vector<Event>& publish);
+  // An alert of this stage, counted; `key` is its dedup key.
+  void PublishAlert(Event alert, std::vector<Event>& publish);
   bool Allowed(const std::string& app, const IpAddress& host,
                const std::optional<IpAddress>& controller) const;
   // Records `app` for `host` and returns the distinct tools seen within the window.
@@ -114,6 +169,7 @@ class HostStage {
   absl::flat_hash_map<IpAddress, Resolved> resolved_;
   // Flows already reported as a tool's session (a flow has several ClientHellos).
   absl::flat_hash_map<std::uint64_t, PacketTime> attributed_flows_;
+  absl::flat_hash_map<std::uint64_t, SessionEnds> sessions_;
   mutable absl::Mutex mu_;
   HostStageStats stats_ ABSL_GUARDED_BY(mu_);
 };

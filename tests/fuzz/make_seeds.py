@@ -293,6 +293,36 @@ CONFIG_SEEDS = {
 }
 
 
+def relay_record(direction, step_ms, length, first=0x61, syn=False, ack=True, psh=True,
+                 resend=False, seconds=False, ack_perturb=0):
+    control = direction | (syn << 1) | (ack << 2) | (psh << 3) | (resend << 6) | (seconds << 7)
+    return bytes([control, step_ms, length, first, ack_perturb >> 8, ack_perturb & 0xFF])
+
+
+def relay_seeds():
+    """relay_fuzz: byte 0 setup (bit 0 handshake, bit 1 inbound, bits 2-3 samples), then
+    6-byte records (see relay_fuzz.cc)."""
+    tls = bytes([0x01 | 0x0C]) + b"".join([
+        relay_record(0, 1, 200, 0x16),            # ClientHello
+        relay_record(1, 10, 255, 0x16),           # server flight
+        relay_record(1, 0, 255, 0x17),
+        relay_record(0, 0, 0, psh=False),         # the near end's ACK
+        relay_record(0, 120, 80, 0x17),           # the relayed client's answer
+        relay_record(1, 11, 255, 0x17),
+        relay_record(0, 121, 30, 0x15),
+    ])
+    ssh = bytes([0x01 | 0x02 | 0x08]) + b"".join(
+        [relay_record(0, 1, 30, ord("S")), relay_record(1, 10, 30, ord("S"))] +
+        [relay_record(d, 60 if d == 0 else 10, 36) for _ in range(20) for d in (0, 1)] +
+        [relay_record(0, 1, 1, seconds=True), relay_record(1, 10, 200)])
+    lossy = bytes([0x01]) + b"".join([
+        relay_record(0, 1, 100, 0x16), relay_record(1, 10, 100, 0x16),
+        relay_record(1, 200, 100, 0x16, resend=True), relay_record(0, 5, 100, resend=True),
+        relay_record(0, 5, 0, syn=True, psh=False), relay_record(1, 5, 0, ack_perturb=0xFFFF),
+    ])
+    return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy}
+
+
 def write(target, seeds):
     directory = CORPUS / target
     directory.mkdir(parents=True, exist_ok=True)
@@ -304,6 +334,7 @@ def main():
     write("decoder_fuzz", decoder_seeds())
     write("remote_access_fuzz", remote_access_seeds())
     write("config_fuzz", CONFIG_SEEDS)
+    write("relay_fuzz", relay_seeds())
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     print(f"seed corpora in {CORPUS}: {total} bytes")
 

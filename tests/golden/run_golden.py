@@ -27,9 +27,12 @@ HOME = "10.77.1."
 def replay(binary, case_dir, workers):
     cmd = [binary, "-r", os.path.join(case_dir, "input.pcap"), "--jsonl", "-",
            "--workers", str(workers)]
+    # A case may bring its own config; otherwise the shared one, which also writes the
+    # `relay` records the timing checks below read.
     config = os.path.join(case_dir, "config.yaml")
-    if os.path.exists(config):
-        cmd += ["-c", config]
+    if not os.path.exists(config):
+        config = os.path.join(HERE, "config.yaml")
+    cmd += ["-c", config]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
         raise RuntimeError(f"relaywatch exited {proc.returncode}: {proc.stderr}")
@@ -60,13 +63,59 @@ def truth_problems(events, truth):
             if s["controlled"] != ft["dst"]:
                 problems.append(f"{label}: controlled {s['controlled']}, expected {ft['dst']}")
             from_outside = not ft["src"].startswith(HOME) and ft["dst"].startswith(HOME)
-            alerted = [a for a in alerts if same_flow(a, ft)]
+            alerted = [a for a in alerts
+                       if same_flow(a, ft) and a["alert"]["detector"] == "remote_access"]
             if from_outside and not alerted:
                 problems.append(f"{label}: remote control from outside but no alert")
             if alerted and (not from_outside or alerted[0]["host_ip"] != ft["dst"]):
                 problems.append(f"{label}: unexpected alert {alerted[0]['alert']}")
         elif found:
             problems.append(f"{label}: false remote_session {found[0]['remote_session']['app']}")
+    return problems + relay_problems(events, truth)
+
+
+# Within this share of the configured round trip (issue 5: +-20%).
+RTT_TOLERANCE = 0.20
+
+
+def relay_problems(events, truth):
+    """The relay detector against the lab's truth: the hidden leg of every relayed egress
+    flow within tolerance of the configured operator round trip, none on direct flows, the
+    controller's round trip on remote-control operator legs, and the host alerts."""
+    problems = []
+    relays = [e for e in events if e["event_type"] == "relay"]
+    alerts = [e for e in events if e["event_type"] == "alert"]
+    detectors = {a["alert"]["detector"] for a in alerts}
+    for flow in truth.get("flows", []):
+        ft = flow["five_tuple"]
+        if ft["proto"] != "tcp":
+            continue
+        label = f"{ft['src']}:{ft['sport']} -> {ft['dst']}:{ft['dport']} ({flow['role']})"
+        found = [r["relay"] for r in relays if same_flow(r, ft)]
+        if len(found) != 1:
+            problems.append(f"{label}: expected one relay record, got {len(found)}")
+            continue
+        r = found[0]
+        hidden = r.get("hidden_leg_rtt_ms")
+        if flow["role"] == "relayed_egress" and flow["app"] in ("tls", "ssh"):
+            want = flow["hidden_leg_rtt_ms"]
+            if hidden is None or abs(hidden - want) > RTT_TOLERANCE * want:
+                problems.append(f"{label}: hidden_leg_rtt_ms {hidden}, configured {want}")
+        elif flow["role"] == "direct" and hidden is not None and hidden > 20:
+            problems.append(f"{label}: direct flow with hidden_leg_rtt_ms {hidden}")
+        if flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS:
+            want = flow["expected_outer_rtt_ms"]
+            got = r.get("controller_rtt_ms")
+            if got is None or abs(got - want) > RTT_TOLERANCE * want:
+                problems.append(f"{label}: controller_rtt_ms {got}, expected {want}")
+    label = truth.get("label", {})
+    egress = [f for f in truth.get("flows", []) if f["role"] == "relayed_egress"
+              and f["app"] in ("tls", "ssh")]
+    if egress and "hidden_leg" not in detectors:
+        problems.append("relayed egress flows but no hidden_leg alert")
+    if not label.get("relayed") and detectors & {"hidden_leg", "controller_rtt",
+                                                  "stepping_stone"}:
+        problems.append(f"direct run with relay alerts {sorted(detectors)}")
     return problems
 
 

@@ -108,7 +108,33 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"detectors:\n  no_such: {}\n", "t.yaml:2:3", "no_such: unknown key"},
         BadCase{"detectors:\n  remote_access:\n    inspect_packets: 0\n", "t.yaml:3:22",
                 "inspect_packets"},
+        BadCase{"sites: {name: hq}\n", "t.yaml:1:8", "expected a list"},
+        BadCase{"sites:\n  - {networks: [10.0.0.0/8]}\n", "t.yaml:2:", "a site needs a name"},
+        BadCase{"sites:\n  - {name: hq}\n", "t.yaml:2:", "at least one network"},
+        BadCase{"sites:\n  - {name: hq, networks: [10.0.0.0/8], local_rtt: fast}\n",
+                "t.yaml:2:", "sites[0].local_rtt"},
+        BadCase{"sites:\n  - {name: hq, networks: [10.0.0.0/8], city: x}\n", "t.yaml:2:",
+                "city: unknown key"},
+        BadCase{"detectors:\n  relay:\n    stepping_stone_ratio: 2\n", "t.yaml:3:",
+                "stepping_stone_ratio"},
         BadCase{"capture: [\n", "t.yaml:", "end of sequence"}));
+
+TEST(Config, SitesAndRelayDecisions) {
+  absl::StatusOr<Config> c = Parse(
+      "sites:\n"
+      "  - {name: hq, networks: [10.1.0.0/16, 'fd00::/8'], location: 'Seattle, US',"
+      " local_rtt: 45ms}\n"
+      "  - {name: branch, networks: [10.2.0.0/16]}\n"
+      "detectors:\n  relay: {local_rtt: 70ms, min_samples: 9}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->alerting.sites.size(), 2u);
+  EXPECT_EQ(c->alerting.sites[0].name, "hq");
+  EXPECT_EQ(c->alerting.sites[0].location, "Seattle, US");
+  EXPECT_EQ(c->alerting.sites[0].networks.size(), 2u);
+  EXPECT_EQ(c->alerting.sites[0].local_rtt, absl::Milliseconds(45));
+  EXPECT_EQ(c->alerting.sites[1].local_rtt, absl::Milliseconds(70));  // the detector's default
+  EXPECT_EQ(c->alerting.relay.min_samples, 9u);
+}
 
 }  // namespace
 }  // namespace relaywatch::daemon

@@ -1,0 +1,277 @@
+// The host stage's relay rules: a host is judged on many flows over a window, never on one
+// slow handshake. See docs/detectors/relay.md for the methods and their limits.
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+#include "detectors/host/host_stage.h"
+#include "detectors/relay/timing.h"
+
+namespace relaywatch::host {
+namespace {
+
+using detectors::relay::FibreKm;
+
+constexpr std::size_t kMaxHiddenSamples = 64;
+constexpr std::size_t kMaxOnFlows = 32;
+constexpr std::size_t kMaxSessions = 65536;
+
+std::optional<double> Number(const nlohmann::json& j, const char* key) {
+  if (!j.contains(key) || !j[key].is_number())
+    return std::nullopt;
+  return j[key].get<double>();
+}
+
+double Round1(double v) {
+  return std::round(v * 10.0) / 10.0;
+}
+
+}  // namespace
+
+const Site* HostStage::SiteOf(const IpAddress& host) const {
+  for (const Site& site : config_.sites) {
+    for (const Cidr& net : site.networks) {
+      if (net.Contains(host))
+        return &site;
+    }
+  }
+  return nullptr;
+}
+
+absl::Duration HostStage::LocalRtt(const IpAddress& host) const {
+  const Site* site = SiteOf(host);
+  return site ? site->local_rtt : config_.relay.local_rtt;
+}
+
+void HostStage::RememberSession(const Event& finding) {
+  if (!finding.flow)
+    return;
+  absl::StatusOr<IpAddress> controlled = IpAddress::Parse(finding.body.value("controlled", ""));
+  absl::StatusOr<IpAddress> controller = IpAddress::Parse(finding.body.value("controller", ""));
+  if (!controlled.ok() || !controller.ok())
+    return;
+  if (sessions_.size() >= kMaxSessions) {
+    // Sessions whose relay record never came (report_after bounds the wait) go first.
+    const std::size_t before = sessions_.size();
+    absl::erase_if(sessions_, [&](const auto& kv) {
+      return finding.ts - kv.second.ts > config_.relay.report_after + absl::Minutes(10);
+    });
+    if (sessions_.size() >= kMaxSessions)
+      sessions_.clear();
+    absl::MutexLock lock(&mu_);
+    stats_.sessions_evicted += before - sessions_.size();
+  }
+  sessions_[finding.flow->flow_id] =
+      SessionEnds{*controlled, *controller, finding.body.value("app", ""), finding.ts};
+}
+
+void HostStage::PublishAlert(Event alert, std::vector<Event>& publish) {
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.alerts[{alert.alert->detector, alert.alert->severity}];
+  }
+  publish.push_back(std::move(alert));
+}
+
+void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.relay_records;
+  }
+  nlohmann::json& r = finding.body;
+  // ON times travel with the record for the correlation below only.
+  std::vector<PacketTime> ons;
+  if (r.contains("_on_times_us") && r["_on_times_us"].is_array()) {
+    for (const nlohmann::json& t : r["_on_times_us"]) {
+      if (t.is_number_integer())
+        ons.push_back(absl::FromUnixMicros(t.get<std::int64_t>()));
+    }
+  }
+  r.erase("_on_times_us");
+  if (!finding.flow)
+    return;
+  ControllerRtt(finding, publish);
+  const FlowRef& f = *finding.flow;
+  const bool src_home = IsHome(f.src_ip);
+  const bool dest_home = IsHome(f.dest_ip);
+  if (src_home) {
+    HiddenLeg(finding, f.src_ip, publish);
+    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
+  } else if (dest_home) {
+    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
+  }
+}
+
+void HostStage::ControllerRtt(Event& finding, std::vector<Event>& publish) {
+  auto it = sessions_.find(finding.flow->flow_id);
+  if (it == sessions_.end())
+    return;
+  const SessionEnds s = it->second;
+  sessions_.erase(it);
+  nlohmann::json& r = finding.body;
+  const bool controller_is_src = s.controller == finding.flow->src_ip;
+  const std::optional<double> rtt =
+      Number(r, controller_is_src ? "rtt_originator_ms" : "rtt_responder_ms");
+  if (!rtt)
+    return;
+  r["controller_rtt_ms"] = *rtt;
+  r["controller_distance_km"] = std::round(FibreKm(*rtt));
+  // Samples toward the controller: its data/ACK samples plus the handshake's.
+  std::uint64_t samples = 0;
+  if (r.contains("rtt_samples") && r["rtt_samples"].is_array() && r["rtt_samples"].size() == 2) {
+    samples = r["rtt_samples"][controller_is_src ? 0 : 1].get<std::uint64_t>();
+  }
+  if (!IsHome(s.controlled) || IsHome(s.controller) || samples < config_.relay.min_samples) {
+    return;
+  }
+  const absl::Duration budget = LocalRtt(s.controlled);
+  if (*rtt < detectors::relay::ToMs(budget))
+    return;
+  if (Allowed(s.app, s.controlled, s.controller))
+    return;
+  if (!Admit(s.controlled, absl::StrCat(kSidControllerRtt, "/", s.controller.ToString()),
+             finding.ts)) {
+    return;
+  }
+  Event alert;
+  alert.event_type = "alert";
+  alert.ts = finding.ts;
+  alert.flow = finding.flow;
+  alert.host_ip = s.controlled;
+  alert.alert = AlertInfo{kSidControllerRtt,
+                          absl::StrCat("RELAYWATCH remote-control session driven from far away (",
+                                       s.app, ", ", Round1(*rtt), " ms round trip)"),
+                          "Relay", 2, "controller_rtt"};
+  const Site* site = SiteOf(s.controlled);
+  alert.evidence = {{"method", "controller_rtt"},
+                    {"app", s.app},
+                    {"controlled", s.controlled.ToString()},
+                    {"controller", s.controller.ToString()},
+                    {"controller_rtt_ms", *rtt},
+                    {"controller_distance_km", std::round(FibreKm(*rtt))},
+                    {"rtt_samples", samples},
+                    {"local_rtt_ms", detectors::relay::ToMs(budget)},
+                    {"site", site ? site->name : ""}};
+  PublishAlert(std::move(alert), publish);
+}
+
+void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
+                          std::vector<Event>& publish) {
+  const nlohmann::json& r = finding.body;
+  const std::optional<double> hidden = Number(r, "hidden_leg_rtt_ms");
+  if (!hidden)
+    return;
+  const std::uint64_t turnarounds =
+      r.contains("turnaround_samples_ms") ? r["turnaround_samples_ms"].size() : 0;
+  HostState& state = Host(host, finding.ts);
+  while (!state.hidden.empty() && (finding.ts - state.hidden.front().ts > config_.relay.window ||
+                                   state.hidden.size() >= kMaxHiddenSamples)) {
+    state.hidden.pop_front();
+  }
+  state.hidden.push_back(
+      {finding.ts, *hidden, turnarounds, finding.flow->flow_id, r.value("app", "")});
+  std::uint64_t total = 0;
+  std::vector<double> values;
+  nlohmann::json flows = nlohmann::json::array();
+  for (const HostState::HiddenSample& s : state.hidden) {
+    total += s.turnarounds;
+    values.push_back(s.hidden_ms);
+  }
+  if (total < config_.relay.min_samples)
+    return;
+  const double median = *detectors::relay::Median(values);
+  const absl::Duration budget = LocalRtt(host);
+  if (median < detectors::relay::ToMs(budget))
+    return;
+  if (!Admit(host, absl::StrCat(kSidHiddenLeg), finding.ts))
+    return;
+  std::vector<std::string> apps;
+  for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
+    if (flows.size() < 8) {
+      flows.push_back(
+          {{"flow_id", s->flow_id}, {"app", s->app}, {"hidden_leg_rtt_ms", s->hidden_ms}});
+    }
+    if (std::find(apps.begin(), apps.end(), s->app) == apps.end())
+      apps.push_back(s->app);
+  }
+  std::sort(apps.begin(), apps.end());
+  Event alert;
+  alert.event_type = "alert";
+  alert.ts = finding.ts;
+  alert.flow = finding.flow;
+  alert.host_ip = host;
+  alert.alert = AlertInfo{kSidHiddenLeg,
+                          absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
+                                       "leg of ",
+                                       Round1(median), " ms round trip"),
+                          "Relay", 2, "hidden_leg"};
+  const Site* site = SiteOf(host);
+  alert.evidence = {{"method", "hidden_leg"},
+                    {"apps", apps},
+                    {"hidden_leg_rtt_ms", Round1(median)},
+                    {"min_distance_km", std::round(FibreKm(median))},
+                    {"flows_in_window", values.size()},
+                    {"turnarounds", total},
+                    {"local_rtt_ms", detectors::relay::ToMs(budget)},
+                    {"site", site ? site->name : ""},
+                    {"location", site ? site->location : ""},
+                    {"recent_flows", flows}};
+  PublishAlert(std::move(alert), publish);
+}
+
+void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
+                               const IpAddress& peer, std::vector<PacketTime> ons,
+                               std::vector<Event>& publish) {
+  const std::uint64_t min_ons = config_.relay.stepping_stone_min_ons;
+  if (ons.size() < min_ons)
+    return;
+  HostState& state = Host(host, finding.ts);
+  while (!state.on_flows.empty() &&
+         (state.on_flows.size() >= kMaxOnFlows ||
+          finding.ts - state.on_flows.front().ons.back() > config_.relay.window)) {
+    state.on_flows.pop_front();
+  }
+  for (const HostState::OnFlow& other : state.on_flows) {
+    if (other.inbound == inbound)
+      continue;
+    const std::vector<PacketTime>& in = inbound ? ons : other.ons;
+    const std::vector<PacketTime>& out = inbound ? other.ons : ons;
+    const IpAddress& controller = inbound ? peer : other.peer;
+    const std::uint64_t in_flow = inbound ? finding.flow->flow_id : other.flow_id;
+    const std::uint64_t out_flow = inbound ? other.flow_id : finding.flow->flow_id;
+    const detectors::relay::SteppingStone s =
+        detectors::relay::CorrelateOnTimes(in, out, config_.relay.stepping_stone_delta);
+    if (s.ratio < config_.relay.stepping_stone_ratio || s.correlated < min_ons / 2)
+      continue;
+    // A hop used from inside (an admin's jump host) is ordinary; from outside it is a relay.
+    if (IsHome(controller))
+      continue;
+    if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts)) {
+      continue;
+    }
+    Event alert;
+    alert.event_type = "alert";
+    alert.ts = finding.ts;
+    alert.flow = finding.flow;
+    alert.host_ip = host;
+    alert.alert = AlertInfo{kSidSteppingStone,
+                            "RELAYWATCH input from outside relayed through an internal host "
+                            "(stepping stone)",
+                            "Relay", 2, "stepping_stone"};
+    alert.evidence = {{"method", "stepping_stone"},
+                      {"host", host.ToString()},
+                      {"controller", controller.ToString()},
+                      {"inbound_flow_id", in_flow},
+                      {"outbound_flow_id", out_flow},
+                      {"inbound_ons", s.inbound_ons},
+                      {"outbound_ons", s.outbound_ons},
+                      {"correlated", s.correlated},
+                      {"ratio", std::round(s.ratio * 1000.0) / 1000.0},
+                      {"median_lag_ms", Round1(s.median_lag_ms)}};
+    PublishAlert(std::move(alert), publish);
+  }
+  state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons)});
+}
+
+}  // namespace relaywatch::host

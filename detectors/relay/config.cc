@@ -1,0 +1,38 @@
+#include "detectors/relay/config.h"
+
+#include "capture/base/status_macros.h"
+
+namespace relaywatch::detectors::relay {
+
+absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
+  RW_RETURN_IF_ERROR(
+      section.CheckKeys({"enabled", "turnaround_samples", "max_turnaround", "report_after", "idle",
+                         "window", "min_samples", "local_rtt", "stepping_stone_delta",
+                         "stepping_stone_ratio", "stepping_stone_min_ons"}));
+  RelayConfig c;
+  RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
+  RW_ASSIGN_OR_RETURN(c.turnaround_samples,
+                      section.Uint("turnaround_samples", c.turnaround_samples, 1, 64));
+  RW_ASSIGN_OR_RETURN(c.max_turnaround,
+                      section.Duration("max_turnaround", c.max_turnaround, absl::Milliseconds(10),
+                                       absl::Seconds(10)));
+  RW_ASSIGN_OR_RETURN(c.report_after, section.Duration("report_after", c.report_after,
+                                                       absl::Seconds(1), absl::Hours(24)));
+  RW_ASSIGN_OR_RETURN(c.idle,
+                      section.Duration("idle", c.idle, absl::Milliseconds(50), absl::Seconds(60)));
+  RW_ASSIGN_OR_RETURN(c.window,
+                      section.Duration("window", c.window, absl::Minutes(1), absl::Hours(24 * 7)));
+  RW_ASSIGN_OR_RETURN(c.min_samples, section.Uint("min_samples", c.min_samples, 1, 10000));
+  RW_ASSIGN_OR_RETURN(c.local_rtt, section.Duration("local_rtt", c.local_rtt, absl::Milliseconds(1),
+                                                    absl::Seconds(5)));
+  RW_ASSIGN_OR_RETURN(c.stepping_stone_delta,
+                      section.Duration("stepping_stone_delta", c.stepping_stone_delta,
+                                       absl::Milliseconds(1), absl::Seconds(5)));
+  RW_ASSIGN_OR_RETURN(c.stepping_stone_ratio,
+                      section.Double("stepping_stone_ratio", c.stepping_stone_ratio, 0.01, 1.0));
+  RW_ASSIGN_OR_RETURN(c.stepping_stone_min_ons,
+                      section.Uint("stepping_stone_min_ons", c.stepping_stone_min_ons, 2, 100000));
+  return c;
+}
+
+}  // namespace relaywatch::detectors::relay

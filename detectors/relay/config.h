@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+#include "capture/base/config_reader.h"
+
+namespace relaywatch::detectors::relay {
+
+// detectors.relay: what each worker measures per TCP flow, and how the host stage decides.
+struct RelayConfig {
+  bool enabled = true;
+  // Client turnarounds kept per flow. The first ones are the TLS/SSH setup, which software
+  // answers at once; later ones may be a person typing.
+  std::uint64_t turnaround_samples = 6;
+  // A turnaround longer than this is a person or an application pause, not a network delay.
+  absl::Duration max_turnaround = absl::Seconds(1);
+  // A flow's `relay` record is written at its end, or this long after its first packet.
+  absl::Duration report_after = absl::Minutes(2);
+  // Stepping stones (Zhang & Paxson): data after this much silence starts an ON period.
+  absl::Duration idle = absl::Milliseconds(500);
+
+  // Host decisions (host stage).
+  // Findings older than this no longer count towards a host's decision.
+  absl::Duration window = absl::Hours(1);
+  // Client turnarounds, over all flows of a host in the window, before a hidden leg is judged.
+  std::uint64_t min_samples = 5;
+  // Round trip that counts as local where no site says otherwise.
+  absl::Duration local_rtt = absl::Milliseconds(60);
+  // An outbound ON this soon after an inbound ON of the same host is correlated.
+  absl::Duration stepping_stone_delta = absl::Milliseconds(80);
+  double stepping_stone_ratio = 0.3;
+  std::uint64_t stepping_stone_min_ons = 8;
+};
+
+// Reads detectors.relay; unknown keys and bad values are errors with file:line:col.
+absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section);
+
+}  // namespace relaywatch::detectors::relay

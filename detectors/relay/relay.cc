@@ -1,0 +1,251 @@
+#include "detectors/relay/relay.h"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "capture/base/status_macros.h"
+#include "detectors/relay/timing.h"
+
+namespace relaywatch::detectors::relay {
+namespace {
+
+using flow::Direction;
+using flow::FlowState;
+
+enum class App { kUnknown, kTls, kSsh, kOther };
+
+// TLS record header of a handshake (RFC 8446 section 5.1): content type 22, version 3.x.
+bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
+  return p.size() >= 3 && p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04;
+}
+
+// RFC 4253 section 4.2: the identification string starts "SSH-".
+bool LooksLikeSshBanner(std::span<const std::uint8_t> p) {
+  return p.size() >= 4 && p[0] == 'S' && p[1] == 'S' && p[2] == 'H' && p[3] == '-';
+}
+
+std::optional<double> Ms(const std::optional<absl::Duration>& d) {
+  if (!d)
+    return std::nullopt;
+  return ToMs(*d);
+}
+
+// The smaller of two optional round trips.
+std::optional<double> Least(std::optional<double> a, std::optional<double> b) {
+  if (!a)
+    return b;
+  if (!b)
+    return a;
+  return std::min(*a, *b);
+}
+
+double Round3(double v) {
+  return std::round(v * 1000.0) / 1000.0;
+}
+
+void PutMs(nlohmann::json& j, const char* key, const std::optional<double>& v) {
+  if (v)
+    j[key] = Round3(*v);
+}
+
+}  // namespace
+
+struct RelayDetector::FlowData : flow::DetectorFlowData {
+  FlowData(const RelayConfig& c)
+      : turnarounds(c.turnaround_samples, c.max_turnaround), ons(c.idle, kMaxOnTimes) {}
+  HandshakeSplit handshake;
+  // By the direction of the data: [0] is acknowledged by the responder, so it times the
+  // sensor <-> responder leg; [1] the sensor <-> originator leg.
+  AckRtt ack_rtt[2];
+  Turnarounds turnarounds;
+  KeystrokeTiming keys;
+  OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
+  App app = App::kUnknown;
+  int client_dir = 0;       // the direction the TLS/SSH client sends in
+  bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
+  bool seen_payload[2] = {false, false};
+  PacketTime first = absl::InfinitePast();
+  bool reported = false;
+};
+
+RelayDetector::RelayDetector(RelayConfig config, DetectorContext context)
+    : config_(config), context_(context) {}
+
+Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& flow,
+                                Direction direction, EventBuffer& out) {
+  if (!packet.is_tcp())
+    return Verdict::kDone;
+  auto& slot = flow.detector_data[context_.index];
+  if (!slot)
+    slot = std::make_unique<FlowData>(config_);
+  auto& data = static_cast<FlowData&>(*slot);
+  if (data.reported)
+    return Verdict::kDone;
+  if (data.first == absl::InfinitePast())
+    data.first = packet.ts;
+  const int d = flow::Index(direction);
+
+  data.handshake.OnPacket(packet.ts, d, packet.tcp_flags, packet.seq, packet.ack,
+                          packet.payload_length);
+  if (packet.has(decode::kTcpAck)) {
+    const std::uint32_t before = data.ack_rtt[1 - d].samples();
+    data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
+    counters_.ack_rtt_samples.Increment(data.ack_rtt[1 - d].samples() - before);
+  }
+  if (packet.payload_length > 0 && !packet.has(decode::kTcpSyn)) {
+    const bool retransmission =
+        data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length);
+    if (!data.seen_payload[d]) {
+      data.seen_payload[d] = true;
+      if (data.app == App::kUnknown || data.app == App::kOther) {
+        if (LooksLikeTlsHandshake(packet.payload)) {
+          // Whoever sends the first handshake record is the client.
+          if (data.app == App::kUnknown) {
+            data.app = App::kTls;
+            data.client_dir = d;
+          }
+        } else if (LooksLikeSshBanner(packet.payload)) {
+          data.app = App::kSsh;
+          data.client_dir = 0;  // both ends send a banner: the originator is the client
+        } else if (data.app == App::kUnknown) {
+          data.app = App::kOther;
+        }
+      }
+    }
+    if (!retransmission) {
+      if (d == 0)
+        data.ons.OnData(packet.ts);
+      if (data.app == App::kTls || data.app == App::kSsh) {
+        const bool from_client = d == data.client_dir;
+        if (!data.setup_over) {
+          const std::size_t kept = data.turnarounds.samples_ms().size();
+          const std::uint32_t refused = data.turnarounds.refused();
+          data.turnarounds.OnData(packet.ts, from_client, false);
+          counters_.turnarounds.Increment(data.turnarounds.samples_ms().size() - kept);
+          counters_.turnarounds_refused.Increment(data.turnarounds.refused() - refused);
+          // A refused answer was slow: from here on a person is answering, not software.
+          data.setup_over = data.turnarounds.full() || data.turnarounds.refused() > refused;
+        } else if (data.app == App::kSsh) {
+          if (from_client) {
+            data.keys.OnClientData(packet.ts, packet.payload_length);
+          } else {
+            data.keys.OnServerData(packet.ts, packet.payload_length);
+          }
+        }
+      }
+    } else if (!data.setup_over && (data.app == App::kTls || data.app == App::kSsh)) {
+      data.turnarounds.OnData(packet.ts, d == data.client_dir, true);
+    }
+  }
+  if (packet.ts - data.first >= config_.report_after) {
+    Report(flow, data, packet.ts, out);
+    return Verdict::kDone;
+  }
+  return Verdict::kContinue;
+}
+
+void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
+  auto* data = static_cast<FlowData*>(flow.detector_data[context_.index].get());
+  if (data == nullptr || data->reported)
+    return;
+  Report(flow, *data, flow.last_seen, out);
+}
+
+void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out) {
+  data.reported = true;
+  const std::optional<double> hs_orig = Ms(data.handshake.originator_leg());
+  const std::optional<double> hs_resp = Ms(data.handshake.responder_leg());
+  if (data.handshake.retransmitted())
+    counters_.handshakes_karn.Increment();
+  if (hs_orig && hs_resp)
+    counters_.handshakes_split.Increment();
+  const std::optional<double> rtt_orig = Least(hs_orig, Ms(data.ack_rtt[1].floor()));
+  const std::optional<double> rtt_resp = Least(hs_resp, Ms(data.ack_rtt[0].floor()));
+  std::vector<double> turns = data.turnarounds.samples_ms();
+  if (!rtt_orig && !rtt_resp && turns.empty())
+    return;  // nothing was timed
+
+  nlohmann::json r = nlohmann::json::object();
+  r["app"] = data.app == App::kTls ? "tls" : data.app == App::kSsh ? "ssh" : "other";
+  nlohmann::json hs = nlohmann::json::object();
+  PutMs(hs, "originator_ms", hs_orig);
+  PutMs(hs, "responder_ms", hs_resp);
+  if (data.handshake.retransmitted())
+    hs["retransmitted"] = true;
+  if (!hs.empty())
+    r["handshake"] = hs;
+  PutMs(r, "rtt_originator_ms", rtt_orig);
+  PutMs(r, "rtt_responder_ms", rtt_resp);
+  PutMs(r, "srtt_originator_ms", Ms(data.ack_rtt[1].smoothed()));
+  PutMs(r, "srtt_responder_ms", Ms(data.ack_rtt[0].smoothed()));
+  r["rtt_samples"] = {data.ack_rtt[1].samples(), data.ack_rtt[0].samples()};
+  r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
+
+  if (!turns.empty()) {
+    nlohmann::json samples = nlohmann::json::array();
+    for (double t : turns)
+      samples.push_back(Round3(t));
+    r["turnaround_samples_ms"] = samples;
+    // The lower quartile: a minority of turnarounds is slowed by the client's own work (an
+    // SSH key exchange's post-quantum key generation takes tens of ms) and one may come
+    // early (a client that sends before the server's flight arrives); both stay outside it.
+    std::vector<double> sorted = turns;
+    const double turnaround = *Quantile(sorted, 0.25);
+    r["turnaround_ms"] = Round3(turnaround);
+    // The client's own visible round trip is inside every turnaround; what remains is the
+    // leg the sensor cannot see (plus the client's processing, about a millisecond).
+    const std::optional<double> client_leg = data.client_dir == 0 ? rtt_orig : rtt_resp;
+    if (client_leg) {
+      const double hidden = HiddenLegMs(turnaround, *client_leg);
+      r["hidden_leg_rtt_ms"] = Round3(hidden);
+      r["min_distance_km"] = std::round(FibreKm(hidden));
+    }
+  }
+  if (data.turnarounds.refused() > 0)
+    r["turnarounds_refused"] = data.turnarounds.refused();
+
+  if (data.app == App::kSsh) {
+    const KeystrokeSummary k = data.keys.Summarise();
+    if (k.obfuscated)
+      counters_.obfuscated_ssh.Increment();
+    r["ssh_obfuscated"] = k.obfuscated;
+    if (k.keys > 0) {
+      nlohmann::json ks = {{"count", k.keys}};
+      PutMs(ks, "echo_ms", k.echo_ms);
+      PutMs(ks, "gap_median_ms", k.gap_median_ms);
+      if (k.clumped_fraction)
+        ks["clumped_fraction"] = Round3(*k.clumped_fraction);
+      if (k.gap_cv)
+        ks["gap_cv"] = Round3(*k.gap_cv);
+      PutMs(ks, "output_to_input_p10_ms", k.output_to_input_p10_ms);
+      r["keystrokes"] = ks;
+    }
+  }
+  // For the host stage's stepping-stone correlation only; it removes this before output.
+  nlohmann::json ons = nlohmann::json::array();
+  for (PacketTime t : data.ons.times())
+    ons.push_back(absl::ToUnixMicros(t));
+  r["_on_times_us"] = ons;
+
+  Event e;
+  e.event_type = "relay";
+  e.ts = ts;
+  e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+  e.body = std::move(r);
+  out.Emit(std::move(e));
+  counters_.flows_measured.Increment();
+}
+
+absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,
+                                                 const DetectorContext& context) {
+  RW_ASSIGN_OR_RETURN(RelayConfig config, ParseRelayConfig(section));
+  if (!config.enabled)
+    return nullptr;
+  return std::make_unique<RelayDetector>(config, context);
+}
+
+}  // namespace relaywatch::detectors::relay

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+#include "capture/base/counter.h"
+#include "detectors/detector.h"
+#include "detectors/relay/config.h"
+
+namespace relaywatch::detectors::relay {
+
+struct RelayCounters {
+  WorkerCounter flows_measured;       // `relay` records emitted
+  WorkerCounter handshakes_split;     // flows with both handshake legs timed
+  WorkerCounter handshakes_karn;      // handshakes refused: SYN or SYN/ACK retransmitted
+  WorkerCounter turnarounds;          // client turnaround samples kept
+  WorkerCounter turnarounds_refused;  // refused: loss in the flight or answer, or too slow
+  WorkerCounter ack_rtt_samples;      // data -> ACK samples
+  WorkerCounter obfuscated_ssh;       // SSH sessions paced by keystroke obfuscation
+};
+
+// Measures, per TCP flow, where the two ends are in time as seen from the sensor, and
+// whether the client answers from farther away than its TCP endpoint (a relay): the
+// handshake split, data/ACK round trips per side, client turnarounds in the TLS or SSH
+// setup and the hidden leg they imply, keystroke timing of interactive sessions, and the
+// ON times a stepping-stone correlation needs. One `relay` record per flow; the host stage
+// aggregates them per host and decides (see docs/detectors/relay.md).
+class RelayDetector : public Detector {
+ public:
+  // Per-flow state: fixed rings plus keystroke vectors capped at KeystrokeTiming::kMaxKeys.
+  static constexpr std::size_t kMaxOnTimes = 256;
+
+  RelayDetector(RelayConfig config, DetectorContext context);
+
+  Verdict OnPacket(const decode::DecodedPacket& packet, flow::FlowState& flow,
+                   flow::Direction direction, EventBuffer& out) override;
+  void OnFlowEnd(flow::FlowState& flow, EventBuffer& out) override;
+  std::string_view name() const override { return "relay"; }
+
+  const RelayCounters& counters() const { return counters_; }
+
+ private:
+  struct FlowData;
+  void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
+
+  RelayConfig config_;
+  DetectorContext context_;
+  RelayCounters counters_;
+};
+
+// The registry's factory. Returns nullptr (and no error) when the section disables it.
+absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,
+                                                 const DetectorContext& context);
+
+}  // namespace relaywatch::detectors::relay

@@ -1,0 +1,311 @@
+#include "detectors/relay/timing.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "capture/decode/decoded_packet.h"
+
+namespace relaywatch::detectors::relay {
+
+double ToMs(absl::Duration d) {
+  return absl::ToDoubleMilliseconds(d);
+}
+
+std::optional<double> Median(std::vector<double>& values) {
+  if (values.empty())
+    return std::nullopt;
+  const std::size_t mid = values.size() / 2;
+  std::nth_element(values.begin(), values.begin() + mid, values.end());
+  if (values.size() % 2 == 1)
+    return values[mid];
+  const double upper = values[mid];
+  const double lower = *std::max_element(values.begin(), values.begin() + mid);
+  return (lower + upper) / 2;
+}
+
+std::optional<double> Quantile(std::vector<double>& values, double q) {
+  if (values.empty())
+    return std::nullopt;
+  q = std::clamp(q, 0.0, 1.0);
+  // Nearest rank: the smallest value with at least q of the values at or below it.
+  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(values.size())));
+  rank = std::clamp<std::size_t>(rank, 1, values.size()) - 1;
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(rank),
+                   values.end());
+  return values[rank];
+}
+
+void HandshakeSplit::OnPacket(PacketTime ts, int direction, std::uint8_t flags, std::uint32_t seq,
+                              std::uint32_t ack, std::uint32_t payload_length) {
+  const bool syn = (flags & decode::kTcpSyn) != 0;
+  const bool has_ack = (flags & decode::kTcpAck) != 0;
+  if (direction == 0 && syn && !has_ack) {
+    if (++syns_ == 1)
+      syn_ = ts;
+    return;
+  }
+  if (direction == 1 && syn && has_ack) {
+    if (++syn_acks_ == 1) {
+      syn_ack_ = ts;
+      syn_ack_seq_ = seq;
+    }
+    return;
+  }
+  if (direction == 0 && !syn && has_ack && syn_acks_ == 1 && ack_ == absl::InfinitePast() &&
+      ack == syn_ack_seq_ + 1) {
+    // A late ACK that carries data was held back by the application; it times nothing.
+    ack_ = payload_length > 0 && ts - syn_ack_ > kMaxDataAckDelay ? absl::InfiniteFuture() : ts;
+  }
+}
+
+std::optional<absl::Duration> HandshakeSplit::responder_leg() const {
+  if (syns_ != 1 || syn_acks_ < 1 || syn_ack_ < syn_)
+    return std::nullopt;
+  return syn_ack_ - syn_;
+}
+
+std::optional<absl::Duration> HandshakeSplit::originator_leg() const {
+  if (syn_acks_ != 1 || ack_ == absl::InfinitePast() || ack_ == absl::InfiniteFuture() ||
+      ack_ < syn_ack_) {
+    return std::nullopt;
+  }
+  return ack_ - syn_ack_;
+}
+
+bool AckRtt::OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length) {
+  if (length == 0)
+    return false;
+  const std::uint32_t end = seq + length;
+  if (have_high_ && SeqLess(seq, high_)) {
+    // Sent before (in part at least): every outstanding segment it overlaps loses its sample.
+    ++retransmissions_;
+    for (int i = 0; i < count_; ++i) {
+      Segment& s = outstanding_[(head_ + i) % kOutstanding];
+      if (SeqLess(seq, s.end))
+        s.retransmitted = true;
+    }
+    if (SeqLessEq(end, high_))
+      return true;
+  }
+  const bool overlaps = have_high_ && SeqLess(seq, high_);
+  if (count_ == kOutstanding) {  // the oldest is forgotten: it can no longer be sampled
+    head_ = (head_ + 1) % kOutstanding;
+    --count_;
+  }
+  outstanding_[(head_ + count_) % kOutstanding] = {end, ts, overlaps};
+  ++count_;
+  high_ = end;
+  have_high_ = true;
+  return overlaps;
+}
+
+void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
+  while (count_ > 0) {
+    const Segment& s = outstanding_[head_];
+    if (!SeqLessEq(s.end, ack))
+      break;
+    if (s.end == ack && !s.retransmitted && ts >= s.sent) {
+      const absl::Duration sample = ts - s.sent;
+      floor_ = std::min(floor_, sample);
+      srtt_ = samples_ == 0 ? sample : srtt_ + (sample - srtt_) / 8;
+      ++samples_;
+    }
+    head_ = (head_ + 1) % kOutstanding;
+    --count_;
+  }
+}
+
+std::optional<absl::Duration> AckRtt::floor() const {
+  if (samples_ == 0)
+    return std::nullopt;
+  return floor_;
+}
+
+std::optional<absl::Duration> AckRtt::smoothed() const {
+  if (samples_ == 0)
+    return std::nullopt;
+  return srtt_;
+}
+
+void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission) {
+  if (!from_client) {
+    if (!flight_open_) {
+      flight_open_ = true;
+      flight_tainted_ = false;
+    }
+    flight_last_ = ts;
+    flight_tainted_ = flight_tainted_ || retransmission;
+    return;
+  }
+  if (!flight_open_)
+    return;  // more of the client's own flight: it answers nothing new
+  flight_open_ = false;
+  if (full())
+    return;
+  const absl::Duration gap = ts - flight_last_;
+  if (retransmission || flight_tainted_ || gap > max_gap_ || gap < absl::ZeroDuration()) {
+    ++refused_;
+    return;
+  }
+  samples_.push_back(ToMs(gap));
+}
+
+double HiddenLegMs(double turnaround_ms, double client_leg_ms) {
+  return std::max(0.0, turnaround_ms - client_leg_ms);
+}
+
+double FibreKm(double rtt_ms) {
+  return std::max(0.0, rtt_ms) * kFibreKmPerRttMs;
+}
+
+void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length) {
+  if (length == 0)
+    return;
+  if (length > kMaxKeyBytes) {  // a paste, a file or a tunnel's payload: not a key
+    echo_pending_ = false;
+    output_pending_ = false;
+    return;
+  }
+  if (key_ms_.size() >= kMaxKeys)
+    return;
+  if (origin_ == absl::InfinitePast())
+    origin_ = ts;
+  key_ms_.push_back(ToMs(ts - origin_));
+  key_size_.push_back(length);
+  if (output_pending_) {
+    // Faster than a person can react to what the screen shows: the client software's own
+    // answer (an SSH window adjustment), not a key.
+    constexpr absl::Duration kHumanReactionFloor = absl::Milliseconds(100);
+    if (ts - last_output_ >= kHumanReactionFloor) {
+      output_to_input_ms_.push_back(ToMs(ts - last_output_));
+    }
+    output_pending_ = false;
+  }
+  echo_pending_ = true;
+  last_key_ = ts;
+  last_key_size_ = length;
+}
+
+void KeystrokeTiming::OnServerData(PacketTime ts, std::uint32_t length) {
+  if (length == 0 || origin_ == absl::InfinitePast())
+    return;
+  if (echo_pending_) {
+    echo_ms_.push_back(ToMs(ts - last_key_));
+    echo_pending_ = false;
+  }
+  // An echo is about the size of the key that caused it; output (a command's result, a new
+  // prompt) is larger, and a person reads it before typing on.
+  constexpr std::uint32_t kOutputExcess = 16;
+  if (length >= last_key_size_ + kOutputExcess) {
+    last_output_ = ts;
+    output_pending_ = true;
+  }
+}
+
+bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::uint32_t>& sizes,
+                     double interval_ms) {
+  constexpr std::size_t kMinKeys = 30;
+  if (key_ms.size() < kMinKeys || sizes.size() != key_ms.size() || interval_ms <= 0) {
+    return false;
+  }
+  std::map<std::uint32_t, std::size_t> by_size;
+  for (std::uint32_t s : sizes)
+    ++by_size[s];
+  std::size_t most = 0;
+  for (const auto& [size, n] : by_size)
+    most = std::max(most, n);
+  // Within 15% of a tick: typing that ignores the grid lands there 30% of the time.
+  const double tolerance = 0.15 * interval_ms;
+  std::size_t gaps = 0;
+  std::size_t on_grid = 0;
+  for (std::size_t i = 1; i < key_ms.size(); ++i) {
+    const double gap = key_ms[i] - key_ms[i - 1];
+    if (gap >= ToMs(KeystrokeTiming::kPause))
+      continue;
+    ++gaps;
+    const double ticks = std::round(gap / interval_ms);
+    if (ticks >= 1 && std::abs(gap - ticks * interval_ms) <= tolerance)
+      ++on_grid;
+  }
+  return gaps >= kMinKeys - 1 && on_grid * 10 >= gaps * 8 && most * 10 >= sizes.size() * 8;
+}
+
+KeystrokeSummary KeystrokeTiming::Summarise() const {
+  KeystrokeSummary s;
+  s.keys = static_cast<std::uint32_t>(key_ms_.size());
+  s.obfuscated = LooksObfuscated(key_ms_, key_size_);
+  std::vector<double> echo = echo_ms_;
+  s.echo_ms = Median(echo);
+  if (s.obfuscated)
+    return s;  // paced keys carry no typing rhythm; chaff is not input
+  std::vector<double> gaps;
+  for (std::size_t i = 1; i < key_ms_.size(); ++i) {
+    const double gap = key_ms_[i] - key_ms_[i - 1];
+    if (gap < ToMs(kPause))
+      gaps.push_back(gap);
+  }
+  constexpr std::size_t kMinGaps = 10;
+  if (gaps.size() >= kMinGaps) {
+    double sum = 0;
+    std::size_t clumped = 0;
+    for (double g : gaps) {
+      sum += g;
+      if (g < 15.0)
+        ++clumped;
+    }
+    const double mean = sum / static_cast<double>(gaps.size());
+    double var = 0;
+    for (double g : gaps)
+      var += (g - mean) * (g - mean);
+    var /= static_cast<double>(gaps.size());
+    s.clumped_fraction = static_cast<double>(clumped) / static_cast<double>(gaps.size());
+    s.gap_cv = mean > 0 ? std::sqrt(var) / mean : 0.0;
+    s.gap_median_ms = Median(gaps);
+  }
+  constexpr std::size_t kMinOutputs = 5;
+  if (output_to_input_ms_.size() >= kMinOutputs) {
+    std::vector<double> v = output_to_input_ms_;
+    s.output_to_input_p10_ms = Quantile(v, 0.10);
+  }
+  return s;
+}
+
+void OnTimes::OnData(PacketTime ts) {
+  const bool on = last_ == absl::InfinitePast() || ts - last_ >= idle_;
+  last_ = std::max(last_, ts);
+  if (!on)
+    return;
+  if (times_.size() < max_kept_) {
+    times_.push_back(ts);
+  } else {
+    ++dropped_;
+  }
+}
+
+SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
+                               const std::vector<PacketTime>& outbound, absl::Duration delta) {
+  SteppingStone r;
+  r.inbound_ons = inbound.size();
+  r.outbound_ons = outbound.size();
+  std::vector<double> lags;
+  std::size_t i = 0;
+  for (PacketTime out : outbound) {
+    // The latest inbound ON at or before this outbound ON.
+    while (i + 1 < inbound.size() && inbound[i + 1] <= out)
+      ++i;
+    if (inbound.empty() || inbound[i] > out)
+      continue;
+    const absl::Duration lag = out - inbound[i];
+    if (lag <= delta) {
+      ++r.correlated;
+      lags.push_back(ToMs(lag));
+    }
+  }
+  const std::size_t least = std::min(r.inbound_ons, r.outbound_ons);
+  r.ratio = least == 0 ? 0.0 : static_cast<double>(r.correlated) / static_cast<double>(least);
+  r.median_lag_ms = Median(lags).value_or(0.0);
+  return r;
+}
+
+}  // namespace relaywatch::detectors::relay

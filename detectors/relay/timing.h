@@ -1,0 +1,204 @@
+#pragma once
+
+// The timing arithmetic of the relay detector, free of packets and flows so that every
+// rule can be unit-tested on exact numbers. All times are packet timestamps at the sensor.
+//
+// Methods (docs/detectors/relay.md; ../shared/docs/detection-research.md section 6):
+//  - TCP handshake split at a mid-path sensor (Jiang & Dovrolis): SYN -> SYN/ACK is the
+//    responder's leg, SYN/ACK -> ACK the originator's; Karn's rule drops retransmitted ones.
+//  - Passive data -> ACK samples per direction, floor and smoothed value.
+//  - Client turnaround: server flight -> client's next data. A byte relay forwards the flight
+//    to the real client and its answer back, so the turnaround holds the hidden leg while
+//    the TCP RTT holds only the visible one (Yung 2002; Yang & Huang 2005).
+//  - Keystroke timing and stepping-stone correlation (Zhang & Paxson 2000).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/time/time.h"
+
+#include "capture/base/packet_time.h"
+
+namespace relaywatch::detectors::relay {
+
+// Light in fibre covers about 200 km per ms one way, so 100 km per ms of round trip.
+inline constexpr double kFibreKmPerRttMs = 100.0;
+
+// TCP sequence comparison modulo 2^32 (RFC 9293 section 3.4).
+inline bool SeqLess(std::uint32_t a, std::uint32_t b) {
+  return static_cast<std::int32_t>(a - b) < 0;
+}
+inline bool SeqLessEq(std::uint32_t a, std::uint32_t b) {
+  return !SeqLess(b, a);
+}
+
+double ToMs(absl::Duration d);
+
+// Median of `values` (which it reorders); nullopt when empty.
+std::optional<double> Median(std::vector<double>& values);
+// The q-quantile (0..1) by nearest rank; nullopt when empty.
+std::optional<double> Quantile(std::vector<double>& values, double q);
+
+// The three packets of the TCP handshake. Direction 0 = originator -> responder.
+class HandshakeSplit {
+ public:
+  void OnPacket(PacketTime ts, int direction, std::uint8_t flags, std::uint32_t seq,
+                std::uint32_t ack, std::uint32_t payload_length);
+  // SYN -> SYN/ACK: sensor <-> responder. Nullopt when not seen or retransmitted.
+  std::optional<absl::Duration> responder_leg() const;
+  // SYN/ACK -> ACK: sensor <-> originator.
+  std::optional<absl::Duration> originator_leg() const;
+  bool retransmitted() const { return syns_ > 1 || syn_acks_ > 1; }
+
+  // An ACK that carries data after this long is an application's first write, not the
+  // kernel's answer to the SYN/ACK (TFO, odd stacks): not a sample.
+  static constexpr absl::Duration kMaxDataAckDelay = absl::Milliseconds(500);
+
+ private:
+  int syns_ = 0;
+  int syn_acks_ = 0;
+  std::uint32_t syn_ack_seq_ = 0;
+  PacketTime syn_ = absl::InfinitePast();
+  PacketTime syn_ack_ = absl::InfinitePast();
+  PacketTime ack_ = absl::InfinitePast();
+};
+
+// Passive RTT from one direction's data and the other direction's ACKs: the round trip from
+// the sensor to the data's receiver and back. A segment is sampled only when it was sent once
+// (Karn) and acknowledged exactly at its end, so a cumulative ACK of several segments, which
+// may have waited for a delayed-ACK timer, yields at most one sample, and the floor is kept.
+class AckRtt {
+ public:
+  // Returns true when the segment (or part of it) was sent before: a retransmission.
+  bool OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length);
+  void OnAck(PacketTime ts, std::uint32_t ack);
+
+  std::optional<absl::Duration> floor() const;
+  std::optional<absl::Duration> smoothed() const;  // RFC 6298 SRTT of the samples
+  std::uint32_t samples() const { return samples_; }
+  std::uint32_t retransmissions() const { return retransmissions_; }
+
+  static constexpr int kOutstanding = 32;
+
+ private:
+  struct Segment {
+    std::uint32_t end = 0;
+    PacketTime sent;
+    bool retransmitted = false;
+  };
+  Segment outstanding_[kOutstanding];
+  int count_ = 0;  // ring of the newest kOutstanding unacknowledged segments
+  int head_ = 0;
+  bool have_high_ = false;
+  std::uint32_t high_ = 0;  // highest sequence sent so far
+  absl::Duration floor_ = absl::InfiniteDuration();
+  absl::Duration srtt_ = absl::ZeroDuration();
+  std::uint32_t samples_ = 0;
+  std::uint32_t retransmissions_ = 0;
+};
+
+// Client turnarounds: for each client data segment that answers a server flight, the time
+// from the flight's last segment to it. Samples are refused when the flight or the answer
+// holds a retransmission (loss delays either), and past `max_gap` (a human or an
+// application pause, not a network delay).
+class Turnarounds {
+ public:
+  Turnarounds(std::size_t max_samples, absl::Duration max_gap)
+      : max_samples_(max_samples), max_gap_(max_gap) {}
+  // `from_client`: the segment comes from the side that answers (the originator).
+  void OnData(PacketTime ts, bool from_client, bool retransmission);
+
+  const std::vector<double>& samples_ms() const { return samples_; }
+  bool full() const { return samples_.size() >= max_samples_; }
+  std::uint32_t refused() const { return refused_; }
+
+ private:
+  std::size_t max_samples_;
+  absl::Duration max_gap_;
+  bool flight_open_ = false;
+  bool flight_tainted_ = false;
+  PacketTime flight_last_ = absl::InfinitePast();
+  std::vector<double> samples_;
+  std::uint32_t refused_ = 0;
+};
+
+// The hidden round trip: the client's turnaround minus the visible round trip between the
+// sensor and the client. Negative values (processing noise) clamp to zero.
+double HiddenLegMs(double turnaround_ms, double client_leg_ms);
+// The fibre distance a round trip corresponds to at 2/3 c.
+double FibreKm(double rtt_ms);
+
+// Interactive input: small client data segments after a session's setup (keystrokes, or
+// what a relayed keyboard delivers), the server's answers, and their timing.
+struct KeystrokeSummary {
+  std::uint32_t keys = 0;
+  std::optional<double> echo_ms;                 // median key -> next server data (server leg)
+  std::optional<double> gap_median_ms;           // inter-key gaps below the pause threshold
+  std::optional<double> clumped_fraction;        // share of those gaps below 15 ms
+  std::optional<double> gap_cv;                  // their coefficient of variation
+  std::optional<double> output_to_input_p10_ms;  // server output -> next key, 10th percentile
+  bool obfuscated = false;  // OpenSSH >= 9.5 ObscureKeystrokeTiming (20 ms grid + chaff)
+};
+
+class KeystrokeTiming {
+ public:
+  // A client data segment of at most kMaxKeyBytes counts as a key.
+  static constexpr std::uint32_t kMaxKeyBytes = 128;
+  static constexpr std::size_t kMaxKeys = 2048;
+  // A gap this long ends a typing burst: it is a pause, not an inter-key gap.
+  static constexpr absl::Duration kPause = absl::Milliseconds(1000);
+
+  void OnClientData(PacketTime ts, std::uint32_t length);
+  void OnServerData(PacketTime ts, std::uint32_t length);
+  KeystrokeSummary Summarise() const;
+
+ private:
+  std::vector<double> key_ms_;  // key times relative to the first key
+  std::vector<std::uint32_t> key_size_;
+  std::vector<double> echo_ms_;
+  std::vector<double> output_to_input_ms_;
+  PacketTime origin_ = absl::InfinitePast();
+  PacketTime last_key_ = absl::InfinitePast();
+  bool echo_pending_ = false;
+  PacketTime last_output_ = absl::InfinitePast();  // server data larger than an echo
+  bool output_pending_ = false;
+  std::uint32_t last_key_size_ = 0;
+};
+
+// True when the client's keys look paced by OpenSSH's keystroke obfuscation: most gaps sit on
+// a multiple of `interval` (20 ms by default) and the keys have one size.
+bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::uint32_t>& sizes,
+                     double interval_ms = 20.0);
+
+// OFF -> ON transitions of one direction's data (Zhang & Paxson): the first data after at
+// least `idle` without any. Bounded; later transitions are counted, not kept.
+class OnTimes {
+ public:
+  OnTimes(absl::Duration idle, std::size_t max_kept) : idle_(idle), max_kept_(max_kept) {}
+  void OnData(PacketTime ts);
+  const std::vector<PacketTime>& times() const { return times_; }
+  std::uint32_t dropped() const { return dropped_; }
+
+ private:
+  absl::Duration idle_;
+  std::size_t max_kept_;
+  PacketTime last_ = absl::InfinitePast();
+  std::vector<PacketTime> times_;
+  std::uint32_t dropped_ = 0;
+};
+
+// Stepping-stone correlation of an inbound and an outbound connection of one host: the ON
+// events of the outbound one that follow an inbound ON within `delta`.
+struct SteppingStone {
+  std::size_t inbound_ons = 0;
+  std::size_t outbound_ons = 0;
+  std::size_t correlated = 0;
+  double ratio = 0;          // correlated / min(inbound_ons, outbound_ons)
+  double median_lag_ms = 0;  // outbound ON - inbound ON over correlated pairs
+};
+SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
+                               const std::vector<PacketTime>& outbound, absl::Duration delta);
+
+}  // namespace relaywatch::detectors::relay

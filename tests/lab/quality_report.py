@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Detection-quality report of the relay detector over a corpus of lab runs.
+
+    tests/lab/quality_runs.sh /work/labruns            # record the corpus (lab, ~40 min)
+    python3 tests/lab/quality_report.py --relaywatch build/daemon/relaywatch \\
+        /work/labruns > docs/relay-quality.md
+
+Every run directory holds gw.pcap and truth.json (tests/lab/README.md). Each run is replayed
+twice: as captured (the gateway sees the operator's leg and the laptop's egress) and
+egress-only (the operator's address filtered out with capture.bpf, as when the operator
+reaches the laptop over another path). For each method (alert.detector) the report gives:
+
+  recall       relayed runs alerted / runs where the method applies, by operator delay
+  false alerts runs alerted where nothing should fire: direct runs, and relayed runs whose
+               operator round trip is within the local budget (delays 0 and 20 ms one way
+               against the default 60 ms)
+  error        hidden_leg_rtt_ms and controller_rtt_ms against the configured round trip
+
+Where a method applies (from the truth file, never from our own output):
+  hidden_leg      a relayed egress flow whose TLS or SSH client is the far human
+                  (relay_kind socks5, ssh_jump, ssh_dynamic_forward, ssh_local_forward)
+  controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp); captured
+                  view only
+  stepping_stone  the operator's typing relayed into a laptop's own interactive egress flow
+                  (ssh_jump, and remote desktop with a relayed egress flow); captured only
+"""
+
+import argparse
+import collections
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+OPERATOR = "198.18.9.50"
+LOCAL_RTT_MS = 60.0  # detectors.relay.local_rtt default
+METHODS = ["hidden_leg", "controller_rtt", "stepping_stone"]
+HIDDEN_KINDS = {"socks5", "ssh_jump", "ssh_dynamic_forward", "ssh_local_forward"}
+REMOTE_APPS = {"ssh", "vnc", "rdp"}
+
+
+def replay(binary, pcap, egress_only):
+    events = "[alert, remote_session, relay]"
+    bpf = f'"not host {OPERATOR}"' if egress_only else '""'
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(f"capture:\n  bpf: {bpf}\noutputs:\n  jsonl:\n    events: {events}\n")
+        config = f.name
+    try:
+        proc = subprocess.run([binary, "-c", config, "-r", pcap, "--jsonl", "-"],
+                              capture_output=True, text=True, timeout=600)
+    finally:
+        os.unlink(config)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{pcap}: relaywatch exited {proc.returncode}: {proc.stderr}")
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def same_flow(event, ft):
+    a = {(event.get("src_ip"), event.get("src_port")), (event.get("dest_ip"),
+                                                        event.get("dest_port"))}
+    return a == {(ft["src"], ft["sport"]), (ft["dst"], ft["dport"])}
+
+
+def applies(truth, method, egress_only):
+    label = truth.get("label", {})
+    flows = truth.get("flows", [])
+    if not label.get("relayed"):
+        return False
+    if method == "hidden_leg":
+        return label.get("relay_kind") in HIDDEN_KINDS and any(
+            f["role"] == "relayed_egress" for f in flows)
+    if egress_only:
+        return False
+    if method == "controller_rtt":
+        return any(f["role"] == "operator_leg" and f["app"] in REMOTE_APPS for f in flows)
+    if method == "stepping_stone":
+        return any(f["role"] == "relayed_egress" and f["app"] == "ssh" for f in flows) and any(
+            f["role"] == "operator_leg" and f["app"] in REMOTE_APPS for f in flows)
+    return False
+
+
+def judge(run_dir, binary):
+    truth = json.load(open(os.path.join(run_dir, "truth.json")))
+    if truth.get("status") != "ok":
+        return None
+    rows = []
+    for egress_only in (False, True):
+        events = replay(binary, os.path.join(run_dir, "gw.pcap"), egress_only)
+        alerts = collections.Counter(e["alert"]["detector"] for e in events
+                                     if e["event_type"] == "alert")
+        relays = [e for e in events if e["event_type"] == "relay"]
+        hidden_err, controller_err, keys = [], [], []
+        for flow in truth.get("flows", []):
+            ft = flow["five_tuple"]
+            found = [r["relay"] for r in relays if same_flow(r, ft)]
+            if not found:
+                continue
+            r = found[0]
+            if flow["role"] == "relayed_egress" and truth["label"].get("relay_kind") in \
+                    HIDDEN_KINDS and r.get("hidden_leg_rtt_ms") is not None:
+                hidden_err.append((r["hidden_leg_rtt_ms"], flow["hidden_leg_rtt_ms"]))
+            if flow["role"] == "operator_leg" and r.get("controller_rtt_ms") is not None:
+                controller_err.append((r["controller_rtt_ms"], flow["expected_outer_rtt_ms"]))
+            if flow["app"] == "ssh" and flow["role"] in ("direct", "relayed_egress") and \
+                    r.get("keystrokes", {}).get("output_to_input_p10_ms") is not None:
+                keys.append(r["keystrokes"]["output_to_input_p10_ms"])
+        rows.append({
+            "scenario": truth["scenario"],
+            "delay": truth["op_delay_ms"],
+            "near_jitter": truth.get("near_jitter_ms", 0.0),
+            "relayed": bool(truth["label"].get("relayed")),
+            "far": bool(truth["label"].get("relayed")) and 2 * truth["op_delay_ms"] >=
+            LOCAL_RTT_MS,
+            "view": "egress-only" if egress_only else "captured",
+            "alerts": dict(alerts),
+            "applies": {m: applies(truth, m, egress_only) for m in METHODS},
+            "hidden_err": hidden_err,
+            "controller_err": controller_err,
+            "output_to_input_p10": keys,
+            "run": os.path.basename(run_dir.rstrip("/")),
+        })
+    return rows
+
+
+def pct(n, d):
+    return "n/a" if d == 0 else f"{100.0 * n / d:.0f}% ({n}/{d})"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--relaywatch", required=True)
+    parser.add_argument("corpus")
+    args = parser.parse_args()
+    runs = sorted(os.path.join(args.corpus, d) for d in os.listdir(args.corpus)
+                  if os.path.exists(os.path.join(args.corpus, d, "truth.json")))
+    rows, skipped = [], []
+    for run in runs:
+        judged = judge(run, args.relaywatch)
+        if judged is None:
+            skipped.append(os.path.basename(run))
+        else:
+            rows += judged
+    delays = sorted({r["delay"] for r in rows if r["relayed"]})
+    out = []
+    out.append(f"Runs judged: {len(rows) // 2} ({len(rows)} replays: as captured and "
+               f"egress-only); runs not ok in the corpus: {len(skipped)}.\n")
+    out.append("### Recall: relayed runs alerted by the method, where it applies\n")
+    out.append("| method | view | " + " | ".join(f"{d:g} ms" for d in delays) + " |")
+    out.append("|---|---|" + "---|" * len(delays))
+    for m in METHODS:
+        for view in ("captured", "egress-only"):
+            cells = []
+            for d in delays:
+                sel = [r for r in rows if r["relayed"] and r["delay"] == d and
+                       r["view"] == view and r["applies"][m]]
+                cells.append(pct(sum(1 for r in sel if r["alerts"].get(m)), len(sel)))
+            if any(c != "n/a" for c in cells):
+                out.append(f"| {m} | {view} | " + " | ".join(cells) + " |")
+    out.append("\nOperator one-way delay in the column head; the round trip is twice that. "
+               f"The default local budget is {LOCAL_RTT_MS:g} ms round trip, so 0 and 20 ms "
+               "are *near* operators: an alert there counts as false below.\n")
+    out.append("### False alerts\n")
+    out.append("Counted in replays (each run twice: as captured and egress-only).\n")
+    out.append("| method | direct runs (near jitter 0-10 ms) | relayed, near operator (0/20 ms) "
+               "| relayed, method not applicable |")
+    out.append("|---|---|---|---|")
+    for m in METHODS:
+        direct = [r for r in rows if not r["relayed"]]
+        near = [r for r in rows if r["relayed"] and not r["far"]]
+        na = [r for r in rows if r["relayed"] and r["far"] and not r["applies"][m]]
+        out.append(f"| {m} | {sum(1 for r in direct if r['alerts'].get(m))} of {len(direct)} | "
+                   f"{sum(1 for r in near if r['alerts'].get(m))} of {len(near)} | "
+                   f"{sum(1 for r in na if r['alerts'].get(m))} of {len(na)} |")
+    out.append("\n### Error of the measured round trips against the configured ones\n")
+    out.append("| quantity | delay | flows | median error | worst error | within ±20% |")
+    out.append("|---|---|---|---|---|---|")
+    for key, name in (("hidden_err", "hidden_leg_rtt_ms"),
+                      ("controller_err", "controller_rtt_ms")):
+        for d in delays:
+            pairs = [p for r in rows if r["delay"] == d and r["view"] == "captured"
+                     for p in r[key]]
+            if not pairs or d == 0:
+                continue
+            errs = [(got - want) / want for got, want in pairs]
+            ok = sum(1 for e in errs if abs(e) <= 0.2)
+            worst = max(errs, key=abs)
+            out.append(f"| {name} | {2 * d:g} ms RTT | {len(pairs)} | "
+                       f"{100 * statistics.median(errs):+.1f}% | {100 * worst:+.1f}% | "
+                       f"{pct(ok, len(pairs))} |")
+    out.append("\n### Evidence only: output-to-next-key delay (10th percentile) in SSH "
+               "sessions typed by a person\n")
+    out.append("| scenario | delay | view | sessions | median p10 (ms) |")
+    out.append("|---|---|---|---|---|")
+    groups = collections.defaultdict(list)
+    for r in rows:
+        if r["output_to_input_p10"]:
+            groups[(r["scenario"], r["delay"] if r["relayed"] else 0, r["view"])] += \
+                r["output_to_input_p10"]
+    for (scenario, d, view), values in sorted(groups.items()):
+        out.append(f"| {scenario} | {d:g} ms | {view} | {len(values)} | "
+                   f"{statistics.median(values):.0f} |")
+    out.append("\n### Runs\n")
+    out.append("| run | view | alerts |")
+    out.append("|---|---|---|")
+    for r in rows:
+        alerts = ", ".join(f"{k}×{v}" for k, v in sorted(r["alerts"].items())) or "-"
+        out.append(f"| {r['run']} | {r['view']} | {alerts} |")
+    if skipped:
+        out.append(f"\nNot judged (status not ok): {', '.join(skipped)}")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

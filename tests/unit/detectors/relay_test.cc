@@ -1,0 +1,532 @@
+#include "detectors/relay/relay.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "capture/flow/flow_table.h"
+#include "detectors/host/host_stage.h"
+#include "detectors/relay/timing.h"
+
+namespace relaywatch::detectors::relay {
+namespace {
+
+constexpr std::uint8_t kSyn = decode::kTcpSyn;
+constexpr std::uint8_t kAck = decode::kTcpAck;
+constexpr std::uint8_t kPsh = decode::kTcpPsh;
+const PacketTime kT0 = absl::FromUnixSeconds(1700000000);
+
+PacketTime At(double ms) {
+  return kT0 + absl::Microseconds(std::llround(ms * 1000));
+}
+
+// ---- Timing arithmetic ------------------------------------------------------------------
+
+TEST(RelayTiming, MedianAndQuantile) {
+  std::vector<double> v = {5, 1, 4, 2, 3};
+  EXPECT_DOUBLE_EQ(*Median(v), 3);
+  std::vector<double> even = {4, 1, 3, 2};
+  EXPECT_DOUBLE_EQ(*Median(even), 2.5);
+  std::vector<double> q = {10, 40, 20, 30};
+  EXPECT_DOUBLE_EQ(*Quantile(q, 0.25), 10);
+  EXPECT_DOUBLE_EQ(*Quantile(q, 0.5), 20);
+  EXPECT_DOUBLE_EQ(*Quantile(q, 1.0), 40);
+  std::vector<double> empty;
+  EXPECT_FALSE(Median(empty).has_value());
+  EXPECT_FALSE(Quantile(empty, 0.1).has_value());
+}
+
+TEST(RelayTiming, SequenceComparisonWrapsAround) {
+  EXPECT_TRUE(SeqLess(0xFFFFFFF0u, 0x10u));
+  EXPECT_FALSE(SeqLess(0x10u, 0xFFFFFFF0u));
+  EXPECT_TRUE(SeqLessEq(5, 5));
+}
+
+TEST(RelayTiming, HandshakeSplitsTheRoundTripAtTheSensor) {
+  HandshakeSplit h;
+  h.OnPacket(At(0), 0, kSyn, 100, 0, 0);
+  h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
+  h.OnPacket(At(10.4), 0, kAck, 101, 5001, 0);
+  ASSERT_TRUE(h.responder_leg().has_value());
+  ASSERT_TRUE(h.originator_leg().has_value());
+  EXPECT_DOUBLE_EQ(ToMs(*h.responder_leg()), 10);
+  EXPECT_NEAR(ToMs(*h.originator_leg()), 0.4, 1e-9);
+}
+
+TEST(RelayTiming, KarnsRuleRefusesRetransmittedHandshakes) {
+  HandshakeSplit syn_again;
+  syn_again.OnPacket(At(0), 0, kSyn, 100, 0, 0);
+  syn_again.OnPacket(At(1000), 0, kSyn, 100, 0, 0);
+  syn_again.OnPacket(At(1010), 1, kSyn | kAck, 5000, 101, 0);
+  syn_again.OnPacket(At(1011), 0, kAck, 101, 5001, 0);
+  EXPECT_FALSE(syn_again.responder_leg().has_value());  // which SYN did it answer?
+  EXPECT_TRUE(syn_again.originator_leg().has_value());
+  EXPECT_TRUE(syn_again.retransmitted());
+
+  HandshakeSplit syn_ack_again;
+  syn_ack_again.OnPacket(At(0), 0, kSyn, 100, 0, 0);
+  syn_ack_again.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
+  syn_ack_again.OnPacket(At(1010), 1, kSyn | kAck, 5000, 101, 0);
+  syn_ack_again.OnPacket(At(1011), 0, kAck, 101, 5001, 0);
+  EXPECT_TRUE(syn_ack_again.responder_leg().has_value());
+  EXPECT_FALSE(syn_ack_again.originator_leg().has_value());
+}
+
+TEST(RelayTiming, LateDataCarryingAckIsNotARoundTrip) {
+  HandshakeSplit h;
+  h.OnPacket(At(0), 0, kSyn, 100, 0, 0);
+  h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
+  h.OnPacket(At(700), 0, kAck | kPsh, 101, 5001, 20);  // the application's first write
+  EXPECT_FALSE(h.originator_leg().has_value());
+  HandshakeSplit quick;
+  quick.OnPacket(At(0), 0, kSyn, 100, 0, 0);
+  quick.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
+  quick.OnPacket(At(10.2), 0, kAck | kPsh, 101, 5001, 20);
+  EXPECT_TRUE(quick.originator_leg().has_value());
+}
+
+TEST(RelayTiming, AckRttSamplesOnlyExactlyAcknowledgedSegments) {
+  AckRtt rtt;
+  EXPECT_FALSE(rtt.OnData(At(0), 1000, 100));
+  rtt.OnAck(At(20), 1100);
+  ASSERT_EQ(rtt.samples(), 1u);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 20);
+  // Two segments, one cumulative (perhaps delayed) ACK: only the second is timed.
+  rtt.OnData(At(100), 1100, 100);
+  rtt.OnData(At(101), 1200, 100);
+  rtt.OnAck(At(141), 1300);
+  EXPECT_EQ(rtt.samples(), 2u);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 20);
+  EXPECT_NEAR(ToMs(*rtt.smoothed()), 20 + (40 - 20) / 8.0, 1e-9);
+}
+
+TEST(RelayTiming, AckRttFollowsKarnOnRetransmissions) {
+  AckRtt rtt;
+  rtt.OnData(At(0), 1000, 100);
+  EXPECT_TRUE(rtt.OnData(At(300), 1000, 100));  // sent again
+  rtt.OnAck(At(305), 1100);
+  EXPECT_EQ(rtt.samples(), 0u);
+  EXPECT_EQ(rtt.retransmissions(), 1u);
+}
+
+TEST(RelayTiming, AckRttAcrossSequenceWrap) {
+  AckRtt rtt;
+  rtt.OnData(At(0), 0xFFFFFFC0u, 0x80);
+  rtt.OnAck(At(7), 0x40);
+  ASSERT_EQ(rtt.samples(), 1u);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 7);
+}
+
+TEST(RelayTiming, TurnaroundIsFromTheFlightsLastSegment) {
+  Turnarounds t(4, absl::Seconds(1));
+  t.OnData(At(0), true, false);    // ClientHello: answers nothing
+  t.OnData(At(10), false, false);  // server flight, three segments
+  t.OnData(At(10.1), false, false);
+  t.OnData(At(12), false, false);
+  t.OnData(At(132), true, false);  // the client's answer, 120 ms after the flight's end
+  t.OnData(At(133), true, false);  // more of the same client flight: no new sample
+  ASSERT_EQ(t.samples_ms().size(), 1u);
+  EXPECT_DOUBLE_EQ(t.samples_ms()[0], 120);
+}
+
+TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
+  Turnarounds t(4, absl::Seconds(1));
+  t.OnData(At(0), false, true);  // a retransmitted server segment taints the flight
+  t.OnData(At(50), true, false);
+  t.OnData(At(60), false, false);
+  t.OnData(At(2000), true, false);  // a person's pause
+  t.OnData(At(2010), false, false);
+  t.OnData(At(2011), true, true);  // a retransmitted answer
+  EXPECT_TRUE(t.samples_ms().empty());
+  EXPECT_EQ(t.refused(), 3u);
+}
+
+TEST(RelayTiming, TurnaroundsStopWhenFull) {
+  Turnarounds t(2, absl::Seconds(1));
+  for (int i = 0; i < 5; ++i) {
+    t.OnData(At(i * 100), false, false);
+    t.OnData(At(i * 100 + 30), true, false);
+  }
+  EXPECT_EQ(t.samples_ms().size(), 2u);
+  EXPECT_TRUE(t.full());
+}
+
+TEST(RelayTiming, HiddenLegAndDistance) {
+  EXPECT_DOUBLE_EQ(HiddenLegMs(121.5, 0.5), 121);
+  EXPECT_DOUBLE_EQ(HiddenLegMs(0.3, 0.5), 0);  // processing noise, not a negative distance
+  EXPECT_DOUBLE_EQ(FibreKm(120), 12000);       // 2/3 c: 100 km per ms of round trip
+}
+
+// Deterministic stand-in for a person's inter-key gaps: 80..250 ms.
+std::vector<double> HumanGaps(int n) {
+  std::vector<double> gaps;
+  std::uint32_t x = 12345;
+  for (int i = 0; i < n; ++i) {
+    x = x * 1103515245u + 12345u;
+    gaps.push_back(80 + (x >> 16) % 171);
+  }
+  return gaps;
+}
+
+TEST(RelayTiming, KeystrokesOfAPersonAreNotObfuscated) {
+  KeystrokeTiming k;
+  double t = 0;
+  for (double gap : HumanGaps(60)) {
+    t += gap;
+    k.OnClientData(At(t), 36);
+    k.OnServerData(At(t + 11), 36);  // echo
+  }
+  const KeystrokeSummary s = k.Summarise();
+  EXPECT_EQ(s.keys, 60u);
+  EXPECT_FALSE(s.obfuscated);
+  ASSERT_TRUE(s.echo_ms.has_value());
+  EXPECT_NEAR(*s.echo_ms, 11, 1e-6);
+  ASSERT_TRUE(s.clumped_fraction.has_value());
+  EXPECT_DOUBLE_EQ(*s.clumped_fraction, 0);
+  ASSERT_TRUE(s.gap_cv.has_value());
+  EXPECT_GT(*s.gap_cv, 0.1);  // not machine-regular
+}
+
+TEST(RelayTiming, RecognisesOpenSshKeystrokeObfuscation) {
+  // OpenSSH >= 9.5: keys and chaff leave on a 20 ms clock, all the same size.
+  KeystrokeTiming k;
+  double t = 0;
+  for (int i = 0; i < 80; ++i) {
+    t += 20 * (1 + (i % 7 == 0)) + ((i * 37) % 5 - 2) * 0.3;  // 20/40 ms ticks, sub-ms jitter
+    k.OnClientData(At(t), 36);
+  }
+  EXPECT_TRUE(k.Summarise().obfuscated);
+  // The same count of human-timed keys is not.
+  KeystrokeTiming human;
+  t = 0;
+  for (double gap : HumanGaps(80))
+    human.OnClientData(At(t += gap), 36);
+  EXPECT_FALSE(human.Summarise().obfuscated);
+}
+
+TEST(RelayTiming, OutputToInputIgnoresMachineAnswers) {
+  KeystrokeTiming k;
+  double t = 0;
+  for (int i = 0; i < 12; ++i) {
+    k.OnClientData(At(t), 36);                 // Enter
+    k.OnServerData(At(t + 10), 200);           // command output
+    k.OnClientData(At(t + 10.5), 36);          // the client's window adjustment: a machine
+    k.OnServerData(At(t + 20), 200);           // more output
+    k.OnClientData(At(t + 20 + 400 + i), 36);  // the person types again
+    t += 2000;
+  }
+  const KeystrokeSummary s = k.Summarise();
+  ASSERT_TRUE(s.output_to_input_p10_ms.has_value());
+  EXPECT_NEAR(*s.output_to_input_p10_ms, 401, 1e-6);
+}
+
+TEST(RelayTiming, SteppingStoneCorrelatesOnTimes) {
+  OnTimes in(absl::Milliseconds(500), 100);
+  OnTimes out(absl::Milliseconds(500), 100);
+  OnTimes unrelated(absl::Milliseconds(500), 100);
+  for (int i = 0; i < 12; ++i) {
+    const double start = i * 2000.0;
+    for (int key = 0; key < 5; ++key) {  // a typing burst: one ON, then keys 150 ms apart
+      in.OnData(At(start + key * 150));
+      out.OnData(At(start + key * 150 + 3));
+      unrelated.OnData(At(start + 900 + key * 150));
+    }
+  }
+  EXPECT_EQ(in.times().size(), 12u);
+  const SteppingStone s = CorrelateOnTimes(in.times(), out.times(), absl::Milliseconds(80));
+  EXPECT_EQ(s.correlated, 12u);
+  EXPECT_DOUBLE_EQ(s.ratio, 1.0);
+  EXPECT_NEAR(s.median_lag_ms, 3, 1e-6);
+  const SteppingStone none =
+      CorrelateOnTimes(in.times(), unrelated.times(), absl::Milliseconds(80));
+  EXPECT_EQ(none.correlated, 0u);
+  // Outbound leading inbound is not a relay through this host.
+  const SteppingStone reversed = CorrelateOnTimes(out.times(), in.times(), absl::Milliseconds(80));
+  EXPECT_EQ(reversed.correlated, 0u);
+}
+
+TEST(RelayTiming, OnTimesAreBounded) {
+  OnTimes ons(absl::Milliseconds(500), 3);
+  for (int i = 0; i < 10; ++i)
+    ons.OnData(At(i * 1000));
+  EXPECT_EQ(ons.times().size(), 3u);
+  EXPECT_EQ(ons.dropped(), 7u);
+}
+
+// ---- The detector on a TCP connection --------------------------------------------------
+
+// Drives one TCP connection with exact times, sequence and acknowledgement numbers.
+class Wire {
+ public:
+  explicit Wire(RelayConfig config = {})
+      : detector_(config, DetectorContext{}),
+        table_(flow::FlowTableConfig{},
+               [this](flow::FlowState& f, flow::EndReason) { detector_.OnFlowEnd(f, events_); }) {}
+
+  void Send(double ms, bool from_client, std::uint8_t flags, const std::string& payload) {
+    decode::DecodedPacket p;
+    p.ts = At(ms);
+    p.ip_version = 4;
+    p.protocol = decode::kProtoTcp;
+    p.src = from_client ? client_ : server_;
+    p.dst = from_client ? server_ : client_;
+    p.src_port = from_client ? 50000 : 443;
+    p.dst_port = from_client ? 443 : 50000;
+    p.tcp_flags = flags;
+    std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
+    p.seq = seq;
+    p.ack = (from_client ? server_seq_ : client_seq_);
+    payloads_.push_back(payload);
+    const std::string& stored = payloads_.back();
+    p.payload = {reinterpret_cast<const std::uint8_t*>(stored.data()), stored.size()};
+    p.payload_length = static_cast<std::uint32_t>(stored.size());
+    seq += p.payload_length + ((flags & kSyn) ? 1 : 0);
+    flow::Direction direction;
+    flow::FlowState& flow = table_.Track(p, direction);
+    detector_.OnPacket(p, flow, direction, events_);
+  }
+  // Connection from client (near) to server (10 ms away); the client side is `client_ms` away.
+  void Handshake(double t, double client_ms) {
+    Send(t, true, kSyn, "");
+    Send(t + 10, false, kSyn | kAck, "");
+    Send(t + 10 + client_ms, true, kAck, "");
+  }
+  std::vector<Event> End() {
+    table_.EndAll(flow::EndReason::kShutdown);
+    return events_.events();
+  }
+  const RelayCounters& counters() const { return detector_.counters(); }
+
+ private:
+  IpAddress client_ = *IpAddress::Parse("10.0.0.5");
+  IpAddress server_ = *IpAddress::Parse("198.51.100.7");
+  std::uint32_t client_seq_ = 1000;
+  std::uint32_t server_seq_ = 900000;
+  RelayDetector detector_;
+  EventBuffer events_;
+  flow::FlowTable table_;
+  std::vector<std::string> payloads_;
+};
+
+const std::string kClientHello = std::string("\x16\x03\x01\x00\x30", 5) + std::string(48, 'h');
+
+// A TLS client behind a relay `hidden_ms` away: every answer waits that long.
+std::vector<Event> TlsThroughRelay(double hidden_ms) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, kClientHello);
+  w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
+  w.Send(21.1, false, kAck | kPsh, std::string(800, 's'));
+  w.Send(21.3, true, kAck, "");  // the near TCP end acknowledges at once
+  w.Send(21.1 + hidden_ms + 0.5, true, kAck | kPsh, std::string(80, 'f'));    // Finished
+  w.Send(21.1 + hidden_ms + 0.6, true, kAck | kPsh, std::string(90, 'g'));    // request
+  w.Send(31.7 + hidden_ms, false, kAck | kPsh, std::string(500, 'r'));        // response
+  w.Send(31.7 + 2 * hidden_ms + 1, true, kAck | kPsh, std::string(24, 'c'));  // close_notify
+  return w.End();
+}
+
+TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
+  const std::vector<Event> events = TlsThroughRelay(120);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(events[0].event_type, "relay");
+  EXPECT_EQ(r["app"], "tls");
+  EXPECT_DOUBLE_EQ(r["handshake"]["responder_ms"].get<double>(), 10);
+  EXPECT_NEAR(r["rtt_originator_ms"].get<double>(), 0.2, 1e-6);
+  EXPECT_EQ(r["turnaround_samples_ms"].size(), 2u);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 120.3, 0.01);
+  EXPECT_NEAR(r["min_distance_km"].get<double>(), 12030, 1);
+  EXPECT_FALSE(r.contains("keystrokes"));
+  EXPECT_TRUE(r.contains("_on_times_us"));  // for the host stage, removed there
+}
+
+TEST(RelayDetector, DirectClientHasNoHiddenLeg) {
+  const std::vector<Event> events = TlsThroughRelay(0.5);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_LT(events[0].body["hidden_leg_rtt_ms"].get<double>(), 2.0);
+}
+
+TEST(RelayDetector, NoTurnaroundsForUnknownProtocols) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, "GET / HTTP/1.1\r\n\r\n");
+  w.Send(21, false, kAck | kPsh, "HTTP/1.1 200 OK\r\n\r\n");
+  w.Send(500, true, kAck | kPsh, "GET /next HTTP/1.1\r\n\r\n");  // a person clicking
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body["app"], "other");
+  EXPECT_FALSE(events[0].body.contains("hidden_leg_rtt_ms"));
+  EXPECT_TRUE(events[0].body.contains("rtt_responder_ms"));
+}
+
+TEST(RelayDetector, ReportsLongFlowsAfterReportAfter) {
+  RelayConfig config;
+  config.report_after = absl::Seconds(5);
+  Wire w(config);
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, kClientHello);
+  w.Send(6000, false, kAck | kPsh, std::string(100, 'x'));
+  EXPECT_EQ(w.counters().flows_measured.Read(), 1u);
+  w.Send(7000, true, kAck | kPsh, std::string(100, 'y'));
+  EXPECT_EQ(w.End().size(), 1u);  // once per flow
+}
+
+// ---- Host decisions ---------------------------------------------------------------------
+
+Event RelayRecord(std::uint64_t id, const std::string& src, const std::string& dst, double minute,
+                  nlohmann::json body) {
+  Event e;
+  e.event_type = "relay";
+  e.ts = kT0 + absl::Minutes(minute);
+  FlowRef f;
+  f.flow_id = id;
+  f.src_ip = *IpAddress::Parse(src);
+  f.dest_ip = *IpAddress::Parse(dst);
+  f.protocol = 6;
+  e.flow = f;
+  e.body = std::move(body);
+  return e;
+}
+
+host::HostStageConfig HostConfig() {
+  host::HostStageConfig c;
+  c.home_networks = {*Cidr::Parse("10.0.0.0/8")};
+  c.sites = {{"seattle", {*Cidr::Parse("10.1.0.0/16")}, "Seattle, US", absl::Milliseconds(40)}};
+  return c;
+}
+
+std::vector<const Event*> Alerts(const std::vector<Event>& out, const std::string& detector) {
+  std::vector<const Event*> found;
+  for (const Event& e : out) {
+    if (e.alert && e.alert->detector == detector)
+      found.push_back(&e);
+  }
+  return found;
+}
+
+TEST(RelayHostStage, HiddenLegNeedsSeveralSamplesAboveTheSiteBudget) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  const nlohmann::json slow = {
+      {"app", "tls"}, {"hidden_leg_rtt_ms", 150.0}, {"turnaround_samples_ms", {150.0, 151.0}}};
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, slow), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, slow), out);
+  EXPECT_TRUE(Alerts(out, "hidden_leg").empty());  // 4 samples: not yet
+  stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 2, slow), out);
+  const auto alerts = Alerts(out, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->alert->signature_id, host::kSidHiddenLeg);
+  EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.5");
+  EXPECT_EQ(alerts[0]->evidence["site"], "seattle");
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 150);
+  EXPECT_EQ(alerts[0]->evidence["turnarounds"], 6);
+  for (const Event& e : out)
+    EXPECT_FALSE(e.body.contains("_on_times_us"));
+}
+
+TEST(RelayHostStage, OneSlowHandshakeAmongLocalOnesIsNoAlert) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  for (int i = 0; i < 6; ++i) {
+    const double hidden = i == 3 ? 300.0 : 1.0;
+    stage.Process(
+        RelayRecord(
+            i, "10.1.0.5", "198.51.100.7", i,
+            {{"app", "tls"}, {"hidden_leg_rtt_ms", hidden}, {"turnaround_samples_ms", {hidden}}}),
+        out);
+  }
+  EXPECT_TRUE(Alerts(out, "hidden_leg").empty());
+}
+
+TEST(RelayHostStage, SiteBudgetDecides) {
+  // 50 ms is local for the default budget (60 ms) but not for the Seattle site (40 ms).
+  const nlohmann::json body = {{"app", "ssh"},
+                               {"hidden_leg_rtt_ms", 50.0},
+                               {"turnaround_samples_ms", {50, 50, 50, 50, 50, 50}}};
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, body), out);
+  stage.Process(RelayRecord(2, "10.2.0.5", "198.51.100.7", 0, body), out);
+  const auto alerts = Alerts(out, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.5");
+}
+
+TEST(RelayHostStage, ControllerRttOfARemoteSession) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  Event session;
+  session.event_type = "remote_session";
+  session.ts = kT0;
+  session.flow = RelayRecord(7, "203.0.113.9", "10.1.0.5", 0, {}).flow;
+  session.body = {{"app", "vnc"}, {"controlled", "10.1.0.5"}, {"controller", "203.0.113.9"}};
+  stage.Process(session, out);
+  stage.Process(RelayRecord(7, "203.0.113.9", "10.1.0.5", 1,
+                            {{"app", "other"},
+                             {"rtt_originator_ms", 121.0},
+                             {"rtt_responder_ms", 0.1},
+                             {"rtt_samples", {250, 3}}}),
+                out);
+  const Event& relay = out[out.size() - 2];
+  EXPECT_EQ(relay.event_type, "relay");
+  EXPECT_DOUBLE_EQ(relay.body["controller_rtt_ms"].get<double>(), 121);
+  EXPECT_DOUBLE_EQ(relay.body["controller_distance_km"].get<double>(), 12100);
+  const auto alerts = Alerts(out, "controller_rtt");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["controller"], "203.0.113.9");
+}
+
+TEST(RelayHostStage, NearControllerIsNoAlert) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  Event session;
+  session.event_type = "remote_session";
+  session.ts = kT0;
+  session.flow = RelayRecord(7, "203.0.113.9", "10.1.0.5", 0, {}).flow;
+  session.body = {{"app", "rdp"}, {"controlled", "10.1.0.5"}, {"controller", "203.0.113.9"}};
+  stage.Process(session, out);
+  stage.Process(RelayRecord(7, "203.0.113.9", "10.1.0.5", 1,
+                            {{"rtt_originator_ms", 18.0}, {"rtt_samples", {250, 3}}}),
+                out);
+  EXPECT_TRUE(Alerts(out, "controller_rtt").empty());
+  EXPECT_DOUBLE_EQ(out.back().body["controller_rtt_ms"].get<double>(), 18);
+}
+
+nlohmann::json WithOns(const std::vector<double>& seconds) {
+  nlohmann::json ons = nlohmann::json::array();
+  for (double s : seconds)
+    ons.push_back(absl::ToUnixMicros(kT0 + absl::Milliseconds(s * 1000)));
+  return {{"app", "ssh"}, {"_on_times_us", ons}};
+}
+
+TEST(RelayHostStage, SteppingStoneFromOutsideThroughAHost) {
+  std::vector<double> in, out_ons, other;
+  for (int i = 0; i < 12; ++i) {
+    in.push_back(i * 2.0);
+    out_ons.push_back(i * 2.0 + 0.004);
+    other.push_back(i * 2.0 + 0.9);
+  }
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 1, WithOns(in)), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, WithOns(other)), out);
+  EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
+  stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), out);
+  const auto alerts = Alerts(out, "stepping_stone");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["inbound_flow_id"], 1);
+  EXPECT_EQ(alerts[0]->evidence["outbound_flow_id"], 3);
+  EXPECT_EQ(alerts[0]->evidence["correlated"], 12);
+
+  // The same through an internal hop (an admin's jump host) is not alerted.
+  host::HostStage inside(HostConfig());
+  std::vector<Event> quiet;
+  inside.Process(RelayRecord(1, "10.9.0.1", "10.1.0.5", 1, WithOns(in)), quiet);
+  inside.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), quiet);
+  EXPECT_TRUE(Alerts(quiet, "stepping_stone").empty());
+}
+
+}  // namespace
+}  // namespace relaywatch::detectors::relay
