@@ -7,6 +7,7 @@
 #include "detectors/detector.h"
 #include "detectors/relay/config.h"
 #include "detectors/remote_access/config.h"
+#include "detectors/stack/stack.h"
 
 namespace relaywatch::daemon {
 namespace {
@@ -156,6 +157,36 @@ absl::Status ParseDetectors(const config::Section& s) {
   return absl::OkStatus();
 }
 
+// scoring: the host risk score's weights, decay, threshold and state file.
+absl::Status ParseScoring(const config::Section& s, host::ScoringConfig& c) {
+  RW_RETURN_IF_ERROR(s.CheckKeys({"half_life", "alert_threshold", "weights", "default_weight",
+                                  "state_file", "save_interval", "top_hosts"}));
+  RW_ASSIGN_OR_RETURN(c.half_life, s.Duration("half_life", c.half_life, absl::Minutes(1),
+                                               absl::Hours(24 * 365)));
+  RW_ASSIGN_OR_RETURN(c.alert_threshold,
+                      s.Double("alert_threshold", c.alert_threshold, 0.01, 1.0));
+  RW_ASSIGN_OR_RETURN(c.default_weight, s.Double("default_weight", c.default_weight, 0.0, 1.0));
+  const config::Section weights = s.Child("weights");
+  const YAML::Node node = s.At("weights");
+  if (node.IsDefined() && !node.IsNull()) {
+    if (!node.IsMap()) {
+      return s.Error(node, "weights", "expected a mapping of evidence kind to weight");
+    }
+    std::vector<std::string> kinds;
+    for (const auto& kv : node) kinds.push_back(kv.first.as<std::string>());
+    RW_RETURN_IF_ERROR(weights.CheckKeys(kinds));  // duplicates
+    for (const std::string& kind : kinds) {
+      RW_ASSIGN_OR_RETURN(c.weights[kind], weights.Double(kind, 0.0, 0.0, 1.0));
+    }
+  }
+  RW_ASSIGN_OR_RETURN(c.state_file, s.String("state_file", c.state_file));
+  RW_ASSIGN_OR_RETURN(c.save_interval, s.Duration("save_interval", c.save_interval,
+                                                  absl::Seconds(10), absl::Hours(24)));
+  RW_ASSIGN_OR_RETURN(const std::uint64_t top, s.Uint("top_hosts", c.top_hosts, 0, 1000));
+  c.top_hosts = top;
+  return absl::OkStatus();
+}
+
 // sites: where each monitored network is and what round trip counts as local there.
 absl::Status ParseSites(const config::Section& root, host::HostStageConfig& a) {
   const YAML::Node sites = root.At("sites");
@@ -190,13 +221,14 @@ absl::Status ParseSites(const config::Section& root, host::HostStageConfig& a) {
 
 const std::vector<std::string>& KnownEventTypes() {
   static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "dns",
-                                                  "tls",   "ssh",            "relay"};
+                                                  "tls",   "ssh",            "relay",
+                                                  "tunnel", "shared_line"};
   return kTypes;
 }
 
 absl::StatusOr<Config> ParseConfig(const config::Section& root) {
   RW_RETURN_IF_ERROR(root.CheckKeys(
-      {"home_networks", "sites", "capture", "flows", "outputs", "alerting", "detectors"}));
+      {"home_networks", "entry_points", "sites", "scoring", "capture", "flows", "outputs", "alerting", "detectors"}));
   Config c;
   c.source = root.file();
   RW_ASSIGN_OR_RETURN(c.home_networks_text,
@@ -223,6 +255,14 @@ absl::StatusOr<Config> ParseConfig(const config::Section& root) {
   RW_ASSIGN_OR_RETURN(c.alerting.relay,
                       detectors::relay::ParseRelayConfig(c.detectors.Child("relay")));
   RW_RETURN_IF_ERROR(ParseSites(root, c.alerting));
+  RW_RETURN_IF_ERROR(ParseScoring(root.Child("scoring"), c.alerting.scoring));
+  RW_ASSIGN_OR_RETURN(c.alerting.entry_points, ParseCidrs(root, "entry_points"));
+  RW_ASSIGN_OR_RETURN(detectors::stack::StackConfig stack,
+                      detectors::stack::ParseStackConfig(c.detectors.Child("stack")));
+  c.alerting.shared_line_window = stack.shared_line_window;
+  c.alerting.shared_line_min_devices = stack.shared_line_min_devices;
+  c.alerting.max_public_addresses = stack.max_public_addresses;
+  c.alerting.vpn_ports = stack.vpn_ports;
   return c;
 }
 

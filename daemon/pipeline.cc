@@ -3,7 +3,9 @@
 #include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
 
 #include <boost/asio.hpp>
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -62,6 +64,12 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(const Config& config,
     p->workers_.push_back(std::make_unique<Worker>(i, config));
   }
   p->host_ = std::make_unique<host::HostStage>(config.alerting);
+  if (const std::string& state = config.alerting.scoring.state_file; !state.empty()) {
+    // A damaged score file must not stop the sensor: it starts from empty and says so.
+    if (absl::Status s = p->host_->LoadState(state); !s.ok()) {
+      RW_LOG(kError, "scores not restored: %s", s.ToString());
+    }
+  }
   std::vector<std::unique_ptr<sinks::Sink>> sinks;
   if (config.jsonl_enabled) {
     auto jsonl = sinks::JsonlSink::Open(config.jsonl);
@@ -226,6 +234,7 @@ absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
     t.join();
   }
   batch_threads_.clear();
+  SaveScores();
   output_->Stop();
   return status;
 }
@@ -368,6 +377,7 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
 }
 
 void Pipeline::HostLoop() {
+  absl::Time last_save = absl::Now();
   while (true) {
     std::deque<Event> batch;
     bool stop = false;
@@ -383,12 +393,27 @@ void Pipeline::HostLoop() {
     std::vector<Event> findings(std::make_move_iterator(batch.begin()),
                                 std::make_move_iterator(batch.end()));
     PublishFindings(std::move(findings), /*wait=*/false);
+    // On this thread, the only one that touches the host stage while live.
+    if (absl::Now() - last_save >= config_.alerting.scoring.save_interval) {
+      SaveScores();
+      last_save = absl::Now();
+    }
     if (stop) {
       absl::MutexLock lock(&host_mu_);
       if (host_queue_.empty()) {
         return;
       }
     }
+  }
+}
+
+void Pipeline::SaveScores() {
+  const std::string& path = config_.alerting.scoring.state_file;
+  if (path.empty()) {
+    return;
+  }
+  if (absl::Status s = host_->SaveState(path); !s.ok()) {
+    RW_LOG(kError, "scores not saved: %s", s.ToString());
   }
 }
 
@@ -407,6 +432,7 @@ void Pipeline::Stop() {
       host_stop_ = true;
     }
     host_thread_.join();
+    SaveScores();
   }
   if (output_) {
     output_->Stop();
@@ -481,6 +507,45 @@ void Add(MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, d
 }
 
 }  // namespace
+
+void Pipeline::AddDetectorCounters(std::vector<MetricFamily>& out) const {
+  // Each detector counter is its own family, relaywatch_detector_<detector>_<name>_total,
+  // summed over workers: one meaning per family, so sum() and rate() are meaningful.
+  struct Series {
+    std::size_t family;
+    std::string label;
+    std::string label_value;
+    std::uint64_t value;
+  };
+  std::vector<MetricFamily> families;
+  std::map<std::string, std::size_t> family_index;
+  std::vector<Series> series;
+  for (const auto& w : workers_) {
+    for (const DetectorCounterTotal& c : w->DetectorCounters()) {
+      std::string name = absl::StrCat("relaywatch_detector_", c.detector, "_", c.name, "_total");
+      const auto [f, added] = family_index.try_emplace(std::move(name), families.size());
+      if (added) {
+        families.push_back(Family(f->first, c.help, MetricType::Counter));
+      }
+      auto it = std::find_if(series.begin(), series.end(), [&](const Series& s) {
+        return s.family == f->second && s.label == c.label && s.label_value == c.label_value;
+      });
+      if (it == series.end()) {
+        series.push_back({f->second, c.label, c.label_value, 0});
+        it = std::prev(series.end());
+      }
+      it->value += c.value;
+    }
+  }
+  for (const Series& s : series) {
+    std::vector<ClientMetric::Label> labels;
+    if (!s.label.empty()) {
+      labels.push_back({s.label, s.label_value});
+    }
+    Add(families[s.family], std::move(labels), static_cast<double>(s.value));
+  }
+  std::move(families.begin(), families.end(), std::back_inserter(out));
+}
 
 std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   std::vector<MetricFamily> out;
@@ -597,6 +662,8 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   Add(fv, {}, static_cast<double>(evicted));
   out.push_back(std::move(fv));
 
+  AddDetectorCounters(out);
+
   const host::HostStageStats hs = host_->stats();
   auto sessions = Family("relaywatch_remote_sessions_total",
                          "Remote-access sessions identified, by app.", MetricType::Counter);
@@ -619,6 +686,21 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   Add(suppressed, {{"reason", "rate_limit"}}, static_cast<double>(hs.suppressed_rate_limited));
   Add(suppressed, {{"reason", "allowed"}}, static_cast<double>(hs.suppressed_allowed));
   out.push_back(std::move(suppressed));
+  // By rank, never by address: an address in a label is unbounded cardinality and personal
+  // data in the time-series store; which host holds a rank is in its risk_score alert.
+  auto scores = Family("relaywatch_host_score",
+                       "Risk score (0..1) of the N-th highest-scoring host "
+                       "(scoring.top_hosts ranks).",
+                       MetricType::Gauge);
+  for (std::size_t i = 0; i < hs.top_scores.size(); ++i) {
+    Add(scores, {{"rank", absl::StrCat(i + 1)}}, hs.top_scores[i].second);
+  }
+  out.push_back(std::move(scores));
+  auto above = Family("relaywatch_hosts_above_score_threshold",
+                      "Hosts whose risk score is at or above scoring.alert_threshold.",
+                      MetricType::Gauge);
+  Add(above, {}, static_cast<double>(hs.hosts_above_threshold));
+  out.push_back(std::move(above));
   auto hosts = Family("relaywatch_host_table_entries", "Hosts tracked by the host stage.",
                       MetricType::Gauge);
   Add(hosts, {}, static_cast<double>(hs.hosts_tracked));
@@ -627,6 +709,15 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
                          "Hosts forgotten because the host table was full.", MetricType::Counter);
   Add(hosts_ev, {}, static_cast<double>(hs.hosts_evicted));
   out.push_back(std::move(hosts_ev));
+  auto named = Family("relaywatch_flow_shape_named_flows_total",
+                      "Named remote sessions and the flow_shape findings about their flows: "
+                      "unknown_remote_control dropped, direction filled in, or the session "
+                      "forgotten because its table was full.",
+                      MetricType::Counter);
+  Add(named, {{"outcome", "shape_suppressed"}}, static_cast<double>(hs.shape_suppressed_named));
+  Add(named, {{"outcome", "direction_filled"}}, static_cast<double>(hs.shape_directions_filled));
+  Add(named, {{"outcome", "evicted"}}, static_cast<double>(hs.named_flows_evicted));
+  out.push_back(std::move(named));
 
   auto records_dropped = Family("relaywatch_records_dropped_total",
                                 "Records (never alerts) shed under back-pressure.",

@@ -58,8 +58,12 @@ class Pipeline {
   void PublishFindings(std::vector<Event> findings, bool wait);
   void ReplayFile(capture::PcapSource& source);
   void RunBatch();
+  // Writes the host scores to scoring.state_file (if set) from the host stage's thread.
+  void SaveScores();
   void HostLoop();
   void LiveLoop(LiveWorker& live);
+  // Appends the detectors' own counters (Detector::ReportCounters), summed over workers.
+  void AddDetectorCounters(std::vector<prometheus::MetricFamily>& out) const;
 
   Config config_;
   int worker_count_;

@@ -1,6 +1,8 @@
 #include "daemon/worker.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <iterator>
 
 #include "absl/synchronization/mutex.h"
 #include "capture/decode/decoder.h"
@@ -25,6 +27,31 @@ std::string_view EndReasonName(flow::EndReason reason) {
   return "unknown";
 }
 
+// Adds `sample` to its entry in `totals` (same detector, name and label), appending the entry
+// the first time. A worker has a few dozen counters: a linear scan is enough.
+void Accumulate(std::string_view detector, const detectors::CounterSample& sample,
+                std::vector<DetectorCounterTotal>& totals) {
+  auto it = std::find_if(totals.begin(), totals.end(), [&](const DetectorCounterTotal& t) {
+    return t.detector == detector && t.name == sample.name && t.label == sample.label &&
+           t.label_value == sample.label_value;
+  });
+  if (it == totals.end()) {
+    totals.push_back({std::string(detector), std::string(sample.name), std::string(sample.help),
+                      std::string(sample.label), std::string(sample.label_value), 0});
+    it = std::prev(totals.end());
+  }
+  it->value += sample.value;
+}
+
+void AccumulateDetector(const detectors::Detector& detector,
+                        std::vector<DetectorCounterTotal>& totals) {
+  std::vector<detectors::CounterSample> samples;
+  detector.ReportCounters(samples);
+  for (const detectors::CounterSample& s : samples) {
+    Accumulate(detector.name(), s, totals);
+  }
+}
+
 }  // namespace
 
 Worker::Worker(int index, const Config& config)
@@ -47,6 +74,17 @@ void Worker::BuildDetectors(const Config& config) {
   for (const std::string& e : config.syslog.events) {
     emit_flow_records_ |= config.syslog_enabled && e == "flow";
   }
+  {
+    // Keep what the old instances counted, and stop other threads reading them, before they
+    // are destroyed: Prometheus counters must not go back after a reload.
+    absl::MutexLock counters_lock(&counters_mu_);
+    for (const auto& d : detectors_) {
+      if (d) {
+        AccumulateDetector(*d, retired_);
+      }
+    }
+    exported_.clear();
+  }
   detectors_.clear();
   const auto& registry = detectors::Registry();
   for (std::size_t i = 0; i < registry.size(); ++i) {
@@ -61,6 +99,25 @@ void Worker::BuildDetectors(const Config& config) {
     }
     detectors_.push_back(std::move(*detector));
   }
+  absl::MutexLock counters_lock(&counters_mu_);
+  for (const auto& d : detectors_) {
+    exported_.push_back(d.get());  // may be null: disabled
+  }
+}
+
+std::vector<DetectorCounterTotal> Worker::DetectorCounters() const {
+  absl::MutexLock lock(&counters_mu_);
+  std::vector<DetectorCounterTotal> totals;
+  for (const detectors::Detector* d : exported_) {
+    if (d) {
+      AccumulateDetector(*d, totals);
+    }
+  }
+  // Then what replaced instances counted; a detector disabled since comes last.
+  for (const DetectorCounterTotal& r : retired_) {
+    Accumulate(r.detector, {r.name, r.help, r.value, r.label, r.label_value}, totals);
+  }
+  return totals;
 }
 
 void Worker::Reconfigure(const Config& config) { BuildDetectors(config); }

@@ -1,8 +1,12 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "capture/decode/decode_counters.h"
 #include "capture/decode/decoded_packet.h"
 #include "capture/flow/flow_table.h"
@@ -17,9 +21,21 @@ struct WorkerCounters {
   WorkerCounter bytes;
 };
 
+// One detector counter of one worker (detectors::CounterSample with owned strings), summed
+// over every instance of the detector the worker has had.
+struct DetectorCounterTotal {
+  std::string detector;  // Detector::name()
+  std::string name;
+  std::string help;
+  std::string label;  // empty: no label
+  std::string label_value;
+  std::uint64_t value = 0;
+};
+
 // One packet-path worker: its own flow table and detector instances, sharing nothing with
 // other workers. Events it produces are collected with TakeEvents() between batches.
-// Thread-safety: all calls from the owning thread, except the counters (relaxed atomics).
+// Thread-safety: all calls from the owning thread, except the counters (relaxed atomics) and
+// DetectorCounters().
 class Worker {
  public:
   Worker(int index, const Config& config);
@@ -39,6 +55,11 @@ class Worker {
   const WorkerCounters& counters() const { return counters_; }
   const decode::DecodeCounters& decode_counters() const { return decode_counters_; }
   const flow::FlowTableCounters& flow_counters() const { return flows_.counters(); }
+  // Every detector counter of this worker since it was created, in registry order: the live
+  // instances' counts plus the final counts of the instances Reconfigure replaced, so no
+  // total ever goes down. A detector a reload disabled keeps its last totals. Any thread;
+  // takes a mutex the packet path never takes.
+  std::vector<DetectorCounterTotal> DetectorCounters() const;
 
  private:
   void BuildDetectors(const Config& config);
@@ -54,6 +75,13 @@ class Worker {
   WorkerCounters counters_;
   decode::DecodedPacket scratch_;
   PacketTime last_tick_ = absl::InfinitePast();
+
+  // Detector counters for other threads. They reach the live instances through exported_,
+  // never detectors_, and BuildDetectors folds an instance's counts into retired_ and drops
+  // it from exported_, under the mutex, before destroying it.
+  mutable absl::Mutex counters_mu_;
+  std::vector<const detectors::Detector*> exported_ ABSL_GUARDED_BY(counters_mu_);
+  std::vector<DetectorCounterTotal> retired_ ABSL_GUARDED_BY(counters_mu_);
 };
 
 }  // namespace relaywatch::daemon

@@ -32,6 +32,18 @@ struct DetectorContext {
   std::uint16_t community_id_seed = 0;
 };
 
+// One counter a detector exports. The daemon sums it over workers and publishes it as the
+// Prometheus counter relaywatch_detector_<detector>_<name>_total (docs/metrics.md).
+struct CounterSample {
+  std::string_view name;  // snake_case ([a-z][a-z0-9_]*), no "_total"; unique per detector
+  std::string_view help;  // one sentence for # HELP, the same for every sample of `name`
+  std::uint64_t value = 0;
+  // An optional label, such as "reason", whose values are the names of an enum in code:
+  // never anything taken from traffic.
+  std::string_view label = {};
+  std::string_view label_value = {};
+};
+
 // A Detector sees the packets of flows it has not finished with, on one worker thread, in
 // packet-timestamp order. It never blocks, never allocates without a cap, and never reads
 // the wall clock. Each worker owns its own instances, so no state is shared.
@@ -47,6 +59,13 @@ class Detector {
   // Time moves forward only as packets arrive; use it for windows and expiry.
   virtual void OnTick(PacketTime now, EventBuffer& out) {}
   virtual std::string_view name() const = 0;
+  // Appends every counter of this instance, zeros included, as counted since it was built.
+  // The views need only live until the call returns. Called from the metrics thread while
+  // the worker runs, so it may read only WorkerCounters (relaxed atomics) and members fixed
+  // at construction; the worker never destroys an instance during the call, and calls it
+  // once more itself before a reload does, to keep the totals (Worker::DetectorCounters).
+  // Detectors without counters keep this default.
+  virtual void ReportCounters(std::vector<CounterSample>& out) const {}
 };
 
 // Reads and validates the detector's own YAML section (detectors.<name>), then builds an

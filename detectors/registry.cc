@@ -3,6 +3,7 @@
 #include "detectors/flow_shape/flow_shape.h"
 #include "detectors/relay/relay.h"
 #include "detectors/remote_access/remote_access.h"
+#include "detectors/stack/stack.h"
 #include "detectors/tls/tls.h"
 
 namespace relaywatch::detectors {
@@ -15,6 +16,7 @@ const std::vector<DetectorEntry>& Registry() {
       {"tls", &tls::Create},
       {"dns", &dns::Create},
       {"relay", &relay::Create},
+      {"stack", &stack::Create},
       // Last: its findings defer to every named identification of the same flow.
       {"flow_shape", &flow_shape::Create},
   };

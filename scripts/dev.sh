@@ -13,10 +13,12 @@ JOBS=$(nproc)
 # Build and runtime dependencies, all from Debian 12.
 BUILD_PACKAGES=(build-essential cmake pkg-config python3 libpcap-dev libboost-dev
   libabsl-dev libyaml-cpp-dev prometheus-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev
-  libssl-dev libsystemd-dev zlib1g-dev)
+  libssl-dev libsystemd-dev zlib1g-dev
+  libmaxminddb-dev tzdata)  # context: GeoIP (.mmdb) lookups; IANA zones of the inventory
 # What the tests run against: real receivers and linters, and clang's libFuzzer.
 TEST_PACKAGES=(rsyslog prometheus iproute2 systemd clang-14 libfuzzer-14-dev
-  libclang-rt-14-dev)
+  libclang-rt-14-dev
+  libmaxmind-db-writer-perl)  # writes the context tests' GeoIP databases
 
 install_missing() {
   local missing=()

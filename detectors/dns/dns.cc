@@ -281,6 +281,33 @@ std::size_t DnsDetector::FlowStateBytes(const flow::FlowState& flow) const {
   return bytes;
 }
 
+void DnsDetector::ReportCounters(std::vector<CounterSample>& out) const {
+  const DnsCounters& c = counters_;
+  out.push_back({"queries", "DNS queries parsed.", c.queries.Read()});
+  out.push_back({"responses", "DNS responses parsed (one dns event each).", c.responses.Read()});
+  out.push_back({"matched", "Responses whose query was seen on the same flow (latency known).",
+                 c.matched.Read()});
+  out.push_back({"unanswered", "Queries timed out, evicted or still open at the flow's end.",
+                 c.unanswered.Read()});
+  out.push_back({"evicted",
+                 "Unanswered queries forgotten because the flow's table was full "
+                 "(max_outstanding_queries).",
+                 c.evicted.Read()});
+  out.push_back({"not_dns", "Messages on DNS ports that parsed but were implausible.",
+                 c.not_dns.Read()});
+  out.push_back({"truncated_capture", "UDP payloads cut by the capture snaplen, not parsed.",
+                 c.truncated_capture.Read()});
+  out.push_back({"tcp_oversized", "TCP messages longer than max_tcp_message_bytes, skipped.",
+                 c.tcp_oversized.Read()});
+  out.push_back({"tcp_gaps", "Missing TCP segments (the message framer resynchronised).",
+                 c.tcp_gaps.Read()});
+  for (int s = 1; s < common::kDnsParseStatusCount; ++s) {  // 0 is kOk, never counted
+    out.push_back({"parse_errors", "DNS messages that failed to parse, by reason.",
+                   c.parse_errors[s].Read(), "reason",
+                   common::DnsParseStatusName(static_cast<DnsParseStatus>(s))});
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,
                                                  const DetectorContext& context) {
   RW_ASSIGN_OR_RETURN(DnsConfig config, ParseDnsConfig(section));

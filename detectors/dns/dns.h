@@ -53,6 +53,7 @@ class DnsDetector : public Detector {
                    flow::Direction direction, EventBuffer& out) override;
   void OnFlowEnd(flow::FlowState& flow, EventBuffer& out) override;
   std::string_view name() const override { return "dns"; }
+  void ReportCounters(std::vector<CounterSample>& out) const override;
 
   const DnsCounters& counters() const { return counters_; }
   // Bytes of per-flow state this detector holds for `flow` now (for the cap test).

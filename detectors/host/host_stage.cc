@@ -3,12 +3,17 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "detectors/flow_shape/flow_shape.h"
 
 namespace relaywatch::host {
 
 HostStage::HostStage(HostStageConfig config) : config_(std::move(config)) {}
 
-void HostStage::Reconfigure(HostStageConfig config) { config_ = std::move(config); }
+void HostStage::Reconfigure(HostStageConfig config) {
+  absl::MutexLock lock(&mu_);
+  pending_config_ = std::move(config);
+  has_pending_config_.store(true, std::memory_order_release);
+}
 
 bool HostStage::IsHome(const IpAddress& address) const {
   for (const Cidr& net : config_.home_networks) {
@@ -124,7 +129,8 @@ std::vector<std::string> HostStage::Tools(const IpAddress& host, const std::stri
 void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish) {
   const nlohmann::json& s = finding.body;
   const std::string app = s.value("app", "");
-  {
+  // A direction filled in later (direction_from) is the same session, not a new one.
+  if (!s.contains("direction_from")) {
     absl::MutexLock lock(&mu_);
     ++stats_.remote_sessions_by_app[app];
   }
@@ -184,6 +190,11 @@ void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish)
     info.severity = 1;
   }
   info.detector = "remote_access";
+  if (app == detectors::flow_shape::kUnknownRemoteControl) {
+    // A shape is weaker evidence than a handshake: a notch lower, whatever else the host ran.
+    info.severity = 2;
+    info.detector = "flow_shape";
+  }
   alert.alert = info;
   alert.evidence = {{"app", app},
                     {"host", host.ToString()},
@@ -303,6 +314,7 @@ void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
     b["port_hint"] = f.dest_port;
   }
   std::vector<Event> alerts;
+  NoteNamedSession(session);
   RememberSession(session);
   RemoteSession(session, alerts);
   publish.push_back(std::move(session));
@@ -312,13 +324,40 @@ void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
 }
 
 void HostStage::Process(Event finding, std::vector<Event>& publish) {
+  if (has_pending_config_.load(std::memory_order_acquire)) {
+    absl::MutexLock lock(&mu_);
+    config_ = std::move(*pending_config_);
+    pending_config_.reset();
+    has_pending_config_.store(false, std::memory_order_relaxed);
+  }
+  if (finding.ts > now_) now_ = finding.ts;
+  const std::size_t first = publish.size();
+  ProcessFinding(std::move(finding), publish);
+  std::vector<Event> score_alerts;
+  for (std::size_t i = first; i < publish.size(); ++i) {
+    if (publish[i].alert) ScoreAlert(publish[i], score_alerts);
+  }
+  for (Event& e : score_alerts) publish.push_back(std::move(e));
+  if (now_ - top_scores_at_ >= absl::Minutes(1)) RefreshTopScores(now_);
+}
+
+void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
   // The finding goes out before the alert it causes, so a reader meets the session first.
   std::vector<Event> alerts;
+  if (ShapeFinding(finding, publish)) {
+    return;  // a flow_shape finding about a named tool's flow (host_stage_shape.cc)
+  }
   if (finding.event_type == "remote_session") {
     RememberSession(finding);
     RemoteSession(finding, alerts);
   } else if (finding.event_type == "relay") {
     Relay(finding, alerts);
+  } else if (finding.event_type == "tunnel") {
+    TunnelRecord(finding, alerts);
+  } else if (finding.event_type == "stack") {
+    // Consumed here: its conclusions go out as shared_line records.
+    StackRecord(finding, publish);
+    return;
   } else if (finding.event_type == "dns") {
     DnsClue(finding);
   } else if (finding.event_type == "tls") {

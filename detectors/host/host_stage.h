@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "capture/base/ip_address.h"
@@ -34,12 +36,44 @@ struct Site {
   absl::Duration local_rtt = absl::Milliseconds(60);
 };
 
+// scoring: every alert is evidence against its host; evidence decays, kinds combine.
+struct ScoringConfig {
+  // A piece of evidence counts half after this long (packet time).
+  absl::Duration half_life = absl::Hours(72);
+  // A host whose score reaches this is alerted (once per dedup window).
+  double alert_threshold = 0.7;
+  // Weight per evidence kind (an alert's detector; remote-control alerts about an IP-KVM
+  // count as "kvm"). Kinds not listed weigh `default_weight`.
+  std::map<std::string, double> weights = {
+      {"remote_access", 0.6}, {"kvm", 0.8},           {"hidden_leg", 0.7},
+      {"controller_rtt", 0.7}, {"stepping_stone", 0.5}, {"shared_line", 0.6},
+      {"tunnel", 0.3},         {"flow_shape", 0.4}};
+  double default_weight = 0.3;
+  // Scores survive a restart in this file ("" = not kept). Written atomically at shutdown
+  // and every `save_interval` of wall time.
+  std::string state_file;
+  absl::Duration save_interval = absl::Minutes(5);
+  // Hosts exported in relaywatch_host_score (highest first).
+  std::size_t top_hosts = 20;
+};
+
 struct HostStageConfig {
   std::vector<Cidr> home_networks;
+  ScoringConfig scoring;
   // First match wins; hosts in no site use relay.local_rtt.
   std::vector<Site> sites;
   // detectors.relay: the hidden-leg, controller-RTT and stepping-stone decisions.
   detectors::relay::RelayConfig relay;
+  // Addresses of the company's entry points (VPN concentrators, SSO and web portals): the
+  // source address of a connection to one is the public address of the line it came from.
+  std::vector<Cidr> entry_points;
+  // Shared lines: devices behind one public address at the entry points.
+  absl::Duration shared_line_window = absl::Hours(24);
+  std::uint64_t shared_line_min_devices = 3;
+  std::size_t max_public_addresses = 16384;
+  // Services of the entry points that are tunnels (a device keeps one open): protocol, port.
+  std::vector<std::pair<std::uint8_t, std::uint16_t>> vpn_ports = {
+      {6, 1194}, {17, 1194}, {17, 500}, {17, 4500}, {17, 51820}, {6, 1723}};
   std::vector<AllowRule> allow;
   // Several different tools operating one host within this window raise the severity.
   absl::Duration multi_tool_window = absl::Hours(24 * 7);
@@ -63,6 +97,24 @@ inline constexpr std::uint32_t kSidRemoteToolSession = 9100003;
 inline constexpr std::uint32_t kSidHiddenLeg = 9100010;
 inline constexpr std::uint32_t kSidControllerRtt = 9100011;
 inline constexpr std::uint32_t kSidSteppingStone = 9100012;
+inline constexpr std::uint32_t kSidSharedLine = 9100020;
+inline constexpr std::uint32_t kSidTunnelChange = 9100021;
+inline constexpr std::uint32_t kSidNestedTunnel = 9100022;
+inline constexpr std::uint32_t kSidRiskScore = 9100030;
+
+// One host's score and the evidence behind it, strongest first.
+struct HostScore {
+  IpAddress host;
+  double score = 0;
+  struct Item {
+    std::string kind;
+    double contribution = 0;  // weight x strength x decay
+    std::uint32_t signature_id = 0;
+    std::string signature;
+    PacketTime ts;
+  };
+  std::vector<Item> evidence;
+};
 
 // Counters read by the metrics collector (copied under the stage's mutex).
 struct HostStageStats {
@@ -75,8 +127,19 @@ struct HostStageStats {
   std::uint64_t hosts_tracked = 0;
   std::uint64_t hosts_evicted = 0;
   std::uint64_t resolved_evicted = 0;
+  // flow_shape findings: unknown_remote_control dropped because the flow already had a
+  // named session; named sessions whose direction the flow's shape filled in; named
+  // sessions forgotten because their table was full.
+  std::uint64_t shape_suppressed_named = 0;
+  std::uint64_t shape_directions_filled = 0;
+  std::uint64_t named_flows_evicted = 0;
   std::uint64_t relay_records = 0;
   std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
+  std::uint64_t public_addresses = 0;  // lines tracked at the entry points
+  std::uint64_t public_addresses_evicted = 0;
+  // The highest host scores at the last packet time the stage saw (scoring.top_hosts).
+  std::vector<std::pair<std::string, double>> top_scores;
+  std::uint64_t hosts_above_threshold = 0;
 };
 
 // The host stage: one thread that sees every worker's findings, decides which internal host
@@ -92,10 +155,17 @@ class HostStage {
 
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
   void Process(Event finding, std::vector<Event>& publish);
-  // Replaces the configuration (SIGHUP) keeping dedup and rate-limit state.
+  // Replaces the configuration (SIGHUP) keeping dedup, rate-limit and score state. Safe from
+  // any thread: the new configuration takes effect at the next Process() call.
   void Reconfigure(HostStageConfig config);
 
   HostStageStats stats() const;
+  // Scores at the stage's current packet time, highest first (host_stage_score.cc).
+  std::vector<HostScore> Scores(std::size_t limit) const;
+  // Keeps and restores the evidence behind the scores (scoring.state_file). Load replaces
+  // what the stage holds; a missing file is not an error.
+  absl::Status SaveState(const std::string& path) const;
+  absl::Status LoadState(const std::string& path);
   bool IsHome(const IpAddress& address) const;
 
  private:
@@ -124,6 +194,15 @@ class HostStage {
       std::vector<PacketTime> ons;
     };
     std::deque<OnFlow> on_flows;
+    // Risk evidence by kind: the strongest recent piece of each kind.
+    struct Evidence {
+      double strength = 0;  // 0..1 from the alert's severity
+      PacketTime ts;
+      std::uint32_t signature_id = 0;
+      std::string signature;
+    };
+    absl::flat_hash_map<std::string, Evidence> evidence;
+    bool above_threshold = false;
   };
   // A remote session's ends, kept until the flow's relay record arrives.
   struct SessionEnds {
@@ -133,11 +212,25 @@ class HostStage {
     PacketTime ts;
   };
 
+  void ProcessFinding(Event finding, std::vector<Event>& publish);
   void RemoteSession(const Event& finding, std::vector<Event>& publish);
   // TLS and DNS clues: a flow whose server name, ALPN, certificate or resolved address
   // belongs to a tool of the signature file becomes a remote_session of that tool.
   void TlsClue(const Event& finding, std::vector<Event>& publish);
   void DnsClue(const Event& finding);
+  // flow_shape findings (host_stage_shape.cc). A named session's flow remembered, so its
+  // later shape finding can be dropped or fill in the direction.
+  struct NamedFlow {
+    PacketTime ts = absl::InfinitePast();
+    bool direction_known = false;
+    FlowRef flow;
+    nlohmann::json session;  // the remote_session body while its direction is unknown
+  };
+  // True when the finding was consumed here (a shape finding for a named flow, or a bare
+  // screen side); named remote_session findings are noted and go on.
+  bool ShapeFinding(const Event& finding, std::vector<Event>& publish);
+  void NoteNamedSession(const Event& session);
+  void FillDirection(NamedFlow& named, const Event& finding, std::vector<Event>& publish);
   // relay records: the controller's distance for a remote session, the hidden leg behind a
   // host's own flows, and stepping stones through it (host_stage_relay.cc).
   void Relay(Event& finding, std::vector<Event>& publish);
@@ -149,6 +242,20 @@ class HostStage {
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
                       const IpAddress& peer, std::vector<PacketTime> ons,
                       std::vector<Event>& publish);
+  // stack records: devices behind one public address at the entry points
+  // (host_stage_shared_line.cc).
+  void StackRecord(const Event& finding, std::vector<Event>& publish);
+  bool IsEntryPoint(const IpAddress& address) const;
+  // tunnel records: nesting (a company tunnel inside another), and a device that leaves its
+  // usual link for a tunnel. `device` names the device: a home host, or a public address
+  // and stack at an entry point.
+  void TunnelRecord(Event& finding, std::vector<Event>& publish);
+  void LinkHistory(const std::string& device, const IpAddress& host, bool tunnel,
+                   const Event& finding, std::vector<Event>& publish);
+  // Risk score: every published alert is evidence against its host.
+  void ScoreAlert(const Event& alert, std::vector<Event>& publish);
+  HostScore ScoreOf(const IpAddress& host, const HostState& state, PacketTime now) const;
+  void RefreshTopScores(PacketTime now);
   // An alert of this stage, counted; `key` is its dedup key.
   void PublishAlert(Event alert, std::vector<Event>& publish);
   bool Allowed(const std::string& app, const IpAddress& host,
@@ -169,8 +276,38 @@ class HostStage {
   absl::flat_hash_map<IpAddress, Resolved> resolved_;
   // Flows already reported as a tool's session (a flow has several ClientHellos).
   absl::flat_hash_map<std::uint64_t, PacketTime> attributed_flows_;
+  absl::flat_hash_map<std::uint64_t, NamedFlow> named_flows_;
   absl::flat_hash_map<std::uint64_t, SessionEnds> sessions_;
+  // One public address seen at the entry points: its connections' stack records.
+  struct Line {
+    struct Connection {
+      PacketTime syn;
+      PacketTime end;
+      std::string signature;
+      IpAddress dst;
+      std::uint16_t dport = 0;
+      std::uint16_t sport = 0;
+      std::optional<double> ts_hz;
+      bool vpn = false;  // to a VPN service port (detectors.stack.vpn_ports)
+      bool udp = false;
+    };
+    std::deque<Connection> connections;
+    std::uint64_t reported_devices = 0;
+    PacketTime last_seen;
+  };
+  absl::flat_hash_map<IpAddress, Line> lines_;
+  // Per device: SYNs on a plain link and on a tunnel, and when last seen.
+  struct LinkCounts {
+    std::uint64_t plain = 0;
+    std::uint64_t tunnel = 0;
+    PacketTime last_seen;
+  };
+  absl::flat_hash_map<std::string, LinkCounts> links_;
+  PacketTime now_ = absl::InfinitePast();  // the latest finding's time
+  PacketTime top_scores_at_ = absl::InfinitePast();
   mutable absl::Mutex mu_;
+  std::optional<HostStageConfig> pending_config_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> has_pending_config_{false};
   HostStageStats stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -240,6 +240,25 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   counters_.flows_measured.Increment();
 }
 
+void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
+  const RelayCounters& c = counters_;
+  out.push_back({"flows_measured", "relay records emitted (one per timed TCP flow).",
+                 c.flows_measured.Read()});
+  out.push_back({"handshakes_split", "Flows with both legs of the TCP handshake timed.",
+                 c.handshakes_split.Read()});
+  out.push_back({"handshakes_karn",
+                 "Handshakes not timed because the SYN or SYN/ACK was retransmitted (Karn).",
+                 c.handshakes_karn.Read()});
+  out.push_back({"turnarounds", "Client turnaround samples kept.", c.turnarounds.Read()});
+  out.push_back({"turnarounds_refused",
+                 "Client turnarounds refused: loss in the flight or answer, or too slow.",
+                 c.turnarounds_refused.Read()});
+  out.push_back({"ack_rtt_samples", "Data to ACK round-trip samples taken.",
+                 c.ack_rtt_samples.Read()});
+  out.push_back({"obfuscated_ssh", "SSH sessions paced by keystroke timing obfuscation.",
+                 c.obfuscated_ssh.Read()});
+}
+
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,
                                                  const DetectorContext& context) {
   RW_ASSIGN_OR_RETURN(RelayConfig config, ParseRelayConfig(section));

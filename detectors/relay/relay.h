@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -38,6 +39,7 @@ class RelayDetector : public Detector {
                    flow::Direction direction, EventBuffer& out) override;
   void OnFlowEnd(flow::FlowState& flow, EventBuffer& out) override;
   std::string_view name() const override { return "relay"; }
+  void ReportCounters(std::vector<CounterSample>& out) const override;
 
   const RelayCounters& counters() const { return counters_; }
 

@@ -601,6 +601,29 @@ void TlsDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   slot.reset();
 }
 
+void TlsDetector::ReportCounters(std::vector<CounterSample>& out) const {
+  const TlsCounters& c = counters_;
+  out.push_back({"client_hellos", "ClientHellos parsed (TLS, DTLS and QUIC).",
+                 c.client_hellos.Read()});
+  out.push_back({"events", "tls events emitted (one per ClientHello).", c.events.Read()});
+  out.push_back({"oversized_messages",
+                 "Handshake messages longer than max_client_hello_bytes, not fingerprinted.",
+                 c.oversized_messages.Read()});
+  out.push_back({"hellos_dropped",
+                 "ClientHellos past the fourth on one flow; the flow was then given up.",
+                 c.hellos_dropped.Read()});
+  out.push_back({"tcp_gaps", "Missing TCP segments that ended parsing of a direction.",
+                 c.tcp_gaps.Read()});
+  out.push_back({"quic_undecryptable", "QUIC Initial packets that failed authentication.",
+                 c.quic_undecryptable.Read()});
+  out.push_back({"not_tls", "Flows given up without a ClientHello.", c.not_tls.Read()});
+  for (int s = 1; s < common::kTlsParseStatusCount; ++s) {  // 0 is kOk, never counted
+    out.push_back({"parse_errors", "Handshake messages that failed to parse, by reason.",
+                   c.parse_errors[s].Read(), "reason",
+                   common::TlsParseStatusName(static_cast<common::TlsParseStatus>(s))});
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,
                                                  const DetectorContext& context) {
   RW_ASSIGN_OR_RETURN(TlsConfig config, ParseTlsConfig(section));

@@ -323,6 +323,52 @@ def relay_seeds():
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy}
 
 
+# ------------------------------------------------------------------------------------------
+# inventory_fuzz, address_list_fuzz, geoip_fuzz: the context files (detectors/context).
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+INVENTORY_HEADER = b"address,hostname,mac,person,location,timezone\r\n"
+
+INVENTORY_SEEDS = {
+    "example": (REPO / "conf" / "inventory.example.csv").read_bytes(),
+    "header_only": INVENTORY_HEADER,
+    "reordered_bom_crlf": b"\xef\xbb\xbftimezone,mac,person,location,hostname,address\r\n"
+                          b"America/Phoenix,aa-bb-cc-dd-ee-ff,Ann,HQ,ws-1,192.0.2.1\r\n",
+    "quoted": INVENTORY_HEADER +
+              b'"192.0.2.0/24","a.example.","","Doe, ""JD"" Jane","Line\nbreak",UTC\n',
+    "ipv6_and_mapped": INVENTORY_HEADER + b"2001:db8::/32,,,,,Europe/Berlin\n"
+                                          b"::ffff:198.51.100.7,,,,,Asia/Kolkata\n",
+    "duplicate": INVENTORY_HEADER + b"192.0.2.1,a,,,,\n192.0.2.1,b,,,,\n",
+    "bad_zone": INVENTORY_HEADER + b"192.0.2.1,a,,,,../../etc/passwd\n",
+    "unterminated": INVENTORY_HEADER + b'192.0.2.1,"a,,,,\n',
+}
+
+ADDRESS_LIST_SEEDS = {
+    "example": (REPO / "conf" / "lists" / "consumer_vpn.example.txt").read_bytes(),
+    "mixed": b"# exits\n192.0.2.0/24\n  198.51.100.7  # one\r\n\t2001:db8:100::/40\n"
+             b"::ffff:203.0.113.0/120\n0.0.0.0/0\n::/0\n",
+    "duplicates": b"10.0.0.0/8\n10.0.0.0/8\n10.1.0.0/16\n",
+    "host_bits": b"192.0.2.1/24\n",
+    "range": b"192.0.2.1 - 192.0.2.9\n",
+}
+
+
+def geoip_seeds():
+    """The unit tests' databases, written by their Perl script (skipped without it)."""
+    import subprocess
+    import tempfile
+    script = REPO / "tests" / "unit" / "detectors" / "context" / "make_test_mmdb.pl"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            subprocess.run(["perl", str(script), tmp], check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"geoip_fuzz seeds not rewritten ({e}); "
+                  "apt-get install libmaxmind-db-writer-perl")
+            return {}
+        return {name: (pathlib.Path(tmp) / name).read_bytes()
+                for name in ("context_test.mmdb", "context_test_v4.mmdb")}
+
+
 def write(target, seeds):
     directory = CORPUS / target
     directory.mkdir(parents=True, exist_ok=True)
@@ -335,6 +381,9 @@ def main():
     write("remote_access_fuzz", remote_access_seeds())
     write("config_fuzz", CONFIG_SEEDS)
     write("relay_fuzz", relay_seeds())
+    write("inventory_fuzz", INVENTORY_SEEDS)
+    write("address_list_fuzz", ADDRESS_LIST_SEEDS)
+    write("geoip_fuzz", geoip_seeds())
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     print(f"seed corpora in {CORPUS}: {total} bytes")
 

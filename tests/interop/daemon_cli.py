@@ -123,6 +123,16 @@ def replay(rw, work, pcap, promtool):
           r.returncode == 1 and "nope.pcap" in r.stderr, r.stderr)
 
 
+def detector_counters(body):
+    """The relaywatch_detector_* samples of an exposition: {series: value}."""
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("relaywatch_detector_"):
+            series, value = line.rsplit(" ", 1)
+            out[series] = float(value)
+    return out
+
+
 def live(rw, work, promtool):
     if os.geteuid() != 0:
         print("SKIP: live capture needs root (CAP_NET_RAW)")
@@ -163,6 +173,10 @@ def live(rw, work, promtool):
     if promtool:
         p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True)
         check("/metrics passes promtool check metrics", p.returncode == 0, p.stdout + p.stderr)
+    before = detector_counters(body)
+    check("/metrics exports the detectors' own counters",
+          sum(before.values()) > 0 and any(k.startswith("relaywatch_detector_tls_") for k in before),
+          str(before))
     # A bad config on SIGHUP is refused; the daemon keeps running on the old one.
     with open(conf, "a") as f:
         f.write("bogus_key: 1\n")
@@ -177,6 +191,11 @@ def live(rw, work, promtool):
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: sum("READY=1" in m for m in drain()) >= 3, 5)
     time.sleep(1.5)  # the output thread reopens on its next wake-up
+    # The reloads rebuilt every detector instance; their counters must not go back.
+    after = detector_counters(
+        urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read())
+    went_back = {k: (v, after.get(k)) for k, v in before.items() if after.get(k, -1) < v}
+    check("detector counters survive SIGHUP without going back", not went_back, str(went_back))
     ssh_exchange(free_port())
     proc.send_signal(signal.SIGTERM)
     try:

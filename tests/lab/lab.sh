@@ -2,7 +2,7 @@
 # relaywatch traffic lab: network namespaces + userspace delay links, real traffic, ground truth.
 # (relaywatch's own copy, grown from the shared lab in /work/shared/lab; see README.md)
 # usage: lab.sh deps | up | down | list | status
-#        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--seed N] [--out DIR]
+#        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--seed N] [--out DIR]
 #        lab.sh verify RUN_DIR...      (tshark cross-check of a run's gw.pcap)
 set -euo pipefail
 
@@ -11,7 +11,13 @@ HELPERS="$LAB_DIR/helpers"
 PFX="${RWLAB_PREFIX:-rwlab-}"
 STATE="${RWLAB_STATE:-${TMPDIR:-/tmp}/${PFX}state}"
 PY="${RWLAB_PYTHON:-python3}"
-NEAR_DELAY_MS="${RWLAB_NEAR_DELAY_MS:-5}"   # one-way, each direction, gw <-> srv
+# gw <-> srv link, one-way each direction. `up` uses RWLAB_NEAR_DELAY_MS (default
+# 5) and remembers it in $STATE/near_delay_ms; `run` sets the link from the env
+# var if given, else from that file. RWLAB_NEAR_JITTER_MS (default 0; or
+# `run --near-jitter-ms`) is gaussian jitter (sigma, each way) on that link,
+# seeded with --seed like the op link's --jitter-ms, order kept.
+NEAR_DELAY_MS="${RWLAB_NEAR_DELAY_MS:-$(cat "$STATE/near_delay_ms" 2>/dev/null || echo 5)}"
+NEAR_JITTER_MS="${RWLAB_NEAR_JITTER_MS:-0}"
 # The delay lines run SCHED_FIFO at this priority (chrt) so that a busy
 # machine does not stretch the configured delays; 0 = normal scheduling.
 DELAY_RT_PRIO="${RWLAB_DELAY_RT_PRIO:-10}"
@@ -40,9 +46,12 @@ DISP_OP_RDP=$((DISP_FARM_VNC + 2))
 #   RWLAB_VNC_PIXEL_FORMAT  native | bgr233 (the RFB client asks for 8 bpp)
 VNC_SCALE="${RWLAB_VNC_SCALE:-}"
 VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-native}"
+# Volume knob for the HTTPS scenarios: cap every /bytes/N download at this many
+# bytes (empty = no cap; the scenarios fetch 123 B to 4 MB).
+MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
-           scp_transfer ssh_local_forward)
+           scp_transfer ssh_local_forward vnc_typed_ssh)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -134,8 +143,9 @@ set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED  (one-way, each directio
     printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s}\n' "$2" "$3" "$4" >"$f.tmp"
     mv -f "$f.tmp" "$f"
 }
-set_op_delay() {  # set_op_delay DELAY_MS JITTER_MS SEED
-    set_delay op "$1" "$2" "${3:-1}"
+set_link_delays() {  # set_link_delays OP_DELAY_MS OP_JITTER_MS NEAR_DELAY_MS NEAR_JITTER_MS SEED
+    set_delay op "$1" "$2" "${5:-1}"
+    set_delay srv "$3" "$4" "${5:-1}"
     sleep 0.5   # delay line polls its control file every 0.2 s
 }
 
@@ -218,6 +228,8 @@ cmd_up() {
     done
     trap 'log "up failed, tearing down"; cmd_down' EXIT
     mkdir -p "$STATE"
+    NEAR_DELAY_MS="${RWLAB_NEAR_DELAY_MS:-5}"
+    echo "$NEAR_DELAY_MS" >"$STATE/near_delay_ms"
     local ns
     for ns in "${NSLIST[@]}"; do
         # per-namespace resolver and hosts files (ip netns exec bind-mounts
@@ -309,6 +321,7 @@ vnc_session             op RFB client drives x11vnc on farm         relayed=true
 rdp_session             op xfreerdp drives xrdp on farm             relayed=true  app=rdp controlled=farm
 scp_transfer            farm scp ~2 MB file -> srv                  relayed=false app=ssh (bulk)
 ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true  app=tls (ssh tunnel)
+vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
 EOF
 }
 
@@ -336,6 +349,16 @@ CURL_TLS=(curl -sS --max-time 20 --cacert "$STATE/tls/srv.crt" --resolve "$SRV_N
           -w 'http=%{http_code} bytes=%{size_download} connect=%{time_connect} tls=%{time_appconnect} total=%{time_total}\n')
 SSH=(ssh -F "$STATE/ssh/ssh_config")
 REMOTE_SHELL="PS1='rwlab\$ ' exec bash --norc --noprofile -i"
+dl() {  # dl PATH -> PATH, with /bytes/N capped at RWLAB_MAX_DOWNLOAD_BYTES
+    local p="$1"
+    if [[ -n $MAX_DOWNLOAD_BYTES && $p == /bytes/* ]] && (( ${p#/bytes/} > MAX_DOWNLOAD_BYTES )); then
+        p="/bytes/$MAX_DOWNLOAD_BYTES"
+    fi
+    printf '%s' "$p"
+}
+dl_note() {  # appends the download cap to M_NOTE when it is set
+    [[ -z $MAX_DOWNLOAD_BYTES ]] || M_NOTE="$M_NOTE; downloads capped at $MAX_DOWNLOAD_BYTES bytes (RWLAB_MAX_DOWNLOAD_BYTES)"
+}
 
 # Per-scenario metadata: set by each scn_* function.
 M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NOTE=""
@@ -347,11 +370,12 @@ scn_direct_tls() {
     local out="$1" seed="$2" i n sizes
     M_RELAYED=false; M_APP=tls; M_HUMAN=farm
     M_NOTE="user at the laptop browses https srv (curl), several connections"
+    dl_note
     spec direct tls "$FARM" "$SRV" 443 false "farm curl -> srv"
     n=$(( 5 + seed % 3 ))
     for i in $(seq "$n"); do
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
-        nsx farm "${CURL_TLS[@]}" "https://$SRV_NAME${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        nsx farm "${CURL_TLS[@]}" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
     done
 }
@@ -360,12 +384,13 @@ scn_proxied_tls() {
     local out="$1" seed="$2" i n sizes
     M_RELAYED=true; M_APP=tls; M_KIND=socks5; M_HUMAN=op; M_CTRL=""
     M_NOTE="operator's curl uses the dante SOCKS5 proxy on the laptop; TLS is end-to-end op<->srv"
+    dl_note
     spec operator_leg socks5 "$OP" "$FARM" 1080 true "op -> farm SOCKS5 (carries the TLS session)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op"
     n=$(( 5 + seed % 3 ))
     for i in $(seq "$n"); do
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
-        nsx op "${CURL_TLS[@]}" --socks5 "$FARM:1080" "https://$SRV_NAME${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        nsx op "${CURL_TLS[@]}" --socks5 "$FARM:1080" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
     done
 }
@@ -395,6 +420,7 @@ scn_ssh_tunnel() {
     local out="$1" seed="$2" i n sizes tpid
     M_RELAYED=true; M_APP=tls; M_KIND=ssh_dynamic_forward; M_HUMAN=op
     M_NOTE="operator runs ssh -D 1081 root@farm and curls https srv through it (bulk)"
+    dl_note
     spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -D (tunnel)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm sshd -> srv:443, TLS client is op"
     ip netns exec "${PFX}op" "${SSH[@]}" -N -D 127.0.0.1:1081 "root@$FARM" >>"$out/scenario.log" 2>&1 </dev/null &
@@ -403,7 +429,7 @@ scn_ssh_tunnel() {
     n=$(( 4 + seed % 3 ))
     for i in $(seq "$n"); do
         sizes=( /bytes/500000 /bytes/2000000 /bytes/4000000 / )
-        nsx op "${CURL_TLS[@]}" --socks5 127.0.0.1:1081 "https://$SRV_NAME${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+        nsx op "${CURL_TLS[@]}" --socks5 127.0.0.1:1081 "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
     done
     stop_pid "$tpid"
@@ -490,6 +516,7 @@ scn_ssh_local_forward() {
     local out="$1" seed="$2" i n sizes tpid
     M_RELAYED=true; M_APP=tls; M_KIND=ssh_local_forward; M_HUMAN=op
     M_NOTE="operator runs ssh -N -L 8443:srv:443 root@farm and curls https srv through the forward"
+    dl_note
     spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -L (tunnel)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm sshd -> srv:443 (direct-tcpip), TLS client is op"
     ip netns exec "${PFX}op" "${SSH[@]}" -N -L "127.0.0.1:8443:$SRV:443" "root@$FARM" >>"$out/scenario.log" 2>&1 </dev/null &
@@ -505,23 +532,53 @@ scn_ssh_local_forward() {
     for i in $(seq "$n"); do
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
         nsx op "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:127.0.0.1" \
-            "https://$SRV_NAME:8443${sizes[$(( (seed + i) % 4 ))]}" >>"$out/scenario.log" 2>&1
+            "https://$SRV_NAME:8443$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
     done
     stop_pid "$tpid"
 }
 
+scn_vnc_typed_ssh() {
+    local out="$1" seed="$2" i scale=() vscale vpf
+    M_RELAYED=true; M_APP=ssh; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
+    M_NOTE="far operator types through VNC into an xterm on the laptop that runs ssh -tt root@srv; the ssh client is farm's, the human at op reacts to the screen (output seen in a FramebufferUpdate, then a seeded reaction time)"
+    spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc (keystrokes in, screen updates out)"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm xterm's ssh -> srv:22, typed by op through VNC"
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null && command -v xterm >/dev/null ||
+        { log "x11vnc/Xvfb/xterm missing"; return 3; }
+    # low VNC volume by default: unset knobs mean -scale 1/2 and bgr233
+    # (set RWLAB_VNC_SCALE= and RWLAB_VNC_PIXEL_FORMAT=native for full size)
+    vscale="${RWLAB_VNC_SCALE-1/2}"; vpf="${RWLAB_VNC_PIXEL_FORMAT:-bgr233}"
+    [[ -n $vscale ]] && scale=(-scale "$vscale")
+    M_NOTE="$M_NOTE; x11vnc -scale ${vscale:-none}, client pixel format $vpf"
+    start_xvfb farm "$DISP_FARM_VNC" 800x600x24 "$out/xvfb_farm.log"
+    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x36+0+0 \
+        -l -lf "$out/farm_terminal.txt" -e "${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL"
+    run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
+        -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
+    wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
+    # the operator starts once the laptop's ssh session shows its prompt
+    for i in $(seq 200); do
+        grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null && break
+        sleep 0.1
+    done
+    grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null || { log "no ssh prompt in the farm xterm"; return 1; }
+    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget 20 \
+        --pixel-format "$vpf" --react-to-screen --font-px 13 --desktop-height 600 \
+        --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
+}
+
 # ---------------------------------------------------------------- run
-run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED
+run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY_MS, NEAR_JITTER_MS)
     local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok
     declare -F "scn_$scn" >/dev/null || die "unknown scenario $scn (see: $0 list)"
     mkdir -p "$out"
     rm -f "$out"/gw.pcap "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/spec.tsv
     SPEC="$out/spec.tsv"; : >"$SPEC"
     M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NOTE=""
-    set_op_delay "$d" "$j" "$seed"
+    set_link_delays "$d" "$j" "$NEAR_DELAY_MS" "$NEAR_JITTER_MS" "$seed"
     ph=$(ping_median farm "$OP"); pd=$(ping_median farm "$SRV")
-    log "run $scn op_delay=${d}ms jitter=${j}ms seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
     ip netns exec "${PFX}gw" tcpdump -i lan0 -n -U -s 0 -Z root -w "$out/gw.pcap" >"$out/tcpdump.log" 2>&1 </dev/null &
     cap=$!
     for _ in $(seq 50); do grep -q "listening on" "$out/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
@@ -544,7 +601,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED
     # shellcheck disable=SC1091
     [[ -f $out/.meta.sh ]] && source "$out/.meta.sh" && rm -f "$out/.meta.sh"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
-        --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" \
+        --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" --near-jitter-ms "$NEAR_JITTER_MS" \
         --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
         --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
         --events "$M_EVENTS" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
@@ -557,19 +614,24 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED
 RUN_RC=0
 
 cmd_run() {
-    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--seed N] [--out DIR]"
+    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--seed N] [--out DIR]"
     local scn="$1"; shift
     local d=0 j=0 seed=1 out="" we_upped=0 s failed=0
     while [[ $# -gt 0 ]]; do
         case "$1" in
             --op-delay-ms) d="$2"; shift 2 ;;
             --jitter-ms) j="$2"; shift 2 ;;
+            --near-jitter-ms) NEAR_JITTER_MS="$2"; shift 2 ;;
             --seed) seed="$2"; shift 2 ;;
             --out) out="$2"; shift 2 ;;
             *) die "unknown option $1" ;;
         esac
     done
-    [[ $d =~ ^[0-9]+$ && $j =~ ^[0-9]+$ && $seed =~ ^[0-9]+$ ]] || die "delay, jitter and seed must be integers"
+    [[ $d =~ ^[0-9]+$ && $seed =~ ^[0-9]+$ ]] || die "--op-delay-ms and --seed must be integers"
+    local num='^[0-9]+(\.[0-9]+)?$'
+    [[ -z $MAX_DOWNLOAD_BYTES || $MAX_DOWNLOAD_BYTES =~ ^[0-9]+$ ]] || die "RWLAB_MAX_DOWNLOAD_BYTES must be an integer"
+    [[ $j =~ $num && $NEAR_JITTER_MS =~ $num && $NEAR_DELAY_MS =~ $num ]] ||
+        die "--jitter-ms, --near-jitter-ms (RWLAB_NEAR_JITTER_MS) and RWLAB_NEAR_DELAY_MS must be numbers >= 0"
     if ! is_up; then cmd_up; we_upped=1; fi
     # shellcheck disable=SC2064
     trap "kill_run_pids; [[ $we_upped == 1 ]] && cmd_down" EXIT

@@ -12,13 +12,15 @@
 #include "daemon/sinks/prometheus_sink.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/unit/daemon/frames.h"
 
 namespace relaywatch::daemon {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
-// Writes Ethernet/IPv4/TCP frames to a classic pcap, so tests replay real files.
+// Writes Ethernet/IPv4 TCP and UDP frames to a classic pcap, so tests replay real files.
 class PcapWriter {
  public:
   explicit PcapWriter(const std::string& path) {
@@ -39,24 +41,11 @@ class PcapWriter {
   }
   void Tcp(const char* src, int sport, const char* dst, int dport, std::uint8_t flags,
            std::uint32_t seq, const std::string& payload) {
-    std::vector<std::uint8_t> f(14, 0);
-    f[12] = 0x08;
-    const std::size_t ip_len = 20 + 20 + payload.size();
-    std::uint8_t ip[20] = {0x45, 0, static_cast<std::uint8_t>(ip_len >> 8),
-                           static_cast<std::uint8_t>(ip_len), 0, 1, 0x40, 0, 64, 6};
-    auto s = *IpAddress::Parse(src);
-    auto d = *IpAddress::Parse(dst);
-    std::copy(s.data(), s.data() + 4, ip + 12);
-    std::copy(d.data(), d.data() + 4, ip + 16);
-    f.insert(f.end(), ip, ip + 20);
-    std::uint8_t tcp[20] = {static_cast<std::uint8_t>(sport >> 8), static_cast<std::uint8_t>(sport),
-                            static_cast<std::uint8_t>(dport >> 8), static_cast<std::uint8_t>(dport),
-                            static_cast<std::uint8_t>(seq >> 24), static_cast<std::uint8_t>(seq >> 16),
-                            static_cast<std::uint8_t>(seq >> 8), static_cast<std::uint8_t>(seq),
-                            0, 0, 0, 0, 0x50, flags, 0xff, 0xff};
-    f.insert(f.end(), tcp, tcp + 20);
-    f.insert(f.end(), payload.begin(), payload.end());
-    Raw(f);
+    Raw(test_frames::TcpFrame(src, sport, dst, dport, flags, seq, payload));
+  }
+  void Udp(const char* src, int sport, const char* dst, int dport,
+           const std::vector<std::uint8_t>& payload) {
+    Raw(test_frames::UdpFrame(src, sport, dst, dport, payload));
   }
   // A VNC session from `viewer` to `server`:5900, then `extra` unrelated flows.
   void VncSession(const char* viewer, int vport, const char* server) {
@@ -157,6 +146,60 @@ TEST(Pipeline, ReplayOutputDoesNotDependOnWorkerCount) {
   EXPECT_FALSE(outputs[0].empty());
   EXPECT_EQ(outputs[0], outputs[1]);
   EXPECT_EQ(outputs[0], outputs[2]);
+  std::remove(pcap.c_str());
+}
+
+// The lines of the exposition for the detectors' own counters.
+std::vector<std::string> DetectorCounterLines(const std::string& exposition) {
+  std::vector<std::string> lines;
+  std::istringstream in(exposition);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("relaywatch_detector_") != std::string::npos) {
+      lines.push_back(line);
+    }
+  }
+  return lines;
+}
+
+TEST(Pipeline, ExportsDetectorCountersSummedOverWorkers) {
+  const std::string pcap = TempPath("dns.pcap");
+  {
+    PcapWriter w(pcap);
+    for (int i = 0; i < 40; ++i) {
+      const std::string client = "10.9.1." + std::to_string(i + 1);
+      const auto id = static_cast<std::uint16_t>(i);
+      w.Udp(client.c_str(), 33000 + i, "10.9.0.53", 53, test_frames::DnsMessage(id, false));
+      w.Udp("10.9.0.53", 53, client.c_str(), 33000 + i, test_frames::DnsMessage(id, true));
+    }
+    w.VncSession("203.0.113.1", 40000, "10.9.0.5");
+  }
+  std::vector<std::vector<std::string>> by_workers;
+  for (int workers : {1, 3}) {
+    auto p = Pipeline::Create(TestConfig(TempPath("none.jsonl")), workers);
+    ASSERT_TRUE(p.ok());
+    ASSERT_TRUE((*p)->Replay({pcap}).ok());
+    const std::string metrics = sinks::SerializeMetrics((*p)->CollectMetrics());
+    EXPECT_THAT(metrics, HasSubstr("# TYPE relaywatch_detector_dns_queries_total counter"));
+    EXPECT_THAT(metrics, HasSubstr("# HELP relaywatch_detector_dns_queries_total DNS queries"));
+    EXPECT_THAT(metrics, HasSubstr("\nrelaywatch_detector_dns_queries_total 40\n"));
+    EXPECT_THAT(metrics, HasSubstr("\nrelaywatch_detector_dns_matched_total 40\n"));
+    EXPECT_THAT(metrics,
+                HasSubstr("relaywatch_detector_dns_parse_errors_total{reason=\"bad_name\"} 0"));
+    EXPECT_THAT(metrics, HasSubstr("\nrelaywatch_detector_tls_client_hellos_total 0\n"));
+    EXPECT_THAT(metrics,
+                HasSubstr("# TYPE relaywatch_detector_relay_handshakes_split_total counter"));
+    if (workers > 1) {
+      // The transactions really were spread: no worker saw them all.
+      for (int i = 0; i < workers; ++i) {
+        EXPECT_THAT(metrics, Not(HasSubstr("relaywatch_worker_packets_total{worker=\"" +
+                                           std::to_string(i) + "\"} 86")));
+      }
+    }
+    by_workers.push_back(DetectorCounterLines(metrics));
+    std::remove(TempPath("none.jsonl").c_str());
+  }
+  EXPECT_FALSE(by_workers[0].empty());
+  EXPECT_EQ(by_workers[0], by_workers[1]);
   std::remove(pcap.c_str());
 }
 

@@ -194,10 +194,14 @@ TEST(HostStage, TlsCluesNameTheToolOncePerFlow) {
   out.clear();
   stage.Process(Tls("203.0.113.8", "10.1.1.9", 2,
                     {{"subject", "CN=localhost,OU=PiKVM,O=PiKVM,C=US"}}), out);
-  ASSERT_EQ(out.size(), 3u);  // tls record, session, alert
+  // tls record, session, alert, and the risk-score alert it causes: an IP-KVM alone weighs
+  // 0.8, above the 0.7 threshold.
+  ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(out[1].body["app"], "pikvm");
   EXPECT_EQ(out[1].body["controlled"], "10.1.1.9");
   EXPECT_TRUE(out[2].alert.has_value());
+  ASSERT_TRUE(out[3].alert.has_value());
+  EXPECT_EQ(out[3].alert->detector, "risk_score");
   // Ordinary TLS names nothing.
   out.clear();
   stage.Process(Tls("10.1.1.5", "198.51.100.1", 3, {{"sni", "www.example.com"}}), out);

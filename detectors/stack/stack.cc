@@ -1,0 +1,194 @@
+#include "detectors/stack/stack.h"
+
+#include <cmath>
+#include <optional>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+#include "capture/base/status_macros.h"
+#include "detectors/stack/fingerprint.h"
+
+namespace relaywatch::detectors::stack {
+
+absl::StatusOr<StackConfig> ParseStackConfig(const config::Section& section) {
+  RW_RETURN_IF_ERROR(
+      section.CheckKeys({"enabled", "tunnel_events", "shared_line_window",
+                         "shared_line_min_devices", "max_public_addresses", "vpn_ports"}));
+  StackConfig c;
+  RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
+  RW_ASSIGN_OR_RETURN(c.tunnel_events, section.Bool("tunnel_events", c.tunnel_events));
+  RW_ASSIGN_OR_RETURN(c.shared_line_window,
+                      section.Duration("shared_line_window", c.shared_line_window, absl::Minutes(1),
+                                       absl::Hours(24 * 30)));
+  RW_ASSIGN_OR_RETURN(c.shared_line_min_devices,
+                      section.Uint("shared_line_min_devices", c.shared_line_min_devices, 2, 10000));
+  RW_ASSIGN_OR_RETURN(c.max_public_addresses,
+                      section.Uint("max_public_addresses", c.max_public_addresses, 16, 1 << 24));
+  if (section.Has("vpn_ports")) {
+    RW_ASSIGN_OR_RETURN(std::vector<std::string> ports, section.StringList("vpn_ports", {}));
+    c.vpn_ports.clear();
+    for (const std::string& text : ports) {
+      const std::size_t slash = text.find('/');
+      std::uint32_t port = 0;
+      const std::string proto = text.substr(0, slash);
+      if (slash == std::string::npos || (proto != "tcp" && proto != "udp") ||
+          !absl::SimpleAtoi(absl::string_view(text).substr(slash + 1), &port) || port == 0 ||
+          port > 65535) {
+        return section.Error(section.At("vpn_ports"), "vpn_ports",
+                             absl::StrCat("expected tcp/PORT or udp/PORT, got \"", text, "\""));
+      }
+      c.vpn_ports.emplace_back(proto == "tcp" ? 6 : 17, static_cast<std::uint16_t>(port));
+    }
+  }
+  return c;
+}
+
+struct StackDetector::FlowData : flow::DetectorFlowData {
+  bool udp = false;
+  std::optional<SynSignature> syn;
+  PacketTime syn_time;
+  // The originator's TCP timestamp clock: first and last (time, TSval) after the SYN.
+  bool ts_seen = false;
+  PacketTime ts_first_time, ts_last_time;
+  std::uint32_t ts_first = 0, ts_last = 0;
+  // The originator's IP-IDs.
+  std::uint32_t ip_ids = 0;
+  std::uint16_t ip_id_first = 0, ip_id_last = 0;
+  std::uint32_t ip_id_increasing = 0;  // steps of +1..+64 (mod 2^16) from the previous
+  std::uint32_t ip_id_zero = 0;
+};
+
+Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowState& flow,
+                                flow::Direction direction, EventBuffer& out) {
+  auto& slot = flow.detector_data[context_.index];
+  if (!slot)
+    slot = std::make_unique<FlowData>();
+  auto& data = static_cast<FlowData&>(*slot);
+  if (!packet.is_tcp()) {
+    // UDP: only the flow's span matters (a tunnel session); the record comes at its end.
+    data.udp = packet.is_udp();
+    return Verdict::kDone;
+  }
+  if (direction != flow::Direction::kToResponder)
+    return Verdict::kContinue;
+  if (packet.has(decode::kTcpSyn) && !packet.has(decode::kTcpAck)) {
+    if (data.syn)
+      return Verdict::kContinue;  // a retransmitted SYN says nothing new
+    data.syn = SignatureOf(packet);
+    data.syn_time = packet.ts;
+    counters_.syns.Increment();
+    const SynSignature& s = *data.syn;
+    if (config_.tunnel_events && s.mss != 0) {
+      const std::uint32_t mtu = MtuFromMss(s.mss, s.ip_version);
+      if (std::optional<LinkKind> link = ClassifyMtu(mtu)) {
+        Event e;
+        e.event_type = "tunnel";
+        e.ts = packet.ts;
+        e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+        e.body = {{"kind", link->kind}, {"mtu", mtu},
+                  {"mss", s.mss},       {"overlay", link->tunnel},
+                  {"ttl", packet.ttl},  {"initial_ttl", s.initial_ttl},
+                  {"hops", s.hops},     {"decoded_tunnel_depth", packet.tunnel_depth}};
+        out.Emit(std::move(e));
+        counters_.tunnels.Increment();
+      }
+    }
+  }
+  if (packet.tcp_options.has_timestamps && !packet.has(decode::kTcpSyn)) {
+    if (!data.ts_seen) {
+      data.ts_seen = true;
+      data.ts_first_time = packet.ts;
+      data.ts_first = packet.tcp_options.ts_value;
+    }
+    data.ts_last_time = packet.ts;
+    data.ts_last = packet.tcp_options.ts_value;
+  }
+  if (packet.ip_version == 4) {
+    if (data.ip_ids > 0) {
+      const std::uint16_t step = static_cast<std::uint16_t>(packet.ip_id - data.ip_id_last);
+      if (step >= 1 && step <= 64)
+        ++data.ip_id_increasing;
+    } else {
+      data.ip_id_first = packet.ip_id;
+    }
+    if (packet.ip_id == 0)
+      ++data.ip_id_zero;
+    data.ip_id_last = packet.ip_id;
+    ++data.ip_ids;
+  }
+  return Verdict::kContinue;
+}
+
+void StackDetector::OnFlowEnd(flow::FlowState& flow, EventBuffer& out) {
+  auto* data = static_cast<FlowData*>(flow.detector_data[context_.index].get());
+  if (data == nullptr)
+    return;
+  if (data->udp) {
+    Event e;
+    e.event_type = "stack";
+    e.ts = flow.last_seen;
+    e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+    e.body = {{"syn_us", absl::ToUnixMicros(flow.first_seen)},
+              {"end_us", absl::ToUnixMicros(flow.last_seen)}};
+    out.Emit(std::move(e));
+    counters_.records.Increment();
+    return;
+  }
+  if (!data->syn)
+    return;
+  const SynSignature& s = *data->syn;
+  nlohmann::json b = {{"signature", s.Key(true)},
+                      {"signature_any_mss", s.Key(false)},
+                      {"initial_ttl", s.initial_ttl},
+                      {"hops", s.hops},
+                      {"window", s.window},
+                      {"window_scale", s.window_scale},
+                      {"mss", s.mss},
+                      {"layout", s.layout},
+                      {"timestamps", s.timestamps},
+                      {"syn_us", absl::ToUnixMicros(data->syn_time)},
+                      {"end_us", absl::ToUnixMicros(flow.last_seen)}};
+  if (data->ts_seen) {
+    const double seconds = absl::ToDoubleSeconds(data->ts_last_time - data->ts_first_time);
+    b["ts_first"] = data->ts_first;
+    b["ts_last"] = data->ts_last;
+    b["ts_span_s"] = seconds;
+    // The clock's rate needs a long enough span for 1 ms ticks to mean something.
+    if (seconds >= 10.0) {
+      b["ts_hz"] = static_cast<double>(data->ts_last - data->ts_first) / seconds;
+    }
+  }
+  if (data->ip_ids > 0) {
+    b["ip_id_first"] = data->ip_id_first;
+    b["ip_id_last"] = data->ip_id_last;
+    b["ip_ids"] = data->ip_ids;
+    b["ip_id_increasing"] = data->ip_id_increasing;
+    b["ip_id_zero"] = data->ip_id_zero;
+  }
+  Event e;
+  e.event_type = "stack";
+  e.ts = flow.last_seen;
+  e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+  e.body = std::move(b);
+  out.Emit(std::move(e));
+  counters_.records.Increment();
+}
+
+void StackDetector::ReportCounters(std::vector<CounterSample>& out) const {
+  out.push_back({"syns", "Originator SYNs fingerprinted.", counters_.syns.Read()});
+  out.push_back(
+      {"tunnels", "tunnel records emitted (SYN MSS below Ethernet).", counters_.tunnels.Read()});
+  out.push_back(
+      {"records", "Per-flow stack records handed to the host stage.", counters_.records.Read()});
+}
+
+absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,
+                                                 const DetectorContext& context) {
+  RW_ASSIGN_OR_RETURN(StackConfig config, ParseStackConfig(section));
+  if (!config.enabled)
+    return nullptr;
+  return std::make_unique<StackDetector>(config, context);
+}
+
+}  // namespace relaywatch::detectors::stack
