@@ -523,15 +523,17 @@ void Pipeline::AddDetectorCounters(std::vector<MetricFamily>& out) const {
   for (const auto& w : workers_) {
     for (const DetectorCounterTotal& c : w->DetectorCounters()) {
       std::string name = absl::StrCat("relaywatch_detector_", c.detector, "_", c.name, "_total");
-      const auto [f, added] = family_index.try_emplace(std::move(name), families.size());
-      if (added) {
-        families.push_back(Family(f->first, c.help, MetricType::Counter));
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+      const auto inserted = family_index.try_emplace(std::move(name), families.size());
+      if (inserted.second) {
+        families.push_back(Family(inserted.first->first, c.help, MetricType::Counter));
       }
+      const std::size_t family = inserted.first->second;
       auto it = std::find_if(series.begin(), series.end(), [&](const Series& s) {
-        return s.family == f->second && s.label == c.label && s.label_value == c.label_value;
+        return s.family == family && s.label == c.label && s.label_value == c.label_value;
       });
       if (it == series.end()) {
-        series.push_back({f->second, c.label, c.label_value, 0});
+        series.push_back({family, c.label, c.label_value, 0});
         it = std::prev(series.end());
       }
       it->value += c.value;
