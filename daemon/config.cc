@@ -228,7 +228,8 @@ const std::vector<std::string>& KnownEventTypes() {
 
 absl::StatusOr<Config> ParseConfig(const config::Section& root) {
   RW_RETURN_IF_ERROR(root.CheckKeys(
-      {"home_networks", "entry_points", "sites", "scoring", "capture", "flows", "outputs", "alerting", "detectors"}));
+      {"home_networks", "entry_points", "sites", "scoring", "context", "capture", "flows", "outputs",
+       "alerting", "detectors"}));
   Config c;
   c.source = root.file();
   RW_ASSIGN_OR_RETURN(c.home_networks_text,
@@ -263,6 +264,11 @@ absl::StatusOr<Config> ParseConfig(const config::Section& root) {
   c.alerting.shared_line_min_devices = stack.shared_line_min_devices;
   c.alerting.max_public_addresses = stack.max_public_addresses;
   c.alerting.vpn_ports = stack.vpn_ports;
+  // Inventory, lists and GeoIP are read here, so `-T` checks the files and a reload whose
+  // files are bad keeps the running configuration.
+  RW_ASSIGN_OR_RETURN(const detectors::context::ContextConfig context,
+                      detectors::context::ParseContextConfig(root.Child("context")));
+  RW_ASSIGN_OR_RETURN(c.alerting.context, detectors::context::LoadContext(context));
   return c;
 }
 

@@ -711,6 +711,17 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
                          "Hosts forgotten because the host table was full.", MetricType::Counter);
   Add(hosts_ev, {}, static_cast<double>(hs.hosts_evicted));
   out.push_back(std::move(hosts_ev));
+  auto work = Family("relaywatch_work_profiles",
+                     "Work-hours profiles kept (inventory hosts with a time zone).",
+                     MetricType::Gauge);
+  Add(work, {}, static_cast<double>(hs.work_profiles));
+  out.push_back(std::move(work));
+  auto work_ev = Family("relaywatch_work_profile_evictions_total",
+                        "Work-hours profiles forgotten because the table was full "
+                        "(alerting.max_hosts).",
+                        MetricType::Counter);
+  Add(work_ev, {}, static_cast<double>(hs.work_profiles_evicted));
+  out.push_back(std::move(work_ev));
   auto named = Family("relaywatch_flow_shape_named_flows_total",
                       "Named remote sessions and the flow_shape findings about their flows: "
                       "unknown_remote_control dropped, direction filled in, or the session "

@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -62,7 +63,8 @@ absl::Status ReadWindow(const config::Section& s, absl::string_view start_key,
 
 absl::Status ParseWorkHours(const config::Section& s, WorkHoursConfig& c) {
   RW_RETURN_IF_ERROR(s.CheckKeys({"start", "end", "days", "night_start", "night_end",
-                                  "min_active_hours", "outside_share", "night_share"}));
+                                  "min_active_hours", "outside_share", "night_share",
+                                  "min_connections_per_minute"}));
   RW_RETURN_IF_ERROR(ReadWindow(s, "start", "end", c.work));
   RW_RETURN_IF_ERROR(ReadWindow(s, "night_start", "night_end", c.night));
   if (s.Has("days")) {
@@ -84,6 +86,9 @@ absl::Status ParseWorkHours(const config::Section& s, WorkHoursConfig& c) {
   c.min_active_hours = static_cast<std::uint32_t>(min_hours);
   RW_ASSIGN_OR_RETURN(c.outside_share, s.Double("outside_share", c.outside_share, 0.01, 1.0));
   RW_ASSIGN_OR_RETURN(c.night_share, s.Double("night_share", c.night_share, 0.01, 1.0));
+  RW_ASSIGN_OR_RETURN(const std::uint64_t per_minute,
+                      s.Uint("min_connections_per_minute", c.min_connections_per_minute, 1, 1000));
+  c.min_connections_per_minute = static_cast<std::uint32_t>(per_minute);
   return absl::OkStatus();
 }
 
@@ -92,7 +97,8 @@ absl::Status ParseWorkHours(const config::Section& s, WorkHoursConfig& c) {
 absl::StatusOr<ContextConfig> ParseContextConfig(const config::Section& s) {
   RW_RETURN_IF_ERROR(
       s.CheckKeys({"inventory", "max_inventory_rows", "address_lists", "max_list_prefixes",
-                   "max_total_list_prefixes", "geoip", "geoip_asn", "work_hours"}));
+                   "max_total_list_prefixes", "geoip", "geoip_asn", "work_hours",
+                   "expected_countries"}));
   ContextConfig c;
   RW_ASSIGN_OR_RETURN(c.inventory, ReadPath(s, "inventory"));
   RW_ASSIGN_OR_RETURN(const std::uint64_t max_rows,
@@ -157,6 +163,13 @@ absl::StatusOr<ContextConfig> ParseContextConfig(const config::Section& s) {
     }
   }
   RW_RETURN_IF_ERROR(ParseWorkHours(s.Child("work_hours"), c.work_hours));
+  RW_ASSIGN_OR_RETURN(c.expected_countries, s.StringList("expected_countries", {}));
+  for (const std::string& code : c.expected_countries) {
+    if (code.size() != 2 || !absl::ascii_isupper(code[0]) || !absl::ascii_isupper(code[1])) {
+      return s.Error(s.At("expected_countries"), "expected_countries",
+                     absl::StrCat("\"", code, "\" is not an ISO 3166 country code such as US"));
+    }
+  }
   return c;
 }
 
@@ -184,6 +197,7 @@ absl::StatusOr<std::shared_ptr<const Context>> LoadContext(const ContextConfig& 
   };
   auto context = std::make_shared<Context>();
   context->work_hours = config.work_hours;
+  context->expected_countries = config.expected_countries;
   if (!config.inventory.empty()) {
     absl::StatusOr<Inventory> inventory = LoadInventory(config.inventory, config.inventory_limits);
     if (!inventory.ok()) {

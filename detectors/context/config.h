@@ -33,6 +33,9 @@ struct ContextConfig {
   std::string geoip;      // country (or city) database; empty: none
   std::string geoip_asn;  // a separate ASN database (GeoLite2-ASN); empty: none
   WorkHoursConfig work_hours;
+  // Countries (ISO 3166 alpha-2) the company's people work from; empty: only the inventory's
+  // zones say where a host belongs.
+  std::vector<std::string> expected_countries;
 };
 
 // Validates the section without touching any file. Relative paths are resolved against the
@@ -47,6 +50,7 @@ struct Context {
   std::optional<GeoIp> geoip;
   std::optional<GeoIp> geoip_asn;
   WorkHoursConfig work_hours;
+  std::vector<std::string> expected_countries;
 
   // Country from `geoip`, AS number and organisation from `geoip_asn` when configured (else
   // from `geoip` when it has them). nullopt when no database knows the address.

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -290,10 +291,37 @@ absl::StatusOr<Inventory> ParseInventory(absl::string_view text, absl::string_vi
       }
       asset.timezone_name = std::string(text);
       asset.timezone = it->second;
+      asset.country = CountryOfTimeZone(text);
     }
     inventory.assets_.push_back(std::move(asset));
   }
   return inventory;
+}
+
+std::string CountryOfTimeZone(absl::string_view name) {
+  // zone.tab: "CC<TAB>coordinates<TAB>zone[<TAB>comment]", one zone per line, '#' comments.
+  static const auto* const kCountries = [] {
+    auto* countries = new absl::flat_hash_map<std::string, std::string>();
+    const char* tzdir = std::getenv("TZDIR");
+    const std::string path = absl::StrCat(
+        tzdir != nullptr && *tzdir != '\0' ? tzdir : "/usr/share/zoneinfo", "/zone.tab");
+    absl::StatusOr<std::string> text = ReadTextFile(path, 1 << 20);
+    if (!text.ok()) {
+      return countries;  // no tzdata: countries stay unknown, nothing else depends on them
+    }
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+      if (line.empty() || line.front() == '#') {
+        continue;
+      }
+      const std::vector<absl::string_view> fields = absl::StrSplit(line, '\t');
+      if (fields.size() >= 3 && fields[0].size() == 2) {
+        countries->emplace(std::string(fields[2]), std::string(fields[0]));
+      }
+    }
+    return countries;
+  }();
+  const auto it = kCountries->find(name);
+  return it == kCountries->end() ? std::string() : it->second;
 }
 
 absl::StatusOr<Inventory> LoadInventory(const std::string& path, const InventoryLimits& limits) {

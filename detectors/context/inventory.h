@@ -48,6 +48,9 @@ struct Asset {
   // row gives no time zone.
   std::string timezone_name;
   std::optional<absl::TimeZone> timezone;
+  // The zone's country (ISO 3166 alpha-2) from tzdata's zone.tab: "US" for America/Phoenix.
+  // Empty for UTC, Etc/* and zones tzdata gives no single country.
+  std::string country;
   int line = 0;  // where the row starts in the file
 };
 
@@ -109,5 +112,9 @@ absl::StatusOr<Inventory> LoadInventory(const std::string& path,
 // tzdata (TZDIR or /usr/share/zoneinfo). Names are checked before anything is opened: no
 // absolute paths, "..", "localtime" or POSIX TZ strings. NotFound when tzdata lacks it.
 absl::StatusOr<absl::TimeZone> LoadIanaTimeZone(absl::string_view name);
+
+// The country of an IANA zone from $TZDIR/zone.tab (default /usr/share/zoneinfo), read once
+// per process; "" when the zone is not listed (UTC, backward links such as US/Eastern).
+std::string CountryOfTimeZone(absl::string_view name);
 
 }  // namespace relaywatch::detectors::context

@@ -126,6 +126,13 @@ void WorkHoursProfile::Clear() {
   next_hour_slot_ = 0;
 }
 
+void WorkHoursProfile::Restore(const std::array<std::uint32_t, kHoursPerWeek>& minutes,
+                               std::uint32_t active_hours) {
+  Clear();
+  minutes_ = minutes;
+  active_hours_ = active_hours;
+}
+
 void WorkHoursProfile::Add(PacketTime time) {
   if (time == absl::InfinitePast() || time == absl::InfiniteFuture()) {
     return;

@@ -42,6 +42,9 @@ struct WorkHoursConfig {
   // Thresholds of WorkHoursReport::mostly_outside and ::night_concentrated.
   double outside_share = 0.5;
   double night_share = 0.5;
+  // A minute counts as worked when the host opens this many connections in it (or a remote
+  // session starts): one connection a minute is background (updates, telemetry).
+  std::uint32_t min_connections_per_minute = 3;
 };
 
 // Parses "07:00", "7:00" or "24:00" (end of day) into an hour; minutes must be 00 because
@@ -92,6 +95,9 @@ class WorkHoursProfile {
   const std::array<std::uint32_t, kHoursPerWeek>& minutes() const { return minutes_; }
   std::uint32_t active_hours() const { return active_hours_; }
   void Clear();
+  // A profile saved across a restart (scoring.state_file): its histogram and hour count.
+  void Restore(const std::array<std::uint32_t, kHoursPerWeek>& minutes,
+               std::uint32_t active_hours);
 
  private:
   absl::TimeZone zone_;

@@ -317,6 +317,7 @@ void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
   NoteNamedSession(session);
   RememberSession(session);
   RemoteSession(session, alerts);
+  ContextSession(session, alerts);
   publish.push_back(std::move(session));
   for (Event& alert : alerts) {
     publish.push_back(std::move(alert));
@@ -335,9 +336,14 @@ void HostStage::Process(Event finding, std::vector<Event>& publish) {
   ProcessFinding(std::move(finding), publish);
   std::vector<Event> score_alerts;
   for (std::size_t i = first; i < publish.size(); ++i) {
-    if (publish[i].alert) ScoreAlert(publish[i], score_alerts);
+    if (!publish[i].alert) continue;
+    EnrichAlert(publish[i]);
+    ScoreAlert(publish[i], score_alerts);
   }
-  for (Event& e : score_alerts) publish.push_back(std::move(e));
+  for (Event& e : score_alerts) {
+    EnrichAlert(e);
+    publish.push_back(std::move(e));
+  }
   if (now_ - top_scores_at_ >= absl::Minutes(1)) RefreshTopScores(now_);
 }
 
@@ -350,13 +356,17 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
   if (finding.event_type == "remote_session") {
     RememberSession(finding);
     RemoteSession(finding, alerts);
+    ContextSession(finding, alerts);
   } else if (finding.event_type == "relay") {
     Relay(finding, alerts);
   } else if (finding.event_type == "tunnel") {
+    ContextTunnel(finding);
     TunnelRecord(finding, alerts);
   } else if (finding.event_type == "stack") {
-    // Consumed here: its conclusions go out as shared_line records.
+    // Consumed here: its conclusions go out as shared_line records and context alerts.
+    ContextConnection(finding, alerts);
     StackRecord(finding, publish);
+    for (Event& alert : alerts) publish.push_back(std::move(alert));
     return;
   } else if (finding.event_type == "dns") {
     DnsClue(finding);

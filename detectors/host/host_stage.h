@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "capture/base/ip_address.h"
 #include "detectors/common/signatures.h"
+#include "detectors/context/config.h"
 #include "detectors/event.h"
 #include "detectors/relay/config.h"
 
@@ -47,7 +48,8 @@ struct ScoringConfig {
   std::map<std::string, double> weights = {
       {"remote_access", 0.6}, {"kvm", 0.8},           {"hidden_leg", 0.7},
       {"controller_rtt", 0.7}, {"stepping_stone", 0.5}, {"shared_line", 0.6},
-      {"tunnel", 0.3},         {"flow_shape", 0.4}};
+      {"tunnel", 0.3},         {"flow_shape", 0.4},      {"work_hours", 0.4},
+      {"address_list", 0.5},   {"geo", 0.5}};
   double default_weight = 0.3;
   // Scores survive a restart in this file ("" = not kept). Written atomically at shutdown
   // and every `save_interval` of wall time.
@@ -75,6 +77,9 @@ struct HostStageConfig {
   std::vector<std::pair<std::uint8_t, std::uint16_t>> vpn_ports = {
       {6, 1194}, {17, 1194}, {17, 500}, {17, 4500}, {17, 51820}, {6, 1723}};
   std::vector<AllowRule> allow;
+  // What the organisation knows (top-level `context:`): inventory, work hours, address lists,
+  // GeoIP. Null: none of it.
+  std::shared_ptr<const detectors::context::Context> context;
   // Several different tools operating one host within this window raise the severity.
   absl::Duration multi_tool_window = absl::Hours(24 * 7);
   // Tool signatures applied to the TLS and DNS clues that workers report (names, ALPN,
@@ -101,6 +106,9 @@ inline constexpr std::uint32_t kSidSharedLine = 9100020;
 inline constexpr std::uint32_t kSidTunnelChange = 9100021;
 inline constexpr std::uint32_t kSidNestedTunnel = 9100022;
 inline constexpr std::uint32_t kSidRiskScore = 9100030;
+inline constexpr std::uint32_t kSidWorkHours = 9100040;
+inline constexpr std::uint32_t kSidListedPeer = 9100041;
+inline constexpr std::uint32_t kSidForeignPeer = 9100042;
 
 // One host's score and the evidence behind it, strongest first.
 struct HostScore {
@@ -140,6 +148,9 @@ struct HostStageStats {
   // The highest host scores at the last packet time the stage saw (scoring.top_hosts).
   std::vector<std::pair<std::string, double>> top_scores;
   std::uint64_t hosts_above_threshold = 0;
+  // Work-hours profiles kept (inventory hosts with a time zone), and forgotten when full.
+  std::uint64_t work_profiles = 0;
+  std::uint64_t work_profiles_evicted = 0;
 };
 
 // The host stage: one thread that sees every worker's findings, decides which internal host
@@ -252,6 +263,21 @@ class HostStage {
   void TunnelRecord(Event& finding, std::vector<Event>& publish);
   void LinkHistory(const std::string& device, const IpAddress& host, bool tunnel,
                    const Event& finding, std::vector<Event>& publish);
+  // Context rules (host_stage_context.cc). EnrichAlert adds the inventory's asset and the
+  // peer's country, AS and lists to an alert; the rest raise work_hours, address_list and geo
+  // alerts from stack records (connections) and remote sessions.
+  void EnrichAlert(Event& alert) const;
+  void ContextConnection(const Event& finding, std::vector<Event>& publish);
+  void ContextSession(const Event& finding, std::vector<Event>& publish);
+  void ContextTunnel(Event& finding) const;
+  void WorkActivity(const IpAddress& host, PacketTime ts, bool session,
+                    std::vector<Event>& publish);
+  void ListedPeer(const IpAddress& host, const IpAddress& peer, bool entry_point,
+                  bool vpn_port, const Event& finding, std::vector<Event>& publish);
+  // Work-hours profiles in the state file: a profile needs days of activity to say anything,
+  // so a restart must not start it over. A host whose inventory zone changed starts afresh.
+  nlohmann::json SaveWorkProfiles() const;
+  absl::Status LoadWorkProfiles(const nlohmann::json& profiles, const std::string& path);
   // Risk score: every published alert is evidence against its host.
   void ScoreAlert(const Event& alert, std::vector<Event>& publish);
   HostScore ScoreOf(const IpAddress& host, const HostState& state, PacketTime now) const;
@@ -303,6 +329,20 @@ class HostStage {
     PacketTime last_seen;
   };
   absl::flat_hash_map<std::string, LinkCounts> links_;
+  // Work-hours profile per inventory host with a time zone, fed with worked minutes.
+  struct WorkProfile {
+    explicit WorkProfile(absl::TimeZone zone) : profile(zone) {}
+    detectors::context::WorkHoursProfile profile;
+    std::int64_t minute = 0;        // the minute (Unix minutes) being counted
+    std::uint32_t connections = 0;  // opened in it
+    std::uint32_t reported_hours = 0;
+    PacketTime alerted = absl::InfinitePast();
+    PacketTime last_seen;
+  };
+  absl::flat_hash_map<IpAddress, WorkProfile> work_profiles_;
+  // Countries that controlled one person's hosts (inventory `person`), oldest first.
+  absl::flat_hash_map<std::string, std::deque<std::pair<PacketTime, std::string>>>
+      person_countries_;
   PacketTime now_ = absl::InfinitePast();  // the latest finding's time
   PacketTime top_scores_at_ = absl::InfinitePast();
   mutable absl::Mutex mu_;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
+#include "capture/base/status_macros.h"
 #include "detectors/host/host_stage.h"
 
 namespace relaywatch::host {
@@ -152,7 +153,8 @@ absl::Status HostStage::SaveState(const std::string& path) const {
       {"format", "relaywatch-scores"},
       {"version", 1},
       {"now_us", now_ == absl::InfinitePast() ? 0 : absl::ToUnixMicros(now_)},
-      {"hosts", std::move(hosts)}};
+      {"hosts", std::move(hosts)},
+      {"work_profiles", SaveWorkProfiles()}};
   // Write beside the target and rename over it: a crash leaves the old file or the new one.
   const std::string tmp = path + ".tmp";
   {
@@ -202,6 +204,9 @@ absl::Status HostStage::LoadState(const std::string& path) {
           item.value("signature", "")};
       ++loaded;
     }
+  }
+  if (doc.contains("work_profiles")) {
+    RW_RETURN_IF_ERROR(LoadWorkProfiles(doc["work_profiles"], path));
   }
   if (doc.contains("now_us") && doc["now_us"].is_number_integer()) {
     now_ = std::max(now_, absl::FromUnixMicros(doc["now_us"].get<std::int64_t>()));

@@ -77,6 +77,7 @@ void HostStage::FillDirection(NamedFlow& named, const Event& finding, std::vecto
   std::vector<Event> alerts;
   RememberSession(update);
   RemoteSession(update, alerts);
+  ContextSession(update, alerts);
   publish.push_back(std::move(update));
   for (Event& alert : alerts) {
     publish.push_back(std::move(alert));

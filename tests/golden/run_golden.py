@@ -4,7 +4,8 @@ tests/lab/record_golden.sh) and checks two things:
 
 1. the JSON lines equal <case>/expected.jsonl byte for byte (UPDATE_GOLDEN=1 rewrites them;
    the diff is reviewed like code), with 1 and with 3 workers;
-2. the findings agree with the lab's ground truth (<case>/truth.json): every ssh, vnc or rdp
+2. the findings agree with the lab's ground truth (<case>/truth.json, or the alerts named in
+   <case>/alerts.json for the farm lab's entry-point captures): every ssh, vnc or rdp
    flow is a remote_session of that app whose controlled side is the flow's server, every
    other flow (TLS, SOCKS) has none, and an alert names the laptop exactly when a remote
    session comes from outside the home network.
@@ -119,6 +120,22 @@ def relay_problems(events, truth):
     return problems
 
 
+def alert_problems(events, spec):
+    """<case>/alerts.json: alerts that must be there ({detector, host_ip, signature_id}) and
+    hosts that must have none (cases whose truth is not a flow list, e.g. the farm lab)."""
+    alerts = [e for e in events if e["event_type"] == "alert"]
+    problems = []
+    for want in spec.get("must", []):
+        if not any(all(a["alert"].get(k) == v if k in ("detector", "signature_id")
+                       else a.get(k) == v for k, v in want.items()) for a in alerts):
+            problems.append(f"missing alert {want}")
+    for host in spec.get("must_not_hosts", []):
+        for a in alerts:
+            if a.get("host_ip") == host:
+                problems.append(f"unexpected alert on {host}: {a['alert']['signature']}")
+    return problems
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--relaywatch", required=True)
@@ -150,6 +167,10 @@ def main():
         if os.path.exists(truth_path):
             events = [json.loads(l) for l in out.splitlines() if l.strip()]
             problems += truth_problems(events, json.load(open(truth_path)))
+        alerts_path = os.path.join(case_dir, "alerts.json")
+        if os.path.exists(alerts_path):
+            events = [json.loads(l) for l in out.splitlines() if l.strip()]
+            problems += alert_problems(events, json.load(open(alerts_path)))
         if problems:
             failed += 1
             print(f"FAIL: {case}")

@@ -1,6 +1,11 @@
 #include "daemon/config.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
+#include <string>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -55,6 +60,17 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(file->alerting.dedup_window, defaults->alerting.dedup_window);
   EXPECT_EQ(file->alerting.max_alerts_per_host_per_hour,
             defaults->alerting.max_alerts_per_host_per_hour);
+  EXPECT_EQ(file->alerting.scoring.weights, defaults->alerting.scoring.weights);
+  ASSERT_NE(file->alerting.context, nullptr);
+  const auto& fc = *file->alerting.context;
+  const auto& dc = *defaults->alerting.context;
+  EXPECT_EQ(fc.expected_countries, dc.expected_countries);
+  EXPECT_EQ(fc.work_hours.work.start_hour, dc.work_hours.work.start_hour);
+  EXPECT_EQ(fc.work_hours.work.end_hour, dc.work_hours.work.end_hour);
+  EXPECT_EQ(fc.work_hours.work.days, dc.work_hours.work.days);
+  EXPECT_EQ(fc.work_hours.min_active_hours, dc.work_hours.min_active_hours);
+  EXPECT_EQ(fc.work_hours.min_connections_per_minute, dc.work_hours.min_connections_per_minute);
+  EXPECT_TRUE(fc.inventory.empty());
 }
 
 TEST(Config, ContractKeysAreRead) {
@@ -117,6 +133,9 @@ INSTANTIATE_TEST_SUITE_P(
                 "city: unknown key"},
         BadCase{"detectors:\n  relay:\n    stepping_stone_ratio: 2\n", "t.yaml:3:",
                 "stepping_stone_ratio"},
+        BadCase{"context:\n  expected_countries: [usa]\n", "t.yaml:2:", "ISO 3166"},
+        BadCase{"context:\n  work_hours: {min_connections_per_minute: 0}\n", "t.yaml:2:",
+                "min_connections_per_minute"},
         BadCase{"capture: [\n", "t.yaml:", "end of sequence"}));
 
 TEST(Config, SitesAndRelayDecisions) {
@@ -134,6 +153,42 @@ TEST(Config, SitesAndRelayDecisions) {
   EXPECT_EQ(c->alerting.sites[0].local_rtt, absl::Milliseconds(45));
   EXPECT_EQ(c->alerting.sites[1].local_rtt, absl::Milliseconds(70));  // the detector's default
   EXPECT_EQ(c->alerting.relay.min_samples, 9u);
+}
+
+// context: the files are read while the configuration is parsed, so `-T` checks them and a
+// reload with a broken file keeps the running configuration.
+TEST(Config, ContextFilesAreLoaded) {
+  const std::string dir = ::testing::TempDir() + "/config_context_" + std::to_string(getpid());
+  ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  std::ofstream(dir + "/inventory.csv")
+      << "address,hostname,mac,person,location,timezone\n"
+         "10.1.1.5,lt-1,,Jane Doe,Phoenix,America/Phoenix\n";
+  std::ofstream(dir + "/vpn.txt") << "203.0.113.0/24\n";
+  std::ofstream(dir + "/t.yaml") << "context:\n"
+                                    "  inventory: inventory.csv\n"  // relative to t.yaml
+                                    "  address_lists:\n"
+                                    "    - {name: vpn, kind: consumer_vpn, file: vpn.txt}\n"
+                                    "  expected_countries: [US]\n";
+  absl::StatusOr<Config> c = LoadConfig(dir + "/t.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_NE(c->alerting.context, nullptr);
+  const auto* asset = c->alerting.context->inventory.FindByAddress(*IpAddress::Parse("10.1.1.5"));
+  ASSERT_NE(asset, nullptr);
+  EXPECT_EQ(asset->person, "Jane Doe");
+  EXPECT_EQ(c->alerting.context->address_lists.lists().size(), 1u);
+  EXPECT_EQ(c->alerting.context->expected_countries, std::vector<std::string>{"US"});
+
+  std::ofstream(dir + "/inventory.csv") << "address,hostname,mac,person,location,timezone\n"
+                                           "10.1.1.5,lt-1,zz,Jane Doe,Phoenix,America/Phoenix\n";
+  c = LoadConfig(dir + "/t.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("context.inventory"));
+  EXPECT_THAT(c.status().message(), HasSubstr("inventory.csv:2"));
+
+  c = Parse("context:\n  inventory: /nonexistent/inventory.csv\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("context.inventory"));
+  EXPECT_THAT(c.status().message(), HasSubstr("/nonexistent/inventory.csv"));
 }
 
 }  // namespace
