@@ -84,6 +84,24 @@ bool HostStage::Admit(const IpAddress& host, const std::string& key, PacketTime 
   return true;
 }
 
+Event HostStage::NewAlert(PacketTime ts, const std::optional<FlowRef>& flow,
+                         const IpAddress& host, std::uint32_t signature_id, std::string signature,
+                         std::string category, int severity, std::string detector) {
+  Event alert;
+  alert.event_type = "alert";
+  alert.ts = ts;
+  alert.flow = flow;
+  alert.host_ip = host;
+  AlertInfo info;
+  info.signature_id = signature_id;
+  info.signature = std::move(signature);
+  info.category = std::move(category);
+  info.severity = severity;
+  info.detector = std::move(detector);
+  alert.alert = std::move(info);
+  return alert;
+}
+
 bool HostStage::Allowed(const std::string& app, const IpAddress& host,
                         const std::optional<IpAddress>& controller) const {
   const auto in = [](const std::vector<Cidr>& nets, const IpAddress& a) {

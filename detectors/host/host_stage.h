@@ -282,6 +282,10 @@ class HostStage {
   void ScoreAlert(const Event& alert, std::vector<Event>& publish);
   HostScore ScoreOf(const IpAddress& host, const HostState& state, PacketTime now) const;
   void RefreshTopScores(PacketTime now);
+  // An alert about `host` (on `flow` when there is one) with the rule's identity filled in.
+  static Event NewAlert(PacketTime ts, const std::optional<FlowRef>& flow, const IpAddress& host,
+                        std::uint32_t signature_id, std::string signature, std::string category,
+                        int severity, std::string detector);
   // An alert of this stage, counted; `key` is its dedup key.
   void PublishAlert(Event alert, std::vector<Event>& publish);
   bool Allowed(const std::string& app, const IpAddress& host,

@@ -139,19 +139,10 @@ void HostStage::ContextConnection(const Event& finding, std::vector<Event>& publ
   if (!Admit(f.src_ip, absl::StrCat(kSidForeignPeer, "/entry/", geo->country), finding.ts)) {
     return;
   }
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = finding.ts;
-  alert.flow = finding.flow;
-  alert.host_ip = f.src_ip;
-  AlertInfo info;
-  info.signature_id = kSidForeignPeer;
-  info.signature = absl::StrCat("RELAYWATCH entry point reached from ", geo->country,
-                                ", outside the expected countries");
-  info.category = "Geography";
-  info.severity = 3;
-  info.detector = "geo";
-  alert.alert = info;
+  Event alert = NewAlert(finding.ts, finding.flow, f.src_ip, kSidForeignPeer,
+                         absl::StrCat("RELAYWATCH entry point reached from ", geo->country,
+                                      ", outside the expected countries"),
+                         "Geography", 3, "geo");
   alert.evidence = {{"public_ip", f.src_ip.ToString()},
                     {"entry_point", f.dest_ip.ToString()},
                     {"peer", f.src_ip.ToString()},
@@ -174,25 +165,16 @@ void HostStage::ListedPeer(const IpAddress& host, const IpAddress& peer, bool en
                finding.ts)) {
       return;
     }
-    Event alert;
-    alert.event_type = "alert";
-    alert.ts = finding.ts;
-    alert.flow = finding.flow;
-    alert.host_ip = host;
-    AlertInfo info;
-    info.signature_id = kSidListedPeer;
-    info.signature =
-        entry_point
-            ? absl::StrCat("RELAYWATCH entry point reached from a ", kind, " address (list ",
-                           list.name, ")")
-            : absl::StrCat("RELAYWATCH internal host connects to a ", kind, " address (list ",
-                           list.name, ")");
-    info.category = "Anonymising egress";
     // Consumer VPNs, Tor and open proxies hide where the user is; a hosting address is more
     // often innocent (a developer's cloud box), so a notch lower.
-    info.severity = list.kind == ListKind::kHosting || list.kind == ListKind::kOther ? 3 : 2;
-    info.detector = "address_list";
-    alert.alert = info;
+    const int severity = list.kind == ListKind::kHosting || list.kind == ListKind::kOther ? 3 : 2;
+    Event alert = NewAlert(
+        finding.ts, finding.flow, host, kSidListedPeer,
+        entry_point ? absl::StrCat("RELAYWATCH entry point reached from a ", kind,
+                                   " address (list ", list.name, ")")
+                    : absl::StrCat("RELAYWATCH internal host connects to a ", kind,
+                                   " address (list ", list.name, ")"),
+        "Anonymising egress", severity, "address_list");
     alert.evidence = {{"host", host.ToString()},
                       {"peer", peer.ToString()},
                       {"list", list.name},
@@ -246,23 +228,14 @@ void HostStage::ContextSession(const Event& finding, std::vector<Event>& publish
   const std::string key =
       absl::StrCat(kSidForeignPeer, "/", geo->country, "/", travelling ? countries.size() : 0);
   if (!Admit(*controlled, key, finding.ts)) return;
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = finding.ts;
-  alert.flow = finding.flow;
-  alert.host_ip = *controlled;
-  AlertInfo info;
-  info.signature_id = kSidForeignPeer;
-  info.signature =
+  Event alert = NewAlert(
+      finding.ts, finding.flow, *controlled, kSidForeignPeer,
       travelling
           ? absl::StrCat("RELAYWATCH one person's hosts controlled from ", countries.size(),
                          " countries within an hour (", absl::StrJoin(countries, ", "), ")")
           : absl::StrCat("RELAYWATCH internal host controlled from ", geo->country,
-                         claimed.empty() ? "" : absl::StrCat(", claimed ", claimed));
-  info.category = "Geography";
-  info.severity = travelling ? 1 : 2;
-  info.detector = "geo";
-  alert.alert = info;
+                         claimed.empty() ? "" : absl::StrCat(", claimed ", claimed)),
+      "Geography", travelling ? 1 : 2, "geo");
   alert.evidence = {{"host", controlled->ToString()},
                     {"peer", controller->ToString()},
                     {"app", s.value("app", "")},
@@ -314,22 +287,14 @@ void HostStage::WorkActivity(const IpAddress& host, PacketTime ts, bool session,
   if (w.alerted != absl::InfinitePast() && ts - w.alerted < absl::Hours(24)) return;
   if (!Admit(host, absl::StrCat(kSidWorkHours), ts)) return;
   w.alerted = ts;
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = ts;
-  alert.host_ip = host;
-  AlertInfo info;
-  info.signature_id = kSidWorkHours;
-  info.signature = absl::StrCat("RELAYWATCH host works outside the working hours of ",
-                                asset->timezone_name, " (best fit ",
-                                report.best_shift_hours >= 0 ? "+" : "", report.best_shift_hours,
-                                " h)");
-  info.category = "Work hours";
   // Both signs at once (mostly outside the day and concentrated in the night) is the pattern
   // of a day worked in another zone; one alone also fits a night-shift worker.
-  info.severity = report.mostly_outside && report.night_concentrated ? 2 : 3;
-  info.detector = "work_hours";
-  alert.alert = info;
+  Event alert = NewAlert(
+      ts, std::nullopt, host, kSidWorkHours,
+      absl::StrCat("RELAYWATCH host works outside the working hours of ", asset->timezone_name,
+                   " (best fit ", report.best_shift_hours >= 0 ? "+" : "",
+                   report.best_shift_hours, " h)"),
+      "Work hours", report.mostly_outside && report.night_concentrated ? 2 : 3, "work_hours");
   alert.evidence = {{"host", host.ToString()},
                     {"timezone", asset->timezone_name},
                     {"active_hours", report.active_hours},
