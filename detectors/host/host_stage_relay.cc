@@ -45,8 +45,10 @@ absl::Duration HostStage::LocalRtt(const IpAddress& host) const {
 }
 
 void HostStage::RememberSession(const Event& finding) {
-  if (!finding.flow)
+  // Sessions are kept only to find the controller's leg in their relay record.
+  if (!finding.flow || !config_.relay.methods.controller_rtt) {
     return;
+  }
   absl::StatusOr<IpAddress> controlled = IpAddress::Parse(finding.body.value("controlled", ""));
   absl::StatusOr<IpAddress> controller = IpAddress::Parse(finding.body.value("controller", ""));
   if (!controlled.ok() || !controller.ok())
@@ -91,14 +93,22 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   r.erase("_on_times_us");
   if (!finding.flow)
     return;
-  ControllerRtt(finding, publish);
+  // A method switched off in detectors.relay.methods neither alerts nor adds fields here.
+  const detectors::relay::RelayMethods& methods = config_.relay.methods;
+  if (methods.controller_rtt) {
+    ControllerRtt(finding, publish);
+  }
   const FlowRef& f = *finding.flow;
   const bool src_home = IsHome(f.src_ip);
   const bool dest_home = IsHome(f.dest_ip);
   if (src_home) {
-    HiddenLeg(finding, f.src_ip, publish);
-    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
-  } else if (dest_home) {
+    if (methods.hidden_leg) {
+      HiddenLeg(finding, f.src_ip, publish);
+    }
+    if (methods.stepping_stone) {
+      SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
+    }
+  } else if (dest_home && methods.stepping_stone) {
     SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
   }
 }

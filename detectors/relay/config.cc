@@ -1,16 +1,53 @@
 #include "detectors/relay/config.h"
 
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
 #include "capture/base/status_macros.h"
 
 namespace relaywatch::detectors::relay {
+namespace {
+
+// `methods:` lists the methods that run; an absent key runs all of them.
+absl::StatusOr<RelayMethods> ReadMethods(const config::Section& section) {
+  if (!section.Has("methods")) {
+    return RelayMethods{};
+  }
+  RW_ASSIGN_OR_RETURN(const std::vector<std::string> names, section.StringList("methods", {}));
+  const YAML::Node list = section.At("methods");
+  RelayMethods m{false, false, false, false};
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    bool* on = names[i] == "hidden_leg"       ? &m.hidden_leg
+               : names[i] == "controller_rtt" ? &m.controller_rtt
+               : names[i] == "stepping_stone" ? &m.stepping_stone
+               : names[i] == "keystrokes"     ? &m.keystrokes
+                                              : nullptr;
+    if (on == nullptr) {
+      return section.Error(list[i], "methods",
+                           absl::StrCat("unknown method \"", names[i],
+                                        "\"; known: hidden_leg, controller_rtt, stepping_stone, "
+                                        "keystrokes"));
+    }
+    if (*on) {
+      return section.Error(list[i], "methods", absl::StrCat("\"", names[i], "\" listed twice"));
+    }
+    *on = true;
+  }
+  return m;
+}
+
+}  // namespace
 
 absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
-  RW_RETURN_IF_ERROR(
-      section.CheckKeys({"enabled", "turnaround_samples", "max_turnaround", "report_after", "idle",
-                         "window", "min_samples", "local_rtt", "stepping_stone_delta",
-                         "stepping_stone_ratio", "stepping_stone_min_ons"}));
+  RW_RETURN_IF_ERROR(section.CheckKeys({"enabled", "methods", "turnaround_samples",
+                                        "max_turnaround", "report_after", "idle", "window",
+                                        "min_samples", "local_rtt", "stepping_stone_delta",
+                                        "stepping_stone_ratio", "stepping_stone_min_ons"}));
   RelayConfig c;
   RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
+  RW_ASSIGN_OR_RETURN(c.methods, ReadMethods(section));
   RW_ASSIGN_OR_RETURN(c.turnaround_samples,
                       section.Uint("turnaround_samples", c.turnaround_samples, 1, 64));
   RW_ASSIGN_OR_RETURN(c.max_turnaround,

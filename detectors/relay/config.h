@@ -9,9 +9,23 @@
 
 namespace relaywatch::detectors::relay {
 
+// The methods an operator can switch off one by one (`methods:`). A disabled method costs no
+// per-packet work, adds no field to the `relay` record and raises no alert. The handshake
+// split and data/ACK round trips always run: every method reads them (the client's and the
+// controller's legs, retransmissions).
+struct RelayMethods {
+  bool hidden_leg = true;      // client turnarounds minus the client's RTT; alert 9100010
+  bool controller_rtt = true;  // RTT to a remote-control session's controller; alert 9100011
+  bool stepping_stone = true;  // ON-period correlation (Zhang & Paxson); alert 9100012
+  bool keystrokes = true;      // keystroke timing of SSH sessions; evidence only
+
+  bool operator==(const RelayMethods&) const = default;
+};
+
 // detectors.relay: what each worker measures per TCP flow, and how the host stage decides.
 struct RelayConfig {
   bool enabled = true;
+  RelayMethods methods;
   // Client turnarounds kept per flow. The first ones are the TLS/SSH setup, which software
   // answers at once; later ones may be a person typing.
   std::uint64_t turnaround_samples = 6;

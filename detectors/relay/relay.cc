@@ -116,10 +116,16 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         }
       }
     }
+    const RelayMethods& methods = config_.methods;
+    // Turnarounds serve the hidden leg; in SSH they also find the end of the setup, after
+    // which keystrokes are counted.
+    const bool turnarounds = (data.app == App::kTls && methods.hidden_leg) ||
+                             (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
     if (!retransmission) {
-      if (d == 0)
+      if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
-      if (data.app == App::kTls || data.app == App::kSsh) {
+      }
+      if (turnarounds) {
         const bool from_client = d == data.client_dir;
         if (!data.setup_over) {
           const std::size_t kept = data.turnarounds.samples_ms().size();
@@ -129,7 +135,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           counters_.turnarounds_refused.Increment(data.turnarounds.refused() - refused);
           // A refused answer was slow: from here on a person is answering, not software.
           data.setup_over = data.turnarounds.full() || data.turnarounds.refused() > refused;
-        } else if (data.app == App::kSsh) {
+        } else if (data.app == App::kSsh && methods.keystrokes) {
           if (from_client) {
             data.keys.OnClientData(packet.ts, packet.payload_length);
           } else {
@@ -137,7 +143,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           }
         }
       }
-    } else if (!data.setup_over && (data.app == App::kTls || data.app == App::kSsh)) {
+    } else if (!data.setup_over && turnarounds) {
       data.turnarounds.OnData(packet.ts, d == data.client_dir, true);
     }
   }
@@ -165,7 +171,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     counters_.handshakes_split.Increment();
   const std::optional<double> rtt_orig = Least(hs_orig, Ms(data.ack_rtt[1].floor()));
   const std::optional<double> rtt_resp = Least(hs_resp, Ms(data.ack_rtt[0].floor()));
-  std::vector<double> turns = data.turnarounds.samples_ms();
+  const RelayMethods& methods = config_.methods;
+  // With the hidden leg off, SSH turnarounds only marked the end of the setup: not reported.
+  const std::vector<double> turns =
+      methods.hidden_leg ? data.turnarounds.samples_ms() : std::vector<double>();
   if (!rtt_orig && !rtt_resp && turns.empty())
     return;  // nothing was timed
 
@@ -205,10 +214,11 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       r["min_distance_km"] = std::round(FibreKm(hidden));
     }
   }
-  if (data.turnarounds.refused() > 0)
+  if (methods.hidden_leg && data.turnarounds.refused() > 0) {
     r["turnarounds_refused"] = data.turnarounds.refused();
+  }
 
-  if (data.app == App::kSsh) {
+  if (data.app == App::kSsh && methods.keystrokes) {
     const KeystrokeSummary k = data.keys.Summarise();
     if (k.obfuscated)
       counters_.obfuscated_ssh.Increment();
@@ -226,10 +236,12 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     }
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
-  nlohmann::json ons = nlohmann::json::array();
-  for (PacketTime t : data.ons.times())
-    ons.push_back(absl::ToUnixMicros(t));
-  r["_on_times_us"] = ons;
+  if (methods.stepping_stone) {
+    nlohmann::json ons = nlohmann::json::array();
+    for (PacketTime t : data.ons.times())
+      ons.push_back(absl::ToUnixMicros(t));
+    r["_on_times_us"] = ons;
+  }
 
   Event e;
   e.event_type = "relay";

@@ -27,7 +27,8 @@ struct RelayCounters {
 // handshake split, data/ACK round trips per side, client turnarounds in the TLS or SSH
 // setup and the hidden leg they imply, keystroke timing of interactive sessions, and the
 // ON times a stepping-stone correlation needs. One `relay` record per flow; the host stage
-// aggregates them per host and decides (see docs/detectors/relay.md).
+// aggregates them per host and decides (see docs/detectors/relay.md). Methods switched off in
+// `RelayConfig::methods` are neither measured nor reported.
 class RelayDetector : public Detector {
  public:
   // Per-flow state: fixed rings plus keystroke vectors capped at KeystrokeTiming::kMaxKeys.

@@ -71,6 +71,11 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(fc.work_hours.min_active_hours, dc.work_hours.min_active_hours);
   EXPECT_EQ(fc.work_hours.min_connections_per_minute, dc.work_hours.min_connections_per_minute);
   EXPECT_TRUE(fc.inventory.empty());
+  EXPECT_EQ(file->alerting.relay.methods, defaults->alerting.relay.methods);
+  EXPECT_TRUE(defaults->alerting.relay.methods.hidden_leg &&
+              defaults->alerting.relay.methods.controller_rtt &&
+              defaults->alerting.relay.methods.stepping_stone &&
+              defaults->alerting.relay.methods.keystrokes);
 }
 
 TEST(Config, ContractKeysAreRead) {
@@ -136,6 +141,12 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"context:\n  expected_countries: [usa]\n", "t.yaml:2:", "ISO 3166"},
         BadCase{"context:\n  work_hours: {min_connections_per_minute: 0}\n", "t.yaml:2:",
                 "min_connections_per_minute"},
+        BadCase{"detectors:\n  relay:\n    methods: [hidden_leg, hiden_leg]\n", "t.yaml:3:27",
+                "detectors.relay.methods: unknown method \"hiden_leg\""},
+        BadCase{"detectors:\n  relay:\n    methods: [keystrokes, keystrokes]\n", "t.yaml:3:27",
+                "\"keystrokes\" listed twice"},
+        BadCase{"detectors:\n  relay:\n    methods: hidden_leg\n", "t.yaml:3:14",
+                "expected a list"},
         BadCase{"capture: [\n", "t.yaml:", "end of sequence"}));
 
 TEST(Config, SitesAndRelayDecisions) {
@@ -189,6 +200,22 @@ TEST(Config, ContextFilesAreLoaded) {
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("context.inventory"));
   EXPECT_THAT(c.status().message(), HasSubstr("/nonexistent/inventory.csv"));
+}
+
+TEST(Config, RelayMethodsSwitchOffOneByOne) {
+  absl::StatusOr<Config> c =
+      Parse("detectors:\n  relay:\n    methods: [stepping_stone, hidden_leg]\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  const detectors::relay::RelayMethods& m = c->alerting.relay.methods;
+  EXPECT_TRUE(m.hidden_leg);
+  EXPECT_FALSE(m.controller_rtt);
+  EXPECT_TRUE(m.stepping_stone);
+  EXPECT_FALSE(m.keystrokes);
+
+  absl::StatusOr<Config> none = Parse("detectors:\n  relay:\n    methods: []\n");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->alerting.relay.methods,
+            (detectors::relay::RelayMethods{false, false, false, false}));
 }
 
 }  // namespace

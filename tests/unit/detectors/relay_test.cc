@@ -313,8 +313,8 @@ class Wire {
 const std::string kClientHello = std::string("\x16\x03\x01\x00\x30", 5) + std::string(48, 'h');
 
 // A TLS client behind a relay `hidden_ms` away: every answer waits that long.
-std::vector<Event> TlsThroughRelay(double hidden_ms) {
-  Wire w;
+std::vector<Event> TlsThroughRelay(double hidden_ms, const RelayConfig& config = {}) {
+  Wire w(config);
   w.Handshake(0, 0.2);
   w.Send(11, true, kAck | kPsh, kClientHello);
   w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
@@ -371,6 +371,119 @@ TEST(RelayDetector, ReportsLongFlowsAfterReportAfter) {
   EXPECT_EQ(w.counters().flows_measured.Read(), 1u);
   w.Send(7000, true, kAck | kPsh, std::string(100, 'y'));
   EXPECT_EQ(w.End().size(), 1u);  // once per flow
+}
+
+absl::StatusOr<RelayConfig> ParseRelay(const std::string& yaml) {
+  absl::StatusOr<config::Section> root = config::LoadString(yaml, "r.yaml");
+  if (!root.ok())
+    return root.status();
+  return ParseRelayConfig(root->Child("detectors").Child("relay"));
+}
+
+TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
+  absl::StatusOr<RelayConfig> defaults = ParseRelay("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->methods, RelayMethods{});
+  EXPECT_TRUE(defaults->methods.hidden_leg && defaults->methods.controller_rtt &&
+              defaults->methods.stepping_stone && defaults->methods.keystrokes);
+
+  absl::StatusOr<RelayConfig> two =
+      ParseRelay("detectors:\n  relay:\n    methods: [controller_rtt, keystrokes]\n");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->methods, (RelayMethods{.hidden_leg = false,
+                                        .controller_rtt = true,
+                                        .stepping_stone = false,
+                                        .keystrokes = true}));
+
+  absl::StatusOr<RelayConfig> unknown =
+      ParseRelay("detectors:\n  relay:\n    methods:\n      - hidden_leg\n      - rtt\n");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(unknown.status().message(),
+            "r.yaml:5:9: detectors.relay.methods: unknown method \"rtt\"; known: hidden_leg, "
+            "controller_rtt, stepping_stone, keystrokes");
+
+  absl::StatusOr<RelayConfig> twice =
+      ParseRelay("detectors:\n  relay: {methods: [hidden_leg, hidden_leg]}\n");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_NE(twice.status().message().find("\"hidden_leg\" listed twice"), std::string::npos);
+
+  EXPECT_FALSE(ParseRelay("detectors:\n  relay: {methods: [[hidden_leg]]}\n").ok());
+}
+
+RelayConfig WithMethods(RelayMethods methods) {
+  RelayConfig config;
+  config.methods = methods;
+  return config;
+}
+
+TEST(RelayDetector, DisabledHiddenLegTracksNoTurnarounds) {
+  Wire w(WithMethods({.hidden_leg = false}));
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, kClientHello);
+  w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
+  w.Send(141.6, true, kAck | kPsh, std::string(80, 'f'));
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(w.counters().turnarounds.Read(), 0u);
+  EXPECT_EQ(w.counters().turnarounds_refused.Read(), 0u);
+  EXPECT_FALSE(r.contains("turnaround_samples_ms"));
+  EXPECT_FALSE(r.contains("hidden_leg_rtt_ms"));
+  EXPECT_TRUE(r.contains("rtt_originator_ms"));  // the round trips stay: other methods use them
+  EXPECT_TRUE(r.contains("_on_times_us"));
+
+  const std::vector<Event> on = TlsThroughRelay(120, WithMethods({}));
+  ASSERT_EQ(on.size(), 1u);
+  EXPECT_NEAR(on[0].body["hidden_leg_rtt_ms"].get<double>(), 120.3, 0.01);
+}
+
+TEST(RelayDetector, DisabledSteppingStoneKeepsNoOnTimes) {
+  const std::vector<Event> events = TlsThroughRelay(120, WithMethods({.stepping_stone = false}));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_FALSE(events[0].body.contains("_on_times_us"));
+  EXPECT_TRUE(events[0].body.contains("hidden_leg_rtt_ms"));
+}
+
+// An SSH session: banners, six setup exchanges answered at once, then `keys` typed keys with
+// echoes and, every fourth key, command output.
+std::vector<Event> SshSession(const RelayConfig& config, int keys) {
+  Wire w(config);
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  for (int i = 0; i < 6; ++i) {
+    const double t = 21 + 10 * i;
+    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_9.2\r\n" : std::string(600, 'k'));
+    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
+  }
+  for (int i = 0; i < keys; ++i) {
+    const double t = 1000 + 150 * i + 37 * (i % 3);
+    w.Send(t, true, kAck | kPsh, std::string(36, 'x'));
+    w.Send(t + 10.5, false, kAck | kPsh, std::string(i % 4 == 3 ? 400 : 36, 'e'));
+  }
+  return w.End();
+}
+
+TEST(RelayDetector, KeystrokesNeedNoHiddenLegAndCanBeSwitchedOff) {
+  const std::vector<Event> all = SshSession(WithMethods({}), 20);
+  ASSERT_EQ(all.size(), 1u);
+  ASSERT_TRUE(all[0].body.contains("keystrokes"));
+  EXPECT_EQ(all[0].body["keystrokes"]["count"], 20);
+  EXPECT_TRUE(all[0].body.contains("ssh_obfuscated"));
+  EXPECT_EQ(all[0].body["turnaround_samples_ms"].size(), 6u);
+
+  // Without the hidden leg the setup is still found, so the same keys are counted.
+  const std::vector<Event> keys_only = SshSession(WithMethods({.hidden_leg = false}), 20);
+  ASSERT_EQ(keys_only.size(), 1u);
+  EXPECT_EQ(keys_only[0].body["keystrokes"], all[0].body["keystrokes"]);
+  EXPECT_FALSE(keys_only[0].body.contains("turnaround_samples_ms"));
+  EXPECT_FALSE(keys_only[0].body.contains("hidden_leg_rtt_ms"));
+
+  const std::vector<Event> no_keys = SshSession(WithMethods({.keystrokes = false}), 20);
+  ASSERT_EQ(no_keys.size(), 1u);
+  EXPECT_FALSE(no_keys[0].body.contains("keystrokes"));
+  EXPECT_FALSE(no_keys[0].body.contains("ssh_obfuscated"));
+  EXPECT_TRUE(no_keys[0].body.contains("hidden_leg_rtt_ms"));
 }
 
 // ---- Host decisions ---------------------------------------------------------------------
@@ -530,6 +643,85 @@ TEST(RelayHostStage, SteppingStoneFromOutsideThroughAHost) {
   inside.Process(RelayRecord(1, "10.9.0.1", "10.1.0.5", 1, WithOns(in)), quiet);
   inside.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), quiet);
   EXPECT_TRUE(Alerts(quiet, "stepping_stone").empty());
+}
+
+host::HostStageConfig HostConfigWithMethods(RelayMethods methods) {
+  host::HostStageConfig c = HostConfig();
+  c.relay.methods = methods;
+  return c;
+}
+
+// Three hosts' worth of evidence, one per method: a far hidden leg from 10.1.0.5, a far
+// controller of 10.1.0.6, and a stepping stone through 10.1.0.7.
+std::vector<Event> EveryMethodsEvidence(const RelayMethods& methods) {
+  host::HostStage stage(HostConfigWithMethods(methods));
+  std::vector<Event> out;
+  const nlohmann::json slow = {
+      {"app", "tls"}, {"hidden_leg_rtt_ms", 150.0}, {"turnaround_samples_ms", {150, 151, 152}}};
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, slow), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, slow), out);
+
+  Event session;
+  session.event_type = "remote_session";
+  session.ts = kT0;
+  session.flow = RelayRecord(7, "203.0.113.9", "10.1.0.6", 0, {}).flow;
+  session.body = {{"app", "vnc"}, {"controlled", "10.1.0.6"}, {"controller", "203.0.113.9"}};
+  stage.Process(session, out);
+  stage.Process(RelayRecord(7, "203.0.113.9", "10.1.0.6", 1,
+                            {{"app", "other"},
+                             {"rtt_originator_ms", 121.0},
+                             {"rtt_responder_ms", 0.1},
+                             {"rtt_samples", {250, 3}}}),
+                out);
+
+  std::vector<double> in, out_ons;
+  for (int i = 0; i < 12; ++i) {
+    in.push_back(i * 2.0);
+    out_ons.push_back(i * 2.0 + 0.004);
+  }
+  stage.Process(RelayRecord(11, "203.0.113.9", "10.1.0.7", 1, WithOns(in)), out);
+  stage.Process(RelayRecord(12, "10.1.0.7", "198.51.100.7", 1, WithOns(out_ons)), out);
+  return out;
+}
+
+bool AnyRecordHas(const std::vector<Event>& out, const char* field) {
+  for (const Event& e : out) {
+    if (e.event_type == "relay" && e.body.contains(field))
+      return true;
+  }
+  return false;
+}
+
+TEST(RelayHostStage, EveryMethodAlertsByDefault) {
+  const std::vector<Event> out = EveryMethodsEvidence({});
+  EXPECT_EQ(Alerts(out, "hidden_leg").size(), 1u);
+  EXPECT_EQ(Alerts(out, "controller_rtt").size(), 1u);
+  EXPECT_EQ(Alerts(out, "stepping_stone").size(), 1u);
+  EXPECT_TRUE(AnyRecordHas(out, "controller_rtt_ms"));
+}
+
+TEST(RelayHostStage, DisabledMethodsDoNotAlertAndTheOthersStillDo) {
+  const std::vector<Event> no_hidden = EveryMethodsEvidence({.hidden_leg = false});
+  EXPECT_TRUE(Alerts(no_hidden, "hidden_leg").empty());
+  EXPECT_EQ(Alerts(no_hidden, "controller_rtt").size(), 1u);
+  EXPECT_EQ(Alerts(no_hidden, "stepping_stone").size(), 1u);
+
+  const std::vector<Event> no_controller = EveryMethodsEvidence({.controller_rtt = false});
+  EXPECT_TRUE(Alerts(no_controller, "controller_rtt").empty());
+  EXPECT_FALSE(AnyRecordHas(no_controller, "controller_rtt_ms"));
+  EXPECT_FALSE(AnyRecordHas(no_controller, "controller_distance_km"));
+  EXPECT_EQ(Alerts(no_controller, "hidden_leg").size(), 1u);
+  EXPECT_EQ(Alerts(no_controller, "stepping_stone").size(), 1u);
+
+  const std::vector<Event> no_stones = EveryMethodsEvidence({.stepping_stone = false});
+  EXPECT_TRUE(Alerts(no_stones, "stepping_stone").empty());
+  EXPECT_EQ(Alerts(no_stones, "hidden_leg").size(), 1u);
+  EXPECT_EQ(Alerts(no_stones, "controller_rtt").size(), 1u);
+  EXPECT_FALSE(AnyRecordHas(no_stones, "_on_times_us"));
+
+  const std::vector<Event> none = EveryMethodsEvidence({false, false, false, false});
+  for (const char* method : {"hidden_leg", "controller_rtt", "stepping_stone"})
+    EXPECT_TRUE(Alerts(none, method).empty()) << method;
 }
 
 }  // namespace
