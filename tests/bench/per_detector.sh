@@ -2,13 +2,15 @@
 # shellcheck disable=SC2317  # check_row is only called through run_once
 # Cost of each detector per packet: replays one mixed capture with every detector disabled
 # (the baseline: capture, decode, flow table, host stage, outputs), then with each detector
-# alone, then with all of them, and prints wall time, ns/packet, the extra ns/packet over
-# the baseline and peak RSS, best of N runs. Nothing passes or fails on timing: the exit
-# status is non-zero only when a run crashed, exited non-zero, did not read every packet,
-# or ran other detectors than asked. See README.md next to this script.
+# alone, then the relay detector with one method at a time (detectors.relay.methods), then
+# with all of them, and prints wall time, ns/packet, the extra ns/packet over the baseline
+# and peak RSS, best of N runs. Nothing passes or fails on timing: the exit status is
+# non-zero only when a run crashed, exited non-zero, did not read every packet, or ran other
+# detectors or relay methods than asked. See README.md next to this script.
 #
-#   tests/bench/per_detector.sh [--quick] [--synthetic N] [--pcap FILE] [--runs N] [--keep]
-#                               [--relaywatch BIN] [--workers N] [--cache-dir DIR] [--nice N]
+#   tests/bench/per_detector.sh [--quick] [--synthetic N] [--pcap FILE] [--lab DIR] [--runs N]
+#                               [--relay-only] [--keep] [--relaywatch BIN] [--workers N]
+#                               [--cache-dir DIR] [--nice N]
 set -uo pipefail
 
 usage() {
@@ -18,6 +20,9 @@ Usage: per_detector.sh [options]
   --synthetic N      synthetic packets (make_big_pcap.py --seed 1, the same cached file
                      run_bench.sh uses) replayed after the real captures; 0 = none
   --pcap FILE        bench this capture instead of building the mixed one
+  --lab DIR          add the lab runs' captures (DIR/*/gw.pcap, tests/lab/quality_runs.sh)
+                     to the real part of the mixed capture: relayed TLS/SSH, remote desktops
+  --relay-only       rows: the baseline, relay and one row per relay method only
   --runs N           rounds (every row once each); the lowest wall time per row is shown
                      (default 5, --quick 3)
   --relaywatch BIN   use this binary instead of building build-bench (Release)
@@ -40,6 +45,8 @@ SYNTHETIC=5000000
 RUNS=""
 QUICK=0
 PCAP=""
+LAB=""
+RELAY_ONLY=0
 RELAYWATCH=""
 WORKERS=1
 JOBS=2
@@ -51,6 +58,8 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1; SYNTHETIC=500000 ;;
         --synthetic) SYNTHETIC="${2:?--synthetic needs a number}"; shift ;;
         --pcap) PCAP="${2:?--pcap needs a file}"; shift ;;
+        --lab) LAB="${2:?--lab needs a directory}"; shift ;;
+        --relay-only) RELAY_ONLY=1 ;;
         --runs) RUNS="${2:?--runs needs a number}"; shift ;;
         --relaywatch) RELAYWATCH="${2:?--relaywatch needs a binary}"; shift ;;
         --workers) WORKERS="${2:?--workers needs a number}"; shift ;;
@@ -97,6 +106,11 @@ RELAYWATCH=$(readlink -f "$RELAYWATCH")
 # The detectors, in registry order: the one list the daemon builds them from.
 mapfile -t DETECTORS < <(sed -nE 's/^ *\{"([a-z_]+)", *&[a-z_]+::Create\},.*/\1/p' "$ROOT/detectors/registry.cc")
 [[ ${#DETECTORS[@]} -gt 0 ]] || die "no detectors found in detectors/registry.cc"
+# The relay methods, from the one place that parses detectors.relay.methods.
+mapfile -t RELAY_METHODS < <(sed -nE 's/.*names\[i\] == "([a-z_]+)".*/\1/p' "$ROOT/detectors/relay/config.cc")
+[[ ${#RELAY_METHODS[@]} -gt 0 ]] || die "no relay methods found in detectors/relay/config.cc"
+[[ -z $LAB || -d $LAB ]] || die "--lab: no directory $LAB"
+[[ -z $LAB || -z $PCAP ]] || die "--lab adds to the mixed capture; it cannot go with --pcap"
 
 # ---------------------------------------------------------------- the mixed capture
 # The real part: golden captures + the shared corpus (the Ethernet ones: mergecap writes one
@@ -109,6 +123,13 @@ if [[ -z $PCAP ]]; then
     REAL=()
     SKIPPED=()
     CANDIDATES=("$ROOT"/tests/golden/*/input.pcap "$SHARED_PCAPS"/positives/* "$SHARED_PCAPS"/negatives/*)
+    LAB_COUNT=0
+    if [[ -n $LAB ]]; then
+        for f in "$LAB"/*/gw.pcap; do
+            [[ -s $f ]] && CANDIDATES+=("$f") && LAB_COUNT=$((LAB_COUNT + 1))
+        done
+        [[ $LAB_COUNT -gt 0 ]] || die "--lab: no */gw.pcap under $LAB"
+    fi
     # capinfos -T -E -r: "file<TAB>encapsulation" per file; keep plain Ethernet only, and only
     # files mergecap can write as pcap (a pcapng with a decryption-secrets block cannot be).
     while IFS=$'\t' read -r f enc; do
@@ -133,7 +154,9 @@ if [[ -z $PCAP ]]; then
     fi
     PCAPS+=("$MIXED")
     real_packets=$(capinfos -T -c -r "$MIXED" | cut -f2)
-    MIX_NOTE="$real_packets from ${#REAL[@]} real captures (tests/golden + shared corpus, Ethernet)"
+    MIX_NOTE="$real_packets from ${#REAL[@]} real captures (tests/golden + shared corpus"
+    [[ -n $LAB ]] && MIX_NOTE+=" + $LAB_COUNT lab runs from $LAB"
+    MIX_NOTE+=", Ethernet)"
     if [[ $SYNTHETIC -gt 0 ]]; then
         gen_hash=$(sha256sum "$BENCH_DIR/make_big_pcap.py" | cut -c1-12)
         SYN_PCAP="$CACHE_DIR/big-${SYNTHETIC}p-seed1-${gen_hash}.pcap"
@@ -165,27 +188,45 @@ if [[ $KEEP -eq 1 ]]; then
 else
     trap 'rm -rf "$WORK"' EXIT
 fi
-# write_config ROW ENABLED...: built-in defaults, except which detectors run.
+# write_config ROW ENABLED...: built-in defaults, except which detectors run. A row named
+# relay:METHOD runs relay with only that method (relay:none: with none, the round trips only).
 write_config() {
-    local row=$1 d on
+    local row=$1 d on extra=""
     shift
+    if [[ $row == relay:* ]]; then
+        extra=", methods: [${row#relay:}]"
+        [[ $row == relay:none ]] && extra=", methods: []"
+    fi
     {
         echo "detectors:"
         for d in "${DETECTORS[@]}"; do
             on=false
             for e in "$@"; do [[ $e == "$d" ]] && on=true; done
-            echo "  $d: {enabled: $on}"
+            if [[ $d == relay && -n $extra ]]; then
+                echo "  $d: {enabled: $on$extra}"
+            else
+                echo "  $d: {enabled: $on}"
+            fi
         done
     } >"$WORK/$row.yaml"
 }
 ROWS=(baseline)
 write_config baseline
 for d in "${DETECTORS[@]}"; do
+    [[ $RELAY_ONLY -eq 1 && $d != relay ]] && continue
     ROWS+=("$d")
     write_config "$d" "$d"
+    if [[ $d == relay ]]; then
+        for m in none "${RELAY_METHODS[@]}"; do
+            ROWS+=("relay:$m")
+            write_config "relay:$m" relay
+        done
+    fi
 done
-ROWS+=(all)
-write_config all "${DETECTORS[@]}"
+if [[ $RELAY_ONLY -eq 0 ]]; then
+    ROWS+=(all)
+    write_config all "${DETECTORS[@]}"
+fi
 for row in "${ROWS[@]}"; do
     "$RELAYWATCH" -T -c "$WORK/$row.yaml" >"$WORK/$row.check" 2>&1 ||
         die "config for $row rejected: $(tail -3 "$WORK/$row.check")"
@@ -196,9 +237,10 @@ declare -A WALL CPU RSS ALLWALL STATUS NOTE RUN_NO
 REF_PACKETS=""
 
 # check_row ROW DIR: every frame read, and only the asked detectors' counters exported
-# (a detector that reports counters must show them when enabled and never otherwise).
+# (a detector that reports counters must show them when enabled and never otherwise); a
+# relay row without the hidden leg or keystrokes must have timed no turnaround.
 check_row() {
-    local row=$1 dir=$2 p d
+    local row=$1 dir=$2 p d t
     p=$(awk '$1 == "relaywatch_packets_total" {print $2}' "$dir/metrics.prom" 2>/dev/null)
     [[ -n $p ]] || { echo "no relaywatch_packets_total in the metrics file"; return 1; }
     if [[ -z $REF_PACKETS ]]; then
@@ -207,11 +249,18 @@ check_row() {
         echo "read $p packets, other runs read $REF_PACKETS"; return 1
     fi
     for d in "${DETECTORS[@]}"; do
-        [[ $row == all || $row == "$d" ]] && continue
+        [[ $row == all || ${row%%:*} == "$d" ]] && continue
         if grep -q "^relaywatch_detector_${d}_" "$dir/metrics.prom"; then
             echo "detector $d ran although the config disabled it"; return 1
         fi
     done
+    if [[ $row == relay:* && $row != relay:hidden_leg && $row != relay:keystrokes ]]; then
+        t=$(awk '$1 ~ /^relaywatch_detector_relay_turnarounds_total/ {s += $2} END {print s + 0}' \
+            "$dir/metrics.prom")
+        if [[ $t != 0 ]]; then
+            echo "$t turnarounds timed although the config disabled hidden_leg and keystrokes"; return 1
+        fi
+    fi
     cp "$dir/metrics.prom" "$WORK/last-$row.prom"
 }
 
@@ -272,17 +321,18 @@ echo "load average: $LOAD_START at start, $LOAD_END at end"
 echo "binary: $RELAYWATCH ($("$RELAYWATCH" --version 2>/dev/null | head -1)), --workers $WORKERS"
 echo "capture: ${PCAPS[*]}"
 echo "         ${REF_PACKETS:-?} packets: $MIX_NOTE"
-echo "rows: built-in default config with only the named detectors enabled; --jsonl /dev/null"
+echo "rows: built-in default config with only the named detectors enabled; relay:M = relay with"
+echo "      only method M (detectors.relay.methods: [M]; relay:none = methods: []); --jsonl /dev/null"
 echo "best of $RUNS runs by wall time; ns/pkt = wall / packets; extra = ns/pkt - baseline ns/pkt;"
 echo "cpu ns/pkt = lowest user+sys / packets; RSS = highest over the runs"
 echo
-printf '%-14s %8s %8s %8s %10s %10s %8s   %s\n' detector "wall s" ns/pkt extra "cpu ns/pkt" "cpu extra" "RSS MiB" "all runs (s)"
-printf '%s\n' "-----------------------------------------------------------------------------------------------"
+printf '%-20s %8s %8s %8s %10s %10s %8s   %s\n' detector "wall s" ns/pkt extra "cpu ns/pkt" "cpu extra" "RSS MiB" "all runs (s)"
+printf '%s\n' "-----------------------------------------------------------------------------------------------------"
 for row in "${ROWS[@]}"; do
     label=$row
     [[ $row == baseline ]] && label="none (base)"
     if [[ ${STATUS[$row]} != ok ]]; then
-        printf '%-14s %s\n' "$label" "${STATUS[$row]} (see below)"
+        printf '%-20s %s\n' "$label" "${STATUS[$row]} (see below)"
         continue
     fi
     awk -v l="$label" -v w="${WALL[$row]}" -v c="${CPU[$row]}" -v r="${RSS[$row]}" -v p="$REF_PACKETS" \
@@ -290,7 +340,7 @@ for row in "${ROWS[@]}"; do
         ns = w / p * 1e9; cns = c / p * 1e9
         extra = (bw == "" || base) ? "-" : sprintf("%+.0f", ns - bw / p * 1e9)
         cextra = (bc == "" || base) ? "-" : sprintf("%+.0f", cns - bc / p * 1e9)
-        printf "%-14s %8.3f %8.0f %8s %10.0f %10s %8.1f   %s\n", l, w, ns, extra, cns, cextra, r / 1024, all }'
+        printf "%-20s %8.3f %8.0f %8s %10.0f %10s %8.1f   %s\n", l, w, ns, extra, cns, cextra, r / 1024, all }'
 done
 
 status=0
