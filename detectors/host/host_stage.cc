@@ -187,11 +187,6 @@ void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish)
   if (!Admit(host, key, finding.ts)) {
     return;
   }
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = finding.ts;
-  alert.flow = finding.flow;
-  alert.host_ip = host;
   AlertInfo info;
   info.signature_id = sid;
   info.signature =
@@ -213,7 +208,9 @@ void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish)
     info.severity = 2;
     info.detector = "flow_shape";
   }
-  alert.alert = info;
+  Event alert = NewAlert(finding.ts, finding.flow, host, info.signature_id,
+                         std::move(info.signature), std::move(info.category), info.severity,
+                         std::move(info.detector));
   alert.evidence = {{"app", app},
                     {"host", host.ToString()},
                     {"peer", peer->ToString()},
@@ -223,11 +220,7 @@ void HostStage::RemoteSession(const Event& finding, std::vector<Event>& publish)
     alert.evidence["controlled"] = host.ToString();
     alert.evidence["controller"] = peer->ToString();
   }
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.alerts[{info.detector, info.severity}];
-  }
-  publish.push_back(std::move(alert));
+  PublishAlert(std::move(alert), publish);
 }
 
 void HostStage::DnsClue(const Event& finding) {

@@ -144,15 +144,10 @@ void HostStage::ControllerRtt(Event& finding, std::vector<Event>& publish) {
              finding.ts)) {
     return;
   }
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = finding.ts;
-  alert.flow = finding.flow;
-  alert.host_ip = s.controlled;
-  alert.alert = AlertInfo{kSidControllerRtt,
-                          absl::StrCat("RELAYWATCH remote-control session driven from far away (",
-                                       s.app, ", ", Round1(*rtt), " ms round trip)"),
-                          "Relay", 2, "controller_rtt"};
+  Event alert = NewAlert(finding.ts, finding.flow, s.controlled, kSidControllerRtt,
+                         absl::StrCat("RELAYWATCH remote-control session driven from far away (",
+                                      s.app, ", ", Round1(*rtt), " ms round trip)"),
+                         "Relay", 2, "controller_rtt");
   const Site* site = SiteOf(s.controlled);
   alert.evidence = {{"method", "controller_rtt"},
                     {"app", s.app},
@@ -206,16 +201,11 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
       apps.push_back(s->app);
   }
   std::sort(apps.begin(), apps.end());
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = finding.ts;
-  alert.flow = finding.flow;
-  alert.host_ip = host;
-  alert.alert = AlertInfo{kSidHiddenLeg,
-                          absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
-                                       "leg of ",
-                                       Round1(median), " ms round trip"),
-                          "Relay", 2, "hidden_leg"};
+  Event alert = NewAlert(finding.ts, finding.flow, host, kSidHiddenLeg,
+                         absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
+                                      "leg of ",
+                                      Round1(median), " ms round trip"),
+                         "Relay", 2, "hidden_leg");
   const Site* site = SiteOf(host);
   alert.evidence = {{"method", "hidden_leg"},
                     {"apps", apps},
@@ -260,15 +250,10 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts)) {
       continue;
     }
-    Event alert;
-    alert.event_type = "alert";
-    alert.ts = finding.ts;
-    alert.flow = finding.flow;
-    alert.host_ip = host;
-    alert.alert = AlertInfo{kSidSteppingStone,
-                            "RELAYWATCH input from outside relayed through an internal host "
-                            "(stepping stone)",
-                            "Relay", 2, "stepping_stone"};
+    Event alert = NewAlert(finding.ts, finding.flow, host, kSidSteppingStone,
+                           "RELAYWATCH input from outside relayed through an internal host "
+                           "(stepping stone)",
+                           "Relay", 2, "stepping_stone");
     alert.evidence = {{"method", "stepping_stone"},
                       {"host", host.ToString()},
                       {"controller", controller.ToString()},
