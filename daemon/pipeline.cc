@@ -722,6 +722,21 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
                         MetricType::Counter);
   Add(work_ev, {}, static_cast<double>(hs.work_profiles_evicted));
   out.push_back(std::move(work_ev));
+  auto nesting = Family("relaywatch_nested_tunnel_decisions_total",
+                        "Company-VPN sessions whose SYN MSS implied a tunnel: nested, an MSS "
+                        "clamp, or forgotten undecided (table full).",
+                        MetricType::Counter);
+  Add(nesting, {{"outcome", "nested"}}, static_cast<double>(hs.nesting_nested));
+  Add(nesting, {{"outcome", "clamp"}}, static_cast<double>(hs.nesting_clamp));
+  Add(nesting, {{"outcome", "undecided_evicted"}},
+      static_cast<double>(hs.nesting_undecided_evicted));
+  out.push_back(std::move(nesting));
+  auto path_ev = Family("relaywatch_path_evidence_evictions_total",
+                        "Devices whose path-MTU evidence was forgotten because its table was "
+                        "full.",
+                        MetricType::Counter);
+  Add(path_ev, {}, static_cast<double>(hs.path_devices_evicted));
+  out.push_back(std::move(path_ev));
   auto named = Family("relaywatch_flow_shape_named_flows_total",
                       "Named remote sessions and the flow_shape findings about their flows: "
                       "unknown_remote_control dropped, direction filled in, or the session "

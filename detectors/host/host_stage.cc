@@ -373,6 +373,9 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
   } else if (finding.event_type == "tunnel") {
     ContextTunnel(finding);
     TunnelRecord(finding, alerts);
+  } else if (finding.event_type == "path_mtu") {
+    PathMtuRecord(finding, publish);  // internal: decides pending nested tunnels
+    return;
   } else if (finding.event_type == "stack") {
     // Consumed here: its conclusions go out as shared_line records and context alerts.
     ContextConnection(finding, alerts);

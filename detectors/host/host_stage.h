@@ -145,6 +145,13 @@ struct HostStageStats {
   std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
   std::uint64_t public_addresses = 0;  // lines tracked at the entry points
   std::uint64_t public_addresses_evicted = 0;
+  // Company-VPN sessions whose SYN MSS implied a tunnel: nested (decoded encapsulation, or
+  // the device's segments capped at that MTU), a clamp (segments above it), or forgotten
+  // undecided; devices whose path evidence was forgotten because its table was full.
+  std::uint64_t nesting_nested = 0;
+  std::uint64_t nesting_clamp = 0;
+  std::uint64_t nesting_undecided_evicted = 0;
+  std::uint64_t path_devices_evicted = 0;
   // The highest host scores at the last packet time the stage saw (scoring.top_hosts).
   std::vector<std::pair<std::string, double>> top_scores;
   std::uint64_t hosts_above_threshold = 0;
@@ -261,6 +268,12 @@ class HostStage {
   // usual link for a tunnel. `device` names the device: a home host, or a public address
   // and stack at an entry point.
   void TunnelRecord(Event& finding, std::vector<Event>& publish);
+  // path_mtu findings: a device's segments at or above the MTU its SYN's MSS implies.
+  void PathMtuRecord(const Event& finding, std::vector<Event>& publish);
+  struct PathEvidence;
+  // The evidence of one device (public address + SYN signature), created if absent.
+  PathEvidence& FindPath(const std::string& key, PacketTime now);
+  void NestedTunnelAlert(const Event& record, std::vector<Event>& publish);
   void LinkHistory(const std::string& device, const IpAddress& host, bool tunnel,
                    const Event& finding, std::vector<Event>& publish);
   // Context rules (host_stage_context.cc). EnrichAlert adds the inventory's asset and the
@@ -347,6 +360,17 @@ class HostStage {
   // Countries that controlled one person's hosts (inventory `person`), oldest first.
   absl::flat_hash_map<std::string, std::deque<std::pair<PacketTime, std::string>>>
       person_countries_;
+  // Per device (source address + SYN signature with MSS): did its own segments fill or
+  // exceed the MTU its MSS implies, and a company-VPN session's tunnel record waiting for
+  // that answer. At most kMaxPathDevices; expired, then idlest, entries are evicted.
+  struct PathEvidence {
+    bool at_mtu = false;
+    bool above_mtu = false;
+    std::optional<Event> pending;
+    PacketTime last_seen = absl::InfinitePast();
+  };
+  static constexpr std::size_t kMaxPathDevices = 65536;
+  absl::flat_hash_map<std::string, PathEvidence> paths_;
   PacketTime now_ = absl::InfinitePast();  // the latest finding's time
   PacketTime top_scores_at_ = absl::InfinitePast();
   mutable absl::Mutex mu_;

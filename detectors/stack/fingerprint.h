@@ -14,6 +14,9 @@ namespace relaywatch::detectors::stack {
 // the observed one (Linux/macOS/IoT 64, Windows 128, network gear 255).
 std::uint8_t InitialTtl(std::uint8_t observed);
 
+// The largest IP packet one standard Ethernet frame carries.
+inline constexpr std::uint32_t kEthernetMtu = 1500;
+
 // The link MTU a SYN's MSS implies (p0f fp_mtu.c: MSS + 40 for IPv4, + 60 for IPv6).
 std::uint32_t MtuFromMss(std::uint16_t mss, int ip_version);
 

@@ -57,7 +57,53 @@ struct StackDetector::FlowData : flow::DetectorFlowData {
   std::uint16_t ip_id_first = 0, ip_id_last = 0;
   std::uint32_t ip_id_increasing = 0;  // steps of +1..+64 (mod 2^16) from the previous
   std::uint32_t ip_id_zero = 0;
+  // SYN MSS below Ethernet: what the originator's own segments say about that MTU.
+  bool tunnel_mss = false;
+  std::uint16_t responder_mss = 0;  // from the SYN/ACK; 0 until seen
+  bool reported_at_mtu = false;
+  bool reported_above_mtu = false;
 };
+
+namespace {
+
+// Bytes of a data segment that count against the MSS: payload plus the options the sender
+// subtracts (RFC 6691), here the 12-byte timestamp block. SACK blocks make us undercount,
+// which can hide evidence but never invent a segment above the MSS.
+std::uint32_t SegmentBytes(const decode::DecodedPacket& packet) {
+  return packet.payload_length + (packet.tcp_options.has_timestamps ? 12 : 0);
+}
+
+}  // namespace
+
+void StackDetector::CheckPathMtu(const decode::DecodedPacket& packet, flow::FlowState& flow,
+                                 FlowData& data, EventBuffer& out) {
+  const SynSignature& s = *data.syn;
+  const std::uint32_t bytes = SegmentBytes(packet);
+  if (bytes < s.mss)
+    return;
+  // An MSS option caps what the sender will *receive*; its own segments are capped by its
+  // outgoing link. A tunnel caps both, a clamp (route advmss, a host's VPN-friendly MSS)
+  // only the first. Larger than one Ethernet frame: receive offload (GRO/LRO) merged
+  // segments on the sensor, which says nothing about the sender's link.
+  const bool above = bytes > s.mss && MtuFromMss(static_cast<std::uint16_t>(bytes),
+                                                   s.ip_version) <= kEthernetMtu;
+  // Filled to exactly the MSS although the responder allowed more: the sender's own link
+  // stopped it there.
+  const bool at = bytes == s.mss && data.responder_mss > s.mss;
+  if ((above && data.reported_above_mtu) || (at && data.reported_at_mtu) || (!above && !at))
+    return;
+  (above ? data.reported_above_mtu : data.reported_at_mtu) = true;
+  Event e;
+  e.event_type = "path_mtu";
+  e.ts = packet.ts;
+  e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+  e.body = {{"signature", s.Key(true)},
+            {"mss", s.mss},
+            {"segment_bytes", bytes},
+            {"evidence", above ? "above_mtu" : "at_mtu"}};
+  out.Emit(std::move(e));
+  counters_.path_mtu.Increment();
+}
 
 Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowState& flow,
                                 flow::Direction direction, EventBuffer& out) {
@@ -70,8 +116,13 @@ Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowS
     data.udp = packet.is_udp();
     return Verdict::kDone;
   }
-  if (direction != flow::Direction::kToResponder)
+  if (direction != flow::Direction::kToResponder) {
+    if (packet.has(decode::kTcpSyn) && packet.has(decode::kTcpAck) &&
+        packet.tcp_options.has_mss) {
+      data.responder_mss = packet.tcp_options.mss;
+    }
     return Verdict::kContinue;
+  }
   if (packet.has(decode::kTcpSyn) && !packet.has(decode::kTcpAck)) {
     if (data.syn)
       return Verdict::kContinue;  // a retransmitted SYN says nothing new
@@ -86,15 +137,23 @@ Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowS
         e.event_type = "tunnel";
         e.ts = packet.ts;
         e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
-        e.body = {{"kind", link->kind}, {"mtu", mtu},
-                  {"mss", s.mss},       {"overlay", link->tunnel},
-                  {"ttl", packet.ttl},  {"initial_ttl", s.initial_ttl},
-                  {"hops", s.hops},     {"decoded_tunnel_depth", packet.tunnel_depth}};
+        e.body = {{"kind", link->kind},
+                  {"mtu", mtu},
+                  {"mss", s.mss},
+                  {"overlay", link->tunnel},
+                  {"ttl", packet.ttl},
+                  {"initial_ttl", s.initial_ttl},
+                  {"hops", s.hops},
+                  {"decoded_tunnel_depth", packet.tunnel_depth},
+                  {"signature", s.Key(true)}};
         out.Emit(std::move(e));
         counters_.tunnels.Increment();
+        data.tunnel_mss = link->tunnel;
       }
     }
   }
+  if (data.tunnel_mss && packet.payload_length > 0)
+    CheckPathMtu(packet, flow, data, out);
   if (packet.tcp_options.has_timestamps && !packet.has(decode::kTcpSyn)) {
     if (!data.ts_seen) {
       data.ts_seen = true;
@@ -181,6 +240,9 @@ void StackDetector::ReportCounters(std::vector<CounterSample>& out) const {
       {"tunnels", "tunnel records emitted (SYN MSS below Ethernet).", counters_.tunnels.Read()});
   out.push_back(
       {"records", "Per-flow stack records handed to the host stage.", counters_.records.Read()});
+  out.push_back({"path_mtu",
+                 "Segments of tunnel-MSS flows that filled or exceeded the SYN's MSS.",
+                 counters_.path_mtu.Read()});
 }
 
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,

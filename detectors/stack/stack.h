@@ -34,6 +34,7 @@ struct StackCounters {
   WorkerCounter syns;     // originator SYNs fingerprinted
   WorkerCounter tunnels;  // `tunnel` records emitted
   WorkerCounter records;  // per-flow stack records handed to the host stage
+  WorkerCounter path_mtu;  // `path_mtu` findings: a tunnel-MSS flow's segment at/above its MSS
 };
 
 // Fingerprints the TCP/IP stack of each connection's originator from its SYN (initial TTL,
@@ -41,6 +42,9 @@ struct StackCounters {
 // clock and IP-ID through the flow. Emits a `tunnel` record when the SYN's MSS implies a
 // tunnel or a non-Ethernet link, and one internal `stack` record per flow for the host
 // stage, which counts the devices behind one public address (shared_line) from them.
+// For a flow whose SYN MSS implies a tunnel it also reports (at most twice per flow, as
+// internal `path_mtu` findings) an originator segment that fills the MSS while the responder
+// allowed more, or exceeds it: the host stage tells a tunnel from an MSS clamp with them.
 class StackDetector : public Detector {
  public:
   StackDetector(StackConfig config, DetectorContext context) : config_(config), context_(context) {}
@@ -54,6 +58,8 @@ class StackDetector : public Detector {
 
  private:
   struct FlowData;
+  void CheckPathMtu(const decode::DecodedPacket& packet, flow::FlowState& flow, FlowData& data,
+                    EventBuffer& out);
   StackConfig config_;
   DetectorContext context_;
   StackCounters counters_;

@@ -60,6 +60,16 @@ decode::DecodedPacket Syn(std::uint8_t ttl, std::uint16_t window, std::uint16_t 
   return p;
 }
 
+// Tracks the packet, then hands it to the detector with its direction. (Not in one call:
+// the order in which arguments are evaluated is unspecified, so `OnPacket(p,
+// table.Track(p, d), d, out)` may pass `d` before Track has set it.)
+void Feed(StackDetector& detector, flow::FlowTable& table, const decode::DecodedPacket& p,
+          EventBuffer& out) {
+  flow::Direction d = flow::Direction::kToResponder;
+  flow::FlowState& f = table.Track(p, d);
+  detector.OnPacket(p, f, d, out);
+}
+
 TEST(StackFingerprint, SignatureSeparatesStacks) {
   const SynSignature linux_syn = SignatureOf(Syn(61, 64240, 1460, {2, 4, 8, 1, 3}));
   const SynSignature windows_syn = SignatureOf(Syn(125, 64240, 1460, {2, 1, 3, 1, 1, 4}));
@@ -80,9 +90,7 @@ TEST(StackDetector, TunnelRecordFromTheSynsMss) {
   flow::FlowTable table(flow::FlowTableConfig{},
                         [&](flow::FlowState& f, flow::EndReason) { detector.OnFlowEnd(f, out); });
   decode::DecodedPacket syn = Syn(61, 64240, 1380, {2, 4, 8, 1, 3});
-  flow::Direction d;
-  flow::FlowState& f = table.Track(syn, d);
-  detector.OnPacket(syn, f, d, out);
+  Feed(detector, table, syn, out);
   ASSERT_EQ(out.events().size(), 1u);
   EXPECT_EQ(out.events()[0].event_type, "tunnel");
   EXPECT_EQ(out.events()[0].body["kind"], "wireguard");
@@ -98,9 +106,203 @@ TEST(StackDetector, NoTunnelRecordOnEthernet) {
   EventBuffer out;
   flow::FlowTable table(flow::FlowTableConfig{}, [](flow::FlowState&, flow::EndReason) {});
   decode::DecodedPacket syn = Syn(61, 64240, 1460, {2, 4, 8, 1, 3});
-  flow::Direction d;
-  detector.OnPacket(syn, table.Track(syn, d), d, out);
+  Feed(detector, table, syn, out);
   EXPECT_TRUE(out.events().empty());
+}
+
+decode::DecodedPacket Segment(const decode::DecodedPacket& syn, std::uint32_t payload,
+                              double second) {
+  decode::DecodedPacket p = syn;
+  p.ts = kT0 + absl::Seconds(second);
+  p.tcp_flags = decode::kTcpAck;
+  p.tcp_options = {};
+  p.tcp_options.has_timestamps = true;
+  p.payload_length = payload;
+  return p;
+}
+
+// A tunnel-MSS flow (1380, timestamps on) whose responder allows `responder_mss`, then the
+// originator's data segments of `payloads` bytes; returns the path_mtu findings' evidence.
+std::vector<std::string> PathEvidenceOf(std::uint16_t responder_mss,
+                                        std::vector<std::uint32_t> payloads) {
+  StackDetector detector({}, DetectorContext{});
+  EventBuffer out;
+  flow::FlowTable table(flow::FlowTableConfig{}, [](flow::FlowState&, flow::EndReason) {});
+  const decode::DecodedPacket syn = Syn(61, 64860, 1380, {2, 4, 8, 1, 3});
+  Feed(detector, table, syn, out);
+  decode::DecodedPacket syn_ack = syn;
+  std::swap(syn_ack.src, syn_ack.dst);
+  std::swap(syn_ack.src_port, syn_ack.dst_port);
+  syn_ack.tcp_flags = decode::kTcpSyn | decode::kTcpAck;
+  syn_ack.tcp_options.mss = responder_mss;
+  Feed(detector, table, syn_ack, out);
+  double t = 0.1;
+  for (std::uint32_t payload : payloads) {
+    const decode::DecodedPacket seg = Segment(syn, payload, t += 0.1);
+    Feed(detector, table, seg, out);
+  }
+  std::vector<std::string> evidence;
+  for (const Event& e : out.events()) {
+    if (e.event_type == "path_mtu") {
+      evidence.push_back(e.body["evidence"]);
+      EXPECT_EQ(e.body["signature"], SignatureOf(syn).Key(true));
+    }
+  }
+  return evidence;
+}
+
+TEST(StackDetector, SegmentsAboveTheMssShowAClamp) {
+  // 1448 + 12 bytes of timestamps = 1460 > 1380: the sender's link carries 1500-byte packets.
+  EXPECT_EQ(PathEvidenceOf(1460, {200, 1448, 1448}), std::vector<std::string>{"above_mtu"});
+}
+
+TEST(StackDetector, SegmentsStoppingAtTheMssShowTheCap) {
+  // 1368 + 12 = 1380: full at the SYN's MSS while the responder allowed 1460.
+  EXPECT_EQ(PathEvidenceOf(1460, {1368, 1368, 300}), std::vector<std::string>{"at_mtu"});
+  // The responder allowed no more than 1380: a full segment says nothing about the sender.
+  EXPECT_TRUE(PathEvidenceOf(1380, {1368, 1368}).empty());
+}
+
+TEST(StackDetector, CoalescedSegmentsSayNothing) {
+  // Larger than one Ethernet frame: GRO/LRO on the sensor merged segments.
+  EXPECT_TRUE(PathEvidenceOf(1460, {2896, 4344}).empty());
+}
+
+// ---- Nested tunnels (host stage) ----------------------------------------------------------
+
+host::HostStageConfig EntryConfig() {
+  host::HostStageConfig c;
+  c.home_networks = {*Cidr::Parse("10.0.0.0/8")};
+  c.entry_points = {*Cidr::Parse("198.51.100.10/32")};
+  return c;
+}
+
+FlowRef EntryFlow(std::uint16_t sport, std::uint16_t dport) {
+  static std::uint64_t id = 1000;
+  FlowRef f;
+  f.flow_id = ++id;
+  f.src_ip = *IpAddress::Parse("203.0.113.10");
+  f.dest_ip = *IpAddress::Parse("198.51.100.10");
+  f.src_port = sport;
+  f.dest_port = dport;
+  f.protocol = 6;
+  return f;
+}
+
+// The stack detector's tunnel record of a SYN with MSS 1380 (MTU 1420) to the company's
+// OpenVPN service (tcp/1194) at an entry point.
+Event VpnTunnelRecord(double second, int decoded_depth = 0) {
+  Event e;
+  e.event_type = "tunnel";
+  e.ts = kT0 + absl::Seconds(second);
+  e.flow = EntryFlow(41470, 1194);
+  e.body = {{"kind", "wireguard"}, {"mtu", 1420},          {"mss", 1380},
+            {"overlay", true},     {"initial_ttl", 64},    {"hops", 2},
+            {"signature", "sig"},  {"decoded_tunnel_depth", decoded_depth}};
+  return e;
+}
+
+// The same device's segment on another connection (ssh) at or above that MTU.
+Event PathMtu(double second, const std::string& evidence) {
+  Event e;
+  e.event_type = "path_mtu";
+  e.ts = kT0 + absl::Seconds(second);
+  e.flow = EntryFlow(37010, 22);
+  e.body = {{"signature", "sig"}, {"mss", 1380}, {"evidence", evidence}};
+  return e;
+}
+
+struct Nesting {
+  bool record_nested = false;  // the last tunnel record's `nested`
+  int alerts = 0;
+};
+
+Nesting NestingOf(const std::vector<Event>& out) {
+  Nesting n;
+  for (const Event& e : out) {
+    EXPECT_NE(e.event_type, "path_mtu");  // consumed
+    if (e.event_type == "tunnel")
+      n.record_nested = e.body["nested"].get<bool>();
+    if (e.alert && e.alert->signature_id == host::kSidNestedTunnel)
+      ++n.alerts;
+  }
+  return n;
+}
+
+TEST(NestedTunnel, MssAloneIsNotNesting) {
+  // MSS 1380 is a WireGuard path or a clamp (route advmss, Windows, DSL): undecided.
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(VpnTunnelRecord(1), out);
+  const Nesting n = NestingOf(out);
+  EXPECT_FALSE(n.record_nested);
+  EXPECT_EQ(n.alerts, 0);
+  EXPECT_EQ(out[0].body["nested_evidence"], "pending");
+}
+
+TEST(NestedTunnel, SegmentsAboveTheMtuMeanAClampNotATunnel) {
+  // mixed_stacks: a laptop with advmss 1380 sends 1500-byte packets on its ssh session.
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(VpnTunnelRecord(1), out);
+  stage.Process(PathMtu(5, "above_mtu"), out);
+  EXPECT_EQ(NestingOf(out).alerts, 0);
+  EXPECT_FALSE(NestingOf(out).record_nested);
+  EXPECT_EQ(stage.stats().nesting_clamp, 1u);
+  // Evidence first, then another session: decided at once.
+  stage.Process(VpnTunnelRecord(9), out);
+  EXPECT_EQ(NestingOf(out).alerts, 0);
+  EXPECT_EQ(out.back().body["nested_evidence"], "segments_above_mtu");
+}
+
+TEST(NestedTunnel, SegmentsCappedAtTheMtuMeanATunnelBeneath) {
+  // nested_tunnel: the consumer VPN (tun MTU 1400) caps every packet the laptop sends.
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(VpnTunnelRecord(1), out);
+  EXPECT_EQ(NestingOf(out).alerts, 0);
+  stage.Process(PathMtu(5, "at_mtu"), out);
+  const Nesting n = NestingOf(out);
+  EXPECT_TRUE(n.record_nested);  // the record is published again, decided
+  EXPECT_EQ(n.alerts, 1);
+  EXPECT_EQ(stage.stats().nesting_nested, 1u);
+}
+
+TEST(NestedTunnel, EvidenceBeforeTheSessionDecidesAtItsSyn) {
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(PathMtu(1, "at_mtu"), out);
+  stage.Process(VpnTunnelRecord(5), out);
+  EXPECT_TRUE(NestingOf(out).record_nested);
+  EXPECT_EQ(NestingOf(out).alerts, 1);
+}
+
+TEST(NestedTunnel, OneSegmentAboveTheMtuOutweighsTheCap) {
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(PathMtu(1, "at_mtu"), out);
+  stage.Process(PathMtu(2, "above_mtu"), out);
+  stage.Process(VpnTunnelRecord(5), out);
+  EXPECT_FALSE(NestingOf(out).record_nested);
+  EXPECT_EQ(NestingOf(out).alerts, 0);
+}
+
+TEST(NestedTunnel, DecodedEncapsulationIsNestedAtOnce) {
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(VpnTunnelRecord(1, /*decoded_depth=*/1), out);
+  EXPECT_TRUE(NestingOf(out).record_nested);
+  EXPECT_EQ(NestingOf(out).alerts, 1);
+}
+
+TEST(NestedTunnel, OtherServicesAreNotCandidates) {
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  Event portal = VpnTunnelRecord(1);
+  portal.flow->dest_port = 443;
+  stage.Process(portal, out);
+  stage.Process(PathMtu(5, "at_mtu"), out);
+  EXPECT_EQ(NestingOf(out).alerts, 0);
 }
 
 // ---- Shared lines (host stage) ----------------------------------------------------------
