@@ -333,6 +333,16 @@ class HostStage {
       std::optional<double> ts_hz;
       bool vpn = false;  // to a VPN service port (detectors.stack.vpn_ports)
       bool udp = false;
+      // The flow's non-zero IP-IDs when they came from a counter the device shares with other
+      // packets (every step forward, some by 2 or more): the counter's value at `first_time`
+      // and how far it moved until `last_time`.
+      struct IpIdRun {
+        PacketTime first_time;
+        PacketTime last_time;
+        std::uint16_t first = 0;
+        std::uint64_t advance = 0;
+      };
+      std::optional<IpIdRun> ip_id_run;
     };
     std::deque<Connection> connections;
     std::uint64_t reported_devices = 0;

@@ -57,12 +57,52 @@ std::uint64_t MaxConcurrent(const std::vector<const Connection*>& conns) {
   return static_cast<std::uint64_t>(most);
 }
 
+// A shared IP-ID counter (Bellovin; older Windows: one per host, newer: one per hashed
+// address pair, so one toward the entry point) has one value at a time: a connection that opens
+// while `a` runs takes an IP-ID inside a's range. One clearly outside it came from another
+// counter, another device. Linux's per-connection counters never qualify (every step is +1,
+// so no run is "shared"), nor do random IDs (steps beyond kMaxIpIdStep).
+template <typename Connection>
+bool OtherCounter(const Connection& a, const Connection& b) {
+  constexpr std::uint64_t kMargin = 64;  // packets in flight between the sensor's samples
+  const auto& ra = *a.ip_id_run;
+  const auto& rb = *b.ip_id_run;
+  if (ra.advance + 2 * kMargin >= 65536 || rb.first_time - ra.first_time < absl::Seconds(1) ||
+      ra.last_time - rb.first_time < absl::Seconds(1)) {
+    return false;
+  }
+  const std::uint16_t ahead = static_cast<std::uint16_t>(rb.first - ra.first);
+  return ahead > ra.advance + kMargin && ahead < 65536 - kMargin;
+}
+
+// The largest set of connections found whose IP-IDs pairwise came from different shared
+// counters (greedy, over the most recent kMaxRuns runs): a lower bound on the devices.
+template <typename Connection>
+std::uint64_t IpIdCounters(const std::vector<const Connection*>& conns) {
+  constexpr std::size_t kMaxRuns = 64;
+  std::vector<const Connection*> runs;
+  for (auto it = conns.rbegin(); it != conns.rend() && runs.size() < kMaxRuns; ++it) {
+    if ((*it)->ip_id_run)
+      runs.push_back(*it);
+  }
+  std::vector<const Connection*> distinct;
+  for (const Connection* c : runs) {
+    if (std::all_of(distinct.begin(), distinct.end(), [&](const Connection* d) {
+          return OtherCounter(*c, *d) || OtherCounter(*d, *c);
+        })) {
+      distinct.push_back(c);
+    }
+  }
+  return std::max<std::uint64_t>(1, distinct.size());
+}
+
 // Devices one signature's connections need. Lower bounds, the largest wins:
 //  - VPN sessions open at the same time: a device keeps one tunnel to the concentrator;
-//  - TCP timestamp clock rates (Hz) that differ.
-// Source-port runs and IP-ID sequences are reported, not counted: on current Linux both
-// restart per connection (ports jump every few connections, IP-IDs start at random), so
-// they would count one laptop many times (measured in the farm lab, docs/detectors/stack.md).
+//  - TCP timestamp clock rates (Hz) that differ;
+//  - shared IP-ID counters that contradict each other (OtherCounter).
+// Source-port runs and per-connection IP-ID sequences are reported, not counted: on current
+// Linux both restart per connection (ports jump every few connections, IP-IDs start at
+// random), so they would count one laptop many times (farm lab, docs/detectors/stack.md).
 template <typename Connection>
 std::uint64_t DevicesOfSignature(const std::vector<const Connection*>& conns, nlohmann::json& why,
                                  std::set<std::string>& methods) {
@@ -78,17 +118,21 @@ std::uint64_t DevicesOfSignature(const std::vector<const Connection*>& conns, nl
       ts_classes.insert(TsClass(*c->ts_hz));
   }
   const std::uint64_t ts_devices = std::max<std::size_t>(1, ts_classes.size());
-  const std::uint64_t devices = std::max(vpn_devices, ts_devices);
+  const std::uint64_t ip_id_devices = IpIdCounters(conns);
+  const std::uint64_t devices = std::max({vpn_devices, ts_devices, ip_id_devices});
   if (vpn_devices > 1)
     methods.insert("concurrent_vpn_sessions");
   if (ts_devices > 1)
     methods.insert("timestamp_clocks");
+  if (ip_id_devices > 1)
+    methods.insert("ip_id_counters");
   why = {{"signature", conns.front()->signature},
          {"connections", conns.size()},
          {"devices", devices},
          {"vpn_sessions", vpn.size()},
          {"concurrent_vpn_sessions", MaxConcurrent(vpn)},
-         {"timestamp_rates_hz", ts_classes}};
+         {"timestamp_rates_hz", ts_classes},
+         {"ip_id_counters", ip_id_devices}};
   return devices;
 }
 
@@ -299,6 +343,20 @@ void HostStage::StackRecord(const Event& finding, std::vector<Event>& publish) {
   c.sport = f.src_port;
   c.ts_hz = Number(b, "ts_hz");
   c.udp = f.protocol == 17;
+  if (const auto run = b.find("ip_id_run"); run != b.end() && run->is_object()) {
+    // Worth comparing: enough forward steps that the IDs are not random, and a quarter or
+    // more of them by 2 or more, so the counter is not the connection's own (packets lost
+    // before the sensor skip a value too, but not one in four on a working connection).
+    constexpr std::uint64_t kMinSamples = 8;
+    const std::uint64_t samples = run->value("samples", std::uint64_t{0});
+    if (samples >= kMinSamples && run->value("forward", std::uint64_t{0}) + 1 == samples &&
+        run->value("shared", std::uint64_t{0}) * 4 >= samples - 1) {
+      c.ip_id_run = Line::Connection::IpIdRun{
+          absl::FromUnixMicros(run->value("first_us", std::int64_t{0})),
+          absl::FromUnixMicros(run->value("last_us", std::int64_t{0})),
+          run->value("first", std::uint16_t{0}), run->value("advance", std::uint64_t{0})};
+    }
+  }
   c.vpn = std::find(config_.vpn_ports.begin(), config_.vpn_ports.end(),
                     std::make_pair(f.protocol, f.dest_port)) != config_.vpn_ports.end();
   if (c.udp && !c.vpn)

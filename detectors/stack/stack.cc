@@ -57,6 +57,15 @@ struct StackDetector::FlowData : flow::DetectorFlowData {
   std::uint16_t ip_id_first = 0, ip_id_last = 0;
   std::uint32_t ip_id_increasing = 0;  // steps of +1..+64 (mod 2^16) from the previous
   std::uint32_t ip_id_zero = 0;
+  // The originator's non-zero IP-IDs as one counter's run (Linux writes 0 on some ACKs, so
+  // zeros are skipped): steps forward by 1..4096, steps of 2 or more (the counter also
+  // served other packets) and their sum, i.e. how far the counter moved during the flow.
+  std::uint32_t run_samples = 0;
+  std::uint16_t run_first = 0, run_last = 0;
+  PacketTime run_first_time, run_last_time;
+  std::uint32_t run_forward = 0;
+  std::uint32_t run_shared = 0;
+  std::uint64_t run_advance = 0;
   // SYN MSS below Ethernet: what the originator's own segments say about that MTU.
   bool tunnel_mss = false;
   std::uint16_t responder_mss = 0;  // from the SYN/ACK; 0 until seen
@@ -65,6 +74,10 @@ struct StackDetector::FlowData : flow::DetectorFlowData {
 };
 
 namespace {
+
+// Largest IP-ID step still read as the same counter moving forward. Random IDs (macOS)
+// pass it with probability 1/16 per step, so a run of 8 forward steps is not random.
+constexpr std::uint16_t kMaxIpIdStep = 4096;
 
 // Bytes of a data segment that count against the MSS: payload plus the options the sender
 // subtracts (RFC 6691), here the 12-byte timestamp block. SACK blocks make us undercount,
@@ -175,6 +188,22 @@ Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowS
       ++data.ip_id_zero;
     data.ip_id_last = packet.ip_id;
     ++data.ip_ids;
+    if (packet.ip_id != 0) {
+      if (data.run_samples == 0) {
+        data.run_first = packet.ip_id;
+        data.run_first_time = packet.ts;
+      } else {
+        const std::uint16_t step = static_cast<std::uint16_t>(packet.ip_id - data.run_last);
+        if (step >= 1 && step <= kMaxIpIdStep) {
+          ++data.run_forward;
+          data.run_advance += step;
+          data.run_shared += step >= 2 ? 1 : 0;
+        }
+      }
+      data.run_last = packet.ip_id;
+      data.run_last_time = packet.ts;
+      ++data.run_samples;
+    }
   }
   return Verdict::kContinue;
 }
@@ -224,6 +253,15 @@ void StackDetector::OnFlowEnd(flow::FlowState& flow, EventBuffer& out) {
     b["ip_ids"] = data->ip_ids;
     b["ip_id_increasing"] = data->ip_id_increasing;
     b["ip_id_zero"] = data->ip_id_zero;
+  }
+  if (data->run_samples >= 2) {
+    b["ip_id_run"] = {{"first", data->run_first},
+                      {"first_us", absl::ToUnixMicros(data->run_first_time)},
+                      {"last_us", absl::ToUnixMicros(data->run_last_time)},
+                      {"samples", data->run_samples},
+                      {"forward", data->run_forward},
+                      {"shared", data->run_shared},
+                      {"advance", data->run_advance}};
   }
   Event e;
   e.event_type = "stack";

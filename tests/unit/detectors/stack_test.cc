@@ -168,6 +168,32 @@ TEST(StackDetector, CoalescedSegmentsSayNothing) {
   EXPECT_TRUE(PathEvidenceOf(1460, {2896, 4344}).empty());
 }
 
+TEST(StackDetector, IpIdRunSkipsZerosAndSumsForwardSteps) {
+  StackDetector detector({}, DetectorContext{});
+  EventBuffer out;
+  flow::FlowTable table(flow::FlowTableConfig{}, [&](flow::FlowState& f, flow::EndReason) {
+    detector.OnFlowEnd(f, out);
+  });
+  decode::DecodedPacket syn = Syn(61, 64240, 1460, {2, 4, 8, 1, 3});
+  syn.ip_id = 65530;
+  Feed(detector, table, syn, out);
+  // +1, +3 (the counter served other packets), 0 (a Linux ACK: skipped), +3 across the wrap.
+  double t = 0;
+  for (std::uint16_t id : {65531, 65534, 0, 1}) {
+    decode::DecodedPacket p = Segment(syn, 0, t += 1);
+    p.ip_id = id;
+    Feed(detector, table, p, out);
+  }
+  table.EndAll(flow::EndReason::kShutdown);
+  ASSERT_FALSE(out.events().empty());
+  const nlohmann::json& run = out.events().back().body["ip_id_run"];
+  EXPECT_EQ(run["first"], 65530);
+  EXPECT_EQ(run["samples"], 4);
+  EXPECT_EQ(run["forward"], 3);
+  EXPECT_EQ(run["shared"], 2);
+  EXPECT_EQ(run["advance"], 7);
+}
+
 // ---- Nested tunnels (host stage) ----------------------------------------------------------
 
 host::HostStageConfig EntryConfig() {
@@ -416,6 +442,59 @@ TEST(SharedLine, SourcePortsAndIpIdsDoNotCount) {
                                {"ip_id_last", i * 7919 + 20}}),
                   out);
   }
+  EXPECT_EQ(LastDevices(out), 1u);
+}
+
+// A flow's IP-ID run as the stack record carries it: from `from_minute` to `to_minute`, the
+// counter at `first` moving by `advance` over `samples` packets, `shared` steps of 2 or more.
+nlohmann::json IpIdRun(double from_minute, double to_minute, int first, int advance,
+                       int samples = 40, int shared = 10) {
+  return {{"ip_id_run",
+           {{"first", first},
+            {"first_us", absl::ToUnixMicros(kT0 + absl::Minutes(from_minute))},
+            {"last_us", absl::ToUnixMicros(kT0 + absl::Minutes(to_minute))},
+            {"samples", samples},
+            {"forward", samples - 1},
+            {"shared", shared},
+            {"advance", advance}}}};
+}
+
+TEST(SharedLine, SharedIpIdCountersThatDisagreeAreDevices) {
+  // Two Windows-like laptops with one stack signature: while A's counter runs 1000..4000, B
+  // opens with IP-ID 40000, which one counter cannot have given then.
+  host::HostStage stage(LineConfig());
+  std::vector<Event> out;
+  stage.Process(StackRecord("203.0.113.10", 50000, 0, "win", IpIdRun(0, 10, 1000, 3000)), out);
+  stage.Process(StackRecord("203.0.113.10", 50001, 5, "win", IpIdRun(5, 6, 40000, 200)), out);
+  EXPECT_EQ(LastDevices(out), 2u);
+}
+
+TEST(SharedLine, OneSharedIpIdCounterIsOneDevice) {
+  // One laptop: its second connection's IP-ID falls inside the first one's run.
+  host::HostStage stage(LineConfig());
+  std::vector<Event> out;
+  stage.Process(StackRecord("203.0.113.10", 50000, 0, "win", IpIdRun(0, 10, 1000, 3000)), out);
+  stage.Process(StackRecord("203.0.113.10", 50001, 5, "win", IpIdRun(5, 6, 2500, 200)), out);
+  // A wrapped run (65536 or more) says nothing about which values it passed.
+  stage.Process(StackRecord("203.0.113.10", 50002, 5, "win", IpIdRun(0, 10, 9000, 70000)), out);
+  EXPECT_EQ(LastDevices(out), 1u);
+}
+
+TEST(SharedLine, PerConnectionIpIdCountersDoNotCount) {
+  // Linux: every connection starts its own counter at random and steps +1 (no shared step),
+  // so disagreeing values are one laptop's connections, not devices.
+  host::HostStage stage(LineConfig());
+  std::vector<Event> out;
+  stage.Process(StackRecord("203.0.113.10", 50000, 0, "linux", IpIdRun(0, 10, 1000, 39, 40, 0)),
+                out);
+  stage.Process(StackRecord("203.0.113.10", 50002, 5, "linux", IpIdRun(5, 6, 40000, 39, 40, 0)),
+                out);
+  // Two values skipped in 40 (packets lost before the sensor): still the connection's own.
+  stage.Process(StackRecord("203.0.113.10", 50006, 5, "linux", IpIdRun(5, 6, 30000, 41, 40, 2)),
+                out);
+  // Too few samples to tell a counter from random IDs.
+  stage.Process(StackRecord("203.0.113.10", 50004, 5, "linux", IpIdRun(5, 6, 20000, 5, 4, 2)),
+                out);
   EXPECT_EQ(LastDevices(out), 1u);
 }
 
