@@ -98,8 +98,8 @@ void StackDetector::CheckPathMtu(const decode::DecodedPacket& packet, flow::Flow
   // outgoing link. A tunnel caps both, a clamp (route advmss, a host's VPN-friendly MSS)
   // only the first. Larger than one Ethernet frame: receive offload (GRO/LRO) merged
   // segments on the sensor, which says nothing about the sender's link.
-  const bool above = bytes > s.mss && MtuFromMss(static_cast<std::uint16_t>(bytes),
-                                                   s.ip_version) <= kEthernetMtu;
+  const bool above =
+      bytes > s.mss && MtuFromMss(static_cast<std::uint16_t>(bytes), s.ip_version) <= kEthernetMtu;
   // Filled to exactly the MSS although the responder allowed more: the sender's own link
   // stopped it there.
   const bool at = bytes == s.mss && data.responder_mss > s.mss;
@@ -130,8 +130,7 @@ Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowS
     return Verdict::kDone;
   }
   if (direction != flow::Direction::kToResponder) {
-    if (packet.has(decode::kTcpSyn) && packet.has(decode::kTcpAck) &&
-        packet.tcp_options.has_mss) {
+    if (packet.has(decode::kTcpSyn) && packet.has(decode::kTcpAck) && packet.tcp_options.has_mss) {
       data.responder_mss = packet.tcp_options.mss;
     }
     return Verdict::kContinue;
@@ -278,8 +277,7 @@ void StackDetector::ReportCounters(std::vector<CounterSample>& out) const {
       {"tunnels", "tunnel records emitted (SYN MSS below Ethernet).", counters_.tunnels.Read()});
   out.push_back(
       {"records", "Per-flow stack records handed to the host stage.", counters_.records.Read()});
-  out.push_back({"path_mtu",
-                 "Segments of tunnel-MSS flows that filled or exceeded the SYN's MSS.",
+  out.push_back({"path_mtu", "Segments of tunnel-MSS flows that filled or exceeded the SYN's MSS.",
                  counters_.path_mtu.Read()});
 }
 

@@ -171,9 +171,8 @@ TEST(StackDetector, CoalescedSegmentsSayNothing) {
 TEST(StackDetector, IpIdRunSkipsZerosAndSumsForwardSteps) {
   StackDetector detector({}, DetectorContext{});
   EventBuffer out;
-  flow::FlowTable table(flow::FlowTableConfig{}, [&](flow::FlowState& f, flow::EndReason) {
-    detector.OnFlowEnd(f, out);
-  });
+  flow::FlowTable table(flow::FlowTableConfig{},
+                        [&](flow::FlowState& f, flow::EndReason) { detector.OnFlowEnd(f, out); });
   decode::DecodedPacket syn = Syn(61, 64240, 1460, {2, 4, 8, 1, 3});
   syn.ip_id = 65530;
   Feed(detector, table, syn, out);
@@ -222,8 +221,9 @@ Event VpnTunnelRecord(double second, int decoded_depth = 0) {
   e.event_type = "tunnel";
   e.ts = kT0 + absl::Seconds(second);
   e.flow = EntryFlow(41470, 1194);
-  e.body = {{"kind", "wireguard"}, {"mtu", 1420},          {"mss", 1380},
-            {"overlay", true},     {"initial_ttl", 64},    {"hops", 2},
+  e.body = {{"kind", "wireguard"}, {"mtu", 1420},
+            {"mss", 1380},         {"overlay", true},
+            {"initial_ttl", 64},   {"hops", 2},
             {"signature", "sig"},  {"decoded_tunnel_depth", decoded_depth}};
   return e;
 }
@@ -493,8 +493,7 @@ TEST(SharedLine, PerConnectionIpIdCountersDoNotCount) {
   stage.Process(StackRecord("203.0.113.10", 50006, 5, "linux", IpIdRun(5, 6, 30000, 41, 40, 2)),
                 out);
   // Too few samples to tell a counter from random IDs.
-  stage.Process(StackRecord("203.0.113.10", 50004, 5, "linux", IpIdRun(5, 6, 20000, 5, 4, 2)),
-                out);
+  stage.Process(StackRecord("203.0.113.10", 50004, 5, "linux", IpIdRun(5, 6, 20000, 5, 4, 2)), out);
   EXPECT_EQ(LastDevices(out), 1u);
 }
 
