@@ -15,9 +15,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -25,6 +22,7 @@
 
 #include "capture/base/config_reader.h"
 #include "detectors/detector.h"
+#include "tests/fuzz/fuzz_util.h"
 
 // capture.bpf is compiled with pcap_compile(), which resolves host names (getaddrinfo, and
 // gethostbyname for "gateway"). Fuzzed filters such as "tcp and xyzzy" would send DNS queries
@@ -59,14 +57,16 @@ extern "C" struct hostent* gethostbyname(const char* name) {
 
 namespace {
 
+namespace fuzz = relaywatch::fuzz;
 namespace config = relaywatch::config;
 namespace daemon = relaywatch::daemon;
 
 constexpr char kFileName[] = "fuzz.yaml";
 
+constexpr char kTarget[] = "config_fuzz";
+
 void Fail(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "config_fuzz: %s: %s\n", what, detail.c_str());
-  std::abort();
+  fuzz::Fail(kTarget, what, detail);
 }
 
 void CheckError(const absl::Status& status) {
@@ -106,13 +106,6 @@ void Run(absl::string_view text) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const absl::string_view text(reinterpret_cast<const char*>(data), size);
-  try {
-    Run(text);
-  } catch (const std::exception& e) {
-    Fail("exception escaped", e.what());
-  } catch (...) {
-    Fail("exception escaped", "(not a std::exception)");
-  }
+  fuzz::FailOnException(kTarget, [&] { Run(fuzz::AsText(data, size)); });
   return 0;
 }

@@ -14,14 +14,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <iterator>
 #include <span>
 
 #include "absl/time/time.h"
 
 #include "capture/flow/flow_table.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
@@ -34,14 +33,6 @@ constexpr int kLinkTypes[] = {
     decode::kDltLinuxSll, decode::kDltLinuxSll2, decode::kDltLinktypeRaw, decode::kDltRawOpenBsd,
     decode::kDltIpv4,     decode::kDltIpv6,
 };
-
-#define RW_FUZZ_CHECK(cond)                                                         \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (false)
 
 std::uint64_t ReasonsCounted(const decode::DecodeCounters& c) {
   std::uint64_t sum = 0;

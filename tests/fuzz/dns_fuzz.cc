@@ -15,36 +15,29 @@
 
 #include "detectors/common/dns.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "absl/time/time.h"
 
 #include "capture/flow/flow_table.h"
 #include "daemon/sinks/event_json.h"
 #include "detectors/dns/dns.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
 using relaywatch::IpAddress;
-using relaywatch::PacketTime;
 namespace common = relaywatch::detectors::common;
 namespace decode = relaywatch::decode;
 namespace detectors = relaywatch::detectors;
 namespace dns = relaywatch::detectors::dns;
 namespace flow = relaywatch::flow;
-
-#define RW_FUZZ_CHECK(cond)                                                         \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (false)
+namespace fuzz = relaywatch::fuzz;
 
 void CheckMessage(const common::DnsMessage& m, const common::DnsParseLimits& limits) {
   RW_FUZZ_CHECK(m.questions.size() <= limits.max_questions);
@@ -137,75 +130,38 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   RunFramer(rest, std::size_t{1} << ((setup >> 2) & 0x07));
 
   const bool tcp = (setup & 0x01) != 0;
-  const std::uint16_t server_port = (setup & 0x02) != 0 ? 5353 : 53;
   detectors::DetectorContext context;
   dns::DnsDetector detector(ConfigFor((setup >> 6) & 0x03), context);
   detectors::EventBuffer events;
-  flow::FlowTableConfig table_config;
-  table_config.max_flows = 4;
-  flow::FlowTable table(
-      table_config, [&](flow::FlowState& f, flow::EndReason) { detector.OnFlowEnd(f, events); });
-
-  const std::uint8_t client_ip[4] = {192, 0, 2, 10};
-  const std::uint8_t server_ip[4] = {198, 51, 100, 53};
-  const IpAddress ips[2] = {IpAddress::FromV4(client_ip), IpAddress::FromV4(server_ip)};
   // UDP with bit 5: the client also uses 5353 (multicast-style mDNS, queries not tracked).
   const bool client_5353 = !tcp && (setup & 0x20) != 0;
-  const std::uint16_t ports[2] = {static_cast<std::uint16_t>(client_5353 ? 5353 : 40000),
-                                  server_port};
-  std::uint32_t seq[2] = {1000, 5000};
-  PacketTime now = absl::FromUnixSeconds(1700000000);
-
-  const auto send = [&](int from, std::uint8_t flags, common::Bytes payload) {
-    decode::DecodedPacket p;
-    p.ts = now;
-    p.ip_version = 4;
-    p.protocol = tcp ? decode::kProtoTcp : decode::kProtoUdp;
-    p.src = ips[from];
-    p.dst = ips[1 - from];
-    p.src_port = ports[from];
-    p.dst_port = ports[1 - from];
-    p.payload = payload;
-    p.payload_length = static_cast<std::uint32_t>(payload.size());
-    p.wire_length = static_cast<std::uint32_t>(54 + payload.size());
-    if (tcp) {
-      p.tcp_flags = flags;
-      p.seq = seq[from];
-      seq[from] += static_cast<std::uint32_t>(payload.size()) + ((flags & decode::kTcpSyn) ? 1 : 0);
-    }
-    flow::Direction direction = flow::Direction::kToResponder;
-    flow::FlowState& f = table.Track(p, direction);
-    if ((f.detectors_done & 1U) == 0 &&
-        detector.OnPacket(p, f, direction, events) == detectors::Verdict::kDone) {
-      f.detectors_done |= 1U;
-    }
-    RW_FUZZ_CHECK(detector.FlowStateBytes(f) <= dns::DnsDetector::kMaxFlowStateBytes);
+  fuzz::Conversation::Options options{
+      .server_ip = *IpAddress::Parse("198.51.100.53"),
+      .client_port = static_cast<std::uint16_t>(client_5353 ? 5353 : 40000),
+      .server_port = static_cast<std::uint16_t>((setup & 0x02) != 0 ? 5353 : 53),
+      .udp = !tcp,
+      .set_ack = false,
+      .after_packet =
+          [&detector](const flow::FlowState& f) {
+            RW_FUZZ_CHECK(detector.FlowStateBytes(f) <= dns::DnsDetector::kMaxFlowStateBytes);
+          },
   };
+  options.table.max_flows = 4;
+  fuzz::Conversation conversation(std::move(options), detector, events);
 
   if ((setup & 0x20) != 0 && tcp) {
-    send(0, decode::kTcpSyn, {});
-    send(1, decode::kTcpSyn | decode::kTcpAck, {});
-    send(0, decode::kTcpAck, {});
+    conversation.Handshake();
   }
   constexpr absl::Duration kSteps[4] = {absl::Milliseconds(1), absl::Milliseconds(40),
                                         absl::Seconds(2), absl::Seconds(45)};
-  std::size_t i = 0;
-  while (i + 2 <= rest.size()) {
-    const std::uint8_t control = rest[i];
-    const std::size_t length = std::min<std::size_t>(rest[i + 1], rest.size() - i - 2);
-    const common::Bytes payload = rest.subspan(i + 2, length);
-    i += 2 + length;
-    const int from = control & 0x01;
-    if ((control & 0x10) != 0) {
-      seq[from] += 1000;
-    }
-    if ((control & 0x20) != 0) {
-      seq[from] -= static_cast<std::uint32_t>(length);
-    }
-    now += kSteps[(control >> 6) & 0x03];
-    send(from, decode::kTcpAck | decode::kTcpPsh, payload);
-  }
-  table.EndAll(flow::EndReason::kShutdown);
+  fuzz::ForEachRecord(rest, 1, [&](std::uint8_t control, common::Bytes payload) {
+    conversation.Advance(kSteps[(control >> 6) & 0x03]);
+    conversation.Send(control & 0x01, {.tcp_flags = decode::kTcpAck | decode::kTcpPsh,
+                                       .payload = payload,
+                                       .lost_before = (control & 0x10) != 0 ? 1000U : 0U,
+                                       .retransmit = (control & 0x20) != 0});
+  });
+  conversation.EndAll();
 
   for (const relaywatch::Event& e : events.events()) {
     RW_FUZZ_CHECK(e.event_type == "dns");

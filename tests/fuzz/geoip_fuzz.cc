@@ -16,9 +16,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -26,6 +23,7 @@
 #include "capture/base/ip_address.h"
 #include "detectors/context/prefix.h"
 #include "detectors/context/text.h"
+#include "tests/fuzz/fuzz_util.h"
 
 // libmaxminddb before 1.12.0 (Debian 12 has 1.7.1) leaks a few KiB in MMDB_open() when the
 // metadata of an invalid database is malformed ("Fixed memory leaks in MMDB_open()",
@@ -39,12 +37,14 @@ extern "C" const char* __lsan_default_suppressions() {
 
 namespace {
 
+namespace fuzz = relaywatch::fuzz;
 namespace context = relaywatch::detectors::context;
 using relaywatch::IpAddress;
 
+constexpr char kTarget[] = "geoip_fuzz";
+
 void Fail(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "geoip_fuzz: %s: %s\n", what, detail.c_str());
-  std::abort();
+  fuzz::Fail(kTarget, what, detail);
 }
 
 void Check(const context::GeoIp& db, const char* text) {
@@ -98,12 +98,6 @@ void Run(const std::uint8_t* data, std::size_t size) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  try {
-    Run(data, size);
-  } catch (const std::exception& e) {
-    Fail("exception escaped", e.what());
-  } catch (...) {
-    Fail("exception escaped", "(not a std::exception)");
-  }
+  fuzz::FailOnException(kTarget, [&] { Run(data, size); });
   return 0;
 }

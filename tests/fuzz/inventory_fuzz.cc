@@ -12,9 +12,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <exception>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -22,16 +19,19 @@
 #include "absl/strings/string_view.h"
 
 #include "detectors/context/text.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
+namespace fuzz = relaywatch::fuzz;
 namespace context = relaywatch::detectors::context;
 
 constexpr char kFileName[] = "fuzz.csv";
 
+constexpr char kTarget[] = "inventory_fuzz";
+
 void Fail(const char* what, const std::string& detail) {
-  std::fprintf(stderr, "inventory_fuzz: %s: %s\n", what, detail.c_str());
-  std::abort();
+  fuzz::Fail(kTarget, what, detail);
 }
 
 void Run(absl::string_view text) {
@@ -80,13 +80,6 @@ void Run(absl::string_view text) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const absl::string_view text(reinterpret_cast<const char*>(data), size);
-  try {
-    Run(text);
-  } catch (const std::exception& e) {
-    Fail("exception escaped", e.what());
-  } catch (...) {
-    Fail("exception escaped", "(not a std::exception)");
-  }
+  fuzz::FailOnException(kTarget, [&] { Run(fuzz::AsText(data, size)); });
   return 0;
 }

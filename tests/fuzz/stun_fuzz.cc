@@ -15,22 +15,14 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <span>
+
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
 namespace common = relaywatch::detectors::common;
-
-#define RW_FUZZ_CHECK(cond)                                                         \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (false)
 
 void CheckAddress(const std::optional<common::StunAddress>& a) {
   if (a) {

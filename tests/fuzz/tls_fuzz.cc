@@ -15,13 +15,13 @@
 
 #include "detectors/common/tls.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -31,24 +31,16 @@
 #include "detectors/common/ja4.h"
 #include "detectors/common/quic.h"
 #include "detectors/tls/tls.h"
+#include "tests/fuzz/fuzz_util.h"
 
 namespace {
 
-using relaywatch::IpAddress;
-using relaywatch::PacketTime;
 namespace decode = relaywatch::decode;
 namespace flow = relaywatch::flow;
+namespace fuzz = relaywatch::fuzz;
 namespace common = relaywatch::detectors::common;
 namespace tls = relaywatch::detectors::tls;
 namespace detectors = relaywatch::detectors;
-
-#define RW_FUZZ_CHECK(cond)                                                         \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                 \
-    }                                                                               \
-  } while (false)
 
 bool Printable(const std::string& s) {
   for (char c : s) {
@@ -172,63 +164,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   tls::TlsDetector detector(config, context);
   detectors::EventBuffer events;
 
-  flow::FlowTableConfig table_config;
-  table_config.max_flows = 4;
-  flow::FlowTable table(
-      table_config, [&](flow::FlowState& f, flow::EndReason) { detector.OnFlowEnd(f, events); });
-
-  const std::uint8_t client_ip[4] = {192, 0, 2, 10};
-  const std::uint8_t server_ip[4] = {198, 51, 100, 20};
-  const IpAddress ips[2] = {IpAddress::FromV4(client_ip), IpAddress::FromV4(server_ip)};
-  const std::uint16_t ports[2] = {51000, 443};
-  std::uint32_t seq[2] = {1000, 5000};
-  PacketTime now = absl::FromUnixSeconds(1700000000);
-
-  const auto send = [&](int from, common::Bytes payload) {
-    decode::DecodedPacket p;
-    p.ts = now;
-    p.ip_version = 4;
-    p.protocol = udp ? decode::kProtoUdp : decode::kProtoTcp;
-    p.src = ips[from];
-    p.dst = ips[1 - from];
-    p.src_port = ports[from];
-    p.dst_port = ports[1 - from];
-    p.payload = payload;
-    p.payload_length = static_cast<std::uint32_t>(payload.size());
-    p.wire_length = static_cast<std::uint32_t>(54 + payload.size());
-    if (!udp) {
-      p.tcp_flags = decode::kTcpAck | decode::kTcpPsh;
-      p.seq = seq[from];
-      p.ack = seq[1 - from];
-      seq[from] += static_cast<std::uint32_t>(payload.size());
-    }
-    flow::Direction direction;
-    flow::FlowState& f = table.Track(p, direction);
-    if ((f.detectors_done & 1U) == 0 &&
-        detector.OnPacket(p, f, direction, events) == detectors::Verdict::kDone) {
-      f.detectors_done |= 1U;
-    }
-    RW_FUZZ_CHECK(detector.FlowStateBytes(f) <= tls::TlsDetector::kMaxFlowStateBytes);
-    now += absl::Milliseconds(10);
+  fuzz::Conversation::Options options{
+      .server_port = 443,
+      .udp = udp,
+      .step_after_send = absl::Milliseconds(10),
+      .after_packet =
+          [&detector](const flow::FlowState& f) {
+            RW_FUZZ_CHECK(detector.FlowStateBytes(f) <= tls::TlsDetector::kMaxFlowStateBytes);
+          },
   };
+  options.table.max_flows = 4;
+  fuzz::Conversation conversation(std::move(options), detector, events);
 
-  std::size_t i = 0;
-  while (i + 3 <= rest.size()) {
-    const std::uint8_t control = rest[i];
-    const std::size_t declared = (std::size_t{rest[i + 1]} << 8) | rest[i + 2];
-    const std::size_t length = std::min(declared, rest.size() - i - 3);
-    const common::Bytes payload = rest.subspan(i + 3, length);
-    i += 3 + length;
-    const int from = control & 0x01;
-    if ((control & 0x02) != 0) {
-      seq[from] += 1000;  // a lost segment
-    }
-    if ((control & 0x04) != 0) {
-      seq[from] -= static_cast<std::uint32_t>(length);  // resend what was just sent
-    }
-    send(from, payload);
-  }
-  table.EndAll(flow::EndReason::kShutdown);
+  fuzz::ForEachRecord(rest, 2, [&](std::uint8_t control, common::Bytes payload) {
+    conversation.Send(control & 0x01, {.tcp_flags = decode::kTcpAck | decode::kTcpPsh,
+                                       .payload = payload,
+                                       .lost_before = (control & 0x02) != 0 ? 1000U : 0U,
+                                       .retransmit = (control & 0x04) != 0});
+  });
+  conversation.EndAll();
 
   std::map<std::uint64_t, int> next_index;
   for (const relaywatch::Event& e : events.events()) {
