@@ -7,7 +7,11 @@
 Each scenario's entry.pcap (the entry point's view) is replayed with the entry point
 configured; the truth's device count per public address is compared with the last
 `shared_line.devices` relaywatch wrote for it, and the truth's tunnels with the `tunnel`
-records (MTU, nested). Exit status 1 when a device count or a nested tunnel is wrong.
+records (MTU, nested). The lab's consumer VPN exit (topology.vpn.public_ip) is put on a
+`consumer_vpn` address list (context.address_lists), as an operator's list of Astrill exits
+would hold it: an `address_list` alert must name exactly the public addresses whose truth
+site is that exit. Exit status 1 when a device count, a nested tunnel or a listed address
+is wrong.
 """
 
 import argparse
@@ -18,16 +22,18 @@ import sys
 import tempfile
 
 
-def replay(binary, pcap, entry):
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(f"entry_points: [{entry}/32]\noutputs:\n  jsonl:\n"
-                "    events: [alert, shared_line, tunnel]\n")
-        config = f.name
-    try:
+def replay(binary, pcap, entry, vpn_exits):
+    with tempfile.TemporaryDirectory() as work:
+        with open(os.path.join(work, "vpn.txt"), "w") as f:
+            f.write("".join(f"{ip}\n" for ip in vpn_exits))
+        config = os.path.join(work, "relaywatch.yaml")
+        with open(config, "w") as f:
+            f.write(f"entry_points: [{entry}/32]\n"
+                    "context:\n  address_lists:\n"
+                    "    - {name: lab-vpn, kind: consumer_vpn, file: vpn.txt}\n"
+                    "outputs:\n  jsonl:\n    events: [alert, shared_line, tunnel]\n")
         proc = subprocess.run([binary, "-c", config, "-r", pcap, "--jsonl", "-"],
                               capture_output=True, text=True, timeout=600)
-    finally:
-        os.unlink(config)
     if proc.returncode != 0:
         raise RuntimeError(f"{pcap}: exit {proc.returncode}: {proc.stderr}")
     return [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
@@ -45,8 +51,11 @@ def main():
             continue
         truth = json.load(open(truth_path))
         entry = truth["capture"]["address"]
+        vpn = truth.get("topology", {}).get("vpn", {}).get("public_ip")
         events = replay(args.relaywatch, os.path.join(args.corpus, scenario, "entry.pcap"),
-                        entry)
+                        entry, [vpn] if vpn else [])
+        listed = {e["host_ip"] for e in events if e["event_type"] == "alert"
+                  and e["alert"]["detector"] == "address_list"}
         devices = {}
         for e in events:
             if e["event_type"] == "shared_line":
@@ -64,15 +73,20 @@ def main():
             got, conf = devices.get(ip, (0, 0))
             ok = got == want
             wrong += 0 if ok else 1
+            via_vpn = info.get("site") == "consumer VPN exit"
+            wrong += 0 if via_vpn == (ip in listed) else 1
             rows.append(f"| {scenario} | {ip} | {want} | {got} (confidence {conf}) | "
                         f"{'yes' if ok else 'NO'} | {expected_mtus or '-'} | {mtus or '-'} | "
                         f"{'yes' if nested_expected else 'no'} / "
-                        f"{'yes' if nested_found else 'no'} | {', '.join(alerts) or '-'} |")
+                        f"{'yes' if nested_found else 'no'} | "
+                        f"{'yes' if via_vpn else 'no'} / {'yes' if ip in listed else 'no'} | "
+                        f"{', '.join(alerts) or '-'} |")
         if nested_expected != nested_found:
             wrong += 1
     print("| scenario | public address | devices (truth) | devices (found) | right | "
-          "tunnel MTU expected | tunnel MTUs found | nested expected / found | alerts |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "tunnel MTU expected | tunnel MTUs found | nested expected / found | "
+          "consumer VPN exit expected / listed alert | alerts |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"\n{wrong} wrong")
     return 1 if wrong else 0
