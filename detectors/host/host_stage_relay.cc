@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "detectors/host/finding_fields.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/timing.h"
 
@@ -16,12 +17,6 @@ using detectors::relay::FibreKm;
 constexpr std::size_t kMaxHiddenSamples = 64;
 constexpr std::size_t kMaxOnFlows = 32;
 constexpr std::size_t kMaxSessions = 65536;
-
-std::optional<double> Number(const nlohmann::json& j, const char* key) {
-  if (!j.contains(key) || !j[key].is_number())
-    return std::nullopt;
-  return j[key].get<double>();
-}
 
 double Round1(double v) {
   return std::round(v * 10.0) / 10.0;

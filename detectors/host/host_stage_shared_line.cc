@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "detectors/host/finding_fields.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/stack/fingerprint.h"
 
@@ -15,12 +16,6 @@ namespace relaywatch::host {
 namespace {
 
 constexpr std::size_t kMaxConnectionsPerLine = 512;
-
-std::optional<double> Number(const nlohmann::json& j, const char* key) {
-  if (!j.contains(key) || !j[key].is_number())
-    return std::nullopt;
-  return j[key].get<double>();
-}
 
 // Known TCP timestamp rates (Hz): Linux 1000, older BSD/Windows 100 or 10, some 250.
 int TsClass(double hz) {
@@ -250,16 +245,11 @@ void HostStage::NestedTunnelAlert(const Event& record, std::vector<Event>& publi
   const IpAddress host = f.src_ip;  // the SYN's sender: a home host or a line
   if (!Admit(host, absl::StrCat(kSidNestedTunnel), record.ts))
     return;
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = record.ts;
-  alert.flow = record.flow;
-  alert.host_ip = host;
-  alert.alert =
-      AlertInfo{kSidNestedTunnel,
-                company_vpn ? "RELAYWATCH company VPN session arrives through another tunnel"
-                            : "RELAYWATCH tunnel inside a tunnel",
-                "Tunnel", 2, "tunnel"};
+  Event alert = NewAlert(record.ts, record.flow, host, kSidNestedTunnel,
+                         company_vpn ? "RELAYWATCH company VPN session arrives through another "
+                                       "tunnel"
+                                     : "RELAYWATCH tunnel inside a tunnel",
+                         "Tunnel", 2, "tunnel");
   alert.evidence = {{"method", "nested_tunnel"},
                     {"kind", record.body.value("kind", "")},
                     {"mtu", record.body.value("mtu", 0)},
@@ -291,14 +281,9 @@ void HostStage::LinkHistory(const std::string& device, const IpAddress& host, bo
     return;
   if (!Admit(host, absl::StrCat(kSidTunnelChange, "/", device), finding.ts))
     return;
-  Event alert;
-  alert.event_type = "alert";
-  alert.ts = finding.ts;
-  alert.flow = finding.flow;
-  alert.host_ip = host;
-  alert.alert =
-      AlertInfo{kSidTunnelChange, "RELAYWATCH device moved from its usual link to a tunnel",
-                "Tunnel", 3, "tunnel"};
+  Event alert = NewAlert(finding.ts, finding.flow, host, kSidTunnelChange,
+                         "RELAYWATCH device moved from its usual link to a tunnel", "Tunnel", 3,
+                         "tunnel");
   alert.evidence = {{"method", "tunnel_change"},
                     {"device", device},
                     {"plain_link_syns", c.plain},
@@ -436,14 +421,10 @@ void HostStage::StackRecord(const Event& finding, std::vector<Event>& publish) {
             {"signatures", est.signatures}};
   if (est.devices >= config_.shared_line_min_devices &&
       Admit(f.src_ip, absl::StrCat(kSidSharedLine), finding.ts)) {
-    Event alert;
-    alert.event_type = "alert";
-    alert.ts = finding.ts;
-    alert.host_ip = f.src_ip;
-    alert.alert = AlertInfo{kSidSharedLine,
-                            absl::StrCat("RELAYWATCH ", est.devices,
-                                         " devices behind one public address at an entry point"),
-                            "Shared line", 2, "shared_line"};
+    Event alert = NewAlert(finding.ts, std::nullopt, f.src_ip, kSidSharedLine,
+                           absl::StrCat("RELAYWATCH ", est.devices,
+                                        " devices behind one public address at an entry point"),
+                           "Shared line", 2, "shared_line");
     alert.evidence = e.body;
     publish.push_back(std::move(e));
     PublishAlert(std::move(alert), publish);
