@@ -266,7 +266,7 @@ class HostStage {
   bool IsEntryPoint(const IpAddress& address) const;
   // tunnel records: nesting (a company tunnel inside another), and a device that leaves its
   // usual link for a tunnel. `device` names the device: a home host, or a public address
-  // and stack at an entry point.
+  // and stack at an entry point (host_stage_tunnel.cc).
   void TunnelRecord(Event& finding, std::vector<Event>& publish);
   // path_mtu findings: a device's segments at or above the MTU its SYN's MSS implies.
   void PathMtuRecord(const Event& finding, std::vector<Event>& publish);
