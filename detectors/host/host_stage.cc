@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "detectors/flow_shape/flow_shape.h"
+#include "detectors/relay/relay.h"
 
 namespace relaywatch::host {
 
@@ -375,6 +376,10 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
     TunnelRecord(finding, alerts);
   } else if (finding.event_type == "path_mtu") {
     PathMtuRecord(finding, publish);  // internal: decides pending nested tunnels
+    return;
+  } else if (finding.event_type == detectors::relay::kOnWindowEvent) {
+    // Consumed here: internal, its only use is the correlation.
+    RelayOnWindow(finding, publish);
     return;
   } else if (finding.event_type == "stack") {
     // Consumed here: its conclusions go out as shared_line records and context alerts.

@@ -252,6 +252,8 @@ class HostStage {
   // relay records: the controller's distance for a remote session, the hidden leg behind a
   // host's own flows, and stepping stones through it (host_stage_relay.cc).
   void Relay(Event& finding, std::vector<Event>& publish);
+  // A later window of a reported flow's input (relay_on_window): stepping stones only.
+  void RelayOnWindow(Event& finding, std::vector<Event>& publish);
   void RememberSession(const Event& finding);
   const Site* SiteOf(const IpAddress& host) const;
   absl::Duration LocalRtt(const IpAddress& host) const;

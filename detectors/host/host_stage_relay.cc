@@ -71,21 +71,42 @@ void HostStage::PublishAlert(Event alert, std::vector<Event>& publish) {
   publish.push_back(std::move(alert));
 }
 
+namespace {
+
+// ON times travel with relay records (and windows) for the stepping-stone correlation only.
+std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
+  std::vector<PacketTime> ons;
+  if (body.contains("_on_times_us") && body["_on_times_us"].is_array()) {
+    for (const nlohmann::json& t : body["_on_times_us"]) {
+      if (t.is_number_integer())
+        ons.push_back(absl::FromUnixMicros(t.get<std::int64_t>()));
+    }
+  }
+  body.erase("_on_times_us");
+  return ons;
+}
+
+}  // namespace
+
+void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
+  std::vector<PacketTime> ons = TakeOnTimes(finding.body);
+  if (!finding.flow || !config_.relay.methods.stepping_stone)
+    return;
+  const FlowRef& f = *finding.flow;
+  if (IsHome(f.src_ip)) {
+    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
+  } else if (IsHome(f.dest_ip)) {
+    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
+  }
+}
+
 void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   {
     absl::MutexLock lock(&mu_);
     ++stats_.relay_records;
   }
   nlohmann::json& r = finding.body;
-  // ON times travel with the record for the correlation below only.
-  std::vector<PacketTime> ons;
-  if (r.contains("_on_times_us") && r["_on_times_us"].is_array()) {
-    for (const nlohmann::json& t : r["_on_times_us"]) {
-      if (t.is_number_integer())
-        ons.push_back(absl::FromUnixMicros(t.get<std::int64_t>()));
-    }
-  }
-  r.erase("_on_times_us");
+  std::vector<PacketTime> ons = TakeOnTimes(r);
   if (!finding.flow)
     return;
   // A method switched off in detectors.relay.methods neither alerts nor adds fields here.

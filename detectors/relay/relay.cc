@@ -70,6 +70,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool seen_payload[2] = {false, false};
   PacketTime first = absl::InfinitePast();
   bool reported = false;
+  // After the record: the current stepping-stone window's start (see OnPacket).
+  PacketTime window_start = absl::InfinitePast();
 };
 
 RelayDetector::RelayDetector(RelayConfig config, DetectorContext context)
@@ -83,8 +85,18 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   if (!slot)
     slot = std::make_unique<FlowData>(config_);
   auto& data = static_cast<FlowData&>(*slot);
-  if (data.reported)
-    return Verdict::kDone;
+  if (data.reported) {
+    // A relay may start hours into a long session (an operator opens ssh from the RDP
+    // desktop at 14:00), so the input of a flow already reported stays timed for the
+    // stepping-stone correlation, one window of report_after at a time.
+    if (!config_.methods.stepping_stone)
+      return Verdict::kDone;
+    if (flow::Index(direction) == 0 && packet.payload_length > 0)
+      data.ons.OnData(packet.ts);
+    if (packet.ts - data.window_start >= config_.report_after)
+      EmitOnWindow(flow, data, packet.ts, out);
+    return Verdict::kContinue;
+  }
   if (data.first == absl::InfinitePast())
     data.first = packet.ts;
   const int d = flow::Index(direction);
@@ -149,16 +161,40 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   }
   if (packet.ts - data.first >= config_.report_after) {
     Report(flow, data, packet.ts, out);
-    return Verdict::kDone;
+    return config_.methods.stepping_stone ? Verdict::kContinue : Verdict::kDone;
   }
   return Verdict::kContinue;
 }
 
 void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   auto* data = static_cast<FlowData*>(flow.detector_data[context_.index].get());
-  if (data == nullptr || data->reported)
+  if (data == nullptr)
     return;
+  if (data->reported) {
+    if (config_.methods.stepping_stone)
+      EmitOnWindow(flow, *data, flow.last_seen, out);
+    return;
+  }
   Report(flow, *data, flow.last_seen, out);
+}
+
+void RelayDetector::EmitOnWindow(const FlowState& flow, FlowData& data, PacketTime ts,
+                                 EventBuffer& out) {
+  // Fewer ON periods than the correlation needs say nothing: no window record.
+  if (data.ons.times().size() >= config_.stepping_stone_min_ons) {
+    nlohmann::json ons = nlohmann::json::array();
+    for (PacketTime t : data.ons.times())
+      ons.push_back(absl::ToUnixMicros(t));
+    Event e;
+    e.event_type = std::string(kOnWindowEvent);
+    e.ts = ts;
+    e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+    e.body = {{"_on_times_us", std::move(ons)}};
+    out.Emit(std::move(e));
+    counters_.on_windows.Increment();
+  }
+  data.ons = OnTimes(config_.idle, kMaxOnTimes);
+  data.window_start = ts;
 }
 
 void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out) {
@@ -250,12 +286,19 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   e.body = std::move(r);
   out.Emit(std::move(e));
   counters_.flows_measured.Increment();
+  // The next ON times belong to the first window after the record.
+  data.ons = OnTimes(config_.idle, kMaxOnTimes);
+  data.window_start = ts;
 }
 
 void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
   const RelayCounters& c = counters_;
   out.push_back({"flows_measured", "relay records emitted (one per timed TCP flow).",
                  c.flows_measured.Read()});
+  out.push_back({"on_windows",
+                 "Stepping-stone windows of flows already reported (internal, one per "
+                 "report_after of input).",
+                 c.on_windows.Read()});
   out.push_back({"handshakes_split", "Flows with both legs of the TCP handshake timed.",
                  c.handshakes_split.Read()});
   out.push_back({"handshakes_karn",

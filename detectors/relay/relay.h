@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -20,7 +21,13 @@ struct RelayCounters {
   WorkerCounter turnarounds_refused;  // refused: loss in the flight or answer, or too slow
   WorkerCounter ack_rtt_samples;      // data -> ACK samples
   WorkerCounter obfuscated_ssh;       // SSH sessions paced by keystroke obfuscation
+  WorkerCounter on_windows;           // ON-time windows of flows already reported
 };
+
+// After a flow's `relay` record, its input's ON times go on to the host stage in windows
+// of report_after, as this internal finding (never written out), for stepping stones that
+// begin late in a long session.
+inline constexpr std::string_view kOnWindowEvent = "relay_on_window";
 
 // Measures, per TCP flow, where the two ends are in time as seen from the sensor, and
 // whether the client answers from farther away than its TCP endpoint (a relay): the
@@ -47,6 +54,8 @@ class RelayDetector : public Detector {
  private:
   struct FlowData;
   void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
+  void EmitOnWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts,
+                    EventBuffer& out);
 
   RelayConfig config_;
   DetectorContext context_;

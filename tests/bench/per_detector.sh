@@ -224,6 +224,23 @@ for d in "${DETECTORS[@]}"; do
     fi
 done
 if [[ $RELAY_ONLY -eq 0 ]]; then
+    # stack:context: the stack detector's connection records through the host stage's
+    # context rules (docs/context.md): every private host in the inventory (a work-hours
+    # profile each) and a 100,000-prefix consumer-VPN list looked up per connection. Its
+    # extra over the `stack` row is the context rules' cost.
+    printf 'address,hostname,mac,person,location,timezone\n%s\n%s\n%s\n' \
+        "10.0.0.0/8,,,Bench,Bench office,America/New_York" \
+        "172.16.0.0/12,,,Bench,Bench office,America/New_York" \
+        "192.168.0.0/16,,,Bench,Bench office,America/New_York" >"$WORK/inventory.csv"
+    python3 -c '
+import random
+r = random.Random(1)
+print("\n".join(f"{r.randrange(1, 224)}.{r.randrange(256)}.{r.randrange(256)}.0/24"
+                for _ in range(100000)))' | sort -u >"$WORK/vpn.txt"
+    ROWS+=(stack:context)
+    write_config stack:context stack
+    printf '%s\n' "context:" "  inventory: inventory.csv" "  address_lists:" \
+        "    - {name: bench-vpn, kind: consumer_vpn, file: vpn.txt}" >>"$WORK/stack:context.yaml"
     ROWS+=(all)
     write_config all "${DETECTORS[@]}"
 fi
@@ -259,6 +276,12 @@ check_row() {
             "$dir/metrics.prom")
         if [[ $t != 0 ]]; then
             echo "$t turnarounds timed although the config disabled hidden_leg and keystrokes"; return 1
+        fi
+    fi
+    if [[ $row == stack:context ]]; then
+        t=$(awk '$1 == "relaywatch_work_profiles" {print $2 + 0}' "$dir/metrics.prom")
+        if [[ ${t:-0} == 0 ]]; then
+            echo "no work-hours profile kept: the context rules did not run"; return 1
         fi
     fi
     cp "$dir/metrics.prom" "$WORK/last-$row.prom"
@@ -322,7 +345,8 @@ echo "binary: $RELAYWATCH ($("$RELAYWATCH" --version 2>/dev/null | head -1)), --
 echo "capture: ${PCAPS[*]}"
 echo "         ${REF_PACKETS:-?} packets: $MIX_NOTE"
 echo "rows: built-in default config with only the named detectors enabled; relay:M = relay with"
-echo "      only method M (detectors.relay.methods: [M]; relay:none = methods: []); --jsonl /dev/null"
+echo "      only method M (detectors.relay.methods: [M]; relay:none = methods: []); stack:context ="
+echo "      stack with an inventory of every private host and a 100k-prefix list; --jsonl /dev/null"
 echo "best of $RUNS runs by wall time; ns/pkt = wall / packets; extra = ns/pkt - baseline ns/pkt;"
 echo "cpu ns/pkt = lowest user+sys / packets; RSS = highest over the runs"
 echo

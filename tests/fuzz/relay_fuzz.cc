@@ -92,8 +92,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
          .ack_lag = static_cast<std::uint32_t>(data[i + 4]) << 8 | data[i + 5]});
   }
   conversation.EndAll();
-  // One record per flow; a SYN after the end of a connection starts another flow.
-  RW_FUZZ_CHECK(events.events().size() <= conversation.table().counters().created.Read());
+  // One record per flow (a SYN after the end of a connection starts another flow); after
+  // it, only internal ON-time windows of at least stepping_stone_min_ons.
+  std::size_t records = 0;
+  for (const relaywatch::Event& e : events.events()) {
+    if (e.event_type == relay::kOnWindowEvent) {
+      RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons);
+    } else {
+      RW_FUZZ_CHECK(e.event_type == "relay");
+      ++records;
+    }
+  }
+  RW_FUZZ_CHECK(records <= conversation.table().counters().created.Read());
   for (relaywatch::Event& e : events.events()) {
     const nlohmann::json& r = e.body;
     if (r.contains("hidden_leg_rtt_ms")) {
@@ -103,6 +113,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     stage.Process(std::move(e), published);
   }
   for (const relaywatch::Event& e : published) {
+    RW_FUZZ_CHECK(e.event_type != relay::kOnWindowEvent);  // consumed by the host stage
     const std::string line = relaywatch::sinks::EventToJson(e).dump();
     RW_FUZZ_CHECK(line.find("_on_times_us") == std::string::npos);
   }

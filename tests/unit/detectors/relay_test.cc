@@ -373,6 +373,40 @@ TEST(RelayDetector, ReportsLongFlowsAfterReportAfter) {
   EXPECT_EQ(w.End().size(), 1u);  // once per flow
 }
 
+// After its record a long flow's input goes on, window by window, for stepping stones that
+// start late in a session; nothing of the kind when stepping_stone is off.
+std::vector<Event> LongInteractiveFlow(const RelayConfig& config) {
+  Wire w(config);
+  w.Handshake(0, 0.2);
+  for (int s = 1; s <= 30; ++s)
+    w.Send(s * 1000.0, true, kAck | kPsh, "k");  // an ON period every second
+  return w.End();
+}
+
+TEST(RelayDetector, LongFlowsGoOnInSteppingStoneWindows) {
+  RelayConfig config;
+  config.report_after = absl::Seconds(5);
+  config.stepping_stone_min_ons = 3;
+  const std::vector<Event> events = LongInteractiveFlow(config);
+  ASSERT_GE(events.size(), 5u);
+  EXPECT_EQ(events[0].event_type, "relay");
+  const PacketTime record_ts = events[0].ts;
+  std::size_t on_times = events[0].body["_on_times_us"].size();
+  for (std::size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].event_type, kOnWindowEvent);
+    const nlohmann::json& ons = events[i].body["_on_times_us"];
+    EXPECT_GE(ons.size(), 3u);
+    EXPECT_GT(absl::FromUnixMicros(ons[0].get<std::int64_t>()), record_ts);
+    on_times += ons.size();
+  }
+  EXPECT_EQ(on_times, 30u);  // every ON period once, in the record or one window
+
+  config.methods.stepping_stone = false;
+  const std::vector<Event> off = LongInteractiveFlow(config);
+  ASSERT_EQ(off.size(), 1u);
+  EXPECT_EQ(off[0].event_type, "relay");
+}
+
 absl::StatusOr<RelayConfig> ParseRelay(const std::string& yaml) {
   absl::StatusOr<config::Section> root = config::LoadString(yaml, "r.yaml");
   if (!root.ok())
@@ -643,6 +677,33 @@ TEST(RelayHostStage, SteppingStoneFromOutsideThroughAHost) {
   inside.Process(RelayRecord(1, "10.9.0.1", "10.1.0.5", 1, WithOns(in)), quiet);
   inside.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), quiet);
   EXPECT_TRUE(Alerts(quiet, "stepping_stone").empty());
+}
+
+// The operator opens the relayed connection ten minutes into the inbound session: only the
+// inbound flow's later window can correlate with it.
+TEST(RelayHostStage, SteppingStoneLateInALongSession) {
+  std::vector<double> early, late_in, late_out;
+  for (int i = 0; i < 12; ++i) {
+    early.push_back(i * 2.0);
+    late_in.push_back(600 + i * 2.0);
+    late_out.push_back(600 + i * 2.0 + 0.004);
+  }
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, WithOns(early)), out);
+  stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 12, WithOns(late_out)), out);
+  EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
+  Event window = RelayRecord(1, "203.0.113.9", "10.1.0.5", 12, WithOns(late_in));
+  window.event_type = std::string(kOnWindowEvent);
+  const std::size_t before = out.size();
+  stage.Process(window, out);
+  const auto alerts = Alerts(out, "stepping_stone");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["inbound_flow_id"], 1);
+  EXPECT_EQ(alerts[0]->evidence["outbound_flow_id"], 3);
+  for (std::size_t i = before; i < out.size(); ++i) {
+    EXPECT_NE(out[i].event_type, kOnWindowEvent);  // internal: never written out
+  }
 }
 
 host::HostStageConfig HostConfigWithMethods(RelayMethods methods) {
