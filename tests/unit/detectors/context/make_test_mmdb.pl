@@ -57,6 +57,11 @@ my @records = (
         autonomous_system_number => 64500,
         autonomous_system_organization => 'Example IPv6 Networks' } ],
     [ '2001:db8:1::/48', { country => country('NL') } ],
+    # The far operator of the lab's captures (tests/golden/rdp_session, geo_replay.py).
+    [ '198.18.9.0/24', {
+        country => country('KP'),
+        autonomous_system_number => 64501,
+        autonomous_system_organization => 'Example Far Operator Net' } ],
 );
 
 sub write_db {
