@@ -292,6 +292,7 @@ class HostStage {
   // Work-hours profiles in the state file: a profile needs days of activity to say anything,
   // so a restart must not start it over. A host whose inventory zone changed starts afresh.
   nlohmann::json SaveWorkProfiles() const;
+  absl::Status ReadState(const std::string& path);  // LoadState's reading, may throw
   absl::Status LoadWorkProfiles(const nlohmann::json& profiles, const std::string& path);
   // Risk score: every published alert is evidence against its host.
   void ScoreAlert(const Event& alert, std::vector<Event>& publish);

@@ -173,6 +173,26 @@ absl::Status HostStage::SaveState(const std::string& path) const {
 }
 
 absl::Status HostStage::LoadState(const std::string& path) {
+  // The stage is empty at start: a damaged file leaves it empty, never half loaded, and a
+  // field of the wrong type is an error like any other (json throws on it).
+  absl::Status status;
+  try {
+    status = ReadState(path);
+  } catch (const nlohmann::json::exception& e) {
+    status = absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+  if (!status.ok()) {
+    hosts_.clear();
+    work_profiles_.clear();
+    RefreshTopScores(now_);
+    absl::MutexLock lock(&mu_);
+    stats_.hosts_tracked = 0;
+    stats_.work_profiles = 0;
+  }
+  return status;
+}
+
+absl::Status HostStage::ReadState(const std::string& path) {
   std::ifstream f(path);
   if (!f)
     return absl::OkStatus();  // first start

@@ -135,12 +135,23 @@ TEST(RiskScore, DamagedStateFileIsAClearError) {
                            "{\"format\":\"relaywatch-scores\",\"hosts\":"
                            "{\"nope\":[]}}",
                            "{\"format\":\"relaywatch-scores\",\"hosts\":{\"10.0.0.1\":"
-                           "[{\"kind\":1}]}}"}) {
+                           "[{\"kind\":1}]}}",
+                           // Wrong types where defaults are read: an error, not an exception.
+                           "{\"format\":\"relaywatch-scores\",\"hosts\":{\"10.0.0.1\":"
+                           "[{\"kind\":\"kvm\",\"strength\":1,\"timestamp_us\":1,"
+                           "\"signature_id\":\"x\"}]}}",
+                           // A good host, then a bad one: nothing is half loaded.
+                           "{\"format\":\"relaywatch-scores\",\"hosts\":{\"10.0.0.1\":"
+                           "[{\"kind\":\"kvm\",\"strength\":1,\"timestamp_us\":1}],"
+                           "\"10.0.0.2\":7}}",
+                           "{\"format\":\"relaywatch-scores\",\"hosts\":{},"
+                           "\"work_profiles\":{\"10.0.0.1\":{\"minutes\":1}}}"}) {
     std::ofstream(path, std::ios::trunc) << text;
     HostStage stage(Config());
     const absl::Status s = stage.LoadState(path);
     EXPECT_FALSE(s.ok()) << text;
     EXPECT_NE(std::string(s.message()).find(path), std::string::npos);
+    EXPECT_TRUE(stage.Scores(10).empty()) << text;
   }
 }
 
