@@ -11,11 +11,11 @@ with `expected_countries: [KP]` and no inventory (the operator's own country exp
 geo alert is gone. Exit 0/1.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
+
+import replaylib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAPTURE = os.path.join(HERE, "rdp_session", "input.pcap")
@@ -23,14 +23,8 @@ LAPTOP, OPERATOR = "10.77.1.10", "198.18.9.50"
 
 
 def replay(binary, work, context_yaml):
-    config = os.path.join(work, "relaywatch.yaml")
-    with open(config, "w") as f:
-        f.write("context:\n" + context_yaml + "outputs:\n  jsonl:\n    events: [alert]\n")
-    proc = subprocess.run([binary, "-c", config, "-r", CAPTURE, "--jsonl", "-"],
-                          capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise SystemExit(f"relaywatch exited {proc.returncode}: {proc.stderr}")
-    return [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
+    return replaylib.replay(binary, work, "context:\n" + context_yaml +
+                            "outputs:\n  jsonl:\n    events: [alert]\n", CAPTURE)
 
 
 def main():
@@ -70,10 +64,7 @@ def main():
             problems.append(f"remote_access alert peer_geo {ev.get('peer_geo')}")
     if any(a["alert"]["detector"] == "geo" for a in expected):
         problems.append("geo alert although the operator's country is expected")
-    for p in problems:
-        print(f"FAIL: {p}")
-    print("PASS" if not problems else "FAILED")
-    return 1 if problems else 0
+    return replaylib.finish(problems)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,13 @@ copy keeps its own timing). Prints what it found; exit 0/1.
 """
 import argparse
 import datetime
-import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import zoneinfo
+
+import replaylib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CAPTURE = os.path.join(HERE, "direct_tls", "input.pcap")
@@ -72,13 +72,10 @@ def write_replay(path, header, packets, starts):
 def replay(binary, work, name, starts, header, packets):
     pcap = os.path.join(work, f"{name}.pcap")
     write_replay(pcap, header, packets, starts)
-    proc = subprocess.run([binary, "-c", os.path.join(work, "relaywatch.yaml"), "-r", pcap,
-                           "--jsonl", "-"], capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise SystemExit(f"relaywatch exited {proc.returncode}: {proc.stderr}")
-    events = [json.loads(l) for l in proc.stdout.splitlines() if l.strip()]
-    return [e for e in events if e.get("event_type") == "alert"
-            and e["alert"]["detector"] == "work_hours"]
+    config = ("context:\n  inventory: inventory.csv\n"
+              "outputs:\n  jsonl:\n    events: [alert]\n")
+    return [e for e in replaylib.replay(binary, work, config, pcap)
+            if e.get("event_type") == "alert" and e["alert"]["detector"] == "work_hours"]
 
 
 def main():
@@ -91,9 +88,6 @@ def main():
         with open(os.path.join(work, "inventory.csv"), "w") as f:
             f.write("address,hostname,mac,person,location,timezone\n"
                     f"{LAPTOP},lab-laptop,,Lab Typist,New York office,America/New_York\n")
-        with open(os.path.join(work, "relaywatch.yaml"), "w") as f:
-            f.write("context:\n  inventory: inventory.csv\n"
-                    "outputs:\n  jsonl:\n    events: [alert]\n")
         far = replay(args.relaywatch, work, "far", schedule(20, 9), header, packets)
         office = replay(args.relaywatch, work, "office", schedule(9, 9), header, packets)
     print(f"far (20:00-04:00 New York, 09:00-17:00 Beijing): {len(far)} work_hours alert(s)")
@@ -114,10 +108,7 @@ def main():
             problems.append("the alert does not name the inventory's person")
     if office:
         problems.append(f"{len(office)} work_hours alert(s) for office hours")
-    for p in problems:
-        print(f"FAIL: {p}")
-    print("PASS" if not problems else "FAILED")
-    return 1 if problems else 0
+    return replaylib.finish(problems)
 
 
 if __name__ == "__main__":
