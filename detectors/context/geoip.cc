@@ -4,10 +4,8 @@
 #include <maxminddb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <utility>
 
@@ -82,14 +80,8 @@ GeoIp::~GeoIp() {
 }
 
 absl::StatusOr<GeoIp> OpenGeoIp(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0) {
-    const int err = errno;
-    const std::string what = absl::StrCat(path, ": ", std::strerror(err));
-    return err == ENOENT ? absl::NotFoundError(what) : absl::UnavailableError(what);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  if (absl::StatusOr<std::uint64_t> size = RegularFileSize(path); !size.ok()) {
+    return size.status();
   }
   GeoIp geoip;
   auto db = std::make_unique<MMDB_s>();

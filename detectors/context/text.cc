@@ -89,7 +89,7 @@ absl::string_view TrimBlanks(absl::string_view text) {
   return text;
 }
 
-absl::StatusOr<std::string> ReadTextFile(const std::string& path, std::size_t max_bytes) {
+absl::StatusOr<std::uint64_t> RegularFileSize(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     const int err = errno;
@@ -100,16 +100,24 @@ absl::StatusOr<std::string> ReadTextFile(const std::string& path, std::size_t ma
   if (!S_ISREG(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }
-  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+absl::StatusOr<std::string> ReadTextFile(const std::string& path, std::size_t max_bytes) {
+  absl::StatusOr<std::uint64_t> size = RegularFileSize(path);
+  if (!size.ok()) {
+    return size.status();
+  }
+  if (*size > max_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", st.st_size, " bytes, more than the limit of ", max_bytes));
+        absl::StrCat(path, ": ", *size, " bytes, more than the limit of ", max_bytes));
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::UnavailableError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
   std::string text;
-  text.reserve(static_cast<std::size_t>(st.st_size));
+  text.reserve(static_cast<std::size_t>(*size));
   // The file may grow between stat and read; never keep more than the limit.
   char buffer[65536];
   while (in) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -23,6 +24,10 @@ bool HasControlCharacter(absl::string_view text);
 
 // Removes spaces and tabs at both ends.
 absl::string_view TrimBlanks(absl::string_view text);
+
+// The size of a regular file. Errors: NotFound (missing), InvalidArgument (not a regular
+// file: a device or FIFO), Unavailable (other stat errors); each message starts with the path.
+absl::StatusOr<std::uint64_t> RegularFileSize(const std::string& path);
 
 // Reads a whole regular file of at most `max_bytes`. Errors: NotFound (missing),
 // InvalidArgument (not a regular file, or too large: "path: N bytes, more than the limit of

@@ -1,4 +1,5 @@
 #include "detectors/host/host_stage.h"
+#include "detectors/host/tables.h"
 
 #include <algorithm>
 
@@ -34,15 +35,8 @@ HostStage::HostState& HostStage::Host(const IpAddress& host, PacketTime now) {
   auto it = hosts_.find(host);
   if (it == hosts_.end()) {
     if (hosts_.size() >= config_.max_hosts) {
-      // Forget the idlest host. A linear scan, but only when the table is full, and the
-      // table holds hosts that alerted, which are few.
-      auto idlest = hosts_.begin();
-      for (auto h = hosts_.begin(); h != hosts_.end(); ++h) {
-        if (h->second.last_seen < idlest->second.last_seen) {
-          idlest = h;
-        }
-      }
-      hosts_.erase(idlest);
+      // Forget the idlest host.
+      hosts_.erase(Oldest(hosts_, [](const HostState& s) { return s.last_seen; }));
       absl::MutexLock lock(&mu_);
       ++stats_.hosts_evicted;
     }
@@ -243,13 +237,7 @@ void HostStage::DnsClue(const Event& finding) {
       continue;
     }
     if (resolved_.size() >= config_.max_resolved_addresses && !resolved_.contains(*address)) {
-      auto oldest = resolved_.begin();
-      for (auto it = resolved_.begin(); it != resolved_.end(); ++it) {
-        if (it->second.seen < oldest->second.seen) {
-          oldest = it;
-        }
-      }
-      resolved_.erase(oldest);
+      resolved_.erase(Oldest(resolved_, [](const Resolved& r) { return r.seen; }));
       absl::MutexLock lock(&mu_);
       ++stats_.resolved_evicted;
     }

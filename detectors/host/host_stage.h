@@ -266,6 +266,8 @@ class HostStage {
   // (host_stage_shared_line.cc).
   void StackRecord(const Event& finding, std::vector<Event>& publish);
   bool IsEntryPoint(const IpAddress& address) const;
+  // A connection to one of the tunnel services in detectors.stack.vpn_ports.
+  bool IsVpnService(const FlowRef& flow) const;
   // tunnel records: nesting (a company tunnel inside another), and a device that leaves its
   // usual link for a tunnel. `device` names the device: a home host, or a public address
   // and stack at an entry point (host_stage_tunnel.cc).

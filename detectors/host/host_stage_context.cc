@@ -14,6 +14,7 @@
 #include "absl/strings/str_join.h"
 
 #include "detectors/host/host_stage.h"
+#include "detectors/host/tables.h"
 
 namespace relaywatch::host {
 namespace {
@@ -110,9 +111,7 @@ void HostStage::ContextConnection(const Event& finding, std::vector<Event>& publ
     return;
   }
   const FlowRef& f = *finding.flow;
-  const bool vpn_port =
-      std::find(config_.vpn_ports.begin(), config_.vpn_ports.end(),
-                std::make_pair(f.protocol, f.dest_port)) != config_.vpn_ports.end();
+  const bool vpn_port = IsVpnService(f);
   if (IsHome(f.src_ip)) {
     if (IsHome(f.dest_ip)) return;
     // The host opened a connection: a worked minute when enough of them come together.
@@ -256,12 +255,9 @@ void HostStage::WorkActivity(const IpAddress& host, PacketTime ts, bool session,
   auto it = work_profiles_.find(host);
   if (it == work_profiles_.end()) {
     if (work_profiles_.size() >= config_.max_hosts) {
-      // Forget the idlest profile; a scan, but only when the table is full.
-      auto idlest = work_profiles_.begin();
-      for (auto p = work_profiles_.begin(); p != work_profiles_.end(); ++p) {
-        if (p->second.last_seen < idlest->second.last_seen) idlest = p;
-      }
-      work_profiles_.erase(idlest);
+      // Forget the idlest profile.
+      work_profiles_.erase(
+          Oldest(work_profiles_, [](const WorkProfile& w) { return w.last_seen; }));
       absl::MutexLock lock(&mu_);
       ++stats_.work_profiles_evicted;
     }

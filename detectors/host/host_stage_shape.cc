@@ -8,6 +8,7 @@
 // remote_session record for the flow with `direction_from: flow_shape`.
 #include "detectors/flow_shape/flow_shape.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/host/tables.h"
 
 namespace relaywatch::host {
 namespace {
@@ -32,14 +33,8 @@ void HostStage::NoteNamedSession(const Event& session) {
     absl::erase_if(named_flows_,
                    [&](const auto& kv) { return session.ts - kv.second.ts > kNamedFlowAge; });
     if (named_flows_.size() >= kMaxNamedFlows) {
-      // Still full of recent sessions: forget the oldest (a scan, but only when full).
-      auto oldest = named_flows_.begin();
-      for (auto it = named_flows_.begin(); it != named_flows_.end(); ++it) {
-        if (it->second.ts < oldest->second.ts) {
-          oldest = it;
-        }
-      }
-      named_flows_.erase(oldest);
+      // Still full of recent sessions: forget the oldest.
+      named_flows_.erase(Oldest(named_flows_, [](const NamedFlow& n) { return n.ts; }));
     }
     absl::MutexLock lock(&mu_);
     stats_.named_flows_evicted += before - named_flows_.size();

@@ -10,6 +10,7 @@
 
 #include "detectors/host/finding_fields.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/host/tables.h"
 #include "detectors/stack/fingerprint.h"
 
 namespace relaywatch::host {
@@ -133,6 +134,11 @@ std::uint64_t DevicesOfSignature(const std::vector<const Connection*>& conns, nl
 
 }  // namespace
 
+bool HostStage::IsVpnService(const FlowRef& flow) const {
+  return std::find(config_.vpn_ports.begin(), config_.vpn_ports.end(),
+                   std::make_pair(flow.protocol, flow.dest_port)) != config_.vpn_ports.end();
+}
+
 bool HostStage::IsEntryPoint(const IpAddress& address) const {
   return std::any_of(config_.entry_points.begin(), config_.entry_points.end(),
                      [&](const Cidr& n) { return n.Contains(address); });
@@ -184,20 +190,14 @@ void HostStage::StackRecord(const Event& finding, std::vector<Event>& publish) {
           run->value("first", std::uint16_t{0}), run->value("advance", std::uint64_t{0})};
     }
   }
-  c.vpn = std::find(config_.vpn_ports.begin(), config_.vpn_ports.end(),
-                    std::make_pair(f.protocol, f.dest_port)) != config_.vpn_ports.end();
+  c.vpn = IsVpnService(f);
   if (c.udp && !c.vpn)
     return;  // DNS, QUIC: nothing per device
 
   auto it = lines_.find(f.src_ip);
   if (it == lines_.end()) {
     if (lines_.size() >= config_.max_public_addresses) {
-      auto idlest = lines_.begin();
-      for (auto l = lines_.begin(); l != lines_.end(); ++l) {
-        if (l->second.last_seen < idlest->second.last_seen)
-          idlest = l;
-      }
-      lines_.erase(idlest);
+      lines_.erase(Oldest(lines_, [](const Line& l) { return l.last_seen; }));
       absl::MutexLock lock(&mu_);
       ++stats_.public_addresses_evicted;
     }

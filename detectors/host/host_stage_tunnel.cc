@@ -7,6 +7,7 @@
 
 #include "detectors/host/finding_fields.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/host/tables.h"
 
 namespace relaywatch::host {
 namespace {
@@ -33,10 +34,7 @@ void HostStage::TunnelRecord(Event& finding, std::vector<Event>& publish) {
     NestedTunnelAlert(finding, publish);
     return;
   }
-  const bool to_vpn_service =
-      IsEntryPoint(f.dest_ip) &&
-      std::find(config_.vpn_ports.begin(), config_.vpn_ports.end(),
-                std::make_pair(f.protocol, f.dest_port)) != config_.vpn_ports.end();
+  const bool to_vpn_service = IsEntryPoint(f.dest_ip) && IsVpnService(f);
   finding.body["nested"] = false;
   if (!to_vpn_service)
     return;
@@ -97,11 +95,7 @@ HostStage::PathEvidence& HostStage::FindPath(const std::string& key, PacketTime 
         return old;
       });
       if (paths_.size() >= kMaxPathDevices) {
-        auto idlest = paths_.begin();
-        for (auto p = paths_.begin(); p != paths_.end(); ++p) {
-          if (p->second.last_seen < idlest->second.last_seen)
-            idlest = p;
-        }
+        const auto idlest = Oldest(paths_, [](const PathEvidence& p) { return p.last_seen; });
         forget(idlest->second);
         paths_.erase(idlest);
       }
