@@ -52,6 +52,14 @@ void PutMs(nlohmann::json& j, const char* key, const std::optional<double>& v) {
     j[key] = Round3(*v);
 }
 
+// ON-period starts for the host stage (the internal `_on_times_us` field).
+nlohmann::json OnTimesJson(const OnTimes& ons) {
+  nlohmann::json times = nlohmann::json::array();
+  for (PacketTime t : ons.times())
+    times.push_back(absl::ToUnixMicros(t));
+  return times;
+}
+
 }  // namespace
 
 struct RelayDetector::FlowData : flow::DetectorFlowData {
@@ -72,6 +80,11 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool reported = false;
   // After the record: the current stepping-stone window's start (see OnPacket).
   PacketTime window_start = absl::InfinitePast();
+
+  void NextWindow(PacketTime start, const RelayConfig& c) {
+    ons = OnTimes(c.idle, kMaxOnTimes);
+    window_start = start;
+  }
 };
 
 RelayDetector::RelayDetector(RelayConfig config, DetectorContext context)
@@ -182,19 +195,15 @@ void RelayDetector::EmitOnWindow(const FlowState& flow, FlowData& data, PacketTi
                                  EventBuffer& out) {
   // Fewer ON periods than the correlation needs say nothing: no window record.
   if (data.ons.times().size() >= config_.stepping_stone_min_ons) {
-    nlohmann::json ons = nlohmann::json::array();
-    for (PacketTime t : data.ons.times())
-      ons.push_back(absl::ToUnixMicros(t));
     Event e;
     e.event_type = std::string(kOnWindowEvent);
     e.ts = ts;
     e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
-    e.body = {{"_on_times_us", std::move(ons)}};
+    e.body = {{"_on_times_us", OnTimesJson(data.ons)}};
     out.Emit(std::move(e));
     counters_.on_windows.Increment();
   }
-  data.ons = OnTimes(config_.idle, kMaxOnTimes);
-  data.window_start = ts;
+  data.NextWindow(ts, config_);
 }
 
 void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out) {
@@ -272,12 +281,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     }
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
-  if (methods.stepping_stone) {
-    nlohmann::json ons = nlohmann::json::array();
-    for (PacketTime t : data.ons.times())
-      ons.push_back(absl::ToUnixMicros(t));
-    r["_on_times_us"] = ons;
-  }
+  if (methods.stepping_stone)
+    r["_on_times_us"] = OnTimesJson(data.ons);
 
   Event e;
   e.event_type = "relay";
@@ -287,8 +292,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   out.Emit(std::move(e));
   counters_.flows_measured.Increment();
   // The next ON times belong to the first window after the record.
-  data.ons = OnTimes(config_.idle, kMaxOnTimes);
-  data.window_start = ts;
+  data.NextWindow(ts, config_);
 }
 
 void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
