@@ -1,8 +1,44 @@
-"""Shared by the context replays (work_hours_replay.py, geo_replay.py): run relaywatch on a
-capture with a config written into a work directory, and report the outcome."""
+"""Shared by the replays of recorded traffic (work_hours_replay.py, geo_replay.py,
+typing_replay.py, tests/lab/typing_report.py): lay recorded captures down at chosen times,
+run relaywatch on them with a config written into a work directory, report the outcome."""
+import datetime
 import json
 import os
+import struct
 import subprocess
+
+
+def timestamp_us(text):
+    """Microseconds since the epoch of an event's `timestamp` (2026-11-30T13:26:27.239908Z)."""
+    t = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(t.replace(tzinfo=datetime.timezone.utc).timestamp()) * 1_000_000 + t.microsecond
+
+
+def read_pcap(path):
+    """(header, [(timestamp_us, frame, original_length)]) of a classic microsecond pcap."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24 or struct.unpack("<I", data[:4])[0] != 0xA1B2C3D4:
+        raise SystemExit(f"{path}: not a little-endian microsecond pcap")
+    header, packets, i = data[:24], [], 24
+    while i + 16 <= len(data):
+        sec, usec, incl, orig = struct.unpack("<IIII", data[i:i + 16])
+        packets.append((sec * 1_000_000 + usec, data[i + 16:i + 16 + incl], orig))
+        i += 16 + incl
+    return header, packets
+
+
+def write_copies(path, header, copies):
+    """Writes each (packets, start_us) in turn, its first packet moved to start_us and the
+    rest keeping their own timing; starts must increase and copies must not overlap."""
+    with open(path, "wb") as f:
+        f.write(header)
+        for packets, start in copies:
+            first = packets[0][0]
+            for ts, frame, orig in packets:
+                t = start + ts - first
+                f.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), orig))
+                f.write(frame)
 
 
 def replay(binary, work, config_text, pcap):

@@ -17,7 +17,6 @@ copy keeps its own timing). Prints what it found; exit 0/1.
 import argparse
 import datetime
 import os
-import struct
 import sys
 import tempfile
 import zoneinfo
@@ -29,20 +28,6 @@ CAPTURE = os.path.join(HERE, "direct_tls", "input.pcap")
 LAPTOP = "10.77.1.10"
 ZONE = zoneinfo.ZoneInfo("America/New_York")
 MONDAY = datetime.date(2026, 11, 16)
-
-
-def read_pcap(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    magic = struct.unpack("<I", data[:4])[0]
-    if magic != 0xA1B2C3D4:
-        raise SystemExit(f"{path}: not a little-endian microsecond pcap")
-    header, packets, i = data[:24], [], 24
-    while i + 16 <= len(data):
-        sec, usec, incl, orig = struct.unpack("<IIII", data[i:i + 16])
-        packets.append((sec * 1_000_000 + usec, data[i + 16:i + 16 + incl], orig))
-        i += 16 + incl
-    return header, packets
 
 
 def schedule(first_hour, hours):
@@ -57,21 +42,10 @@ def schedule(first_hour, hours):
     return starts
 
 
-def write_replay(path, header, packets, starts):
-    first = packets[0][0]
-    with open(path, "wb") as f:
-        f.write(header)
-        for start in starts:
-            base = int(start.timestamp() * 1_000_000)
-            for ts, frame, orig in packets:
-                t = base + ts - first
-                f.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, len(frame), orig))
-                f.write(frame)
-
-
 def replay(binary, work, name, starts, header, packets):
     pcap = os.path.join(work, f"{name}.pcap")
-    write_replay(pcap, header, packets, starts)
+    replaylib.write_copies(pcap, header,
+                           [(packets, int(start.timestamp() * 1_000_000)) for start in starts])
     config = ("context:\n  inventory: inventory.csv\n"
               "outputs:\n  jsonl:\n    events: [alert]\n")
     return [e for e in replaylib.replay(binary, work, config, pcap)
@@ -82,7 +56,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--relaywatch", required=True)
     args = parser.parse_args()
-    header, packets = read_pcap(CAPTURE)
+    header, packets = replaylib.read_pcap(CAPTURE)
     problems = []
     with tempfile.TemporaryDirectory() as work:
         with open(os.path.join(work, "inventory.csv"), "w") as f:

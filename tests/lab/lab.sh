@@ -46,6 +46,11 @@ DISP_OP_RDP=$((DISP_FARM_VNC + 2))
 #   RWLAB_VNC_PIXEL_FORMAT  native | bgr233 (the RFB client asks for 8 bpp)
 VNC_SCALE="${RWLAB_VNC_SCALE:-}"
 VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-native}"
+# The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
+#   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
+#   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
+TYPIST="${RWLAB_TYPIST:-steady}"
+TYPING_BUDGET_S="${RWLAB_TYPING_BUDGET_S:-20}"
 # Volume knob for the HTTPS scenarios: cap every /bytes/N download at this many
 # bytes (empty = no cap; the scenarios fetch 123 B to 4 MB).
 MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
@@ -400,7 +405,7 @@ scn_direct_ssh_interactive() {
     M_RELAYED=false; M_APP=ssh; M_HUMAN=farm; M_EVENTS=keystrokes.json
     M_NOTE="human at the laptop types into ssh srv (pty driver, seeded key timing)"
     spec direct ssh "$FARM" "$SRV" 22 false "farm interactive ssh -> srv"
-    nsx farm "$PY" "$HELPERS/typist.py" --seed "$seed" --budget 20 --label direct_ssh \
+    nsx farm "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label direct_ssh \
         --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
         "${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
 }
@@ -411,7 +416,7 @@ scn_jump_ssh_interactive() {
     M_NOTE="operator types into ssh -J root@farm root@srv; farm forwards (direct-tcpip)"
     spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh (jump, carries inner ssh)"
     spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm sshd -> srv:22 (inner ssh client is op)"
-    nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget 20 --label jump_ssh \
+    nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label jump_ssh \
         --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
         "${SSH[@]}" -J "root@$FARM" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
 }
@@ -563,8 +568,9 @@ scn_vnc_typed_ssh() {
         sleep 0.1
     done
     grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null || { log "no ssh prompt in the farm xterm"; return 1; }
-    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget 20 \
-        --pixel-format "$vpf" --react-to-screen --font-px 13 --desktop-height 600 \
+    M_NOTE="$M_NOTE; typist $TYPIST, $TYPING_BUDGET_S s of typing"
+    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget "$TYPING_BUDGET_S" \
+        --person "$TYPIST" --pixel-format "$vpf" --react-to-screen --font-px 13 --desktop-height 600 \
         --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
 }
 

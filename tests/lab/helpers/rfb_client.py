@@ -212,6 +212,8 @@ def main():
     ap.add_argument("--port", type=int, default=5900)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--budget", type=float, default=20.0)
+    ap.add_argument("--person", default=human.DEFAULT_PERSON, choices=sorted(human.PERSONS),
+                    help="the typist's habits (human.PERSONS)")
     ap.add_argument("--events", default="")
     ap.add_argument("--pixel-format", default="native", choices=["native", "bgr233"])
     ap.add_argument("--react-to-screen", action="store_true",
@@ -221,10 +223,10 @@ def main():
     ap.add_argument("--output-timeout", type=float, default=10.0)
     a = ap.parse_args()
 
-    plan = human.make_plan(a.seed, a.budget)
+    plan = human.make_plan(a.seed, a.budget, who=a.person)
     prng = random.Random(a.seed + 1000)
     rrng = random.Random(a.seed + 3000)   # reaction times (same stream as typist.py)
-    log = human.EventLog(a.events, {"driver": "rfb_client", "seed": a.seed, "budget_s": a.budget,
+    log = human.EventLog(a.events, {"driver": "rfb_client", "seed": a.seed, "budget_s": a.budget, "person": a.person,
                                     "server": "%s:%d" % (a.host, a.port),
                                     "pixel_format": a.pixel_format,
                                     "mode": "react_to_screen" if a.react_to_screen else "free"})
@@ -264,7 +266,7 @@ def main():
         t0 = time.time()
         tap(KS_RETURN, "Return")
         ok, t_hit, rows = c.wait_watch(max(0.0, t0 + a.output_timeout - time.time()))
-        react = human.reaction_time(rrng)
+        react = human.reaction_time(rrng, a.person)
         log.add("output_done", ok=ok, changed_rows=rows, reaction_s=react,
                 **({"t": round(t_hit, 6)} if t_hit else {}))
         outputs.append(ok)
@@ -305,7 +307,7 @@ def main():
         # leave the shell (and with it ssh and the xterm), as typist.py does
         rng_exit = random.Random(a.seed + 7)
         for ch in "exit":
-            time.sleep(human.key_gap(rng_exit))
+            time.sleep(human.key_gap(rng_exit, a.person))
             tap(ord(ch), ch)
         time.sleep(0.15)
         enter_and_watch()
