@@ -222,7 +222,7 @@ absl::Status ParseSites(const config::Section& root, host::HostStageConfig& a) {
 const std::vector<std::string>& KnownEventTypes() {
   static const std::vector<std::string> kTypes = {"alert", "remote_session", "flow", "dns",
                                                   "tls",   "ssh",            "relay",
-                                                  "tunnel", "shared_line"};
+                                                  "tunnel", "shared_line", "typing"};
   return kTypes;
 }
 

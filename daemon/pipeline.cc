@@ -722,6 +722,17 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
                         MetricType::Counter);
   Add(work_ev, {}, static_cast<double>(hs.work_profiles_evicted));
   out.push_back(std::move(work_ev));
+  auto typing = Family("relaywatch_typing_profiles",
+                       "Typing baselines kept (home hosts with timed SSH reactions).",
+                       MetricType::Gauge);
+  Add(typing, {}, static_cast<double>(hs.typing_profiles));
+  out.push_back(std::move(typing));
+  auto typing_ev = Family("relaywatch_typing_profile_evictions_total",
+                          "Typing baselines forgotten because the table was full "
+                          "(alerting.max_hosts).",
+                          MetricType::Counter);
+  Add(typing_ev, {}, static_cast<double>(hs.typing_profiles_evicted));
+  out.push_back(std::move(typing_ev));
   auto nesting = Family("relaywatch_nested_tunnel_decisions_total",
                         "Company-VPN sessions whose SYN MSS implied a tunnel: nested, an MSS "
                         "clamp, or forgotten undecided (table full).",

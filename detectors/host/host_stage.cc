@@ -366,7 +366,7 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
     PathMtuRecord(finding, publish);  // internal: decides pending nested tunnels
     return;
   } else if (finding.event_type == detectors::relay::kOnWindowEvent) {
-    // Consumed here: internal, its only use is the correlation.
+    // Consumed here: internal, it feeds the stepping stones and the typing baseline.
     RelayOnWindow(finding, publish);
     return;
   } else if (finding.event_type == "stack") {

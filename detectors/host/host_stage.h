@@ -47,7 +47,8 @@ struct ScoringConfig {
   // count as "kvm"). Kinds not listed weigh `default_weight`.
   std::map<std::string, double> weights = {
       {"remote_access", 0.6}, {"kvm", 0.8},           {"hidden_leg", 0.7},
-      {"controller_rtt", 0.7}, {"stepping_stone", 0.5}, {"shared_line", 0.6},
+      {"controller_rtt", 0.7}, {"stepping_stone", 0.5}, {"keystrokes", 0.4},
+      {"shared_line", 0.6},
       {"tunnel", 0.3},         {"flow_shape", 0.4},      {"work_hours", 0.4},
       {"address_list", 0.5},   {"geo", 0.5}};
   double default_weight = 0.3;
@@ -102,6 +103,7 @@ inline constexpr std::uint32_t kSidRemoteToolSession = 9100003;
 inline constexpr std::uint32_t kSidHiddenLeg = 9100010;
 inline constexpr std::uint32_t kSidControllerRtt = 9100011;
 inline constexpr std::uint32_t kSidSteppingStone = 9100012;
+inline constexpr std::uint32_t kSidTypingShift = 9100013;
 inline constexpr std::uint32_t kSidSharedLine = 9100020;
 inline constexpr std::uint32_t kSidTunnelChange = 9100021;
 inline constexpr std::uint32_t kSidNestedTunnel = 9100022;
@@ -158,6 +160,9 @@ struct HostStageStats {
   // Work-hours profiles kept (inventory hosts with a time zone), and forgotten when full.
   std::uint64_t work_profiles = 0;
   std::uint64_t work_profiles_evicted = 0;
+  // Typing baselines kept (home hosts with timed SSH reactions), and forgotten when full.
+  std::uint64_t typing_profiles = 0;
+  std::uint64_t typing_profiles_evicted = 0;
 };
 
 // The host stage: one thread that sees every worker's findings, decides which internal host
@@ -262,6 +267,13 @@ class HostStage {
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
                       const IpAddress& peer, std::vector<PacketTime> ons,
                       std::vector<Event>& publish);
+  // The typing baseline: a home host's output -> next key delays in its own SSH sessions
+  // against the same host's history.
+  void Typing(const Event& finding, const IpAddress& host, std::vector<double> reactions,
+              std::vector<Event>& publish);
+  nlohmann::json SaveTypingProfiles() const;
+  std::string PersonOf(const IpAddress& host) const;  // the inventory's person, or ""
+  absl::Status LoadTypingProfiles(const nlohmann::json& profiles, const std::string& path);
   // stack records: devices behind one public address at the entry points
   // (host_stage_shared_line.cc).
   void StackRecord(const Event& finding, std::vector<Event>& publish);
@@ -372,6 +384,17 @@ class HostStage {
     PacketTime last_seen;
   };
   absl::flat_hash_map<IpAddress, WorkProfile> work_profiles_;
+  // Per home host: its person's output -> next key delays (ms). `baseline` is the history
+  // (the first typing_baseline_samples, then renewed by windows that showed no shift);
+  // `recent` the window being filled, judged every half window.
+  struct TypingProfile {
+    std::deque<double> baseline;
+    std::deque<double> recent;
+    std::uint64_t fresh = 0;  // delays in `recent` not judged yet
+    std::string person;       // the inventory's person when the baseline began ("": none)
+    PacketTime last_seen;
+  };
+  absl::flat_hash_map<IpAddress, TypingProfile> typing_profiles_;
   // Countries that controlled one person's hosts (inventory `person`), oldest first.
   absl::flat_hash_map<std::string, std::deque<std::pair<PacketTime, std::string>>>
       person_countries_;

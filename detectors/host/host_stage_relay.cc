@@ -2,11 +2,14 @@
 // slow handshake. See docs/detectors/relay.md for the methods and their limits.
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 
 #include "detectors/host/finding_fields.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/host/tables.h"
 #include "detectors/relay/timing.h"
 
 namespace relaywatch::host {
@@ -73,6 +76,20 @@ void HostStage::PublishAlert(Event alert, std::vector<Event>& publish) {
 
 namespace {
 
+// Output -> next key delays travel with SSH relay records (and windows) for the typing
+// baseline only.
+std::vector<double> TakeReactions(nlohmann::json& body) {
+  std::vector<double> delays;
+  if (body.contains("_reactions_ms") && body["_reactions_ms"].is_array()) {
+    for (const nlohmann::json& d : body["_reactions_ms"]) {
+      if (d.is_number() && d.get<double>() >= 0)
+        delays.push_back(d.get<double>());
+    }
+  }
+  body.erase("_reactions_ms");
+  return delays;
+}
+
 // ON times travel with relay records (and windows) for the stepping-stone correlation only.
 std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
   std::vector<PacketTime> ons;
@@ -90,9 +107,14 @@ std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
 
 void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
   std::vector<PacketTime> ons = TakeOnTimes(finding.body);
-  if (!finding.flow || !config_.relay.methods.stepping_stone)
+  std::vector<double> reactions = TakeReactions(finding.body);
+  if (!finding.flow)
     return;
   const FlowRef& f = *finding.flow;
+  if (config_.relay.methods.keystrokes && IsHome(f.src_ip) && !reactions.empty())
+    Typing(finding, f.src_ip, std::move(reactions), publish);
+  if (!config_.relay.methods.stepping_stone)
+    return;
   if (IsHome(f.src_ip)) {
     SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
   } else if (IsHome(f.dest_ip)) {
@@ -107,6 +129,7 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   }
   nlohmann::json& r = finding.body;
   std::vector<PacketTime> ons = TakeOnTimes(r);
+  std::vector<double> reactions = TakeReactions(r);
   if (!finding.flow)
     return;
   // A method switched off in detectors.relay.methods neither alerts nor adds fields here.
@@ -123,6 +146,9 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
     }
     if (methods.stepping_stone) {
       SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
+    }
+    if (methods.keystrokes && !reactions.empty()) {
+      Typing(finding, f.src_ip, std::move(reactions), publish);
     }
   } else if (dest_home && methods.stepping_stone) {
     SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
@@ -283,6 +309,166 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     PublishAlert(std::move(alert), publish);
   }
   state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons)});
+}
+
+std::string HostStage::PersonOf(const IpAddress& host) const {
+  const detectors::context::Context* context = config_.context.get();
+  if (context == nullptr || context->inventory.empty())
+    return "";
+  const detectors::context::Asset* asset = context->inventory.FindByAddress(host);
+  return asset != nullptr ? asset->person : "";
+}
+
+void HostStage::Typing(const Event& finding, const IpAddress& host, std::vector<double> reactions,
+                       std::vector<Event>& publish) {
+  const detectors::relay::RelayConfig& c = config_.relay;
+  const std::string person = PersonOf(host);
+  auto it = typing_profiles_.find(host);
+  if (it == typing_profiles_.end()) {
+    if (typing_profiles_.size() >= config_.max_hosts) {
+      typing_profiles_.erase(Oldest(typing_profiles_, [](const TypingProfile& p) {
+        return p.last_seen;
+      }));
+      absl::MutexLock lock(&mu_);
+      ++stats_.typing_profiles_evicted;
+    }
+    it = typing_profiles_.emplace(host, TypingProfile{}).first;
+    it->second.person = person;
+  }
+  TypingProfile& p = it->second;
+  if (p.person != person) {
+    p = TypingProfile{};  // another person's laptop now: their own history starts
+    p.person = person;
+  }
+  p.last_seen = finding.ts;
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.typing_profiles = typing_profiles_.size();
+  }
+  const std::size_t half = std::max<std::size_t>(1, c.typing_window_samples / 2);
+  for (double d : reactions) {
+    if (p.baseline.size() < c.typing_baseline_samples) {
+      p.baseline.push_back(d);
+      continue;
+    }
+    p.recent.push_back(d);
+    ++p.fresh;
+    if (p.recent.size() < c.typing_window_samples || p.fresh < half)
+      continue;
+    // A full window with half of it new: judge it.
+    p.fresh = 0;
+    const std::vector<double> base(p.baseline.begin(), p.baseline.end());
+    const std::vector<double> recent(p.recent.begin(), p.recent.end());
+    // Enough random splits that typing_max_p is reachable with room (p >= 1/(n+1)).
+    const int permutations = static_cast<int>(
+        std::clamp(std::ceil(2.0 / c.typing_max_p) - 1.0, 999.0, 19999.0));
+    const detectors::relay::ReactionShift shift = detectors::relay::CompareReactions(
+        base, recent, permutations, std::hash<std::string>{}(host.ToString()));
+    const double budget = detectors::relay::ToMs(LocalRtt(host));
+    const bool near = shift.shift_ms < budget / 2;
+    const bool far = shift.shift_ms >= budget && shift.p_value <= c.typing_max_p;
+    if (near) {
+      // No sign of a relay: the oldest judged half renews the person's history, so a
+      // baseline follows a person who slowly changes, never a relay's step.
+      for (std::size_t i = 0; i < half; ++i) {
+        p.baseline.push_back(p.recent.front());
+        p.recent.pop_front();
+        p.baseline.pop_front();
+      }
+    } else {
+      p.recent.erase(p.recent.begin(), p.recent.begin() + static_cast<std::ptrdiff_t>(half));
+    }
+    // Every judged window is a `typing` record (an output lists it to follow a person's
+    // numbers over time); the alert carries the same numbers.
+    const Site* site = SiteOf(host);
+    Event record;
+    record.event_type = "typing";
+    record.ts = finding.ts;
+    record.flow = finding.flow;
+    record.host_ip = host;
+    record.body = {{"reaction_shift_ms", Round1(shift.shift_ms)},
+                   {"min_distance_km", std::round(FibreKm(std::max(0.0, shift.shift_ms)))},
+                   {"p_value", std::round(shift.p_value * 10000.0) / 10000.0},
+                   {"verdict", far ? "far" : near ? "near" : "undecided"},
+                   {"baseline_samples", base.size()},
+                   {"window_samples", recent.size()},
+                   {"baseline_p10_ms", Round1(shift.baseline_p10_ms)},
+                   {"baseline_p50_ms", Round1(shift.baseline_p50_ms)},
+                   {"recent_p10_ms", Round1(shift.recent_p10_ms)},
+                   {"recent_p50_ms", Round1(shift.recent_p50_ms)},
+                   {"local_rtt_ms", budget},
+                   {"site", site ? site->name : ""}};
+    if (!p.person.empty())
+      record.body["person"] = p.person;
+    publish.push_back(record);
+    if (!far || !Admit(host, absl::StrCat(kSidTypingShift), finding.ts))
+      continue;
+    Event alert = NewAlert(
+        finding.ts, finding.flow, host, kSidTypingShift,
+        absl::StrCat("RELAYWATCH person reacts to the screen later than their own history "
+                     "(+", Round1(shift.shift_ms), " ms): screen seen through a far relay"),
+        "Relay", 3, "keystrokes");
+    alert.evidence = record.body;
+    alert.evidence["method"] = "keystrokes";
+    alert.evidence["host"] = host.ToString();
+    alert.evidence["location"] = site ? site->location : "";
+    PublishAlert(std::move(alert), publish);
+  }
+}
+
+nlohmann::json HostStage::SaveTypingProfiles() const {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [host, p] : typing_profiles_) {
+    out[host.ToString()] = {{"person", p.person},
+                            {"baseline_ms", p.baseline},
+                            {"recent_ms", p.recent},
+                            {"fresh", p.fresh},
+                            {"last_seen_us", absl::ToUnixMicros(p.last_seen)}};
+  }
+  return out;
+}
+
+absl::Status HostStage::LoadTypingProfiles(const nlohmann::json& profiles,
+                                           const std::string& path) {
+  if (!profiles.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": typing_profiles is not an object"));
+  }
+  auto delays = [](const nlohmann::json& p, const char* key, std::deque<double>& out) {
+    if (!p.contains(key) || !p[key].is_array())
+      return false;
+    for (const nlohmann::json& d : p[key]) {
+      if (!d.is_number())
+        return false;
+      out.push_back(d.get<double>());
+    }
+    return true;
+  };
+  for (const auto& [address, p] : profiles.items()) {
+    const absl::StatusOr<IpAddress> host = IpAddress::Parse(address);
+    TypingProfile t;
+    if (!host.ok() || !p.is_object() || !p.contains("person") || !p["person"].is_string() ||
+        !delays(p, "baseline_ms", t.baseline) || !delays(p, "recent_ms", t.recent)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": bad typing profile for \"", address, "\""));
+    }
+    t.person = p["person"].get<std::string>();
+    if (p.contains("fresh") && p["fresh"].is_number_unsigned())
+      t.fresh = p["fresh"].get<std::uint64_t>();
+    if (p.contains("last_seen_us") && p["last_seen_us"].is_number_integer())
+      t.last_seen = absl::FromUnixMicros(p["last_seen_us"].get<std::int64_t>());
+    // A smaller configured window or baseline keeps the newest delays.
+    while (t.baseline.size() > config_.relay.typing_baseline_samples)
+      t.baseline.pop_front();
+    while (t.recent.size() > config_.relay.typing_window_samples)
+      t.recent.pop_front();
+    t.fresh = std::min<std::uint64_t>(t.fresh, t.recent.size());
+    if (typing_profiles_.size() >= config_.max_hosts || t.person != PersonOf(*host))
+      continue;  // no room, or another person's laptop now: start afresh
+    typing_profiles_.insert_or_assign(*host, std::move(t));
+  }
+  absl::MutexLock lock(&mu_);
+  stats_.typing_profiles = typing_profiles_.size();
+  return absl::OkStatus();
 }
 
 }  // namespace relaywatch::host

@@ -154,7 +154,8 @@ absl::Status HostStage::SaveState(const std::string& path) const {
       {"version", 1},
       {"now_us", now_ == absl::InfinitePast() ? 0 : absl::ToUnixMicros(now_)},
       {"hosts", std::move(hosts)},
-      {"work_profiles", SaveWorkProfiles()}};
+      {"work_profiles", SaveWorkProfiles()},
+      {"typing_profiles", SaveTypingProfiles()}};
   // Write beside the target and rename over it: a crash leaves the old file or the new one.
   const std::string tmp = path + ".tmp";
   {
@@ -184,10 +185,12 @@ absl::Status HostStage::LoadState(const std::string& path) {
   if (!status.ok()) {
     hosts_.clear();
     work_profiles_.clear();
+    typing_profiles_.clear();
     RefreshTopScores(now_);
     absl::MutexLock lock(&mu_);
     stats_.hosts_tracked = 0;
     stats_.work_profiles = 0;
+    stats_.typing_profiles = 0;
   }
   return status;
 }
@@ -227,6 +230,9 @@ absl::Status HostStage::ReadState(const std::string& path) {
   }
   if (doc.contains("work_profiles")) {
     RW_RETURN_IF_ERROR(LoadWorkProfiles(doc["work_profiles"], path));
+  }
+  if (doc.contains("typing_profiles")) {
+    RW_RETURN_IF_ERROR(LoadTypingProfiles(doc["typing_profiles"], path));
   }
   if (doc.contains("now_us") && doc["now_us"].is_number_integer()) {
     now_ = std::max(now_, absl::FromUnixMicros(doc["now_us"].get<std::int64_t>()));

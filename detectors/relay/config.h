@@ -17,7 +17,7 @@ struct RelayMethods {
   bool hidden_leg = true;      // client turnarounds minus the client's RTT; alert 9100010
   bool controller_rtt = true;  // RTT to a remote-control session's controller; alert 9100011
   bool stepping_stone = true;  // ON-period correlation (Zhang & Paxson); alert 9100012
-  bool keystrokes = true;      // keystroke timing of SSH sessions; evidence only
+  bool keystrokes = true;      // keystroke timing of SSH sessions; typing baseline alert 9100013
 
   bool operator==(const RelayMethods&) const = default;
 };
@@ -47,6 +47,13 @@ struct RelayConfig {
   absl::Duration stepping_stone_delta = absl::Milliseconds(80);
   double stepping_stone_ratio = 0.3;
   std::uint64_t stepping_stone_min_ons = 8;
+  // Typing baseline (keystrokes): a host's first output -> next key delays in SSH sessions
+  // are its person's own baseline; each later window of this many delays is compared with
+  // it, and alerts when it runs later by at least the local round trip with a permutation
+  // p-value of at most typing_max_p.
+  std::uint64_t typing_baseline_samples = 120;
+  std::uint64_t typing_window_samples = 60;
+  double typing_max_p = 0.001;
 };
 
 // Reads detectors.relay; unknown keys and bad values are errors with file:line:col.

@@ -60,6 +60,14 @@ nlohmann::json OnTimesJson(const OnTimes& ons) {
   return times;
 }
 
+// Output -> next key delays for the host stage's typing baseline (`_reactions_ms`).
+nlohmann::json ReactionsJson(KeystrokeTiming& keys) {
+  nlohmann::json delays = nlohmann::json::array();
+  for (double ms : keys.TakeOutputToInput())
+    delays.push_back(Round3(ms));
+  return delays;
+}
+
 }  // namespace
 
 struct RelayDetector::FlowData : flow::DetectorFlowData {
@@ -75,6 +83,7 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   App app = App::kUnknown;
   int client_dir = 0;       // the direction the TLS/SSH client sends in
   bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
+  bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
   PacketTime first = absl::InfinitePast();
   bool reported = false;
@@ -99,15 +108,31 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     slot = std::make_unique<FlowData>(config_);
   auto& data = static_cast<FlowData&>(*slot);
   if (data.reported) {
-    // A relay may start hours into a long session (an operator opens ssh from the RDP
-    // desktop at 14:00), so the input of a flow already reported stays timed for the
-    // stepping-stone correlation, one window of report_after at a time.
-    if (!config_.methods.stepping_stone)
+    // After the record the flow stays timed, one window of report_after at a time: its input
+    // for stepping stones that begin late in a long session (an operator opens ssh from the
+    // RDP desktop at 14:00), and an SSH session's reactions for the typing baseline, which
+    // judges a person over a working day, not over the first minutes.
+    const bool keys = TypingTimed(data);
+    if (!config_.methods.stepping_stone && !keys)
       return Verdict::kDone;
-    if (flow::Index(direction) == 0 && packet.payload_length > 0)
+    const int d = flow::Index(direction);
+    if (keys) {
+      // The same retransmission filter as before the record: a resent segment is no key.
+      if (packet.has(decode::kTcpAck))
+        data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
+      if (packet.payload_length > 0 &&
+          !data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length)) {
+        if (d == data.client_dir) {
+          data.keys.OnClientData(packet.ts, packet.payload_length);
+        } else {
+          data.keys.OnServerData(packet.ts, packet.payload_length);
+        }
+      }
+    }
+    if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0)
       data.ons.OnData(packet.ts);
     if (packet.ts - data.window_start >= config_.report_after)
-      EmitOnWindow(flow, data, packet.ts, out);
+      EmitWindow(flow, data, packet.ts, out);
     return Verdict::kContinue;
   }
   if (data.first == absl::InfinitePast())
@@ -174,7 +199,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   }
   if (packet.ts - data.first >= config_.report_after) {
     Report(flow, data, packet.ts, out);
-    return config_.methods.stepping_stone ? Verdict::kContinue : Verdict::kDone;
+    return config_.methods.stepping_stone || TypingTimed(data) ? Verdict::kContinue
+                                                                : Verdict::kDone;
   }
   return Verdict::kContinue;
 }
@@ -184,22 +210,37 @@ void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   if (data == nullptr)
     return;
   if (data->reported) {
-    if (config_.methods.stepping_stone)
-      EmitOnWindow(flow, *data, flow.last_seen, out);
+    if (config_.methods.stepping_stone || TypingTimed(*data))
+      EmitWindow(flow, *data, flow.last_seen, out);
     return;
   }
   Report(flow, *data, flow.last_seen, out);
 }
 
-void RelayDetector::EmitOnWindow(const FlowState& flow, FlowData& data, PacketTime ts,
-                                 EventBuffer& out) {
-  // Fewer ON periods than the correlation needs say nothing: no window record.
-  if (data.ons.times().size() >= config_.stepping_stone_min_ons) {
+bool RelayDetector::TypingTimed(const FlowData& data) const {
+  return config_.methods.keystrokes && data.app == App::kSsh && data.setup_over &&
+         !data.obfuscated;
+}
+
+void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime ts,
+                               EventBuffer& out) {
+  nlohmann::json body = nlohmann::json::object();
+  // Fewer ON periods than the correlation needs say nothing.
+  if (config_.methods.stepping_stone &&
+      data.ons.times().size() >= config_.stepping_stone_min_ons) {
+    body["_on_times_us"] = OnTimesJson(data.ons);
+  }
+  if (TypingTimed(data)) {
+    nlohmann::json reactions = ReactionsJson(data.keys);
+    if (!reactions.empty())
+      body["_reactions_ms"] = std::move(reactions);
+  }
+  if (!body.empty()) {
     Event e;
     e.event_type = std::string(kOnWindowEvent);
     e.ts = ts;
     e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
-    e.body = {{"_on_times_us", OnTimesJson(data.ons)}};
+    e.body = std::move(body);
     out.Emit(std::move(e));
     counters_.on_windows.Increment();
   }
@@ -265,6 +306,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
 
   if (data.app == App::kSsh && methods.keystrokes) {
     const KeystrokeSummary k = data.keys.Summarise();
+    data.obfuscated = k.obfuscated;
     if (k.obfuscated)
       counters_.obfuscated_ssh.Increment();
     r["ssh_obfuscated"] = k.obfuscated;
@@ -278,6 +320,12 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
         ks["gap_cv"] = Round3(*k.gap_cv);
       PutMs(ks, "output_to_input_p10_ms", k.output_to_input_p10_ms);
       r["keystrokes"] = ks;
+    }
+    // For the host stage's typing baseline only; it removes this before output.
+    if (TypingTimed(data)) {
+      nlohmann::json reactions = ReactionsJson(data.keys);
+      if (!reactions.empty())
+        r["_reactions_ms"] = std::move(reactions);
     }
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
@@ -300,8 +348,8 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
   out.push_back({"flows_measured", "relay records emitted (one per timed TCP flow).",
                  c.flows_measured.Read()});
   out.push_back({"on_windows",
-                 "Stepping-stone windows of flows already reported (internal, one per "
-                 "report_after of input).",
+                 "Windows of flows already reported (internal, one per report_after): input "
+                 "ON times for stepping stones, SSH reactions for the typing baseline.",
                  c.on_windows.Read()});
   out.push_back({"handshakes_split", "Flows with both legs of the TCP handshake timed.",
                  c.handshakes_split.Read()});

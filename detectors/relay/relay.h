@@ -21,12 +21,13 @@ struct RelayCounters {
   WorkerCounter turnarounds_refused;  // refused: loss in the flight or answer, or too slow
   WorkerCounter ack_rtt_samples;      // data -> ACK samples
   WorkerCounter obfuscated_ssh;       // SSH sessions paced by keystroke obfuscation
-  WorkerCounter on_windows;           // ON-time windows of flows already reported
+  WorkerCounter on_windows;           // windows of flows already reported
 };
 
-// After a flow's `relay` record, its input's ON times go on to the host stage in windows
-// of report_after, as this internal finding (never written out), for stepping stones that
-// begin late in a long session.
+// After a flow's `relay` record, its input's ON times (`_on_times_us`, for stepping stones
+// that begin late in a long session) and an SSH session's output -> next key delays
+// (`_reactions_ms`, for the typing baseline) go on to the host stage in windows of
+// report_after, as this internal finding (never written out).
 inline constexpr std::string_view kOnWindowEvent = "relay_on_window";
 
 // Measures, per TCP flow, where the two ends are in time as seen from the sensor, and
@@ -54,8 +55,10 @@ class RelayDetector : public Detector {
  private:
   struct FlowData;
   void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
-  void EmitOnWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts,
-                    EventBuffer& out);
+  void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts,
+                  EventBuffer& out);
+  // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).
+  bool TypingTimed(const FlowData& data) const;
 
   RelayConfig config_;
   DetectorContext context_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "capture/decode/decoded_packet.h"
 
@@ -167,17 +168,11 @@ void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length) {
     output_pending_ = false;
     return;
   }
-  if (key_ms_.size() >= kMaxKeys)
-    return;
-  if (origin_ == absl::InfinitePast())
-    origin_ = ts;
-  key_ms_.push_back(ToMs(ts - origin_));
-  key_size_.push_back(length);
   if (output_pending_) {
     // Faster than a person can react to what the screen shows: the client software's own
     // answer (an SSH window adjustment), not a key.
     constexpr absl::Duration kHumanReactionFloor = absl::Milliseconds(100);
-    if (ts - last_output_ >= kHumanReactionFloor) {
+    if (ts - last_output_ >= kHumanReactionFloor && output_to_input_ms_.size() < kMaxKeys) {
       output_to_input_ms_.push_back(ToMs(ts - last_output_));
     }
     output_pending_ = false;
@@ -185,13 +180,27 @@ void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length) {
   echo_pending_ = true;
   last_key_ = ts;
   last_key_size_ = length;
+  if (origin_ == absl::InfinitePast())
+    origin_ = ts;
+  // The rhythm statistics need the session's first keys only; reactions go on (above).
+  if (key_ms_.size() >= kMaxKeys)
+    return;
+  key_ms_.push_back(ToMs(ts - origin_));
+  key_size_.push_back(length);
+}
+
+std::vector<double> KeystrokeTiming::TakeOutputToInput() {
+  std::vector<double> taken;
+  taken.swap(output_to_input_ms_);
+  return taken;
 }
 
 void KeystrokeTiming::OnServerData(PacketTime ts, std::uint32_t length) {
   if (length == 0 || origin_ == absl::InfinitePast())
     return;
   if (echo_pending_) {
-    echo_ms_.push_back(ToMs(ts - last_key_));
+    if (echo_ms_.size() < kMaxKeys)
+      echo_ms_.push_back(ToMs(ts - last_key_));
     echo_pending_ = false;
   }
   // An echo is about the size of the key that caused it; output (a command's result, a new
@@ -305,6 +314,69 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
   const std::size_t least = std::min(r.inbound_ons, r.outbound_ons);
   r.ratio = least == 0 ? 0.0 : static_cast<double>(r.correlated) / static_cast<double>(least);
   r.median_lag_ms = Median(lags).value_or(0.0);
+  return r;
+}
+
+namespace {
+
+constexpr double kShiftQuantiles[] = {0.1, 0.2, 0.3, 0.4, 0.5};
+
+// Nearest-rank quantile of sorted values.
+double SortedQuantile(const std::vector<double>& sorted, double q) {
+  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
+  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
+}
+
+double LowerHalfShift(const std::vector<double>& base, const std::vector<double>& recent) {
+  double sum = 0;
+  for (double q : kShiftQuantiles)
+    sum += SortedQuantile(recent, q) - SortedQuantile(base, q);
+  return sum / static_cast<double>(std::size(kShiftQuantiles));
+}
+
+}  // namespace
+
+ReactionShift CompareReactions(const std::vector<double>& baseline,
+                               const std::vector<double>& recent, int permutations,
+                               std::uint64_t seed) {
+  ReactionShift r;
+  if (baseline.empty() || recent.empty())
+    return r;
+  std::vector<double> base = baseline;
+  std::vector<double> now = recent;
+  std::sort(base.begin(), base.end());
+  std::sort(now.begin(), now.end());
+  r.shift_ms = LowerHalfShift(base, now);
+  r.baseline_p10_ms = SortedQuantile(base, 0.1);
+  r.baseline_p50_ms = SortedQuantile(base, 0.5);
+  r.recent_p10_ms = SortedQuantile(now, 0.1);
+  r.recent_p50_ms = SortedQuantile(now, 0.5);
+  if (permutations <= 0)
+    return r;
+  std::vector<double> pooled = base;
+  pooled.insert(pooled.end(), now.begin(), now.end());
+  std::mt19937_64 rng(seed);
+  // Sequential Monte Carlo (Besag & Clifford 1991): once this many splits shifted as far, the
+  // p-value is clearly large and more splits only refine it; most windows stop there.
+  constexpr int kEnoughAsFar = 20;
+  int as_far = 0;
+  std::vector<double> a;
+  std::vector<double> b;
+  for (int i = 0; i < permutations; ++i) {
+    // Fisher-Yates by hand: std::shuffle's draws differ between standard libraries.
+    for (std::size_t j = pooled.size() - 1; j > 0; --j)
+      std::swap(pooled[j], pooled[rng() % (j + 1)]);
+    a.assign(pooled.begin(), pooled.begin() + static_cast<std::ptrdiff_t>(base.size()));
+    b.assign(pooled.begin() + static_cast<std::ptrdiff_t>(base.size()), pooled.end());
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    if (LowerHalfShift(a, b) >= r.shift_ms && ++as_far == kEnoughAsFar) {
+      r.p_value = static_cast<double>(as_far) / static_cast<double>(i + 1);
+      return r;
+    }
+  }
+  // The observed split counts as one of the splits (Phipson & Smyth 2010): never p = 0.
+  r.p_value = static_cast<double>(as_far + 1) / static_cast<double>(permutations + 1);
   return r;
 }
 

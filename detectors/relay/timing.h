@@ -153,6 +153,10 @@ class KeystrokeTiming {
   void OnClientData(PacketTime ts, std::uint32_t length);
   void OnServerData(PacketTime ts, std::uint32_t length);
   KeystrokeSummary Summarise() const;
+  // The output -> next key delays (ms) collected since the last call, in order. They go on
+  // being collected after kMaxKeys keys (at most kMaxKeys between two calls): a person's
+  // reactions are judged over a whole working day (the host stage's typing baseline).
+  std::vector<double> TakeOutputToInput();
 
  private:
   std::vector<double> key_ms_;  // key times relative to the first key
@@ -200,5 +204,27 @@ struct SteppingStone {
 };
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
                                const std::vector<PacketTime>& outbound, absl::Duration delta);
+
+// Typing baseline: has a person's output -> next key delay moved later than their own history?
+// A person who sees the screen through a far relay sees every output one round trip (screen
+// out, keys back) late, so the whole distribution moves by about that round trip while its
+// shape, the person's reading and thinking, stays. The shift is estimated on the lower half
+// (the mean of the 10th..50th percentile differences): the fast reactions hold the network's
+// share best, and long pauses (a phone call) vary from day to day. Its significance is a
+// permutation test: how often does a random split of the pooled delays into groups of the
+// same sizes shift as far? Seeded, so a replay decides exactly as before; it stops early once
+// 20 splits shifted as far (the p-value is then that share, and well above any threshold).
+struct ReactionShift {
+  double shift_ms = 0;    // recent minus baseline, lower half
+  double p_value = 1;     // one-sided: a shift at least this large by chance
+  double baseline_p10_ms = 0;
+  double baseline_p50_ms = 0;
+  double recent_p10_ms = 0;
+  double recent_p50_ms = 0;
+};
+// Needs both sets non-empty; `permutations` random splits (0: p_value stays 1).
+ReactionShift CompareReactions(const std::vector<double>& baseline,
+                               const std::vector<double>& recent, int permutations,
+                               std::uint64_t seed);
 
 }  // namespace relaywatch::detectors::relay

@@ -47,6 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   host_config.home_networks = {*relaywatch::Cidr::Parse("10.0.0.0/8")};
   host_config.relay.min_samples = 1;
   host_config.relay.stepping_stone_min_ons = 2;
+  // The smallest typing baseline and window, so that the fuzzer reaches its decisions.
+  host_config.relay.typing_baseline_samples = 20;
+  host_config.relay.typing_window_samples = 10;
   relaywatch::host::HostStage stage(host_config);
 
   const bool inbound = (setup & 2) != 0;
@@ -93,11 +96,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   conversation.EndAll();
   // One record per flow (a SYN after the end of a connection starts another flow); after
-  // it, only internal ON-time windows of at least stepping_stone_min_ons.
+  // it, only internal windows: ON times (at least stepping_stone_min_ons) and/or reactions.
   std::size_t records = 0;
   for (const relaywatch::Event& e : events.events()) {
+    if (e.body.contains("_reactions_ms")) {
+      RW_FUZZ_CHECK(!e.body["_reactions_ms"].empty());
+      for (const nlohmann::json& d : e.body["_reactions_ms"])
+        RW_FUZZ_CHECK(d.get<double>() >= 100);  // a person, not the client's own answer
+    }
     if (e.event_type == relay::kOnWindowEvent) {
-      RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons);
+      RW_FUZZ_CHECK(e.body.contains("_on_times_us") || e.body.contains("_reactions_ms"));
+      if (e.body.contains("_on_times_us"))
+        RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons);
     } else {
       RW_FUZZ_CHECK(e.event_type == "relay");
       ++records;
@@ -116,6 +126,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     RW_FUZZ_CHECK(e.event_type != relay::kOnWindowEvent);  // consumed by the host stage
     const std::string line = relaywatch::sinks::EventToJson(e).dump();
     RW_FUZZ_CHECK(line.find("_on_times_us") == std::string::npos);
+    RW_FUZZ_CHECK(line.find("_reactions_ms") == std::string::npos);
+    if (e.event_type == "typing") {
+      const double p = e.body["p_value"].get<double>();
+      RW_FUZZ_CHECK(p > 0 && p <= 1);
+      RW_FUZZ_CHECK(e.body["window_samples"].get<std::size_t>() ==
+                    host_config.relay.typing_window_samples);
+    }
   }
   return 0;
 }

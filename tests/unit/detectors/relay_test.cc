@@ -1,6 +1,11 @@
 #include "detectors/relay/relay.h"
 
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -220,6 +225,67 @@ TEST(RelayTiming, OutputToInputIgnoresMachineAnswers) {
   const KeystrokeSummary s = k.Summarise();
   ASSERT_TRUE(s.output_to_input_p10_ms.has_value());
   EXPECT_NEAR(*s.output_to_input_p10_ms, 401, 1e-6);
+}
+
+TEST(RelayTiming, ReactionsGoOnPastTheKeyCapAndAreTakenOnce) {
+  KeystrokeTiming k;
+  double t = 0;
+  const int pairs = static_cast<int>(KeystrokeTiming::kMaxKeys) + 300;
+  for (int i = 0; i < pairs; ++i) {
+    k.OnClientData(At(t), 36);
+    k.OnServerData(At(t + 10), 200);
+    t += 500;
+  }
+  EXPECT_EQ(k.Summarise().keys, KeystrokeTiming::kMaxKeys);  // the rhythm stops at the cap
+  EXPECT_EQ(k.TakeOutputToInput().size(), KeystrokeTiming::kMaxKeys);  // at most this many
+  EXPECT_TRUE(k.TakeOutputToInput().empty());
+  for (int i = 0; i < 10; ++i) {
+    k.OnClientData(At(t), 36);
+    k.OnServerData(At(t + 10), 200);
+    t += 500;
+  }
+  const std::vector<double> later = k.TakeOutputToInput();
+  ASSERT_EQ(later.size(), 10u);  // the person is still timed after 2048 keys
+  EXPECT_NEAR(later[0], 490, 1e-6);
+}
+
+// A person's output -> next key delays (ms): reading and thinking, log-normal around a
+// second, never below 300 ms; plus `added_ms` of screen round trip.
+std::vector<double> Person(std::uint64_t seed, int n, double added_ms = 0) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> think(std::log(700.0), 0.5);
+  std::vector<double> v;
+  for (int i = 0; i < n; ++i)
+    v.push_back(300 + think(rng) + added_ms);
+  return v;
+}
+
+TEST(RelayTiming, ReactionShiftOfTheSamePersonIsNotSignificant) {
+  int significant = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    const ReactionShift r = CompareReactions(Person(seed, 60), Person(seed + 100, 30), 999, 7);
+    EXPECT_LT(std::abs(r.shift_ms), 150) << seed;
+    significant += r.p_value <= 0.01;
+  }
+  EXPECT_LE(significant, 1);  // about 1% of such pairs by chance
+}
+
+TEST(RelayTiming, ReactionShiftFindsAScreenRoundTrip) {
+  int found = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    const ReactionShift r =
+        CompareReactions(Person(seed, 60), Person(seed + 100, 30, 300), 999, 7);
+    EXPECT_NEAR(r.shift_ms, 300, 120) << seed;
+    EXPECT_GT(r.recent_p10_ms, r.baseline_p10_ms) << seed;
+    found += r.p_value <= 0.01;
+  }
+  EXPECT_GE(found, 19);
+  // Seeded: the same input decides the same way.
+  const ReactionShift a = CompareReactions(Person(1, 60), Person(2, 30, 100), 999, 7);
+  const ReactionShift b = CompareReactions(Person(1, 60), Person(2, 30, 100), 999, 7);
+  EXPECT_EQ(a.p_value, b.p_value);
+  EXPECT_EQ(CompareReactions({}, Person(2, 30), 999, 7).p_value, 1.0);
+  EXPECT_EQ(CompareReactions(Person(1, 60), Person(2, 30), 0, 7).p_value, 1.0);
 }
 
 TEST(RelayTiming, SteppingStoneCorrelatesOnTimes) {
@@ -520,6 +586,50 @@ TEST(RelayDetector, KeystrokesNeedNoHiddenLegAndCanBeSwitchedOff) {
   EXPECT_TRUE(no_keys[0].body.contains("hidden_leg_rtt_ms"));
 }
 
+// Output -> next key delays that the SSH session above produces, in order: an output follows
+// every fourth key, and a delay under 100 ms is the client's own answer, not a person.
+std::size_t SessionReactions(int keys) {
+  std::size_t n = 0;
+  for (int i = 3; i + 1 < keys; i += 4) {
+    const double next = 1000 + 150 * (i + 1) + 37 * ((i + 1) % 3);
+    const double output = 1000 + 150 * i + 37 * (i % 3) + 10.5;
+    n += next - output >= 100;
+  }
+  return n;
+}
+
+std::size_t ReactionsIn(const std::vector<Event>& events) {
+  std::size_t n = 0;
+  for (const Event& e : events) {
+    if (e.body.contains("_reactions_ms"))
+      n += e.body["_reactions_ms"].size();
+  }
+  return n;
+}
+
+TEST(RelayDetector, SshReactionsGoOnInWindowsAfterTheRecord) {
+  RelayConfig config;
+  config.report_after = absl::Seconds(5);
+  const std::vector<Event> events = SshSession(config, 200);  // 31 s of typing
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events[0].event_type, "relay");
+  ASSERT_TRUE(events[0].body.contains("_reactions_ms"));
+  std::size_t windows_with_reactions = 0;
+  for (std::size_t i = 1; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].event_type, kOnWindowEvent);
+    windows_with_reactions += events[i].body.contains("_reactions_ms");
+  }
+  EXPECT_GE(windows_with_reactions, 4u);
+  EXPECT_EQ(ReactionsIn(events), SessionReactions(200));  // each one once
+
+  // Switched off: no reactions, and no windows for them.
+  config.methods.keystrokes = false;
+  config.methods.stepping_stone = false;
+  const std::vector<Event> off = SshSession(config, 200);
+  ASSERT_EQ(off.size(), 1u);
+  EXPECT_EQ(ReactionsIn(off), 0u);
+}
+
 // ---- Host decisions ---------------------------------------------------------------------
 
 Event RelayRecord(std::uint64_t id, const std::string& src, const std::string& dst, double minute,
@@ -706,6 +816,133 @@ TEST(RelayHostStage, SteppingStoneLateInALongSession) {
   }
 }
 
+bool AnyRecordHas(const std::vector<Event>& out, const char* field) {
+  for (const Event& e : out) {
+    if (e.event_type == "relay" && e.body.contains(field))
+      return true;
+  }
+  return false;
+}
+
+// The typing baseline: a laptop's SSH reactions, first its person's own (the history), then
+// windows of later ones. The Seattle site's budget is 40 ms.
+// Smaller than the defaults (120, 60, 0.001), so that a few records reach a decision.
+host::HostStageConfig TypingConfig() {
+  host::HostStageConfig c = HostConfig();
+  c.relay.typing_baseline_samples = 60;
+  c.relay.typing_window_samples = 30;
+  c.relay.typing_max_p = 0.01;
+  return c;
+}
+
+Event TypingRecord(std::uint64_t id, double minute, const std::vector<double>& reactions) {
+  return RelayRecord(id, "10.1.0.5", "198.51.100.7", minute,
+                     {{"app", "ssh"}, {"_reactions_ms", reactions}});
+}
+
+std::vector<Event> TypingHistoryThen(host::HostStage& stage, double added_ms,
+                                     bool as_window = false) {
+  std::vector<Event> out;
+  stage.Process(TypingRecord(1, 0, Person(1, 60)), out);
+  for (int w = 0; w < 4; ++w) {
+    Event e = TypingRecord(2, 60 + w, Person(10 + w, 15, added_ms));
+    if (as_window)
+      e.event_type = std::string(kOnWindowEvent);
+    stage.Process(e, out);
+  }
+  return out;
+}
+
+TEST(RelayHostStage, TypingBaselineOfTheSamePersonIsQuiet) {
+  host::HostStage stage(TypingConfig());
+  const std::vector<Event> out = TypingHistoryThen(stage, 0);
+  EXPECT_TRUE(Alerts(out, "keystrokes").empty());
+  EXPECT_FALSE(AnyRecordHas(out, "_reactions_ms"));  // internal: never written out
+  EXPECT_EQ(stage.stats().typing_profiles, 1u);
+}
+
+TEST(RelayHostStage, TypingBaselineFindsTheScreenSeenFromFar) {
+  host::HostStage stage(TypingConfig());
+  const std::vector<Event> out = TypingHistoryThen(stage, 250);
+  const auto alerts = Alerts(out, "keystrokes");
+  ASSERT_EQ(alerts.size(), 1u);  // then deduplicated
+  const Event& a = *alerts[0];
+  EXPECT_EQ(a.alert->signature_id, host::kSidTypingShift);
+  EXPECT_EQ(a.alert->severity, 3);
+  EXPECT_EQ(a.evidence["method"], "keystrokes");
+  EXPECT_NEAR(a.evidence["reaction_shift_ms"].get<double>(), 250, 120);
+  EXPECT_LE(a.evidence["p_value"].get<double>(), 0.01);
+  EXPECT_EQ(a.evidence["baseline_samples"], 60);
+  EXPECT_EQ(a.evidence["window_samples"], 30);
+  EXPECT_EQ(a.evidence["local_rtt_ms"], 40.0);
+  EXPECT_EQ(a.evidence["site"], "seattle");
+
+  // The same reactions in the windows of a long session count as well.
+  host::HostStage windows(TypingConfig());
+  EXPECT_EQ(Alerts(TypingHistoryThen(windows, 250, true), "keystrokes").size(), 1u);
+}
+
+TEST(RelayHostStage, TypingShiftBelowTheLocalBudgetIsQuiet) {
+  host::HostStage stage(TypingConfig());
+  // 20 ms later every time: real, but within the site's 40 ms of local round trip.
+  EXPECT_TRUE(Alerts(TypingHistoryThen(stage, 20), "keystrokes").empty());
+  host::HostStageConfig off = TypingConfig();
+  off.relay.methods.keystrokes = false;
+  host::HostStage disabled(off);
+  const std::vector<Event> out = TypingHistoryThen(disabled, 250);
+  EXPECT_TRUE(Alerts(out, "keystrokes").empty());
+  EXPECT_FALSE(AnyRecordHas(out, "_reactions_ms"));
+  EXPECT_EQ(disabled.stats().typing_profiles, 0u);
+}
+
+TEST(RelayHostStage, TypingBaselineSurvivesARestart) {
+  char path[] = "/tmp/relay_typing_stateXXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    host::HostStage stage(TypingConfig());
+    std::vector<Event> out;
+    stage.Process(TypingRecord(1, 0, Person(1, 60)), out);
+    ASSERT_TRUE(stage.SaveState(path).ok());
+  }
+  host::HostStage restarted(TypingConfig());
+  ASSERT_TRUE(restarted.LoadState(path).ok());
+  EXPECT_EQ(restarted.stats().typing_profiles, 1u);
+  std::vector<Event> out;
+  for (int w = 0; w < 2; ++w)
+    restarted.Process(TypingRecord(2, 60 + w, Person(10 + w, 15, 250)), out);
+  EXPECT_EQ(Alerts(out, "keystrokes").size(), 1u);  // judged against the kept history
+
+  // A damaged profile is a clear error, and leaves no half-loaded baseline.
+  FILE* f = std::fopen(path, "w");
+  ASSERT_NE(f, nullptr);
+  std::fputs(R"({"format":"relaywatch-scores","hosts":{},)"
+             R"("typing_profiles":{"10.1.0.5":{"person":"","baseline_ms":["x"]}}})",
+             f);
+  std::fclose(f);
+  host::HostStage damaged(TypingConfig());
+  const absl::Status status = damaged.LoadState(path);
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("bad typing profile"), std::string::npos) << status;
+  EXPECT_EQ(damaged.stats().typing_profiles, 0u);
+  std::remove(path);
+}
+
+TEST(RelayHostStage, TypingProfilesAreBounded) {
+  host::HostStageConfig c = TypingConfig();
+  c.max_hosts = 2;
+  host::HostStage stage(c);
+  std::vector<Event> out;
+  for (int h = 0; h < 3; ++h) {
+    stage.Process(RelayRecord(h + 1, "10.1.0." + std::to_string(h + 1), "198.51.100.7", h,
+                              {{"app", "ssh"}, {"_reactions_ms", Person(h, 5)}}),
+                  out);
+  }
+  EXPECT_EQ(stage.stats().typing_profiles, 2u);
+  EXPECT_EQ(stage.stats().typing_profiles_evicted, 1u);
+}
+
 host::HostStageConfig HostConfigWithMethods(RelayMethods methods) {
   host::HostStageConfig c = HostConfig();
   c.relay.methods = methods;
@@ -743,14 +980,6 @@ std::vector<Event> EveryMethodsEvidence(const RelayMethods& methods) {
   stage.Process(RelayRecord(11, "203.0.113.9", "10.1.0.7", 1, WithOns(in)), out);
   stage.Process(RelayRecord(12, "10.1.0.7", "198.51.100.7", 1, WithOns(out_ons)), out);
   return out;
-}
-
-bool AnyRecordHas(const std::vector<Event>& out, const char* field) {
-  for (const Event& e : out) {
-    if (e.event_type == "relay" && e.body.contains(field))
-      return true;
-  }
-  return false;
 }
 
 TEST(RelayHostStage, EveryMethodAlertsByDefault) {

@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""A capture of many laptops typing SSH sessions, for tests/bench/typing_baseline.sh.
+
+Every laptop gets the four recorded sessions of tests/golden/typing_baseline (two near ones
+as history, a third near one, then the far one), an hour apart, with the lab laptop's
+address 10.77.1.10 rewritten to its own (10.78.x.y). Laptops follow one another in time.
+The frames are Ethernet/IPv4 as recorded; checksums are not recomputed (relaywatch does not
+check them).
+
+usage: make_typing_pcap.py --out FILE [--hosts N]
+"""
+import argparse
+import os
+import socket
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "golden"))
+import replaylib  # noqa: E402
+
+SESSIONS = ["near_s2", "near_s3", "near_s1", "far_s1"]
+LAPTOP = socket.inet_aton("10.77.1.10")
+HOUR_US = 3600 * 1_000_000
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--hosts", type=int, default=64)
+    a = ap.parse_args()
+    if not 1 <= a.hosts <= 60000:
+        ap.error("--hosts must be 1..60000")
+    header, sessions = None, []
+    for name in SESSIONS:
+        header, packets = replaylib.read_pcap(
+            os.path.join(HERE, "..", "golden", "typing_baseline", name + ".pcap"))
+        sessions.append(packets)
+    copies = []
+    start = 1_764_000_000 * 1_000_000
+    for k in range(a.hosts):
+        address = socket.inet_aton(f"10.78.{k // 250}.{k % 250 + 2}")
+        for packets in sessions:
+            moved = []
+            for ts, frame, orig in packets:
+                f = bytearray(frame)
+                for off in (26, 30):  # IPv4 source and destination behind 14 bytes of Ethernet
+                    if f[off:off + 4] == LAPTOP:
+                        f[off:off + 4] = address
+                moved.append((ts, bytes(f), orig))
+            copies.append((moved, start))
+            start += HOUR_US
+    replaylib.write_copies(a.out, header, copies)
+    print(f"{a.out}: {a.hosts} laptops x {len(SESSIONS)} sessions", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

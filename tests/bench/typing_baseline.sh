@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Cost of the typing baseline (the relay detector's `keystrokes` method after the record, and
+# the host stage's judged windows). Replays make_typing_pcap.py's capture (every laptop types
+# the four recorded sessions of tests/golden/typing_baseline) with the relay detector alone,
+# its methods without `keystrokes` (base) and with all of them; the difference, per reaction
+# and per judged window, is the typing baseline's work. The baseline settings are the
+# golden replay's (60 reactions of history, windows of 30, p <= 0.01) so that every laptop
+# is judged several times, once significantly (the dearest case: every split is drawn).
+# Prints wall and CPU time, µs per reaction and ms per judged window, best of N runs.
+# Nothing passes or fails on timing: non-zero only when a run failed or read a different
+# number of packets. See README.md next to this script.
+#
+#   tests/bench/typing_baseline.sh [--relaywatch BIN] [--hosts N] [--runs N] [--nice N]
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH_DIR="$ROOT/tests/bench"
+CACHE_DIR="${RELAYWATCH_BENCH_CACHE:-/var/tmp/relaywatch-bench}"
+RELAYWATCH="$ROOT/build/daemon/relaywatch"
+HOSTS=64
+RUNS=3
+NICE=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --relaywatch) RELAYWATCH="${2:?}"; shift ;;
+        --hosts) HOSTS="${2:?}"; shift ;;
+        --runs) RUNS="${2:?}"; shift ;;
+        --nice) NICE="${2:?}"; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        *) echo "typing_baseline.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+for v in HOSTS RUNS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "typing_baseline.sh: $v must be a positive integer" >&2; exit 2; }
+done
+NICE_CMD=()
+[[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
+log() { printf '[typing %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 2; }
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (package time)"
+[[ -x $RELAYWATCH ]] || die "no relaywatch binary at $RELAYWATCH (build it, or --relaywatch BIN)"
+RELAYWATCH=$(readlink -f "$RELAYWATCH")
+
+mkdir -p "$CACHE_DIR" || die "cannot create $CACHE_DIR"
+gen_hash=$(cat "$BENCH_DIR/make_typing_pcap.py" "$ROOT"/tests/golden/typing_baseline/*.pcap | sha256sum | cut -c1-12)
+PCAP="$CACHE_DIR/typing-${HOSTS}h-${gen_hash}.pcap"
+if [[ ! -s $PCAP ]]; then
+    log "generating $PCAP"
+    python3 "$BENCH_DIR/make_typing_pcap.py" --out "$PCAP.tmp" --hosts "$HOSTS" || die "make_typing_pcap.py failed"
+    mv "$PCAP.tmp" "$PCAP"
+fi
+cat "$PCAP" >/dev/null
+
+WORK=$(mktemp -d /tmp/relaywatch-typing.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+mapfile -t DETECTORS < <(sed -nE 's/^ *\{"([a-z_]+)", *&[a-z_]+::Create\},.*/\1/p' "$ROOT/detectors/registry.cc")
+write_config() {  # write_config ROW METHODS
+    {
+        echo "home_networks: [10.0.0.0/8]"
+        echo "outputs:"
+        echo "  jsonl:"
+        echo "    events: [typing]"
+        echo "detectors:"
+        for d in "${DETECTORS[@]}"; do
+            if [[ $d == relay ]]; then
+                echo "  relay:"
+                echo "    methods: [$2]"
+                echo "    typing_baseline_samples: 60"
+                echo "    typing_window_samples: 30"
+                echo "    typing_max_p: 0.01"
+            else
+                echo "  $d: {enabled: false}"
+            fi
+        done
+    } >"$WORK/$1.yaml"
+    "$RELAYWATCH" -T -c "$WORK/$1.yaml" >/dev/null 2>&1 || die "config $1 rejected"
+}
+ROWS=(base typing)
+write_config base "hidden_leg, controller_rtt, stepping_stone"
+write_config typing "hidden_leg, controller_rtt, stepping_stone, keystrokes"
+declare -A LABEL=([base]="relay, no keystrokes" [typing]="relay + keystrokes")
+
+declare -A WALL CPU RSS WINDOWS
+PACKETS=""
+status=0
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((round = 1; round <= RUNS; round++)); do
+    log "round $round/$RUNS"
+    for row in "${ROWS[@]}"; do
+        dir="$WORK/$row.$round"
+        mkdir -p "$dir"
+        t0=$(date +%s%N)
+        (cd "$dir" && "${NICE_CMD[@]}" /usr/bin/time -v -o time.txt "$RELAYWATCH" -c "$WORK/$row.yaml" \
+            -r "$PCAP" --jsonl events.json --workers 1 --metrics-file metrics.prom >stdout 2>stderr)
+        rc=$?
+        t1=$(date +%s%N)
+        if [[ $rc -ne 0 ]]; then
+            log "$row run $round: exit $rc: $(tail -3 "$dir/stderr")"; status=1; continue
+        fi
+        p=$(awk '$1 == "relaywatch_packets_total" {print $2}' "$dir/metrics.prom")
+        if [[ -z $PACKETS ]]; then PACKETS=$p; elif [[ $p != "$PACKETS" ]]; then
+            log "$row run $round: read $p packets, others $PACKETS"; status=1; continue
+        fi
+        WINDOWS[$row]=$(grep -c '"event_type":"typing"' "$dir/events.json")
+        wall=$(awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.4f", ns / 1e9}')
+        cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "%.2f", u + s}' "$dir/time.txt")
+        rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
+        if [[ -z ${WALL[$row]:-} ]] || awk -v a="$wall" -v b="${WALL[$row]}" 'BEGIN {exit !(a < b)}'; then WALL[$row]=$wall; fi
+        if [[ -z ${CPU[$row]:-} ]] || awk -v a="$cpu" -v b="${CPU[$row]}" 'BEGIN {exit !(a < b)}'; then CPU[$row]=$cpu; fi
+        [[ ${rss:-0} -gt ${RSS[$row]:-0} ]] && RSS[$row]=$rss
+    done
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+# Reactions: every judged window of 30 is judged after 15 new ones; the history's 60 are not.
+REACTIONS=$(( ${WINDOWS[typing]:-0} * 15 + 60 * HOSTS ))
+
+echo
+echo "relaywatch typing-baseline cost  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "host: $(uname -n), $(nproc) CPUs; load average $LOAD_START at start, $LOAD_END at end"
+echo "binary: $RELAYWATCH, --workers 1, relay detector only"
+echo "capture: make_typing_pcap.py, $HOSTS laptops x 4 recorded SSH sessions typed through VNC"
+echo "         ${PACKETS:-?} packets, ${WINDOWS[typing]:-?} judged windows, about $REACTIONS reactions"
+echo "best of $RUNS runs; extra = CPU (user+sys) over the row above"
+echo
+printf '%-24s %8s %8s %12s %14s %8s\n' row "wall s" "cpu s" "us/reaction" "ms/window" "RSS MiB"
+printf '%s\n' "------------------------------------------------------------------------------"
+for row in "${ROWS[@]}"; do
+    [[ -n ${WALL[$row]:-} ]] || { printf '%-24s %s\n' "${LABEL[$row]}" FAILED; continue; }
+    awk -v l="${LABEL[$row]}" -v w="${WALL[$row]}" -v c="${CPU[$row]}" -v r="${RSS[$row]}" \
+        -v base="${CPU[base]:-}" -v n="$REACTIONS" -v win="${WINDOWS[typing]:-0}" -v row="$row" 'BEGIN {
+        per_r = (row == "base" || base == "" || n == 0) ? "-" : sprintf("%+.1f", (c - base) / n * 1e6)
+        per_w = (row == "base" || base == "" || win == 0) ? "-" : sprintf("%+.2f", (c - base) / win * 1e3)
+        printf "%-24s %8.3f %8.2f %12s %14s %8.1f\n", l, w, c, per_r, per_w, r / 1024 }'
+done
+exit $status

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Typing-baseline quality (issue 5, vantage b): a far operator types through VNC into the
+laptop's own ssh session; does relaywatch see the person react to the screen later than
+their own history?
+
+usage: typing_report.py --relaywatch BIN CORPUS [--baseline-samples N] [--window-samples N]
+                        [--max-p P]
+
+CORPUS is what tests/lab/typist_runs.sh recorded: CORPUS/<person>/vnc_typed_ssh-d<D>-j<J>-s<S>/.
+For each typist and each test run, the typist's *other* near sessions (operator delay 0, the
+other seeds) are laid down first, an hour apart, as the laptop's history; the test session
+follows. Far runs use seed 1, whose plan (commands, thinking, reactions) is the same as the
+near run with seed 1, which is held out of their history: the test differs from a near
+session of the same person only by the screen's round trip. Each case is replayed as
+captured and egress-only (the operator's address filtered out), with the default config.
+
+Counted: `keystrokes` alerts (9100013) after the test session starts. A near test (delay 0),
+or a 20 ms one-way operator (40 ms round trip, below the 60 ms local budget), that alerts is
+a false alert; at 40 ms one-way and more an alert is wanted. Alerts during the history are
+false too.
+"""
+import argparse
+import glob
+import os
+import re
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden"))
+import replaylib  # noqa: E402
+
+OPERATOR = "198.18.9.50"
+LOCAL_RTT_MS = 60.0
+HOUR_US = 3600 * 1_000_000
+RUN = re.compile(r"vnc_typed_ssh-d(\d+)-j\d+-s(\d+)$")
+
+
+def runs_of(person_dir):
+    """{(delay, seed): gw.pcap} of the runs whose truth says ok."""
+    runs = {}
+    for d in sorted(glob.glob(os.path.join(person_dir, "vnc_typed_ssh-*"))):
+        m = RUN.search(d)
+        pcap = os.path.join(d, "gw.pcap")
+        truth = os.path.join(d, "truth.json")
+        if m and os.path.exists(pcap) and os.path.exists(truth):
+            if '"status": "ok"' in open(truth).read():
+                runs[(int(m.group(1)), int(m.group(2)))] = pcap
+    return runs
+
+
+def judge(binary, work, history, tests, egress_only, typing=""):
+    """Lays the history pcaps, then the test pcaps, down an hour apart; returns (alerts in
+    the history, alerts in the tests, the tests' judged windows)."""
+    header = None
+    copies = []
+    start = 1_764_000_000 * 1_000_000
+    for pcap in history + tests:
+        header, packets = replaylib.read_pcap(pcap)
+        copies.append((packets, start))
+        start += HOUR_US
+    test_start = copies[len(history)][1]
+    laid = os.path.join(work, "laid.pcap")
+    replaylib.write_copies(laid, header, copies)
+    bpf = f"not host {OPERATOR}" if egress_only else ""
+    config = (f'capture:\n  bpf: "{bpf}"\n'
+              "outputs:\n  jsonl:\n    events: [alert, typing]\n" + typing)
+    events = replaylib.replay(binary, work, config, laid)
+    before, after, judged = [], [], []
+    for e in events:
+        in_test = replaylib.timestamp_us(e["timestamp"]) >= test_start
+        if e.get("event_type") == "alert" and e["alert"]["detector"] == "keystrokes":
+            (after if in_test else before).append(e)
+        elif e.get("event_type") == "typing" and in_test:
+            judged.append(e["typing"])
+    return before, after, judged
+
+
+def cases(runs):
+    """(delay, seeds of the test, history seeds) to judge: every session alone against the
+    typist's other near sessions; and, where far seeds 1-3 exist at a delay, those three
+    sessions together (and the near ones with the same plans) against the near sessions
+    with other seeds."""
+    near = sorted(s for (d, s) in runs if d == 0)
+    out = []
+    for (delay, seed) in sorted(runs):
+        history = [s for s in near if s != seed]
+        if len(history) >= 2:
+            out.append((delay, (seed,), history))
+    group = (1, 2, 3)
+    history = [s for s in near if s not in group]
+    if len(history) >= 2 and all((0, s) in runs for s in group):
+        for delay in sorted({d for (d, _) in runs}):
+            if all((delay, s) in runs for s in group):
+                out.append((delay, group, history))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--relaywatch", required=True)
+    ap.add_argument("corpus")
+    ap.add_argument("--baseline-samples", type=int, help="detectors.relay.typing_baseline_samples")
+    ap.add_argument("--window-samples", type=int, help="detectors.relay.typing_window_samples")
+    ap.add_argument("--max-p", type=float, help="detectors.relay.typing_max_p")
+    a = ap.parse_args()
+    typing = ""
+    for key, value in (("typing_baseline_samples", a.baseline_samples),
+                       ("typing_window_samples", a.window_samples), ("typing_max_p", a.max_p)):
+        if value is not None:
+            typing += f"    {key}: {value}\n"
+    settings = "the defaults" if not typing else typing.strip().replace("\n   ", ",")
+    if typing:
+        typing = "detectors:\n  relay:\n" + typing
+    persons = sorted(p for p in os.listdir(a.corpus) if os.path.isdir(os.path.join(a.corpus, p)))
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for person in persons:
+            runs = runs_of(os.path.join(a.corpus, person))
+            for delay, seeds, history in cases(runs):
+                for egress in (False, True):
+                    before, after, judged = judge(a.relaywatch, work,
+                                                  [runs[(0, s)] for s in history],
+                                                  [runs[(delay, s)] for s in seeds], egress,
+                                                  typing)
+                    # The evidence of the first alert, else the tests' last judged window.
+                    ev = after[0]["evidence"] if after else (judged[-1] if judged else {})
+                    rows.append({"person": person, "delay": delay, "seeds": seeds,
+                                 "view": "egress-only" if egress else "captured",
+                                 "history": len(history), "before": len(before),
+                                 "alerts": len(after), "windows": len(judged), "evidence": ev})
+    want = lambda r: 2 * r["delay"] >= LOCAL_RTT_MS  # noqa: E731
+    out = [f"Settings: {settings}.\n"]
+    for sessions, title in ((1, "one session (about 150 s of typing)"),
+                            (3, "three sessions together")):
+        sel_rows = [r for r in rows if len(r["seeds"]) == sessions]
+        if not sel_rows:
+            continue
+        out += [f"### Recall, far operator, tests of {title}\n",
+                "| view | " + " | ".join(f"{d} ms" for d in (0, 20, 40, 90, 150)) + " |",
+                "|---|---|---|---|---|---|"]
+        for view in ("captured", "egress-only"):
+            cells = []
+            for d in (0, 20, 40, 90, 150):
+                sel = [r for r in sel_rows if r["view"] == view and r["delay"] == d]
+                hit = sum(1 for r in sel if r["alerts"])
+                cells.append(f"{100 * hit // len(sel)}% ({hit}/{len(sel)})" if sel else "-")
+            out.append(f"| {view} | " + " | ".join(cells) + " |")
+        false_near = sum(1 for r in sel_rows if not want(r) and r["alerts"])
+        near_n = sum(1 for r in sel_rows if not want(r))
+        out.append(f"\nFalse alerts: {false_near} of {near_n} near tests (0 and 20 ms one-way); "
+                   f"{sum(r['before'] for r in sel_rows)} during the {len(sel_rows)} histories.\n")
+    out.append("### Cases\n")
+    out.append("Shift and p: the first alert's, else the tests' last judged window.\n")
+    out.append("| typist | delay | test seeds | view | history sessions | windows judged | alerts | "
+               "shift (ms) | p | baseline p10/p50 (ms) | recent p10/p50 (ms) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ev = r["evidence"]
+        shift = f"{ev['reaction_shift_ms']:+.0f}" if ev else "-"
+        p = f"{ev['p_value']:.3f}" if ev else "-"
+        base = f"{ev['baseline_p10_ms']:.0f}/{ev['baseline_p50_ms']:.0f}" if ev else "-"
+        rec = f"{ev['recent_p10_ms']:.0f}/{ev['recent_p50_ms']:.0f}" if ev else "-"
+        seeds = "+".join(str(x) for x in r["seeds"])
+        out.append(f"| {r['person']} | {r['delay']} ms | {seeds} | {r['view']} | "
+                   f"{r['history']} | {r['windows']} | {r['alerts']} | {shift} | {p} | {base} | "
+                   f"{rec} |")
+    print("\n".join(out))
+    false_alerts = sum(1 for r in rows if not want(r) and r["alerts"]) + sum(r["before"] for r in rows)
+    return 0 if rows and false_alerts == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
