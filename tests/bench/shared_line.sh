@@ -58,6 +58,8 @@ done
 NICE_CMD=()
 [[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
 log() { printf '[shared-line %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=benchlib.sh
+source "$BENCH_DIR/benchlib.sh"
 die() { log "ERROR: $*"; exit 2; }
 [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (package time)"
 [[ -x $RELAYWATCH ]] || die "no relaywatch binary at $RELAYWATCH (build it, or --relaywatch BIN)"
@@ -116,28 +118,9 @@ for ((round = 1; round <= RUNS; round++)); do
     log "round $round/$RUNS"
     for row in "${ROWS[@]}"; do
         dir="$WORK/$row.$round"
-        mkdir -p "$dir"
-        t0=$(date +%s%N)
-        (cd "$dir" && "${NICE_CMD[@]}" /usr/bin/time -v -o time.txt "$RELAYWATCH" -c "$WORK/$row.yaml" \
-            "${REPLAY_ARGS[@]}" --jsonl /dev/null --workers 1 --metrics-file metrics.prom \
-            >stdout 2>stderr)
-        rc=$?
-        t1=$(date +%s%N)
-        if [[ $rc -ne 0 ]]; then
-            log "$row run $round: exit $rc: $(tail -3 "$dir/stderr")"; status=1; continue
-        fi
-        p=$(awk '$1 == "relaywatch_packets_total" {print $2}' "$dir/metrics.prom")
-        if [[ -z $PACKETS ]]; then PACKETS=$p; elif [[ $p != "$PACKETS" ]]; then
-            log "$row run $round: read $p packets, others $PACKETS"; status=1; continue
-        fi
+        bench_row "$row" "$dir" "$RELAYWATCH" -c "$WORK/$row.yaml" "${REPLAY_ARGS[@]}" \
+            --jsonl /dev/null --workers 1 --metrics-file metrics.prom || continue
         RECORDS[$row]=$(awk '$1 == "relaywatch_detector_stack_records_total" {print $2}' "$dir/metrics.prom")
-        wall=$(awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.4f", ns / 1e9}')
-        cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "%.2f", u + s}' "$dir/time.txt")
-        rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
-        ALL[$row]+="$wall "
-        if [[ -z ${WALL[$row]:-} ]] || awk -v a="$wall" -v b="${WALL[$row]}" 'BEGIN {exit !(a < b)}'; then WALL[$row]=$wall; fi
-        if [[ -z ${CPU[$row]:-} ]] || awk -v a="$cpu" -v b="${CPU[$row]}" 'BEGIN {exit !(a < b)}'; then CPU[$row]=$cpu; fi
-        [[ ${rss:-0} -gt ${RSS[$row]:-0} ]] && RSS[$row]=$rss
     done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)

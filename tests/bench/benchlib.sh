@@ -1,0 +1,33 @@
+# Sourced by shared_line.sh and typing_baseline.sh: one measured relaywatch run of a row.
+#
+# bench_row ROW DIR CMD...  runs CMD (relaywatch, with --metrics-file metrics.prom) in DIR
+# under /usr/bin/time -v (and NICE_CMD), and keeps, per ROW, the lowest wall and CPU
+# (user+sys) seconds in WALL[ROW] and CPU[ROW], the highest RSS (KiB) in RSS[ROW] and every
+# wall time in ALL[ROW]. The first run's relaywatch_packets_total goes to PACKETS; a run that
+# fails or reads another number of packets is logged, sets status=1 and returns 1.
+# The caller declares: declare -A WALL CPU RSS ALL; PACKETS=""; status=0; NICE_CMD=(...);
+# and a log function.
+bench_row() {
+    local row="$1" dir="$2" t0 t1 rc p wall cpu rss
+    shift 2
+    mkdir -p "$dir"
+    t0=$(date +%s%N)
+    (cd "$dir" && "${NICE_CMD[@]}" /usr/bin/time -v -o time.txt "$@" >stdout 2>stderr)
+    rc=$?
+    t1=$(date +%s%N)
+    if [[ $rc -ne 0 ]]; then
+        log "$row: exit $rc: $(tail -3 "$dir/stderr")"; status=1; return 1
+    fi
+    p=$(awk '$1 == "relaywatch_packets_total" {print $2}' "$dir/metrics.prom")
+    if [[ -z $PACKETS ]]; then PACKETS=$p; elif [[ $p != "$PACKETS" ]]; then
+        log "$row: read $p packets, others $PACKETS"; status=1; return 1
+    fi
+    wall=$(awk -v ns=$((t1 - t0)) 'BEGIN {printf "%.4f", ns / 1e9}')
+    cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "%.2f", u + s}' "$dir/time.txt")
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$dir/time.txt")
+    ALL[$row]+="$wall "
+    if [[ -z ${WALL[$row]:-} ]] || awk -v a="$wall" -v b="${WALL[$row]}" 'BEGIN {exit !(a < b)}'; then WALL[$row]=$wall; fi
+    if [[ -z ${CPU[$row]:-} ]] || awk -v a="$cpu" -v b="${CPU[$row]}" 'BEGIN {exit !(a < b)}'; then CPU[$row]=$cpu; fi
+    [[ ${rss:-0} -gt ${RSS[$row]:-0} ]] && RSS[$row]=$rss
+    return 0
+}
