@@ -386,7 +386,7 @@ class HostStage {
   absl::flat_hash_map<IpAddress, WorkProfile> work_profiles_;
   // Per home host: its person's output -> next key delays (ms). `baseline` is the history
   // (the first typing_baseline_samples, then renewed by windows that showed no shift);
-  // `recent` the window being filled, judged every half window.
+  // `recent` the latest reactions (up to 4 windows), judged every half window.
   struct TypingProfile {
     std::deque<double> baseline;
     std::deque<double> recent;

@@ -1,6 +1,7 @@
 // The host stage's relay rules: a host is judged on many flows over a window, never on one
 // slow handshake. See docs/detectors/relay.md for the methods and their limits.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -20,6 +21,8 @@ using detectors::relay::FibreKm;
 constexpr std::size_t kMaxHiddenSamples = 64;
 constexpr std::size_t kMaxOnFlows = 32;
 constexpr std::size_t kMaxSessions = 65536;
+// The typing baseline judges the last 1, 2 and 4 windows of reactions.
+constexpr std::array<std::size_t, 3> kTypingScales = {1, 2, 4};
 
 double Round1(double v) {
   return std::round(v * 10.0) / 10.0;
@@ -352,31 +355,58 @@ void HostStage::Typing(const Event& finding, const IpAddress& host, std::vector<
       continue;
     }
     p.recent.push_back(d);
+    if (p.recent.size() > kTypingScales.back() * c.typing_window_samples)
+      p.recent.pop_front();
     ++p.fresh;
     if (p.recent.size() < c.typing_window_samples || p.fresh < half)
       continue;
-    // A full window with half of it new: judge it.
+    // A full window with half of it new: judge it, and the longer windows the recent
+    // reactions fill. A small shift (a 40 ms operator is about 100 ms here) hides in one
+    // window of a person who thinks for seconds and shows over a longer stretch.
     p.fresh = 0;
     const std::vector<double> base(p.baseline.begin(), p.baseline.end());
-    const std::vector<double> recent(p.recent.begin(), p.recent.end());
-    // Enough random splits that typing_max_p is reachable with room (p >= 1/(n+1)).
-    const int permutations = static_cast<int>(
-        std::clamp(std::ceil(2.0 / c.typing_max_p) - 1.0, 999.0, 19999.0));
-    const detectors::relay::ReactionShift shift = detectors::relay::CompareReactions(
-        base, recent, permutations, std::hash<std::string>{}(host.ToString()));
+    std::size_t scales = 0;
+    for (std::size_t k : kTypingScales)
+      scales += p.recent.size() >= k * c.typing_window_samples;
+    // Each window is a test of its own: Bonferroni keeps the chance of a false alert per
+    // judgement at typing_max_p. Enough splits that the threshold is reachable with room.
+    const double max_p = c.typing_max_p / static_cast<double>(scales);
+    const int permutations =
+        static_cast<int>(std::clamp(std::ceil(2.0 / max_p) - 1.0, 999.0, 59999.0));
     const double budget = detectors::relay::ToMs(LocalRtt(host));
-    const bool near = shift.shift_ms < budget / 2;
-    const bool far = shift.shift_ms >= budget && shift.p_value <= c.typing_max_p;
+    detectors::relay::ReactionShift shift;  // the shortest window's, or the one that decided
+    std::size_t window = 0;
+    bool far = false;
+    bool near = false;
+    for (std::size_t k : kTypingScales) {
+      const std::size_t n = k * c.typing_window_samples;
+      if (p.recent.size() < n)
+        break;
+      const std::vector<double> recent(p.recent.end() - static_cast<std::ptrdiff_t>(n),
+                                        p.recent.end());
+      const detectors::relay::ReactionShift r = detectors::relay::CompareReactions(
+          base, recent, permutations, std::hash<std::string>{}(host.ToString()) + k);
+      if (k == 1) {
+        shift = r;
+        window = n;
+        near = r.shift_ms < budget / 2;
+      }
+      if (r.shift_ms >= budget && r.p_value <= max_p) {
+        shift = r;
+        window = n;
+        far = true;
+        break;
+      }
+    }
     if (near) {
-      // No sign of a relay: the oldest judged half renews the person's history, so a
-      // baseline follows a person who slowly changes, never a relay's step.
-      for (std::size_t i = 0; i < half; ++i) {
-        p.baseline.push_back(p.recent.front());
-        p.recent.pop_front();
+      // No sign of a relay: the shortest window's older half renews the person's history
+      // (each reaction once, as windows overlap by half), so a baseline follows a person who
+      // slowly changes, never a relay's step.
+      const auto first = p.recent.end() - static_cast<std::ptrdiff_t>(c.typing_window_samples);
+      for (auto it = first; it != first + static_cast<std::ptrdiff_t>(half); ++it) {
+        p.baseline.push_back(*it);
         p.baseline.pop_front();
       }
-    } else {
-      p.recent.erase(p.recent.begin(), p.recent.begin() + static_cast<std::ptrdiff_t>(half));
     }
     // Every judged window is a `typing` record (an output lists it to follow a person's
     // numbers over time); the alert carries the same numbers.
@@ -391,7 +421,7 @@ void HostStage::Typing(const Event& finding, const IpAddress& host, std::vector<
                    {"p_value", std::round(shift.p_value * 10000.0) / 10000.0},
                    {"verdict", far ? "far" : near ? "near" : "undecided"},
                    {"baseline_samples", base.size()},
-                   {"window_samples", recent.size()},
+                   {"window_samples", window},
                    {"baseline_p10_ms", Round1(shift.baseline_p10_ms)},
                    {"baseline_p50_ms", Round1(shift.baseline_p50_ms)},
                    {"recent_p10_ms", Round1(shift.recent_p10_ms)},
@@ -459,7 +489,7 @@ absl::Status HostStage::LoadTypingProfiles(const nlohmann::json& profiles,
     // A smaller configured window or baseline keeps the newest delays.
     while (t.baseline.size() > config_.relay.typing_baseline_samples)
       t.baseline.pop_front();
-    while (t.recent.size() > config_.relay.typing_window_samples)
+    while (t.recent.size() > kTypingScales.back() * config_.relay.typing_window_samples)
       t.recent.pop_front();
     t.fresh = std::min<std::uint64_t>(t.fresh, t.recent.size());
     if (typing_profiles_.size() >= config_.max_hosts || t.person != PersonOf(*host))

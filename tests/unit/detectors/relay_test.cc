@@ -882,6 +882,30 @@ TEST(RelayHostStage, TypingBaselineFindsTheScreenSeenFromFar) {
   EXPECT_EQ(Alerts(TypingHistoryThen(windows, 250, true), "keystrokes").size(), 1u);
 }
 
+// A shift a few times smaller than the person's spread hides in one window and shows over
+// four: the longer windows decide (with the threshold split between the windows tested).
+TEST(RelayHostStage, TypingSmallShiftShowsOverLongerWindows) {
+  host::HostStageConfig c = TypingConfig();
+  c.relay.typing_baseline_samples = 200;
+  c.relay.typing_window_samples = 50;
+  host::HostStage stage(c);
+  std::vector<Event> out;
+  stage.Process(TypingRecord(1, 0, Person(1, 200)), out);
+  std::size_t shortest_far = 0;
+  for (int w = 0; w < 8; ++w) {
+    stage.Process(TypingRecord(2, 60 + w, Person(20 + w, 25, 130)), out);
+  }
+  for (const Event& e : out) {
+    if (e.event_type == "typing" && e.body["verdict"] == "far" && e.body["window_samples"] == 50)
+      ++shortest_far;
+  }
+  const auto alerts = Alerts(out, "keystrokes");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_GT(alerts[0]->evidence["window_samples"].get<int>(), 50);
+  EXPECT_EQ(shortest_far, 0u);
+  EXPECT_LE(alerts[0]->evidence["p_value"].get<double>(), 0.01 / 3);
+}
+
 TEST(RelayHostStage, TypingShiftBelowTheLocalBudgetIsQuiet) {
   host::HostStage stage(TypingConfig());
   // 20 ms later every time: real, but within the site's 40 ms of local round trip.
