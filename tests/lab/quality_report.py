@@ -195,8 +195,9 @@ def main():
             out.append(f"| {name} | {d_label} | {len(pairs)} | "
                        f"{100 * statistics.median(errs):+.1f}% | {100 * worst:+.1f}% | "
                        f"{pct(ok, len(pairs))} |")
-    out.append("\n### Evidence only: output-to-next-key delay (10th percentile) in SSH "
-               "sessions typed by a person\n")
+    out.append("\n### Output-to-next-key delay (10th percentile) in SSH sessions typed by a "
+               "person (one 20 s session is too short for the typing baseline: see its "
+               "own section)\n")
     out.append("| scenario | delay | view | sessions | median p10 (ms) |")
     out.append("|---|---|---|---|---|")
     groups = collections.defaultdict(list)

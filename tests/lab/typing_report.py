@@ -149,6 +149,17 @@ def main():
         near_n = sum(1 for r in sel_rows if not want(r))
         out.append(f"\nFalse alerts: {false_near} of {near_n} near tests (0 and 20 ms one-way); "
                    f"{sum(r['before'] for r in sel_rows)} during the {len(sel_rows)} histories.\n")
+    out.append("### The typists, near (history of their held-out near sessions)\n")
+    out.append("| typist | history p10 (ms) | history median (ms) |")
+    out.append("|---|---|---|")
+    for person in persons:
+        ev = [r["evidence"] for r in rows
+              if r["person"] == person and r["delay"] == 0 and r["evidence"]]
+        if ev:
+            p10 = sorted(e["baseline_p10_ms"] for e in ev)[len(ev) // 2]
+            p50 = sorted(e["baseline_p50_ms"] for e in ev)[len(ev) // 2]
+            out.append(f"| {person} | {p10:.0f} | {p50:.0f} |")
+    out.append("")
     out.append("### Cases\n")
     out.append("Shift and p: the first alert's, else the tests' last judged window.\n")
     out.append("| typist | delay | test seeds | view | history sessions | windows judged | alerts | "
