@@ -1,12 +1,33 @@
-# Sourced by shared_line.sh and typing_baseline.sh: one measured relaywatch run of a row.
-#
+# Sourced by shared_line.sh and typing_baseline.sh: their common start, and one measured
+# relaywatch run of a row.
+
+# bench_prepare TAG VAR...: checks that each VAR holds a positive integer, sets NICE_CMD from
+# NICE, defines log and die (messages tagged TAG), and checks /usr/bin/time and RELAYWATCH
+# (made absolute). Exits 2 on a problem.
+bench_prepare() {
+    local tag="$1" v
+    shift
+    for v in "$@"; do
+        [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "$tag: $v must be a positive integer" >&2; exit 2; }
+    done
+    NICE_CMD=()
+    [[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
+    BENCH_TAG="$tag"
+    log() { printf '[%s %s] %s\n' "$BENCH_TAG" "$(date +%H:%M:%S)" "$*" >&2; }
+    die() { log "ERROR: $*"; exit 2; }
+    [[ -x /usr/bin/time ]] || die "/usr/bin/time not found (package time)"
+    [[ -x $RELAYWATCH ]] || die "no relaywatch binary at $RELAYWATCH (build it, or --relaywatch BIN)"
+    RELAYWATCH=$(readlink -f "$RELAYWATCH")
+}
+
+
 # bench_row ROW DIR CMD...  runs CMD (relaywatch, with --metrics-file metrics.prom) in DIR
 # under /usr/bin/time -v (and NICE_CMD), and keeps, per ROW, the lowest wall and CPU
 # (user+sys) seconds in WALL[ROW] and CPU[ROW], the highest RSS (KiB) in RSS[ROW] and every
 # wall time in ALL[ROW]. The first run's relaywatch_packets_total goes to PACKETS; a run that
 # fails or reads another number of packets is logged, sets status=1 and returns 1.
-# The caller declares: declare -A WALL CPU RSS ALL; PACKETS=""; status=0; NICE_CMD=(...);
-# and a log function.
+# The caller declares: declare -A WALL CPU RSS ALL; PACKETS=""; status=0 (and has run
+# bench_prepare).
 bench_row() {
     local row="$1" dir="$2" t0 t1 rc p wall cpu rss
     shift 2

@@ -52,18 +52,9 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-for v in CONNECTIONS LINES PER_LINE RUNS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "shared_line.sh: $v must be a positive integer" >&2; exit 2; }
-done
-NICE_CMD=()
-[[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
-log() { printf '[shared-line %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # shellcheck source=benchlib.sh
 source "$BENCH_DIR/benchlib.sh"
-die() { log "ERROR: $*"; exit 2; }
-[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (package time)"
-[[ -x $RELAYWATCH ]] || die "no relaywatch binary at $RELAYWATCH (build it, or --relaywatch BIN)"
-RELAYWATCH=$(readlink -f "$RELAYWATCH")
+bench_prepare shared_line.sh CONNECTIONS LINES PER_LINE RUNS
 
 # ---------------------------------------------------------------- the capture
 REPLAY_ARGS=()

@@ -31,18 +31,9 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
-for v in HOSTS RUNS; do
-    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || { echo "typing_baseline.sh: $v must be a positive integer" >&2; exit 2; }
-done
-NICE_CMD=()
-[[ -n $NICE ]] && NICE_CMD=(nice -n "$NICE")
-log() { printf '[typing %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # shellcheck source=benchlib.sh
 source "$BENCH_DIR/benchlib.sh"
-die() { log "ERROR: $*"; exit 2; }
-[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (package time)"
-[[ -x $RELAYWATCH ]] || die "no relaywatch binary at $RELAYWATCH (build it, or --relaywatch BIN)"
-RELAYWATCH=$(readlink -f "$RELAYWATCH")
+bench_prepare typing_baseline.sh HOSTS RUNS
 
 mkdir -p "$CACHE_DIR" || die "cannot create $CACHE_DIR"
 gen_hash=$(cat "$BENCH_DIR/make_typing_pcap.py" "$ROOT"/tests/golden/typing_baseline/*.pcap | sha256sum | cut -c1-12)
