@@ -511,6 +511,29 @@ TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
   EXPECT_FALSE(ParseRelay("detectors:\n  relay: {methods: [[hidden_leg]]}\n").ok());
 }
 
+TEST(RelayConfig, TypingBaselineKeysAndTheirBounds) {
+  absl::StatusOr<RelayConfig> defaults = ParseRelay("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->typing_baseline_samples, 120u);
+  EXPECT_EQ(defaults->typing_window_samples, 60u);
+  EXPECT_DOUBLE_EQ(defaults->typing_max_p, 0.001);
+  absl::StatusOr<RelayConfig> set = ParseRelay(
+      "detectors:\n  relay:\n    typing_baseline_samples: 60\n    typing_window_samples: 30\n"
+      "    typing_max_p: 0.01\n");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->typing_baseline_samples, 60u);
+  EXPECT_EQ(set->typing_window_samples, 30u);
+  EXPECT_DOUBLE_EQ(set->typing_max_p, 0.01);
+  // A window too small to judge, or a threshold no test can mean, is a clear error.
+  for (const char* bad : {"typing_window_samples: 5", "typing_baseline_samples: 10",
+                          "typing_max_p: 0", "typing_max_p: 0.9", "typing_max_p: often"}) {
+    absl::StatusOr<RelayConfig> r =
+        ParseRelay(std::string("detectors:\n  relay:\n    ") + bad + "\n");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("r.yaml:3:"), std::string::npos) << r.status();
+  }
+}
+
 RelayConfig WithMethods(RelayMethods methods) {
   RelayConfig config;
   config.methods = methods;
