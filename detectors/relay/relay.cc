@@ -60,12 +60,14 @@ nlohmann::json OnTimesJson(const OnTimes& ons) {
   return times;
 }
 
-// Output -> next key delays for the host stage's typing baseline (`_reactions_ms`).
-nlohmann::json ReactionsJson(KeystrokeTiming& keys) {
+// The output -> next key delays taken since the last call, for the host stage's typing
+// baseline (the internal `_reactions_ms`, written only when there are some).
+void PutReactions(KeystrokeTiming& keys, nlohmann::json& body) {
   nlohmann::json delays = nlohmann::json::array();
   for (double ms : keys.TakeOutputToInput())
     delays.push_back(Round3(ms));
-  return delays;
+  if (!delays.empty())
+    body["_reactions_ms"] = std::move(delays);
 }
 
 }  // namespace
@@ -89,6 +91,16 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool reported = false;
   // After the record: the current stepping-stone window's start (see OnPacket).
   PacketTime window_start = absl::InfinitePast();
+
+  // A data segment (not resent) of an SSH session past its setup: a key, or what the
+  // server answers.
+  void OnTypingData(int direction, PacketTime ts, std::uint32_t length) {
+    if (direction == client_dir) {
+      keys.OnClientData(ts, length);
+    } else {
+      keys.OnServerData(ts, length);
+    }
+  }
 
   void NextWindow(PacketTime start, const RelayConfig& c) {
     ons = OnTimes(c.idle, kMaxOnTimes);
@@ -122,11 +134,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
       if (packet.payload_length > 0 &&
           !data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length)) {
-        if (d == data.client_dir) {
-          data.keys.OnClientData(packet.ts, packet.payload_length);
-        } else {
-          data.keys.OnServerData(packet.ts, packet.payload_length);
-        }
+        data.OnTypingData(d, packet.ts, packet.payload_length);
       }
     }
     if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0)
@@ -186,11 +194,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           // A refused answer was slow: from here on a person is answering, not software.
           data.setup_over = data.turnarounds.full() || data.turnarounds.refused() > refused;
         } else if (data.app == App::kSsh && methods.keystrokes) {
-          if (from_client) {
-            data.keys.OnClientData(packet.ts, packet.payload_length);
-          } else {
-            data.keys.OnServerData(packet.ts, packet.payload_length);
-          }
+          data.OnTypingData(d, packet.ts, packet.payload_length);
         }
       }
     } else if (!data.setup_over && turnarounds) {
@@ -230,11 +234,8 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
       data.ons.times().size() >= config_.stepping_stone_min_ons) {
     body["_on_times_us"] = OnTimesJson(data.ons);
   }
-  if (TypingTimed(data)) {
-    nlohmann::json reactions = ReactionsJson(data.keys);
-    if (!reactions.empty())
-      body["_reactions_ms"] = std::move(reactions);
-  }
+  if (TypingTimed(data))
+    PutReactions(data.keys, body);
   if (!body.empty()) {
     Event e;
     e.event_type = std::string(kOnWindowEvent);
@@ -322,11 +323,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       r["keystrokes"] = ks;
     }
     // For the host stage's typing baseline only; it removes this before output.
-    if (TypingTimed(data)) {
-      nlohmann::json reactions = ReactionsJson(data.keys);
-      if (!reactions.empty())
-        r["_reactions_ms"] = std::move(reactions);
-    }
+    if (TypingTimed(data))
+      PutReactions(data.keys, r);
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone)

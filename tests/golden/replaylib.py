@@ -28,6 +28,17 @@ def read_pcap(path):
     return header, packets
 
 
+def lay_down(path, pcaps, start_us, step_us):
+    """Writes the captures `pcaps` into `path` one after another, the i-th starting at
+    start_us + i * step_us (each keeps its own timing); returns those start times."""
+    header, copies = None, []
+    for i, pcap in enumerate(pcaps):
+        header, packets = read_pcap(pcap)
+        copies.append((packets, start_us + i * step_us))
+    write_copies(path, header, copies)
+    return [start for _, start in copies]
+
+
 def write_copies(path, header, copies):
     """Writes each (packets, start_us) in turn, its first packet moved to start_us and the
     rest keeping their own timing; starts must increase and copies must not overlap."""

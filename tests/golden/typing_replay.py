@@ -35,12 +35,9 @@ START_US = 1_764_000_000 * 1_000_000
 
 def laid(work, name, parts, first_hour=0):
     """Writes the named captures one hour apart (from first_hour) into work/name.pcap."""
-    header, copies = None, []
-    for i, part in enumerate(parts):
-        header, packets = replaylib.read_pcap(os.path.join(HERE, part + ".pcap"))
-        copies.append((packets, START_US + (first_hour + i) * HOUR_US))
     path = os.path.join(work, name + ".pcap")
-    replaylib.write_copies(path, header, copies)
+    replaylib.lay_down(path, [os.path.join(HERE, part + ".pcap") for part in parts],
+                       START_US + first_hour * HOUR_US, HOUR_US)
     return path
 
 

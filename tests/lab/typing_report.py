@@ -51,16 +51,9 @@ def runs_of(person_dir):
 def judge(binary, work, history, tests, egress_only, typing=""):
     """Lays the history pcaps, then the test pcaps, down an hour apart; returns (alerts in
     the history, alerts in the tests, the tests' judged windows)."""
-    header = None
-    copies = []
-    start = 1_764_000_000 * 1_000_000
-    for pcap in history + tests:
-        header, packets = replaylib.read_pcap(pcap)
-        copies.append((packets, start))
-        start += HOUR_US
-    test_start = copies[len(history)][1]
     laid = os.path.join(work, "laid.pcap")
-    replaylib.write_copies(laid, header, copies)
+    starts = replaylib.lay_down(laid, history + tests, 1_764_000_000 * 1_000_000, HOUR_US)
+    test_start = starts[len(history)]
     bpf = f"not host {OPERATOR}" if egress_only else ""
     config = (f'capture:\n  bpf: "{bpf}"\n'
               "outputs:\n  jsonl:\n    events: [alert, typing]\n" + typing)
