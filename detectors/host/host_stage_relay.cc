@@ -1,10 +1,10 @@
 // The host stage's relay rules: a host is judged on many flows over a window, never on one
 // slow handshake. See docs/detectors/relay.md for the methods and their limits.
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -21,8 +21,14 @@ using detectors::relay::FibreKm;
 constexpr std::size_t kMaxHiddenSamples = 64;
 constexpr std::size_t kMaxOnFlows = 32;
 constexpr std::size_t kMaxSessions = 65536;
-// The typing baseline judges the last 1, 2 and 4 windows of reactions.
-constexpr std::array<std::size_t, 3> kTypingScales = {1, 2, 4};
+// The typing baseline judges the last 1, 2, 4, ... windows of reactions, up to the longest
+// window the config allows (rounded down to a power of two of windows).
+std::vector<std::size_t> TypingWindows(const detectors::relay::RelayConfig& c) {
+  std::vector<std::size_t> sizes;
+  for (std::size_t n = c.typing_window_samples; n <= c.typing_longest_window_samples; n *= 2)
+    sizes.push_back(n);
+  return sizes;
+}
 
 double Round1(double v) {
   return std::round(v * 10.0) / 10.0;
@@ -349,59 +355,56 @@ void HostStage::Typing(const Event& finding, const IpAddress& host, std::vector<
     stats_.typing_profiles = typing_profiles_.size();
   }
   const std::size_t half = std::max<std::size_t>(1, c.typing_window_samples / 2);
+  const std::vector<std::size_t> windows = TypingWindows(c);
   for (double d : reactions) {
     if (p.baseline.size() < c.typing_baseline_samples) {
       p.baseline.push_back(d);
       continue;
     }
     p.recent.push_back(d);
-    if (p.recent.size() > kTypingScales.back() * c.typing_window_samples)
+    if (p.recent.size() > windows.back())
       p.recent.pop_front();
     ++p.fresh;
     if (p.recent.size() < c.typing_window_samples || p.fresh < half)
       continue;
     // A full window with half of it new: judge it, and the longer windows the recent
-    // reactions fill. A small shift (a 40 ms operator is about 100 ms here) hides in one
-    // window of a person who thinks for seconds and shows over a longer stretch.
+    // reactions fill. A person's thinking varies by seconds, so a 40 ms relay (about 100 ms
+    // more here) hides in one window and shows only over hundreds of reactions.
     p.fresh = 0;
     const std::vector<double> base(p.baseline.begin(), p.baseline.end());
-    std::size_t scales = 0;
-    for (std::size_t k : kTypingScales)
-      scales += p.recent.size() >= k * c.typing_window_samples;
+    std::size_t judged = 0;
+    for (std::size_t n : windows)
+      judged += p.recent.size() >= n;
     // Each window is a test of its own: Bonferroni keeps the chance of a false alert per
     // judgement at typing_max_p. Enough splits that the threshold is reachable with room.
-    const double max_p = c.typing_max_p / static_cast<double>(scales);
+    const double max_p = c.typing_max_p / static_cast<double>(judged);
     const int permutations =
         static_cast<int>(std::clamp(std::ceil(2.0 / max_p) - 1.0, 999.0, 59999.0));
     const double budget = detectors::relay::ToMs(LocalRtt(host));
-    detectors::relay::ReactionShift shift;  // the shortest window's, or the one that decided
+    detectors::relay::ReactionShift shift;  // the longest window's, or the one that decided
     std::size_t window = 0;
     bool far = false;
-    bool near = false;
-    for (std::size_t k : kTypingScales) {
-      const std::size_t n = k * c.typing_window_samples;
+    bool near = true;
+    for (std::size_t n : windows) {
       if (p.recent.size() < n)
         break;
       const std::vector<double> recent(p.recent.end() - static_cast<std::ptrdiff_t>(n),
-                                        p.recent.end());
+                                       p.recent.end());
       const detectors::relay::ReactionShift r = detectors::relay::CompareReactions(
-          base, recent, permutations, std::hash<std::string>{}(host.ToString()) + k);
-      if (k == 1) {
-        shift = r;
-        window = n;
-        near = r.shift_ms < budget / 2;
-      }
+          base, recent, permutations, std::hash<std::string>{}(host.ToString()) + n);
+      shift = r;
+      window = n;
+      near = near && r.shift_ms < budget / 2;
       if (r.shift_ms >= budget && r.p_value <= max_p) {
-        shift = r;
-        window = n;
         far = true;
         break;
       }
     }
     if (near) {
-      // No sign of a relay: the shortest window's older half renews the person's history
-      // (each reaction once, as windows overlap by half), so a baseline follows a person who
-      // slowly changes, never a relay's step.
+      // No window shows a sign of a relay: the shortest window's older half renews the
+      // person's history (each reaction once, as windows overlap by half), so a baseline
+      // follows a person who slowly changes, never a relay's step, which the longer
+      // windows still show while the shortest one may not.
       const auto first = p.recent.end() - static_cast<std::ptrdiff_t>(c.typing_window_samples);
       for (auto it = first; it != first + static_cast<std::ptrdiff_t>(half); ++it) {
         p.baseline.push_back(*it);
@@ -489,7 +492,7 @@ absl::Status HostStage::LoadTypingProfiles(const nlohmann::json& profiles,
     // A smaller configured window or baseline keeps the newest delays.
     while (t.baseline.size() > config_.relay.typing_baseline_samples)
       t.baseline.pop_front();
-    while (t.recent.size() > kTypingScales.back() * config_.relay.typing_window_samples)
+    while (t.recent.size() > TypingWindows(config_.relay).back())
       t.recent.pop_front();
     t.fresh = std::min<std::uint64_t>(t.fresh, t.recent.size());
     if (typing_profiles_.size() >= config_.max_hosts || t.person != PersonOf(*host))

@@ -41,12 +41,11 @@ absl::StatusOr<RelayMethods> ReadMethods(const config::Section& section) {
 }  // namespace
 
 absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
-  RW_RETURN_IF_ERROR(section.CheckKeys({"enabled", "methods", "turnaround_samples",
-                                        "max_turnaround", "report_after", "idle", "window",
-                                        "min_samples", "local_rtt", "stepping_stone_delta",
-                                        "stepping_stone_ratio", "stepping_stone_min_ons",
-                                        "typing_baseline_samples", "typing_window_samples",
-                                        "typing_max_p"}));
+  RW_RETURN_IF_ERROR(section.CheckKeys(
+      {"enabled", "methods", "turnaround_samples", "max_turnaround", "report_after", "idle",
+       "window", "min_samples", "local_rtt", "stepping_stone_delta", "stepping_stone_ratio",
+       "stepping_stone_min_ons", "typing_baseline_samples", "typing_window_samples",
+       "typing_longest_window_samples", "typing_max_p"}));
   RelayConfig c;
   RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
   RW_ASSIGN_OR_RETURN(c.methods, ReadMethods(section));
@@ -71,10 +70,19 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
                       section.Double("stepping_stone_ratio", c.stepping_stone_ratio, 0.01, 1.0));
   RW_ASSIGN_OR_RETURN(c.stepping_stone_min_ons,
                       section.Uint("stepping_stone_min_ons", c.stepping_stone_min_ons, 2, 100000));
-  RW_ASSIGN_OR_RETURN(c.typing_baseline_samples,
-                      section.Uint("typing_baseline_samples", c.typing_baseline_samples, 20, 100000));
+  RW_ASSIGN_OR_RETURN(
+      c.typing_baseline_samples,
+      section.Uint("typing_baseline_samples", c.typing_baseline_samples, 20, 100000));
   RW_ASSIGN_OR_RETURN(c.typing_window_samples,
                       section.Uint("typing_window_samples", c.typing_window_samples, 10, 10000));
+  RW_ASSIGN_OR_RETURN(
+      c.typing_longest_window_samples,
+      section.Uint("typing_longest_window_samples", c.typing_longest_window_samples, 10, 100000));
+  if (c.typing_longest_window_samples < c.typing_window_samples) {
+    return section.Error(
+        section.At("typing_longest_window_samples"), "typing_longest_window_samples",
+        absl::StrCat("must be at least typing_window_samples (", c.typing_window_samples, ")"));
+  }
   RW_ASSIGN_OR_RETURN(c.typing_max_p, section.Double("typing_max_p", c.typing_max_p, 0.0001, 0.5));
   return c;
 }

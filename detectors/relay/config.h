@@ -48,11 +48,15 @@ struct RelayConfig {
   double stepping_stone_ratio = 0.3;
   std::uint64_t stepping_stone_min_ons = 8;
   // Typing baseline (keystrokes): a host's first output -> next key delays in SSH sessions
-  // are its person's own baseline; each later window of this many delays is compared with
-  // it, and alerts when it runs later by at least the local round trip with a permutation
-  // p-value of at most typing_max_p.
-  std::uint64_t typing_baseline_samples = 120;
+  // are its person's own baseline; every half window the last window of
+  // typing_window_samples delays, and the last 2, 4, ... windows up to
+  // typing_longest_window_samples, are compared with it, and it alerts when one runs later
+  // by at least the local round trip with a permutation p-value of at most typing_max_p
+  // (shared out over the windows judged). A person's thinking varies by far more than a
+  // 40 ms relay adds, so such a relay shows only over hundreds of reactions.
+  std::uint64_t typing_baseline_samples = 600;
   std::uint64_t typing_window_samples = 60;
+  std::uint64_t typing_longest_window_samples = 1920;
   double typing_max_p = 0.001;
 };
 

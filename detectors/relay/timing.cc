@@ -1,9 +1,11 @@
 #include "detectors/relay/timing.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <random>
+#include <utility>
 
 #include "capture/decode/decoded_packet.h"
 
@@ -320,19 +322,85 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
 namespace {
 
 constexpr double kShiftQuantiles[] = {0.1, 0.2, 0.3, 0.4, 0.5};
+constexpr std::size_t kQuantiles = std::size(kShiftQuantiles);
 
-// Nearest-rank quantile of sorted values.
-double SortedQuantile(const std::vector<double>& sorted, double q) {
-  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
+// Nearest-rank positions (0-based) of kShiftQuantiles in a sorted group of n values.
+std::array<std::size_t, kQuantiles> QuantileRanks(std::size_t n) {
+  std::array<std::size_t, kQuantiles> ranks{};
+  for (std::size_t i = 0; i < kQuantiles; ++i) {
+    auto rank = static_cast<std::size_t>(std::ceil(kShiftQuantiles[i] * static_cast<double>(n)));
+    ranks[i] = std::clamp<std::size_t>(rank, 1, n) - 1;
+  }
+  return ranks;
 }
 
-double LowerHalfShift(const std::vector<double>& base, const std::vector<double>& recent) {
-  double sum = 0;
-  for (double q : kShiftQuantiles)
-    sum += SortedQuantile(recent, q) - SortedQuantile(base, q);
-  return sum / static_cast<double>(std::size(kShiftQuantiles));
-}
+// The pooled delays in ascending order, each labelled with its group (0 baseline, 1 recent).
+// One pass up the order finds both groups' quantiles, so a split costs no sort: the k-th
+// smallest of a group is where the group's count reaches k, whatever the order among ties.
+class PooledSplit {
+ public:
+  PooledSplit(const std::vector<double>& baseline, const std::vector<double>& recent)
+      : ranks_{QuantileRanks(baseline.size()), QuantileRanks(recent.size())} {
+    std::vector<std::pair<double, std::uint8_t>> pooled;
+    pooled.reserve(baseline.size() + recent.size());
+    for (double d : baseline)
+      pooled.emplace_back(d, 0);
+    for (double d : recent)
+      pooled.emplace_back(d, 1);
+    std::sort(pooled.begin(), pooled.end());
+    for (const auto& [value, group] : pooled) {
+      values_.push_back(value);
+      labels_.push_back(group);
+    }
+  }
+
+  // Recent minus baseline, mean over the lower-half quantiles. With `rng`, the labels are
+  // first dealt out afresh (a forward Fisher-Yates done lazily: the scan stops at both
+  // medians, about half way, and only the positions it reads need drawing).
+  double Shift(std::mt19937_64* rng) {
+    std::array<std::size_t, 2> seen{};
+    std::array<std::size_t, 2> next{};
+    std::array<double, 2> sum{};
+    const std::size_t n = labels_.size();
+    std::uint64_t bits = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (rng != nullptr) {
+        // By hand, as std::shuffle's draws differ between standard libraries; each 64-bit
+        // draw serves two positions, scaled by a multiply (Lemire) rather than a division.
+        if (i % 2 == 0)
+          bits = (*rng)();
+        const auto r = static_cast<std::uint32_t>(i % 2 == 0 ? bits : bits >> 32);
+        const auto j = static_cast<std::size_t>((static_cast<std::uint64_t>(r) * (n - i)) >> 32);
+        std::swap(labels_[i], labels_[i + j]);
+      }
+      const std::uint8_t g = labels_[i];
+      while (next[g] < kQuantiles && ranks_[g][next[g]] == seen[g]) {
+        sum[g] += values_[i];
+        ++next[g];
+      }
+      ++seen[g];
+      if (next[0] == kQuantiles && next[1] == kQuantiles)
+        break;
+    }
+    return (sum[1] - sum[0]) / static_cast<double>(kQuantiles);
+  }
+
+  double Quantile(std::uint8_t group, double q) const {
+    const std::size_t n =
+        static_cast<std::size_t>(std::count(labels_.begin(), labels_.end(), group));
+    auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
+    rank = std::clamp<std::size_t>(rank, 1, n);
+    for (std::size_t i = 0; i < labels_.size(); ++i)
+      if (labels_[i] == group && --rank == 0)
+        return values_[i];
+    return 0;
+  }
+
+ private:
+  std::array<std::array<std::size_t, kQuantiles>, 2> ranks_;
+  std::vector<double> values_;
+  std::vector<std::uint8_t> labels_;
+};
 
 }  // namespace
 
@@ -342,35 +410,21 @@ ReactionShift CompareReactions(const std::vector<double>& baseline,
   ReactionShift r;
   if (baseline.empty() || recent.empty())
     return r;
-  std::vector<double> base = baseline;
-  std::vector<double> now = recent;
-  std::sort(base.begin(), base.end());
-  std::sort(now.begin(), now.end());
-  r.shift_ms = LowerHalfShift(base, now);
-  r.baseline_p10_ms = SortedQuantile(base, 0.1);
-  r.baseline_p50_ms = SortedQuantile(base, 0.5);
-  r.recent_p10_ms = SortedQuantile(now, 0.1);
-  r.recent_p50_ms = SortedQuantile(now, 0.5);
+  PooledSplit split(baseline, recent);
+  r.shift_ms = split.Shift(nullptr);
+  r.baseline_p10_ms = split.Quantile(0, 0.1);
+  r.baseline_p50_ms = split.Quantile(0, 0.5);
+  r.recent_p10_ms = split.Quantile(1, 0.1);
+  r.recent_p50_ms = split.Quantile(1, 0.5);
   if (permutations <= 0)
     return r;
-  std::vector<double> pooled = base;
-  pooled.insert(pooled.end(), now.begin(), now.end());
   std::mt19937_64 rng(seed);
   // Sequential Monte Carlo (Besag & Clifford 1991): once this many splits shifted as far, the
   // p-value is clearly large and more splits only refine it; most windows stop there.
   constexpr int kEnoughAsFar = 20;
   int as_far = 0;
-  std::vector<double> a;
-  std::vector<double> b;
   for (int i = 0; i < permutations; ++i) {
-    // Fisher-Yates by hand: std::shuffle's draws differ between standard libraries.
-    for (std::size_t j = pooled.size() - 1; j > 0; --j)
-      std::swap(pooled[j], pooled[rng() % (j + 1)]);
-    a.assign(pooled.begin(), pooled.begin() + static_cast<std::ptrdiff_t>(base.size()));
-    b.assign(pooled.begin() + static_cast<std::ptrdiff_t>(base.size()), pooled.end());
-    std::sort(a.begin(), a.end());
-    std::sort(b.begin(), b.end());
-    if (LowerHalfShift(a, b) >= r.shift_ms && ++as_far == kEnoughAsFar) {
+    if (split.Shift(&rng) >= r.shift_ms && ++as_far == kEnoughAsFar) {
       r.p_value = static_cast<double>(as_far) / static_cast<double>(i + 1);
       return r;
     }

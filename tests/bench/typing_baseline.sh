@@ -6,11 +6,13 @@
 # and per judged window, is the typing baseline's work. The baseline settings are the
 # golden replay's (60 reactions of history, windows of 30, p <= 0.01) so that every laptop
 # is judged several times, once significantly (the dearest case: every split is drawn).
+# With --day, the defaults (history 600, windows of 60 up to 1920, p <= 0.001) on a day of
+# typing per laptop: the near sessions 6 times over, then the far one 6 times.
 # Prints wall and CPU time, µs per reaction and ms per judged window, best of N runs.
 # Nothing passes or fails on timing: non-zero only when a run failed or read a different
 # number of packets. See README.md next to this script.
 #
-#   tests/bench/typing_baseline.sh [--relaywatch BIN] [--hosts N] [--runs N] [--nice N]
+#   tests/bench/typing_baseline.sh [--relaywatch BIN] [--hosts N] [--runs N] [--nice N] [--day]
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -20,13 +22,15 @@ RELAYWATCH="$ROOT/build/daemon/relaywatch"
 HOSTS=64
 RUNS=3
 NICE=""
+REPEAT=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --relaywatch) RELAYWATCH="${2:?}"; shift ;;
         --hosts) HOSTS="${2:?}"; shift ;;
         --runs) RUNS="${2:?}"; shift ;;
         --nice) NICE="${2:?}"; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --day) REPEAT=6 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "typing_baseline.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -37,10 +41,10 @@ bench_prepare typing_baseline.sh HOSTS RUNS
 
 mkdir -p "$CACHE_DIR" || die "cannot create $CACHE_DIR"
 gen_hash=$(cat "$BENCH_DIR/make_typing_pcap.py" "$ROOT"/tests/golden/typing_baseline/*.pcap | sha256sum | cut -c1-12)
-PCAP="$CACHE_DIR/typing-${HOSTS}h-${gen_hash}.pcap"
+PCAP="$CACHE_DIR/typing-${HOSTS}h-x${REPEAT}-${gen_hash}.pcap"
 if [[ ! -s $PCAP ]]; then
     log "generating $PCAP"
-    python3 "$BENCH_DIR/make_typing_pcap.py" --out "$PCAP.tmp" --hosts "$HOSTS" || die "make_typing_pcap.py failed"
+    python3 "$BENCH_DIR/make_typing_pcap.py" --out "$PCAP.tmp" --hosts "$HOSTS" --repeat "$REPEAT" || die "make_typing_pcap.py failed"
     mv "$PCAP.tmp" "$PCAP"
 fi
 cat "$PCAP" >/dev/null
@@ -59,9 +63,11 @@ write_config() {  # write_config ROW METHODS
             if [[ $d == relay ]]; then
                 echo "  relay:"
                 echo "    methods: [$2]"
-                echo "    typing_baseline_samples: 60"
-                echo "    typing_window_samples: 30"
-                echo "    typing_max_p: 0.01"
+                if ((REPEAT == 1)); then
+                    echo "    typing_baseline_samples: 60"
+                    echo "    typing_window_samples: 30"
+                    echo "    typing_max_p: 0.01"
+                fi
             else
                 echo "  $d: {enabled: false}"
             fi
@@ -88,14 +94,16 @@ for ((round = 1; round <= RUNS; round++)); do
     done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-# Reactions: every judged window of 30 is judged after 15 new ones; the history's 60 are not.
-REACTIONS=$(( ${WINDOWS[typing]:-0} * 15 + 60 * HOSTS ))
+# Reactions: a window is judged after half a window of new ones; the history's are not.
+if ((REPEAT == 1)); then HISTORY=60 HALF=15; else HISTORY=600 HALF=30; fi
+REACTIONS=$(( ${WINDOWS[typing]:-0} * HALF + HISTORY * HOSTS ))
 
 echo
 echo "relaywatch typing-baseline cost  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "host: $(uname -n), $(nproc) CPUs; load average $LOAD_START at start, $LOAD_END at end"
 echo "binary: $RELAYWATCH, --workers 1, relay detector only"
-echo "capture: make_typing_pcap.py, $HOSTS laptops x 4 recorded SSH sessions typed through VNC"
+echo "capture: make_typing_pcap.py, $HOSTS laptops x $((4 * REPEAT)) recorded SSH sessions typed through VNC"
+echo "settings: $( ((REPEAT == 1)) && echo "history 60, windows of 30, p <= 0.01" || echo "the defaults")"
 echo "         ${PACKETS:-?} packets, ${WINDOWS[typing]:-?} judged windows, about $REACTIONS reactions"
 echo "best of $RUNS runs; extra = CPU (user+sys) over the row above"
 echo

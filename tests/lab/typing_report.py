@@ -70,21 +70,26 @@ def judge(binary, work, history, tests, egress_only, typing=""):
 
 def cases(runs):
     """(delay, seeds of the test, history seeds) to judge: every session alone against the
-    typist's other near sessions; and, where far seeds 1-3 exist at a delay, those three
-    sessions together (and the near ones with the same plans) against the near sessions
-    with other seeds."""
+    typist's other near sessions; and, for each delay with two or more sessions, those
+    sessions together (and the near ones with the same plans, where all exist) against the
+    near sessions with other seeds."""
     near = sorted(s for (d, s) in runs if d == 0)
     out = []
     for (delay, seed) in sorted(runs):
         history = [s for s in near if s != seed]
         if len(history) >= 2:
             out.append((delay, (seed,), history))
-    group = (1, 2, 3)
-    history = [s for s in near if s not in group]
-    if len(history) >= 2 and all((0, s) in runs for s in group):
-        for delay in sorted({d for (d, _) in runs}):
-            if all((delay, s) in runs for s in group):
-                out.append((delay, group, history))
+    groups = []
+    for delay in sorted({d for (d, _) in runs if d > 0}):
+        group = tuple(sorted(s for (d, s) in runs if d == delay))
+        if len(group) >= 2:
+            groups.append((delay, group))
+            if all((0, s) in runs for s in group) and (0, group) not in groups:
+                groups.append((0, group))
+    for delay, group in sorted(groups):
+        history = [s for s in near if s not in group]
+        if len(history) >= 2:
+            out.append((delay, group, history))
     return out
 
 
@@ -102,6 +107,7 @@ def main():
         if value is not None:
             typing += f"    {key}: {value}\n"
     settings = "the defaults" if not typing else typing.strip().replace("\n   ", ",")
+    half = (a.window_samples or 60) // 2
     if typing:
         typing = "detectors:\n  relay:\n" + typing
     persons = sorted(p for p in os.listdir(a.corpus) if os.path.isdir(os.path.join(a.corpus, p)))
@@ -117,15 +123,19 @@ def main():
                                                   typing)
                     # The evidence of the first alert, else the tests' last judged window.
                     ev = after[0]["evidence"] if after else (judged[-1] if judged else {})
+                    # Judged every half window: the reactions of the test until the first
+                    # alert (the first record that decided far), else all judged.
+                    decided = next((i for i, j in enumerate(judged) if j["verdict"] == "far"),
+                                   len(judged) - 1)
                     rows.append({"person": person, "delay": delay, "seeds": seeds,
                                  "view": "egress-only" if egress else "captured",
                                  "history": len(history), "before": len(before),
-                                 "alerts": len(after), "windows": len(judged), "evidence": ev})
+                                 "alerts": len(after), "windows": len(judged), "evidence": ev,
+                                 "reactions": half * (decided + 2) if judged else 0})
     want = lambda r: 2 * r["delay"] >= LOCAL_RTT_MS  # noqa: E731
     out = [f"Settings: {settings}.\n"]
-    for sessions, title in ((1, "one session (about 150 s of typing)"),
-                            (3, "three sessions together")):
-        sel_rows = [r for r in rows if len(r["seeds"]) == sessions]
+    for group, title in ((False, "one session"), (True, "all sessions at a delay together")):
+        sel_rows = [r for r in rows if (len(r["seeds"]) > 1) == group]
         if not sel_rows:
             continue
         out += [f"### Recall, far operator, tests of {title}\n",
@@ -155,18 +165,20 @@ def main():
     out.append("")
     out.append("### Cases\n")
     out.append("Shift and p: the first alert's, else the tests' last judged window.\n")
+    out.append("Reactions: of the test, until the first alert, else all judged (about).\n")
     out.append("| typist | delay | test seeds | view | history sessions | windows judged | alerts | "
-               "shift (ms) | p | baseline p10/p50 (ms) | recent p10/p50 (ms) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+               "reactions | shift (ms) | p | baseline p10/p50 (ms) | recent p10/p50 (ms) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         ev = r["evidence"]
         shift = f"{ev['reaction_shift_ms']:+.0f}" if ev else "-"
-        p = f"{ev['p_value']:.3f}" if ev else "-"
+        p = f"{ev['p_value']:.4f}" if ev else "-"
         base = f"{ev['baseline_p10_ms']:.0f}/{ev['baseline_p50_ms']:.0f}" if ev else "-"
         rec = f"{ev['recent_p10_ms']:.0f}/{ev['recent_p50_ms']:.0f}" if ev else "-"
         seeds = "+".join(str(x) for x in r["seeds"])
         out.append(f"| {r['person']} | {r['delay']} ms | {seeds} | {r['view']} | "
-                   f"{r['history']} | {r['windows']} | {r['alerts']} | {shift} | {p} | {base} | "
+                   f"{r['history']} | {r['windows']} | {r['alerts']} | {r['reactions']} | {shift} | {p} | "
+                   f"{base} | "
                    f"{rec} |")
     print("\n".join(out))
     false_alerts = sum(1 for r in rows if not want(r) and r["alerts"]) + sum(r["before"] for r in rows)

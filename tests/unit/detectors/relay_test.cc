@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -288,6 +289,44 @@ TEST(RelayTiming, ReactionShiftFindsAScreenRoundTrip) {
   EXPECT_EQ(CompareReactions(Person(1, 60), Person(2, 30), 0, 7).p_value, 1.0);
 }
 
+// The shift and quantiles come from one pass over the pooled, labelled delays; a plain
+// sort of each group must give the same numbers, ties and tiny groups included.
+TEST(RelayTiming, ReactionShiftAgreesWithSortingEachGroup) {
+  const auto quantile = [](std::vector<double> v, double q) {
+    std::sort(v.begin(), v.end());
+    auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+    return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
+  };
+  std::mt19937_64 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<double> base(1 + rng() % 40);
+    std::vector<double> recent(1 + rng() % 40);
+    for (double& d : base)
+      d = static_cast<double>(rng() % 20) * 50.0;  // coarse: many ties across the groups
+    for (double& d : recent)
+      d = static_cast<double>(rng() % 20) * 50.0 + (round % 2 ? 0.0 : 25.0);
+    double want = 0;
+    for (double q : {0.1, 0.2, 0.3, 0.4, 0.5})
+      want += quantile(recent, q) - quantile(base, q);
+    const ReactionShift r = CompareReactions(base, recent, 0, 1);
+    ASSERT_NEAR(r.shift_ms, want / 5, 1e-9) << round;
+    EXPECT_EQ(r.baseline_p10_ms, quantile(base, 0.1)) << round;
+    EXPECT_EQ(r.baseline_p50_ms, quantile(base, 0.5)) << round;
+    EXPECT_EQ(r.recent_p10_ms, quantile(recent, 0.1)) << round;
+    EXPECT_EQ(r.recent_p50_ms, quantile(recent, 0.5)) << round;
+  }
+}
+
+// Under the null the permutation p-value is uniform: about a share p of same-person pairs
+// reach p, for any p (here 0.1 over 200 pairs).
+TEST(RelayTiming, ReactionShiftPValueIsCalibrated) {
+  int below = 0;
+  for (std::uint64_t seed = 1; seed <= 200; ++seed)
+    below += CompareReactions(Person(seed, 120), Person(seed + 1000, 60), 199, seed).p_value <= 0.1;
+  EXPECT_GE(below, 6);  // 20 expected; binomial(200, 0.1) leaves 6..35 once in 2000
+  EXPECT_LE(below, 35);
+}
+
 TEST(RelayTiming, SteppingStoneCorrelatesOnTimes) {
   OnTimes in(absl::Milliseconds(500), 100);
   OnTimes out(absl::Milliseconds(500), 100);
@@ -514,19 +553,22 @@ TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
 TEST(RelayConfig, TypingBaselineKeysAndTheirBounds) {
   absl::StatusOr<RelayConfig> defaults = ParseRelay("");
   ASSERT_TRUE(defaults.ok()) << defaults.status();
-  EXPECT_EQ(defaults->typing_baseline_samples, 120u);
+  EXPECT_EQ(defaults->typing_baseline_samples, 600u);
   EXPECT_EQ(defaults->typing_window_samples, 60u);
+  EXPECT_EQ(defaults->typing_longest_window_samples, 1920u);
   EXPECT_DOUBLE_EQ(defaults->typing_max_p, 0.001);
   absl::StatusOr<RelayConfig> set = ParseRelay(
       "detectors:\n  relay:\n    typing_baseline_samples: 60\n    typing_window_samples: 30\n"
-      "    typing_max_p: 0.01\n");
+      "    typing_longest_window_samples: 120\n    typing_max_p: 0.01\n");
   ASSERT_TRUE(set.ok()) << set.status();
   EXPECT_EQ(set->typing_baseline_samples, 60u);
   EXPECT_EQ(set->typing_window_samples, 30u);
+  EXPECT_EQ(set->typing_longest_window_samples, 120u);
   EXPECT_DOUBLE_EQ(set->typing_max_p, 0.01);
   // A window too small to judge, or a threshold no test can mean, is a clear error.
   for (const char* bad : {"typing_window_samples: 5", "typing_baseline_samples: 10",
-                          "typing_max_p: 0", "typing_max_p: 0.9", "typing_max_p: often"}) {
+                          "typing_longest_window_samples: 59", "typing_max_p: 0",
+                          "typing_max_p: 0.9", "typing_max_p: often"}) {
     absl::StatusOr<RelayConfig> r =
         ParseRelay(std::string("detectors:\n  relay:\n    ") + bad + "\n");
     ASSERT_FALSE(r.ok()) << bad;
@@ -849,7 +891,8 @@ bool AnyRecordHas(const std::vector<Event>& out, const char* field) {
 
 // The typing baseline: a laptop's SSH reactions, first its person's own (the history), then
 // windows of later ones. The Seattle site's budget is 40 ms.
-// Smaller than the defaults (120, 60, 0.001), so that a few records reach a decision.
+// Smaller than the defaults (600, windows of 60 up to 1920, 0.001), so that a few records
+// reach a decision.
 host::HostStageConfig TypingConfig() {
   host::HostStageConfig c = HostConfig();
   c.relay.typing_baseline_samples = 60;
@@ -927,6 +970,53 @@ TEST(RelayHostStage, TypingSmallShiftShowsOverLongerWindows) {
   EXPECT_GT(alerts[0]->evidence["window_samples"].get<int>(), 50);
   EXPECT_EQ(shortest_far, 0u);
   EXPECT_LE(alerts[0]->evidence["p_value"].get<double>(), 0.01 / 3);
+}
+
+// A person who thinks for 0.6-2 s before each command (the lab's `steady` typist: a
+// log-normal reaction of 250-600 ms, the thinking, then the first key's 80-250 ms).
+std::vector<double> Thinker(std::uint64_t seed, int n, double added_ms = 0) {
+  std::mt19937_64 rng(seed);
+  std::lognormal_distribution<double> react(std::log(360.0), 0.25);
+  std::uniform_real_distribution<double> think(600, 2000);
+  std::uniform_real_distribution<double> key(80, 250);
+  std::vector<double> v;
+  for (int i = 0; i < n; ++i)
+    v.push_back(std::clamp(react(rng), 250.0, 600.0) + think(rng) + key(rng) + added_ms);
+  return v;
+}
+
+// With the defaults (history 600, windows of 60 up to 1920, p <= 0.001), a relay of a few
+// tens of ms (90 ms more per reaction against seconds of thinking) hides in one window and
+// is found over hundreds of reactions; the same person near stays quiet as long.
+TEST(RelayHostStage, TypingDefaultsFindATensOfMsRelayOverHundredsOfReactions) {
+  for (double added : {0.0, 90.0}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    for (int i = 0; i < 10; ++i)
+      stage.Process(TypingRecord(1, i, Thinker(1 + i, 60)), out);
+    for (int i = 0; i < 24; ++i)
+      stage.Process(TypingRecord(2, 60 + i, Thinker(100 + i, 60, added)), out);
+    std::size_t judged = 0;
+    for (const Event& e : out) {
+      if (e.event_type != "typing")
+        continue;
+      ++judged;
+      EXPECT_EQ(e.body["baseline_samples"], 600);
+      // Not in the first 240 reactions of the relay (record 16 is the first to hold them).
+      if (e.body["verdict"] == "far") {
+        EXPECT_GE(judged, 16u + 7u) << e.body.dump();
+      }
+    }
+    EXPECT_EQ(judged, 47u);  // every 30 reactions once the first window of 60 is full
+    const auto alerts = Alerts(out, "keystrokes");
+    if (added == 0) {
+      EXPECT_TRUE(alerts.empty());
+      continue;
+    }
+    ASSERT_EQ(alerts.size(), 1u);
+    EXPECT_GE(alerts[0]->evidence["reaction_shift_ms"].get<double>(), 40);  // Seattle's budget
+    EXPECT_LE(alerts[0]->evidence["p_value"].get<double>(), 0.001 / 3);
+  }
 }
 
 TEST(RelayHostStage, TypingShiftBelowTheLocalBudgetIsQuiet) {
