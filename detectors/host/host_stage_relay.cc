@@ -476,6 +476,7 @@ absl::Status HostStage::LoadTypingProfiles(const nlohmann::json& profiles,
     }
     return true;
   };
+  const std::size_t longest_window = TypingWindows(config_.relay).back();
   for (const auto& [address, p] : profiles.items()) {
     const absl::StatusOr<IpAddress> host = IpAddress::Parse(address);
     TypingProfile t;
@@ -492,7 +493,7 @@ absl::Status HostStage::LoadTypingProfiles(const nlohmann::json& profiles,
     // A smaller configured window or baseline keeps the newest delays.
     while (t.baseline.size() > config_.relay.typing_baseline_samples)
       t.baseline.pop_front();
-    while (t.recent.size() > TypingWindows(config_.relay).back())
+    while (t.recent.size() > longest_window)
       t.recent.pop_front();
     t.fresh = std::min<std::uint64_t>(t.fresh, t.recent.size());
     if (typing_profiles_.size() >= config_.max_hosts || t.person != PersonOf(*host))

@@ -10,6 +10,16 @@
 #include "capture/decode/decoded_packet.h"
 
 namespace relaywatch::detectors::relay {
+namespace {
+
+// Nearest rank (0-based): the smallest of n sorted values with at least q of them at or
+// below it.
+std::size_t NearestRank(double q, std::size_t n) {
+  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
+  return std::clamp<std::size_t>(rank, 1, n) - 1;
+}
+
+}  // namespace
 
 double ToMs(absl::Duration d) {
   return absl::ToDoubleMilliseconds(d);
@@ -30,10 +40,7 @@ std::optional<double> Median(std::vector<double>& values) {
 std::optional<double> Quantile(std::vector<double>& values, double q) {
   if (values.empty())
     return std::nullopt;
-  q = std::clamp(q, 0.0, 1.0);
-  // Nearest rank: the smallest value with at least q of the values at or below it.
-  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(values.size())));
-  rank = std::clamp<std::size_t>(rank, 1, values.size()) - 1;
+  const std::size_t rank = NearestRank(std::clamp(q, 0.0, 1.0), values.size());
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(rank),
                    values.end());
   return values[rank];
@@ -327,10 +334,8 @@ constexpr std::size_t kQuantiles = std::size(kShiftQuantiles);
 // Nearest-rank positions (0-based) of kShiftQuantiles in a sorted group of n values.
 std::array<std::size_t, kQuantiles> QuantileRanks(std::size_t n) {
   std::array<std::size_t, kQuantiles> ranks{};
-  for (std::size_t i = 0; i < kQuantiles; ++i) {
-    auto rank = static_cast<std::size_t>(std::ceil(kShiftQuantiles[i] * static_cast<double>(n)));
-    ranks[i] = std::clamp<std::size_t>(rank, 1, n) - 1;
-  }
+  for (std::size_t i = 0; i < kQuantiles; ++i)
+    ranks[i] = NearestRank(kShiftQuantiles[i], n);
   return ranks;
 }
 
@@ -385,17 +390,6 @@ class PooledSplit {
     return (sum[1] - sum[0]) / static_cast<double>(kQuantiles);
   }
 
-  double Quantile(std::uint8_t group, double q) const {
-    const std::size_t n =
-        static_cast<std::size_t>(std::count(labels_.begin(), labels_.end(), group));
-    auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
-    rank = std::clamp<std::size_t>(rank, 1, n);
-    for (std::size_t i = 0; i < labels_.size(); ++i)
-      if (labels_[i] == group && --rank == 0)
-        return values_[i];
-    return 0;
-  }
-
  private:
   std::array<std::array<std::size_t, kQuantiles>, 2> ranks_;
   std::vector<double> values_;
@@ -412,10 +406,12 @@ ReactionShift CompareReactions(const std::vector<double>& baseline,
     return r;
   PooledSplit split(baseline, recent);
   r.shift_ms = split.Shift(nullptr);
-  r.baseline_p10_ms = split.Quantile(0, 0.1);
-  r.baseline_p50_ms = split.Quantile(0, 0.5);
-  r.recent_p10_ms = split.Quantile(1, 0.1);
-  r.recent_p50_ms = split.Quantile(1, 0.5);
+  std::vector<double> base = baseline;
+  std::vector<double> now = recent;
+  r.baseline_p10_ms = *Quantile(base, 0.1);
+  r.baseline_p50_ms = *Quantile(base, 0.5);
+  r.recent_p10_ms = *Quantile(now, 0.1);
+  r.recent_p50_ms = *Quantile(now, 0.5);
   if (permutations <= 0)
     return r;
   std::mt19937_64 rng(seed);
