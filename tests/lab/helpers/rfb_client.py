@@ -261,7 +261,11 @@ def main():
         c.key(keysym, False)
 
     def enter_and_watch():
-        """Press Enter, wait for the output on screen, then a reaction time."""
+        """Press Enter, wait for the output on screen, then a reaction time counted from the
+        moment the output appeared. A near screen often shows it while Enter is still held
+        (tap() sleeps 30-90 ms before the release), so sleeping `react` from the return of
+        wait_watch() made near reactions 0-60 ms longer than far ones: a lab bias against
+        the typing baseline, not a trait of people."""
         c.arm_watch(min_rows)
         t0 = time.time()
         tap(KS_RETURN, "Return")
@@ -270,7 +274,7 @@ def main():
         log.add("output_done", ok=ok, changed_rows=rows, reaction_s=react,
                 **({"t": round(t_hit, 6)} if t_hit else {}))
         outputs.append(ok)
-        time.sleep(react)
+        time.sleep(max(0.0, (t_hit if ok and t_hit else time.time()) + react - time.time()))
 
     for st in plan:
         if time.time() > deadline:
