@@ -14,9 +14,9 @@ the laptop's history. Then:
   the history survives and the alert still comes;
 * the same with `keystrokes` left out of detectors.relay.methods: nothing.
 
-Two recorded sessions (about 80 reactions) are less history than the defaults want (120
-reactions, windows of 60, p <= 0.001: a working day's worth), so this replay sets 60, 30 and
-0.01; docs/relay-quality.md measures the defaults on the longer typist corpus.
+Two recorded sessions (about 80 reactions) are less history than the defaults want (600
+reactions, windows of 60 doubling up to 1920, p <= 0.001: days of terminal work), so this
+replay sets 60, 30 and 0.01; docs/relay-quality.md measures the defaults on the longer typist corpus.
 
 Prints what it found; exit 0/1.
 """

@@ -8,7 +8,8 @@
 # For each typist (helpers/human.py PERSONS) the far operator types through VNC
 # into the laptop's own ssh session (lab.sh scenario vnc_typed_ssh) for --budget
 # seconds per session: near (operator delay 0) with each of --baseline-seeds,
-# then from far at each of --far-delays. Runs go to OUTDIR/<person>/<run>/ via
+# then from far at each of --far-delays (an empty list records none of that kind,
+# to add runs to a corpus). Runs go to OUTDIR/<person>/<run>/ via
 # quality_runs.sh (resumable, verified). tests/lab/typing_report.py judges them.
 # --no-verify skips helpers/verify.py, whose tshark pass over a long session's VNC
 # traffic (40 MB for 900 s) takes longer than the session itself.
@@ -24,7 +25,7 @@ while [[ $# -gt 0 ]]; do
         --far-delays) FDELAYS="$2"; shift 2 ;;
         --far-seeds) FSEEDS="$2"; shift 2 ;;
         --no-verify) VERIFY=(--no-verify); shift ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "typist_runs: unknown option $1" >&2; exit 2 ;;
         *) [[ -z $OUT ]] || { echo "typist_runs: only one OUTDIR" >&2; exit 2; }; OUT="$1"; shift ;;
     esac
@@ -35,9 +36,14 @@ timeout=$(( BUDGET * 2 + 120 ))   # typing waits for output and reactions beyond
 rc=0
 for p in $PERSONS; do
     export RWLAB_TYPIST="$p"
-    "$LAB_DIR/quality_runs.sh" "$OUT/$p" --only '^vnc_typed_ssh' --delays 0 --seeds "$BSEEDS" \
-        --timeout "$timeout" "${VERIFY[@]}" || rc=1
-    "$LAB_DIR/quality_runs.sh" "$OUT/$p" --only '^vnc_typed_ssh' --delays "$FDELAYS" --seeds "$FSEEDS" \
-        --timeout "$timeout" "${VERIFY[@]}" || rc=1
+    # An empty list ("") records none of that kind: add far runs to a corpus, or near ones.
+    if [[ -n ${BSEEDS// /} ]]; then
+        "$LAB_DIR/quality_runs.sh" "$OUT/$p" --only '^vnc_typed_ssh' --delays 0 --seeds "$BSEEDS" \
+            --timeout "$timeout" "${VERIFY[@]}" || rc=1
+    fi
+    if [[ -n ${FDELAYS// /} && -n ${FSEEDS// /} ]]; then
+        "$LAB_DIR/quality_runs.sh" "$OUT/$p" --only '^vnc_typed_ssh' --delays "$FDELAYS" --seeds "$FSEEDS" \
+            --timeout "$timeout" "${VERIFY[@]}" || rc=1
+    fi
 done
 exit "$rc"
