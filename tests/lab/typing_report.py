@@ -104,8 +104,8 @@ def cases(runs, enough=lambda history: len(history) >= 2):
     groups = []
     for delay in sorted({d for (d, _) in runs if d > 0}):
         group = tuple(sorted(s for (d, s) in runs if d == delay))
-        # Keep two near sessions of other seeds as the history: the group gives up its
-        # highest seeds until they are there.
+        # The near sessions of other seeds must fill the history: the group gives up its
+        # highest seeds until they do.
         while len(group) >= 2 and not enough([s for s in near if s not in group]):
             group = group[:-1]
         if len(group) >= 2:
