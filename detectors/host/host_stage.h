@@ -384,13 +384,14 @@ class HostStage {
     PacketTime last_seen;
   };
   absl::flat_hash_map<IpAddress, WorkProfile> work_profiles_;
-  // Per home host: its person's output -> next key delays (ms). `baseline` is the history
-  // (the first typing_baseline_samples, then renewed by windows that showed no shift);
-  // `recent` the latest reactions (up to 4 windows), judged every half window.
+  // Per home host: its person's output -> next key delays (ms). `recent` holds the latest
+  // reactions (up to the longest window), judged every half window; `baseline` is the
+  // history: the first typing_baseline_samples, then the reactions that left `recent`.
   struct TypingProfile {
     std::deque<double> baseline;
     std::deque<double> recent;
     std::uint64_t fresh = 0;  // delays in `recent` not judged yet
+    bool far = false;         // the last judgement's verdict: the history waits meanwhile
     std::string person;       // the inventory's person when the baseline began ("": none)
     PacketTime last_seen;
   };

@@ -362,8 +362,18 @@ void HostStage::Typing(const Event& finding, const IpAddress& host, std::vector<
       continue;
     }
     p.recent.push_back(d);
-    if (p.recent.size() > windows.back())
+    if (p.recent.size() > windows.back()) {
+      // The oldest reaction leaves the longest window for the history, so the history follows
+      // a person who slowly changes and never overlaps a window it is compared with. Not while
+      // the windows say far: a relay's reactions are learned only if it never showed. Aging
+      // every other reaction alike keeps the history unbiased (renewing it only after windows
+      // that looked near kept histories that were low by chance, and they drifted).
+      if (!p.far) {
+        p.baseline.push_back(p.recent.front());
+        p.baseline.pop_front();
+      }
       p.recent.pop_front();
+    }
     ++p.fresh;
     if (p.recent.size() < c.typing_window_samples || p.fresh < half)
       continue;
@@ -400,17 +410,7 @@ void HostStage::Typing(const Event& finding, const IpAddress& host, std::vector<
         break;
       }
     }
-    if (near) {
-      // No window shows a sign of a relay: the shortest window's older half renews the
-      // person's history (each reaction once, as windows overlap by half), so a baseline
-      // follows a person who slowly changes, never a relay's step, which the longer
-      // windows still show while the shortest one may not.
-      const auto first = p.recent.end() - static_cast<std::ptrdiff_t>(c.typing_window_samples);
-      for (auto it = first; it != first + static_cast<std::ptrdiff_t>(half); ++it) {
-        p.baseline.push_back(*it);
-        p.baseline.pop_front();
-      }
-    }
+    p.far = far;
     // Every judged window is a `typing` record (an output lists it to follow a person's
     // numbers over time); the alert carries the same numbers.
     const Site* site = SiteOf(host);
@@ -456,6 +456,7 @@ nlohmann::json HostStage::SaveTypingProfiles() const {
                             {"baseline_ms", p.baseline},
                             {"recent_ms", p.recent},
                             {"fresh", p.fresh},
+                            {"far", p.far},
                             {"last_seen_us", absl::ToUnixMicros(p.last_seen)}};
   }
   return out;
@@ -488,6 +489,8 @@ absl::Status HostStage::LoadTypingProfiles(const nlohmann::json& profiles,
     t.person = p["person"].get<std::string>();
     if (p.contains("fresh") && p["fresh"].is_number_unsigned())
       t.fresh = p["fresh"].get<std::uint64_t>();
+    if (p.contains("far") && p["far"].is_boolean())
+      t.far = p["far"].get<bool>();
     if (p.contains("last_seen_us") && p["last_seen_us"].is_number_integer())
       t.last_seen = absl::FromUnixMicros(p["last_seen_us"].get<std::int64_t>());
     // A smaller configured window or baseline keeps the newest delays.

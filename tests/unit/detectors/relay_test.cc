@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -1019,6 +1020,49 @@ TEST(RelayHostStage, TypingDefaultsFindATensOfMsRelayOverHundredsOfReactions) {
   }
 }
 
+// Hours of one unchanging person (170 records of 60 reactions, the longest window full for
+// most of them): the history keeps renewing from the same person, so the longest window's
+// shift stays near zero on average and nothing alerts. Renewing it only after windows that
+// looked near kept the histories that were low by chance: +20..+60 ms here.
+TEST(RelayHostStage, TypingHistoryOfAnUnchangingPersonDoesNotDrift) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  for (int i = 0; i < 170; ++i)
+    stage.Process(TypingRecord(1 + i / 20, i, Thinker(1 + i, 60)), out);
+  double sum = 0;
+  int longest = 0;
+  for (const Event& e : out) {
+    if (e.event_type == "typing" && e.body["window_samples"] == 1920) {
+      sum += e.body["reaction_shift_ms"].get<double>();
+      ++longest;
+    }
+  }
+  ASSERT_GT(longest, 200);
+  EXPECT_LT(std::abs(sum / longest), 15.0) << "mean shift over " << longest << " judgements";
+  EXPECT_TRUE(Alerts(out, "keystrokes").empty());
+}
+
+// A relay that shows stays out of the history: long after its reactions left the longest
+// window (120 here), the windows still say far.
+TEST(RelayHostStage, TypingHistoryDoesNotLearnARelayItShows) {
+  host::HostStageConfig c = TypingConfig();
+  c.relay.typing_longest_window_samples = 120;
+  host::HostStage stage(c);
+  std::vector<Event> out;
+  stage.Process(TypingRecord(1, 0, Person(1, 60)), out);
+  for (int w = 0; w < 20; ++w)
+    stage.Process(TypingRecord(2, 60 + w, Person(10 + w, 30, 250)), out);
+  std::vector<std::string> verdicts;
+  for (const Event& e : out) {
+    if (e.event_type == "typing")
+      verdicts.push_back(e.body["verdict"].get<std::string>());
+  }
+  ASSERT_EQ(verdicts.size(), 39u);  // 600 reactions, judged every 15 once the first 30 are in
+  const auto first_far = std::find(verdicts.begin(), verdicts.end(), "far");
+  ASSERT_NE(first_far, verdicts.end());
+  EXPECT_EQ(std::count(first_far, verdicts.end(), "far"), verdicts.end() - first_far);
+}
+
 TEST(RelayHostStage, TypingShiftBelowTheLocalBudgetIsQuiet) {
   host::HostStage stage(TypingConfig());
   // 20 ms later every time: real, but within the site's 40 ms of local round trip.
@@ -1050,6 +1094,12 @@ TEST(RelayHostStage, TypingBaselineSurvivesARestart) {
   for (int w = 0; w < 2; ++w)
     restarted.Process(TypingRecord(2, 60 + w, Person(10 + w, 15, 250)), out);
   EXPECT_EQ(Alerts(out, "keystrokes").size(), 1u);  // judged against the kept history
+  // The verdict is kept too: a restart in the middle of a relay does not let it into the
+  // history.
+  ASSERT_TRUE(restarted.SaveState(path).ok());
+  std::ifstream saved_file(path);
+  const nlohmann::json saved = nlohmann::json::parse(saved_file);
+  EXPECT_EQ(saved["typing_profiles"]["10.1.0.5"]["far"], true);
 
   // A damaged profile is a clear error, and leaves no half-loaded baseline.
   FILE* f = std::fopen(path, "w");
