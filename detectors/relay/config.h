@@ -47,8 +47,9 @@ struct RelayConfig {
   absl::Duration stepping_stone_delta = absl::Milliseconds(80);
   double stepping_stone_ratio = 0.3;
   std::uint64_t stepping_stone_min_ons = 8;
-  // Typing baseline (keystrokes): a host's first output -> next key delays in SSH sessions
-  // are its person's own baseline; every half window the last window of
+  // Typing baseline (keystrokes): a host's output -> next key delays in SSH sessions, the
+  // typing_baseline_samples before the longest window, are its person's own baseline (the
+  // first ones until there are more); every half window the last window of
   // typing_window_samples delays, and the last 2, 4, ... windows up to
   // typing_longest_window_samples, are compared with it, and it alerts when one runs later
   // by at least the local round trip with a permutation p-value of at most typing_max_p
