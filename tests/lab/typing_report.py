@@ -26,7 +26,9 @@ import glob
 import json
 import os
 import re
+import math
 import statistics
+import struct
 import sys
 import tempfile
 
@@ -66,6 +68,42 @@ def typist_lag(pcap):
     if not lags:
         return 0, float("nan"), float("nan")
     return len(lags), statistics.median(lags), lags[(9 * len(lags)) // 10]
+
+
+def wire_reactions(pcap):
+    """The output -> next key delays (ms) of a run's ssh traffic, read from the capture by
+    relaywatch's rules (detectors/relay/timing.cc KeystrokeTiming): a key is client data of
+    at most 128 bytes, output is server data at least 16 bytes longer than the last key, a
+    reaction at least 100 ms. Independent of the detector: it measures what the wire adds."""
+    _, packets = replaylib.read_pcap(pcap)
+    delays, last_output, key = [], None, 0
+    for ts, frame, _ in packets:
+        if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+            continue  # IPv4 TCP over Ethernet only (the lab's)
+        ihl, tcp = (frame[14] & 0x0F) * 4, 14 + (frame[14] & 0x0F) * 4
+        sport, dport = struct.unpack(">HH", frame[tcp:tcp + 4])
+        length = struct.unpack(">H", frame[16:18])[0] - ihl - (frame[tcp + 12] >> 4) * 4
+        if length <= 0:
+            continue
+        if sport == 22:
+            if length >= key + 16:
+                last_output = ts
+        elif dport == 22:
+            if length > 128:
+                last_output = None  # a paste or a file, not a key
+                continue
+            if last_output is not None and ts - last_output >= 100_000:
+                delays.append((ts - last_output) / 1000)
+            last_output, key = None, length
+    return delays
+
+
+def lower_half_shift(before, after):
+    """Mean of the 10th..50th percentile differences (ms), the typing baseline's statistic."""
+    def q(xs, p):
+        return xs[max(0, min(len(xs) - 1, math.ceil(p * len(xs)) - 1))]
+    a, b = sorted(before), sorted(after)
+    return statistics.mean(q(b, p / 10) - q(a, p / 10) for p in range(1, 6))
 
 
 def judge(binary, work, history, tests, egress_only, typing=""):
@@ -140,6 +178,8 @@ def main():
         typing = "detectors:\n  relay:\n" + typing
     persons = sorted(p for p in os.listdir(a.corpus) if os.path.isdir(os.path.join(a.corpus, p)))
     rows = []
+    paired, spread = {}, {}  # (person, delay) -> [(seed, ms)]; person -> SD range
+    need = a.baseline_samples or 600  # reactions a test's history must hold
     lag_of = {}  # (person, delay, seed) -> typist_lag(), read once: the cases and the last table
     with tempfile.TemporaryDirectory() as work:
         for person in persons:
@@ -147,7 +187,14 @@ def main():
             lag_of.update({(person, d, s): typist_lag(pcap) for (d, s), pcap in runs.items()})
             # Reactions each near session adds to the history (the typist's log counts them).
             logged = {s: lag_of[(person, 0, s)][0] for (d, s) in runs if d == 0}
-            need = a.baseline_samples or 600
+            wire = {k: wire_reactions(pcap) for k, pcap in runs.items()}
+            for (d, s) in sorted(runs):
+                if d > 0 and (0, s) in wire:
+                    paired.setdefault((person, d), []).append(
+                        (s, lower_half_shift(wire[(0, s)], wire[(d, s)])))
+            near_sd = [statistics.pstdev(r) for (d, _), r in wire.items() if d == 0 and len(r) > 1]
+            if near_sd:
+                spread[person] = (min(near_sd), max(near_sd))
             for delay, seeds, history in cases(
                     runs, lambda h: len(h) >= 2 and sum(logged[x] for x in h) >= need):
                 for egress in (False, True):
@@ -187,6 +234,17 @@ def main():
         near_n = sum(1 for r in sel_rows if not want(r))
         out.append(f"\nFalse alerts: {false_near} of {near_n} near tests (0 and 20 ms one-way); "
                    f"{sum(r['before'] for r in sel_rows)} during the {len(sel_rows)} histories.\n")
+    out.append("### What the wire adds, paired by plan\n")
+    out.append("A far session's reactions minus the near session's with the same seed, mean of the "
+               "10th..50th percentile differences (ms), read from the captures (`wire_reactions`). "
+               "SD: the standard deviation of one reaction in the typist's near sessions.\n")
+    out.append("| typist | delay | shift per seed (ms) | near SD (ms) |")
+    out.append("|---|---|---|---|")
+    for (person, delay), shifts in sorted(paired.items()):
+        lo, hi = spread.get(person, (float("nan"), float("nan")))
+        cells = ", ".join(f"{v:+.0f} (s{seed})" for seed, v in shifts)
+        out.append(f"| {person} | {delay} ms | {cells} | {lo:.0f}-{hi:.0f} |")
+    out.append("")
     out.append("### The typists, near (history of their held-out near sessions)\n")
     out.append("| typist | history p10 (ms) | history median (ms) |")
     out.append("|---|---|---|")
@@ -229,6 +287,12 @@ def main():
     false_alerts = sum(1 for r in rows if not want(r) and r["alerts"]) + sum(r["before"] for r in rows)
     if lagging:
         print(f"\ntyping_report: {lagging} run(s) with the typist lagging its plan", file=sys.stderr)
+    if not rows:
+        print("\ntyping_report: no case judged: a test needs near sessions of two other seeds "
+              f"of its typist holding at least {need} reactions as its history", file=sys.stderr)
+    if false_alerts:
+        print(f"\ntyping_report: {false_alerts} false alert(s) (near tests or histories)",
+              file=sys.stderr)
     return 0 if rows and false_alerts == 0 and lagging == 0 else 1
 
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """typing_report.cases: which sessions are judged together and against which history. A test
 must never find its own plan (the near session with its seed) in its history, and a group
-must be judged only when the other near sessions fill the history."""
+must be judged only when the other near sessions fill the history. And wire_reactions, the
+report's reading of reactions off a capture by relaywatch's rules."""
 import os
+import struct
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import typing_report  # noqa: E402
+import replaylib  # noqa: E402  (typing_report put it on the path)
 
 
 def corpus(near, far):
@@ -46,6 +50,42 @@ class Cases(unittest.TestCase):
         self.assertEqual(groups, {(40, (21, 22)), (0, (21, 22)), (40, (23, 24)),
                                   (40, (21, 22, 23, 24))})
 
+
+
+def segment(ts_us, to_server, length):
+    """An Ethernet/IPv4/TCP frame of the laptop's ssh flow carrying `length` payload bytes."""
+    ports = struct.pack(">HH", 40000, 22) if to_server else struct.pack(">HH", 22, 40000)
+    tcp = ports + bytes(8) + bytes([5 << 4]) + bytes(7)
+    ip = bytes([0x45, 0]) + struct.pack(">H", 20 + len(tcp) + length) + bytes(5) + bytes([6]) \
+        + bytes(10)
+    frame = bytes(12) + b"\x08\x00" + ip + tcp + bytes(length)
+    return ts_us, frame, len(frame)
+
+
+class WireReactions(unittest.TestCase):
+    """The capture's own reading of output -> next key, by relaywatch's rules."""
+
+    def test_output_to_next_key(self):
+        s = 1_000_000
+        packets = [
+            segment(0, True, 36), segment(int(0.05 * s), False, 36),          # key, its echo
+            segment(int(0.2 * s), False, 400),                                 # output
+            segment(int(0.25 * s), True, 36),        # 50 ms: the client's own answer, not a key
+            segment(int(1.0 * s), False, 400), segment(int(1.7 * s), True, 36),  # 700 ms
+            segment(int(2.0 * s), False, 400), segment(int(2.1 * s), True, 900),  # a paste
+            segment(int(2.5 * s), True, 36),         # after the paste: no output to react to
+            segment(int(3.0 * s), False, 40), segment(int(3.9 * s), True, 36),  # an echo only
+        ]
+        with tempfile.TemporaryDirectory() as work:
+            pcap = os.path.join(work, "gw.pcap")
+            header = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+            replaylib.write_copies(pcap, header, [(packets, 1_000_000_000)])
+            self.assertEqual(typing_report.wire_reactions(pcap), [700.0])
+
+    def test_lower_half_shift(self):
+        near = list(range(1000, 2000, 10))
+        self.assertAlmostEqual(typing_report.lower_half_shift(near, [x + 80 for x in near]), 80)
+        self.assertAlmostEqual(typing_report.lower_half_shift(near, near), 0)
 
 if __name__ == "__main__":
     unittest.main()
