@@ -328,14 +328,35 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
 
 namespace {
 
-constexpr double kShiftQuantiles[] = {0.1, 0.2, 0.3, 0.4, 0.5};
-constexpr std::size_t kQuantiles = std::size(kShiftQuantiles);
+// The shift is a weighted mean of the 5th..50th percentile differences: the lower half, as
+// long pauses (a phone call, a day of reading long logs) vary from day to day while the fast
+// reactions hold the network's share. Each quantile counts by its precision under a shift of
+// the whole distribution, f(Q(q))^2 / (q (1 - q)) (the variance of a sample quantile is
+// q (1 - q) / (n f^2)), with the density f read off the pooled delays; so a sharp leading
+// edge, where reactions crowd, weighs most, whatever the person's shape. The weights depend
+// on the pooled delays only, which a permutation leaves unchanged, so the test stays exact.
+// tests/lab/shift_estimators.py measures it against fixed bands.
+constexpr std::size_t kQuantiles = 10;  // 0.05, 0.10, ..., 0.50
+// Half width, in probability, of the span over which the density at a quantile is read, and
+// the fewest pooled delays on each side of it: fewer make the weights (1 / span^2) noisy.
+constexpr double kDensitySpan = 0.04;
+constexpr double kDensityDelays = 10;
+// Delays are microsecond timestamps apart; a span below this is ties, not infinite density.
+constexpr double kMinSpanMs = 1.0;
+// A quantile counts only where the smaller group has this many delays at or below it: the
+// variance above holds for many delays, not for the 2nd of 30.
+constexpr double kMinBelow = 5;
 
-// Nearest-rank positions (0-based) of kShiftQuantiles in a sorted group of n values.
+// As (i + 1) / 20 rather than 0.05 * (i + 1), so that ceil(q n) has no rounding excess.
+constexpr double GridQuantile(std::size_t i) {
+  return static_cast<double>(i + 1) / 20.0;
+}
+
+// Nearest-rank positions (0-based) of the grid's quantiles in a sorted group of n values.
 std::array<std::size_t, kQuantiles> QuantileRanks(std::size_t n) {
   std::array<std::size_t, kQuantiles> ranks{};
   for (std::size_t i = 0; i < kQuantiles; ++i)
-    ranks[i] = NearestRank(kShiftQuantiles[i], n);
+    ranks[i] = NearestRank(GridQuantile(i), n);
   return ranks;
 }
 
@@ -357,11 +378,26 @@ class PooledSplit {
       values_.push_back(value);
       labels_.push_back(group);
     }
+    const std::size_t n = values_.size();
+    const auto smaller = static_cast<double>(std::min(baseline.size(), recent.size()));
+    const double h = std::max(kDensitySpan, kDensityDelays / static_cast<double>(n));
+    double total = 0;
+    for (std::size_t i = 0; i < kQuantiles; ++i) {
+      const double q = GridQuantile(i);
+      if (q * smaller < kMinBelow && i + 1 < kQuantiles)
+        continue;  // the median always counts
+      const double span =
+          std::max(kMinSpanMs, values_[NearestRank(q + h, n)] - values_[NearestRank(q - h, n)]);
+      weights_[i] = 1.0 / (span * span * q * (1.0 - q));  // f^2 / (q (1 - q)), f ~ 2 h / span
+      total += weights_[i];
+    }
+    for (double& w : weights_)
+      w /= total;
   }
 
-  // Recent minus baseline, mean over the lower-half quantiles. With `rng`, the labels are
-  // first dealt out afresh (a forward Fisher-Yates done lazily: the scan stops at both
-  // medians, about half way, and only the positions it reads need drawing).
+  // Recent minus baseline, the weighted mean of the quantile differences. With `rng`, the
+  // labels are first dealt out afresh (a forward Fisher-Yates done lazily: the scan stops at
+  // both medians, about half way, and only the positions it reads need drawing).
   double Shift(std::mt19937_64* rng) {
     std::array<std::size_t, 2> seen{};
     std::array<std::size_t, 2> next{};
@@ -380,18 +416,19 @@ class PooledSplit {
       }
       const std::uint8_t g = labels_[i];
       while (next[g] < kQuantiles && ranks_[g][next[g]] == seen[g]) {
-        sum[g] += values_[i];
+        sum[g] += weights_[next[g]] * values_[i];
         ++next[g];
       }
       ++seen[g];
       if (next[0] == kQuantiles && next[1] == kQuantiles)
         break;
     }
-    return (sum[1] - sum[0]) / static_cast<double>(kQuantiles);
+    return sum[1] - sum[0];
   }
 
  private:
   std::array<std::array<std::size_t, kQuantiles>, 2> ranks_;
+  std::array<double, kQuantiles> weights_{};
   std::vector<double> values_;
   std::vector<std::uint8_t> labels_;
 };

@@ -208,15 +208,17 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
 // Typing baseline: has a person's output -> next key delay moved later than their own history?
 // A person who sees the screen through a far relay sees every output one round trip (screen
 // out, keys back) late, so the whole distribution moves by about that round trip while its
-// shape, the person's reading and thinking, stays. The shift is estimated on the lower half
-// (the mean of the 10th..50th percentile differences): the fast reactions hold the network's
-// share best, and long pauses (a phone call) vary from day to day. Its significance is a
+// shape, the person's reading and thinking, stays. The shift is estimated on the lower half,
+// as the fast reactions hold the network's share best and long pauses (a phone call) vary from
+// day to day: a weighted mean of the 5th..50th percentile differences, each quantile weighted
+// by how precisely it shows a shift (f(Q(q))^2 / (q (1 - q)), the density read off the pooled
+// delays), so the leading edge where reactions crowd weighs most. Its significance is a
 // permutation test: how often does a random split of the pooled delays into groups of the
 // same sizes shift as far? Seeded, so a replay decides exactly as before; it stops early once
 // 20 splits shifted as far (the p-value is then that share, and well above any threshold).
 struct ReactionShift {
-  double shift_ms = 0;    // recent minus baseline, lower half
-  double p_value = 1;     // one-sided: a shift at least this large by chance
+  double shift_ms = 0;  // recent minus baseline, weighted lower-half quantiles
+  double p_value = 1;   // one-sided: a shift at least this large by chance
   double baseline_p10_ms = 0;
   double baseline_p50_ms = 0;
   double recent_p10_ms = 0;

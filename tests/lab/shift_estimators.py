@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Why the typing baseline's shift is the mean of the 10th..50th percentile differences
-(docs/detectors/relay.md), measured: for several reaction-time shapes, how many standard
-errors an 80 ms relay (40 ms one way) moves each candidate statistic, one 270-reaction session
-against a 600-reaction history. Higher is better; the typing baseline needs about 5 for 95 %
-of sessions at p 0.001.
+"""Why the typing baseline's shift is the precision-weighted mean of the 5th..50th percentile
+differences (docs/detectors/relay.md, detectors/relay/timing.cc CompareReactions), measured:
+for several reaction-time shapes, how many standard errors an 80 ms relay (40 ms one way)
+moves each candidate statistic, one 270-reaction session against a 600-reaction history.
+Higher is better; the typing baseline needs about 5 for 95 % of sessions at p 0.001.
 
-usage: shift_estimators.py [--trials N]   (stdlib only, seeded; about 20 s)
+usage: shift_estimators.py [--trials N]   (stdlib only, seeded; about 50 s)
 
 The shapes: reaction times of people are right-skewed with a long tail (ex-Gaussian,
 log-normal: Ratcliff 1979, Luce 1986); the lab's typists (helpers/human.py) think for a
-*bounded* uniform time, on which upper quantiles are tight and a mean does best.
+*bounded* uniform time, on which upper quantiles are tight and a mean does well. The
+weighted statistic reads each quantile's precision off the pooled delays, so it adapts to
+either shape while leaving the upper half (long pauses, which vary from day to day) out.
+typing_report.py imports band_shift for its paired table.
 """
 import argparse
 import math
@@ -20,20 +23,41 @@ HISTORY, SESSION, RELAY_MS = 600, 270, 80.0
 
 
 def nearest_rank(p, n):
+    """0-based index of the p-quantile of n sorted values (nearest rank, as timing.cc)."""
     return max(0, min(n - 1, math.ceil(p * n) - 1))
 
 
-def band(quantiles):
-    def shift(history, recent):
-        h, r = sorted(history), sorted(recent)
-        return statistics.mean(r[nearest_rank(p, len(r))] - h[nearest_rank(p, len(h))]
-                               for p in quantiles)
-    return shift
+def band_shift(before, after, quantiles):
+    """Mean over `quantiles` of after's quantile minus before's (ms)."""
+    b, a = sorted(before), sorted(after)
+    return statistics.mean(a[nearest_rank(p, len(a))] - b[nearest_rank(p, len(b))]
+                           for p in quantiles)
+
+
+def weighted_shift(before, after):
+    """relaywatch's statistic (timing.cc PooledSplit): the 5th..50th percentile differences,
+    each weighted by f(Q(q))^2 / (q (1 - q)), f read off the pooled delays over +-max(0.04,
+    10 / n) in probability; a quantile counts only with 5 of the smaller group at or below."""
+    b, a = sorted(before), sorted(after)
+    pooled = sorted(before + after)
+    n, smaller = len(pooled), min(len(b), len(a))
+    h = max(0.04, 10 / n)
+    total = shift = 0.0
+    for i in range(1, 11):
+        q = i / 20
+        if q * smaller < 5 and i < 10:
+            continue
+        span = max(1.0, pooled[nearest_rank(q + h, n)] - pooled[nearest_rank(q - h, n)])
+        w = 1 / (span * span * q * (1 - q))
+        total += w
+        shift += w * (a[nearest_rank(q, len(a))] - b[nearest_rank(q, len(b))])
+    return shift / total
 
 
 STATISTICS = {
-    "p10..p50 (relaywatch)": band([0.1, 0.2, 0.3, 0.4, 0.5]),
-    "p10..p90": band([i / 10 for i in range(1, 10)]),
+    "weighted p5..p50 (relaywatch)": weighted_shift,
+    "p10..p50 (before 2026-12-01)": lambda h, r: band_shift(h, r, [0.1, 0.2, 0.3, 0.4, 0.5]),
+    "p10..p90": lambda h, r: band_shift(h, r, [i / 10 for i in range(1, 10)]),
     "mean": lambda h, r: statistics.mean(r) - statistics.mean(h),
 }
 
@@ -46,6 +70,9 @@ def shapes(rng):
         "lab steady (uniform 0.6-2 s thinking)": lambda: (
             min(600, max(250, rng.lognormvariate(math.log(360), 0.25))) + rng.uniform(600, 2000)
             + rng.uniform(80, 250)),
+        "lab quick (uniform 0.3-1.2 s thinking)": lambda: (
+            min(450, max(180, rng.lognormvariate(math.log(270), 0.2))) + rng.uniform(300, 1200)
+            + rng.uniform(60, 170)),
     }
 
 
@@ -65,7 +92,7 @@ def main():
                 null.append(stat(history, [draw() for _ in range(SESSION)]))
                 relayed.append(stat(history, [draw() + RELAY_MS for _ in range(SESSION)]))
             cells.append(f"{statistics.mean(relayed) / statistics.pstdev(null):.2f}")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

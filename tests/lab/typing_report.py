@@ -26,7 +26,6 @@ import glob
 import json
 import os
 import re
-import math
 import statistics
 import struct
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "golden"))
 sys.path.insert(0, os.path.join(HERE, "helpers"))
 import human  # noqa: E402
 import replaylib  # noqa: E402
+from shift_estimators import band_shift  # noqa: E402
 
 OPERATOR = "198.18.9.50"
 LOCAL_RTT_MS = 60.0
@@ -45,6 +45,9 @@ LOCAL_RTT_MS = 60.0
 # smallest shift the report must tell apart (20 ms one way quiet, 40 ms alerted).
 MAX_TYPIST_LAG_MS = 5.0
 HOUR_US = 3600 * 1_000_000
+# What the wire adds, paired by plan: the plain lower-half mean, the same before and after the
+# detector's statistic changed.
+LOWER_HALF = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = re.compile(r"vnc_typed_ssh-d(\d+)-j\d+-s(\d+)$")
 
 
@@ -80,7 +83,8 @@ def wire_reactions(pcap):
     for ts, frame, _ in packets:
         if len(frame) < 54 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
             continue  # IPv4 TCP over Ethernet only (the lab's)
-        ihl, tcp = (frame[14] & 0x0F) * 4, 14 + (frame[14] & 0x0F) * 4
+        ihl = (frame[14] & 0x0F) * 4
+        tcp = 14 + ihl
         sport, dport = struct.unpack(">HH", frame[tcp:tcp + 4])
         length = struct.unpack(">H", frame[16:18])[0] - ihl - (frame[tcp + 12] >> 4) * 4
         if length <= 0:
@@ -96,14 +100,6 @@ def wire_reactions(pcap):
                 delays.append((ts - last_output) / 1000)
             last_output, key = None, length
     return delays
-
-
-def lower_half_shift(before, after):
-    """Mean of the 10th..50th percentile differences (ms), the typing baseline's statistic."""
-    def q(xs, p):
-        return xs[max(0, min(len(xs) - 1, math.ceil(p * len(xs)) - 1))]
-    a, b = sorted(before), sorted(after)
-    return statistics.mean(q(b, p / 10) - q(a, p / 10) for p in range(1, 6))
 
 
 def judge(binary, work, history, tests, egress_only, typing=""):
@@ -191,7 +187,7 @@ def main():
             for (d, s) in sorted(runs):
                 if d > 0 and (0, s) in wire:
                     paired.setdefault((person, d), []).append(
-                        (s, lower_half_shift(wire[(0, s)], wire[(d, s)])))
+                        (s, band_shift(wire[(0, s)], wire[(d, s)], LOWER_HALF)))
             near_sd = [statistics.pstdev(r) for (d, _), r in wire.items() if d == 0 and len(r) > 1]
             if near_sd:
                 spread[person] = (min(near_sd), max(near_sd))

@@ -11,6 +11,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import typing_report  # noqa: E402
+import shift_estimators  # noqa: E402
 import replaylib  # noqa: E402  (typing_report put it on the path)
 
 
@@ -51,7 +52,6 @@ class Cases(unittest.TestCase):
                                   (40, (21, 22, 23, 24))})
 
 
-
 def segment(ts_us, to_server, length):
     """An Ethernet/IPv4/TCP frame of the laptop's ssh flow carrying `length` payload bytes."""
     ports = struct.pack(">HH", 40000, 22) if to_server else struct.pack(">HH", 22, 40000)
@@ -82,10 +82,18 @@ class WireReactions(unittest.TestCase):
             replaylib.write_copies(pcap, header, [(packets, 1_000_000_000)])
             self.assertEqual(typing_report.wire_reactions(pcap), [700.0])
 
-    def test_lower_half_shift(self):
+    def test_shift_statistics(self):
         near = list(range(1000, 2000, 10))
-        self.assertAlmostEqual(typing_report.lower_half_shift(near, [x + 80 for x in near]), 80)
-        self.assertAlmostEqual(typing_report.lower_half_shift(near, near), 0)
+        far = [x + 80 for x in near]
+        self.assertAlmostEqual(shift_estimators.band_shift(near, far, typing_report.LOWER_HALF), 80)
+        self.assertAlmostEqual(shift_estimators.band_shift(near, near, typing_report.LOWER_HALF), 0)
+        self.assertAlmostEqual(shift_estimators.weighted_shift(near, far), 80)
+        self.assertAlmostEqual(shift_estimators.weighted_shift(near, near), 0)
+        # The upper half (long pauses) does not count; a change of the lower half does.
+        slower_pauses = [x + (500 if x >= 1600 else 0) for x in near]
+        self.assertAlmostEqual(shift_estimators.weighted_shift(near, slower_pauses), 0)
+        self.assertGreater(shift_estimators.weighted_shift(near, [x + 50 if x < 1200 else x for x in near]), 10)
+
 
 if __name__ == "__main__":
     unittest.main()

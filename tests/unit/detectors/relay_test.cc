@@ -276,7 +276,7 @@ TEST(RelayTiming, ReactionShiftFindsAScreenRoundTrip) {
   int found = 0;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     const ReactionShift r =
-        CompareReactions(Person(seed, 60), Person(seed + 100, 30, 300), 999, 7);
+        CompareReactions(Person(seed, 600), Person(seed + 100, 60, 300), 999, 7);
     EXPECT_NEAR(r.shift_ms, 300, 120) << seed;
     EXPECT_GT(r.recent_p10_ms, r.baseline_p10_ms) << seed;
     found += r.p_value <= 0.01;
@@ -306,16 +306,96 @@ TEST(RelayTiming, ReactionShiftAgreesWithSortingEachGroup) {
       d = static_cast<double>(rng() % 20) * 50.0;  // coarse: many ties across the groups
     for (double& d : recent)
       d = static_cast<double>(rng() % 20) * 50.0 + (round % 2 ? 0.0 : 25.0);
+    std::vector<double> pooled = base;
+    pooled.insert(pooled.end(), recent.begin(), recent.end());
     double want = 0;
-    for (double q : {0.1, 0.2, 0.3, 0.4, 0.5})
-      want += quantile(recent, q) - quantile(base, q);
+    double total = 0;
+    const auto smaller = static_cast<double>(std::min(base.size(), recent.size()));
+    for (int i = 1; i <= 10; ++i) {  // the 5th..50th percentiles, by their precision
+      const double q = i / 20.0;
+      if (q * smaller < 5 && i < 10)
+        continue;  // too few delays below it in the smaller group
+      const double h = std::max(0.04, 10.0 / static_cast<double>(pooled.size()));
+      const double span = std::max(1.0, quantile(pooled, q + h) - quantile(pooled, q - h));
+      const double weight = 1 / (span * span * q * (1 - q));
+      want += weight * (quantile(recent, q) - quantile(base, q));
+      total += weight;
+    }
     const ReactionShift r = CompareReactions(base, recent, 0, 1);
-    ASSERT_NEAR(r.shift_ms, want / 5, 1e-9) << round;
+    ASSERT_NEAR(r.shift_ms, want / total, 1e-9) << round;
     EXPECT_EQ(r.baseline_p10_ms, quantile(base, 0.1)) << round;
     EXPECT_EQ(r.baseline_p50_ms, quantile(base, 0.5)) << round;
     EXPECT_EQ(r.recent_p10_ms, quantile(recent, 0.1)) << round;
     EXPECT_EQ(r.recent_p50_ms, quantile(recent, 0.5)) << round;
   }
+}
+
+// Longer pauses (a day of reading long outputs: the slowest third of a person's delays 400 ms
+// longer) do not move the shift. Weighting the quantiles by their precision moves the shift
+// further, in standard errors, than the plain mean of the 10th..50th percentile differences,
+// for a right-skewed person (ex-Gaussian) and for one whose thinking is bounded (uniform).
+TEST(RelayTiming, ReactionShiftWeighsTheLeadingEdgeNotLongPauses) {
+  for (std::uint64_t seed = 1; seed <= 10; ++seed) {
+    std::vector<double> recent = Person(seed + 100, 300);
+    std::vector<double> sorted = recent;
+    std::sort(sorted.begin(), sorted.end());
+    const double slowest_third = sorted[200];
+    for (double& d : recent)
+      d += d >= slowest_third ? 400.0 : 0.0;
+    EXPECT_EQ(CompareReactions(Person(seed, 600), recent, 0, 1).shift_ms,
+              CompareReactions(Person(seed, 600), Person(seed + 100, 300), 0, 1).shift_ms)
+        << seed;
+  }
+  const auto plain = [](std::vector<double> base, std::vector<double> recent) {
+    std::sort(base.begin(), base.end());
+    std::sort(recent.begin(), recent.end());
+    double sum = 0;
+    for (int i = 1; i <= 5; ++i) {
+      const auto at = [i](const std::vector<double>& v) {
+        return v[static_cast<std::size_t>(std::ceil(i / 10.0 * static_cast<double>(v.size()))) - 1];
+      };
+      sum += at(recent) - at(base);
+    }
+    return sum / 5;
+  };
+  // Standard errors by which an 80 ms round trip moves a statistic: one session (270) against
+  // a history (600), over 300 draws.
+  const auto standard_errors = [](auto draw, auto statistic) {
+    std::mt19937_64 rng(5);
+    std::vector<double> null;
+    double moved = 0;
+    for (int i = 0; i < 300; ++i) {
+      std::vector<double> base, same, relayed;
+      for (int k = 0; k < 600; ++k)
+        base.push_back(draw(rng));
+      for (int k = 0; k < 270; ++k) {
+        same.push_back(draw(rng));
+        relayed.push_back(draw(rng) + 80);
+      }
+      null.push_back(statistic(base, same));
+      moved += statistic(base, relayed);
+    }
+    double mean = 0;
+    double var = 0;
+    for (double x : null)
+      mean += x / 300;
+    for (double x : null)
+      var += (x - mean) * (x - mean) / 300;
+    return moved / 300 / std::sqrt(var);
+  };
+  const auto weighted = [](const std::vector<double>& base, const std::vector<double>& recent) {
+    return CompareReactions(base, recent, 0, 1).shift_ms;
+  };
+  const auto ex_gaussian = [](std::mt19937_64& rng) {
+    return std::normal_distribution<double>(600, 80)(rng) +
+           std::exponential_distribution<double>(1 / 700.0)(rng);
+  };
+  const auto bounded = [](std::mt19937_64& rng) {
+    return std::uniform_real_distribution<double>(600, 2000)(rng) +
+           std::lognormal_distribution<double>(std::log(360.0), 0.25)(rng);
+  };
+  EXPECT_GT(standard_errors(ex_gaussian, weighted), 1.1 * standard_errors(ex_gaussian, plain));
+  EXPECT_GT(standard_errors(bounded, weighted), 1.1 * standard_errors(bounded, plain));
 }
 
 // Under the null the permutation p-value is uniform: about a share p of same-person pairs
