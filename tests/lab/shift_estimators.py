@@ -12,7 +12,7 @@ log-normal: Ratcliff 1979, Luce 1986); the lab's typists (helpers/human.py) thin
 *bounded* uniform time, on which upper quantiles are tight and a mean does well. The
 weighted statistic reads each quantile's precision off the pooled delays, so it adapts to
 either shape while leaving the upper half (long pauses, which vary from day to day) out.
-typing_report.py imports band_shift for its paired table.
+typing_report.py imports band_shift and LOWER_HALF for its paired table.
 """
 import argparse
 import math
@@ -20,6 +20,8 @@ import random
 import statistics
 
 HISTORY, SESSION, RELAY_MS = 600, 270, 80.0
+# The typing baseline's band before 2026-12-01, and typing_report's paired table's.
+LOWER_HALF = [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
 def nearest_rank(p, n):
@@ -56,7 +58,7 @@ def weighted_shift(before, after):
 
 STATISTICS = {
     "weighted p5..p50 (relaywatch)": weighted_shift,
-    "p10..p50 (before 2026-12-01)": lambda h, r: band_shift(h, r, [0.1, 0.2, 0.3, 0.4, 0.5]),
+    "p10..p50 (before 2026-12-01)": lambda h, r: band_shift(h, r, LOWER_HALF),
     "p10..p90": lambda h, r: band_shift(h, r, [i / 10 for i in range(1, 10)]),
     "mean": lambda h, r: statistics.mean(r) - statistics.mean(h),
 }
@@ -65,8 +67,10 @@ STATISTICS = {
 def shapes(rng):
     return {
         "ex-Gaussian (600, 80, tau 700)": lambda: rng.gauss(600, 80) + rng.expovariate(1 / 700),
-        "log-normal (300 + 900 ms, sigma 0.5)": lambda: 300 + rng.lognormvariate(math.log(900), 0.5),
-        "log-normal (300 + 900 ms, sigma 0.8)": lambda: 300 + rng.lognormvariate(math.log(900), 0.8),
+        "log-normal (300 + 900 ms, sigma 0.5)": lambda: (
+            300 + rng.lognormvariate(math.log(900), 0.5)),
+        "log-normal (300 + 900 ms, sigma 0.8)": lambda: (
+            300 + rng.lognormvariate(math.log(900), 0.8)),
         "lab steady (uniform 0.6-2 s thinking)": lambda: (
             min(600, max(250, rng.lognormvariate(math.log(360), 0.25))) + rng.uniform(600, 2000)
             + rng.uniform(80, 250)),

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "golden"))
 sys.path.insert(0, os.path.join(HERE, "helpers"))
 import human  # noqa: E402
 import replaylib  # noqa: E402
-from shift_estimators import band_shift  # noqa: E402
+from shift_estimators import LOWER_HALF, band_shift  # noqa: E402
 
 OPERATOR = "198.18.9.50"
 LOCAL_RTT_MS = 60.0
@@ -45,9 +45,6 @@ LOCAL_RTT_MS = 60.0
 # smallest shift the report must tell apart (20 ms one way quiet, 40 ms alerted).
 MAX_TYPIST_LAG_MS = 5.0
 HOUR_US = 3600 * 1_000_000
-# What the wire adds, paired by plan: the plain lower-half mean, the same before and after the
-# detector's statistic changed.
-LOWER_HALF = [0.1, 0.2, 0.3, 0.4, 0.5]
 RUN = re.compile(r"vnc_typed_ssh-d(\d+)-j\d+-s(\d+)$")
 
 

@@ -85,14 +85,16 @@ class WireReactions(unittest.TestCase):
     def test_shift_statistics(self):
         near = list(range(1000, 2000, 10))
         far = [x + 80 for x in near]
-        self.assertAlmostEqual(shift_estimators.band_shift(near, far, typing_report.LOWER_HALF), 80)
-        self.assertAlmostEqual(shift_estimators.band_shift(near, near, typing_report.LOWER_HALF), 0)
+        band = shift_estimators.LOWER_HALF
+        self.assertAlmostEqual(shift_estimators.band_shift(near, far, band), 80)
+        self.assertAlmostEqual(shift_estimators.band_shift(near, near, band), 0)
         self.assertAlmostEqual(shift_estimators.weighted_shift(near, far), 80)
         self.assertAlmostEqual(shift_estimators.weighted_shift(near, near), 0)
         # The upper half (long pauses) does not count; a change of the lower half does.
         slower_pauses = [x + (500 if x >= 1600 else 0) for x in near]
         self.assertAlmostEqual(shift_estimators.weighted_shift(near, slower_pauses), 0)
-        self.assertGreater(shift_estimators.weighted_shift(near, [x + 50 if x < 1200 else x for x in near]), 10)
+        faster_edge = [x + 50 if x < 1200 else x for x in near]
+        self.assertGreater(shift_estimators.weighted_shift(near, faster_edge), 10)
 
 
 if __name__ == "__main__":

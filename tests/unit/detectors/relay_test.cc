@@ -262,6 +262,13 @@ std::vector<double> Person(std::uint64_t seed, int n, double added_ms = 0) {
   return v;
 }
 
+// The nearest-rank q-quantile of v, by sorting: what the one-pass split must agree with.
+double SortedQuantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
+  return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
+}
+
 TEST(RelayTiming, ReactionShiftOfTheSamePersonIsNotSignificant) {
   int significant = 0;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
@@ -293,11 +300,6 @@ TEST(RelayTiming, ReactionShiftFindsAScreenRoundTrip) {
 // The shift and quantiles come from one pass over the pooled, labelled delays; a plain
 // sort of each group must give the same numbers, ties and tiny groups included.
 TEST(RelayTiming, ReactionShiftAgreesWithSortingEachGroup) {
-  const auto quantile = [](std::vector<double> v, double q) {
-    std::sort(v.begin(), v.end());
-    auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size())));
-    return v[std::clamp<std::size_t>(rank, 1, v.size()) - 1];
-  };
   std::mt19937_64 rng(11);
   for (int round = 0; round < 200; ++round) {
     std::vector<double> base(1 + rng() % 40);
@@ -311,22 +313,23 @@ TEST(RelayTiming, ReactionShiftAgreesWithSortingEachGroup) {
     double want = 0;
     double total = 0;
     const auto smaller = static_cast<double>(std::min(base.size(), recent.size()));
+    const double h = std::max(0.04, 10.0 / static_cast<double>(pooled.size()));
     for (int i = 1; i <= 10; ++i) {  // the 5th..50th percentiles, by their precision
       const double q = i / 20.0;
       if (q * smaller < 5 && i < 10)
         continue;  // too few delays below it in the smaller group
-      const double h = std::max(0.04, 10.0 / static_cast<double>(pooled.size()));
-      const double span = std::max(1.0, quantile(pooled, q + h) - quantile(pooled, q - h));
+      const double span =
+          std::max(1.0, SortedQuantile(pooled, q + h) - SortedQuantile(pooled, q - h));
       const double weight = 1 / (span * span * q * (1 - q));
-      want += weight * (quantile(recent, q) - quantile(base, q));
+      want += weight * (SortedQuantile(recent, q) - SortedQuantile(base, q));
       total += weight;
     }
     const ReactionShift r = CompareReactions(base, recent, 0, 1);
     ASSERT_NEAR(r.shift_ms, want / total, 1e-9) << round;
-    EXPECT_EQ(r.baseline_p10_ms, quantile(base, 0.1)) << round;
-    EXPECT_EQ(r.baseline_p50_ms, quantile(base, 0.5)) << round;
-    EXPECT_EQ(r.recent_p10_ms, quantile(recent, 0.1)) << round;
-    EXPECT_EQ(r.recent_p50_ms, quantile(recent, 0.5)) << round;
+    EXPECT_EQ(r.baseline_p10_ms, SortedQuantile(base, 0.1)) << round;
+    EXPECT_EQ(r.baseline_p50_ms, SortedQuantile(base, 0.5)) << round;
+    EXPECT_EQ(r.recent_p10_ms, SortedQuantile(recent, 0.1)) << round;
+    EXPECT_EQ(r.recent_p50_ms, SortedQuantile(recent, 0.5)) << round;
   }
 }
 
@@ -346,16 +349,10 @@ TEST(RelayTiming, ReactionShiftWeighsTheLeadingEdgeNotLongPauses) {
               CompareReactions(Person(seed, 600), Person(seed + 100, 300), 0, 1).shift_ms)
         << seed;
   }
-  const auto plain = [](std::vector<double> base, std::vector<double> recent) {
-    std::sort(base.begin(), base.end());
-    std::sort(recent.begin(), recent.end());
+  const auto plain = [](const std::vector<double>& base, const std::vector<double>& recent) {
     double sum = 0;
-    for (int i = 1; i <= 5; ++i) {
-      const auto at = [i](const std::vector<double>& v) {
-        return v[static_cast<std::size_t>(std::ceil(i / 10.0 * static_cast<double>(v.size()))) - 1];
-      };
-      sum += at(recent) - at(base);
-    }
+    for (double q : {0.1, 0.2, 0.3, 0.4, 0.5})
+      sum += SortedQuantile(recent, q) - SortedQuantile(base, q);
     return sum / 5;
   };
   // Standard errors by which an 80 ms round trip moves a statistic: one session (270) against
