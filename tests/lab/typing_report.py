@@ -120,8 +120,9 @@ def judge(binary, work, history, tests, egress_only, typing=""):
 
 
 # Sessions judged together: a person at a far screen types for hours, and the shift of a
-# 40 ms relay is a fraction of one person's spread, so recall is measured by typing time.
-GROUP_SIZES = (2, 4)
+# 40 ms relay is a fraction of one person's spread, so recall is measured by typing time:
+# 30 min, 1 h and 2 h.
+GROUP_SIZES = (2, 4, 8)
 
 
 def cases(runs, enough):

@@ -3,6 +3,7 @@
 must never find its own plan (the near session with its seed) in its history, and a group
 must be judged only when the other near sessions fill the history. And wire_reactions, the
 report's reading of reactions off a capture by relaywatch's rules."""
+import math
 import os
 import struct
 import sys
@@ -25,14 +26,15 @@ class Cases(unittest.TestCase):
         got = typing_report.cases(runs, lambda h: len(h) >= 2)
         groups = {(d, seeds) for d, seeds, _ in got if len(seeds) > 1}
         self.assertEqual(len([c for c in got if len(c[1]) == 1]), 20)
-        # Pairs and fours of consecutive seeds, far and near alike; a tail too short for a
-        # group is left out (29, 30 make no four).
+        # Pairs, fours and eights of consecutive seeds, far and near alike; a tail too short
+        # for a group is left out (29, 30 make no four, 29, 30 no eight).
         for d in (0, 40):
             for i in range(21, 31, 2):
                 self.assertIn((d, (i, i + 1)), groups)
             self.assertIn((d, (21, 22, 23, 24)), groups)
             self.assertIn((d, (25, 26, 27, 28)), groups)
-        self.assertEqual(len(groups), 14)
+            self.assertIn((d, tuple(range(21, 29))), groups)
+        self.assertEqual(len(groups), 16)
         for delay, seeds, history in got:
             self.assertFalse(set(seeds) & set(history), (delay, seeds, history))
             self.assertEqual(sorted(history), [s for s in range(21, 31) if s not in seeds])
@@ -95,6 +97,21 @@ class WireReactions(unittest.TestCase):
         self.assertAlmostEqual(shift_estimators.weighted_shift(near, slower_pauses), 0)
         faster_edge = [x + 50 if x < 1200 else x for x in near]
         self.assertGreater(shift_estimators.weighted_shift(near, faster_edge), 10)
+
+    def test_best_possible_shift(self):
+        # The closed-form scores are the log-densities' derivatives.
+        for score, density in (shift_estimators.ex_gaussian(600, 80, 700),
+                               shift_estimators.log_normal(300, 900, 0.5)):
+            for x in (450.0, 700.0, 1500.0, 4000.0):
+                numeric = (math.log(density(x + 0.01)) - math.log(density(x - 0.01))) / 0.02
+                self.assertAlmostEqual(score(x), numeric, places=5)
+        # An ex-Gaussian with a 1 ms tail is a normal: Fisher information 1 / sigma^2, so the
+        # bound is 80 ms over sigma * sqrt(1/270 + 1/600) standard errors.
+        bound = shift_estimators.best_possible(shift_estimators.ex_gaussian(600, 80, 1))
+        self.assertAlmostEqual(bound, 80 / (80 * math.sqrt(1 / 270 + 1 / 600)), places=2)
+        # A long tail carries little information: the bound falls.
+        self.assertLess(shift_estimators.best_possible(
+            shift_estimators.ex_gaussian(600, 80, 700)), bound * 0.6)
 
 
 if __name__ == "__main__":

@@ -310,18 +310,29 @@ TEST(RelayTiming, ReactionShiftAgreesWithSortingEachGroup) {
       d = static_cast<double>(rng() % 20) * 50.0 + (round % 2 ? 0.0 : 25.0);
     std::vector<double> pooled = base;
     pooled.insert(pooled.end(), recent.begin(), recent.end());
-    double want = 0;
-    double total = 0;
+    // The 5th..50th percentiles with enough delays below them in the smaller group, their
+    // density off the pooled delays, f = 0 at u = 0 and 1; Ogawa's weights.
     const auto smaller = static_cast<double>(std::min(base.size(), recent.size()));
     const double h = std::max(0.04, 10.0 / static_cast<double>(pooled.size()));
-    for (int i = 1; i <= 10; ++i) {  // the 5th..50th percentiles, by their precision
+    std::vector<double> u = {0};
+    std::vector<double> f = {0};
+    std::vector<double> diff = {0};
+    for (int i = 1; i <= 10; ++i) {
       const double q = i / 20.0;
       if (q * smaller < 5 && i < 10)
-        continue;  // too few delays below it in the smaller group
-      const double span =
-          std::max(1.0, SortedQuantile(pooled, q + h) - SortedQuantile(pooled, q - h));
-      const double weight = 1 / (span * span * q * (1 - q));
-      want += weight * (SortedQuantile(recent, q) - SortedQuantile(base, q));
+        continue;
+      u.push_back(q);
+      f.push_back(1 / std::max(1.0, SortedQuantile(pooled, q + h) - SortedQuantile(pooled, q - h)));
+      diff.push_back(SortedQuantile(recent, q) - SortedQuantile(base, q));
+    }
+    u.push_back(1);
+    f.push_back(0);
+    double want = 0;
+    double total = 0;
+    for (std::size_t j = 1; j + 1 < u.size(); ++j) {
+      const double weight =
+          f[j] * ((f[j] - f[j - 1]) / (u[j] - u[j - 1]) - (f[j + 1] - f[j]) / (u[j + 1] - u[j]));
+      want += weight * diff[j];
       total += weight;
     }
     const ReactionShift r = CompareReactions(base, recent, 0, 1);
@@ -334,9 +345,12 @@ TEST(RelayTiming, ReactionShiftAgreesWithSortingEachGroup) {
 }
 
 // Longer pauses (a day of reading long outputs: the slowest third of a person's delays 400 ms
-// longer) do not move the shift. Weighting the quantiles by their precision moves the shift
-// further, in standard errors, than the plain mean of the 10th..50th percentile differences,
-// for a right-skewed person (ex-Gaussian) and for one whose thinking is bounded (uniform).
+// longer) do not move the shift. Ogawa's weights find an 80 ms round trip in more sessions
+// than the plain mean of the 10th..50th percentile differences, at the same false-alarm
+// rate, for a right-skewed person (ex-Gaussian) and for one whose thinking is bounded
+// (uniform): 61 % and 22 % of sessions against 24 % and 9 %. Counted as the daemon decides,
+// not in standard errors: weights read off the pooled delays make a statistic's spread
+// under a shift differ from its spread without one.
 TEST(RelayTiming, ReactionShiftWeighsTheLeadingEdgeNotLongPauses) {
   for (std::uint64_t seed = 1; seed <= 10; ++seed) {
     std::vector<double> recent = Person(seed + 100, 300);
@@ -355,30 +369,37 @@ TEST(RelayTiming, ReactionShiftWeighsTheLeadingEdgeNotLongPauses) {
       sum += SortedQuantile(recent, q) - SortedQuantile(base, q);
     return sum / 5;
   };
-  // Standard errors by which an 80 ms round trip moves a statistic: one session (270) against
-  // a history (600), over 300 draws.
-  const auto standard_errors = [](auto draw, auto statistic) {
+  // The share of sessions (270 reactions against a history of 600, 1000 draws) with an 80 ms
+  // round trip that a statistic puts beyond 3.5 standard deviations of its own spread without
+  // one (about p 0.0002, the threshold after the windows' correction) and the 60 ms budget.
+  const auto found = [](auto draw, auto statistic) {
+    constexpr int kDraws = 1000;
     std::mt19937_64 rng(5);
     std::vector<double> null;
-    double moved = 0;
-    for (int i = 0; i < 300; ++i) {
-      std::vector<double> base, same, relayed;
+    std::vector<double> relayed;
+    for (int i = 0; i < kDraws; ++i) {
+      std::vector<double> base;
+      std::vector<double> same;
+      std::vector<double> far;
       for (int k = 0; k < 600; ++k)
         base.push_back(draw(rng));
       for (int k = 0; k < 270; ++k) {
         same.push_back(draw(rng));
-        relayed.push_back(draw(rng) + 80);
+        far.push_back(same.back() + 80);
       }
       null.push_back(statistic(base, same));
-      moved += statistic(base, relayed);
+      relayed.push_back(statistic(base, far));
     }
     double mean = 0;
     double var = 0;
     for (double x : null)
-      mean += x / 300;
+      mean += x / kDraws;
     for (double x : null)
-      var += (x - mean) * (x - mean) / 300;
-    return moved / 300 / std::sqrt(var);
+      var += (x - mean) * (x - mean) / kDraws;
+    const double bar = std::max(60.0, mean + 3.5 * std::sqrt(var));
+    return static_cast<double>(std::count_if(relayed.begin(), relayed.end(),
+                                             [bar](double x) { return x >= bar; })) /
+           kDraws;
   };
   const auto weighted = [](const std::vector<double>& base, const std::vector<double>& recent) {
     return CompareReactions(base, recent, 0, 1).shift_ms;
@@ -391,8 +412,10 @@ TEST(RelayTiming, ReactionShiftWeighsTheLeadingEdgeNotLongPauses) {
     return std::uniform_real_distribution<double>(600, 2000)(rng) +
            std::lognormal_distribution<double>(std::log(360.0), 0.25)(rng);
   };
-  EXPECT_GT(standard_errors(ex_gaussian, weighted), 1.1 * standard_errors(ex_gaussian, plain));
-  EXPECT_GT(standard_errors(bounded, weighted), 1.1 * standard_errors(bounded, plain));
+  const double ex_gaussian_found = found(ex_gaussian, weighted);
+  const double bounded_found = found(bounded, weighted);
+  EXPECT_GT(ex_gaussian_found, 1.5 * found(ex_gaussian, plain)) << ex_gaussian_found;
+  EXPECT_GT(bounded_found, 1.5 * found(bounded, plain)) << bounded_found;
 }
 
 // Under the null the permutation p-value is uniform: about a share p of same-person pairs
@@ -1026,28 +1049,37 @@ TEST(RelayHostStage, TypingBaselineFindsTheScreenSeenFromFar) {
   EXPECT_EQ(Alerts(TypingHistoryThen(windows, 250, true), "keystrokes").size(), 1u);
 }
 
-// A shift a few times smaller than the person's spread hides in one window and shows over
-// four: the longer windows decide (with the threshold split between the windows tested).
+// A shift a few times smaller than the person's spread (100 ms against about 420) hides in
+// one window and shows over four: over 20 people, windows up to 400 reactions find more of
+// them than windows of 50 alone, though the threshold is split between the windows tested.
 TEST(RelayHostStage, TypingSmallShiftShowsOverLongerWindows) {
-  host::HostStageConfig c = TypingConfig();
-  c.relay.typing_baseline_samples = 200;
-  c.relay.typing_window_samples = 50;
-  host::HostStage stage(c);
-  std::vector<Event> out;
-  stage.Process(TypingRecord(1, 0, Person(1, 200)), out);
-  std::size_t shortest_far = 0;
-  for (int w = 0; w < 8; ++w) {
-    stage.Process(TypingRecord(2, 60 + w, Person(20 + w, 25, 130)), out);
+  const auto alerted = [](int longest, std::uint64_t seed, double* p_value) {
+    host::HostStageConfig c = TypingConfig();
+    c.relay.typing_baseline_samples = 200;
+    c.relay.typing_window_samples = 50;
+    c.relay.typing_longest_window_samples = longest;
+    host::HostStage stage(c);
+    std::vector<Event> out;
+    stage.Process(TypingRecord(1, 0, Person(seed, 200)), out);
+    for (int w = 0; w < 8; ++w)
+      stage.Process(TypingRecord(2, 60 + w, Person(seed * 100 + w, 25, 100)), out);
+    const auto alerts = Alerts(out, "keystrokes");
+    if (!alerts.empty())
+      *p_value = alerts[0]->evidence["p_value"].get<double>();
+    return !alerts.empty();
+  };
+  int short_only = 0;
+  int longer = 0;
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    double p = 1;
+    short_only += alerted(50, seed, &p);
+    if (alerted(400, seed, &p)) {
+      ++longer;
+      EXPECT_LE(p, 0.01) << seed;
+    }
   }
-  for (const Event& e : out) {
-    if (e.event_type == "typing" && e.body["verdict"] == "far" && e.body["window_samples"] == 50)
-      ++shortest_far;
-  }
-  const auto alerts = Alerts(out, "keystrokes");
-  ASSERT_EQ(alerts.size(), 1u);
-  EXPECT_GT(alerts[0]->evidence["window_samples"].get<int>(), 50);
-  EXPECT_EQ(shortest_far, 0u);
-  EXPECT_LE(alerts[0]->evidence["p_value"].get<double>(), 0.01 / 3);
+  EXPECT_GE(longer, short_only + 3) << short_only;  // 19 against 15
+  EXPECT_GE(longer, 17);
 }
 
 // A person who thinks for 0.6-2 s before each command (the lab's `steady` typist: a
@@ -1075,15 +1107,19 @@ TEST(RelayHostStage, TypingDefaultsFindATensOfMsRelayOverHundredsOfReactions) {
     for (int i = 0; i < 24; ++i)
       stage.Process(TypingRecord(2, 60 + i, Thinker(100 + i, 60, added)), out);
     std::size_t judged = 0;
+    int first_far_window = 0;
     for (const Event& e : out) {
       if (e.event_type != "typing")
         continue;
       ++judged;
       EXPECT_EQ(e.body["baseline_samples"], 600);
-      // Not in the first 240 reactions of the relay (record 16 is the first to hold them).
-      if (e.body["verdict"] == "far") {
-        EXPECT_GE(judged, 16u + 7u) << e.body.dump();
-      }
+      if (e.body["verdict"] == "far" && first_far_window == 0)
+        first_far_window = e.body["window_samples"].get<int>();
+    }
+    // Not from one window: the first to decide holds hundreds of reactions. (Once found,
+    // the history stops learning, and a short slow stretch may say far too.)
+    if (first_far_window != 0) {
+      EXPECT_GE(first_far_window, 240);
     }
     EXPECT_EQ(judged, 47u);  // every 30 reactions once the first window of 60 is full
     const auto alerts = Alerts(out, "keystrokes");
