@@ -45,52 +45,44 @@ def band_shift(before, after, quantiles):
                            for p in quantiles)
 
 
-def precision_shift(before, after):
-    """relaywatch's statistic of 2026-12-01 afternoon: the 5th..50th percentile differences,
-    each weighted by its own precision, f(Q(q))^2 / (q (1 - q)), f read off the pooled delays
-    over +-max(0.04, 10 / n) in probability; a quantile counts only with 5 of the smaller
-    group at or below."""
+def quantile_grid(before, after):
+    """The 5th..50th percentiles the weighted statistics use (timing.cc PooledSplit): a
+    quantile counts only with 5 of the smaller group at or below it. Returns (q, density f
+    read off the pooled delays over +-max(0.04, 10 / n) in probability, up to a common
+    factor, after's quantile minus before's) for each."""
     b, a = sorted(before), sorted(after)
     pooled = sorted(before + after)
     n, smaller = len(pooled), min(len(b), len(a))
     h = max(0.04, 10 / n)
-    total = shift = 0.0
+    grid = []
     for i in range(1, 11):
         q = i / 20
         if q * smaller < 5 and i < 10:
             continue
         span = max(1.0, pooled[nearest_rank(q + h, n)] - pooled[nearest_rank(q - h, n)])
-        w = 1 / (span * span * q * (1 - q))
-        total += w
-        shift += w * (a[nearest_rank(q, len(a))] - b[nearest_rank(q, len(b))])
-    return shift / total
+        grid.append((q, 1 / span, a[nearest_rank(q, len(a))] - b[nearest_rank(q, len(b))]))
+    return grid
+
+
+def precision_shift(before, after):
+    """relaywatch's statistic of 2026-12-01 afternoon: each quantile difference weighted by
+    its own precision, f(Q(q))^2 / (q (1 - q))."""
+    weights = [(f * f / (q * (1 - q)), d) for q, f, d in quantile_grid(before, after)]
+    return sum(w * d for w, d in weights) / sum(w for w, _ in weights)
 
 
 def weighted_shift(before, after):
-    """relaywatch's statistic (timing.cc PooledSplit): the same quantiles and density reading
-    as precision_shift, combined by Ogawa's (1951) asymptotically best linear unbiased
-    estimate of location from selected sample quantiles, which accounts for neighbouring
-    quantiles moving together: weights f_i ((f_i - f_i-1) / (u_i - u_i-1) - (f_i+1 - f_i) /
-    (u_i+1 - u_i)), f = 0 at u = 0 and 1. An exponential tail gets weight 0, the leading
-    edge nearly all."""
-    b, a = sorted(before), sorted(after)
-    pooled = sorted(before + after)
-    n, smaller = len(pooled), min(len(b), len(a))
-    h = max(0.04, 10 / n)
-    us, fs, diffs = [0.0], [0.0], []
-    for i in range(1, 11):
-        q = i / 20
-        if q * smaller < 5 and i < 10:
-            continue
-        span = max(1.0, pooled[nearest_rank(q + h, n)] - pooled[nearest_rank(q - h, n)])
-        us.append(q)
-        fs.append(1 / span)
-        diffs.append(a[nearest_rank(q, len(a))] - b[nearest_rank(q, len(b))])
-    us.append(1.0)
-    fs.append(0.0)
+    """relaywatch's statistic (timing.cc PooledSplit): the quantile differences combined by
+    Ogawa's (1951) asymptotically best linear unbiased estimate of location from selected
+    sample quantiles, which accounts for neighbouring quantiles moving together: weights
+    f_i ((f_i - f_i-1) / (u_i - u_i-1) - (f_i+1 - f_i) / (u_i+1 - u_i)), f = 0 at u = 0 and
+    1. An exponential tail gets weight 0, the leading edge nearly all."""
+    grid = quantile_grid(before, after)
+    us = [0.0] + [q for q, _, _ in grid] + [1.0]
+    fs = [0.0] + [f for _, f, _ in grid] + [0.0]
     slope = [(fs[j] - fs[j - 1]) / (us[j] - us[j - 1]) for j in range(1, len(us))]
     weights = [fs[j] * (slope[j - 1] - slope[j]) for j in range(1, len(us) - 1)]
-    return sum(w * d for w, d in zip(weights, diffs)) / sum(weights)
+    return sum(w * d for w, (_, _, d) in zip(weights, grid)) / sum(weights)
 
 
 # The decision as the daemon takes it, for the second table: significant (here: beyond
@@ -130,8 +122,8 @@ STATISTICS = {
 
 
 def shapes(rng):
-    """name -> (draw one reaction, its log-density's derivative d/dx log f and the density
-    where known in closed form, else None: the lab's shapes have hard edges)."""
+    """name -> (draw one reaction, (d/dx log f, the density f) where known in closed form,
+    else None: the lab's shapes have hard edges)."""
     return {
         "ex-Gaussian (600, 80, tau 700)": (
             lambda: rng.gauss(600, 80) + rng.expovariate(1 / 700), ex_gaussian(600, 80, 700)),
