@@ -210,9 +210,9 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
 // out, keys back) late, so the whole distribution moves by about that round trip while its
 // shape, the person's reading and thinking, stays. The shift is estimated on the lower half,
 // as the fast reactions hold the network's share best and long pauses (a phone call) vary from
-// day to day: a weighted mean of the 5th..50th percentile differences, each quantile weighted
-// by how precisely it shows a shift (f(Q(q))^2 / (q (1 - q)), the density read off the pooled
-// delays), so the leading edge where reactions crowd weighs most. Its significance is a
+// day to day: a weighted mean of the 5th..50th percentile differences, by Ogawa's best linear
+// unbiased weights for a shift (the density read off the pooled delays; timing.cc), so the
+// leading edge where reactions crowd weighs most. Its significance is a
 // permutation test: how often does a random split of the pooled delays into groups of the
 // same sizes shift as far? Seeded, so a replay decides exactly as before; it stops early once
 // 20 splits shifted as far (the p-value is then that share, and well above any threshold).

@@ -1053,6 +1053,7 @@ TEST(RelayHostStage, TypingBaselineFindsTheScreenSeenFromFar) {
 // one window and shows over four: over 20 people, windows up to 400 reactions find more of
 // them than windows of 50 alone, though the threshold is split between the windows tested.
 TEST(RelayHostStage, TypingSmallShiftShowsOverLongerWindows) {
+  // The window of the first alert, 0 without one; its p-value in *p_value.
   const auto alerted = [](int longest, std::uint64_t seed, double* p_value) {
     host::HostStageConfig c = TypingConfig();
     c.relay.typing_baseline_samples = 200;
@@ -1064,18 +1065,25 @@ TEST(RelayHostStage, TypingSmallShiftShowsOverLongerWindows) {
     for (int w = 0; w < 8; ++w)
       stage.Process(TypingRecord(2, 60 + w, Person(seed * 100 + w, 25, 100)), out);
     const auto alerts = Alerts(out, "keystrokes");
-    if (!alerts.empty())
-      *p_value = alerts[0]->evidence["p_value"].get<double>();
-    return !alerts.empty();
+    if (alerts.empty())
+      return 0;
+    *p_value = alerts[0]->evidence["p_value"].get<double>();
+    return alerts[0]->evidence["window_samples"].get<int>();
   };
   int short_only = 0;
   int longer = 0;
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
     double p = 1;
-    short_only += alerted(50, seed, &p);
-    if (alerted(400, seed, &p)) {
-      ++longer;
-      EXPECT_LE(p, 0.01) << seed;
+    const bool short_found = alerted(50, seed, &p) != 0;
+    short_only += short_found;
+    const int window = alerted(400, seed, &p);
+    if (window == 0)
+      continue;
+    ++longer;
+    // The threshold is split between the window sizes tested: 50, 100, ... up to this one.
+    EXPECT_LE(p, 0.01 / (1 + std::log2(window / 50.0))) << seed;
+    if (!short_found) {
+      EXPECT_GT(window, 50) << seed;  // what one window missed, a longer one decided
     }
   }
   EXPECT_GE(longer, short_only + 3) << short_only;  // 19 against 15
