@@ -179,6 +179,9 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     // which keystrokes are counted.
     const bool turnarounds = (data.app == App::kTls && methods.hidden_leg) ||
                              (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
+    std::optional<std::uint32_t> ack;  // whether the server had the client's answer
+    if (packet.has(decode::kTcpAck))
+      ack = packet.ack;
     if (!retransmission) {
       if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
@@ -186,19 +189,20 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (turnarounds) {
         const bool from_client = d == data.client_dir;
         if (!data.setup_over) {
-          const std::size_t kept = data.turnarounds.samples_ms().size();
           const std::uint32_t refused = data.turnarounds.refused();
-          data.turnarounds.OnData(packet.ts, from_client, false);
-          counters_.turnarounds.Increment(data.turnarounds.samples_ms().size() - kept);
+          data.turnarounds.OnData(packet.ts, from_client, false, packet.seq, ack);
           counters_.turnarounds_refused.Increment(data.turnarounds.refused() - refused);
           // A refused answer was slow: from here on a person is answering, not software.
           data.setup_over = data.turnarounds.full() || data.turnarounds.refused() > refused;
-        } else if (data.app == App::kSsh && methods.keystrokes) {
-          data.OnTypingData(d, packet.ts, packet.payload_length);
+        } else {
+          if (!from_client)
+            data.turnarounds.OnServerData(ack);  // settles the setup's last sample
+          if (data.app == App::kSsh && methods.keystrokes)
+            data.OnTypingData(d, packet.ts, packet.payload_length);
         }
       }
     } else if (!data.setup_over && turnarounds) {
-      data.turnarounds.OnData(packet.ts, d == data.client_dir, true);
+      data.turnarounds.OnData(packet.ts, d == data.client_dir, true, packet.seq, ack);
     }
   }
   if (packet.ts - data.first >= config_.report_after) {
@@ -259,6 +263,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   const std::optional<double> rtt_orig = Least(hs_orig, Ms(data.ack_rtt[1].floor()));
   const std::optional<double> rtt_resp = Least(hs_resp, Ms(data.ack_rtt[0].floor()));
   const RelayMethods& methods = config_.methods;
+  counters_.turnarounds.Increment(data.turnarounds.samples_ms().size());
+  counters_.turnarounds_interrupted.Increment(data.turnarounds.interrupted());
   // With the hidden leg off, SSH turnarounds only marked the end of the setup: not reported.
   const std::vector<double> turns =
       methods.hidden_leg ? data.turnarounds.samples_ms() : std::vector<double>();
@@ -303,6 +309,9 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   if (methods.hidden_leg && data.turnarounds.refused() > 0) {
     r["turnarounds_refused"] = data.turnarounds.refused();
+  }
+  if (methods.hidden_leg && data.turnarounds.interrupted() > 0) {
+    r["turnarounds_interrupted"] = data.turnarounds.interrupted();
   }
 
   if (data.app == App::kSsh && methods.keystrokes) {
@@ -358,6 +367,10 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
   out.push_back({"turnarounds_refused",
                  "Client turnarounds refused: loss in the flight or answer, or too slow.",
                  c.turnarounds_refused.Read()});
+  out.push_back({"turnarounds_interrupted",
+                 "Client turnarounds dropped: the server was still sending when the client "
+                 "answered (its next data did not acknowledge the answer).",
+                 c.turnarounds_interrupted.Read()});
   out.push_back({"ack_rtt_samples", "Data to ACK round-trip samples taken.",
                  c.ack_rtt_samples.Read()});
   out.push_back({"obfuscated_ssh", "SSH sessions paced by keystroke timing obfuscation.",

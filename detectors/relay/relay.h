@@ -14,14 +14,15 @@
 namespace relaywatch::detectors::relay {
 
 struct RelayCounters {
-  WorkerCounter flows_measured;       // `relay` records emitted
-  WorkerCounter handshakes_split;     // flows with both handshake legs timed
-  WorkerCounter handshakes_karn;      // handshakes refused: SYN or SYN/ACK retransmitted
-  WorkerCounter turnarounds;          // client turnaround samples kept
-  WorkerCounter turnarounds_refused;  // refused: loss in the flight or answer, or too slow
-  WorkerCounter ack_rtt_samples;      // data -> ACK samples
-  WorkerCounter obfuscated_ssh;       // SSH sessions paced by keystroke obfuscation
-  WorkerCounter on_windows;           // windows of flows already reported
+  WorkerCounter flows_measured;           // `relay` records emitted
+  WorkerCounter handshakes_split;         // flows with both handshake legs timed
+  WorkerCounter handshakes_karn;          // handshakes refused: SYN or SYN/ACK retransmitted
+  WorkerCounter turnarounds;              // client turnaround samples kept
+  WorkerCounter turnarounds_refused;      // refused: loss in the flight or answer, or too slow
+  WorkerCounter turnarounds_interrupted;  // dropped: the server's flight was still going
+  WorkerCounter ack_rtt_samples;          // data -> ACK samples
+  WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
+  WorkerCounter on_windows;               // windows of flows already reported
 };
 
 // After a flow's `relay` record, its input's ON times (`_on_times_us`, for stepping stones
@@ -55,8 +56,7 @@ class RelayDetector : public Detector {
  private:
   struct FlowData;
   void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
-  void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts,
-                  EventBuffer& out);
+  void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
   // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).
   bool TypingTimed(const FlowData& data) const;
 

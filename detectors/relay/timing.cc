@@ -138,8 +138,21 @@ std::optional<absl::Duration> AckRtt::smoothed() const {
   return srtt_;
 }
 
-void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission) {
+void Turnarounds::OnServerData(std::optional<std::uint32_t> ack) {
+  if (!unsettled_)
+    return;
+  unsettled_ = false;
+  // Not past the answer's first byte: sent before the answer reached the server.
+  if (ack && SeqLessEq(*ack, answer_seq_)) {
+    samples_.pop_back();
+    ++interrupted_;
+  }
+}
+
+void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, std::uint32_t seq,
+                         std::optional<std::uint32_t> ack) {
   if (!from_client) {
+    OnServerData(ack);
     if (!flight_open_) {
       flight_open_ = true;
       flight_tainted_ = false;
@@ -159,6 +172,8 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission) {
     return;
   }
   samples_.push_back(ToMs(gap));
+  unsettled_ = true;
+  answer_seq_ = seq;
 }
 
 double HiddenLegMs(double turnaround_ms, double client_leg_ms) {

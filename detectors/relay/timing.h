@@ -102,17 +102,30 @@ class AckRtt {
 // Client turnarounds: for each client data segment that answers a server flight, the time
 // from the flight's last segment to it. Samples are refused when the flight or the answer
 // holds a retransmission (loss delays either), and past `max_gap` (a human or an
-// application pause, not a network delay).
+// application pause, not a network delay). A sample is dropped (`interrupted`) when the
+// server's next data does not acknowledge the answer: the server was still sending its
+// flight when the answer left, so the client did not wait for that flight's end (a far
+// client's request sent behind its Finished, split from it by jitter and landing after a
+// session ticket; an SSH client's KEXINIT sent before the server's). Sequence numbers
+// decide, not timing, so the rule holds whatever the jitter.
 class Turnarounds {
  public:
   Turnarounds(std::size_t max_samples, absl::Duration max_gap)
       : max_samples_(max_samples), max_gap_(max_gap) {}
-  // `from_client`: the segment comes from the side that answers (the originator).
-  void OnData(PacketTime ts, bool from_client, bool retransmission);
+  // `from_client`: the segment comes from the side that answers (the originator). `seq`:
+  // a client segment's first sequence number; `ack`: a server segment's acknowledgement,
+  // if it carries one. Without them no sample is dropped as interrupted.
+  void OnData(PacketTime ts, bool from_client, bool retransmission, std::uint32_t seq = 0,
+              std::optional<std::uint32_t> ack = std::nullopt);
+  // A server data segment once no more samples are taken: it settles the last one.
+  void OnServerData(std::optional<std::uint32_t> ack);
 
+  // The last sample stays provisional until the server's next data settles it (or none
+  // comes: then the flight was over).
   const std::vector<double>& samples_ms() const { return samples_; }
   bool full() const { return samples_.size() >= max_samples_; }
   std::uint32_t refused() const { return refused_; }
+  std::uint32_t interrupted() const { return interrupted_; }
 
  private:
   std::size_t max_samples_;
@@ -122,6 +135,9 @@ class Turnarounds {
   PacketTime flight_last_ = absl::InfinitePast();
   std::vector<double> samples_;
   std::uint32_t refused_ = 0;
+  bool unsettled_ = false;  // the last sample waits for the server's next data
+  std::uint32_t answer_seq_ = 0;
+  std::uint32_t interrupted_ = 0;
 };
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -158,6 +159,49 @@ TEST(RelayTiming, TurnaroundsStopWhenFull) {
   }
   EXPECT_EQ(t.samples_ms().size(), 2u);
   EXPECT_TRUE(t.full());
+}
+
+// A far TLS 1.3 client sends its request right behind its Finished; jitter on its leg lets
+// the request reach the laptop after the server's first session ticket. The server's
+// second ticket does not acknowledge the request: it was sent before the request arrived,
+// so the request answered nothing and its 2 ms must not read as a hidden leg.
+TEST(RelayTiming, TurnaroundDroppedWhenTheServerWasStillSending) {
+  Turnarounds t(4, absl::Seconds(1));
+  t.OnData(At(0), true, false, 1000);           // ClientHello, 517 bytes
+  t.OnData(At(10), false, false, 5000, 1517);   // server flight
+  t.OnData(At(130), true, false, 1517);         // Finished, 80 bytes: 120 ms
+  t.OnData(At(141), false, false, 5800, 1597);  // first ticket: has seen the Finished
+  t.OnData(At(143), true, false, 1597);         // the request, 2 ms after the ticket
+  EXPECT_EQ(t.samples_ms().size(), 2u);         // provisional until the server speaks
+  t.OnData(At(151), false, false, 6055, 1597);  // second ticket: has not seen it
+  ASSERT_EQ(t.samples_ms().size(), 1u);
+  EXPECT_DOUBLE_EQ(t.samples_ms()[0], 120);
+  EXPECT_EQ(t.interrupted(), 1u);
+  EXPECT_EQ(t.refused(), 0u);
+}
+
+TEST(RelayTiming, TurnaroundKeptWhenTheServersNextDataAcknowledgesIt) {
+  Turnarounds t(4, absl::Seconds(1));
+  t.OnData(At(0), false, false, 0, 0xFFFFFFF0u);
+  t.OnData(At(90), true, false, 0xFFFFFFF0u);       // answer across the sequence wrap
+  t.OnData(At(101), false, false, 0, 0x00000010u);  // acknowledges it: a response
+  t.OnData(At(190), true, false, 0x00000010u);
+  t.OnData(At(200), false, false, 0, std::nullopt);  // no ACK flag: nothing to tell
+  t.OnData(At(290), true, false, 0x00000020u);       // the flow ends with this answer
+  EXPECT_EQ(t.samples_ms(), (std::vector<double>{90, 89, 90}));
+  EXPECT_EQ(t.interrupted(), 0u);
+}
+
+TEST(RelayTiming, ServerDataAfterTheLastSampleStillSettlesIt) {
+  Turnarounds t(1, absl::Seconds(1));
+  t.OnData(At(0), false, false, 0, 100);
+  t.OnData(At(50), true, false, 100);  // the one sample: full
+  ASSERT_TRUE(t.full());
+  t.OnServerData(100);  // from the server's flight before the answer arrived
+  EXPECT_TRUE(t.samples_ms().empty());
+  EXPECT_EQ(t.interrupted(), 1u);
+  t.OnServerData(100);  // settled once: nothing left to drop
+  EXPECT_EQ(t.interrupted(), 1u);
 }
 
 TEST(RelayTiming, HiddenLegAndDistance) {
@@ -894,7 +938,8 @@ TEST(RelayHostStage, ControllerRttOfARemoteSession) {
                 out);
   const Event* found = nullptr;
   for (const Event& e : out) {
-    if (e.event_type == "relay") found = &e;
+    if (e.event_type == "relay")
+      found = &e;
   }
   ASSERT_NE(found, nullptr);
   const Event& relay = *found;
