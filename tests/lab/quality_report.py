@@ -166,11 +166,11 @@ def main():
     jitters = sorted({r["near_jitter"] for r in rows if not r["relayed"]})
     jitter_range = "-".join(f"{j:g}" for j in sorted({jitters[0], jitters[-1]})) if jitters \
         else "-"
+    near_text = f"{near_delays} ms one way" if near_delays else "none in this corpus"
     out.append("\nOperator one-way delay in the column head; the round trip is twice that. "
                f"The default local budget is {LOCAL_RTT_MS:g} ms round trip, so operators "
-               "whose round trip is under it "
-               f"({near_delays or 'none here'} ms one way) are *near*: an alert there counts "
-               "as false below.\n")
+               f"whose round trip is under it ({near_text}) are *near*: an alert there "
+               "counts as false below.\n")
     out.append("### False alerts\n")
     out.append("Counted in replays (each run twice: as captured and egress-only).\n")
     out.append(f"| method | direct runs (near jitter {jitter_range} ms) | relayed, near operator "
