@@ -117,7 +117,7 @@ void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
       break;
     if (s.end == ack && !s.retransmitted && ts >= s.sent) {
       const absl::Duration sample = ts - s.sent;
-      floor_ = std::min(floor_, sample);
+      KeepLow(sample);
       srtt_ = samples_ == 0 ? sample : srtt_ + (sample - srtt_) / 8;
       ++samples_;
     }
@@ -126,10 +126,22 @@ void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
   }
 }
 
+void AckRtt::KeepLow(absl::Duration sample) {
+  int i = static_cast<int>(std::min<std::uint32_t>(samples_, kLowest));
+  if (i == kLowest) {
+    if (sample >= lowest_[kLowest - 1])
+      return;
+    --i;
+  }
+  for (; i > 0 && lowest_[i - 1] > sample; --i)
+    lowest_[i] = lowest_[i - 1];
+  lowest_[i] = sample;
+}
+
 std::optional<absl::Duration> AckRtt::floor() const {
   if (samples_ == 0)
     return std::nullopt;
-  return floor_;
+  return lowest_[std::min<std::uint32_t>(samples_ / 20, kLowest - 1)];
 }
 
 std::optional<absl::Duration> AckRtt::smoothed() const {

@@ -68,19 +68,27 @@ class HandshakeSplit {
 // Passive RTT from one direction's data and the other direction's ACKs: the round trip from
 // the sensor to the data's receiver and back. A segment is sampled only when it was sent once
 // (Karn) and acknowledged exactly at its end, so a cumulative ACK of several segments, which
-// may have waited for a delayed-ACK timer, yields at most one sample, and the floor is kept.
+// may have waited for a delayed-ACK timer, yields at most one sample.
+//
+// The floor is robust: the samples' 5th percentile, never above the kLowest-th lowest.
+// Queueing only adds delay, so a floor it is; but the least of hundreds of samples is the
+// luckiest one, set by jitter on the path rather than its length (a path whose delay varies
+// both ways about its mean, as a radio link or a delay line does, reads 2-3 standard
+// deviations short). Ignoring the lowest twentieth, at most four samples, costs nothing on a
+// queueing path: it needs five unqueued samples, not one. Up to 19 samples it is the least.
 class AckRtt {
  public:
   // Returns true when the segment (or part of it) was sent before: a retransmission.
   bool OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length);
   void OnAck(PacketTime ts, std::uint32_t ack);
 
-  std::optional<absl::Duration> floor() const;
+  std::optional<absl::Duration> floor() const;     // robust: see above
   std::optional<absl::Duration> smoothed() const;  // RFC 6298 SRTT of the samples
   std::uint32_t samples() const { return samples_; }
   std::uint32_t retransmissions() const { return retransmissions_; }
 
   static constexpr int kOutstanding = 32;
+  static constexpr int kLowest = 5;
 
  private:
   struct Segment {
@@ -88,12 +96,14 @@ class AckRtt {
     PacketTime sent;
     bool retransmitted = false;
   };
+  void KeepLow(absl::Duration sample);
+
   Segment outstanding_[kOutstanding];
   int count_ = 0;  // ring of the newest kOutstanding unacknowledged segments
   int head_ = 0;
   bool have_high_ = false;
-  std::uint32_t high_ = 0;  // highest sequence sent so far
-  absl::Duration floor_ = absl::InfiniteDuration();
+  std::uint32_t high_ = 0;          // highest sequence sent so far
+  absl::Duration lowest_[kLowest];  // the least samples, ascending (the first samples_ set)
   absl::Duration srtt_ = absl::ZeroDuration();
   std::uint32_t samples_ = 0;
   std::uint32_t retransmissions_ = 0;

@@ -5,7 +5,9 @@
     python3 tests/lab/quality_report.py --relaywatch build/daemon/relaywatch \\
         /work/labruns > docs/relay-quality.md
 
-Every run directory holds gw.pcap and truth.json (tests/lab/README.md). Each run is replayed
+Every run directory holds gw.pcap and truth.json (tests/lab/README.md); run directories are
+taken from the corpus and one level down, so the shared lab's `lab.sh run all --out CORPUS/SET`
+can be judged as it is. Each run is replayed
 twice: as captured (the gateway sees the operator's leg and the laptop's egress) and
 egress-only (the operator's address filtered out with capture.bpf, as when the operator
 reaches the laptop over another path). For each method (alert.detector) the report gives:
@@ -84,7 +86,7 @@ def applies(truth, method, egress_only):
     return False
 
 
-def judge(run_dir, binary):
+def judge(run_dir, binary, run_name):
     truth = json.load(open(os.path.join(run_dir, "truth.json")))
     if truth.get("status") != "ok":
         return None
@@ -122,9 +124,24 @@ def judge(run_dir, binary):
             "hidden_err": hidden_err,
             "controller_err": controller_err,
             "output_to_input_p10": keys,
-            "run": os.path.basename(run_dir.rstrip("/")),
+            "run": run_name,
         })
     return rows
+
+
+def find_runs(corpus):
+    """Run directories (holding truth.json) in the corpus or one level down: our
+    quality_runs.sh writes CORPUS/RUN, the shared lab's `run all --out CORPUS/SET` writes
+    CORPUS/SET/SCENARIO."""
+    runs = []
+    for d in sorted(os.listdir(corpus)):
+        path = os.path.join(corpus, d)
+        if os.path.exists(os.path.join(path, "truth.json")):
+            runs.append(path)
+        elif os.path.isdir(path):
+            runs += [os.path.join(path, s) for s in sorted(os.listdir(path))
+                     if os.path.exists(os.path.join(path, s, "truth.json"))]
+    return runs
 
 
 def pct(n, d):
@@ -136,13 +153,12 @@ def main():
     parser.add_argument("--relaywatch", required=True)
     parser.add_argument("corpus")
     args = parser.parse_args()
-    runs = sorted(os.path.join(args.corpus, d) for d in os.listdir(args.corpus)
-                  if os.path.exists(os.path.join(args.corpus, d, "truth.json")))
     rows, skipped = [], []
-    for run in runs:
-        judged = judge(run, args.relaywatch)
+    for run in find_runs(args.corpus):
+        name = os.path.relpath(run, args.corpus)
+        judged = judge(run, args.relaywatch, name)
         if judged is None:
-            skipped.append(os.path.basename(run))
+            skipped.append(name)
         else:
             rows += judged
     delays = sorted({r["delay"] for r in rows if r["relayed"]})

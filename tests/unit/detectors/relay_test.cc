@@ -127,6 +127,48 @@ TEST(RelayTiming, AckRttAcrossSequenceWrap) {
   EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 7);
 }
 
+// One segment per sample, acknowledged `rtt_ms` later.
+void SampleRtt(AckRtt& rtt, std::uint32_t& seq, double& now, double rtt_ms) {
+  rtt.OnData(At(now), seq, 100);
+  rtt.OnAck(At(now + rtt_ms), seq + 100);
+  seq += 100;
+  now += 1000;
+}
+
+TEST(RelayTiming, AckRttFloorIgnoresTheLuckiestTwentieth) {
+  AckRtt rtt;
+  std::uint32_t seq = 1000;
+  double now = 0;
+  // 19 samples: the least is the floor.
+  for (int i = 0; i < 18; ++i)
+    SampleRtt(rtt, seq, now, 100 - i);  // descending, to exercise the ordered insert
+  SampleRtt(rtt, seq, now, 60);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 60);
+  // The twentieth sample: one in twenty is ignored, the next lowest (83) counts.
+  SampleRtt(rtt, seq, now, 99);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 83);
+  // Thousands of samples ignore at most the four lowest.
+  for (int i = 0; i < 3000; ++i)
+    SampleRtt(rtt, seq, now, 120);
+  SampleRtt(rtt, seq, now, 50);
+  SampleRtt(rtt, seq, now, 55);
+  SampleRtt(rtt, seq, now, 58);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 83);  // 50 55 58 60 ignored
+}
+
+TEST(RelayTiming, AckRttFloorNeedsOnlyFiveUnqueuedSamples) {
+  AckRtt rtt;
+  std::uint32_t seq = 1000;
+  double now = 0;
+  for (int i = 0; i < 500; ++i)
+    SampleRtt(rtt, seq, now, 80 + i % 7);  // a standing queue of 60 ms or more
+  for (int i = 0; i < 4; ++i)
+    SampleRtt(rtt, seq, now, 20);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 80);  // four quiet moments are not yet the path
+  SampleRtt(rtt, seq, now, 20);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 20);
+}
+
 TEST(RelayTiming, TurnaroundIsFromTheFlightsLastSegment) {
   Turnarounds t(4, absl::Seconds(1));
   t.OnData(At(0), true, false);    // ClientHello: answers nothing
