@@ -189,11 +189,11 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (turnarounds) {
         const bool from_client = d == data.client_dir;
         if (!data.setup_over) {
-          const std::uint32_t refused = data.turnarounds.refused();
+          const std::uint32_t slow = data.turnarounds.slow();
           data.turnarounds.OnData(packet.ts, from_client, false, packet.seq, ack);
-          counters_.turnarounds_refused.Increment(data.turnarounds.refused() - refused);
-          // A refused answer was slow: from here on a person is answering, not software.
-          data.setup_over = data.turnarounds.full() || data.turnarounds.refused() > refused;
+          // A slow answer: from here on a person is answering, not software. An answer
+          // refused for loss says nothing of who answers; the setup goes on.
+          data.setup_over = data.turnarounds.full() || data.turnarounds.slow() > slow;
         } else {
           if (!from_client)
             data.turnarounds.OnServerData(ack);  // settles the setup's last sample
@@ -264,6 +264,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   const std::optional<double> rtt_resp = Least(hs_resp, Ms(data.ack_rtt[0].floor()));
   const RelayMethods& methods = config_.methods;
   counters_.turnarounds.Increment(data.turnarounds.samples_ms().size());
+  counters_.turnarounds_refused.Increment(data.turnarounds.refused());
   counters_.turnarounds_interrupted.Increment(data.turnarounds.interrupted());
   // With the hidden leg off, SSH turnarounds only marked the end of the setup: not reported.
   const std::vector<double> turns =

@@ -179,7 +179,12 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
   if (full())
     return;
   const absl::Duration gap = ts - flight_last_;
-  if (retransmission || flight_tainted_ || gap > max_gap_ || gap < absl::ZeroDuration()) {
+  if (gap > max_gap_) {
+    ++refused_;
+    ++slow_;
+    return;
+  }
+  if (retransmission || flight_tainted_ || gap < absl::ZeroDuration()) {
     ++refused_;
     return;
   }

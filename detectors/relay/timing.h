@@ -135,6 +135,9 @@ class Turnarounds {
   const std::vector<double>& samples_ms() const { return samples_; }
   bool full() const { return samples_.size() >= max_samples_; }
   std::uint32_t refused() const { return refused_; }
+  // Refused for taking longer than `max_gap` (of refused()): a person or an application
+  // pausing, where loss is only bad luck on the wire.
+  std::uint32_t slow() const { return slow_; }
   std::uint32_t interrupted() const { return interrupted_; }
 
  private:
@@ -145,6 +148,7 @@ class Turnarounds {
   PacketTime flight_last_ = absl::InfinitePast();
   std::vector<double> samples_;
   std::uint32_t refused_ = 0;
+  std::uint32_t slow_ = 0;
   bool unsettled_ = false;  // the last sample waits for the server's next data
   std::uint32_t answer_seq_ = 0;
   std::uint32_t interrupted_ = 0;

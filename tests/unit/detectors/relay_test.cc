@@ -191,6 +191,7 @@ TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
   t.OnData(At(2011), true, true);  // a retransmitted answer
   EXPECT_TRUE(t.samples_ms().empty());
   EXPECT_EQ(t.refused(), 3u);
+  EXPECT_EQ(t.slow(), 1u);  // only the pause
 }
 
 TEST(RelayTiming, TurnaroundsStopWhenFull) {
@@ -568,6 +569,8 @@ class Wire {
     p.dst_port = from_client ? 443 : 50000;
     p.tcp_flags = flags;
     std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
+    if (resend_)
+      seq -= static_cast<std::uint32_t>(payload.size());  // the same bytes again
     p.seq = seq;
     p.ack = (from_client ? server_seq_ : client_seq_);
     payloads_.push_back(payload);
@@ -578,6 +581,12 @@ class Wire {
     flow::Direction direction;
     flow::FlowState& flow = table_.Track(p, direction);
     detector_.OnPacket(p, flow, direction, events_);
+  }
+  // The side's last segment again, as a retransmission does.
+  void Resend(double ms, bool from_client, const std::string& payload) {
+    resend_ = true;
+    Send(ms, from_client, kAck | kPsh, payload);
+    resend_ = false;
   }
   // Connection from client (near) to server (10 ms away); the client side is `client_ms` away.
   void Handshake(double t, double client_ms) {
@@ -600,6 +609,7 @@ class Wire {
   EventBuffer events_;
   flow::FlowTable table_;
   std::vector<std::string> payloads_;
+  bool resend_ = false;
 };
 
 const std::string kClientHello = std::string("\x16\x03\x01\x00\x30", 5) + std::string(48, 'h');
@@ -814,6 +824,27 @@ std::vector<Event> SshSession(const RelayConfig& config, int keys) {
     w.Send(t + 10.5, false, kAck | kPsh, std::string(i % 4 == 3 ? 400 : 36, 'e'));
   }
   return w.End();
+}
+
+TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  for (int i = 0; i < 7; ++i) {
+    const double t = 21 + 200 * i;
+    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_9.2\r\n" : std::string(600, 'k'));
+    if (i == 2)
+      w.Resend(t + 5, false, std::string(600, 'k'));  // a lost segment sent again
+    w.Send(t + 90, true, kAck | kPsh, std::string(300, 'c'));  // a client 90 ms away
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnarounds_refused"], 1);
+  // The other six exchanges are still the setup's: software answering, 90 ms away.
+  ASSERT_EQ(r["turnaround_samples_ms"].size(), 6u);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 89.8, 0.01);
+  EXPECT_EQ(w.counters().turnarounds_refused.Read(), 1u);
 }
 
 TEST(RelayDetector, KeystrokesNeedNoHiddenLegAndCanBeSwitchedOff) {
