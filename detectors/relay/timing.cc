@@ -179,13 +179,14 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
   if (full())
     return;
   const absl::Duration gap = ts - flight_last_;
+  // Loss first: a retransmission's wait (an RTO) is not a person's.
+  if (retransmission || flight_tainted_ || gap < absl::ZeroDuration()) {
+    ++refused_;
+    return;
+  }
   if (gap > max_gap_) {
     ++refused_;
     ++slow_;
-    return;
-  }
-  if (retransmission || flight_tainted_ || gap < absl::ZeroDuration()) {
-    ++refused_;
     return;
   }
   samples_.push_back(ToMs(gap));

@@ -192,6 +192,10 @@ TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
   EXPECT_TRUE(t.samples_ms().empty());
   EXPECT_EQ(t.refused(), 3u);
   EXPECT_EQ(t.slow(), 1u);  // only the pause
+  t.OnData(At(2020), false, true);
+  t.OnData(At(3500), true, false);  // after a retransmitted flight: loss, however long
+  EXPECT_EQ(t.refused(), 4u);
+  EXPECT_EQ(t.slow(), 1u);
 }
 
 TEST(RelayTiming, TurnaroundsStopWhenFull) {
