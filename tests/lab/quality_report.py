@@ -153,8 +153,13 @@ def main():
     parser.add_argument("--relaywatch", required=True)
     parser.add_argument("corpus")
     args = parser.parse_args()
+    if not os.path.isdir(args.corpus):
+        parser.error(f"no such corpus directory: {args.corpus}")
+    runs = find_runs(args.corpus)
+    if not runs:
+        parser.error(f"no run directories (with truth.json) in {args.corpus} or one level down")
     rows, skipped = [], []
-    for run in find_runs(args.corpus):
+    for run in runs:
         name = os.path.relpath(run, args.corpus)
         judged = judge(run, args.relaywatch, name)
         if judged is None:
