@@ -48,7 +48,7 @@ struct ScoringConfig {
   std::map<std::string, double> weights = {
       {"remote_access", 0.6}, {"kvm", 0.8},           {"hidden_leg", 0.7},
       {"controller_rtt", 0.7}, {"stepping_stone", 0.5}, {"keystrokes", 0.4},
-      {"shared_line", 0.6},
+      {"routed_relay", 0.7},  {"shared_line", 0.6},
       {"tunnel", 0.3},         {"flow_shape", 0.4},      {"work_hours", 0.4},
       {"address_list", 0.5},   {"geo", 0.5}};
   double default_weight = 0.3;
@@ -104,6 +104,7 @@ inline constexpr std::uint32_t kSidHiddenLeg = 9100010;
 inline constexpr std::uint32_t kSidControllerRtt = 9100011;
 inline constexpr std::uint32_t kSidSteppingStone = 9100012;
 inline constexpr std::uint32_t kSidTypingShift = 9100013;
+inline constexpr std::uint32_t kSidRoutedRelay = 9100014;
 inline constexpr std::uint32_t kSidSharedLine = 9100020;
 inline constexpr std::uint32_t kSidTunnelChange = 9100021;
 inline constexpr std::uint32_t kSidNestedTunnel = 9100022;
@@ -210,6 +211,19 @@ class HostStage {
       std::string app;
     };
     std::deque<HiddenSample> hidden;
+    // Routed relay: the host's own round trip (a sliding minimum over the window, with the
+    // TTL of the host's SYN or SYN/ACK that showed it) and the flows it opened whose round
+    // trip reached the budget, the candidates for connections it forwards.
+    struct Leg {
+      PacketTime ts;
+      double rtt_ms = 0;
+      std::uint8_t ttl = 0;
+      std::uint64_t flow_id = 0;
+      std::string app;
+      std::string peer;
+    };
+    std::deque<Leg> own_legs;  // increasing round trips: the front is the window's least
+    std::deque<Leg> far_legs;
     struct OnFlow {
       std::uint64_t flow_id = 0;
       bool inbound = false;  // the host is the responder
@@ -263,6 +277,8 @@ class HostStage {
   const Site* SiteOf(const IpAddress& host) const;
   absl::Duration LocalRtt(const IpAddress& host) const;
   void HiddenLeg(const Event& finding, const IpAddress& host, std::vector<Event>& publish);
+  void RoutedRelay(const Event& finding, const IpAddress& host, bool originated,
+                   std::vector<Event>& publish);
   void ControllerRtt(Event& finding, std::vector<Event>& publish);
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
                       const IpAddress& peer, std::vector<PacketTime> ons,

@@ -162,6 +162,12 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   } else if (dest_home && methods.stepping_stone) {
     SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
   }
+  if (methods.routed_relay) {
+    if (src_home)
+      RoutedRelay(finding, f.src_ip, true, publish);
+    if (dest_home)
+      RoutedRelay(finding, f.dest_ip, false, publish);
+  }
 }
 
 void HostStage::ControllerRtt(Event& finding, std::vector<Event>& publish) {
@@ -265,6 +271,106 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
                     {"flows_in_window", values.size()},
                     {"turnarounds", total},
                     {"local_rtt_ms", detectors::relay::ToMs(budget)},
+                    {"site", site ? site->name : ""},
+                    {"location", site ? site->location : ""},
+                    {"recent_flows", flows}};
+  PublishAlert(std::move(alert), publish);
+}
+
+void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool originated,
+                            std::vector<Event>& publish) {
+  // Only a flow whose handshake the sensor saw: it fixes who opened it, and the TTL of the
+  // host's own SYN (or SYN/ACK) tells its packets from those it forwards.
+  const nlohmann::json& r = finding.body;
+  if (!r.contains("handshake") || !r["handshake"].is_object())
+    return;
+  const nlohmann::json& hs = r["handshake"];
+  const char* ttl_key = originated ? "originator_ttl" : "responder_ttl";
+  if (!hs.contains(ttl_key) || !hs[ttl_key].is_number_integer())
+    return;
+  const std::int64_t ttl = hs[ttl_key].get<std::int64_t>();
+  const std::optional<double> rtt =
+      Number(r, originated ? "rtt_originator_ms" : "rtt_responder_ms");
+  if (!rtt || ttl <= 0 || ttl > 255)
+    return;
+  HostState& state = Host(host, finding.ts);
+  const absl::Duration window = config_.relay.window;
+  const HostState::Leg leg{finding.ts,
+                           *rtt,
+                           static_cast<std::uint8_t>(ttl),
+                           finding.flow->flow_id,
+                           r.value("app", ""),
+                           (originated ? finding.flow->dest_ip : finding.flow->src_ip).ToString()};
+  // Sliding minimum of the host's round trip over the window.
+  std::deque<HostState::Leg>& own = state.own_legs;
+  while (!own.empty() && own.back().rtt_ms >= leg.rtt_ms)
+    own.pop_back();
+  own.push_back(leg);
+  while (own.size() > kMaxHiddenSamples || finding.ts - own.front().ts > window)
+    own.pop_front();
+  const double budget = detectors::relay::ToMs(LocalRtt(host));
+  std::deque<HostState::Leg>& far = state.far_legs;
+  while (!far.empty() &&
+         (finding.ts - far.front().ts > window || far.size() >= kMaxHiddenSamples)) {
+    far.pop_front();
+  }
+  // A round trip under the budget cannot be a budget beyond the host's own.
+  if (originated && leg.rtt_ms >= budget)
+    far.push_back(leg);
+  if (far.empty())
+    return;
+  // Forwarded: beyond the host's own round trip by the budget, in packets whose TTL is not
+  // the host's own (a router decrements it; a slow link or a queue does not change it).
+  const HostState::Leg& near = own.front();
+  std::vector<const HostState::Leg*> routed;
+  std::vector<double> rtts;
+  for (const HostState::Leg& l : far) {
+    if (l.rtt_ms - near.rtt_ms >= budget && l.ttl != near.ttl) {
+      routed.push_back(&l);
+      rtts.push_back(l.rtt_ms);
+    }
+  }
+  if (routed.size() < config_.relay.min_samples)
+    return;
+  if (!Admit(host, absl::StrCat(kSidRoutedRelay), finding.ts))
+    return;
+  const double median = *detectors::relay::Median(rtts);
+  const double hidden = median - near.rtt_ms;
+  nlohmann::json flows = nlohmann::json::array();
+  std::vector<std::string> apps;
+  std::vector<int> ttls;
+  for (auto l = routed.rbegin(); l != routed.rend(); ++l) {
+    if (flows.size() < 8) {
+      flows.push_back({{"flow_id", (*l)->flow_id},
+                       {"app", (*l)->app},
+                       {"dest_ip", (*l)->peer},
+                       {"rtt_originator_ms", (*l)->rtt_ms},
+                       {"ttl", (*l)->ttl}});
+    }
+    if (std::find(apps.begin(), apps.end(), (*l)->app) == apps.end())
+      apps.push_back((*l)->app);
+    if (std::find(ttls.begin(), ttls.end(), (*l)->ttl) == ttls.end())
+      ttls.push_back((*l)->ttl);
+  }
+  std::sort(apps.begin(), apps.end());
+  std::sort(ttls.begin(), ttls.end());
+  Event alert =
+      NewAlert(finding.ts, finding.flow, host, kSidRoutedRelay,
+               absl::StrCat("RELAYWATCH host forwards connections for a far device: they end ",
+                            Round1(hidden), " ms round trip beyond the host"),
+               "Relay", 2, "routed_relay");
+  const Site* site = SiteOf(host);
+  alert.evidence = {{"method", "routed_relay"},
+                    {"apps", apps},
+                    {"hidden_leg_rtt_ms", Round1(hidden)},
+                    {"min_distance_km", std::round(FibreKm(hidden))},
+                    {"rtt_host_ms", near.rtt_ms},
+                    {"ttl_host", near.ttl},
+                    {"host_flow_id", near.flow_id},
+                    {"rtt_forwarded_ms", Round1(median)},
+                    {"ttls_forwarded", ttls},
+                    {"flows_forwarded", routed.size()},
+                    {"local_rtt_ms", budget},
                     {"site", site ? site->name : ""},
                     {"location", site ? site->location : ""},
                     {"recent_flows", flows}};

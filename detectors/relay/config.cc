@@ -17,18 +17,19 @@ absl::StatusOr<RelayMethods> ReadMethods(const config::Section& section) {
   }
   RW_ASSIGN_OR_RETURN(const std::vector<std::string> names, section.StringList("methods", {}));
   const YAML::Node list = section.At("methods");
-  RelayMethods m{false, false, false, false};
+  RelayMethods m{false, false, false, false, false};
   for (std::size_t i = 0; i < names.size(); ++i) {
     bool* on = names[i] == "hidden_leg"       ? &m.hidden_leg
                : names[i] == "controller_rtt" ? &m.controller_rtt
                : names[i] == "stepping_stone" ? &m.stepping_stone
                : names[i] == "keystrokes"     ? &m.keystrokes
+               : names[i] == "routed_relay"   ? &m.routed_relay
                                               : nullptr;
     if (on == nullptr) {
       return section.Error(list[i], "methods",
                            absl::StrCat("unknown method \"", names[i],
                                         "\"; known: hidden_leg, controller_rtt, stepping_stone, "
-                                        "keystrokes"));
+                                        "keystrokes, routed_relay"));
     }
     if (*on) {
       return section.Error(list[i], "methods", absl::StrCat("\"", names[i], "\" listed twice"));

@@ -18,6 +18,7 @@ struct RelayMethods {
   bool controller_rtt = true;  // RTT to a remote-control session's controller; alert 9100011
   bool stepping_stone = true;  // ON-period correlation (Zhang & Paxson); alert 9100012
   bool keystrokes = true;      // keystroke timing of SSH sessions; typing baseline alert 9100013
+  bool routed_relay = true;    // a host's connections end far beyond the host; alert 9100014
 
   bool operator==(const RelayMethods&) const = default;
 };

@@ -87,6 +87,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
+  // The IP TTL of the first SYN and SYN/ACK (0: not seen). A host's own packets and the
+  // packets it forwards for another device differ in it: forwarding decrements it.
+  std::uint8_t handshake_ttl[2] = {0, 0};
   PacketTime first = absl::InfinitePast();
   bool reported = false;
   // After the record: the current stepping-stone window's start (see OnPacket).
@@ -149,6 +152,10 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
 
   data.handshake.OnPacket(packet.ts, d, packet.tcp_flags, packet.seq, packet.ack,
                           packet.payload_length);
+  if (packet.has(decode::kTcpSyn) && packet.has(decode::kTcpAck) == (d == 1) &&
+      data.handshake_ttl[d] == 0) {
+    data.handshake_ttl[d] = packet.ttl;
+  }
   if (packet.has(decode::kTcpAck)) {
     const std::uint32_t before = data.ack_rtt[1 - d].samples();
     data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
@@ -279,6 +286,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   PutMs(hs, "responder_ms", hs_resp);
   if (data.handshake.retransmitted())
     hs["retransmitted"] = true;
+  if (data.handshake_ttl[0] != 0)
+    hs["originator_ttl"] = data.handshake_ttl[0];
+  if (data.handshake_ttl[1] != 0)
+    hs["responder_ttl"] = data.handshake_ttl[1];
   if (!hs.empty())
     r["handshake"] = hs;
   PutMs(r, "rtt_originator_ms", rtt_orig);

@@ -81,12 +81,14 @@ RTT_TOLERANCE = 0.20
 
 def relay_problems(events, truth):
     """The relay detector against the lab's truth: the hidden leg of every relayed egress
-    flow within tolerance of the configured operator round trip, none on direct flows, the
-    controller's round trip on remote-control operator legs, and the host alerts."""
+    flow within tolerance of the configured operator round trip (for a routed relay, the
+    flow's originator leg), none on direct flows, the controller's round trip on
+    remote-control operator legs, and the host alerts."""
     problems = []
     relays = [e for e in events if e["event_type"] == "relay"]
     alerts = [e for e in events if e["event_type"] == "alert"]
     detectors = {a["alert"]["detector"] for a in alerts}
+    routed = truth.get("label", {}).get("relay_kind") == "routed_nat"
     for flow in truth.get("flows", []):
         ft = flow["five_tuple"]
         if ft["proto"] != "tcp":
@@ -98,7 +100,14 @@ def relay_problems(events, truth):
             continue
         r = found[0]
         hidden = r.get("hidden_leg_rtt_ms")
-        if flow["role"] == "relayed_egress" and flow["app"] in ("tls", "ssh"):
+        if flow["role"] == "relayed_egress" and routed:
+            # Routed: TCP runs end to end with the far device, so the flow's own originator
+            # leg is the operator's round trip (the laptop's is a fraction of a ms).
+            want = flow["hidden_leg_rtt_ms"]
+            got = r.get("rtt_originator_ms")
+            if got is None or abs(got - want) > RTT_TOLERANCE * want:
+                problems.append(f"{label}: rtt_originator_ms {got}, configured {want}")
+        elif flow["role"] == "relayed_egress" and flow["app"] in ("tls", "ssh"):
             want = flow["hidden_leg_rtt_ms"]
             if hidden is None or abs(hidden - want) > RTT_TOLERANCE * want:
                 problems.append(f"{label}: hidden_leg_rtt_ms {hidden}, configured {want}")
@@ -112,10 +121,11 @@ def relay_problems(events, truth):
     label = truth.get("label", {})
     egress = [f for f in truth.get("flows", []) if f["role"] == "relayed_egress"
               and f["app"] in ("tls", "ssh")]
-    if egress and "hidden_leg" not in detectors:
-        problems.append("relayed egress flows but no hidden_leg alert")
+    expected = "routed_relay" if routed else "hidden_leg"
+    if egress and expected not in detectors:
+        problems.append(f"relayed egress flows but no {expected} alert")
     if not label.get("relayed") and detectors & {"hidden_leg", "controller_rtt",
-                                                  "stepping_stone"}:
+                                                  "stepping_stone", "routed_relay"}:
         problems.append(f"direct run with relay alerts {sorted(detectors)}")
     return problems
 

@@ -34,6 +34,11 @@ SRV=198.18.2.10
 INET_OP=198.18.9.1
 OP=198.18.9.50
 SRV_NAME=srv.rwlab.test
+# routed_relay: the operator's ssh -w point-to-point link (tun5 in op and farm)
+ROUTED_TUN=tun5
+ROUTED_NET=10.99.0.0/30
+ROUTED_FARM=10.99.0.1
+ROUTED_OP=10.99.0.2
 HOSTS_JSON="{\"farm\":\"$FARM\",\"gw_lan\":\"$GW_LAN\",\"gw_wan\":\"$GW_WAN\",\"srv\":\"$SRV\",\"op\":\"$OP\"}"
 
 # X display numbers used by the VNC/RDP scenarios (sockets live in /tmp/.X11-unix).
@@ -56,7 +61,7 @@ TYPING_BUDGET_S="${RWLAB_TYPING_BUDGET_S:-20}"
 MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
-           scp_transfer ssh_local_forward vnc_typed_ssh)
+           scp_transfer ssh_local_forward vnc_typed_ssh routed_relay)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -66,7 +71,7 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 # ---------------------------------------------------------------- deps
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils
-      xrdp freerdp2-x11)
+      xrdp freerdp2-x11 nftables)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -196,6 +201,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 AllowTcpForwarding yes
+PermitTunnel yes
 GatewayPorts no
 X11Forwarding no
 PrintMotd no
@@ -327,6 +333,7 @@ rdp_session             op xfreerdp drives xrdp on farm             relayed=true
 scp_transfer            farm scp ~2 MB file -> srv                  relayed=false app=ssh (bulk)
 ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true  app=tls (ssh tunnel)
 vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
+routed_relay            op routes IP via farm (ssh -w, NAT) -> srv  relayed=true  app=tls (routed, curl + ssh)
 EOF
 }
 
@@ -336,6 +343,7 @@ spec() {   # spec ROLE APP SRC DST DPORT RELAYED [NOTE]
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "${7:-}" >>"$SPEC"
 }
 RUN_PIDS=()
+RUN_CLEANUP=""   # a scenario may name a function here: run at its end, after RUN_PIDS are stopped
 run_bg() {  # run_bg NS LOGFILE CMD...   (killed at scenario end)
     local ns="$1" logf="$2"; shift 2
     ip netns exec "$PFX$ns" "$@" >>"$logf" 2>&1 </dev/null &
@@ -371,33 +379,34 @@ M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NO
 # ---------------------------------------------------------------- scenarios
 # Each scn_NAME OUT SEED runs bounded traffic and declares its flows with spec.
 
-scn_direct_tls() {
-    local out="$1" seed="$2" i n sizes
-    M_RELAYED=false; M_APP=tls; M_HUMAN=farm
-    M_NOTE="user at the laptop browses https srv (curl), several connections"
-    dl_note
-    spec direct tls "$FARM" "$SRV" 443 false "farm curl -> srv"
+browse() {  # browse NS OUT SEED [CURL OPTION...]: 5-7 seeded https fetches from srv, seeded pauses
+    local ns="$1" out="$2" seed="$3" i n sizes
+    shift 3
     n=$(( 5 + seed % 3 ))
     for i in $(seq "$n"); do
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
-        nsx farm "${CURL_TLS[@]}" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
+        nsx "$ns" "${CURL_TLS[@]}" "$@" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
     done
 }
 
+scn_direct_tls() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=tls; M_HUMAN=farm
+    M_NOTE="user at the laptop browses https srv (curl), several connections"
+    dl_note
+    spec direct tls "$FARM" "$SRV" 443 false "farm curl -> srv"
+    browse farm "$out" "$seed"
+}
+
 scn_proxied_tls() {
-    local out="$1" seed="$2" i n sizes
+    local out="$1" seed="$2"
     M_RELAYED=true; M_APP=tls; M_KIND=socks5; M_HUMAN=op; M_CTRL=""
     M_NOTE="operator's curl uses the dante SOCKS5 proxy on the laptop; TLS is end-to-end op<->srv"
     dl_note
     spec operator_leg socks5 "$OP" "$FARM" 1080 true "op -> farm SOCKS5 (carries the TLS session)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op"
-    n=$(( 5 + seed % 3 ))
-    for i in $(seq "$n"); do
-        sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
-        nsx op "${CURL_TLS[@]}" --socks5 "$FARM:1080" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
-        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
-    done
+    browse op "$out" "$seed" --socks5 "$FARM:1080"
 }
 
 scn_direct_ssh_interactive() {
@@ -574,6 +583,79 @@ scn_vnc_typed_ssh() {
         --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
 }
 
+routed_tun_up() {  # both ends of routed_relay's ssh -w link exist
+    nsx op ip link show "$ROUTED_TUN" >/dev/null 2>&1 && nsx farm ip link show "$ROUTED_TUN" >/dev/null 2>&1
+}
+routed_relay_cleanup() {  # RUN_CLEANUP of scn_routed_relay: NAT, forwarding and route back as before
+    local i
+    nsx farm nft delete table ip rwlab_routed 2>/dev/null || true
+    nsx farm sysctl -qw "net.ipv4.ip_forward=${ROUTED_FWD0:-0}" || true
+    nsx op ip route del "$SRV/32" dev "$ROUTED_TUN" 2>/dev/null || true   # gone with tun5 once ssh exits
+    # tun5 goes when ssh (op) and its sshd session (farm) close it
+    for i in $(seq 30); do
+        if ! nsx op ip link show "$ROUTED_TUN" >/dev/null 2>&1 && ! nsx farm ip link show "$ROUTED_TUN" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$ROUTED_TUN still present in op or farm after the ssh -w session"
+}
+
+scn_routed_relay() {
+    local out="$1" seed="$2" i n cmds tpid
+    M_RELAYED=true; M_APP=tls; M_KIND=routed_nat; M_HUMAN=op; M_CTRL=""
+    M_NOTE="operator routes IP through the laptop (L3 relay, like a VPN exit): ssh -w 5:5 point-to-point tun to farm, which forwards and NATs (nftables masquerade) to srv; curl https and ssh commands to srv, TCP end-to-end op<->srv"
+    dl_note
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -w (carries the routed packets)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm NAT -> srv:443, TCP and TLS end-to-end with op"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm NAT -> srv:22, TCP and SSH end-to-end with op"
+    spec direct tls "$FARM" "$SRV" 8443 false "the laptop's own software (an update check) -> srv:8443"
+    command -v nft >/dev/null || { log "nft missing (nftables)"; return 3; }
+    ROUTED_FWD0=$(nsx farm sysctl -n net.ipv4.ip_forward)
+    RUN_CLEANUP=routed_relay_cleanup
+    # A laptop is never silent: its own software (updates, agents) keeps connecting, here to
+    # a second https port on srv so that the truth file tells these flows from the routed ones.
+    run_bg srv "$out/https_8443.log" "$PY" "$HELPERS/https_server.py" \
+        --bind "$SRV" --port 8443 --cert "$STATE/tls/srv.crt" --key "$STATE/tls/srv.key"
+    wait_port srv "$SRV" 8443 15 || { log "https :8443 on srv did not start"; return 1; }
+    nsx farm "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:$SRV" "https://$SRV_NAME:8443/" >>"$out/scenario.log" 2>&1
+    # -tt and a command, not -N: with a terminal sshd sets TCP_NODELAY, so the tunnel forwards
+    # each packet at once as the UDP tunnels of exit nodes (WireGuard, Tailscale) do; without
+    # it Nagle holds a packet behind the previous one's ACK (a round trip and a delayed ACK).
+    ip netns exec "${PFX}op" "${SSH[@]}" -tt -w 5:5 -o Tunnel=point-to-point "root@$FARM" 'exec sleep 3600' \
+        >>"$out/scenario.log" 2>&1 </dev/null &
+    tpid=$!; RUN_PIDS+=("$tpid")
+    for i in $(seq 150); do
+        routed_tun_up && break
+        sleep 0.1
+    done
+    routed_tun_up || { log "ssh -w did not bring up $ROUTED_TUN in op and farm"; return 1; }
+    nsx farm ip addr add "$ROUTED_FARM/30" dev "$ROUTED_TUN"
+    nsx farm ip link set "$ROUTED_TUN" up
+    nsx op ip addr add "$ROUTED_OP/30" dev "$ROUTED_TUN"
+    nsx op ip link set "$ROUTED_TUN" up
+    nsx farm sysctl -qw net.ipv4.ip_forward=1
+    nsx farm nft -f - <<NFT
+table ip rwlab_routed {
+    chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr $ROUTED_NET oifname "eth0" masquerade
+    }
+}
+NFT
+    # only srv goes through the tunnel: op's default route (and so ssh -w itself) stays on eth0
+    nsx op ip route add "$SRV/32" via "$ROUTED_FARM" dev "$ROUTED_TUN"
+    browse op "$out" "$seed"
+    n=$(( 2 + seed % 2 ))
+    for i in $(seq "$n"); do
+        cmds=( 'echo ok; uname -a' 'echo ok; id -un; uptime' 'echo ok; hostname; date -u' )
+        nsx op "${SSH[@]}" "root@$SRV" "${cmds[$(( (seed + i) % 3 ))]}" >>"$out/scenario.log" 2>&1
+        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+50+i); printf "%.2f", 0.5+2*rand()}')"
+    done
+    nsx farm "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:$SRV" "https://$SRV_NAME:8443/bytes/20000" >>"$out/scenario.log" 2>&1
+    stop_pid "$tpid"
+}
+
 # ---------------------------------------------------------------- run
 run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY_MS, NEAR_JITTER_MS)
     local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok
@@ -595,7 +677,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     set +e
     (
         set -e
-        trap 'sleep 1; kill_run_pids; declare -p M_RELAYED M_APP M_KIND M_CTRL M_HUMAN M_EVENTS M_NOTE >"$out/.meta.sh"' EXIT
+        trap 'sleep 1; kill_run_pids; [[ -z $RUN_CLEANUP ]] || "$RUN_CLEANUP" || true; declare -p M_RELAYED M_APP M_KIND M_CTRL M_HUMAN M_EVENTS M_NOTE >"$out/.meta.sh"' EXIT
         "scn_$scn" "$out" "$seed"
     )
     rc=$?

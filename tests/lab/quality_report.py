@@ -24,7 +24,10 @@ Where a method applies (from the truth file, never from our own output):
   controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp); captured
                   view only
   stepping_stone  the operator's typing relayed into a laptop's own interactive egress flow
-                  (ssh_jump, and remote desktop with a relayed egress flow); captured only
+                  (ssh_jump, and remote desktop with a relayed egress flow; not routed_nat,
+                  whose SSH flows are single commands); captured only
+  routed_relay    a relayed egress flow whose packets the laptop routes for the far device
+                  (relay_kind routed_nat); both views
 """
 
 import argparse
@@ -38,11 +41,12 @@ import tempfile
 
 OPERATOR = "198.18.9.50"
 LOCAL_RTT_MS = 60.0  # detectors.relay.local_rtt default
-METHODS = ["hidden_leg", "controller_rtt", "stepping_stone"]
+METHODS = ["hidden_leg", "controller_rtt", "stepping_stone", "routed_relay"]
 # Methods that judge distance; a stepping stone is a relay through the laptop whatever the
 # operator's distance, so its alerts at 0 and 20 ms are correct, not false.
-DISTANCE_METHODS = {"hidden_leg", "controller_rtt"}
+DISTANCE_METHODS = {"hidden_leg", "controller_rtt", "routed_relay"}
 HIDDEN_KINDS = {"socks5", "ssh_jump", "ssh_dynamic_forward", "ssh_local_forward"}
+ROUTED_KINDS = {"routed_nat"}
 REMOTE_APPS = {"ssh", "vnc", "rdp"}
 
 
@@ -76,11 +80,17 @@ def applies(truth, method, egress_only):
     if method == "hidden_leg":
         return label.get("relay_kind") in HIDDEN_KINDS and any(
             f["role"] == "relayed_egress" for f in flows)
+    if method == "routed_relay":
+        return label.get("relay_kind") in ROUTED_KINDS and any(
+            f["role"] == "relayed_egress" for f in flows)
     if egress_only:
         return False
     if method == "controller_rtt":
         return any(f["role"] == "operator_leg" and f["app"] in REMOTE_APPS for f in flows)
     if method == "stepping_stone":
+        # A routed relay's SSH flows are single commands, not a person's typing.
+        if label.get("relay_kind") in ROUTED_KINDS:
+            return False
         return any(f["role"] == "relayed_egress" and f["app"] == "ssh" for f in flows) and any(
             f["role"] == "operator_leg" and f["app"] in REMOTE_APPS for f in flows)
     return False
@@ -96,7 +106,14 @@ def judge(run_dir, binary, run_name):
         alerts = collections.Counter(e["alert"]["detector"] for e in events
                                      if e["event_type"] == "alert")
         relays = [e for e in events if e["event_type"] == "relay"]
-        hidden_err, controller_err, keys = [], [], []
+        hidden_err, controller_err, routed_err, keys = [], [], [], []
+        # The routed relay's hidden leg: a forwarded flow's originator leg beyond the
+        # laptop's own least leg (as opener or answerer) in this replay.
+        farm = truth.get("hosts", {}).get("farm")
+        own = [r["relay"].get("rtt_originator_ms" if r["src_ip"] == farm else
+                              "rtt_responder_ms") for r in relays
+               if farm in (r["src_ip"], r["dest_ip"])]
+        own = [v for v in own if v is not None]
         for flow in truth.get("flows", []):
             ft = flow["five_tuple"]
             found = [r["relay"] for r in relays if same_flow(r, ft)]
@@ -106,6 +123,9 @@ def judge(run_dir, binary, run_name):
             if flow["role"] == "relayed_egress" and truth["label"].get("relay_kind") in \
                     HIDDEN_KINDS and r.get("hidden_leg_rtt_ms") is not None:
                 hidden_err.append((r["hidden_leg_rtt_ms"], flow["hidden_leg_rtt_ms"]))
+            if flow["role"] == "relayed_egress" and truth["label"].get("relay_kind") in \
+                    ROUTED_KINDS and r.get("rtt_originator_ms") is not None and own:
+                routed_err.append((r["rtt_originator_ms"] - min(own), flow["hidden_leg_rtt_ms"]))
             if flow["role"] == "operator_leg" and r.get("controller_rtt_ms") is not None:
                 controller_err.append((r["controller_rtt_ms"], flow["expected_outer_rtt_ms"]))
             if flow["app"] == "ssh" and flow["role"] in ("direct", "relayed_egress") and \
@@ -123,6 +143,7 @@ def judge(run_dir, binary, run_name):
             "applies": {m: applies(truth, m, egress_only) for m in METHODS},
             "hidden_err": hidden_err,
             "controller_err": controller_err,
+            "routed_err": routed_err,
             "output_to_input_p10": keys,
             "run": run_name,
         })
@@ -210,7 +231,8 @@ def main():
     out.append("| quantity | delay | flows | median error | worst error | within ±20% |")
     out.append("|---|---|---|---|---|---|")
     for key, name in (("hidden_err", "hidden_leg_rtt_ms"),
-                      ("controller_err", "controller_rtt_ms")):
+                      ("controller_err", "controller_rtt_ms"),
+                      ("routed_err", "routed: rtt_originator_ms - own leg")):
         for d in delays:
             pairs = [p for r in rows if r["delay"] == d and r["view"] == "captured"
                      for p in r[key]]

@@ -40,7 +40,8 @@ export RWLAB_MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES-1500000}"
 unset RWLAB_NEAR_JITTER_MS   # set per run below
 NICE="${QUALITY_NICE:--10}"
 
-RELAYED=(proxied_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh)
+RELAYED=(proxied_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
+         routed_relay)
 DIRECT=(direct_tls direct_ssh_interactive scp_transfer)
 
 log() { printf '[quality %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

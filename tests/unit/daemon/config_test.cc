@@ -211,11 +211,12 @@ TEST(Config, RelayMethodsSwitchOffOneByOne) {
   EXPECT_FALSE(m.controller_rtt);
   EXPECT_TRUE(m.stepping_stone);
   EXPECT_FALSE(m.keystrokes);
+  EXPECT_FALSE(m.routed_relay);
 
   absl::StatusOr<Config> none = Parse("detectors:\n  relay:\n    methods: []\n");
   ASSERT_TRUE(none.ok()) << none.status();
   EXPECT_EQ(none->alerting.relay.methods,
-            (detectors::relay::RelayMethods{false, false, false, false}));
+            (detectors::relay::RelayMethods{false, false, false, false, false}));
 }
 
 }  // namespace

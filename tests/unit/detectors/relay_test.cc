@@ -572,6 +572,7 @@ class Wire {
     p.src_port = from_client ? 50000 : 443;
     p.dst_port = from_client ? 443 : 50000;
     p.tcp_flags = flags;
+    p.ttl = from_client ? client_ttl_ : server_ttl_;
     std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
     if (resend_)
       seq -= static_cast<std::uint32_t>(payload.size());  // the same bytes again
@@ -598,6 +599,7 @@ class Wire {
     Send(t + 10, false, kSyn | kAck, "");
     Send(t + 10 + client_ms, true, kAck, "");
   }
+  void SetTtl(bool client, std::uint8_t ttl) { (client ? client_ttl_ : server_ttl_) = ttl; }
   std::vector<Event> End() {
     table_.EndAll(flow::EndReason::kShutdown);
     return events_.events();
@@ -609,6 +611,8 @@ class Wire {
   IpAddress server_ = *IpAddress::Parse("198.51.100.7");
   std::uint32_t client_seq_ = 1000;
   std::uint32_t server_seq_ = 900000;
+  std::uint8_t client_ttl_ = 64;
+  std::uint8_t server_ttl_ = 52;
   RelayDetector detector_;
   EventBuffer events_;
   flow::FlowTable table_;
@@ -646,6 +650,23 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_NEAR(r["min_distance_km"].get<double>(), 12030, 1);
   EXPECT_FALSE(r.contains("keystrokes"));
   EXPECT_TRUE(r.contains("_on_times_us"));  // for the host stage, removed there
+}
+
+TEST(RelayDetector, RecordsTheTtlOfTheFirstSynAndSynAck) {
+  Wire w;
+  w.SetTtl(true, 63);  // a SYN the host forwarded for another device
+  w.Send(0, true, kSyn, "");
+  w.SetTtl(true, 64);
+  w.Send(1000, true, kSyn, "");  // the retransmission does not replace the first
+  w.Send(1010, false, kSyn | kAck, "");
+  w.Send(1010.2, true, kAck, "");
+  w.Send(1011, true, kAck | kPsh, kClientHello);
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& hs = events[0].body["handshake"];
+  EXPECT_EQ(hs["originator_ttl"], 63);
+  EXPECT_EQ(hs["responder_ttl"], 52);
+  EXPECT_TRUE(hs["retransmitted"].get<bool>());
 }
 
 TEST(RelayDetector, DirectClientHasNoHiddenLeg) {
@@ -725,7 +746,8 @@ TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
   ASSERT_TRUE(defaults.ok()) << defaults.status();
   EXPECT_EQ(defaults->methods, RelayMethods{});
   EXPECT_TRUE(defaults->methods.hidden_leg && defaults->methods.controller_rtt &&
-              defaults->methods.stepping_stone && defaults->methods.keystrokes);
+              defaults->methods.stepping_stone && defaults->methods.keystrokes &&
+              defaults->methods.routed_relay);
 
   absl::StatusOr<RelayConfig> two =
       ParseRelay("detectors:\n  relay:\n    methods: [controller_rtt, keystrokes]\n");
@@ -733,7 +755,8 @@ TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
   EXPECT_EQ(two->methods, (RelayMethods{.hidden_leg = false,
                                         .controller_rtt = true,
                                         .stepping_stone = false,
-                                        .keystrokes = true}));
+                                        .keystrokes = true,
+                                        .routed_relay = false}));
 
   absl::StatusOr<RelayConfig> unknown =
       ParseRelay("detectors:\n  relay:\n    methods:\n      - hidden_leg\n      - rtt\n");
@@ -741,7 +764,7 @@ TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(unknown.status().message(),
             "r.yaml:5:9: detectors.relay.methods: unknown method \"rtt\"; known: hidden_leg, "
-            "controller_rtt, stepping_stone, keystrokes");
+            "controller_rtt, stepping_stone, keystrokes, routed_relay");
 
   absl::StatusOr<RelayConfig> twice =
       ParseRelay("detectors:\n  relay: {methods: [hidden_leg, hidden_leg]}\n");
@@ -996,6 +1019,95 @@ TEST(RelayHostStage, SiteBudgetDecides) {
   const auto alerts = Alerts(out, "hidden_leg");
   ASSERT_EQ(alerts.size(), 1u);
   EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.5");
+}
+
+// A flow the host opened (or answered): its round trip and the TTL of its SYN (SYN/ACK).
+nlohmann::json LegRecord(bool originated, double rtt_ms, int ttl) {
+  nlohmann::json hs = {{originated ? "originator_ms" : "responder_ms", rtt_ms},
+                       {originated ? "originator_ttl" : "responder_ttl", ttl}};
+  return {{"app", "tls"},
+          {"handshake", hs},
+          {originated ? "rtt_originator_ms" : "rtt_responder_ms", rtt_ms},
+          {"rtt_samples", {12, 12}}};
+}
+
+TEST(RelayHostStage, RoutedRelayFindsFlowsEndingFarBeyondTheHost) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  // The laptop's own connection: 0.3 ms away, TTL 64. Forwarded ones: 120 ms, TTL 63.
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, LegRecord(true, 0.3, 64)), out);
+  for (int i = 0; i < 4; ++i) {
+    stage.Process(
+        RelayRecord(10 + i, "10.1.0.5", "198.51.100.7", 1 + i, LegRecord(true, 120.0 + i, 63)),
+        out);
+  }
+  EXPECT_TRUE(Alerts(out, "routed_relay").empty());  // four flows: not yet
+  stage.Process(RelayRecord(20, "10.1.0.5", "198.51.100.8", 6, LegRecord(true, 124.0, 63)), out);
+  const auto alerts = Alerts(out, "routed_relay");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->alert->signature_id, host::kSidRoutedRelay);
+  EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.5");
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 121.7);
+  EXPECT_EQ(alerts[0]->evidence["ttl_host"], 64);
+  EXPECT_EQ(alerts[0]->evidence["ttls_forwarded"], nlohmann::json::array({63}));
+  EXPECT_EQ(alerts[0]->evidence["flows_forwarded"], 5);
+  EXPECT_EQ(alerts[0]->evidence["host_flow_id"], 1);
+  EXPECT_EQ(alerts[0]->evidence["recent_flows"][0]["dest_ip"], "198.51.100.8");
+  EXPECT_EQ(alerts[0]->evidence["site"], "seattle");
+}
+
+TEST(RelayHostStage, RoutedRelayNeedsATtlTheHostDoesNotSend) {
+  // Slow connections in the host's own TTL are a queue or a bad link, not forwarding.
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, LegRecord(true, 0.3, 64)), out);
+  for (int i = 0; i < 8; ++i) {
+    stage.Process(
+        RelayRecord(10 + i, "10.1.0.5", "198.51.100.7", 1 + i, LegRecord(true, 150.0, 64)), out);
+  }
+  EXPECT_TRUE(Alerts(out, "routed_relay").empty());
+}
+
+TEST(RelayHostStage, RoutedRelayNeedsTheHostsOwnNearRoundTrip) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  // A host whose every flow is far is itself far (a travelling employee): no alert.
+  for (int i = 0; i < 6; ++i) {
+    stage.Process(RelayRecord(10 + i, "10.1.0.5", "198.51.100.7", i, LegRecord(true, 150.0, 63)),
+                  out);
+  }
+  EXPECT_TRUE(Alerts(out, "routed_relay").empty());
+  // Then the host answers a connection in 0.2 ms with TTL 64: it is near, the others are
+  // forwarded. The budget counts from the host's own round trip (site budget 40 ms).
+  stage.Process(RelayRecord(30, "10.1.0.9", "10.1.0.5", 7, LegRecord(false, 0.2, 64)), out);
+  ASSERT_EQ(Alerts(out, "routed_relay").size(), 1u);
+  EXPECT_DOUBLE_EQ(Alerts(out, "routed_relay")[0]->evidence["rtt_host_ms"].get<double>(), 0.2);
+
+  // Forwarded flows within the budget of the host's own round trip are near.
+  host::HostStage near(HostConfig());
+  std::vector<Event> near_out;
+  near.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, LegRecord(true, 20.0, 64)), near_out);
+  for (int i = 0; i < 6; ++i) {
+    near.Process(RelayRecord(10 + i, "10.1.0.5", "198.51.100.7", 1 + i, LegRecord(true, 55.0, 63)),
+                 near_out);
+  }
+  EXPECT_TRUE(Alerts(near_out, "routed_relay").empty());
+}
+
+TEST(RelayHostStage, RoutedRelayForgetsFlowsOutsideTheWindow) {
+  host::HostStage stage(HostConfig());  // window: 1 h
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, LegRecord(true, 0.3, 64)), out);
+  for (int i = 0; i < 5; ++i) {
+    // One forwarded flow every 20 minutes: never five within the hour.
+    stage.Process(
+        RelayRecord(10 + i, "10.1.0.5", "198.51.100.7", 20.0 * (i + 1), LegRecord(true, 120.0, 63)),
+        out);
+    stage.Process(RelayRecord(100 + i, "10.1.0.5", "198.51.100.9", 20.0 * (i + 1) + 1,
+                              LegRecord(true, 0.3, 64)),
+                  out);
+  }
+  EXPECT_TRUE(Alerts(out, "routed_relay").empty());
 }
 
 TEST(RelayHostStage, ControllerRttOfARemoteSession) {
@@ -1409,6 +1521,12 @@ std::vector<Event> EveryMethodsEvidence(const RelayMethods& methods) {
   }
   stage.Process(RelayRecord(11, "203.0.113.9", "10.1.0.7", 1, WithOns(in)), out);
   stage.Process(RelayRecord(12, "10.1.0.7", "198.51.100.7", 1, WithOns(out_ons)), out);
+
+  stage.Process(RelayRecord(20, "10.1.0.8", "198.51.100.7", 1, LegRecord(true, 0.3, 64)), out);
+  for (int i = 0; i < 5; ++i) {
+    stage.Process(RelayRecord(21 + i, "10.1.0.8", "198.51.100.7", 2, LegRecord(true, 130.0, 127)),
+                  out);
+  }
   return out;
 }
 
@@ -1417,6 +1535,7 @@ TEST(RelayHostStage, EveryMethodAlertsByDefault) {
   EXPECT_EQ(Alerts(out, "hidden_leg").size(), 1u);
   EXPECT_EQ(Alerts(out, "controller_rtt").size(), 1u);
   EXPECT_EQ(Alerts(out, "stepping_stone").size(), 1u);
+  EXPECT_EQ(Alerts(out, "routed_relay").size(), 1u);
   EXPECT_TRUE(AnyRecordHas(out, "controller_rtt_ms"));
 }
 
@@ -1439,8 +1558,13 @@ TEST(RelayHostStage, DisabledMethodsDoNotAlertAndTheOthersStillDo) {
   EXPECT_EQ(Alerts(no_stones, "controller_rtt").size(), 1u);
   EXPECT_FALSE(AnyRecordHas(no_stones, "_on_times_us"));
 
-  const std::vector<Event> none = EveryMethodsEvidence({false, false, false, false});
-  for (const char* method : {"hidden_leg", "controller_rtt", "stepping_stone"})
+  const std::vector<Event> no_routed = EveryMethodsEvidence({.routed_relay = false});
+  EXPECT_TRUE(Alerts(no_routed, "routed_relay").empty());
+  EXPECT_EQ(Alerts(no_routed, "hidden_leg").size(), 1u);
+  EXPECT_EQ(Alerts(no_routed, "controller_rtt").size(), 1u);
+
+  const std::vector<Event> none = EveryMethodsEvidence({false, false, false, false, false});
+  for (const char* method : {"hidden_leg", "controller_rtt", "stepping_stone", "routed_relay"})
     EXPECT_TRUE(Alerts(none, method).empty()) << method;
 }
 
