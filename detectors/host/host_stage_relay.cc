@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -248,16 +249,14 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
     return;
   if (!Admit(host, absl::StrCat(kSidHiddenLeg), finding.ts))
     return;
-  std::vector<std::string> apps;
+  std::set<std::string> apps;  // sorted, once each
   for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
     if (flows.size() < 8) {
       flows.push_back(
           {{"flow_id", s->flow_id}, {"app", s->app}, {"hidden_leg_rtt_ms", s->hidden_ms}});
     }
-    if (std::find(apps.begin(), apps.end(), s->app) == apps.end())
-      apps.push_back(s->app);
+    apps.insert(s->app);
   }
-  std::sort(apps.begin(), apps.end());
   Event alert = NewAlert(finding.ts, finding.flow, host, kSidHiddenLeg,
                          absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
                                       "leg of ",
@@ -337,8 +336,8 @@ void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool or
   const double median = *detectors::relay::Median(rtts);
   const double hidden = median - near.rtt_ms;
   nlohmann::json flows = nlohmann::json::array();
-  std::vector<std::string> apps;
-  std::vector<int> ttls;
+  std::set<std::string> apps;  // sorted, once each
+  std::set<int> ttls;
   for (auto l = routed.rbegin(); l != routed.rend(); ++l) {
     if (flows.size() < 8) {
       flows.push_back({{"flow_id", (*l)->flow_id},
@@ -347,13 +346,9 @@ void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool or
                        {"rtt_originator_ms", (*l)->rtt_ms},
                        {"ttl", (*l)->ttl}});
     }
-    if (std::find(apps.begin(), apps.end(), (*l)->app) == apps.end())
-      apps.push_back((*l)->app);
-    if (std::find(ttls.begin(), ttls.end(), (*l)->ttl) == ttls.end())
-      ttls.push_back((*l)->ttl);
+    apps.insert((*l)->app);
+    ttls.insert((*l)->ttl);
   }
-  std::sort(apps.begin(), apps.end());
-  std::sort(ttls.begin(), ttls.end());
   Event alert =
       NewAlert(finding.ts, finding.flow, host, kSidRoutedRelay,
                absl::StrCat("RELAYWATCH host forwards connections for a far device: they end ",

@@ -87,9 +87,6 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
-  // The IP TTL of the first SYN and SYN/ACK (0: not seen). A host's own packets and the
-  // packets it forwards for another device differ in it: forwarding decrements it.
-  std::uint8_t handshake_ttl[2] = {0, 0};
   PacketTime first = absl::InfinitePast();
   bool reported = false;
   // After the record: the current stepping-stone window's start (see OnPacket).
@@ -151,11 +148,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   const int d = flow::Index(direction);
 
   data.handshake.OnPacket(packet.ts, d, packet.tcp_flags, packet.seq, packet.ack,
-                          packet.payload_length);
-  if (packet.has(decode::kTcpSyn) && packet.has(decode::kTcpAck) == (d == 1) &&
-      data.handshake_ttl[d] == 0) {
-    data.handshake_ttl[d] = packet.ttl;
-  }
+                          packet.payload_length, packet.ttl);
   if (packet.has(decode::kTcpAck)) {
     const std::uint32_t before = data.ack_rtt[1 - d].samples();
     data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
@@ -286,10 +279,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   PutMs(hs, "responder_ms", hs_resp);
   if (data.handshake.retransmitted())
     hs["retransmitted"] = true;
-  if (data.handshake_ttl[0] != 0)
-    hs["originator_ttl"] = data.handshake_ttl[0];
-  if (data.handshake_ttl[1] != 0)
-    hs["responder_ttl"] = data.handshake_ttl[1];
+  if (data.handshake.originator_ttl() != 0)
+    hs["originator_ttl"] = data.handshake.originator_ttl();
+  if (data.handshake.responder_ttl() != 0)
+    hs["responder_ttl"] = data.handshake.responder_ttl();
   if (!hs.empty())
     r["handshake"] = hs;
   PutMs(r, "rtt_originator_ms", rtt_orig);

@@ -47,18 +47,22 @@ std::optional<double> Quantile(std::vector<double>& values, double q) {
 }
 
 void HandshakeSplit::OnPacket(PacketTime ts, int direction, std::uint8_t flags, std::uint32_t seq,
-                              std::uint32_t ack, std::uint32_t payload_length) {
+                              std::uint32_t ack, std::uint32_t payload_length,
+                              std::uint8_t ttl) {
   const bool syn = (flags & decode::kTcpSyn) != 0;
   const bool has_ack = (flags & decode::kTcpAck) != 0;
   if (direction == 0 && syn && !has_ack) {
-    if (++syns_ == 1)
+    if (++syns_ == 1) {
       syn_ = ts;
+      syn_ttl_ = ttl;
+    }
     return;
   }
   if (direction == 1 && syn && has_ack) {
     if (++syn_acks_ == 1) {
       syn_ack_ = ts;
       syn_ack_seq_ = seq;
+      syn_ack_ttl_ = ttl;
     }
     return;
   }

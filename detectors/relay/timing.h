@@ -45,12 +45,16 @@ std::optional<double> Quantile(std::vector<double>& values, double q);
 class HandshakeSplit {
  public:
   void OnPacket(PacketTime ts, int direction, std::uint8_t flags, std::uint32_t seq,
-                std::uint32_t ack, std::uint32_t payload_length);
+                std::uint32_t ack, std::uint32_t payload_length, std::uint8_t ttl);
   // SYN -> SYN/ACK: sensor <-> responder. Nullopt when not seen or retransmitted.
   std::optional<absl::Duration> responder_leg() const;
   // SYN/ACK -> ACK: sensor <-> originator.
   std::optional<absl::Duration> originator_leg() const;
   bool retransmitted() const { return syns_ > 1 || syn_acks_ > 1; }
+  // IP TTL of the first SYN and of the first SYN/ACK (0: not seen). A host's own packets and
+  // those it forwards for another device differ in it: forwarding decrements it.
+  std::uint8_t originator_ttl() const { return syn_ttl_; }
+  std::uint8_t responder_ttl() const { return syn_ack_ttl_; }
 
   // An ACK that carries data after this long is an application's first write, not the
   // kernel's answer to the SYN/ACK (TFO, odd stacks): not a sample.
@@ -60,6 +64,8 @@ class HandshakeSplit {
   int syns_ = 0;
   int syn_acks_ = 0;
   std::uint32_t syn_ack_seq_ = 0;
+  std::uint8_t syn_ttl_ = 0;
+  std::uint8_t syn_ack_ttl_ = 0;
   PacketTime syn_ = absl::InfinitePast();
   PacketTime syn_ack_ = absl::InfinitePast();
   PacketTime ack_ = absl::InfinitePast();

@@ -54,9 +54,9 @@ TEST(RelayTiming, SequenceComparisonWrapsAround) {
 
 TEST(RelayTiming, HandshakeSplitsTheRoundTripAtTheSensor) {
   HandshakeSplit h;
-  h.OnPacket(At(0), 0, kSyn, 100, 0, 0);
-  h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
-  h.OnPacket(At(10.4), 0, kAck, 101, 5001, 0);
+  h.OnPacket(At(0), 0, kSyn, 100, 0, 0, 64);
+  h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0, 64);
+  h.OnPacket(At(10.4), 0, kAck, 101, 5001, 0, 64);
   ASSERT_TRUE(h.responder_leg().has_value());
   ASSERT_TRUE(h.originator_leg().has_value());
   EXPECT_DOUBLE_EQ(ToMs(*h.responder_leg()), 10);
@@ -65,33 +65,33 @@ TEST(RelayTiming, HandshakeSplitsTheRoundTripAtTheSensor) {
 
 TEST(RelayTiming, KarnsRuleRefusesRetransmittedHandshakes) {
   HandshakeSplit syn_again;
-  syn_again.OnPacket(At(0), 0, kSyn, 100, 0, 0);
-  syn_again.OnPacket(At(1000), 0, kSyn, 100, 0, 0);
-  syn_again.OnPacket(At(1010), 1, kSyn | kAck, 5000, 101, 0);
-  syn_again.OnPacket(At(1011), 0, kAck, 101, 5001, 0);
+  syn_again.OnPacket(At(0), 0, kSyn, 100, 0, 0, 64);
+  syn_again.OnPacket(At(1000), 0, kSyn, 100, 0, 0, 64);
+  syn_again.OnPacket(At(1010), 1, kSyn | kAck, 5000, 101, 0, 64);
+  syn_again.OnPacket(At(1011), 0, kAck, 101, 5001, 0, 64);
   EXPECT_FALSE(syn_again.responder_leg().has_value());  // which SYN did it answer?
   EXPECT_TRUE(syn_again.originator_leg().has_value());
   EXPECT_TRUE(syn_again.retransmitted());
 
   HandshakeSplit syn_ack_again;
-  syn_ack_again.OnPacket(At(0), 0, kSyn, 100, 0, 0);
-  syn_ack_again.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
-  syn_ack_again.OnPacket(At(1010), 1, kSyn | kAck, 5000, 101, 0);
-  syn_ack_again.OnPacket(At(1011), 0, kAck, 101, 5001, 0);
+  syn_ack_again.OnPacket(At(0), 0, kSyn, 100, 0, 0, 64);
+  syn_ack_again.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0, 64);
+  syn_ack_again.OnPacket(At(1010), 1, kSyn | kAck, 5000, 101, 0, 64);
+  syn_ack_again.OnPacket(At(1011), 0, kAck, 101, 5001, 0, 64);
   EXPECT_TRUE(syn_ack_again.responder_leg().has_value());
   EXPECT_FALSE(syn_ack_again.originator_leg().has_value());
 }
 
 TEST(RelayTiming, LateDataCarryingAckIsNotARoundTrip) {
   HandshakeSplit h;
-  h.OnPacket(At(0), 0, kSyn, 100, 0, 0);
-  h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
-  h.OnPacket(At(700), 0, kAck | kPsh, 101, 5001, 20);  // the application's first write
+  h.OnPacket(At(0), 0, kSyn, 100, 0, 0, 64);
+  h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0, 64);
+  h.OnPacket(At(700), 0, kAck | kPsh, 101, 5001, 20, 64);  // the application's first write
   EXPECT_FALSE(h.originator_leg().has_value());
   HandshakeSplit quick;
-  quick.OnPacket(At(0), 0, kSyn, 100, 0, 0);
-  quick.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0);
-  quick.OnPacket(At(10.2), 0, kAck | kPsh, 101, 5001, 20);
+  quick.OnPacket(At(0), 0, kSyn, 100, 0, 0, 64);
+  quick.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0, 64);
+  quick.OnPacket(At(10.2), 0, kAck | kPsh, 101, 5001, 20, 64);
   EXPECT_TRUE(quick.originator_leg().has_value());
 }
 
