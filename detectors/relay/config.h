@@ -42,6 +42,8 @@ struct RelayConfig {
   absl::Duration window = absl::Hours(1);
   // Client turnarounds, over all flows of a host in the window, before a hidden leg is judged.
   std::uint64_t min_samples = 5;
+  // Or: the host's last min_flows flows each show a hidden leg of at least the budget.
+  std::uint64_t min_flows = 3;
   // Round trip that counts as local where no site says otherwise.
   absl::Duration local_rtt = absl::Milliseconds(60);
   // An outbound ON this soon after an inbound ON of the same host is correlated.

@@ -774,6 +774,22 @@ TEST(RelayConfig, MethodsDefaultToAllAndRejectUnknownOrRepeatedNames) {
   EXPECT_FALSE(ParseRelay("detectors:\n  relay: {methods: [[hidden_leg]]}\n").ok());
 }
 
+TEST(RelayConfig, MinFlowsDefaultAndBounds) {
+  absl::StatusOr<RelayConfig> defaults = ParseRelay("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->min_flows, 3u);
+  absl::StatusOr<RelayConfig> set = ParseRelay("detectors:\n  relay:\n    min_flows: 8\n");
+  ASSERT_TRUE(set.ok()) << set.status();
+  EXPECT_EQ(set->min_flows, 8u);
+  // More than the host keeps (64 flows) could never decide: an error, as is none.
+  for (const char* bad : {"min_flows: 0", "min_flows: 65", "min_flows: three"}) {
+    absl::StatusOr<RelayConfig> r =
+        ParseRelay(std::string("detectors:\n  relay:\n    ") + bad + "\n");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("r.yaml:3:"), std::string::npos) << r.status();
+  }
+}
+
 TEST(RelayConfig, TypingBaselineKeysAndTheirBounds) {
   absl::StatusOr<RelayConfig> defaults = ParseRelay("");
   ASSERT_TRUE(defaults.ok()) << defaults.status();
@@ -1005,6 +1021,57 @@ TEST(RelayHostStage, OneSlowHandshakeAmongLocalOnesIsNoAlert) {
         out);
   }
   EXPECT_TRUE(Alerts(out, "hidden_leg").empty());
+}
+
+// TLS 1.3 answers one turnaround per connection: three far connections in a row decide
+// before min_samples turnarounds, the median over the window does not have to wait.
+TEST(RelayHostStage, HiddenLegOfConsecutiveFarFlowsWithOneTurnaroundEach) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  const auto flow = [](double hidden) {
+    return nlohmann::json{
+        {"app", "tls"}, {"hidden_leg_rtt_ms", hidden}, {"turnaround_samples_ms", {hidden}}};
+  };
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, flow(405)), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, flow(402)), out);
+  EXPECT_TRUE(Alerts(out, "hidden_leg").empty());  // two flows: not yet
+  stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 2, flow(407)), out);
+  const auto alerts = Alerts(out, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["rule"], "consecutive_flows");
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 405);
+  EXPECT_EQ(alerts[0]->evidence["turnarounds"], 3);
+}
+
+TEST(RelayHostStage, HiddenLegConsecutiveFlowsMustAllBeFar) {
+  // A local flow among the last three: no decision until the turnarounds suffice for the
+  // median, and then the median (two far flows of five) is local.
+  for (const std::vector<double>& hidden :
+       {std::vector<double>{300, 2, 300}, std::vector<double>{300, 2, 300, 2, 2}}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    for (std::size_t i = 0; i < hidden.size(); ++i) {
+      stage.Process(RelayRecord(i, "10.1.0.5", "198.51.100.7", i,
+                                {{"app", "tls"},
+                                 {"hidden_leg_rtt_ms", hidden[i]},
+                                 {"turnaround_samples_ms", {hidden[i]}}}),
+                    out);
+    }
+    EXPECT_TRUE(Alerts(out, "hidden_leg").empty()) << hidden.size() << " flows";
+  }
+  // min_flows is a setting: with four the three far flows above wait for a fourth.
+  host::HostStageConfig config = HostConfig();
+  config.relay.min_flows = 4;
+  host::HostStage stage(config);
+  std::vector<Event> out;
+  for (int i = 0; i < 4; ++i) {
+    stage.Process(
+        RelayRecord(
+            i, "10.1.0.5", "198.51.100.7", i,
+            {{"app", "tls"}, {"hidden_leg_rtt_ms", 300.0}, {"turnaround_samples_ms", {300.0}}}),
+        out);
+    EXPECT_EQ(Alerts(out, "hidden_leg").size(), i == 3 ? 1u : 0u) << i;
+  }
 }
 
 TEST(RelayHostStage, SiteBudgetDecides) {
