@@ -242,28 +242,61 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
     values.push_back(s.hidden_ms);
   }
   const double budget_ms = detectors::relay::ToMs(LocalRtt(host));
-  // Two ways to enough evidence. The median over the window's flows once they hold
-  // min_samples turnarounds: one slow handshake among local ones moves it nowhere. Or the
+  // Three ways to enough evidence. (1) The median over the window's flows once they hold
+  // min_samples turnarounds: one slow handshake among local ones moves it nowhere. (2) The
   // last min_flows flows each far (the research's "excess over >= 3 sessions"): a TLS 1.3
   // connection answers one turnaround, and a far operator's few connections through a
-  // tunnel (whose close_notify waits for the whole download) may not reach min_samples,
-  // while chance puts several consecutive local flows past the budget only rarely.
+  // tunnel (whose close_notify waits for the whole download) may not reach min_samples.
+  // (3) The far flows as a group of their own: a laptop also browses for itself, and its
+  // own flows (hidden legs of a few ms) may outnumber the operator's and drown the median.
+  // The group decides when it holds min_samples turnarounds, agrees with itself (the
+  // largest at most twice the least: one operator's round trip, not scattered stalls), and
+  // no flow of the window lies in the band from half the budget up to it (a near relay
+  // whose jitter straddles the budget fills that band; a laptop's own flows stay under it).
   const std::size_t n = values.size();
   std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
                            values.end());
   const double median = *detectors::relay::Median(values);  // reorders values
-  std::string rule = "median_over_window";
-  double decided_ms = median;
-  if (total < config_.relay.min_samples || median < budget_ms) {
-    if (n < config_.relay.min_flows || *std::min_element(last.begin(), last.end()) < budget_ms)
-      return;
+  std::vector<double> far;
+  std::uint64_t far_turnarounds = 0;
+  bool straddles = false;
+  for (const HostState::HiddenSample& s : state.hidden) {
+    if (s.hidden_ms >= budget_ms) {
+      far.push_back(s.hidden_ms);
+      far_turnarounds += s.turnarounds;
+    } else if (s.hidden_ms >= budget_ms / 2) {
+      straddles = true;
+    }
+  }
+  std::string rule;
+  double decided_ms = 0;
+  std::size_t decided_flows = 0;
+  if (total >= config_.relay.min_samples && median >= budget_ms) {
+    rule = "median_over_window";
+    decided_ms = median;
+    decided_flows = n;
+  } else if (n >= config_.relay.min_flows &&
+             *std::min_element(last.begin(), last.end()) >= budget_ms) {
     rule = "consecutive_flows";
     decided_ms = *detectors::relay::Median(last);
+    decided_flows = last.size();
+  } else if (!straddles && far_turnarounds >= config_.relay.min_samples &&
+             *std::max_element(far.begin(), far.end()) <=
+                 2 * *std::min_element(far.begin(), far.end())) {
+    rule = "far_flows";
+    decided_ms = *detectors::relay::Median(far);
+    decided_flows = far.size();
+  } else {
+    return;
   }
   if (!Admit(host, absl::StrCat(kSidHiddenLeg), finding.ts))
     return;
+  // The flows that decided first (the far ones, for the far-flows rule), newest first.
+  const bool far_only = rule == "far_flows";
   std::set<std::string> apps;  // sorted, once each
   for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
+    if (far_only && s->hidden_ms < budget_ms)
+      continue;
     if (flows.size() < 8) {
       flows.push_back(
           {{"flow_id", s->flow_id}, {"app", s->app}, {"hidden_leg_rtt_ms", s->hidden_ms}});
@@ -281,6 +314,7 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
                     {"hidden_leg_rtt_ms", Round1(decided_ms)},
                     {"min_distance_km", std::round(FibreKm(decided_ms))},
                     {"rule", rule},
+                    {"flows_decided", decided_flows},
                     {"flows_in_window", n},
                     {"turnarounds", total},
                     {"local_rtt_ms", budget_ms},

@@ -1074,6 +1074,64 @@ TEST(RelayHostStage, HiddenLegConsecutiveFlowsMustAllBeFar) {
   }
 }
 
+// The laptop's own flows (hidden legs of a millisecond) beside the operator's, from a host
+// in no site (the default budget, 60 ms).
+using HiddenAndTurns = std::pair<double, int>;
+constexpr HiddenAndTurns kOwn{1.0, 1};
+constexpr HiddenAndTurns Far(double hidden_ms, int turnarounds = 1) {
+  return {hidden_ms, turnarounds};
+}
+
+std::vector<Event> FlowsInOrder(const std::vector<HiddenAndTurns>& flows) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  for (std::size_t i = 0; i < flows.size(); ++i) {
+    const auto [hidden, turns] = flows[i];
+    stage.Process(RelayRecord(i, "10.2.0.5", "198.51.100.7", 0.1 * i,
+                              {{"app", turns > 1 ? "ssh" : "tls"},
+                               {"hidden_leg_rtt_ms", hidden},
+                               {"turnaround_samples_ms", std::vector<double>(turns, hidden)}}),
+                  out);
+  }
+  return out;
+}
+
+TEST(RelayHostStage, HiddenLegOfFarFlowsAmongTheLaptopsOwn) {
+  // Five far flows among eight of the laptop's own: the median is local, no three far
+  // flows come in a row, yet they are one operator's.
+  const std::vector<Event> out = FlowsInOrder({kOwn, Far(120), kOwn, kOwn, Far(118), kOwn, Far(125),
+                                               kOwn, kOwn, Far(121), kOwn, Far(119), kOwn});
+  const auto alerts = Alerts(out, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["rule"], "far_flows");
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 120);
+  EXPECT_EQ(alerts[0]->evidence["flows_decided"], 5);
+  EXPECT_EQ(alerts[0]->evidence["recent_flows"].size(), 5u);  // the far ones
+  // One SSH session through the laptop (six turnarounds) among its own https fetches.
+  std::vector<HiddenAndTurns> ssh(12, kOwn);
+  ssh.push_back(Far(150, 6));
+  EXPECT_EQ(Alerts(FlowsInOrder(ssh), "hidden_leg").size(), 1u);
+}
+
+TEST(RelayHostStage, HiddenLegFarFlowsMustStandApartAndAgree) {
+  // A flow in the band under the budget (half of it up to it): the host's flows straddle
+  // the budget, as a near relay's do under jitter; the median decides, and it is local.
+  EXPECT_TRUE(Alerts(FlowsInOrder({kOwn, Far(65), kOwn, Far(45), Far(70), kOwn, Far(62), kOwn,
+                                   Far(66), kOwn, Far(68), kOwn}),
+                     "hidden_leg")
+                  .empty());
+  // Far flows that disagree (70 to 300 ms): scattered stalls, not one operator's round trip.
+  EXPECT_TRUE(Alerts(FlowsInOrder({kOwn, Far(70), kOwn, kOwn, Far(150), kOwn, Far(300), kOwn, kOwn,
+                                   Far(90), kOwn, Far(200), kOwn}),
+                     "hidden_leg")
+                  .empty());
+  // Four far turnarounds are not enough.
+  EXPECT_TRUE(Alerts(FlowsInOrder({kOwn, Far(120), kOwn, kOwn, Far(118), kOwn, Far(125), kOwn, kOwn,
+                                   Far(121), kOwn}),
+                     "hidden_leg")
+                  .empty());
+}
+
 TEST(RelayHostStage, SiteBudgetDecides) {
   // 50 ms is local for the default budget (60 ms) but not for the Seattle site (40 ms).
   const nlohmann::json body = {{"app", "ssh"},
