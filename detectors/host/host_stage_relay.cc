@@ -2,6 +2,7 @@
 // slow handshake. See docs/detectors/relay.md for the methods and their limits.
 #include <algorithm>
 #include <cmath>
+#include <deque>
 #include <functional>
 #include <set>
 #include <string>
@@ -20,6 +21,16 @@ namespace {
 using detectors::relay::FibreKm;
 
 constexpr std::size_t kMaxHiddenSamples = 64;
+
+// Makes room for one more finding in a host's window: drops those older than `window`, and
+// the oldest beyond kMaxHiddenSamples.
+template <typename Finding>
+void MakeRoom(std::deque<Finding>& findings, PacketTime now, absl::Duration window) {
+  while (!findings.empty() &&
+         (now - findings.front().ts > window || findings.size() >= kMaxHiddenSamples)) {
+    findings.pop_front();
+  }
+}
 constexpr std::size_t kMaxOnFlows = 32;
 constexpr std::size_t kMaxSessions = 65536;
 // The typing baseline judges the last 1, 2, 4, ... windows of reactions, up to the longest
@@ -228,19 +239,9 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
   const std::uint64_t turnarounds =
       r.contains("turnaround_samples_ms") ? r["turnaround_samples_ms"].size() : 0;
   HostState& state = Host(host, finding.ts);
-  while (!state.hidden.empty() && (finding.ts - state.hidden.front().ts > config_.relay.window ||
-                                   state.hidden.size() >= kMaxHiddenSamples)) {
-    state.hidden.pop_front();
-  }
+  MakeRoom(state.hidden, finding.ts, config_.relay.window);
   state.hidden.push_back(
       {finding.ts, *hidden, turnarounds, finding.flow->flow_id, r.value("app", "")});
-  std::uint64_t total = 0;
-  std::vector<double> values;
-  nlohmann::json flows = nlohmann::json::array();
-  for (const HostState::HiddenSample& s : state.hidden) {
-    total += s.turnarounds;
-    values.push_back(s.hidden_ms);
-  }
   const double budget_ms = detectors::relay::ToMs(LocalRtt(host));
   // Three ways to enough evidence. (1) The median over the window's flows once they hold
   // min_samples turnarounds: one slow handshake among local ones moves it nowhere. (2) The
@@ -253,14 +254,14 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
   // largest at most twice the least: one operator's round trip, not scattered stalls), and
   // no flow of the window lies in the band from half the budget up to it (a near relay
   // whose jitter straddles the budget fills that band; a laptop's own flows stay under it).
-  const std::size_t n = values.size();
-  std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
-                           values.end());
-  const double median = *detectors::relay::Median(values);  // reorders values
+  std::uint64_t total = 0;
+  std::vector<double> values;
   std::vector<double> far;
   std::uint64_t far_turnarounds = 0;
   bool straddles = false;
   for (const HostState::HiddenSample& s : state.hidden) {
+    total += s.turnarounds;
+    values.push_back(s.hidden_ms);
     if (s.hidden_ms >= budget_ms) {
       far.push_back(s.hidden_ms);
       far_turnarounds += s.turnarounds;
@@ -268,6 +269,10 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
       straddles = true;
     }
   }
+  const std::size_t n = values.size();
+  std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
+                           values.end());
+  const double median = *detectors::relay::Median(values);  // reorders values
   std::string rule;
   double decided_ms = 0;
   std::size_t decided_flows = 0;
@@ -293,6 +298,7 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
     return;
   // The flows that decided first (the far ones, for the far-flows rule), newest first.
   const bool far_only = rule == "far_flows";
+  nlohmann::json flows = nlohmann::json::array();
   std::set<std::string> apps;  // sorted, once each
   for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
     if (far_only && s->hidden_ms < budget_ms)
@@ -352,15 +358,11 @@ void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool or
   std::deque<HostState::Leg>& own = state.own_legs;
   while (!own.empty() && own.back().rtt_ms >= leg.rtt_ms)
     own.pop_back();
+  MakeRoom(own, finding.ts, window);
   own.push_back(leg);
-  while (own.size() > kMaxHiddenSamples || finding.ts - own.front().ts > window)
-    own.pop_front();
   const double budget = detectors::relay::ToMs(LocalRtt(host));
   std::deque<HostState::Leg>& far = state.far_legs;
-  while (!far.empty() &&
-         (finding.ts - far.front().ts > window || far.size() >= kMaxHiddenSamples)) {
-    far.pop_front();
-  }
+  MakeRoom(far, finding.ts, window);
   // A round trip under the budget cannot be a budget beyond the host's own.
   if (originated && leg.rtt_ms >= budget)
     far.push_back(leg);
