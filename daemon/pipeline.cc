@@ -733,6 +733,19 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
                           MetricType::Counter);
   Add(typing_ev, {}, static_cast<double>(hs.typing_profiles_evicted));
   out.push_back(std::move(typing_ev));
+  auto explained = Family("relaywatch_relay_turnarounds_explained_total",
+                          "Hidden-leg turnarounds not counted: the host opened and heard back "
+                          "from another connection during the wait (a revocation or AIA "
+                          "fetch).",
+                          MetricType::Counter);
+  Add(explained, {}, static_cast<double>(hs.turnarounds_explained));
+  out.push_back(std::move(explained));
+  auto fetch_ev = Family("relaywatch_relay_fetch_evictions_total",
+                         "Connections forgotten as possible fetches because the host's list "
+                         "(128) was full.",
+                         MetricType::Counter);
+  Add(fetch_ev, {}, static_cast<double>(hs.fetches_evicted));
+  out.push_back(std::move(fetch_ev));
   auto nesting = Family("relaywatch_nested_tunnel_decisions_total",
                         "Company-VPN sessions whose SYN MSS implied a tunnel: nested, an MSS "
                         "clamp, or forgotten undecided (table full).",

@@ -13,11 +13,13 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+
 #include "capture/base/ip_address.h"
 #include "detectors/common/signatures.h"
 #include "detectors/context/config.h"
 #include "detectors/event.h"
 #include "detectors/relay/config.h"
+#include "detectors/relay/timing.h"
 
 namespace relaywatch::host {
 
@@ -145,6 +147,10 @@ struct HostStageStats {
   std::uint64_t shape_directions_filled = 0;
   std::uint64_t named_flows_evicted = 0;
   std::uint64_t relay_records = 0;
+  // Hidden-leg turnarounds explained by a fetch of the host's (not counted), and connections
+  // forgotten as possible fetches because the host's list was full.
+  std::uint64_t turnarounds_explained = 0;
+  std::uint64_t fetches_evicted = 0;
   std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
   std::uint64_t public_addresses = 0;  // lines tracked at the entry points
   std::uint64_t public_addresses_evicted = 0;
@@ -206,11 +212,22 @@ class HostStage {
     struct HiddenSample {
       PacketTime ts;
       double hidden_ms = 0;
-      std::uint64_t turnarounds = 0;
       std::uint64_t flow_id = 0;
       std::string app;
+      // The turnarounds no fetch has explained yet, when each wait began, and the flow's
+      // visible client leg: a fetch whose record comes later may still explain one.
+      std::vector<double> samples_ms;
+      std::vector<PacketTime> waits;
+      double client_leg_ms = 0;
     };
     std::deque<HiddenSample> hidden;
+    // The host's recent connections as possible fetches (revocation, AIA) that another
+    // flow's turnaround waited on; `ts` is when each was opened.
+    struct Fetch {
+      PacketTime ts;
+      detectors::relay::Exchange exchange;
+    };
+    std::deque<Fetch> fetches;
     // Routed relay: the host's own round trip (a sliding minimum over the window, with the
     // TTL of the host's SYN or SYN/ACK that showed it) and the flows it opened whose round
     // trip reached the budget, the candidates for connections it forwards.
@@ -276,7 +293,15 @@ class HostStage {
   void RememberSession(const Event& finding);
   const Site* SiteOf(const IpAddress& host) const;
   absl::Duration LocalRtt(const IpAddress& host) const;
-  void HiddenLeg(const Event& finding, const IpAddress& host, std::vector<Event>& publish);
+  void HiddenLeg(Event& finding, const IpAddress& host, std::vector<PacketTime> waits,
+                 std::vector<Event>& publish);
+  // A connection of `host`: it may explain turnarounds of flows already in the host's
+  // hidden-leg window, and is kept for flows whose records come later.
+  void Fetched(const IpAddress& host, PacketTime ts, const detectors::relay::Exchange& fetch);
+  // Drops the sample's turnarounds that one of `fetches` fed, and moves its hidden leg by
+  // what the lower quartile lost; returns how many were dropped.
+  template <typename Fetches>
+  std::size_t Explain(HostState::HiddenSample& sample, const Fetches& fetches);
   void RoutedRelay(const Event& finding, const IpAddress& host, bool originated,
                    std::vector<Event>& publish);
   void ControllerRtt(Event& finding, std::vector<Event>& publish);

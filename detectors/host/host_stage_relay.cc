@@ -1,6 +1,7 @@
 // The host stage's relay rules: a host is judged on many flows over a window, never on one
 // slow handshake. See docs/detectors/relay.md for the methods and their limits.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <deque>
 #include <functional>
@@ -32,6 +33,8 @@ void MakeRoom(std::deque<Finding>& findings, PacketTime now, absl::Duration wind
   }
 }
 constexpr std::size_t kMaxOnFlows = 32;
+// Connections kept per host as possible fetches: a few minutes of a busy browser's.
+constexpr std::size_t kMaxFetches = 128;
 constexpr std::size_t kMaxSessions = 65536;
 // The typing baseline judges the last 1, 2, 4, ... windows of reactions, up to the longest
 // window the config allows (rounded down to a power of two of windows).
@@ -111,18 +114,40 @@ std::vector<double> TakeReactions(nlohmann::json& body) {
   return delays;
 }
 
-// ON times travel with relay records (and windows) for the stepping-stone correlation only.
-std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
-  std::vector<PacketTime> ons;
-  if (body.contains("_on_times_us") && body["_on_times_us"].is_array()) {
-    for (const nlohmann::json& t : body["_on_times_us"]) {
+// Times (unix microseconds) that travel with relay records for this stage only: ON times
+// (`_on_times_us`, stepping stones), turnaround waits (`_waits_us`) and the flow as a
+// possible fetch (`_exchange_us`, hidden leg).
+std::vector<PacketTime> TakeTimes(nlohmann::json& body, const char* key) {
+  std::vector<PacketTime> times;
+  if (body.contains(key) && body[key].is_array()) {
+    for (const nlohmann::json& t : body[key]) {
       if (t.is_number_integer())
-        ons.push_back(absl::FromUnixMicros(t.get<std::int64_t>()));
+        times.push_back(absl::FromUnixMicros(t.get<std::int64_t>()));
     }
   }
-  body.erase("_on_times_us");
-  return ons;
+  body.erase(key);
+  return times;
 }
+
+std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
+  return TakeTimes(body, "_on_times_us");
+}
+
+// The lower quartile of a flow's turnarounds, as the relay detector reads them.
+double LowerQuartile(std::vector<double> samples) {
+  return *detectors::relay::Quantile(samples, 0.25);
+}
+
+// Between a fetch's answer and the client's own flight: the client's visible leg, and the
+// client's work on the answer (parsing and checking an OCSP response or a certificate, a
+// few ms; room for a slow client).
+constexpr double kFetchSlackMs = 20;
+// An SSH flow whose lower quartile was a turnaround a fetch fed keeps a reading from the
+// rest only if at least this many are left: an SSH setup is a dialogue of software answers,
+// so their lower quartile still sits among network turnarounds. A TLS flow's later
+// turnarounds are its application's (a request after a response, with think time), and of
+// one or two the quartile is the slow ones: such flows give no reading.
+constexpr std::size_t kMinTurnaroundsLeft = 3;
 
 }  // namespace
 
@@ -151,6 +176,8 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   nlohmann::json& r = finding.body;
   std::vector<PacketTime> ons = TakeOnTimes(r);
   std::vector<double> reactions = TakeReactions(r);
+  std::vector<PacketTime> waits = TakeTimes(r, "_waits_us");
+  const std::vector<PacketTime> exchange = TakeTimes(r, "_exchange_us");
   if (!finding.flow)
     return;
   // A method switched off in detectors.relay.methods neither alerts nor adds fields here.
@@ -163,7 +190,15 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   const bool dest_home = IsHome(f.dest_ip);
   if (src_home) {
     if (methods.hidden_leg) {
-      HiddenLeg(finding, f.src_ip, publish);
+      if (exchange.size() == 5) {
+        // -1 stands for "none": the client sent nothing after the first reply, or at all.
+        const PacketTime none = absl::FromUnixMicros(-1);
+        Fetched(
+            f.src_ip, finding.ts,
+            {exchange[0], exchange[1], exchange[2] == none ? absl::InfiniteFuture() : exchange[2],
+             exchange[3], exchange[4] == none ? absl::InfinitePast() : exchange[4]});
+      }
+      HiddenLeg(finding, f.src_ip, std::move(waits), publish);
     }
     if (methods.stepping_stone) {
       SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
@@ -230,18 +265,108 @@ void HostStage::ControllerRtt(Event& finding, std::vector<Event>& publish) {
   PublishAlert(std::move(alert), publish);
 }
 
-void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
+template <typename Fetches>
+std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& fetches) {
+  if (sample.waits.size() != sample.samples_ms.size() || sample.samples_ms.empty())
+    return 0;  // a record without its waits: nothing to match
+  const double before = LowerQuartile(sample.samples_ms);
+  std::size_t kept = 0;
+  bool rested = false;  // the flow's reading rested on a turnaround a fetch fed
+  for (std::size_t i = 0; i < sample.samples_ms.size(); ++i) {
+    const bool fed = std::any_of(fetches.begin(), fetches.end(), [&](const auto& f) {
+      return detectors::relay::FedWait(f.exchange, sample.waits[i], sample.samples_ms[i],
+                                       sample.client_leg_ms + kFetchSlackMs);
+    });
+    if (fed) {
+      rested = rested || sample.samples_ms[i] <= before;
+    } else {
+      sample.samples_ms[kept] = sample.samples_ms[i];
+      sample.waits[kept] = sample.waits[i];
+      ++kept;
+    }
+  }
+  const std::size_t dropped = sample.samples_ms.size() - kept;
+  sample.samples_ms.resize(kept);
+  sample.waits.resize(kept);
+  if (rested && (kept < kMinTurnaroundsLeft || sample.app != "ssh")) {
+    // The turnarounds left are the flow's slower ones (a close_notify that waited for a
+    // download, a request after think time): they cannot stand for it, so no reading.
+    sample.samples_ms.clear();
+    sample.waits.clear();
+  } else if (dropped > 0) {
+    sample.hidden_ms = std::max(0.0, sample.hidden_ms + LowerQuartile(sample.samples_ms) - before);
+  }
+  if (dropped > 0) {
+    absl::MutexLock lock(&mu_);
+    stats_.turnarounds_explained += dropped;
+  }
+  return dropped;
+}
+
+void HostStage::Fetched(const IpAddress& host, PacketTime ts,
+                        const detectors::relay::Exchange& fetch) {
+  // Only a connection answered within a turnaround's longest wait can have fed one.
+  if (fetch.first_reply - fetch.opened > config_.relay.max_turnaround)
+    return;
+  HostState& state = Host(host, ts);
+  const HostState::Fetch entry{fetch.opened, fetch};
+  const std::array<HostState::Fetch, 1> one = {entry};
+  for (auto s = state.hidden.begin(); s != state.hidden.end();) {
+    Explain(*s, one);
+    s = s->samples_ms.empty() ? state.hidden.erase(s) : s + 1;
+  }
+  // A flow's record comes at its end or report_after past its start, so the fetches its
+  // waits may need are at most that old (twice, for records queued behind others).
+  while (!state.fetches.empty() &&
+         (ts - state.fetches.front().ts > 2 * config_.relay.report_after ||
+          state.fetches.size() >= kMaxFetches)) {
+    if (state.fetches.size() >= kMaxFetches) {
+      absl::MutexLock lock(&mu_);
+      ++stats_.fetches_evicted;
+    }
+    state.fetches.pop_front();
+  }
+  state.fetches.push_back(entry);
+}
+
+void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<PacketTime> waits,
                           std::vector<Event>& publish) {
-  const nlohmann::json& r = finding.body;
+  nlohmann::json& r = finding.body;
   const std::optional<double> hidden = Number(r, "hidden_leg_rtt_ms");
   if (!hidden)
     return;
-  const std::uint64_t turnarounds =
-      r.contains("turnaround_samples_ms") ? r["turnaround_samples_ms"].size() : 0;
+  HostState::HiddenSample sample;
+  sample.ts = finding.ts;
+  sample.hidden_ms = *hidden;
+  sample.flow_id = finding.flow->flow_id;
+  sample.app = r.value("app", "");
+  if (r.contains("turnaround_samples_ms") && r["turnaround_samples_ms"].is_array()) {
+    for (const nlohmann::json& t : r["turnaround_samples_ms"]) {
+      if (t.is_number())
+        sample.samples_ms.push_back(t.get<double>());
+    }
+  }
+  if (sample.samples_ms.empty())
+    return;
+  sample.waits = std::move(waits);
+  sample.client_leg_ms = std::max(0.0, LowerQuartile(sample.samples_ms) - *hidden);
   HostState& state = Host(host, finding.ts);
+  if (const std::size_t explained = Explain(sample, state.fetches); explained > 0) {
+    // The record says what the decision used: the leg of the turnarounds left, if any
+    // (turnaround_samples_ms keeps every one as measured).
+    r["turnarounds_explained"] = explained;
+    if (sample.samples_ms.empty()) {
+      r.erase("turnaround_ms");
+      r.erase("hidden_leg_rtt_ms");
+      r.erase("min_distance_km");
+      return;  // every wait was a fetch's
+    }
+    r["turnaround_ms"] = LowerQuartile(sample.samples_ms);
+    r["hidden_leg_rtt_ms"] = std::round(sample.hidden_ms * 1000.0) / 1000.0;
+    r["min_distance_km"] = std::round(FibreKm(sample.hidden_ms));
+  }
   MakeRoom(state.hidden, finding.ts, config_.relay.window);
-  state.hidden.push_back(
-      {finding.ts, *hidden, turnarounds, finding.flow->flow_id, r.value("app", "")});
+  state.hidden.push_back(std::move(sample));
   const double budget_ms = detectors::relay::ToMs(LocalRtt(host));
   // Three ways to enough evidence. (1) The median over the window's flows once they hold
   // min_samples turnarounds: one slow handshake among local ones moves it nowhere. (2) The
@@ -260,11 +385,11 @@ void HostStage::HiddenLeg(const Event& finding, const IpAddress& host,
   std::uint64_t far_turnarounds = 0;
   bool straddles = false;
   for (const HostState::HiddenSample& s : state.hidden) {
-    total += s.turnarounds;
+    total += s.samples_ms.size();
     values.push_back(s.hidden_ms);
     if (s.hidden_ms >= budget_ms) {
       far.push_back(s.hidden_ms);
-      far_turnarounds += s.turnarounds;
+      far_turnarounds += s.samples_ms.size();
     } else if (s.hidden_ms >= budget_ms / 2) {
       straddles = true;
     }

@@ -88,6 +88,13 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
   PacketTime first = absl::InfinitePast();
+  // Up to the record, this flow as another's possible fetch (a revocation check opened
+  // during that flow's wait): the responder's first and latest data, the originator's first
+  // data after that first reply and its latest (none resent).
+  PacketTime first_reply = absl::InfinitePast();
+  PacketTime next_request = absl::InfiniteFuture();
+  PacketTime last_reply = absl::InfinitePast();
+  PacketTime last_request = absl::InfinitePast();
   bool reported = false;
   // After the record: the current stepping-stone window's start (see OnPacket).
   PacketTime window_start = absl::InfinitePast();
@@ -183,6 +190,15 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     if (packet.has(decode::kTcpAck))
       ack = packet.ack;
     if (!retransmission) {
+      if (d == 1) {
+        if (data.first_reply == absl::InfinitePast())
+          data.first_reply = packet.ts;
+        data.last_reply = packet.ts;
+      } else {
+        if (data.first_reply != absl::InfinitePast() && data.next_request == absl::InfiniteFuture())
+          data.next_request = packet.ts;
+        data.last_request = packet.ts;
+      }
       if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
       }
@@ -310,6 +326,26 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       const double hidden = HiddenLegMs(turnaround, *client_leg);
       r["hidden_leg_rtt_ms"] = Round3(hidden);
       r["min_distance_km"] = std::round(FibreKm(hidden));
+    }
+  }
+  if (methods.hidden_leg) {
+    // Internal fields for the host stage, which strips them: when each turnaround's wait
+    // began, and this flow as another's possible fetch (opened by its SYN, answered).
+    if (!turns.empty()) {
+      nlohmann::json waits = nlohmann::json::array();
+      for (PacketTime t : data.turnarounds.waits_from())
+        waits.push_back(absl::ToUnixMicros(t));
+      r["_waits_us"] = std::move(waits);
+    }
+    if (data.handshake.originator_ttl() != 0 && data.first_reply != absl::InfinitePast()) {
+      // Absent times (no request after the first reply, none at all) as -1: pcap and
+      // pcapng hold no packet times before the epoch.
+      const auto us = [](PacketTime t) -> std::int64_t {
+        return t == absl::InfiniteFuture() || t == absl::InfinitePast() ? -1
+                                                                        : absl::ToUnixMicros(t);
+      };
+      r["_exchange_us"] = {us(data.first), us(data.first_reply), us(data.next_request),
+                           us(data.last_reply), us(data.last_request)};
     }
   }
   if (methods.hidden_leg && data.turnarounds.refused() > 0) {

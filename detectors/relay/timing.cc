@@ -161,6 +161,7 @@ void Turnarounds::OnServerData(std::optional<std::uint32_t> ack) {
   // Not past the answer's first byte: sent before the answer reached the server.
   if (ack && SeqLessEq(*ack, answer_seq_)) {
     samples_.pop_back();
+    waits_from_.pop_back();
     ++interrupted_;
   }
 }
@@ -194,8 +195,20 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
     return;
   }
   samples_.push_back(ToMs(gap));
+  waits_from_.push_back(flight_last_);
   unsettled_ = true;
   answer_seq_ = seq;
+}
+
+bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slack_ms) {
+  const PacketTime answer = from + absl::Microseconds(std::llround(wait_ms * 1000.0));
+  if (fetch.opened < from || fetch.opened > answer)
+    return false;
+  auto just_before = [&](PacketTime reply) {
+    return reply >= fetch.opened && reply <= answer && ToMs(answer - reply) <= slack_ms;
+  };
+  return (just_before(fetch.first_reply) && fetch.next_request > answer) ||
+         (just_before(fetch.last_reply) && fetch.last_request < fetch.last_reply);
 }
 
 double HiddenLegMs(double turnaround_ms, double client_leg_ms) {

@@ -139,6 +139,9 @@ class Turnarounds {
   // The last sample stays provisional until the server's next data settles it (or none
   // comes: then the flight was over).
   const std::vector<double>& samples_ms() const { return samples_; }
+  // When each sample's wait began (the flight's last segment), in the same order: the host
+  // stage matches waits against the host's other connections (a revocation fetch).
+  const std::vector<PacketTime>& waits_from() const { return waits_from_; }
   bool full() const { return samples_.size() >= max_samples_; }
   std::uint32_t refused() const { return refused_; }
   // Refused for taking longer than `max_gap` (of refused()): a person or an application
@@ -153,12 +156,34 @@ class Turnarounds {
   bool flight_tainted_ = false;
   PacketTime flight_last_ = absl::InfinitePast();
   std::vector<double> samples_;
+  std::vector<PacketTime> waits_from_;
   std::uint32_t refused_ = 0;
   std::uint32_t slow_ = 0;
   bool unsettled_ = false;  // the last sample waits for the server's next data
   std::uint32_t answer_seq_ = 0;
   std::uint32_t interrupted_ = 0;
 };
+
+// A connection seen as another's possible fetch: when its SYN left, when its responder's
+// first data came and its client's next data after that (InfiniteFuture: none), and its
+// responder's and its client's latest data.
+struct Exchange {
+  PacketTime opened;
+  PacketTime first_reply;
+  PacketTime next_request = absl::InfiniteFuture();
+  PacketTime last_reply;
+  PacketTime last_request = absl::InfinitePast();
+};
+
+// Whether `fetch` fed a turnaround's wait that began at `from` and took `wait_ms`: it was
+// opened during the wait, and the answer left at most `slack_ms` after the fetch was
+// complete: after its first reply with no request behind it yet (an OCSP answer on a
+// connection kept open), or after its latest reply with none behind that (a CRL or a
+// certificate downloaded whole). A client that checks revocation or fetches a missing
+// issuer (AIA) while it verifies the server's certificate answers only once the fetch is
+// back, so its wait is the fetch's round trips, not a hidden leg. A connection still
+// talking (a TLS handshake's ServerHello, which its client answers) fed nothing.
+bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slack_ms);
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the
 // sensor and the client. Negative values (processing noise) clamp to zero.

@@ -8,7 +8,8 @@ and mergecap, and replays the result egress-only. The laptop's own flows then ou
 the operator's about two to one. Controls: the two direct runs merged alone must stay quiet.
 
 usage: tests/lab/own_traffic_report.py --relaywatch BIN CORPUS [--delays "0 20 40 90 150"]
-                                       [--own CORPUS_WITH_DIRECT_TLS_RUNS]
+                                       [--own CORPUS_WITH_DIRECT_RUNS]
+                                       [--own-scenario direct_tls|revocation_tls]
 """
 
 import argparse
@@ -56,16 +57,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--relaywatch", required=True)
     parser.add_argument("--delays", default="0 20 40 90 150")
-    parser.add_argument("--own", help="corpus whose direct_tls runs are the laptop's own "
+    parser.add_argument("--own-scenario", default="direct_tls",
+                        help="the direct scenario whose runs are the laptop's own traffic "
+                        "(revocation_tls: a client that checks certificates online)")
+    parser.add_argument("--own", help="corpus whose --own-scenario runs are the laptop's own "
                         "browsing (default: CORPUS)")
     parser.add_argument("corpus")
     args = parser.parse_args()
     runs = sorted(os.listdir(args.corpus))
     own_corpus = args.own or args.corpus
     direct = [f"{own_corpus}/{r}/gw.pcap" for r in sorted(os.listdir(own_corpus))
-              if r.startswith("direct_tls-") and os.path.exists(f"{own_corpus}/{r}/gw.pcap")]
+              if r.startswith(f"{args.own_scenario}-")
+              and os.path.exists(f"{own_corpus}/{r}/gw.pcap")]
     if len(direct) < 2:
-        sys.exit(f"{own_corpus}: needs two direct_tls runs (the laptop's own browsing); "
+        sys.exit(f"{own_corpus}: needs two {args.own_scenario} runs (the laptop's own traffic); "
                  "name a corpus that has them with --own")
     seeds = sorted({r.rsplit("-s", 1)[1] for r in runs if r.startswith(tuple(RELAYED))})
     print("| run | flows in order (F: hidden leg at least 60 ms) | hidden_leg alerts |")

@@ -42,7 +42,7 @@ NICE="${QUALITY_NICE:--10}"
 
 RELAYED=(proxied_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
          routed_relay)
-DIRECT=(direct_tls direct_ssh_interactive scp_transfer)
+DIRECT=(direct_tls direct_ssh_interactive scp_transfer revocation_tls)
 
 log() { printf '[quality %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

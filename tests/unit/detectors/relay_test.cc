@@ -251,6 +251,25 @@ TEST(RelayTiming, ServerDataAfterTheLastSampleStillSettlesIt) {
   EXPECT_EQ(t.interrupted(), 1u);
 }
 
+TEST(RelayTiming, FetchFedAWaitWhenOpenedInItAndCompleteJustBefore) {
+  // A wait from 0 to 80 ms; the client's slack after a fetch's reply is 20 ms. A fetch: its
+  // SYN, first reply, its client's next data after it (-1: none), latest reply, latest data.
+  const auto fed = [](double opened, double first, double next, double last, double last_req) {
+    const Exchange x{At(opened), At(first), next < 0 ? absl::InfiniteFuture() : At(next), At(last),
+                     At(last_req)};
+    return FedWait(x, At(0), 80, 20);
+  };
+  EXPECT_TRUE(fed(2, 75, -1, 75, 13));      // an OCSP request and its answer, then the Finished
+  EXPECT_TRUE(fed(2, 20, -1, 76, 13));      // a CRL downloaded whole: its last data counts
+  EXPECT_TRUE(fed(2, 62, 900, 905, 900));   // kept open: its first answer, the next request later
+  EXPECT_FALSE(fed(2, 75, 77, 150, 140));   // a TLS handshake's ServerHello: its client goes on
+  EXPECT_FALSE(fed(2, 20, -1, 76, 77));     // the fetch's own client spoke last
+  EXPECT_FALSE(fed(-1, 75, -1, 75, 13));    // opened before the wait began
+  EXPECT_FALSE(fed(81, 82, -1, 83, 81.5));  // opened after the answer
+  EXPECT_FALSE(fed(2, 30, -1, 40, 13));     // answered long before: the client waited on more
+  EXPECT_FALSE(fed(2, 85, -1, 90, 13));     // answered after the client's answer left
+}
+
 TEST(RelayTiming, HiddenLegAndDistance) {
   EXPECT_DOUBLE_EQ(HiddenLegMs(121.5, 0.5), 121);
   EXPECT_DOUBLE_EQ(HiddenLegMs(0.3, 0.5), 0);  // processing noise, not a negative distance
@@ -650,6 +669,14 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_NEAR(r["min_distance_km"].get<double>(), 12030, 1);
   EXPECT_FALSE(r.contains("keystrokes"));
   EXPECT_TRUE(r.contains("_on_times_us"));  // for the host stage, removed there
+  // Also for it: when each turnaround's wait began, and the flow as a possible fetch (its
+  // SYN, the server's first and latest data).
+  const auto us = [](double ms) {
+    return absl::ToUnixMicros(At(ms));
+  };
+  EXPECT_EQ(r["_waits_us"], nlohmann::json({us(21.1), us(31.7 + 120)}));
+  EXPECT_EQ(r["_exchange_us"], nlohmann::json({us(0), us(21), us(21.1 + 120 + 0.5), us(31.7 + 120),
+                                               us(31.7 + 240 + 1)}));
 }
 
 TEST(RelayDetector, RecordsTheTtlOfTheFirstSynAndSynAck) {
@@ -1130,6 +1157,145 @@ TEST(RelayHostStage, HiddenLegFarFlowsMustStandApartAndAgree) {
                                    Far(121), kOwn}),
                      "hidden_leg")
                   .empty());
+}
+
+// A client that checks revocation while it verifies the certificate: each TLS flow's one
+// turnaround waits on a fetch (srv:80) the host opens and hears back from within it.
+std::int64_t WaitUs(double minute, double ms) {
+  return absl::ToUnixMicros(kT0 + absl::Minutes(minute) +
+                            absl::Microseconds(std::llround(ms * 1000)));
+}
+
+// A TLS flow whose one turnaround waited 80 ms, from 100 ms into `minute`.
+nlohmann::json WaitedFlow(double minute) {
+  return {{"app", "tls"},
+          {"hidden_leg_rtt_ms", 79.5},
+          {"turnaround_samples_ms", {80.0}},
+          {"_waits_us", {WaitUs(minute, 100)}}};
+}
+
+// A connection of the host's opened `opened` ms into that wait, answered at `first` and
+// last at `last` (ms into the wait).
+// (one request, sent 1 ms after the SYN, and its answer; unless `next` >= 0, nothing more
+// from the client).
+nlohmann::json FetchFlow(double minute, double opened, double first, double last,
+                         double next = -1) {
+  const std::int64_t next_us = next < 0 ? -1 : WaitUs(minute, 100 + next);
+  return {{"app", "other"},
+          {"rtt_originator_ms", 0.3},
+          {"_exchange_us",
+           {WaitUs(minute, 100 + opened), WaitUs(minute, 100 + first), next_us,
+            WaitUs(minute, 100 + last), next < 0 ? WaitUs(minute, 100 + opened + 1) : next_us}}};
+}
+
+TEST(RelayHostStage, HiddenLegWaitsFedByTheHostsOwnFetchesAreNoHiddenLeg) {
+  for (const bool fetches : {false, true}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    for (int i = 0; i < 6; ++i) {
+      if (fetches)
+        stage.Process(RelayRecord(100 + i, "10.1.0.5", "198.51.100.7", i, FetchFlow(i, 2, 74, 75)),
+                      out);
+      stage.Process(RelayRecord(i, "10.1.0.5", "198.51.100.7", i, WaitedFlow(i)), out);
+    }
+    // Without the fetches in sight the same flows are a hidden leg.
+    EXPECT_EQ(Alerts(out, "hidden_leg").size(), fetches ? 0u : 1u) << fetches;
+    EXPECT_EQ(stage.stats().turnarounds_explained, fetches ? 6u : 0u);
+    for (const Event& e : out) {
+      EXPECT_FALSE(e.body.contains("_waits_us"));
+      EXPECT_FALSE(e.body.contains("_exchange_us"));
+      if (fetches && e.event_type == "relay" && e.body["app"] == "tls") {
+        // No turnaround left: the record has no hidden leg, only what was measured.
+        EXPECT_EQ(e.body["turnarounds_explained"], 1);
+        EXPECT_FALSE(e.body.contains("hidden_leg_rtt_ms"));
+        EXPECT_EQ(e.body["turnaround_samples_ms"], nlohmann::json({80.0}));
+      }
+    }
+  }
+}
+
+TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
+  // A flow's turnarounds (client leg 0.5 ms) of which a fetch fed the one waiting from 100 ms
+  // into the minute (80 ms).
+  const auto explained = [](std::vector<double> samples, const char* app = "tls") {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    stage.Process(RelayRecord(100, "10.1.0.5", "198.51.100.7", 0, FetchFlow(0, 2, 74, 75)), out);
+    nlohmann::json flow = WaitedFlow(0);
+    flow["app"] = app;
+    flow["turnaround_samples_ms"] = samples;
+    std::vector<double> sorted = samples;
+    flow["hidden_leg_rtt_ms"] = *Quantile(sorted, 0.25) - 0.5;
+    for (std::size_t i = 1; i < samples.size(); ++i)
+      flow["_waits_us"].push_back(WaitUs(0, 100 + 1000 * i));  // waits no fetch fed
+    stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, flow), out);
+    for (const Event& e : out) {
+      if (e.event_type == "relay" && e.flow->flow_id == 1)
+        return e.body;
+    }
+    return nlohmann::json();
+  };
+  // Above the lower quartile: the others still read the flow (the quartile of five was the
+  // second, 41 ms; of the four left it is the first, 40 ms).
+  const nlohmann::json above = explained({80, 40, 41, 42, 43});
+  EXPECT_EQ(above["turnarounds_explained"], 1);
+  EXPECT_DOUBLE_EQ(above["turnaround_ms"].get<double>(), 40);
+  EXPECT_DOUBLE_EQ(above["hidden_leg_rtt_ms"].get<double>(), 39.5);
+  // At the lower quartile: what is left (a close_notify that waited for a download) cannot
+  // stand for the flow, which gives no reading.
+  const nlohmann::json rested = explained({80, 865});
+  EXPECT_EQ(rested["turnarounds_explained"], 1);
+  EXPECT_FALSE(rested.contains("hidden_leg_rtt_ms"));
+  EXPECT_FALSE(rested.contains("turnaround_ms"));
+  // A TLS flow's later turnarounds are its application's (think time): no reading either,
+  // or a near flow would read far from them.
+  EXPECT_FALSE(explained({80, 300, 500, 600})["hidden_leg_rtt_ms"].is_number());
+  // An SSH setup's six are software answers: the five left still read it.
+  const nlohmann::json ssh = explained({80, 150, 151, 152, 190, 400}, "ssh");
+  EXPECT_DOUBLE_EQ(ssh["turnaround_ms"].get<double>(), 151);
+  EXPECT_DOUBLE_EQ(ssh["hidden_leg_rtt_ms"].get<double>(), 150.5);
+}
+
+TEST(RelayHostStage, HiddenLegFetchesWhoseRecordsComeLaterStillExplain) {
+  // Two flows' records before their fetches' (a fetch kept open outlives the flow), then a
+  // third far flow: without the late fetches the last three flows are far.
+  for (const bool late_fetches : {false, true}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, WaitedFlow(0)), out);
+    stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, WaitedFlow(1)), out);
+    if (late_fetches) {
+      stage.Process(RelayRecord(101, "10.1.0.5", "198.51.100.7", 1.5, FetchFlow(0, 3, 76, 76)),
+                    out);
+      stage.Process(RelayRecord(102, "10.1.0.5", "198.51.100.7", 1.5, FetchFlow(1, 3, 76, 76)),
+                    out);
+    }
+    stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 2, WaitedFlow(2)), out);
+    EXPECT_EQ(Alerts(out, "hidden_leg").size(), late_fetches ? 0u : 1u) << late_fetches;
+    EXPECT_EQ(stage.stats().turnarounds_explained, late_fetches ? 2u : 0u);
+  }
+}
+
+TEST(RelayHostStage, HiddenLegWaitsNotFedByOtherConnectionsStillCount) {
+  // Connections of the host's around the waits that cannot have fed them: opened before the
+  // wait, answered long before the client answered, answered after it, or still talking (a
+  // TLS handshake of the laptop's own, whose client answers the ServerHello).
+  struct Case {
+    double opened, reply, next;
+  };
+  for (const auto& [opened, reply, next] :
+       {Case{-5, 75, -1}, Case{2, 30, -1}, Case{2, 85, -1}, Case{2, 77, 78.5}}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    for (int i = 0; i < 3; ++i) {
+      stage.Process(RelayRecord(100 + i, "10.1.0.5", "198.51.100.7", i,
+                                FetchFlow(i, opened, reply, next < 0 ? reply : 140, next)),
+                    out);
+      stage.Process(RelayRecord(i, "10.1.0.5", "198.51.100.7", i, WaitedFlow(i)), out);
+    }
+    EXPECT_EQ(Alerts(out, "hidden_leg").size(), 1u) << opened << " " << reply;
+    EXPECT_EQ(stage.stats().turnarounds_explained, 0u);
+  }
 }
 
 TEST(RelayHostStage, SiteBudgetDecides) {
