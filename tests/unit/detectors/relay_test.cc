@@ -679,6 +679,35 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
                                                us(31.7 + 240 + 1)}));
 }
 
+// A real client's OCSP fetch (ocsp.digicert.com; nDPI's crawler_false_positive.pcapng,
+// times in ms and payload sizes as captured): its request in two segments (Nagle holds the
+// body for the header's ACK), one response, then only the client's FIN. As a fetch it is
+// complete at the response, with nothing from the client behind it.
+TEST(RelayDetector, RealOcspFetchIsOneCompleteExchange) {
+  Wire w;
+  w.Send(0, true, kSyn, "");
+  w.Send(7.700, false, kSyn | kAck, "");
+  w.Send(8.869, true, kAck, "");
+  w.Send(10.625, true, kAck | kPsh, "POST / HTTP/1.1");
+  w.Send(18.031, false, kAck, "");
+  w.Send(19.062, true, kAck | kPsh, std::string(218, 'q'));
+  w.Send(26.146, false, kAck, "");
+  w.Send(26.213, false, kAck | kPsh, std::string(799, 'r'));
+  w.Send(27.360, true, kAck, "");
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& x = events[0].body["_exchange_us"];
+  const auto us = [](double ms) {
+    return absl::ToUnixMicros(At(ms));
+  };
+  EXPECT_EQ(x, nlohmann::json({us(0), us(26.213), -1, us(26.213), us(19.062)}));
+  // A TLS client that waited on it from before its SYN answers 1 ms after the response:
+  // fed; answering 40 ms after it, the client waited on something else.
+  const Exchange fetch{At(0), At(26.213), absl::InfiniteFuture(), At(26.213), At(19.062)};
+  EXPECT_TRUE(FedWait(fetch, At(-2), 29.213, 20));
+  EXPECT_FALSE(FedWait(fetch, At(-2), 68.213, 20));
+}
+
 TEST(RelayDetector, RecordsTheTtlOfTheFirstSynAndSynAck) {
   Wire w;
   w.SetTtl(true, 63);  // a SYN the host forwarded for another device
