@@ -369,6 +369,10 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
     // Consumed here: internal, it feeds the stepping stones and the typing baseline.
     RelayOnWindow(finding, publish);
     return;
+  } else if (finding.event_type == detectors::relay::kExchangeEvent) {
+    // Consumed here: internal, a possible fetch for the hidden leg.
+    RelayExchange(finding);
+    return;
   } else if (finding.event_type == "stack") {
     // Consumed here: its conclusions go out as shared_line records and context alerts.
     ContextConnection(finding, alerts);

@@ -147,7 +147,7 @@ struct HostStageStats {
   std::uint64_t shape_directions_filled = 0;
   std::uint64_t named_flows_evicted = 0;
   std::uint64_t relay_records = 0;
-  // Hidden-leg turnarounds explained by a fetch of the host's (not counted), and connections
+  // Hidden-leg turnarounds explained by a fetch of the host's (not counted), and exchanges
   // forgotten as possible fetches because the host's list was full.
   std::uint64_t turnarounds_explained = 0;
   std::uint64_t fetches_evicted = 0;
@@ -221,8 +221,8 @@ class HostStage {
       double client_leg_ms = 0;
     };
     std::deque<HiddenSample> hidden;
-    // The host's recent connections as possible fetches (revocation, AIA) that another
-    // flow's turnaround waited on; `ts` is when each was opened.
+    // The host's recent exchanges (requests and their answers) as possible fetches
+    // (revocation, AIA) that another flow's turnaround waited on; `ts` is each one's start.
     struct Fetch {
       PacketTime ts;
       detectors::relay::Exchange exchange;
@@ -295,8 +295,10 @@ class HostStage {
   absl::Duration LocalRtt(const IpAddress& host) const;
   void HiddenLeg(Event& finding, const IpAddress& host, std::vector<PacketTime> waits,
                  std::vector<Event>& publish);
-  // A connection of `host`: it may explain turnarounds of flows already in the host's
-  // hidden-leg window, and is kept for flows whose records come later.
+  // A plain-HTTP request answered (relay_exchange): a possible fetch of its originator's.
+  void RelayExchange(Event& finding);
+  // A request and answer on a connection of `host`: it may explain turnarounds of flows
+  // already in the host's hidden-leg window, and is kept for flows whose records come later.
   void Fetched(const IpAddress& host, PacketTime ts, const detectors::relay::Exchange& fetch);
   // Drops the sample's turnarounds that one of `fetches` fed, and moves its hidden leg by
   // what the lower quartile lost; returns how many were dropped.

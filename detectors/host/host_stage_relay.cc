@@ -33,7 +33,7 @@ void MakeRoom(std::deque<Finding>& findings, PacketTime now, absl::Duration wind
   }
 }
 constexpr std::size_t kMaxOnFlows = 32;
-// Connections kept per host as possible fetches: a few minutes of a busy browser's.
+// Exchanges kept per host as possible fetches: a few minutes of a busy browser's.
 constexpr std::size_t kMaxFetches = 128;
 constexpr std::size_t kMaxSessions = 65536;
 // The typing baseline judges the last 1, 2, 4, ... windows of reactions, up to the longest
@@ -115,8 +115,7 @@ std::vector<double> TakeReactions(nlohmann::json& body) {
 }
 
 // Times (unix microseconds) that travel with relay records for this stage only: ON times
-// (`_on_times_us`, stepping stones), turnaround waits (`_waits_us`) and the flow as a
-// possible fetch (`_exchange_us`, hidden leg).
+// (`_on_times_us`, stepping stones) and turnaround waits (`_waits_us`, hidden leg).
 std::vector<PacketTime> TakeTimes(nlohmann::json& body, const char* key) {
   std::vector<PacketTime> times;
   if (body.contains(key) && body[key].is_array()) {
@@ -131,6 +130,26 @@ std::vector<PacketTime> TakeTimes(nlohmann::json& body, const char* key) {
 
 std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
   return TakeTimes(body, "_on_times_us");
+}
+
+// A flow's exchanges as possible fetches (`_exchanges_us`: [start, answered, next request
+// or -1], for this stage only).
+std::vector<detectors::relay::Exchange> TakeExchanges(nlohmann::json& body) {
+  std::vector<detectors::relay::Exchange> exchanges;
+  if (body.contains("_exchanges_us") && body["_exchanges_us"].is_array()) {
+    for (const nlohmann::json& x : body["_exchanges_us"]) {
+      if (!x.is_array() || x.size() != 3 || !x[0].is_number_integer() ||
+          !x[1].is_number_integer() || !x[2].is_number_integer()) {
+        continue;
+      }
+      const std::int64_t next = x[2].get<std::int64_t>();
+      exchanges.push_back({absl::FromUnixMicros(x[0].get<std::int64_t>()),
+                           absl::FromUnixMicros(x[1].get<std::int64_t>()),
+                           next < 0 ? absl::InfiniteFuture() : absl::FromUnixMicros(next)});
+    }
+  }
+  body.erase("_exchanges_us");
+  return exchanges;
 }
 
 // The lower quartile of a flow's turnarounds, as the relay detector reads them.
@@ -168,6 +187,14 @@ void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
   }
 }
 
+void HostStage::RelayExchange(Event& finding) {
+  const std::vector<detectors::relay::Exchange> exchanges = TakeExchanges(finding.body);
+  if (!finding.flow || !config_.relay.methods.hidden_leg || !IsHome(finding.flow->src_ip))
+    return;
+  for (const detectors::relay::Exchange& x : exchanges)
+    Fetched(finding.flow->src_ip, finding.ts, x);
+}
+
 void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   {
     absl::MutexLock lock(&mu_);
@@ -177,7 +204,7 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   std::vector<PacketTime> ons = TakeOnTimes(r);
   std::vector<double> reactions = TakeReactions(r);
   std::vector<PacketTime> waits = TakeTimes(r, "_waits_us");
-  const std::vector<PacketTime> exchange = TakeTimes(r, "_exchange_us");
+  const std::vector<detectors::relay::Exchange> exchanges = TakeExchanges(r);
   if (!finding.flow)
     return;
   // A method switched off in detectors.relay.methods neither alerts nor adds fields here.
@@ -190,14 +217,8 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   const bool dest_home = IsHome(f.dest_ip);
   if (src_home) {
     if (methods.hidden_leg) {
-      if (exchange.size() == 5) {
-        // -1 stands for "none": the client sent nothing after the first reply, or at all.
-        const PacketTime none = absl::FromUnixMicros(-1);
-        Fetched(
-            f.src_ip, finding.ts,
-            {exchange[0], exchange[1], exchange[2] == none ? absl::InfiniteFuture() : exchange[2],
-             exchange[3], exchange[4] == none ? absl::InfinitePast() : exchange[4]});
-      }
+      for (const detectors::relay::Exchange& x : exchanges)
+        Fetched(f.src_ip, finding.ts, x);
       HiddenLeg(finding, f.src_ip, std::move(waits), publish);
     }
     if (methods.stepping_stone) {
@@ -305,15 +326,22 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
 
 void HostStage::Fetched(const IpAddress& host, PacketTime ts,
                         const detectors::relay::Exchange& fetch) {
-  // Only a connection answered within a turnaround's longest wait can have fed one.
-  if (fetch.first_reply - fetch.opened > config_.relay.max_turnaround)
+  // Only an exchange answered within a turnaround's longest wait can have fed one.
+  if (fetch.answered - fetch.start > config_.relay.max_turnaround)
     return;
   HostState& state = Host(host, ts);
-  const HostState::Fetch entry{fetch.opened, fetch};
+  const HostState::Fetch entry{fetch.start, fetch};
   const std::array<HostState::Fetch, 1> one = {entry};
   for (auto s = state.hidden.begin(); s != state.hidden.end();) {
     Explain(*s, one);
     s = s->samples_ms.empty() ? state.hidden.erase(s) : s + 1;
+  }
+  // An exchange told again as more of its answer came: the later telling replaces it.
+  for (auto f = state.fetches.rbegin(); f != state.fetches.rend(); ++f) {
+    if (f->exchange.start == fetch.start) {
+      f->exchange = fetch;
+      return;
+    }
   }
   // A flow's record comes at its end or report_after past its start, so the fetches its
   // waits may need are at most that old (twice, for records queued behind others).

@@ -70,6 +70,13 @@ void PutReactions(KeystrokeTiming& keys, nlohmann::json& body) {
     body["_reactions_ms"] = std::move(delays);
 }
 
+// Plain HTTP, where certificate revocation and issuer fetches go.
+constexpr std::uint16_t kHttpPort = 80;
+constexpr std::size_t kMaxHttpExchanges = 8;
+// An answer's later segments are told at most this often: well inside the host stage's 20 ms
+// slack between a fetch's answer and the handshake that waited on it.
+constexpr absl::Duration kTellEvery = absl::Milliseconds(5);
+
 }  // namespace
 
 struct RelayDetector::FlowData : flow::DetectorFlowData {
@@ -88,13 +95,16 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
   PacketTime first = absl::InfinitePast();
-  // Up to the record, this flow as another's possible fetch (a revocation check opened
-  // during that flow's wait): the responder's first and latest data, the originator's first
-  // data after that first reply and its latest (none resent).
-  PacketTime first_reply = absl::InfinitePast();
-  PacketTime next_request = absl::InfiniteFuture();
-  PacketTime last_reply = absl::InfinitePast();
-  PacketTime last_request = absl::InfinitePast();
+  // Up to the record, this flow's requests and answers as another's possible fetch (a
+  // revocation check during that flow's wait): the first only, in the record; or on plain
+  // HTTP (where OCSP, AIA and CRL fetches go, RFC 5280 4.2.2.1) the first kMaxHttpExchanges,
+  // each told at once (kExchangeEvent), as a connection kept open to the responder carries
+  // one fetch after another and may outlive the flows that waited on them.
+  Exchanges exchanges{1};
+  bool http = false;
+  // Plain HTTP: the exchanges told so far, and when the last was told.
+  std::size_t exchanges_told = 0;
+  PacketTime told_at = absl::InfinitePast();
   bool reported = false;
   // After the record: the current stepping-stone window's start (see OnPacket).
   PacketTime window_start = absl::InfinitePast();
@@ -150,9 +160,16 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       EmitWindow(flow, data, packet.ts, out);
     return Verdict::kContinue;
   }
-  if (data.first == absl::InfinitePast())
-    data.first = packet.ts;
   const int d = flow::Index(direction);
+  if (data.first == absl::InfinitePast()) {
+    data.first = packet.ts;
+    if ((d == 0 ? packet.dst_port : packet.src_port) == kHttpPort) {
+      data.http = true;
+      data.exchanges = Exchanges(kMaxHttpExchanges);
+    }
+  }
+  if (d == 0 && packet.has(decode::kTcpSyn) && !packet.has(decode::kTcpAck))
+    data.exchanges.OnOpen(packet.ts);
 
   data.handshake.OnPacket(packet.ts, d, packet.tcp_flags, packet.seq, packet.ack,
                           packet.payload_length, packet.ttl);
@@ -190,14 +207,19 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     if (packet.has(decode::kTcpAck))
       ack = packet.ack;
     if (!retransmission) {
-      if (d == 1) {
-        if (data.first_reply == absl::InfinitePast())
-          data.first_reply = packet.ts;
-        data.last_reply = packet.ts;
-      } else {
-        if (data.first_reply != absl::InfinitePast() && data.next_request == absl::InfiniteFuture())
-          data.next_request = packet.ts;
-        data.last_request = packet.ts;
+      if (config_.methods.hidden_leg && data.exchanges.OnData(packet.ts, d == 0) && data.http &&
+          data.handshake.originator_ttl() != 0) {
+        // Told at its first answer, and again as more of the answer comes (a handshake that
+        // waited on it goes on after its last segment), at most every kTellEvery and only
+        // while it could still have fed a turnaround.
+        const Exchange& x = data.exchanges.exchanges().back();
+        const std::size_t n = data.exchanges.exchanges().size();
+        if (n != data.exchanges_told || (packet.ts - data.told_at >= kTellEvery &&
+                                         packet.ts - x.start <= config_.max_turnaround)) {
+          EmitExchange(flow, x, packet.ts, out);
+          data.exchanges_told = n;
+          data.told_at = packet.ts;
+        }
       }
       if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
@@ -268,6 +290,19 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
   data.NextWindow(ts, config_);
 }
 
+void RelayDetector::EmitExchange(const FlowState& flow, const Exchange& x, PacketTime ts,
+                                 EventBuffer& out) {
+  Event e;
+  e.event_type = std::string(kExchangeEvent);
+  e.ts = ts;
+  e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
+  // The next request is not known yet: none, for now (an HTTP client reads an answer
+  // before it asks again).
+  e.body = {{"_exchanges_us", {{absl::ToUnixMicros(x.start), absl::ToUnixMicros(x.answered), -1}}}};
+  out.Emit(std::move(e));
+  counters_.http_exchanges.Increment();
+}
+
 void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out) {
   data.reported = true;
   const std::optional<double> hs_orig = Ms(data.handshake.originator_leg());
@@ -330,22 +365,27 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   if (methods.hidden_leg) {
     // Internal fields for the host stage, which strips them: when each turnaround's wait
-    // began, and this flow as another's possible fetch (opened by its SYN, answered).
+    // began, and this flow's exchanges as another's possible fetches.
     if (!turns.empty()) {
       nlohmann::json waits = nlohmann::json::array();
       for (PacketTime t : data.turnarounds.waits_from())
         waits.push_back(absl::ToUnixMicros(t));
       r["_waits_us"] = std::move(waits);
     }
-    if (data.handshake.originator_ttl() != 0 && data.first_reply != absl::InfinitePast()) {
-      // Absent times (no request after the first reply, none at all) as -1: pcap and
-      // pcapng hold no packet times before the epoch.
-      const auto us = [](PacketTime t) -> std::int64_t {
-        return t == absl::InfiniteFuture() || t == absl::InfinitePast() ? -1
-                                                                        : absl::ToUnixMicros(t);
-      };
-      r["_exchange_us"] = {us(data.first), us(data.first_reply), us(data.next_request),
-                           us(data.last_reply), us(data.last_request)};
+    // As [start, answered, next request (-1: none)]; only exchanges answered on a
+    // connection whose opening the sensor saw (plain HTTP's went out as they came).
+    if (data.handshake.originator_ttl() != 0 && !data.http) {
+      nlohmann::json exchanges = nlohmann::json::array();
+      for (const Exchange& x : data.exchanges.exchanges()) {
+        if (x.answered == absl::InfinitePast())
+          continue;
+        exchanges.push_back({absl::ToUnixMicros(x.start), absl::ToUnixMicros(x.answered),
+                             x.next_request == absl::InfiniteFuture()
+                                 ? std::int64_t{-1}
+                                 : absl::ToUnixMicros(x.next_request)});
+      }
+      if (!exchanges.empty())
+        r["_exchanges_us"] = std::move(exchanges);
     }
   }
   if (methods.hidden_leg && data.turnarounds.refused() > 0) {
@@ -399,6 +439,10 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  "Windows of flows already reported (internal, one per report_after): input "
                  "ON times for stepping stones, SSH reactions for the typing baseline.",
                  c.on_windows.Read()});
+  out.push_back({"http_exchanges",
+                 "Plain-HTTP requests answered, told to the host stage as possible fetches "
+                 "(internal; OCSP, AIA and CRL go over HTTP).",
+                 c.http_exchanges.Read()});
   out.push_back({"handshakes_split", "Flows with both legs of the TCP handshake timed.",
                  c.handshakes_split.Read()});
   out.push_back({"handshakes_karn",

@@ -10,6 +10,7 @@
 #include "capture/base/counter.h"
 #include "detectors/detector.h"
 #include "detectors/relay/config.h"
+#include "detectors/relay/timing.h"
 
 namespace relaywatch::detectors::relay {
 
@@ -23,6 +24,7 @@ struct RelayCounters {
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
   WorkerCounter on_windows;               // windows of flows already reported
+  WorkerCounter http_exchanges;           // plain-HTTP requests answered (possible fetches)
 };
 
 // After a flow's `relay` record, its input's ON times (`_on_times_us`, for stepping stones
@@ -30,6 +32,10 @@ struct RelayCounters {
 // (`_reactions_ms`, for the typing baseline) go on to the host stage in windows of
 // report_after, as this internal finding (never written out).
 inline constexpr std::string_view kOnWindowEvent = "relay_on_window";
+// A request on plain HTTP answered (`_exchanges_us`: [[start, answered, -1]]), told to the
+// host stage at once as a possible fetch (an OCSP request on a connection kept open, which
+// may outlive the flows whose handshakes waited on it), as this internal finding.
+inline constexpr std::string_view kExchangeEvent = "relay_exchange";
 
 // Measures, per TCP flow, where the two ends are in time as seen from the sensor, and
 // whether the client answers from farther away than its TCP endpoint (a relay): the
@@ -57,6 +63,8 @@ class RelayDetector : public Detector {
   struct FlowData;
   void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
   void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
+  void EmitExchange(const flow::FlowState& flow, const Exchange& x, PacketTime ts,
+                    EventBuffer& out);
   // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).
   bool TypingTimed(const FlowData& data) const;
 

@@ -200,15 +200,45 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
   answer_seq_ = seq;
 }
 
+void Exchanges::OnOpen(PacketTime ts) {
+  if (opened_ == absl::InfinitePast())
+    opened_ = ts;
+}
+
+bool Exchanges::OnData(PacketTime ts, bool from_originator) {
+  if (full_)
+    return false;
+  if (from_originator) {
+    if (!exchanges_.empty() && !answered_)
+      return false;  // more of the same request
+    if (!exchanges_.empty())
+      exchanges_.back().next_request = ts;
+    if (exchanges_.size() >= max_) {
+      full_ = true;
+      return false;
+    }
+    // A connection's first request starts at its SYN: opening it is part of the fetch.
+    exchanges_.push_back({exchanges_.empty() && opened_ != absl::InfinitePast() ? opened_ : ts,
+                          absl::InfinitePast()});
+    answered_ = false;
+    return false;
+  }
+  if (exchanges_.empty()) {
+    // The responder speaks first: it answers the connection's opening.
+    if (opened_ == absl::InfinitePast())
+      return false;
+    exchanges_.push_back({opened_, absl::InfinitePast()});
+  }
+  exchanges_.back().answered = ts;
+  answered_ = true;
+  return true;
+}
+
 bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slack_ms) {
   const PacketTime answer = from + absl::Microseconds(std::llround(wait_ms * 1000.0));
-  if (fetch.opened < from || fetch.opened > answer)
-    return false;
-  auto just_before = [&](PacketTime reply) {
-    return reply >= fetch.opened && reply <= answer && ToMs(answer - reply) <= slack_ms;
-  };
-  return (just_before(fetch.first_reply) && fetch.next_request > answer) ||
-         (just_before(fetch.last_reply) && fetch.last_request < fetch.last_reply);
+  return fetch.start >= from && fetch.start <= answer && fetch.answered >= fetch.start &&
+         fetch.answered <= answer && ToMs(answer - fetch.answered) <= slack_ms &&
+         fetch.next_request > answer;
 }
 
 double HiddenLegMs(double turnaround_ms, double client_leg_ms) {

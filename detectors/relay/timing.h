@@ -164,25 +164,42 @@ class Turnarounds {
   std::uint32_t interrupted_ = 0;
 };
 
-// A connection seen as another's possible fetch: when its SYN left, when its responder's
-// first data came and its client's next data after that (InfiniteFuture: none), and its
-// responder's and its client's latest data.
+// One request and its answer on a connection, as another flow's possible fetch: from its
+// start (the SYN for a connection's first, else the request's first data) to the
+// responder's last data before the client's next request (InfiniteFuture: none yet).
 struct Exchange {
-  PacketTime opened;
-  PacketTime first_reply;
+  PacketTime start;
+  PacketTime answered;
   PacketTime next_request = absl::InfiniteFuture();
-  PacketTime last_reply;
-  PacketTime last_request = absl::InfinitePast();
 };
 
-// Whether `fetch` fed a turnaround's wait that began at `from` and took `wait_ms`: it was
-// opened during the wait, and the answer left at most `slack_ms` after the fetch was
-// complete: after its first reply with no request behind it yet (an OCSP answer on a
-// connection kept open), or after its latest reply with none behind that (a CRL or a
-// certificate downloaded whole). A client that checks revocation or fetches a missing
-// issuer (AIA) while it verifies the server's certificate answers only once the fetch is
+// A connection's exchanges, in order: a request opens one (client data after the
+// responder's), the responder's data answers it. A responder that speaks first (an SSH or
+// SMTP banner) answers the one its connection opened. At most `max` are kept: the first
+// ones (a connection that carries another's fetch is a short one).
+class Exchanges {
+ public:
+  explicit Exchanges(std::size_t max) : max_(max) {}
+  void OnOpen(PacketTime ts);
+  // True when this data answers the last exchange (its first answer, or more of it: the
+  // exchange's end moves on).
+  bool OnData(PacketTime ts, bool from_originator);
+  const std::vector<Exchange>& exchanges() const { return exchanges_; }
+
+ private:
+  std::size_t max_;
+  PacketTime opened_ = absl::InfinitePast();
+  bool answered_ = false;  // the last exchange has the responder's data
+  bool full_ = false;      // a request past `max`: no more are kept
+  std::vector<Exchange> exchanges_;
+};
+
+// Whether `fetch` fed a turnaround's wait that began at `from` and took `wait_ms`: it
+// started during the wait and was answered at most `slack_ms` before the answer left, with
+// no request behind it by then. A client that checks revocation or fetches a missing issuer
+// (AIA, a CRL) while it verifies the server's certificate answers only once the fetch is
 // back, so its wait is the fetch's round trips, not a hidden leg. A connection still
-// talking (a TLS handshake's ServerHello, which its client answers) fed nothing.
+// talking (a TLS handshake's ServerHello, which its client answers at once) fed nothing.
 bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slack_ms);
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the

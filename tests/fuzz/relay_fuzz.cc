@@ -58,7 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           .client_ip = *IpAddress::Parse(inbound ? "203.0.113.9" : "10.0.0.5"),
           .server_ip = *IpAddress::Parse(inbound ? "10.0.0.5" : "198.51.100.7"),
           .client_port = 40000,
-          .server_port = 22,
+          // Plain HTTP (bit 4): answered requests go out at once as possible fetches.
+          .server_port = static_cast<std::uint16_t>((setup & 0x10) ? 80 : 22),
           .client_seq = 0xFFFFFF00u,  // both wrap during long inputs
           .server_seq = 0x7FFFFFF0u,
           // The relay detector reads timing and sequence numbers only; its seeds' packets
@@ -108,6 +109,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(e.body.contains("_on_times_us") || e.body.contains("_reactions_ms"));
       if (e.body.contains("_on_times_us"))
         RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons);
+    } else if (e.event_type == relay::kExchangeEvent) {
+      // One answered request: it started before (or when) it was answered.
+      const nlohmann::json& x = e.body["_exchanges_us"];
+      RW_FUZZ_CHECK(x.size() == 1 && x[0].size() == 3);
+      RW_FUZZ_CHECK(x[0][0].get<std::int64_t>() <= x[0][1].get<std::int64_t>());
     } else {
       RW_FUZZ_CHECK(e.event_type == "relay");
       ++records;
@@ -124,9 +130,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   for (const relaywatch::Event& e : published) {
     RW_FUZZ_CHECK(e.event_type != relay::kOnWindowEvent);  // consumed by the host stage
+    RW_FUZZ_CHECK(e.event_type != relay::kExchangeEvent);
     const std::string line = relaywatch::sinks::EventToJson(e).dump();
     RW_FUZZ_CHECK(line.find("_on_times_us") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_reactions_ms") == std::string::npos);
+    RW_FUZZ_CHECK(line.find("_waits_us") == std::string::npos);
+    RW_FUZZ_CHECK(line.find("_exchanges_us") == std::string::npos);
     if (e.event_type == "typing") {
       const double p = e.body["p_value"].get<double>();
       RW_FUZZ_CHECK(p > 0 && p <= 1);

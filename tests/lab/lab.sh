@@ -59,8 +59,10 @@ TYPING_BUDGET_S="${RWLAB_TYPING_BUDGET_S:-20}"
 # Volume knob for the HTTPS scenarios: cap every /bytes/N download at this many
 # bytes (empty = no cap; the scenarios fetch 123 B to 4 MB).
 MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
-# revocation_tls: the responder's time per fetch, drawn from LOW:HIGH ms.
+# revocation_tls: the responder's time per fetch, drawn from LOW:HIGH ms; RWLAB_RESPONDER_KEEP_ALIVE=1
+# fetches over one connection kept open.
 RESPONDER_MS="${RWLAB_RESPONDER_MS:-40:80}"
+RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls)
@@ -662,14 +664,14 @@ NFT
 scn_revocation_tls() {
     local out="$1" seed="$2"
     M_RELAYED=false; M_APP=tls; M_HUMAN=farm
-    M_NOTE="the laptop's TLS client checks revocation online: during verification it fetches from a responder (srv:80, answering after $RESPONDER_MS ms), before its Finished or before its request, one connection each (helpers/revocation_client.py)"
+    M_NOTE="the laptop's TLS client checks revocation online: during verification it fetches from a responder (srv:80, answering after $RESPONDER_MS ms), before its Finished or before its request, one connection each (helpers/revocation_client.py)${RESPONDER_KEEP_ALIVE:+; fetches over one connection kept open}"
     spec direct tls "$FARM" "$SRV" 443 false "farm TLS client -> srv, waits on the fetch"
     spec direct http "$FARM" "$SRV" 80 false "farm -> responder (OCSP/AIA fetch)"
     run_bg srv "$out/responder.log" "$PY" "$HELPERS/https_server.py" --bind "$SRV" --port 80 --plain
     wait_port srv "$SRV" 80 15 || { log "responder :80 on srv did not start"; return 1; }
     nsx farm "$PY" "$HELPERS/revocation_client.py" --address "$SRV" --name "$SRV_NAME" \
         --cafile "$STATE/tls/srv.crt" --responder "$SRV" --connections $(( 6 + seed % 3 )) \
-        --responder-ms "$RESPONDER_MS" --seed "$seed" >>"$out/scenario.log" 2>&1
+        --responder-ms "$RESPONDER_MS" ${RESPONDER_KEEP_ALIVE:+--keep-alive} --seed "$seed" >>"$out/scenario.log" 2>&1
 }
 
 # ---------------------------------------------------------------- run

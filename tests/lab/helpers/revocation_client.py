@@ -11,7 +11,8 @@ slow or far). --when handshake fetches before the client's Finished (verificatio
 the handshake: OpenSSL/NSS callbacks); --when after fetches after the handshake and before
 the request (an application that validates the chain itself once the handshake is done:
 Schannel's manual validation), so the wait lands on the answer to the server's session
-tickets. --when alternate does both, one connection each.
+tickets. --when alternate does both, one connection each. --keep-alive fetches over one
+connection to the responder kept open, so only the first fetch opens a connection.
 """
 import argparse
 import http.client
@@ -22,7 +23,23 @@ import sys
 import time
 
 
-def fetch(responder, port, ms):
+KEPT = {}  # --keep-alive: the one connection to the responder, reused while it lasts
+
+
+def fetch(responder, port, ms, keep_alive=False):
+    if keep_alive:
+        for attempt in (0, 1):
+            conn = KEPT.get("conn") or http.client.HTTPConnection(responder, port, timeout=10)
+            KEPT["conn"] = conn
+            try:
+                conn.request("GET", f"/ocsp/{ms}")
+                conn.getresponse().read()
+                return
+            except (http.client.HTTPException, OSError):
+                conn.close()  # the responder closed it while idle: a new one
+                KEPT.pop("conn", None)
+                if attempt:
+                    raise
     conn = http.client.HTTPConnection(responder, port, timeout=10)
     try:
         conn.request("GET", f"/ocsp/{ms}", headers={"Connection": "close"})
@@ -49,7 +66,7 @@ def one(args, ms, when):
         # The first flight the client writes after the server's certificate came in is the
         # one verification holds back.
         if out and heard_server and when == "handshake" and not fetched:
-            fetch(args.responder, args.responder_port, ms)
+            fetch(args.responder, args.responder_port, ms, args.keep_alive)
             fetched = True
         if out:
             sock.sendall(out)
@@ -61,7 +78,7 @@ def one(args, ms, when):
         incoming.write(data)
         heard_server = True
     if when == "after":
-        fetch(args.responder, args.responder_port, ms)
+        fetch(args.responder, args.responder_port, ms, args.keep_alive)
     tls.write(f"GET / HTTP/1.1\r\nHost: {args.name}\r\nConnection: close\r\n\r\n".encode())
     sock.sendall(outgoing.read())
     body = b""
@@ -91,6 +108,9 @@ def main():
     ap.add_argument("--responder-ms", default="40:80",
                     help="the responder's time per fetch, drawn from LOW:HIGH ms")
     ap.add_argument("--when", choices=("handshake", "after", "alternate"), default="alternate")
+    ap.add_argument("--keep-alive", action="store_true",
+                    help="fetch over one connection to the responder kept open (HTTP/1.1 "
+                    "keep-alive, as WinHTTP pools it), not a new one each time")
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
     rng = random.Random(a.seed)

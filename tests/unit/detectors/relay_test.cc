@@ -251,23 +251,61 @@ TEST(RelayTiming, ServerDataAfterTheLastSampleStillSettlesIt) {
   EXPECT_EQ(t.interrupted(), 1u);
 }
 
-TEST(RelayTiming, FetchFedAWaitWhenOpenedInItAndCompleteJustBefore) {
-  // A wait from 0 to 80 ms; the client's slack after a fetch's reply is 20 ms. A fetch: its
-  // SYN, first reply, its client's next data after it (-1: none), latest reply, latest data.
-  const auto fed = [](double opened, double first, double next, double last, double last_req) {
-    const Exchange x{At(opened), At(first), next < 0 ? absl::InfiniteFuture() : At(next), At(last),
-                     At(last_req)};
+TEST(RelayTiming, FetchFedAWaitWhenStartedInItAndAnsweredJustBefore) {
+  // A wait from 0 to 80 ms; the client's slack after a fetch's answer is 20 ms. A fetch: its
+  // start, its answer, the next request on its connection (-1: none).
+  const auto fed = [](double start, double answered, double next) {
+    const Exchange x{At(start), At(answered), next < 0 ? absl::InfiniteFuture() : At(next)};
     return FedWait(x, At(0), 80, 20);
   };
-  EXPECT_TRUE(fed(2, 75, -1, 75, 13));      // an OCSP request and its answer, then the Finished
-  EXPECT_TRUE(fed(2, 20, -1, 76, 13));      // a CRL downloaded whole: its last data counts
-  EXPECT_TRUE(fed(2, 62, 900, 905, 900));   // kept open: its first answer, the next request later
-  EXPECT_FALSE(fed(2, 75, 77, 150, 140));   // a TLS handshake's ServerHello: its client goes on
-  EXPECT_FALSE(fed(2, 20, -1, 76, 77));     // the fetch's own client spoke last
-  EXPECT_FALSE(fed(-1, 75, -1, 75, 13));    // opened before the wait began
-  EXPECT_FALSE(fed(81, 82, -1, 83, 81.5));  // opened after the answer
-  EXPECT_FALSE(fed(2, 30, -1, 40, 13));     // answered long before: the client waited on more
-  EXPECT_FALSE(fed(2, 85, -1, 90, 13));     // answered after the client's answer left
+  EXPECT_TRUE(fed(2, 75, -1));    // an OCSP request and its answer, then the Finished
+  EXPECT_TRUE(fed(2, 62, 900));   // kept open: the next request comes later
+  EXPECT_FALSE(fed(2, 75, 77));   // a TLS handshake's ServerHello: its client goes on
+  EXPECT_FALSE(fed(-1, 75, -1));  // started before the wait began
+  EXPECT_FALSE(fed(81, 82, -1));  // started after the answer
+  EXPECT_FALSE(fed(2, 30, -1));   // answered long before: the client waited on more
+  EXPECT_FALSE(fed(2, 85, -1));   // answered after the client's answer left
+}
+
+TEST(RelayTiming, ExchangesOfAConnectionKeptOpen) {
+  // A connection to a responder carrying three fetches, one of them answered in two
+  // segments; the first starts at the SYN.
+  Exchanges http(8);
+  http.OnOpen(At(0));
+  http.OnData(At(10), true);
+  http.OnData(At(12), true);  // more of the same request
+  http.OnData(At(30), false);
+  http.OnData(At(31), false);
+  http.OnData(At(500), true);
+  http.OnData(At(520), false);
+  http.OnData(At(900), true);
+  http.OnData(At(930), false);
+  const std::vector<Exchange>& x = http.exchanges();
+  ASSERT_EQ(x.size(), 3u);
+  EXPECT_EQ(x[0].start, At(0));
+  EXPECT_EQ(x[0].answered, At(31));
+  EXPECT_EQ(x[0].next_request, At(500));
+  EXPECT_EQ(x[1].start, At(500));
+  EXPECT_EQ(x[1].answered, At(520));
+  EXPECT_EQ(x[2].next_request, absl::InfiniteFuture());
+  // Capped: the first exchange only, with when the next request came.
+  Exchanges first(1);
+  first.OnOpen(At(0));
+  first.OnData(At(10), true);
+  first.OnData(At(30), false);
+  first.OnData(At(500), true);
+  first.OnData(At(520), false);
+  ASSERT_EQ(first.exchanges().size(), 1u);
+  EXPECT_EQ(first.exchanges()[0].answered, At(30));
+  EXPECT_EQ(first.exchanges()[0].next_request, At(500));
+  // A responder that speaks first answers the opening; the client's reply is the next one.
+  Exchanges banner(1);
+  banner.OnOpen(At(0));
+  banner.OnData(At(20), false);
+  banner.OnData(At(21), true);
+  ASSERT_EQ(banner.exchanges().size(), 1u);
+  EXPECT_EQ(banner.exchanges()[0].answered, At(20));
+  EXPECT_EQ(banner.exchanges()[0].next_request, At(21));
 }
 
 TEST(RelayTiming, HiddenLegAndDistance) {
@@ -588,8 +626,8 @@ class Wire {
     p.protocol = decode::kProtoTcp;
     p.src = from_client ? client_ : server_;
     p.dst = from_client ? server_ : client_;
-    p.src_port = from_client ? 50000 : 443;
-    p.dst_port = from_client ? 443 : 50000;
+    p.src_port = from_client ? 50000 : server_port_;
+    p.dst_port = from_client ? server_port_ : 50000;
     p.tcp_flags = flags;
     p.ttl = from_client ? client_ttl_ : server_ttl_;
     std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
@@ -619,6 +657,7 @@ class Wire {
     Send(t + 10 + client_ms, true, kAck, "");
   }
   void SetTtl(bool client, std::uint8_t ttl) { (client ? client_ttl_ : server_ttl_) = ttl; }
+  void SetServerPort(std::uint16_t port) { server_port_ = port; }
   std::vector<Event> End() {
     table_.EndAll(flow::EndReason::kShutdown);
     return events_.events();
@@ -632,6 +671,7 @@ class Wire {
   std::uint32_t server_seq_ = 900000;
   std::uint8_t client_ttl_ = 64;
   std::uint8_t server_ttl_ = 52;
+  std::uint16_t server_port_ = 443;
   RelayDetector detector_;
   EventBuffer events_;
   flow::FlowTable table_;
@@ -669,14 +709,13 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_NEAR(r["min_distance_km"].get<double>(), 12030, 1);
   EXPECT_FALSE(r.contains("keystrokes"));
   EXPECT_TRUE(r.contains("_on_times_us"));  // for the host stage, removed there
-  // Also for it: when each turnaround's wait began, and the flow as a possible fetch (its
-  // SYN, the server's first and latest data).
+  // Also for it: when each turnaround's wait began, and the flow's first exchange as a
+  // possible fetch (from its SYN to the server's last data before the client's Finished).
   const auto us = [](double ms) {
     return absl::ToUnixMicros(At(ms));
   };
   EXPECT_EQ(r["_waits_us"], nlohmann::json({us(21.1), us(31.7 + 120)}));
-  EXPECT_EQ(r["_exchange_us"], nlohmann::json({us(0), us(21), us(21.1 + 120 + 0.5), us(31.7 + 120),
-                                               us(31.7 + 240 + 1)}));
+  EXPECT_EQ(r["_exchanges_us"], nlohmann::json({{us(0), us(21.1), us(21.1 + 120 + 0.5)}}));
 }
 
 // A real client's OCSP fetch (ocsp.digicert.com; nDPI's crawler_false_positive.pcapng,
@@ -696,16 +735,51 @@ TEST(RelayDetector, RealOcspFetchIsOneCompleteExchange) {
   w.Send(27.360, true, kAck, "");
   const std::vector<Event> events = w.End();
   ASSERT_EQ(events.size(), 1u);
-  const nlohmann::json& x = events[0].body["_exchange_us"];
+  const nlohmann::json& x = events[0].body["_exchanges_us"];
   const auto us = [](double ms) {
     return absl::ToUnixMicros(At(ms));
   };
-  EXPECT_EQ(x, nlohmann::json({us(0), us(26.213), -1, us(26.213), us(19.062)}));
+  EXPECT_EQ(x, nlohmann::json({{us(0), us(26.213), -1}}));
   // A TLS client that waited on it from before its SYN answers 1 ms after the response:
   // fed; answering 40 ms after it, the client waited on something else.
-  const Exchange fetch{At(0), At(26.213), absl::InfiniteFuture(), At(26.213), At(19.062)};
+  const Exchange fetch{At(0), At(26.213)};
   EXPECT_TRUE(FedWait(fetch, At(-2), 29.213, 20));
   EXPECT_FALSE(FedWait(fetch, At(-2), 68.213, 20));
+}
+
+// An OCSP responder's connection kept open (plain HTTP): each answered request goes to the
+// host stage at once, not in the record, which may come minutes after the handshakes that
+// waited on them.
+TEST(RelayDetector, PlainHttpRequestsAreToldAsTheyAreAnswered) {
+  Wire w;
+  w.SetServerPort(80);
+  w.Handshake(0, 0.2);
+  w.Send(12, true, kAck | kPsh, "GET /ocsp HTTP/1.1");
+  w.Send(60, false, kAck | kPsh, std::string(300, 'h'));
+  w.Send(60.1, false, kAck | kPsh, std::string(1400, 'b'));  // the same answer, at once
+  w.Send(75, false, kAck | kPsh, std::string(100, 'b'));     // its last segment, late
+  w.Send(900, true, kAck | kPsh, "GET /ocsp HTTP/1.1");
+  w.Send(950, false, kAck | kPsh, std::string(300, 'h'));
+  const std::vector<Event> events = w.End();
+  const auto us = [](double ms) {
+    return absl::ToUnixMicros(At(ms));
+  };
+  std::vector<nlohmann::json> told;
+  for (const Event& e : events) {
+    if (e.event_type == kExchangeEvent) {
+      told.push_back(e.body["_exchanges_us"]);
+    } else {
+      EXPECT_EQ(e.event_type, "relay");
+      EXPECT_FALSE(e.body.contains("_exchanges_us"));  // told already
+    }
+  }
+  // The first from its SYN; told again when its answer's late segment came (5 ms or more
+  // after the last telling), not for the segment right behind the first.
+  ASSERT_EQ(told.size(), 3u);
+  EXPECT_EQ(told[0], nlohmann::json({{us(0), us(60), -1}}));
+  EXPECT_EQ(told[1], nlohmann::json({{us(0), us(75), -1}}));
+  EXPECT_EQ(told[2], nlohmann::json({{us(900), us(950), -1}}));
+  EXPECT_EQ(w.counters().http_exchanges.Read(), 3u);
 }
 
 TEST(RelayDetector, RecordsTheTtlOfTheFirstSynAndSynAck) {
@@ -1205,16 +1279,14 @@ nlohmann::json WaitedFlow(double minute) {
 
 // A connection of the host's opened `opened` ms into that wait, answered at `first` and
 // last at `last` (ms into the wait).
-// (one request, sent 1 ms after the SYN, and its answer; unless `next` >= 0, nothing more
-// from the client).
-nlohmann::json FetchFlow(double minute, double opened, double first, double last,
-                         double next = -1) {
-  const std::int64_t next_us = next < 0 ? -1 : WaitUs(minute, 100 + next);
+// A connection of the host's whose one request started `start` ms into that wait (its SYN)
+// and was answered at `answered`; the next request on it at `next` (-1: none).
+nlohmann::json FetchFlow(double minute, double start, double answered, double next = -1) {
   return {{"app", "other"},
           {"rtt_originator_ms", 0.3},
-          {"_exchange_us",
-           {WaitUs(minute, 100 + opened), WaitUs(minute, 100 + first), next_us,
-            WaitUs(minute, 100 + last), next < 0 ? WaitUs(minute, 100 + opened + 1) : next_us}}};
+          {"_exchanges_us",
+           {{WaitUs(minute, 100 + start), WaitUs(minute, 100 + answered),
+             next < 0 ? std::int64_t{-1} : WaitUs(minute, 100 + next)}}}};
 }
 
 TEST(RelayHostStage, HiddenLegWaitsFedByTheHostsOwnFetchesAreNoHiddenLeg) {
@@ -1223,7 +1295,7 @@ TEST(RelayHostStage, HiddenLegWaitsFedByTheHostsOwnFetchesAreNoHiddenLeg) {
     std::vector<Event> out;
     for (int i = 0; i < 6; ++i) {
       if (fetches)
-        stage.Process(RelayRecord(100 + i, "10.1.0.5", "198.51.100.7", i, FetchFlow(i, 2, 74, 75)),
+        stage.Process(RelayRecord(100 + i, "10.1.0.5", "198.51.100.7", i, FetchFlow(i, 2, 75)),
                       out);
       stage.Process(RelayRecord(i, "10.1.0.5", "198.51.100.7", i, WaitedFlow(i)), out);
     }
@@ -1232,7 +1304,7 @@ TEST(RelayHostStage, HiddenLegWaitsFedByTheHostsOwnFetchesAreNoHiddenLeg) {
     EXPECT_EQ(stage.stats().turnarounds_explained, fetches ? 6u : 0u);
     for (const Event& e : out) {
       EXPECT_FALSE(e.body.contains("_waits_us"));
-      EXPECT_FALSE(e.body.contains("_exchange_us"));
+      EXPECT_FALSE(e.body.contains("_exchanges_us"));
       if (fetches && e.event_type == "relay" && e.body["app"] == "tls") {
         // No turnaround left: the record has no hidden leg, only what was measured.
         EXPECT_EQ(e.body["turnarounds_explained"], 1);
@@ -1249,7 +1321,7 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   const auto explained = [](std::vector<double> samples, const char* app = "tls") {
     host::HostStage stage(HostConfig());
     std::vector<Event> out;
-    stage.Process(RelayRecord(100, "10.1.0.5", "198.51.100.7", 0, FetchFlow(0, 2, 74, 75)), out);
+    stage.Process(RelayRecord(100, "10.1.0.5", "198.51.100.7", 0, FetchFlow(0, 2, 75)), out);
     nlohmann::json flow = WaitedFlow(0);
     flow["app"] = app;
     flow["turnaround_samples_ms"] = samples;
@@ -1285,6 +1357,31 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   EXPECT_DOUBLE_EQ(ssh["hidden_leg_rtt_ms"].get<double>(), 150.5);
 }
 
+TEST(RelayHostStage, HiddenLegWaitsFedOverAConnectionKeptOpen) {
+  // One connection to the responder carries every fetch; its record never comes before the
+  // flows', but each answered request is told at once.
+  for (const bool told : {false, true}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    for (int i = 0; i < 5; ++i) {
+      if (told) {
+        // Told at the answer's first segment (too early to have fed the wait), then at its
+        // last: the later telling replaces the first.
+        for (const double answered : {150.0, 175.0}) {
+          Event x = RelayRecord(100, "10.1.0.5", "198.51.100.9", i, {});
+          x.event_type = std::string(kExchangeEvent);
+          x.body = {{"_exchanges_us", {{WaitUs(i, 102), WaitUs(i, answered), -1}}}};
+          stage.Process(std::move(x), out);
+        }
+      }
+      stage.Process(RelayRecord(i, "10.1.0.5", "198.51.100.7", i, WaitedFlow(i)), out);
+    }
+    EXPECT_EQ(Alerts(out, "hidden_leg").size(), told ? 0u : 1u) << told;
+    for (const Event& e : out)
+      EXPECT_NE(e.event_type, kExchangeEvent);  // internal: never written out
+  }
+}
+
 TEST(RelayHostStage, HiddenLegFetchesWhoseRecordsComeLaterStillExplain) {
   // Two flows' records before their fetches' (a fetch kept open outlives the flow), then a
   // third far flow: without the late fetches the last three flows are far.
@@ -1294,10 +1391,8 @@ TEST(RelayHostStage, HiddenLegFetchesWhoseRecordsComeLaterStillExplain) {
     stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, WaitedFlow(0)), out);
     stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, WaitedFlow(1)), out);
     if (late_fetches) {
-      stage.Process(RelayRecord(101, "10.1.0.5", "198.51.100.7", 1.5, FetchFlow(0, 3, 76, 76)),
-                    out);
-      stage.Process(RelayRecord(102, "10.1.0.5", "198.51.100.7", 1.5, FetchFlow(1, 3, 76, 76)),
-                    out);
+      stage.Process(RelayRecord(101, "10.1.0.5", "198.51.100.7", 1.5, FetchFlow(0, 3, 76)), out);
+      stage.Process(RelayRecord(102, "10.1.0.5", "198.51.100.7", 1.5, FetchFlow(1, 3, 76)), out);
     }
     stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 2, WaitedFlow(2)), out);
     EXPECT_EQ(Alerts(out, "hidden_leg").size(), late_fetches ? 0u : 1u) << late_fetches;
@@ -1317,9 +1412,9 @@ TEST(RelayHostStage, HiddenLegWaitsNotFedByOtherConnectionsStillCount) {
     host::HostStage stage(HostConfig());
     std::vector<Event> out;
     for (int i = 0; i < 3; ++i) {
-      stage.Process(RelayRecord(100 + i, "10.1.0.5", "198.51.100.7", i,
-                                FetchFlow(i, opened, reply, next < 0 ? reply : 140, next)),
-                    out);
+      stage.Process(
+          RelayRecord(100 + i, "10.1.0.5", "198.51.100.7", i, FetchFlow(i, opened, reply, next)),
+          out);
       stage.Process(RelayRecord(i, "10.1.0.5", "198.51.100.7", i, WaitedFlow(i)), out);
     }
     EXPECT_EQ(Alerts(out, "hidden_leg").size(), 1u) << opened << " " << reply;
