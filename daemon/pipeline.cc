@@ -506,6 +506,14 @@ void Add(MetricFamily& f, std::vector<prometheus::ClientMetric::Label> labels, d
   f.metric.push_back(std::move(m));
 }
 
+// A family of one unlabelled sample.
+void AddSingle(std::vector<MetricFamily>& out, std::string name, std::string help, MetricType type,
+               double value) {
+  MetricFamily f = Family(std::move(name), std::move(help), type);
+  Add(f, {}, value);
+  out.push_back(std::move(f));
+}
+
 }  // namespace
 
 void Pipeline::AddDetectorCounters(std::vector<MetricFamily>& out) const {
@@ -593,14 +601,10 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
     }
     packets += undecoded;  // every frame read, decodable or not
   }
-  auto p = Family("relaywatch_packets_total", "Frames read from capture or replay.",
-                  MetricType::Counter);
-  Add(p, {}, static_cast<double>(packets));
-  out.push_back(std::move(p));
-  auto b = Family("relaywatch_bytes_total", "Wire bytes of frames read (decoded ones).",
-                  MetricType::Counter);
-  Add(b, {}, static_cast<double>(bytes));
-  out.push_back(std::move(b));
+  AddSingle(out, "relaywatch_packets_total", "Frames read from capture or replay.",
+            MetricType::Counter, static_cast<double>(packets));
+  AddSingle(out, "relaywatch_bytes_total", "Wire bytes of frames read (decoded ones).",
+            MetricType::Counter, static_cast<double>(bytes));
   out.push_back(std::move(worker_packets));
 
   auto errors = Family("relaywatch_decode_errors_total",
@@ -616,11 +620,9 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   }
   out.push_back(std::move(errors));
   out.push_back(std::move(skipped));
-  auto tun = Family("relaywatch_tunnelled_packets_total",
-                    "Packets decoded from inside GRE, IP-in-IP, VXLAN or Geneve.",
-                    MetricType::Counter);
-  Add(tun, {}, static_cast<double>(tunnelled));
-  out.push_back(std::move(tun));
+  AddSingle(out, "relaywatch_tunnelled_packets_total",
+            "Packets decoded from inside GRE, IP-in-IP, VXLAN or Geneve.", MetricType::Counter,
+            static_cast<double>(tunnelled));
 
   auto received = Family("relaywatch_capture_received_packets_total",
                          "Packets that passed the capture filter (pcap_stats ps_recv).",
@@ -650,19 +652,16 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   out.push_back(std::move(ifdropped));
 
   out.push_back(std::move(flows_active));
-  auto fc = Family("relaywatch_flows_created_total", "Flows created.", MetricType::Counter);
-  Add(fc, {}, static_cast<double>(created));
-  out.push_back(std::move(fc));
+  AddSingle(out, "relaywatch_flows_created_total", "Flows created.", MetricType::Counter,
+            static_cast<double>(created));
   auto fe = Family("relaywatch_flows_ended_total",
                    "Flows ended by idle timeout or after FIN/RST.", MetricType::Counter);
   Add(fe, {{"reason", "timeout"}}, static_cast<double>(expired));
   Add(fe, {{"reason", "closed"}}, static_cast<double>(closed));
   out.push_back(std::move(fe));
-  auto fv = Family("relaywatch_flows_evicted_total",
-                   "Flows evicted because a flow table was full (raise flows.max_flows).",
-                   MetricType::Counter);
-  Add(fv, {}, static_cast<double>(evicted));
-  out.push_back(std::move(fv));
+  AddSingle(out, "relaywatch_flows_evicted_total",
+            "Flows evicted because a flow table was full (raise flows.max_flows).",
+            MetricType::Counter, static_cast<double>(evicted));
 
   AddDetectorCounters(out);
 
@@ -698,54 +697,36 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
     Add(scores, {{"rank", absl::StrCat(i + 1)}}, hs.top_scores[i].second);
   }
   out.push_back(std::move(scores));
-  auto above = Family("relaywatch_hosts_above_score_threshold",
-                      "Hosts whose risk score is at or above scoring.alert_threshold.",
-                      MetricType::Gauge);
-  Add(above, {}, static_cast<double>(hs.hosts_above_threshold));
-  out.push_back(std::move(above));
-  auto hosts = Family("relaywatch_host_table_entries", "Hosts tracked by the host stage.",
-                      MetricType::Gauge);
-  Add(hosts, {}, static_cast<double>(hs.hosts_tracked));
-  out.push_back(std::move(hosts));
-  auto hosts_ev = Family("relaywatch_host_table_evictions_total",
-                         "Hosts forgotten because the host table was full.", MetricType::Counter);
-  Add(hosts_ev, {}, static_cast<double>(hs.hosts_evicted));
-  out.push_back(std::move(hosts_ev));
-  auto work = Family("relaywatch_work_profiles",
-                     "Work-hours profiles kept (inventory hosts with a time zone).",
-                     MetricType::Gauge);
-  Add(work, {}, static_cast<double>(hs.work_profiles));
-  out.push_back(std::move(work));
-  auto work_ev = Family("relaywatch_work_profile_evictions_total",
-                        "Work-hours profiles forgotten because the table was full "
-                        "(alerting.max_hosts).",
-                        MetricType::Counter);
-  Add(work_ev, {}, static_cast<double>(hs.work_profiles_evicted));
-  out.push_back(std::move(work_ev));
-  auto typing = Family("relaywatch_typing_profiles",
-                       "Typing baselines kept (home hosts with timed SSH reactions).",
-                       MetricType::Gauge);
-  Add(typing, {}, static_cast<double>(hs.typing_profiles));
-  out.push_back(std::move(typing));
-  auto typing_ev = Family("relaywatch_typing_profile_evictions_total",
-                          "Typing baselines forgotten because the table was full "
-                          "(alerting.max_hosts).",
-                          MetricType::Counter);
-  Add(typing_ev, {}, static_cast<double>(hs.typing_profiles_evicted));
-  out.push_back(std::move(typing_ev));
-  auto explained = Family("relaywatch_relay_turnarounds_explained_total",
-                          "Hidden-leg turnarounds not counted: the host opened and heard back "
-                          "from another connection during the wait (a revocation or AIA "
-                          "fetch).",
-                          MetricType::Counter);
-  Add(explained, {}, static_cast<double>(hs.turnarounds_explained));
-  out.push_back(std::move(explained));
-  auto fetch_ev = Family("relaywatch_relay_fetch_evictions_total",
-                         "Connections forgotten as possible fetches because the host's list "
-                         "(128) was full.",
-                         MetricType::Counter);
-  Add(fetch_ev, {}, static_cast<double>(hs.fetches_evicted));
-  out.push_back(std::move(fetch_ev));
+  AddSingle(out, "relaywatch_hosts_above_score_threshold",
+            "Hosts whose risk score is at or above scoring.alert_threshold.", MetricType::Gauge,
+            static_cast<double>(hs.hosts_above_threshold));
+  AddSingle(out, "relaywatch_host_table_entries", "Hosts tracked by the host stage.",
+            MetricType::Gauge, static_cast<double>(hs.hosts_tracked));
+  AddSingle(out, "relaywatch_host_table_evictions_total",
+            "Hosts forgotten because the host table was full.", MetricType::Counter,
+            static_cast<double>(hs.hosts_evicted));
+  AddSingle(out, "relaywatch_work_profiles",
+            "Work-hours profiles kept (inventory hosts with a time zone).", MetricType::Gauge,
+            static_cast<double>(hs.work_profiles));
+  AddSingle(out, "relaywatch_work_profile_evictions_total",
+            "Work-hours profiles forgotten because the table was full "
+            "(alerting.max_hosts).",
+            MetricType::Counter, static_cast<double>(hs.work_profiles_evicted));
+  AddSingle(out, "relaywatch_typing_profiles",
+            "Typing baselines kept (home hosts with timed SSH reactions).", MetricType::Gauge,
+            static_cast<double>(hs.typing_profiles));
+  AddSingle(out, "relaywatch_typing_profile_evictions_total",
+            "Typing baselines forgotten because the table was full "
+            "(alerting.max_hosts).",
+            MetricType::Counter, static_cast<double>(hs.typing_profiles_evicted));
+  AddSingle(out, "relaywatch_relay_turnarounds_explained_total",
+            "Hidden-leg turnarounds not counted: the host's request on another "
+            "connection was answered just before (a revocation, AIA or CRL fetch).",
+            MetricType::Counter, static_cast<double>(hs.turnarounds_explained));
+  AddSingle(out, "relaywatch_relay_fetch_evictions_total",
+            "Exchanges forgotten as possible fetches because the host's list (128) "
+            "was full.",
+            MetricType::Counter, static_cast<double>(hs.fetches_evicted));
   auto nesting = Family("relaywatch_nested_tunnel_decisions_total",
                         "Company-VPN sessions whose SYN MSS implied a tunnel: nested, an MSS "
                         "clamp, or forgotten undecided (table full).",
@@ -755,12 +736,10 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   Add(nesting, {{"outcome", "undecided_evicted"}},
       static_cast<double>(hs.nesting_undecided_evicted));
   out.push_back(std::move(nesting));
-  auto path_ev = Family("relaywatch_path_evidence_evictions_total",
-                        "Devices whose path-MTU evidence was forgotten because its table was "
-                        "full.",
-                        MetricType::Counter);
-  Add(path_ev, {}, static_cast<double>(hs.path_devices_evicted));
-  out.push_back(std::move(path_ev));
+  AddSingle(out, "relaywatch_path_evidence_evictions_total",
+            "Devices whose path-MTU evidence was forgotten because its table was "
+            "full.",
+            MetricType::Counter, static_cast<double>(hs.path_devices_evicted));
   auto named = Family("relaywatch_flow_shape_named_flows_total",
                       "Named remote sessions and the flow_shape findings about their flows: "
                       "unknown_remote_control dropped, direction filled in, or the session "
@@ -777,10 +756,8 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   Add(records_dropped, {{"reason", "queue_full"}},
       static_cast<double>(output_->dropped() + findings_dropped_.load()));
   out.push_back(std::move(records_dropped));
-  auto queued = Family("relaywatch_output_queue_events", "Events waiting for the sinks.",
-                       MetricType::Gauge);
-  Add(queued, {}, static_cast<double>(output_->queued()));
-  out.push_back(std::move(queued));
+  AddSingle(out, "relaywatch_output_queue_events", "Events waiting for the sinks.",
+            MetricType::Gauge, static_cast<double>(output_->queued()));
 
   auto written = Family("relaywatch_output_events_total", "Events written, by output.",
                         MetricType::Counter);

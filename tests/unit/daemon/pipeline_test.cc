@@ -127,6 +127,8 @@ TEST(Pipeline, ReplayFindsSessionsAndAlertsAndCountsMalformedFrames) {
               HasSubstr("relaywatch_alerts_total{detector=\"remote_access\",severity=\"1\"} 20"));
   EXPECT_THAT(metrics, HasSubstr("relaywatch_decode_errors_total{reason=\"link_truncated\"} 40"));
   EXPECT_THAT(metrics, HasSubstr("relaywatch_alerts_suppressed_total{reason=\"rate_limit\"} 20"));
+  EXPECT_THAT(metrics, HasSubstr("relaywatch_relay_turnarounds_explained_total 0"));
+  EXPECT_THAT(metrics, HasSubstr("relaywatch_host_table_entries "));
   std::remove(pcap.c_str());
   std::remove(out.c_str());
 }
