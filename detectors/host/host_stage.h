@@ -222,12 +222,8 @@ class HostStage {
     };
     std::deque<HiddenSample> hidden;
     // The host's recent exchanges (requests and their answers) as possible fetches
-    // (revocation, AIA) that another flow's turnaround waited on; `ts` is each one's start.
-    struct Fetch {
-      PacketTime ts;
-      detectors::relay::Exchange exchange;
-    };
-    std::deque<Fetch> fetches;
+    // (revocation, AIA) that another flow's turnaround waited on, oldest start first.
+    std::deque<detectors::relay::Exchange> fetches;
     // Routed relay: the host's own round trip (a sliding minimum over the window, with the
     // TTL of the host's SYN or SYN/ACK that showed it) and the flows it opened whose round
     // trip reached the budget, the candidates for connections it forwards.

@@ -295,7 +295,7 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
   bool rested = false;  // the flow's reading rested on a turnaround a fetch fed
   for (std::size_t i = 0; i < sample.samples_ms.size(); ++i) {
     const bool fed = std::any_of(fetches.begin(), fetches.end(), [&](const auto& f) {
-      return detectors::relay::FedWait(f.exchange, sample.waits[i], sample.samples_ms[i],
+      return detectors::relay::FedWait(f, sample.waits[i], sample.samples_ms[i],
                                        sample.client_leg_ms + kFetchSlackMs);
     });
     if (fed) {
@@ -330,23 +330,22 @@ void HostStage::Fetched(const IpAddress& host, PacketTime ts,
   if (fetch.answered - fetch.start > config_.relay.max_turnaround)
     return;
   HostState& state = Host(host, ts);
-  const HostState::Fetch entry{fetch.start, fetch};
-  const std::array<HostState::Fetch, 1> one = {entry};
+  const std::array<detectors::relay::Exchange, 1> one = {fetch};
   for (auto s = state.hidden.begin(); s != state.hidden.end();) {
     Explain(*s, one);
     s = s->samples_ms.empty() ? state.hidden.erase(s) : s + 1;
   }
   // An exchange told again as more of its answer came: the later telling replaces it.
   for (auto f = state.fetches.rbegin(); f != state.fetches.rend(); ++f) {
-    if (f->exchange.start == fetch.start) {
-      f->exchange = fetch;
+    if (f->start == fetch.start) {
+      *f = fetch;
       return;
     }
   }
   // A flow's record comes at its end or report_after past its start, so the fetches its
   // waits may need are at most that old (twice, for records queued behind others).
   while (!state.fetches.empty() &&
-         (ts - state.fetches.front().ts > 2 * config_.relay.report_after ||
+         (ts - state.fetches.front().start > 2 * config_.relay.report_after ||
           state.fetches.size() >= kMaxFetches)) {
     if (state.fetches.size() >= kMaxFetches) {
       absl::MutexLock lock(&mu_);
@@ -354,7 +353,7 @@ void HostStage::Fetched(const IpAddress& host, PacketTime ts,
     }
     state.fetches.pop_front();
   }
-  state.fetches.push_back(entry);
+  state.fetches.push_back(fetch);
 }
 
 void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<PacketTime> waits,

@@ -77,6 +77,13 @@ constexpr std::size_t kMaxHttpExchanges = 8;
 // slack between a fetch's answer and the handshake that waited on it.
 constexpr absl::Duration kTellEvery = absl::Milliseconds(5);
 
+// An exchange as the host stage reads it: [start, answered, next request (-1: none yet)].
+nlohmann::json ExchangeJson(const Exchange& x) {
+  return {absl::ToUnixMicros(x.start), absl::ToUnixMicros(x.answered),
+          x.next_request == absl::InfiniteFuture() ? std::int64_t{-1}
+                                                   : absl::ToUnixMicros(x.next_request)};
+}
+
 }  // namespace
 
 struct RelayDetector::FlowData : flow::DetectorFlowData {
@@ -298,7 +305,7 @@ void RelayDetector::EmitExchange(const FlowState& flow, const Exchange& x, Packe
   e.flow = FlowRef::FromFlow(flow, context_.community_id_seed);
   // The next request is not known yet: none, for now (an HTTP client reads an answer
   // before it asks again).
-  e.body = {{"_exchanges_us", {{absl::ToUnixMicros(x.start), absl::ToUnixMicros(x.answered), -1}}}};
+  e.body = {{"_exchanges_us", nlohmann::json::array({ExchangeJson(x)})}};
   out.Emit(std::move(e));
   counters_.http_exchanges.Increment();
 }
@@ -372,17 +379,14 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
         waits.push_back(absl::ToUnixMicros(t));
       r["_waits_us"] = std::move(waits);
     }
-    // As [start, answered, next request (-1: none)]; only exchanges answered on a
-    // connection whose opening the sensor saw (plain HTTP's went out as they came).
+    // Only exchanges answered on a connection whose opening the sensor saw (plain HTTP's
+    // went out as they came).
     if (data.handshake.originator_ttl() != 0 && !data.http) {
       nlohmann::json exchanges = nlohmann::json::array();
       for (const Exchange& x : data.exchanges.exchanges()) {
         if (x.answered == absl::InfinitePast())
           continue;
-        exchanges.push_back({absl::ToUnixMicros(x.start), absl::ToUnixMicros(x.answered),
-                             x.next_request == absl::InfiniteFuture()
-                                 ? std::int64_t{-1}
-                                 : absl::ToUnixMicros(x.next_request)});
+        exchanges.push_back(ExchangeJson(x));
       }
       if (!exchanges.empty())
         r["_exchanges_us"] = std::move(exchanges);

@@ -209,7 +209,7 @@ bool Exchanges::OnData(PacketTime ts, bool from_originator) {
   if (full_)
     return false;
   if (from_originator) {
-    if (!exchanges_.empty() && !answered_)
+    if (!exchanges_.empty() && exchanges_.back().answered == absl::InfinitePast())
       return false;  // more of the same request
     if (!exchanges_.empty())
       exchanges_.back().next_request = ts;
@@ -220,7 +220,6 @@ bool Exchanges::OnData(PacketTime ts, bool from_originator) {
     // A connection's first request starts at its SYN: opening it is part of the fetch.
     exchanges_.push_back({exchanges_.empty() && opened_ != absl::InfinitePast() ? opened_ : ts,
                           absl::InfinitePast()});
-    answered_ = false;
     return false;
   }
   if (exchanges_.empty()) {
@@ -230,7 +229,6 @@ bool Exchanges::OnData(PacketTime ts, bool from_originator) {
     exchanges_.push_back({opened_, absl::InfinitePast()});
   }
   exchanges_.back().answered = ts;
-  answered_ = true;
   return true;
 }
 

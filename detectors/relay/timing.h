@@ -189,8 +189,7 @@ class Exchanges {
  private:
   std::size_t max_;
   PacketTime opened_ = absl::InfinitePast();
-  bool answered_ = false;  // the last exchange has the responder's data
-  bool full_ = false;      // a request past `max`: no more are kept
+  bool full_ = false;  // a request past `max`: no more are kept
   std::vector<Exchange> exchanges_;
 };
 
