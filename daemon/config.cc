@@ -101,19 +101,6 @@ absl::Status ParseOutputs(const config::Section& s, Config& c) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<Cidr>> ParseCidrs(const config::Section& s, const char* key) {
-  RW_ASSIGN_OR_RETURN(std::vector<std::string> texts, s.StringList(key, {}));
-  std::vector<Cidr> out;
-  for (const std::string& text : texts) {
-    absl::StatusOr<Cidr> cidr = Cidr::Parse(text);
-    if (!cidr.ok()) {
-      return s.Error(s.At(key), key, cidr.status().message());
-    }
-    out.push_back(*cidr);
-  }
-  return out;
-}
-
 absl::Status ParseAlerting(const config::Section& s, host::HostStageConfig& a) {
   RW_RETURN_IF_ERROR(s.CheckKeys({"dedup_window", "max_alerts_per_host_per_hour", "max_hosts",
                                   "multi_tool_window", "allow"}));
@@ -137,8 +124,8 @@ absl::Status ParseAlerting(const config::Section& s, host::HostStageConfig& a) {
       RW_RETURN_IF_ERROR(rule_section.CheckKeys({"app", "controller", "host"}));
       host::AllowRule rule;
       RW_ASSIGN_OR_RETURN(rule.app, rule_section.String("app", "*"));
-      RW_ASSIGN_OR_RETURN(rule.controller, ParseCidrs(rule_section, "controller"));
-      RW_ASSIGN_OR_RETURN(rule.host, ParseCidrs(rule_section, "host"));
+      RW_ASSIGN_OR_RETURN(rule.controller, rule_section.CidrList("controller"));
+      RW_ASSIGN_OR_RETURN(rule.host, rule_section.CidrList("host"));
       a.allow.push_back(std::move(rule));
     }
   }
@@ -205,7 +192,7 @@ absl::Status ParseSites(const config::Section& root, host::HostStageConfig& a) {
     if (site.name.empty()) {
       return s.Error(s.At("name"), "name", "a site needs a name");
     }
-    RW_ASSIGN_OR_RETURN(site.networks, ParseCidrs(s, "networks"));
+    RW_ASSIGN_OR_RETURN(site.networks, s.CidrList("networks"));
     if (site.networks.empty()) {
       return s.Error(s.At("networks"), "networks", "a site needs at least one network");
     }
@@ -257,7 +244,7 @@ absl::StatusOr<Config> ParseConfig(const config::Section& root) {
                       detectors::relay::ParseRelayConfig(c.detectors.Child("relay")));
   RW_RETURN_IF_ERROR(ParseSites(root, c.alerting));
   RW_RETURN_IF_ERROR(ParseScoring(root.Child("scoring"), c.alerting.scoring));
-  RW_ASSIGN_OR_RETURN(c.alerting.entry_points, ParseCidrs(root, "entry_points"));
+  RW_ASSIGN_OR_RETURN(c.alerting.entry_points, root.CidrList("entry_points"));
   RW_ASSIGN_OR_RETURN(detectors::stack::StackConfig stack,
                       detectors::stack::ParseStackConfig(c.detectors.Child("stack")));
   c.alerting.shared_line_window = stack.shared_line_window;

@@ -723,6 +723,10 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             "Hidden-leg turnarounds not counted: the host's request on another "
             "connection was answered just before (a revocation, AIA or CRL fetch).",
             MetricType::Counter, static_cast<double>(hs.turnarounds_explained));
+  AddSingle(out, "relaywatch_relay_hidden_leg_exempt_flows_total",
+            "Measured flows to detectors.relay.hidden_leg_exempt_servers, logged but not "
+            "counted toward a host's hidden leg.",
+            MetricType::Counter, static_cast<double>(hs.hidden_leg_exempt_flows));
   AddSingle(out, "relaywatch_relay_fetch_evictions_total",
             "Exchanges forgotten as possible fetches because the host's list (128) "
             "was full.",

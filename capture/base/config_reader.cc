@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
+#include "capture/base/status_macros.h"
+
 namespace relaywatch::config {
 namespace {
 
@@ -230,6 +232,20 @@ absl::StatusOr<std::vector<std::string>> Section::StringList(
       return Error(n[i], key, absl::StrCat("item ", i, ": expected a string"));
     }
     out.push_back(n[i].Scalar());
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<Cidr>> Section::CidrList(absl::string_view key) const {
+  RW_ASSIGN_OR_RETURN(const std::vector<std::string> texts, StringList(key, {}));
+  std::vector<Cidr> out;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    absl::StatusOr<Cidr> cidr = Cidr::Parse(texts[i]);
+    if (!cidr.ok()) {
+      const YAML::Node list = At(key);
+      return Error(list[i], key, cidr.status().message());
+    }
+    out.push_back(*cidr);
   }
   return out;
 }

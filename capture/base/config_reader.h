@@ -12,6 +12,8 @@
 #include "absl/time/time.h"
 #include "yaml-cpp/yaml.h"
 
+#include "capture/base/ip_address.h"
+
 namespace relaywatch::config {
 
 // A view of one YAML mapping in a config file, with its dotted path ("outputs.syslog") and
@@ -60,6 +62,8 @@ class Section {
                                           absl::Duration min, absl::Duration max) const;
   absl::StatusOr<std::vector<std::string>> StringList(absl::string_view key,
                                                       std::vector<std::string> fallback) const;
+  // A list of address prefixes ("10.0.0.0/8", "192.0.2.7"); a bad one is located itself.
+  absl::StatusOr<std::vector<Cidr>> CidrList(absl::string_view key) const;
 
  private:
   // The scalar at `key`, or an error when the key holds a mapping or sequence.

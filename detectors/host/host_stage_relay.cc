@@ -362,11 +362,21 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   const std::optional<double> hidden = Number(r, "hidden_leg_rtt_ms");
   if (!hidden)
     return;
+  for (const Cidr& server : config_.relay.hidden_leg_exempt_servers) {
+    if (server.Contains(finding.flow->dest_ip)) {
+      r["hidden_leg_exempt"] = true;
+      absl::MutexLock lock(&mu_);
+      ++stats_.hidden_leg_exempt_flows;
+      return;
+    }
+  }
   HostState::HiddenSample sample;
   sample.ts = finding.ts;
   sample.hidden_ms = *hidden;
   sample.flow_id = finding.flow->flow_id;
   sample.app = r.value("app", "");
+  sample.server = finding.flow->dest_ip.ToString();
+  sample.server_port = finding.flow->dest_port;
   if (r.contains("turnaround_samples_ms") && r["turnaround_samples_ms"].is_array()) {
     for (const nlohmann::json& t : r["turnaround_samples_ms"]) {
       if (t.is_number())
@@ -452,14 +462,21 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   const bool far_only = rule == "far_flows";
   nlohmann::json flows = nlohmann::json::array();
   std::set<std::string> apps;  // sorted, once each
+  // One application talking to one server is also what a client slow on its own looks like
+  // (a VPN client, a smartcard): the count tells the analyst which case to check first.
+  std::set<std::string> servers;
   for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
     if (far_only && s->hidden_ms < budget_ms)
       continue;
     if (flows.size() < 8) {
-      flows.push_back(
-          {{"flow_id", s->flow_id}, {"app", s->app}, {"hidden_leg_rtt_ms", s->hidden_ms}});
+      flows.push_back({{"flow_id", s->flow_id},
+                       {"app", s->app},
+                       {"dest_ip", s->server},
+                       {"dest_port", s->server_port},
+                       {"hidden_leg_rtt_ms", s->hidden_ms}});
     }
     apps.insert(s->app);
+    servers.insert(s->server);
   }
   Event alert = NewAlert(finding.ts, finding.flow, host, kSidHiddenLeg,
                          absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
@@ -475,6 +492,7 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
                     {"flows_decided", decided_flows},
                     {"flows_in_window", n},
                     {"turnarounds", total},
+                    {"servers", servers.size()},
                     {"local_rtt_ms", budget_ms},
                     {"site", site ? site->name : ""},
                     {"location", site ? site->location : ""},

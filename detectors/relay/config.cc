@@ -44,9 +44,10 @@ absl::StatusOr<RelayMethods> ReadMethods(const config::Section& section) {
 absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
   RW_RETURN_IF_ERROR(section.CheckKeys(
       {"enabled", "methods", "turnaround_samples", "max_turnaround", "report_after", "idle",
-       "window", "min_samples", "min_flows", "local_rtt", "stepping_stone_delta",
-       "stepping_stone_ratio", "stepping_stone_min_ons", "typing_baseline_samples",
-       "typing_window_samples", "typing_longest_window_samples", "typing_max_p"}));
+       "window", "min_samples", "min_flows", "hidden_leg_exempt_servers", "local_rtt",
+       "stepping_stone_delta", "stepping_stone_ratio", "stepping_stone_min_ons",
+       "typing_baseline_samples", "typing_window_samples", "typing_longest_window_samples",
+       "typing_max_p"}));
   RelayConfig c;
   RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
   RW_ASSIGN_OR_RETURN(c.methods, ReadMethods(section));
@@ -63,6 +64,7 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
                       section.Duration("window", c.window, absl::Minutes(1), absl::Hours(24 * 7)));
   RW_ASSIGN_OR_RETURN(c.min_samples, section.Uint("min_samples", c.min_samples, 1, 10000));
   RW_ASSIGN_OR_RETURN(c.min_flows, section.Uint("min_flows", c.min_flows, 1, 64));
+  RW_ASSIGN_OR_RETURN(c.hidden_leg_exempt_servers, section.CidrList("hidden_leg_exempt_servers"));
   RW_ASSIGN_OR_RETURN(c.local_rtt, section.Duration("local_rtt", c.local_rtt, absl::Milliseconds(1),
                                                     absl::Seconds(5)));
   RW_ASSIGN_OR_RETURN(c.stepping_stone_delta,

@@ -1,11 +1,13 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
 #include "capture/base/config_reader.h"
+#include "capture/base/ip_address.h"
 
 namespace relaywatch::detectors::relay {
 
@@ -44,6 +46,10 @@ struct RelayConfig {
   std::uint64_t min_samples = 5;
   // Or: the host's last min_flows flows each show a hidden leg of at least the budget.
   std::uint64_t min_flows = 3;
+  // Servers whose clients are slow on their own (an SSL-VPN gateway whose client waits on
+  // something before each answer): flows to them keep their record but do not count
+  // toward a host's hidden leg. Timing cannot tell such a client from a relay.
+  std::vector<Cidr> hidden_leg_exempt_servers;
   // Round trip that counts as local where no site says otherwise.
   absl::Duration local_rtt = absl::Milliseconds(60);
   // An outbound ON this soon after an inbound ON of the same host is correlated.

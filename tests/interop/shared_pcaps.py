@@ -6,6 +6,11 @@ come out as a remote_session with that app (5-tuple matched in either direction;
 GRE/Geneve captures, whose JA4 labels pair the outer addresses with the inner ports, the
 ports and transport are matched). Negatives: no remote_session at all.
 
+Also lists the relay (latency) methods' alerts on the negatives, without failing on them:
+those captures are real clients (phones, an Echo, macOS apps) filtered to one application's
+flows, so a client slow on its own shows there without the rest of its host's traffic
+(docs/relay-quality.md, "Real clients: the shared captures' negatives").
+
 Prints a per-app table, false sessions per negative file, and a closing
 "N passed, M failed" line. Exit 0 when nothing failed, 77 when the corpus is absent (ctest
 reports a skip), 1 otherwise.
@@ -25,6 +30,9 @@ LABEL_TO_APP = {
     "TeamViewer": "teamviewer", "NoMachine": "nomachine", "Radmin": "radmin",
     "Citrix": "citrix",
 }
+# The latency methods (docs/detectors/relay.md).
+RELAY_METHODS = {"hidden_leg", "controller_rtt", "stepping_stone", "routed_relay", "keystrokes"}
+
 # What relaywatch identifies today; labels of other apps are reported but do
 # not fail the run (they belong to the next detector release).
 DEFAULT_SUPPORTED = "rdp,vnc,ssh,teamviewer,nomachine,radmin,citrix,anydesk"
@@ -102,6 +110,7 @@ def main():
     passed = 0
     false_sessions = {}
     extra = []
+    relay_alerts = []
     with open(manifest, encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split("\t")
         rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
@@ -114,6 +123,17 @@ def main():
                 continue
             sessions = [e for e in events if e.get("event_type") == "remote_session"]
             if row["set"] == "negative":
+                for e in events:
+                    if e.get("event_type") != "alert":
+                        continue
+                    detector = e.get("alert", {}).get("detector")
+                    if detector in RELAY_METHODS:
+                        ev = e.get("evidence", {})
+                        relay_alerts.append(
+                            f"{row['file']}: {detector} on {e.get('host_ip')}: "
+                            f"{ev.get('hidden_leg_rtt_ms', ev.get('controller_rtt_ms'))} ms, "
+                            f"rule {ev.get('rule', '-')}, servers {ev.get('servers', '-')}, "
+                            f"apps {','.join(ev.get('apps', []))}")
                 if sessions:
                     false_sessions[row["file"]] = sessions
                     failures.append(f"{row['file']}: {len(sessions)} false remote_session(s): " +
@@ -159,6 +179,9 @@ def main():
           f"{sum(len(v) for v in false_sessions.values())} in {len(false_sessions)} files")
     for line in extra:
         print("  note: " + line)
+    print(f"Relay-method alerts on negative captures (reported, not failed): {len(relay_alerts)}")
+    for line in relay_alerts:
+        print("  " + line)
     for line in failures:
         print("FAIL: " + line)
     print(f"{passed} passed, {len(failures)} failed")

@@ -128,6 +128,7 @@ TEST(Pipeline, ReplayFindsSessionsAndAlertsAndCountsMalformedFrames) {
   EXPECT_THAT(metrics, HasSubstr("relaywatch_decode_errors_total{reason=\"link_truncated\"} 40"));
   EXPECT_THAT(metrics, HasSubstr("relaywatch_alerts_suppressed_total{reason=\"rate_limit\"} 20"));
   EXPECT_THAT(metrics, HasSubstr("relaywatch_relay_turnarounds_explained_total 0"));
+  EXPECT_THAT(metrics, HasSubstr("relaywatch_relay_hidden_leg_exempt_flows_total 0"));
   EXPECT_THAT(metrics, HasSubstr("relaywatch_host_table_entries "));
   std::remove(pcap.c_str());
   std::remove(out.c_str());

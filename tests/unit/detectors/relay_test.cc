@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 #include "capture/flow/flow_table.h"
@@ -920,6 +921,28 @@ TEST(RelayConfig, MinFlowsDefaultAndBounds) {
   }
 }
 
+TEST(RelayConfig, HiddenLegExemptServersAreAddressPrefixes) {
+  absl::StatusOr<RelayConfig> defaults = ParseRelay("");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_TRUE(defaults->hidden_leg_exempt_servers.empty());
+  absl::StatusOr<RelayConfig> set = ParseRelay(
+      "detectors:\n  relay:\n    hidden_leg_exempt_servers: [203.0.113.9, 2001:db8::/32]\n");
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_EQ(set->hidden_leg_exempt_servers.size(), 2u);
+  EXPECT_TRUE(set->hidden_leg_exempt_servers[0].Contains(*IpAddress::Parse("203.0.113.9")));
+  EXPECT_FALSE(set->hidden_leg_exempt_servers[0].Contains(*IpAddress::Parse("203.0.113.8")));
+  // The bad entry itself is located (line 5, column 9), not just the list.
+  absl::StatusOr<RelayConfig> bad = ParseRelay(
+      "detectors:\n  relay:\n    hidden_leg_exempt_servers:\n      - 203.0.113.9\n"
+      "      - vpn.example.com\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("r.yaml:5:9: detectors.relay.hidden_leg_exempt_servers: "
+                                        "not a CIDR prefix: \"vpn.example.com\""),
+            std::string::npos)
+      << bad.status();
+  EXPECT_FALSE(ParseRelay("detectors:\n  relay: {hidden_leg_exempt_servers: 203.0.113.9}\n").ok());
+}
+
 TEST(RelayConfig, TypingBaselineKeysAndTheirBounds) {
   absl::StatusOr<RelayConfig> defaults = ParseRelay("");
   ASSERT_TRUE(defaults.ok()) << defaults.status();
@@ -1202,6 +1225,73 @@ TEST(RelayHostStage, HiddenLegConsecutiveFlowsMustAllBeFar) {
         out);
     EXPECT_EQ(Alerts(out, "hidden_leg").size(), i == 3 ? 1u : 0u) << i;
   }
+}
+
+// The evidence names each flow's server and counts the servers: a far operator's flows
+// reach what they work on, a client slow on its own (forticlient.pcap in ../shared/pcaps:
+// four handshakes to one VPN gateway, each answered 131-142 ms late) reaches one.
+TEST(RelayHostStage, HiddenLegEvidenceNamesAndCountsTheServers) {
+  for (const bool one_server : {true, false}) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    for (int i = 0; i < 3; ++i) {
+      Event e =
+          RelayRecord(i, "10.2.0.5", one_server ? "203.0.113.9" : absl::StrCat("203.0.113.", i), i,
+                      {{"app", "tls"},
+                       {"hidden_leg_rtt_ms", 135.0 + i},
+                       {"turnaround_samples_ms", {135.0 + i}}});
+      e.flow->dest_port = static_cast<std::uint16_t>(one_server ? 10443 : 443 + i);
+      stage.Process(std::move(e), out);
+    }
+    const auto alerts = Alerts(out, "hidden_leg");
+    ASSERT_EQ(alerts.size(), 1u) << one_server;
+    const nlohmann::json& evidence = alerts[0]->evidence;
+    EXPECT_EQ(evidence["servers"], one_server ? 1 : 3);
+    ASSERT_EQ(evidence["recent_flows"].size(), 3u);
+    // Newest first.
+    EXPECT_EQ(evidence["recent_flows"][0]["dest_ip"], one_server ? "203.0.113.9" : "203.0.113.2");
+    EXPECT_EQ(evidence["recent_flows"][0]["dest_port"], one_server ? 10443 : 445);
+    EXPECT_EQ(evidence["recent_flows"][2]["flow_id"], 0);
+  }
+}
+
+// A server listed as exempt (a VPN gateway whose client is slow on its own): its flows keep
+// their record, marked, and count toward nothing; the host's other flows still decide.
+TEST(RelayHostStage, HiddenLegExemptServersCountTowardNothing) {
+  host::HostStageConfig config = HostConfig();
+  config.relay.hidden_leg_exempt_servers = {*Cidr::Parse("203.0.113.9/32")};
+  host::HostStage stage(config);
+  std::vector<Event> out;
+  for (int i = 0; i < 6; ++i) {
+    stage.Process(RelayRecord(i, "10.2.0.5", "203.0.113.9", i,
+                              {{"app", "tls"},
+                               {"hidden_leg_rtt_ms", 135.0},
+                               {"turnaround_samples_ms", {135.0, 333.0}}}),
+                  out);
+  }
+  EXPECT_TRUE(Alerts(out, "hidden_leg").empty());
+  EXPECT_EQ(stage.stats().hidden_leg_exempt_flows, 6u);
+  std::size_t marked = 0;
+  for (const Event& e : out) {
+    if (e.event_type == "relay") {
+      EXPECT_EQ(e.body.value("hidden_leg_exempt", false), true);
+      EXPECT_EQ(e.body["hidden_leg_rtt_ms"], 135.0);  // still measured and logged
+      ++marked;
+    }
+  }
+  EXPECT_EQ(marked, 6u);
+  // Three far flows of the same host to another server alert as ever.
+  for (int i = 0; i < 3; ++i) {
+    stage.Process(
+        RelayRecord(
+            10 + i, "10.2.0.5", "203.0.113.10", 10 + i,
+            {{"app", "tls"}, {"hidden_leg_rtt_ms", 135.0}, {"turnaround_samples_ms", {135.0}}}),
+        out);
+  }
+  const auto alerts = Alerts(out, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["flows_in_window"], 3);
+  EXPECT_EQ(stage.stats().hidden_leg_exempt_flows, 6u);
 }
 
 // The laptop's own flows (hidden legs of a millisecond) beside the operator's, from a host
