@@ -151,7 +151,7 @@ struct HostStageStats {
   // forgotten as possible fetches because the host's list was full.
   std::uint64_t turnarounds_explained = 0;
   std::uint64_t fetches_evicted = 0;
-  std::uint64_t hidden_leg_exempt_flows = 0;
+  std::uint64_t hidden_leg_exempt_flows = 0;  // to detectors.relay.hidden_leg_exempt_servers
   std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
   std::uint64_t public_addresses = 0;  // lines tracked at the entry points
   std::uint64_t public_addresses_evicted = 0;
@@ -215,7 +215,7 @@ class HostStage {
       double hidden_ms = 0;
       std::uint64_t flow_id = 0;
       std::string app;
-      std::string server;  // the flow's responder, "address" and port apart
+      std::string server;  // the flow's responder: the host opened the flow
       std::uint16_t server_port = 0;
       // The turnarounds no fetch has explained yet, when each wait began, and the flow's
       // visible client leg: a fetch whose record comes later may still explain one.
