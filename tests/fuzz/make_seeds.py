@@ -290,6 +290,12 @@ CONFIG_SEEDS = {
     "duplicate_key": b"flows:\n  max_flows: 2048\n  max_flows: 4096\n",
     "bad_values": b"capture:\n  snaplen: lots\nflows:\n  tcp_idle_timeout: 30\n",
     "flow_style": b"{capture: {bpf: 'udp', workers: 1}, alerting: {dedup_window: 0s}}\n",
+    # Address-prefix lists in four places (sites, entry points, allow rules, relay).
+    "prefixes": b"sites:\n  - {name: hq, networks: [10.1.0.0/16], location: Seattle, local_rtt: 40ms}\n"
+                b"entry_points: [192.0.2.1, 2001:db8::/32]\n"
+                b"alerting:\n  allow:\n    - {app: rdp, controller: [198.51.100.0/24]}\n"
+                b"detectors:\n  relay:\n    min_flows: 3\n"
+                b"    hidden_leg_exempt_servers: [203.0.113.9/32, 2001:db8:1::/48]\n",
 }
 
 
