@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-CONFIG = "outputs:\n  jsonl:\n    events: [alert, relay]\n"
+CONFIG = "outputs:\n  jsonl:\n    events: [alert, relay]\ndetectors:\n  relay:\n    local_rtt: {}ms\n"
 
 
 def quantile(values, q):
@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--pcaps", default=os.path.join(os.path.dirname(__file__), "..", "..",
                                                         "..", "shared", "pcaps"))
     parser.add_argument("--budget-ms", type=float, default=60.0,
-                        help="the local budget the default config applies (ms round trip)")
+                        help="the local budget (detectors.relay.local_rtt, ms round trip)")
     args = parser.parse_args()
     manifest = os.path.join(args.pcaps, "MANIFEST.tsv")
     if not os.path.exists(manifest):
@@ -44,7 +44,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         config = os.path.join(work, "relay.yaml")
         with open(config, "w", encoding="utf-8") as f:
-            f.write(CONFIG)
+            f.write(CONFIG.format(f"{args.budget_ms:g}"))
         for row in rows:
             if row["set"] != "negative":
                 continue
