@@ -77,6 +77,11 @@ absl::StatusOr<Cidr> Cidr::Parse(absl::string_view text) {
   return cidr;
 }
 
+bool AnyContains(const std::vector<Cidr>& prefixes, const IpAddress& address) {
+  return std::any_of(prefixes.begin(), prefixes.end(),
+                     [&](const Cidr& p) { return p.Contains(address); });
+}
+
 bool Cidr::Contains(const IpAddress& address) const {
   if (address.family() != network_.family()) {
     return false;

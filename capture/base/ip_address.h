@@ -4,9 +4,10 @@
 #include <compare>
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace relaywatch {
 
@@ -53,5 +54,8 @@ class Cidr {
   IpAddress network_;
   int prefix_length_ = 0;
 };
+
+// Whether any of `prefixes` contains `address` (none: false).
+bool AnyContains(const std::vector<Cidr>& prefixes, const IpAddress& address);
 
 }  // namespace relaywatch

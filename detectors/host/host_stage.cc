@@ -18,12 +18,7 @@ void HostStage::Reconfigure(HostStageConfig config) {
 }
 
 bool HostStage::IsHome(const IpAddress& address) const {
-  for (const Cidr& net : config_.home_networks) {
-    if (net.Contains(address)) {
-      return true;
-    }
-  }
-  return false;
+  return AnyContains(config_.home_networks, address);
 }
 
 HostStageStats HostStage::stats() const {
@@ -99,17 +94,14 @@ Event HostStage::NewAlert(PacketTime ts, const std::optional<FlowRef>& flow,
 
 bool HostStage::Allowed(const std::string& app, const IpAddress& host,
                         const std::optional<IpAddress>& controller) const {
-  const auto in = [](const std::vector<Cidr>& nets, const IpAddress& a) {
-    return std::any_of(nets.begin(), nets.end(), [&](const Cidr& n) { return n.Contains(a); });
-  };
   for (const AllowRule& rule : config_.allow) {
     if (!rule.app.empty() && rule.app != "*" && rule.app != app) {
       continue;
     }
-    if (!rule.host.empty() && !in(rule.host, host)) {
+    if (!rule.host.empty() && !AnyContains(rule.host, host)) {
       continue;
     }
-    if (!rule.controller.empty() && (!controller || !in(rule.controller, *controller))) {
+    if (!rule.controller.empty() && (!controller || !AnyContains(rule.controller, *controller))) {
       continue;
     }
     return true;

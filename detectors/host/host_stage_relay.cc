@@ -53,10 +53,8 @@ double Round1(double v) {
 
 const Site* HostStage::SiteOf(const IpAddress& host) const {
   for (const Site& site : config_.sites) {
-    for (const Cidr& net : site.networks) {
-      if (net.Contains(host))
-        return &site;
-    }
+    if (AnyContains(site.networks, host))
+      return &site;
   }
   return nullptr;
 }
@@ -362,13 +360,11 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   const std::optional<double> hidden = Number(r, "hidden_leg_rtt_ms");
   if (!hidden)
     return;
-  for (const Cidr& server : config_.relay.hidden_leg_exempt_servers) {
-    if (server.Contains(finding.flow->dest_ip)) {
-      r["hidden_leg_exempt"] = true;
-      absl::MutexLock lock(&mu_);
-      ++stats_.hidden_leg_exempt_flows;
-      return;
-    }
+  if (AnyContains(config_.relay.hidden_leg_exempt_servers, finding.flow->dest_ip)) {
+    r["hidden_leg_exempt"] = true;
+    absl::MutexLock lock(&mu_);
+    ++stats_.hidden_leg_exempt_flows;
+    return;
   }
   HostState::HiddenSample sample;
   sample.ts = finding.ts;

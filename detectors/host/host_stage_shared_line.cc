@@ -140,8 +140,7 @@ bool HostStage::IsVpnService(const FlowRef& flow) const {
 }
 
 bool HostStage::IsEntryPoint(const IpAddress& address) const {
-  return std::any_of(config_.entry_points.begin(), config_.entry_points.end(),
-                     [&](const Cidr& n) { return n.Contains(address); });
+  return AnyContains(config_.entry_points, address);
 }
 
 void HostStage::StackRecord(const Event& finding, std::vector<Event>& publish) {

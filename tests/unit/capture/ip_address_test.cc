@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/hash/hash.h"
 #include <gmock/gmock.h>
@@ -179,6 +180,14 @@ TEST(Cidr, FamilyMismatchIsNotContained) {
   EXPECT_FALSE(Prefix("10.0.0.0/8").Contains(Ip("::ffff:10.0.0.1")));
   EXPECT_FALSE(Prefix("::ffff:0:0/96").Contains(Ip("10.0.0.1")));
   EXPECT_FALSE(Prefix("10.0.0.0/8").Contains(IpAddress()));
+}
+
+TEST(Cidr, AnyContainsOverAList) {
+  const std::vector<Cidr> nets = {Prefix("10.0.0.0/8"), Prefix("2001:db8::/32")};
+  EXPECT_TRUE(AnyContains(nets, Ip("10.9.8.7")));
+  EXPECT_TRUE(AnyContains(nets, Ip("2001:db8::1")));
+  EXPECT_FALSE(AnyContains(nets, Ip("192.0.2.1")));
+  EXPECT_FALSE(AnyContains({}, Ip("10.9.8.7")));
 }
 
 TEST(Cidr, RejectsBadText) {
