@@ -8,13 +8,14 @@ measured flow, the flows measured, those at or above the budget and the largest,
 distribution over all flows. A report for docs/relay-quality.md, not a test.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 
-CONFIG = "outputs:\n  jsonl:\n    events: [alert, relay]\ndetectors:\n  relay:\n    local_rtt: {}ms\n"
+from shared_pcaps import RELAY_METHODS, read_manifest, run_relaywatch
+
+CONFIG = ("outputs:\n  jsonl:\n    events: [alert, relay]\n"
+          "detectors:\n  relay:\n    local_rtt: {}ms\n")
 
 
 def quantile(values, q):
@@ -34,9 +35,7 @@ def main():
     if not os.path.exists(manifest):
         print(f"SKIP: peer-labelled pcap corpus not present ({manifest})")
         return 77
-    with open(manifest, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+    rows = read_manifest(args.pcaps)
     legs = []
     print(f"| capture | flows measured | at or above {args.budget_ms:g} ms | largest (ms) | "
           "relay alerts |")
@@ -48,22 +47,18 @@ def main():
         for row in rows:
             if row["set"] != "negative":
                 continue
-            out = os.path.join(work, "events.jsonl")
-            proc = subprocess.run([args.relaywatch, "-c", config, "-r",
-                                   os.path.join(args.pcaps, row["file"]), "--jsonl", out,
-                                   "--workers", "1"], capture_output=True, text=True, timeout=600)
-            if proc.returncode != 0:
-                print(f"FAIL: {row['file']}: relaywatch exited {proc.returncode}", file=sys.stderr)
+            rc, stderr, events = run_relaywatch(args.relaywatch,
+                                                os.path.join(args.pcaps, row["file"]), work,
+                                                config)
+            if rc != 0:
+                print(f"FAIL: {row['file']}: relaywatch exited {rc}: {stderr.strip()[-300:]}",
+                      file=sys.stderr)
                 return 1
-            flows, alerts = [], []
-            with open(out, encoding="utf-8") as f:
-                for line in f:
-                    e = json.loads(line)
-                    if e.get("event_type") == "relay" and "hidden_leg_rtt_ms" in e["relay"]:
-                        flows.append(e["relay"]["hidden_leg_rtt_ms"])
-                    elif e.get("event_type") == "alert" and e["alert"].get("category") == "Relay":
-                        alerts.append(e["alert"]["detector"])
-            os.unlink(out)
+            flows = [e["relay"]["hidden_leg_rtt_ms"] for e in events
+                     if e.get("event_type") == "relay" and "hidden_leg_rtt_ms" in e["relay"]]
+            alerts = [e["alert"].get("detector") for e in events
+                      if e.get("event_type") == "alert"]
+            alerts = [a for a in alerts if a in RELAY_METHODS]
             legs += flows
             if flows:
                 far = sum(1 for v in flows if v >= args.budget_ms)

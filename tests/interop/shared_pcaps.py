@@ -66,9 +66,17 @@ def parse_labels(field):
     return flows
 
 
-def run_relaywatch(binary, pcap, workdir):
+def read_manifest(pcaps):
+    """MANIFEST.tsv's rows as dicts keyed by its header."""
+    with open(os.path.join(pcaps, "MANIFEST.tsv"), encoding="utf-8") as f:
+        header = f.readline().rstrip("\n").split("\t")
+        return [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+
+
+def run_relaywatch(binary, pcap, workdir, config=None):
     out = os.path.join(workdir, "events.jsonl")
-    cmd = [binary, "-r", pcap, "--jsonl", out, "--workers", "1"]
+    cmd = [binary] + (["-c", config] if config else []) + ["-r", pcap, "--jsonl", out,
+                                                            "--workers", "1"]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=600)
     events = []
@@ -111,9 +119,7 @@ def main():
     false_sessions = {}
     extra = []
     relay_alerts = []
-    with open(manifest, encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split("\t")
-        rows = [dict(zip(header, line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+    rows = read_manifest(args.pcaps)
     with tempfile.TemporaryDirectory() as work:
         for row in rows:
             pcap = os.path.join(args.pcaps, row["file"])
