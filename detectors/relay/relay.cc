@@ -237,8 +237,15 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           const std::uint32_t slow = data.turnarounds.slow();
           data.turnarounds.OnData(packet.ts, from_client, false, packet.seq, ack);
           // A slow answer: from here on a person is answering, not software. An answer
-          // refused for loss says nothing of who answers; the setup goes on.
-          data.setup_over = data.turnarounds.full() || data.turnarounds.slow() > slow;
+          // refused for loss says nothing of who answers; the setup goes on. Nor does a
+          // slow one among an SSH client's first two answers (its banner or KEXINIT, and
+          // its key-exchange init): no person can be asked anything before the server's
+          // host key arrives, so that wait is the network's. A far client behind a jump
+          // host sends its banner two round trips after the server's (1 s at 250 ms one
+          // way); it is refused as a sample, and the exchanges after it still count.
+          const bool software_only = data.app == App::kSsh && data.turnarounds.answers() <= 2;
+          data.setup_over =
+              data.turnarounds.full() || (data.turnarounds.slow() > slow && !software_only);
         } else {
           if (!from_client)
             data.turnarounds.OnServerData(ack);  // settles the setup's last sample

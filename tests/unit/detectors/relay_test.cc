@@ -1043,6 +1043,52 @@ TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
   EXPECT_EQ(w.counters().turnarounds_refused.Read(), 1u);
 }
 
+// A far client behind a jump host (lab: `ssh -J` at 250 ms one way): the server speaks
+// first, and the client's banner comes two round trips later, past `max_turnaround`. No
+// person answers before the host key arrives, so the setup goes on.
+TEST(RelayDetector, ASlowFirstSshAnswerDoesNotEndTheSetup) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  w.Send(1021, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  for (int i = 0; i < 6; ++i) {
+    const double t = 1031 + 600 * i;
+    w.Send(t, false, kAck | kPsh, std::string(600, 'k'));
+    w.Send(t + 505, true, kAck | kPsh, std::string(300, 'c'));  // one 505 ms round trip
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnarounds_refused"], 1);  // the banner: a sample of nothing but waiting
+  ASSERT_EQ(r["turnaround_samples_ms"].size(), 6u);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 504.8, 0.01);
+}
+
+// A person asked to trust the host key answers the server's key exchange (2.5 s): from there
+// on answers may be a person's, so the setup ends and later exchanges are no samples.
+TEST(RelayDetector, ASlowSshAnswerAfterTheKeyExchangeEndsTheSetup) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(1, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");  // sent at once, answers nothing
+  w.Send(11, false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  w.Send(11.5, true, kAck | kPsh, std::string(1200, 'i'));  // KEXINIT
+  w.Send(21, false, kAck | kPsh, std::string(1000, 'i'));   // the server's KEXINIT
+  w.Send(21.5, true, kAck | kPsh, std::string(1200, 'e'));  // key-exchange init
+  w.Send(31, false, kAck | kPsh, std::string(1500, 'r'));   // reply with the host key
+  w.Send(2531, true, kAck | kPsh, std::string(16, 'n'));    // NEWKEYS after "yes"
+  for (int i = 0; i < 4; ++i) {
+    const double t = 2541 + 20 * i;
+    w.Send(t, false, kAck | kPsh, std::string(60, 's'));
+    w.Send(t + 0.5, true, kAck | kPsh, std::string(60, 'c'));
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnarounds_refused"], 1);
+  ASSERT_EQ(r["turnaround_samples_ms"].size(), 2u);  // the two before the person
+  EXPECT_NEAR(r["turnaround_ms"].get<double>(), 0.5, 0.01);
+}
+
 TEST(RelayDetector, KeystrokesNeedNoHiddenLegAndCanBeSwitchedOff) {
   const std::vector<Event> all = SshSession(WithMethods({}), 20);
   ASSERT_EQ(all.size(), 1u);
