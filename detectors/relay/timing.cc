@@ -183,7 +183,6 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
   flight_open_ = false;
   if (full())
     return;
-  ++answers_;
   const absl::Duration gap = ts - flight_last_;
   // Loss first: a retransmission's wait (an RTO) is not a person's.
   if (retransmission || flight_tainted_ || gap < absl::ZeroDuration()) {

@@ -148,8 +148,8 @@ class Turnarounds {
   // pausing, where loss is only bad luck on the wire.
   std::uint32_t slow() const { return slow_; }
   std::uint32_t interrupted() const { return interrupted_; }
-  // Client answers judged so far: samples, refused and interrupted alike.
-  std::uint32_t answers() const { return answers_; }
+  // Client answers judged so far: each became a sample, was refused, or was interrupted.
+  std::size_t answers() const { return samples_.size() + refused_ + interrupted_; }
 
  private:
   std::size_t max_samples_;
@@ -164,7 +164,6 @@ class Turnarounds {
   bool unsettled_ = false;  // the last sample waits for the server's next data
   std::uint32_t answer_seq_ = 0;
   std::uint32_t interrupted_ = 0;
-  std::uint32_t answers_ = 0;
 };
 
 // One request and its answer on a connection, as another flow's possible fetch: from its
