@@ -94,6 +94,7 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
   AckRtt ack_rtt[2];
   Turnarounds turnarounds;
+  IpIdGaps ip_ids[2];  // by direction, IPv4 only
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
   App app = App::kUnknown;
@@ -118,9 +119,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
 
   // A data segment (not resent) of an SSH session past its setup: a key, or what the
   // server answers.
-  void OnTypingData(int direction, PacketTime ts, std::uint32_t length) {
+  void OnTypingData(int direction, PacketTime ts, std::uint32_t length, bool late) {
     if (direction == client_dir) {
-      keys.OnClientData(ts, length);
+      keys.OnClientData(ts, length, late);
     } else {
       keys.OnServerData(ts, length);
     }
@@ -143,6 +144,11 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   if (!slot)
     slot = std::make_unique<FlowData>(config_);
   auto& data = static_cast<FlowData&>(*slot);
+  // A packet of this side lost before the sensor: an answer or key sent again after it is
+  // late by the retransmission timeout, not by distance or a person.
+  IpIdGaps& ids = data.ip_ids[flow::Index(direction)];
+  const bool after_unseen =
+      packet.ip_version == 4 && ids.OnPacket(packet.ip_id, packet.payload_length);
   if (data.reported) {
     // After the record the flow stays timed, one window of report_after at a time: its input
     // for stepping stones that begin late in a long session (an operator opens ssh from the
@@ -158,7 +164,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
       if (packet.payload_length > 0 &&
           !data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length)) {
-        data.OnTypingData(d, packet.ts, packet.payload_length);
+        data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
       }
     }
     if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0)
@@ -235,7 +241,11 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         const bool from_client = d == data.client_dir;
         if (!data.setup_over) {
           const std::uint32_t slow = data.turnarounds.slow();
-          data.turnarounds.OnData(packet.ts, from_client, false, packet.seq, ack);
+          const std::uint32_t refused = data.turnarounds.refused();
+          data.turnarounds.OnData(packet.ts, from_client, from_client && after_unseen, packet.seq,
+                                  ack);
+          if (from_client && after_unseen && data.turnarounds.refused() > refused)
+            counters_.turnarounds_unseen_loss.Increment();
           // A slow answer: from here on a person is answering, not software. An answer
           // refused for loss says nothing of who answers; the setup goes on. Nor does a
           // slow one among an SSH client's first two answers (its banner or KEXINIT, and
@@ -250,7 +260,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           if (!from_client)
             data.turnarounds.OnServerData(ack);  // settles the setup's last sample
           if (data.app == App::kSsh && methods.keystrokes)
-            data.OnTypingData(d, packet.ts, packet.payload_length);
+            data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
         }
       }
     } else if (!data.setup_over && turnarounds) {
@@ -463,6 +473,11 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
   out.push_back({"turnarounds_refused",
                  "Client turnarounds refused: loss in the flight or answer, or too slow.",
                  c.turnarounds_refused.Read()});
+  out.push_back({"turnarounds_unseen_loss",
+                 "Client turnarounds refused (of turnarounds_refused) because the answer "
+                 "followed a packet of the client's that never reached the sensor (an IPv4 ID "
+                 "skipped): it is late by a retransmission timeout.",
+                 c.turnarounds_unseen_loss.Read()});
   out.push_back({"turnarounds_interrupted",
                  "Client turnarounds dropped: the server was still sending when the client "
                  "answered (its next data did not acknowledge the answer).",

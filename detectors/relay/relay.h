@@ -20,6 +20,7 @@ struct RelayCounters {
   WorkerCounter handshakes_karn;          // handshakes refused: SYN or SYN/ACK retransmitted
   WorkerCounter turnarounds;              // client turnaround samples kept
   WorkerCounter turnarounds_refused;      // refused: loss in the flight or answer, or too slow
+  WorkerCounter turnarounds_unseen_loss;  // of those: the answer followed an unseen packet
   WorkerCounter turnarounds_interrupted;  // dropped: the server's flight was still going
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation

@@ -166,6 +166,28 @@ void Turnarounds::OnServerData(std::optional<std::uint32_t> ack) {
   }
 }
 
+bool IpIdGaps::OnPacket(std::uint16_t id, std::uint32_t payload_length) {
+  if (id == 0 && !(seen_ && last_ == 0xffff))
+    return false;  // no counter; but a counter passes through 0 after 65535
+  const auto step = static_cast<std::uint16_t>(id - last_);
+  const bool first = !seen_;
+  const bool after_merged = merged_;
+  seen_ = true;
+  last_ = id;
+  merged_ = payload_length > kMaxWireSegment;
+  if (first || after_merged || step == 0)
+    return false;  // nothing to compare, a step over merged segments, or a duplicate
+  if (step == 1) {
+    ones_ = std::min(ones_ + 1, 1u << 30);
+    return false;
+  }
+  const bool counter = ones_ >= kMinSteps && ones_ >= 3 * others_;
+  others_ = std::min(others_ + 1, 1u << 28);
+  // Forward by more than one: numbers skipped. Backward (the top half): reordered, or
+  // another counter; neither is loss seen here.
+  return counter && step < 0x8000;
+}
+
 void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, std::uint32_t seq,
                          std::optional<std::uint32_t> ack) {
   if (!from_client) {
@@ -247,7 +269,7 @@ double FibreKm(double rtt_ms) {
   return std::max(0.0, rtt_ms) * kFibreKmPerRttMs;
 }
 
-void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length) {
+void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length, bool late) {
   if (length == 0)
     return;
   if (length > kMaxKeyBytes) {  // a paste, a file or a tunnel's payload: not a key
@@ -259,7 +281,8 @@ void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length) {
     // Faster than a person can react to what the screen shows: the client software's own
     // answer (an SSH window adjustment), not a key.
     constexpr absl::Duration kHumanReactionFloor = absl::Milliseconds(100);
-    if (ts - last_output_ >= kHumanReactionFloor && output_to_input_ms_.size() < kMaxKeys) {
+    if (!late && ts - last_output_ >= kHumanReactionFloor &&
+        output_to_input_ms_.size() < kMaxKeys) {
       output_to_input_ms_.push_back(ToMs(ts - last_output_));
     }
     output_pending_ = false;

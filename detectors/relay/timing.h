@@ -115,6 +115,32 @@ class AckRtt {
   std::uint32_t retransmissions_ = 0;
 };
 
+// Packets of one side of a connection that the sensor never saw, told by the IPv4 ID. Linux
+// numbers each connection's packets 1, 2, 3... (a per-socket counter), so a number skipped
+// is a packet lost between the sender and the sensor, a laptop's Wi-Fi; its retransmission
+// then reaches the sensor first and looks like the packet itself, sent late, where Karn's
+// rule (which needs both copies) cannot help. A sender is judged once at least kMinSteps of
+// its steps were +1 and at least three in four were: a global counter (Windows) with other
+// traffic between, or random IDs, rarely give that, and when one does, a packet is taken as
+// lost after an unrelated jump, which only refuses a sample. ID 0 says nothing (a SYN/ACK,
+// or a stack without a counter); a packet larger than a wire segment was merged at the
+// sensor (GRO), so the step after it counts its segments and is not judged.
+class IpIdGaps {
+ public:
+  // Returns true when this packet follows one of the same sender's that was not seen.
+  bool OnPacket(std::uint16_t id, std::uint32_t payload_length);
+
+  static constexpr std::uint32_t kMinSteps = 3;
+  static constexpr std::uint32_t kMaxWireSegment = 1460;
+
+ private:
+  bool seen_ = false;
+  bool merged_ = false;  // the last packet held several segments
+  std::uint16_t last_ = 0;
+  std::uint32_t ones_ = 0;    // steps of +1
+  std::uint32_t others_ = 0;  // other steps (numbers skipped, or backwards)
+};
+
 // Client turnarounds: for each client data segment that answers a server flight, the time
 // from the flight's last segment to it. Samples are refused when the flight or the answer
 // holds a retransmission (loss delays either), and past `max_gap` (a human or an
@@ -229,7 +255,9 @@ class KeystrokeTiming {
   // A gap this long ends a typing burst: it is a pause, not an inter-key gap.
   static constexpr absl::Duration kPause = absl::Milliseconds(1000);
 
-  void OnClientData(PacketTime ts, std::uint32_t length);
+  // `late`: the key followed a packet of the client's the sensor never saw (IpIdGaps), so it
+  // may be a copy sent again after a timeout; it counts as a key but times no reaction.
+  void OnClientData(PacketTime ts, std::uint32_t length, bool late = false);
   void OnServerData(PacketTime ts, std::uint32_t length);
   KeystrokeSummary Summarise() const;
   // The output -> next key delays (ms) collected since the last call, in order. They go on

@@ -2,7 +2,8 @@
 # relaywatch traffic lab: network namespaces + userspace delay links, real traffic, ground truth.
 # (relaywatch's own copy, grown from the shared lab in /work/shared/lab; see README.md)
 # usage: lab.sh deps | up | down | list | status
-#        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--seed N] [--out DIR]
+#        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N]
+#                   [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--seed N] [--out DIR]
 #        lab.sh verify RUN_DIR...      (tshark cross-check of a run's gw.pcap)
 set -euo pipefail
 
@@ -18,6 +19,18 @@ PY="${RWLAB_PYTHON:-python3}"
 # seeded with --seed like the op link's --jitter-ms, order kept.
 NEAR_DELAY_MS="${RWLAB_NEAR_DELAY_MS:-$(cat "$STATE/near_delay_ms" 2>/dev/null || echo 5)}"
 NEAR_JITTER_MS="${RWLAB_NEAR_JITTER_MS:-0}"
+# Loss and reordering on both internet links (gw<->srv and gw<->op), each way,
+# seeded with --seed: RWLAB_LOSS_PCT / `run --loss-pct` drops that share of the
+# packets, RWLAB_REORDER_PCT / `run --reorder-pct` holds that share 1-10 ms
+# longer so the packets behind them overtake (default 0: none).
+LOSS_PCT="${RWLAB_LOSS_PCT:-0}"
+REORDER_PCT="${RWLAB_REORDER_PCT:-0}"
+# Loss between the laptop and the capture point (a bad Wi-Fi: the lost packet
+# never reaches the sensor, or the sensor saw what the laptop never got):
+# RWLAB_LAN_LOSS_PCT / `run --lan-loss-pct` drops that share of the packets the
+# laptop sends and of those it receives on its LAN interface (an nftables
+# numgen rule in farm; the kernel's random numbers, so not seeded).
+LAN_LOSS_PCT="${RWLAB_LAN_LOSS_PCT:-0}"
 # The delay lines run SCHED_FIFO at this priority (chrt) so that a busy
 # machine does not stretch the configured delays; 0 = normal scheduling.
 DELAY_RT_PRIO="${RWLAB_DELAY_RT_PRIO:-10}"
@@ -152,14 +165,28 @@ dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS
     ip -n "$PFX$nsa" link set "$deva" up
     ip -n "$PFX$nsb" link set "$devb" up
 }
-set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED  (one-way, each direction)
+set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT]  (one-way, each direction)
     local f="$STATE/delay_$1.json"
-    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s}\n' "$2" "$3" "$4" >"$f.tmp"
+    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s, "loss_pct": %s, "reorder_pct": %s}\n' \
+        "$2" "$3" "$4" "${5:-0}" "${6:-0}" >"$f.tmp"
     mv -f "$f.tmp" "$f"
 }
+set_lan_loss() {  # set_lan_loss PCT: random loss on farm's eth0, both ways (0 = none)
+    nsx farm nft delete table inet rwlab_lanloss 2>/dev/null || true
+    awk -v p="$1" 'BEGIN{exit !(p > 0)}' || return 0
+    local n
+    n=$(awk -v p="$1" 'BEGIN{printf "%d", p * 100 + 0.5}')
+    nsx farm nft -f - <<NFT
+table inet rwlab_lanloss {
+    chain lan_in { type filter hook input priority -300; policy accept; iifname "eth0" numgen random mod 10000 < $n drop; }
+    chain lan_fwd { type filter hook forward priority -300; policy accept; numgen random mod 10000 < $n drop; }
+    chain lan_out { type filter hook output priority -300; policy accept; oifname "eth0" numgen random mod 10000 < $n drop; }
+}
+NFT
+}
 set_link_delays() {  # set_link_delays OP_DELAY_MS OP_JITTER_MS NEAR_DELAY_MS NEAR_JITTER_MS SEED
-    set_delay op "$1" "$2" "${5:-1}"
-    set_delay srv "$3" "$4" "${5:-1}"
+    set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT"
+    set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT"
     sleep 0.5   # delay line polls its control file every 0.2 s
 }
 
@@ -683,8 +710,9 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     SPEC="$out/spec.tsv"; : >"$SPEC"
     M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NOTE=""
     set_link_delays "$d" "$j" "$NEAR_DELAY_MS" "$NEAR_JITTER_MS" "$seed"
+    set_lan_loss "$LAN_LOSS_PCT"
     ph=$(ping_median farm "$OP"); pd=$(ping_median farm "$SRV")
-    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms loss=${LOSS_PCT}% reorder=${REORDER_PCT}% lan_loss=${LAN_LOSS_PCT}% seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
     ip netns exec "${PFX}gw" tcpdump -i lan0 -n -U -s 0 -Z root -w "$out/gw.pcap" >"$out/tcpdump.log" 2>&1 </dev/null &
     cap=$!
     for _ in $(seq 50); do grep -q "listening on" "$out/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
@@ -708,7 +736,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ -f $out/.meta.sh ]] && source "$out/.meta.sh" && rm -f "$out/.meta.sh"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
         --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" --near-jitter-ms "$NEAR_JITTER_MS" \
-        --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
+        --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
         --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
         --events "$M_EVENTS" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
     tail -n 1 "$out/scenario.log" >&2
@@ -720,7 +748,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
 RUN_RC=0
 
 cmd_run() {
-    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--seed N] [--out DIR]"
+    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--seed N] [--out DIR]"
     local scn="$1"; shift
     local d=0 j=0 seed=1 out="" we_upped=0 s failed=0
     while [[ $# -gt 0 ]]; do
@@ -728,6 +756,9 @@ cmd_run() {
             --op-delay-ms) d="$2"; shift 2 ;;
             --jitter-ms) j="$2"; shift 2 ;;
             --near-jitter-ms) NEAR_JITTER_MS="$2"; shift 2 ;;
+            --loss-pct) LOSS_PCT="$2"; shift 2 ;;
+            --reorder-pct) REORDER_PCT="$2"; shift 2 ;;
+            --lan-loss-pct) LAN_LOSS_PCT="$2"; shift 2 ;;
             --seed) seed="$2"; shift 2 ;;
             --out) out="$2"; shift 2 ;;
             *) die "unknown option $1" ;;
@@ -738,6 +769,9 @@ cmd_run() {
     [[ -z $MAX_DOWNLOAD_BYTES || $MAX_DOWNLOAD_BYTES =~ ^[0-9]+$ ]] || die "RWLAB_MAX_DOWNLOAD_BYTES must be an integer"
     [[ $j =~ $num && $NEAR_JITTER_MS =~ $num && $NEAR_DELAY_MS =~ $num ]] ||
         die "--jitter-ms, --near-jitter-ms (RWLAB_NEAR_JITTER_MS) and RWLAB_NEAR_DELAY_MS must be numbers >= 0"
+    [[ $LOSS_PCT =~ $num && $REORDER_PCT =~ $num && $LAN_LOSS_PCT =~ $num ]] &&
+        awk -v l="$LOSS_PCT" -v r="$REORDER_PCT" -v w="$LAN_LOSS_PCT" 'BEGIN{exit !(l < 50 && r <= 100 && w < 50)}' ||
+        die "--loss-pct (RWLAB_LOSS_PCT) and --lan-loss-pct (RWLAB_LAN_LOSS_PCT) must be numbers in [0, 50), --reorder-pct (RWLAB_REORDER_PCT) in [0, 100]"
     if ! is_up; then cmd_up; we_upped=1; fi
     # shellcheck disable=SC2064
     trap "kill_run_pids; [[ $we_upped == 1 ]] && cmd_down" EXIT

@@ -192,9 +192,12 @@ def main():
     out.append(f"Runs judged: {len(rows) // 2} ({len(rows)} replays: as captured and "
                f"egress-only); runs not ok in the corpus: {len(skipped)}.\n")
     out.append("### Recall: relayed runs alerted by the method, where it applies\n")
-    out.append("| method | view | " + " | ".join(f"{d:g} ms" for d in delays) + " |")
-    out.append("|---|---|" + "---|" * len(delays))
-    for m in METHODS:
+    if delays:
+        out.append("| method | view | " + " | ".join(f"{d:g} ms" for d in delays) + " |")
+        out.append("|---|---|" + "---|" * len(delays))
+    else:
+        out.append("No relayed runs in this corpus.")
+    for m in METHODS if delays else ():
         for view in ("captured", "egress-only"):
             cells = []
             for d in delays:

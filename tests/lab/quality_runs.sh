@@ -3,6 +3,7 @@
 #
 # usage: tests/lab/quality_runs.sh OUTDIR [--seeds "1 2"] [--delays "0 20 40 90 150"]
 #                                  [--op-jitter 2] [--near-jitters "0 5 10"]
+#                                  [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P]
 #                                  [--only REGEX] [--no-verify] [--timeout S]
 #
 # (a) every relayed scenario at each operator one-way delay (--op-delay-ms),
@@ -11,7 +12,10 @@
 #     of 0, 5 and 10 ms, for each seed.
 # Each run goes to OUTDIR/<scenario>-d<delay>-j<jitter>-s<seed>/ (gw.pcap,
 # truth.json, ...); j is the op-link jitter for relayed runs and the near-link
-# jitter for direct runs (which use d0).
+# jitter for direct runs (which use d0). --loss-pct and --reorder-pct (default 0)
+# lose and reorder that share of the packets on both internet links, each way
+# (lab.sh run --loss-pct/--reorder-pct); --lan-loss-pct loses that share on the
+# laptop's own LAN link; the run names then end -l<P>-r<P>-w<P>.
 #
 # Resumable: a run whose truth.json says status "ok" is kept and skipped. A run
 # that fails (non-zero exit, no truth.json, status not ok, or, unless
@@ -37,7 +41,7 @@ export RWLAB_DISPLAY_BASE="${RWLAB_DISPLAY_BASE:-97}"
 export RWLAB_VNC_SCALE="${RWLAB_VNC_SCALE-1/2}"
 export RWLAB_VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-bgr233}"
 export RWLAB_MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES-1500000}"
-unset RWLAB_NEAR_JITTER_MS   # set per run below
+unset RWLAB_NEAR_JITTER_MS RWLAB_LOSS_PCT RWLAB_REORDER_PCT RWLAB_LAN_LOSS_PCT   # set per run below
 NICE="${QUALITY_NICE:--10}"
 
 RELAYED=(proxied_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
@@ -52,6 +56,9 @@ SEEDS="1 2"
 DELAYS="0 20 40 90 150"
 OPJ=2
 NEARJ="0 5 10"
+LOSS=0
+REORDER=0
+LANLOSS=0
 ONLY=""
 VERIFY=1
 TIMEOUT=300
@@ -61,6 +68,9 @@ while [[ $# -gt 0 ]]; do
         --delays) DELAYS="$2"; shift 2 ;;
         --op-jitter) OPJ="$2"; shift 2 ;;
         --near-jitters) NEARJ="$2"; shift 2 ;;
+        --loss-pct) LOSS="$2"; shift 2 ;;
+        --reorder-pct) REORDER="$2"; shift 2 ;;
+        --lan-loss-pct) LANLOSS="$2"; shift 2 ;;
         --only) ONLY="$2"; shift 2 ;;
         --no-verify) VERIFY=0; shift ;;
         --timeout) TIMEOUT="$2"; shift 2 ;;
@@ -75,13 +85,15 @@ mkdir -p "$OUT/logs" || die "cannot create $OUT"
 OUT="$(cd "$OUT" && pwd)"
 
 # The batch: name|scenario|op_delay|op_jitter|near_jitter|seed
+SUFFIX=""
+[[ $LOSS == 0 && $REORDER == 0 && $LANLOSS == 0 ]] || SUFFIX="-l$LOSS-r$REORDER-w$LANLOSS"
 RUNS=()
 for seed in $SEEDS; do
     for d in $DELAYS; do
-        for scn in "${RELAYED[@]}"; do RUNS+=("$scn-d$d-j$OPJ-s$seed|$scn|$d|$OPJ|0|$seed"); done
+        for scn in "${RELAYED[@]}"; do RUNS+=("$scn-d$d-j$OPJ-s$seed$SUFFIX|$scn|$d|$OPJ|0|$seed"); done
     done
     for nj in $NEARJ; do
-        for scn in "${DIRECT[@]}"; do RUNS+=("$scn-d0-j$nj-s$seed|$scn|0|0|$nj|$seed"); done
+        for scn in "${DIRECT[@]}"; do RUNS+=("$scn-d0-j$nj-s$seed$SUFFIX|$scn|0|0|$nj|$seed"); done
     done
 done
 if [[ -n $ONLY ]]; then
@@ -137,7 +149,7 @@ for r in "${RUNS[@]}"; do
             log "[$i/${#RUNS[@]}] $name (attempt $attempt)"
             t1=$(date +%s)
             timeout --kill-after=30 "$TIMEOUT" nice -n "$NICE" "$LAB" run "$scn" --op-delay-ms "$d" --jitter-ms "$j" \
-                --near-jitter-ms "$nj" --seed "$seed" --out "$dir" >"$alog" 2>&1 &
+                --near-jitter-ms "$nj" --loss-pct "$LOSS" --reorder-pct "$REORDER" --lan-loss-pct "$LANLOSS" --seed "$seed" --out "$dir" >"$alog" 2>&1 &
             CUR=$!
             wait "$CUR"
             rc=$?

@@ -199,6 +199,44 @@ TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
   EXPECT_EQ(t.slow(), 1u);
 }
 
+TEST(RelayTiming, IpIdGapsFindAPacketLostBeforeTheSensor) {
+  IpIdGaps ids;
+  EXPECT_FALSE(ids.OnPacket(100, 0));
+  EXPECT_FALSE(ids.OnPacket(101, 0));
+  EXPECT_FALSE(ids.OnPacket(102, 0));
+  EXPECT_FALSE(ids.OnPacket(104, 0));  // skipped, but two steps do not show a counter yet
+  EXPECT_FALSE(ids.OnPacket(105, 0));
+  EXPECT_TRUE(ids.OnPacket(107, 0));  // three of four steps were +1: 106 never reached it
+  EXPECT_FALSE(ids.OnPacket(108, 0));
+  EXPECT_FALSE(ids.OnPacket(108, 0));  // the same packet twice (a duplicate) skips nothing
+  EXPECT_FALSE(ids.OnPacket(0, 0));    // ID 0: no counter (a SYN/ACK)
+  EXPECT_FALSE(ids.OnPacket(109, 0));  // ...and broke nothing
+  EXPECT_FALSE(ids.OnPacket(111, 0));  // 5 of 7 steps were +1: fewer than three in four
+  for (std::uint16_t id = 112; id <= 115; ++id)
+    EXPECT_FALSE(ids.OnPacket(id, 0));
+  EXPECT_TRUE(ids.OnPacket(117, 0));  // 9 of 12
+}
+
+TEST(RelayTiming, IpIdGapsJudgeOnlyACounterOfTheConnection) {
+  IpIdGaps global;  // one counter for all connections: other traffic takes numbers between
+  for (const std::uint16_t id : {10, 14, 15, 19, 23, 24, 26, 27, 31, 32, 35})
+    EXPECT_FALSE(global.OnPacket(id, 0));
+  IpIdGaps reordered;
+  for (std::uint16_t id = 500; id <= 503; ++id)
+    EXPECT_FALSE(reordered.OnPacket(id, 0));
+  EXPECT_FALSE(reordered.OnPacket(498, 0));  // backwards: reordered before the sensor, not lost
+  IpIdGaps merged;
+  for (std::uint16_t id = 6; id <= 9; ++id)
+    EXPECT_FALSE(merged.OnPacket(id, 0));
+  EXPECT_FALSE(merged.OnPacket(10, 2896));  // two segments merged at the sensor (GRO)...
+  EXPECT_FALSE(merged.OnPacket(12, 0));     // ...so 11 was seen, inside it
+  EXPECT_TRUE(merged.OnPacket(14, 0));
+  IpIdGaps wraps;
+  for (const std::uint16_t id : {65532, 65533, 65534, 65535, 0, 1})
+    EXPECT_FALSE(wraps.OnPacket(id, 0));  // the counter passes through 0
+  EXPECT_TRUE(wraps.OnPacket(3, 0));
+}
+
 TEST(RelayTiming, TurnaroundsStopWhenFull) {
   Turnarounds t(2, absl::Seconds(1));
   for (int i = 0; i < 5; ++i) {
@@ -376,6 +414,18 @@ TEST(RelayTiming, OutputToInputIgnoresMachineAnswers) {
   const KeystrokeSummary s = k.Summarise();
   ASSERT_TRUE(s.output_to_input_p10_ms.has_value());
   EXPECT_NEAR(*s.output_to_input_p10_ms, 401, 1e-6);
+}
+
+TEST(RelayTiming, AKeySentAgainTimesNoReaction) {
+  KeystrokeTiming k;
+  k.OnClientData(At(100), 36);
+  k.OnServerData(At(110), 200);  // output
+  // The first key after it was lost before the sensor and sent again.
+  k.OnClientData(At(110 + 450 + 216), 36, true);
+  k.OnServerData(At(1000), 200);
+  k.OnClientData(At(1000 + 450), 36);  // a key that got through
+  EXPECT_EQ(k.TakeOutputToInput(), std::vector<double>({450.0}));
+  EXPECT_EQ(k.Summarise().keys, 3u);  // it is still a key
 }
 
 TEST(RelayTiming, ReactionsGoOnPastTheKeyCapAndAreTakenOnce) {
@@ -631,6 +681,9 @@ class Wire {
     p.dst_port = from_client ? server_port_ : 50000;
     p.tcp_flags = flags;
     p.ttl = from_client ? client_ttl_ : server_ttl_;
+    std::uint16_t& id = from_client ? client_id_ : server_id_;
+    if (id != 0)
+      p.ip_id = id++;
     std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
     if (resend_)
       seq -= static_cast<std::uint32_t>(payload.size());  // the same bytes again
@@ -658,6 +711,11 @@ class Wire {
     Send(t + 10 + client_ms, true, kAck, "");
   }
   void SetTtl(bool client, std::uint8_t ttl) { (client ? client_ttl_ : server_ttl_) = ttl; }
+  // The side numbers its IPv4 packets one by one from `first`, as Linux does per connection
+  // (default: ID 0, no counter).
+  void NumberIpIds(bool client, std::uint16_t first) { (client ? client_id_ : server_id_) = first; }
+  // A packet of the client's lost before the sensor: its number is used, nothing is seen.
+  void LoseClientPacket() { ++client_id_; }
   void SetServerPort(std::uint16_t port) { server_port_ = port; }
   std::vector<Event> End() {
     table_.EndAll(flow::EndReason::kShutdown);
@@ -672,6 +730,8 @@ class Wire {
   std::uint32_t server_seq_ = 900000;
   std::uint8_t client_ttl_ = 64;
   std::uint8_t server_ttl_ = 52;
+  std::uint16_t client_id_ = 0;
+  std::uint16_t server_id_ = 0;
   std::uint16_t server_port_ = 443;
   RelayDetector detector_;
   EventBuffer events_;
@@ -1041,6 +1101,44 @@ TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
   ASSERT_EQ(r["turnaround_samples_ms"].size(), 6u);
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 89.8, 0.01);
   EXPECT_EQ(w.counters().turnarounds_refused.Read(), 1u);
+}
+
+// A laptop on a lossy Wi-Fi: its Finished is lost before the sensor and sent again after
+// Linux's timeout for a lone segment (200 ms + 1.5 RTT). The sensor sees one copy, late; the
+// IPv4 ID the lost copy took tells it.
+std::vector<Event> TlsAnswerLostBeforeTheSensor(bool numbered, std::uint64_t* unseen_loss) {
+  Wire w;
+  if (numbered)
+    w.NumberIpIds(true, 4000);
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, kClientHello);
+  w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
+  w.Send(21.1, false, kAck | kPsh, std::string(800, 's'));
+  // Its ACK of the flight got through; its Finished did not, and is sent again.
+  w.Send(21.3, true, kAck, "");
+  w.LoseClientPacket();
+  w.Send(21.1 + 216, true, kAck | kPsh, std::string(80, 'f'));
+  w.Send(21.1 + 216.1, true, kAck | kPsh, std::string(90, 'g'));
+  w.Send(247.5, false, kAck | kPsh, std::string(500, 'r'));
+  std::vector<Event> events = w.End();
+  if (unseen_loss != nullptr)
+    *unseen_loss = w.counters().turnarounds_unseen_loss.Read();
+  return events;
+}
+
+TEST(RelayDetector, AnAnswerAfterAPacketLostBeforeTheSensorIsRefused) {
+  std::uint64_t unseen_loss = 0;
+  const std::vector<Event> events = TlsAnswerLostBeforeTheSensor(true, &unseen_loss);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_FALSE(r.contains("hidden_leg_rtt_ms")) << r.dump();
+  EXPECT_EQ(r["turnarounds_refused"], 1);
+  EXPECT_EQ(unseen_loss, 1u);
+  // Without IDs to read (ID 0: a stack without a per-connection counter) the late copy is
+  // all there is, and it reads as a hidden leg: what the rule prevents.
+  const std::vector<Event> blind = TlsAnswerLostBeforeTheSensor(false, nullptr);
+  ASSERT_EQ(blind.size(), 1u);
+  EXPECT_NEAR(blind[0].body["hidden_leg_rtt_ms"].get<double>(), 215.8, 0.2) << blind[0].body.dump();
 }
 
 // A far client behind a jump host (lab: `ssh -J` at 250 ms one way): the server speaks

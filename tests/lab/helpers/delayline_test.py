@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""delayline.Ctl: what the lab's delay line does to each packet (hold, loss, reordering).
+The lossy runs of docs/relay-quality.md rest on it; runs without loss must stay as before."""
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import delayline  # noqa: E402
+
+
+def ctl_with(**settings):
+    fd, path = tempfile.mkstemp(suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(settings, f)
+    try:
+        return delayline.Ctl(path)
+    finally:
+        os.unlink(path)
+
+
+class CtlTest(unittest.TestCase):
+    def test_no_loss_draws_nothing_and_keeps_the_jitter_sequence(self):
+        plain = ctl_with(delay_ms=40, jitter_ms=5, seed=7)
+        lossy = ctl_with(delay_ms=40, jitter_ms=5, seed=7, loss_pct=5, reorder_pct=5)
+        held_plain, held_lossy = [], []
+        for _ in range(2000):
+            self.assertEqual(plain.fate(0), 0.0)
+            held_plain.append(plain.hold(0))
+            lossy.fate(0)   # loss and reordering draw from generators of their own
+            held_lossy.append(lossy.hold(0))
+        self.assertEqual(held_plain, held_lossy)
+        self.assertAlmostEqual(sum(held_plain) / len(held_plain), 0.040, delta=0.001)
+
+    def test_loses_and_reorders_the_share_asked_for(self):
+        ctl = ctl_with(delay_ms=40, seed=3, loss_pct=2, reorder_pct=10)
+        n = 50000
+        fates = [ctl.fate(1) for _ in range(n)]
+        lost = sum(f is None for f in fates)
+        extra = [f for f in fates if f]
+        self.assertAlmostEqual(lost / n, 0.02, delta=0.003)
+        self.assertAlmostEqual(len(extra) / (n - lost), 0.10, delta=0.01)
+        self.assertTrue(all(0.001 <= f <= 0.010 for f in extra))
+
+    def test_seeded_per_direction(self):
+        a = ctl_with(seed=5, loss_pct=30)
+        b = ctl_with(seed=5, loss_pct=30)
+        seq_a0 = [a.fate(0) is None for _ in range(200)]
+        self.assertEqual(seq_a0, [b.fate(0) is None for _ in range(200)])
+        self.assertNotEqual(seq_a0, [a.fate(1) is None for _ in range(200)])
+
+
+if __name__ == "__main__":
+    unittest.main()
