@@ -610,8 +610,10 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     const std::uint64_t out_flow = inbound ? other.flow_id : finding.flow->flow_id;
     const detectors::relay::SteppingStone s =
         detectors::relay::CorrelateOnTimes(in, out, config_.relay.stepping_stone_delta);
-    if (s.ratio < config_.relay.stepping_stone_ratio || s.correlated < min_ons / 2)
+    if (s.ratio < config_.relay.stepping_stone_ratio || s.correlated < min_ons / 2 ||
+        s.chance > config_.relay.stepping_stone_max_p) {
       continue;
+    }
     // A hop used from inside (an admin's jump host) is ordinary; from outside it is a relay.
     if (IsHome(controller))
       continue;
@@ -631,7 +633,8 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                       {"outbound_ons", s.outbound_ons},
                       {"correlated", s.correlated},
                       {"ratio", std::round(s.ratio * 1000.0) / 1000.0},
-                      {"median_lag_ms", Round1(s.median_lag_ms)}};
+                      {"median_lag_ms", Round1(s.median_lag_ms)},
+                      {"chance", s.chance}};
     PublishAlert(std::move(alert), publish);
   }
   state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons)});

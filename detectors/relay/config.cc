@@ -46,8 +46,8 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
       {"enabled", "methods", "turnaround_samples", "max_turnaround", "report_after", "idle",
        "window", "min_samples", "min_flows", "hidden_leg_exempt_servers", "local_rtt",
        "stepping_stone_delta", "stepping_stone_ratio", "stepping_stone_min_ons",
-       "typing_baseline_samples", "typing_window_samples", "typing_longest_window_samples",
-       "typing_max_p"}));
+       "stepping_stone_max_p", "typing_baseline_samples", "typing_window_samples",
+       "typing_longest_window_samples", "typing_max_p"}));
   RelayConfig c;
   RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
   RW_ASSIGN_OR_RETURN(c.methods, ReadMethods(section));
@@ -74,6 +74,8 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
                       section.Double("stepping_stone_ratio", c.stepping_stone_ratio, 0.01, 1.0));
   RW_ASSIGN_OR_RETURN(c.stepping_stone_min_ons,
                       section.Uint("stepping_stone_min_ons", c.stepping_stone_min_ons, 2, 100000));
+  RW_ASSIGN_OR_RETURN(c.stepping_stone_max_p,
+                      section.Double("stepping_stone_max_p", c.stepping_stone_max_p, 1e-12, 1.0));
   RW_ASSIGN_OR_RETURN(
       c.typing_baseline_samples,
       section.Uint("typing_baseline_samples", c.typing_baseline_samples, 20, 100000));

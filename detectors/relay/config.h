@@ -55,7 +55,9 @@ struct RelayConfig {
   // An outbound ON this soon after an inbound ON of the same host is correlated.
   absl::Duration stepping_stone_delta = absl::Milliseconds(80);
   double stepping_stone_ratio = 0.3;
-  std::uint64_t stepping_stone_min_ons = 8;
+  std::uint64_t stepping_stone_min_ons = 6;
+  // ... and no likelier than this by coincidence (SteppingStone::chance).
+  double stepping_stone_max_p = 0.001;
   // Typing baseline (keystrokes): a host's output -> next key delays in SSH sessions, the
   // typing_baseline_samples before the longest window, are its person's own baseline (the
   // first ones until there are more); every half window the last window of

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "capture/base/status_macros.h"
 #include "detectors/relay/timing.h"
+#include "detectors/relay/tls13.h"
 
 namespace relaywatch::detectors::relay {
 namespace {
@@ -94,6 +96,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
   AckRtt ack_rtt[2];
   Turnarounds turnarounds;
+  // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
+  std::unique_ptr<Tls13FirstData> tls13;
   IpIdGaps ip_ids[2];  // by direction, IPv4 only
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
@@ -202,6 +206,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           if (data.app == App::kUnknown) {
             data.app = App::kTls;
             data.client_dir = d;
+            if (config_.methods.hidden_leg)
+              data.tls13 = std::make_unique<Tls13FirstData>();
           }
         } else if (LooksLikeSshBanner(packet.payload)) {
           data.app = App::kSsh;
@@ -210,6 +216,12 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           data.app = App::kOther;
         }
       }
+    }
+    bool unawaited = false;  // client data sent without waiting for the server
+    if (data.tls13) {
+      unawaited = data.tls13->OnSegment(packet, d == data.client_dir);
+      if (data.tls13->done() || data.setup_over)
+        data.tls13.reset();
     }
     const RelayMethods& methods = config_.methods;
     // Turnarounds serve the hidden leg; in SSH they also find the end of the setup, after
@@ -242,8 +254,12 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         if (!data.setup_over) {
           const std::uint32_t slow = data.turnarounds.slow();
           const std::uint32_t refused = data.turnarounds.refused();
-          data.turnarounds.OnData(packet.ts, from_client, from_client && after_unseen, packet.seq,
-                                  ack);
+          if (from_client && unawaited) {
+            data.turnarounds.OnUnawaitedClientData();
+          } else {
+            data.turnarounds.OnData(packet.ts, from_client, from_client && after_unseen, packet.seq,
+                                    ack);
+          }
           if (from_client && after_unseen && data.turnarounds.refused() > refused)
             counters_.turnarounds_unseen_loss.Increment();
           // A slow answer: from here on a person is answering, not software. An answer
@@ -329,6 +345,7 @@ void RelayDetector::EmitExchange(const FlowState& flow, const Exchange& x, Packe
 
 void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out) {
   data.reported = true;
+  data.tls13.reset();  // no more turnarounds are taken
   const std::optional<double> hs_orig = Ms(data.handshake.originator_leg());
   const std::optional<double> hs_resp = Ms(data.handshake.responder_leg());
   if (data.handshake.retransmitted())

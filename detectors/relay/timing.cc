@@ -166,6 +166,14 @@ void Turnarounds::OnServerData(std::optional<std::uint32_t> ack) {
   }
 }
 
+void Turnarounds::OnUnawaitedClientData() {
+  if (!flight_open_)
+    return;  // more of the client's own flight, as it was sent
+  flight_open_ = false;
+  if (!full())
+    ++interrupted_;
+}
+
 bool IpIdGaps::OnPacket(std::uint16_t id, std::uint32_t payload_length) {
   if (id == 0 && !(seen_ && last_ == 0xffff))
     return false;  // no counter; but a counter passes through 0 after 65535
@@ -424,7 +432,42 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
   const std::size_t least = std::min(r.inbound_ons, r.outbound_ons);
   r.ratio = least == 0 ? 0.0 : static_cast<double>(r.correlated) / static_cast<double>(least);
   r.median_lag_ms = Median(lags).value_or(0.0);
+  if (inbound.empty() || outbound.empty())
+    return r;
+  // The share of the span that the inbound windows cover (windows overlap when ONs are
+  // closer than delta; the last may reach past the span's end).
+  const PacketTime begin = std::min(inbound.front(), outbound.front());
+  const PacketTime end = std::max(inbound.back(), outbound.back());
+  absl::Duration covered = absl::ZeroDuration();
+  PacketTime reached = begin;
+  for (PacketTime on : inbound) {
+    const PacketTime from = std::max(on, reached);
+    const PacketTime to = std::min(on + delta, end);
+    if (to > from)
+      covered += to - from;
+    reached = std::max(reached, on + delta);
+  }
+  const double q = end > begin ? std::min(1.0, absl::FDivDuration(covered, end - begin)) : 1.0;
+  r.chance = BinomialTail(r.outbound_ons, r.correlated, q);
   return r;
+}
+
+double BinomialTail(std::size_t n, std::size_t k, double p) {
+  if (k == 0 || p >= 1)
+    return 1;
+  if (k > n || p <= 0)
+    return 0;
+  // Summed in logs: n is at most a few hundred ON periods.
+  const double log_p = std::log(p);
+  const double log_q = std::log1p(-p);
+  const double log_n = std::lgamma(static_cast<double>(n) + 1);
+  double tail = 0;
+  for (std::size_t i = k; i <= n; ++i) {
+    const double x = static_cast<double>(i);
+    tail += std::exp(log_n - std::lgamma(x + 1) - std::lgamma(static_cast<double>(n) - x + 1) +
+                     x * log_p + (static_cast<double>(n) - x) * log_q);
+  }
+  return std::min(1.0, tail);
 }
 
 namespace {

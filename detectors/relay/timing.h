@@ -149,7 +149,9 @@ class IpIdGaps {
 // flight when the answer left, so the client did not wait for that flight's end (a far
 // client's request sent behind its Finished, split from it by jitter and landing after a
 // session ticket; an SSH client's KEXINIT sent before the server's). Sequence numbers
-// decide, not timing, so the rule holds whatever the jitter.
+// decide, not timing, so the rule holds whatever the jitter. When the ticket flight was
+// complete before the request arrived, the server's answer acknowledges the request and
+// sequence numbers cannot tell; the record layer can (OnUnawaitedClientData).
 class Turnarounds {
  public:
   Turnarounds(std::size_t max_samples, absl::Duration max_gap)
@@ -161,6 +163,9 @@ class Turnarounds {
               std::optional<std::uint32_t> ack = std::nullopt);
   // A server data segment once no more samples are taken: it settles the last one.
   void OnServerData(std::optional<std::uint32_t> ack);
+  // Client data that its client sent without waiting for the server (Tls13FirstData): an
+  // open flight ends unanswered (`interrupted`), as the data was not waiting for it.
+  void OnUnawaitedClientData();
 
   // The last sample stays provisional until the server's next data settles it (or none
   // comes: then the flight was over).
@@ -302,15 +307,26 @@ class OnTimes {
 
 // Stepping-stone correlation of an inbound and an outbound connection of one host: the ON
 // events of the outbound one that follow an inbound ON within `delta`.
+//
+// `chance`: how likely as many would follow by coincidence, were the two independent. An
+// outbound ON lands within `delta` after some inbound ON with probability q, the share of
+// the span of both that the windows [inbound ON, + delta] cover; so the count of
+// coincidences is binomial (outbound ONs, q), and `chance` its tail at `correlated`. Few ON
+// periods that all match are then as telling as many, while dense ones (a chatty inbound
+// stream whose windows cover a third of the time) match a third of anything.
 struct SteppingStone {
   std::size_t inbound_ons = 0;
   std::size_t outbound_ons = 0;
   std::size_t correlated = 0;
   double ratio = 0;          // correlated / min(inbound_ons, outbound_ons)
   double median_lag_ms = 0;  // outbound ON - inbound ON over correlated pairs
+  double chance = 1;         // P(at least `correlated` coincidences | independent)
 };
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
                                const std::vector<PacketTime>& outbound, absl::Duration delta);
+
+// P(X >= k) for X ~ Binomial(n, p).
+double BinomialTail(std::size_t n, std::size_t k, double p);
 
 // Typing baseline: has a person's output -> next key delay moved later than their own history?
 // A person who sees the screen through a far relay sees every output one round trip (screen

@@ -8,6 +8,7 @@
 #include "capture/base/status_macros.h"
 #include "detectors/common/ja4.h"
 #include "detectors/common/quic.h"
+#include "detectors/common/tcp_cursor.h"
 
 namespace relaywatch::detectors::tls {
 namespace {
@@ -59,8 +60,7 @@ struct PendingHello {
 struct Side {
   std::uint64_t payload_packets = 0;
   // TCP: sequence tracking and the record layer.
-  bool seq_known = false;
-  std::uint32_t next_seq = 0;
+  common::TcpCursor cursor;
   bool broken = false;  // a gap after sync, or a record that is not TLS
   std::unique_ptr<common::HandshakeStream> tcp;
   // DTLS.
@@ -172,37 +172,6 @@ Event MakeEvent(const PendingHello& h, const FlowState& flow, std::uint16_t seed
     b["cert_sha256"] = h.cert->sha256;
   }
   return e;
-}
-
-// The bytes of a TCP segment not seen before, in sequence order. `segment_start` is true
-// when they begin at the segment's first byte. Sets `gap` when data is missing before them.
-Bytes NewTcpBytes(Side& s, const decode::DecodedPacket& p, bool& segment_start, bool& gap) {
-  segment_start = false;
-  gap = false;
-  // RFC 9293 3.4: a SYN occupies one sequence number before the data (TCP Fast Open).
-  const std::uint32_t seq = p.seq + (p.has(decode::kTcpSyn) ? 1U : 0U);
-  if (!s.seq_known) {
-    s.seq_known = true;
-    s.next_seq = seq;
-  }
-  // Serial-number arithmetic (RFC 1982) so wrap-around is handled.
-  const auto offset = static_cast<std::int32_t>(s.next_seq - seq);
-  Bytes payload = p.payload;
-  if (offset < 0) {
-    gap = true;
-    s.next_seq = seq;
-  } else if (static_cast<std::size_t>(offset) >= payload.size()) {
-    return {};  // a retransmission of bytes already seen
-  } else {
-    payload = payload.subspan(static_cast<std::size_t>(offset));
-  }
-  segment_start = payload.size() == p.payload.size();
-  s.next_seq += static_cast<std::uint32_t>(payload.size());
-  if (p.payload.size() < p.payload_length) {
-    // Cut by the snaplen: what follows these bytes is missing.
-    s.next_seq += static_cast<std::uint32_t>(p.payload_length - p.payload.size());
-  }
-  return payload;
 }
 
 }  // namespace
@@ -464,7 +433,7 @@ Verdict TlsDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& fl
     }
     bool segment_start = false;
     bool gap = false;
-    const Bytes bytes = NewTcpBytes(side, packet, segment_start, gap);
+    const Bytes bytes = side.cursor.Next(packet, segment_start, gap);
     if (gap && side.tcp->state() == common::HandshakeStream::State::kRecords && !side.broken) {
       side.broken = true;
       counters_.tcp_gaps.Increment();

@@ -306,8 +306,8 @@ def relay_record(direction, step_ms, length, first=0x61, syn=False, ack=True, ps
 
 
 def relay_seeds():
-    """relay_fuzz: byte 0 setup (bit 0 handshake, bit 1 inbound, bits 2-3 samples), then
-    6-byte records (see relay_fuzz.cc)."""
+    """relay_fuzz: byte 0 setup (bit 0 handshake, bit 1 inbound, bits 2-3 samples, bit 4
+    HTTP, bit 5 TLS 1.3), then 6-byte records (see relay_fuzz.cc)."""
     tls = bytes([0x01 | 0x0C]) + b"".join([
         relay_record(0, 1, 200, 0x16),            # ClientHello
         relay_record(1, 10, 255, 0x16),           # server flight
@@ -326,7 +326,20 @@ def relay_seeds():
         relay_record(1, 200, 100, 0x16, resend=True), relay_record(0, 5, 100, resend=True),
         relay_record(0, 5, 0, syn=True, psh=False), relay_record(1, 5, 0, ack_perturb=0xFFFF),
     ])
-    return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy}
+    # TLS 1.3 (bit 5): real hellos; the far client's request lands after the ticket.
+    tls13 = bytes([0x01 | 0x0C | 0x20]) + b"".join([
+        relay_record(0, 1, 0, 0x16),              # ClientHello
+        relay_record(1, 10, 0, 0x16),             # ServerHello
+        relay_record(1, 0, 255, 0x17),            # the encrypted rest of the flight
+        relay_record(0, 0, 0, psh=False),
+        relay_record(0, 200, 58, 0x17),           # Finished
+        relay_record(1, 11, 255, 0x17),           # session ticket
+        relay_record(0, 9, 90, 0x17),             # the request, sent behind the Finished
+        relay_record(1, 11, 200, 0x17),           # the response
+        relay_record(0, 201, 24, 0x17),           # close_notify
+    ])
+    return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
+            "tls13_ticket_split": tls13}
 
 
 # ------------------------------------------------------------------------------------------

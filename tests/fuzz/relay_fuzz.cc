@@ -2,7 +2,10 @@
 // handshake split, turnarounds, keystrokes, ON times) and the host stage's relay rules.
 //
 // The input is one TCP conversation. Byte 0: setup (bit 0 start with a handshake, bit 1
-// inbound: the client is outside, bits 2-3 turnaround_samples). Then 6-byte records:
+// inbound: the client is outside, bits 2-3 turnaround_samples, bit 4 plain HTTP, bit 5 TLS
+// 1.3: a payload beginning 0x16 is a real ClientHello from the client and a real TLS 1.3
+// ServerHello from the server, and one beginning 0x14-0x17 a TLS record, so that the
+// record layer of Tls13FirstData is reached). Then 6-byte records:
 // control (bit 0 direction, bits 1-5 SYN ACK PSH FIN RST, bit 6 resend the previous
 // sequence number, bit 7 jump the clock by seconds), time step (ms), payload length, the
 // first payload byte (0x16 TLS, 'S' SSH, ...), and two bytes that perturb the ACK number.
@@ -31,6 +34,23 @@ namespace flow = relaywatch::flow;
 namespace fuzz = relaywatch::fuzz;
 namespace relay = relaywatch::detectors::relay;
 namespace detectors = relaywatch::detectors;
+
+// The smallest hellos the record layer takes: a ClientHello offering TLS 1.3 and a
+// ServerHello selecting it (supported_versions), random bytes 0x11 and 0x22.
+std::string Hello(std::uint8_t type, std::uint8_t record_minor, std::uint8_t random,
+                  const std::string& middle, const std::string& extension) {
+  std::string body = std::string("\x03\x03", 2) + std::string(32, static_cast<char>(random)) +
+                     std::string(1, '\0') + middle;
+  body += std::string(1, '\0') + static_cast<char>(extension.size()) + extension;
+  std::string handshake = std::string(1, static_cast<char>(type)) + std::string(2, '\0') +
+                          static_cast<char>(body.size()) + body;
+  return std::string("\x16\x03", 2) + static_cast<char>(record_minor) + std::string(1, '\0') +
+         static_cast<char>(handshake.size()) + handshake;
+}
+const std::string kClientHello = Hello(1, 1, 0x11, std::string("\x00\x02\x13\x01\x01\x00", 6),
+                                       std::string("\x00\x2b\x00\x03\x02\x03\x04", 7));
+const std::string kServerHello =
+    Hello(2, 3, 0x22, std::string("\x13\x01\x00", 3), std::string("\x00\x2b\x00\x02\x03\x04", 6));
 
 }  // namespace
 
@@ -88,6 +108,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       payload.replace(0, 4, "SSH-");
     if (len >= 3 && first == 0x16)
       payload[1] = 0x03;
+    if (setup & 0x20) {
+      if (first == 0x16) {
+        payload = (control & 1) ? kServerHello : kClientHello;
+      } else if (first >= 0x14 && first <= 0x17 && len >= 5) {
+        payload[1] = payload[2] = 0x03;  // a record header whose length is the rest
+        payload[3] = 0;
+        payload[4] = static_cast<char>(len - 5);
+      }
+    }
     conversation.Send(
         control & 1,
         {.tcp_flags = flags,

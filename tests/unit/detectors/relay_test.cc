@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -18,6 +19,8 @@
 #include "capture/flow/flow_table.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/timing.h"
+#include "detectors/relay/tls13.h"
+#include "tests/unit/detectors/tls_wire.h"
 
 namespace relaywatch::detectors::relay {
 namespace {
@@ -199,6 +202,127 @@ TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
   EXPECT_EQ(t.slow(), 1u);
 }
 
+// ---- TLS 1.3: the client's first data --------------------------------------------------
+
+std::string Bytes(const tls_wire::ByteVec& b) {
+  return std::string(b.begin(), b.end());
+}
+std::string ClientHelloRecord() {
+  return Bytes(tls_wire::Record(22, tls_wire::Handshake(1, tls_wire::ClientHelloBody()), 0x0301));
+}
+// The server's first flight: ServerHello, the compatibility CCS and the encrypted rest.
+std::string ServerFlight(std::uint16_t version) {
+  const bool tls13 = version == common::kTls13;
+  tls_wire::ByteVec b = tls_wire::Record(
+      22, tls_wire::Handshake(
+              2, tls_wire::ServerHelloBody(tls13 ? 0x1301 : 0xc02f, tls13 ? version : 0)));
+  tls_wire::Append(b, tls_wire::Record(20, {1}));
+  tls_wire::Append(b, tls_wire::Record(tls13 ? 23 : 22, tls_wire::ByteVec(900, 0x5a)));
+  return Bytes(b);
+}
+// Encrypted records (TLS 1.3 sends every one as application_data): [CCS +] the Finished (53
+// bytes with SHA-256), a request, tickets.
+std::string Encrypted(std::size_t length, bool ccs = false) {
+  tls_wire::ByteVec b;
+  if (ccs)
+    b = tls_wire::Record(20, {1});
+  tls_wire::Append(b, tls_wire::Record(23, tls_wire::ByteVec(length, 0xe5)));
+  return Bytes(b);
+}
+
+// One direction's segments of a TLS flow, numbered as they go.
+class TlsSegments {
+ public:
+  bool Send(Tls13FirstData& t, bool from_client, const std::string& payload) {
+    payloads_.push_back(payload);
+    decode::DecodedPacket p;
+    p.tcp_flags = kAck | kPsh;
+    std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
+    p.seq = seq;
+    p.payload = {reinterpret_cast<const std::uint8_t*>(payloads_.back().data()), payload.size()};
+    p.payload_length = static_cast<std::uint32_t>(payload.size());
+    seq += p.payload_length;
+    return t.OnSegment(p, from_client);
+  }
+  // The ClientHello and the server's first flight.
+  void Hellos(Tls13FirstData& t, std::uint16_t version) {
+    EXPECT_FALSE(Send(t, true, ClientHelloRecord()));
+    EXPECT_FALSE(Send(t, false, ServerFlight(version)));
+  }
+  void Skip(bool from_client, std::uint32_t bytes) {
+    (from_client ? client_seq_ : server_seq_) += bytes;
+  }
+
+ private:
+  std::deque<std::string> payloads_;
+  std::uint32_t client_seq_ = 0xFFFFFF00u;  // wraps during the flow
+  std::uint32_t server_seq_ = 7000;
+};
+
+TEST(RelayTls13, TellsTheDataSentBehindTheFinished) {
+  Tls13FirstData t;
+  TlsSegments s;
+  s.Hellos(t, common::kTls13);
+  EXPECT_FALSE(s.Send(t, true, Encrypted(53, true)));  // CCS + Finished: answers the flight
+  EXPECT_FALSE(s.Send(t, false, Encrypted(250)));      // a session ticket
+  EXPECT_FALSE(t.done());
+  EXPECT_TRUE(s.Send(t, true, Encrypted(90)));  // the request: sent unasked
+  EXPECT_TRUE(t.done());
+  EXPECT_FALSE(s.Send(t, true, Encrypted(90)));  // done: nothing more is told
+}
+
+TEST(RelayTls13, DataInTheFinishedsSegmentIsNotTold) {
+  Tls13FirstData t;
+  TlsSegments s;
+  s.Hellos(t, common::kTls13);
+  EXPECT_FALSE(s.Send(t, true, Encrypted(53, true) + Encrypted(90)));
+  EXPECT_TRUE(t.done());
+}
+
+TEST(RelayTls13, FinishedSplitAcrossSegments) {
+  Tls13FirstData t;
+  TlsSegments s;
+  s.Hellos(t, common::kTls13);
+  const std::string flight = Encrypted(53, true) + Encrypted(90);
+  EXPECT_FALSE(s.Send(t, true, flight.substr(0, 30)));
+  // The request's record begins in the Finished's second segment: told, and harmless, as
+  // no server flight came between.
+  EXPECT_TRUE(s.Send(t, true, flight.substr(30)));
+}
+
+TEST(RelayTls13, Tls12ClientsWaitForTheServersFinished) {
+  Tls13FirstData t;
+  TlsSegments s;
+  s.Hellos(t, 0x0303);
+  EXPECT_TRUE(t.done());
+}
+
+TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
+  {
+    Tls13FirstData t;
+    TlsSegments s;
+    s.Hellos(t, common::kTls13);
+    s.Skip(true, 58);  // the Finished's segment was not seen
+    EXPECT_FALSE(s.Send(t, true, Encrypted(90)));
+    EXPECT_TRUE(t.done());
+  }
+  {
+    Tls13FirstData t;
+    TlsSegments s;
+    s.Send(t, true, ClientHelloRecord());
+    for (int i = 0; i < Tls13FirstData::kMaxSearchSegments && !t.done(); ++i)
+      EXPECT_FALSE(s.Send(t, false, "HTTP/1.1 400 Bad Request\r\n"));
+    EXPECT_TRUE(t.done());
+  }
+  {
+    Tls13FirstData t;
+    TlsSegments s;
+    s.Send(t, true, ClientHelloRecord());
+    s.Send(t, false, Bytes(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
+    EXPECT_TRUE(t.done());  // a ServerHello that does not parse
+  }
+}
+
 TEST(RelayTiming, IpIdGapsFindAPacketLostBeforeTheSensor) {
   IpIdGaps ids;
   EXPECT_FALSE(ids.OnPacket(100, 0));
@@ -262,6 +386,24 @@ TEST(RelayTiming, TurnaroundDroppedWhenTheServerWasStillSending) {
   t.OnData(At(151), false, false, 6055, 1597);  // second ticket: has not seen it
   ASSERT_EQ(t.samples_ms().size(), 1u);
   EXPECT_DOUBLE_EQ(t.samples_ms()[0], 120);
+  EXPECT_EQ(t.interrupted(), 1u);
+  EXPECT_EQ(t.refused(), 0u);
+}
+
+// The same far client, but the ticket flight was over before its request arrived: the
+// response acknowledges the request, so only the record layer tells that the request
+// was not waiting for the ticket (Tls13FirstData), and the flight ends unanswered.
+TEST(RelayTiming, UnawaitedClientDataEndsTheFlightWithoutASample) {
+  Turnarounds t(4, absl::Seconds(1));
+  t.OnData(At(0), true, false, 1000);           // ClientHello
+  t.OnData(At(10), false, false, 5000, 1517);   // server flight
+  t.OnData(At(310), true, false, 1517);         // Finished: 300 ms
+  t.OnData(At(321), false, false, 5800, 1597);  // the ticket flight: has seen the Finished
+  t.OnUnawaitedClientData();                    // the request, 9 ms after the ticket
+  t.OnData(At(333), false, false, 6055, 1687);  // the response: acknowledges the request
+  t.OnData(At(634), true, false, 1687);         // close_notify: answers the response
+  t.OnUnawaitedClientData();                    // no flight open: nothing happens
+  EXPECT_EQ(t.samples_ms(), (std::vector<double>{300, 301}));
   EXPECT_EQ(t.interrupted(), 1u);
   EXPECT_EQ(t.refused(), 0u);
 }
@@ -652,6 +794,49 @@ TEST(RelayTiming, SteppingStoneCorrelatesOnTimes) {
   EXPECT_EQ(reversed.correlated, 0u);
 }
 
+TEST(RelayTiming, BinomialTail) {
+  EXPECT_DOUBLE_EQ(BinomialTail(10, 0, 0.3), 1);
+  EXPECT_DOUBLE_EQ(BinomialTail(10, 11, 0.3), 0);
+  EXPECT_NEAR(BinomialTail(10, 10, 0.5), 1.0 / 1024, 1e-12);
+  EXPECT_NEAR(BinomialTail(4, 2, 0.5), 11.0 / 16, 1e-12);
+  EXPECT_NEAR(BinomialTail(200, 1, 0.01), 1 - std::pow(0.99, 200), 1e-9);
+  EXPECT_DOUBLE_EQ(BinomialTail(5, 1, 0), 0);
+  EXPECT_DOUBLE_EQ(BinomialTail(5, 5, 1), 1);
+}
+
+// The chance of the matches under independence: few ON periods that all match are telling;
+// an inbound stream busy enough to cover a third of the time matches a third by itself.
+TEST(RelayTiming, SteppingStoneChanceOfTheMatches) {
+  std::vector<PacketTime> in, out;
+  for (int i = 0; i < 7; ++i) {  // 20 s of typing through a remote desktop: 7 and 10 ONs
+    in.push_back(At(i * 3000.0));
+    out.push_back(At(i * 3000.0 + 5));
+  }
+  for (int i = 0; i < 3; ++i)
+    out.push_back(At(i * 3000.0 + 1500));
+  std::sort(out.begin(), out.end());  // ON times come in order
+  const SteppingStone few = CorrelateOnTimes(in, out, absl::Milliseconds(80));
+  EXPECT_EQ(few.correlated, 7u);
+  // The windows cover 6 x 80 ms and, the last cut at the span's end, 5 ms of 18.005 s:
+  // q = 0.0269; 7 or more of 10 by chance.
+  EXPECT_NEAR(few.chance, BinomialTail(10, 7, (6 * 80 + 5) / 18005.0), 1e-18);
+  EXPECT_LT(few.chance, 1e-8);
+
+  std::vector<PacketTime> chatty, unrelated;
+  for (int i = 0; i < 250; ++i)  // an ON every 240 ms: a third of the time covered
+    chatty.push_back(At(i * 240.0));
+  for (int i = 0; i < 30; ++i)  // unrelated activity every 2 s
+    unrelated.push_back(At(i * 2000.0 + 37 * (i % 7)));
+  const SteppingStone busy = CorrelateOnTimes(chatty, unrelated, absl::Milliseconds(80));
+  EXPECT_GE(busy.ratio, 0.3);    // passes the ratio...
+  EXPECT_GT(busy.chance, 0.01);  // ...but no more often than chance
+  // Overlapping windows are covered once: ONs 50 ms apart cover the whole span.
+  std::vector<PacketTime> dense;
+  for (int i = 0; i < 100; ++i)
+    dense.push_back(At(i * 50.0));
+  EXPECT_DOUBLE_EQ(CorrelateOnTimes(dense, {At(10), At(4000)}, absl::Milliseconds(80)).chance, 1);
+}
+
 TEST(RelayTiming, OnTimesAreBounded) {
   OnTimes ons(absl::Milliseconds(500), 3);
   for (int i = 0; i < 10; ++i)
@@ -777,6 +962,29 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   };
   EXPECT_EQ(r["_waits_us"], nlohmann::json({us(21.1), us(31.7 + 120)}));
   EXPECT_EQ(r["_exchanges_us"], nlohmann::json({{us(0), us(21.1), us(21.1 + 120 + 0.5)}}));
+}
+
+// A far TLS 1.3 client 300 ms behind a relay, whose request, sent right behind its
+// Finished, reached the laptop 9 ms after the server's session ticket (jitter on its leg).
+// The response acknowledges the request, so only the record layer tells that the request
+// answered nothing: read as an answer, its 9 ms became the flow's hidden leg.
+TEST(RelayDetector, ATls13RequestLandingAfterTheTicketIsNoTurnaround) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, ClientHelloRecord());
+  w.Send(21, false, kAck | kPsh, ServerFlight(common::kTls13));
+  w.Send(21.3, true, kAck, "");
+  w.Send(321, true, kAck | kPsh, Encrypted(53, true));  // CCS + Finished
+  w.Send(331, false, kAck | kPsh, Encrypted(250));      // session ticket
+  w.Send(340, true, kAck | kPsh, Encrypted(90));        // the request
+  w.Send(350, false, kAck | kPsh, Encrypted(500));      // the response
+  w.Send(651, true, kAck | kPsh, Encrypted(19));        // close_notify
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnaround_samples_ms"], nlohmann::json({300, 301}));
+  EXPECT_EQ(r["turnarounds_interrupted"], 1);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 300, 0.5);
 }
 
 // A real client's OCSP fetch (ocsp.digicert.com; nDPI's crawler_false_positive.pcapng,
@@ -1836,6 +2044,36 @@ TEST(RelayHostStage, SteppingStoneFromOutsideThroughAHost) {
   inside.Process(RelayRecord(1, "10.9.0.1", "10.1.0.5", 1, WithOns(in)), quiet);
   inside.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), quiet);
   EXPECT_TRUE(Alerts(quiet, "stepping_stone").empty());
+}
+
+// An inbound stream from outside that is on every 240 ms (a chatty sync client) and the
+// host's own browsing: a third of its ON periods fall in the stream's windows, as a third of
+// the time is covered; no stepping stone. Seven ONs of typing that all match are one.
+TEST(RelayHostStage, SteppingStoneNeedsMoreMatchesThanChanceGives) {
+  // An inbound flow from outside and an outbound one of 10.1.0.5, ON times in seconds.
+  const auto stones = [](const std::vector<double>& in, const std::vector<double>& out_ons) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 1, WithOns(in)), out);
+    stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), out);
+    std::vector<double> chances;
+    for (const Event* a : Alerts(out, "stepping_stone"))
+      chances.push_back(a->evidence["chance"].get<double>());
+    return chances;
+  };
+  std::vector<double> chatty, browsing, typing_in, typing_out;
+  for (int i = 0; i < 250; ++i)
+    chatty.push_back(i * 0.24);
+  for (int i = 0; i < 30; ++i)
+    browsing.push_back(i * 2.0 + 0.037 * (i % 7));
+  for (int i = 0; i < 7; ++i) {
+    typing_in.push_back(100 + i * 3.0);
+    typing_out.push_back(100 + i * 3.0 + 0.005);
+  }
+  EXPECT_TRUE(stones(chatty, browsing).empty());
+  const std::vector<double> typed = stones(typing_in, typing_out);
+  ASSERT_EQ(typed.size(), 1u);
+  EXPECT_LT(typed[0], 1e-6);
 }
 
 // The operator opens the relayed connection ten minutes into the inbound session: only the
