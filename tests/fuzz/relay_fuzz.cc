@@ -24,6 +24,7 @@
 #include "capture/flow/flow_table.h"
 #include "daemon/sinks/event_json.h"
 #include "detectors/host/host_stage.h"
+#include "tests/common/tls_wire.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -34,23 +35,13 @@ namespace flow = relaywatch::flow;
 namespace fuzz = relaywatch::fuzz;
 namespace relay = relaywatch::detectors::relay;
 namespace detectors = relaywatch::detectors;
+namespace tls_wire = relaywatch::detectors::tls_wire;
 
-// The smallest hellos the record layer takes: a ClientHello offering TLS 1.3 and a
-// ServerHello selecting it (supported_versions), random bytes 0x11 and 0x22.
-std::string Hello(std::uint8_t type, std::uint8_t record_minor, std::uint8_t random,
-                  const std::string& middle, const std::string& extension) {
-  std::string body = std::string("\x03\x03", 2) + std::string(32, static_cast<char>(random)) +
-                     std::string(1, '\0') + middle;
-  body += std::string(1, '\0') + static_cast<char>(extension.size()) + extension;
-  std::string handshake = std::string(1, static_cast<char>(type)) + std::string(2, '\0') +
-                          static_cast<char>(body.size()) + body;
-  return std::string("\x16\x03", 2) + static_cast<char>(record_minor) + std::string(1, '\0') +
-         static_cast<char>(handshake.size()) + handshake;
-}
-const std::string kClientHello = Hello(1, 1, 0x11, std::string("\x00\x02\x13\x01\x01\x00", 6),
-                                       std::string("\x00\x2b\x00\x03\x02\x03\x04", 7));
-const std::string kServerHello =
-    Hello(2, 3, 0x22, std::string("\x13\x01\x00", 3), std::string("\x00\x2b\x00\x02\x03\x04", 6));
+// A ClientHello offering TLS 1.3 and a ServerHello selecting it, whole records.
+const std::string kClientHello = tls_wire::AsString(
+    tls_wire::Record(22, tls_wire::Handshake(1, tls_wire::ClientHelloBody()), 0x0301));
+const std::string kServerHello = tls_wire::AsString(
+    tls_wire::Record(22, tls_wire::Handshake(2, tls_wire::ServerHelloBody(0x1301, 0x0304))));
 
 }  // namespace
 

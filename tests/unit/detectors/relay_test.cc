@@ -20,7 +20,7 @@
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
-#include "tests/unit/detectors/tls_wire.h"
+#include "tests/common/tls_wire.h"
 
 namespace relaywatch::detectors::relay {
 namespace {
@@ -204,11 +204,9 @@ TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
 
 // ---- TLS 1.3: the client's first data --------------------------------------------------
 
-std::string Bytes(const tls_wire::ByteVec& b) {
-  return std::string(b.begin(), b.end());
-}
 std::string ClientHelloRecord() {
-  return Bytes(tls_wire::Record(22, tls_wire::Handshake(1, tls_wire::ClientHelloBody()), 0x0301));
+  return tls_wire::AsString(
+      tls_wire::Record(22, tls_wire::Handshake(1, tls_wire::ClientHelloBody()), 0x0301));
 }
 // The server's first flight: ServerHello, the compatibility CCS and the encrypted rest.
 std::string ServerFlight(std::uint16_t version) {
@@ -218,7 +216,7 @@ std::string ServerFlight(std::uint16_t version) {
               2, tls_wire::ServerHelloBody(tls13 ? 0x1301 : 0xc02f, tls13 ? version : 0)));
   tls_wire::Append(b, tls_wire::Record(20, {1}));
   tls_wire::Append(b, tls_wire::Record(tls13 ? 23 : 22, tls_wire::ByteVec(900, 0x5a)));
-  return Bytes(b);
+  return tls_wire::AsString(b);
 }
 // Encrypted records (TLS 1.3 sends every one as application_data): [CCS +] the Finished (53
 // bytes with SHA-256), a request, tickets.
@@ -227,7 +225,7 @@ std::string Encrypted(std::size_t length, bool ccs = false) {
   if (ccs)
     b = tls_wire::Record(20, {1});
   tls_wire::Append(b, tls_wire::Record(23, tls_wire::ByteVec(length, 0xe5)));
-  return Bytes(b);
+  return tls_wire::AsString(b);
 }
 
 // One direction's segments of a TLS flow, numbered as they go.
@@ -318,7 +316,7 @@ TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
     Tls13FirstData t;
     TlsSegments s;
     s.Send(t, true, ClientHelloRecord());
-    s.Send(t, false, Bytes(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
+    s.Send(t, false, tls_wire::AsString(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
     EXPECT_TRUE(t.done());  // a ServerHello that does not parse
   }
 }

@@ -16,7 +16,7 @@
 #include "detectors/common/ja4.h"
 #include "detectors/common/quic.h"
 #include "detectors/common/tls.h"
-#include "tests/unit/detectors/tls_wire.h"
+#include "tests/common/tls_wire.h"
 
 namespace relaywatch::detectors::tls {
 namespace {

@@ -1,7 +1,7 @@
 #pragma once
 
-// TLS wire builders for tests: records, handshake messages, ClientHello and ServerHello
-// bodies with the extensions the parsers read.
+// TLS wire builders for unit tests and fuzz targets: records, handshake messages, ClientHello
+// and ServerHello bodies with the extensions the parsers read.
 
 #include <cstdint>
 #include <initializer_list>
@@ -51,6 +51,10 @@ inline ByteVec U16s(std::initializer_list<std::uint16_t> values) {
     Put16(b, v);
   }
   return b;
+}
+// As a packet payload, for helpers that take one as a string.
+inline std::string AsString(const ByteVec& b) {
+  return std::string(b.begin(), b.end());
 }
 inline Bytes View(const ByteVec& b) {
   return Bytes(b.data(), b.size());
