@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "capture/base/status_macros.h"
+#include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
 
@@ -98,6 +99,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   Turnarounds turnarounds;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
+  // SSH flows during their setup: which client data came before its key exchange init.
+  std::unique_ptr<SshKexInitOrder> ssh_kex;
   IpIdGaps ip_ids[2];  // by direction, IPv4 only
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
@@ -212,6 +215,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         } else if (LooksLikeSshBanner(packet.payload)) {
           data.app = App::kSsh;
           data.client_dir = 0;  // both ends send a banner: the originator is the client
+          if (config_.methods.hidden_leg || config_.methods.keystrokes)
+            data.ssh_kex = std::make_unique<SshKexInitOrder>();
         } else if (data.app == App::kUnknown) {
           data.app = App::kOther;
         }
@@ -222,6 +227,12 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       unawaited = data.tls13->OnSegment(packet, d == data.client_dir);
       if (data.tls13->done() || data.setup_over)
         data.tls13.reset();
+    }
+    bool unasked = false;  // SSH: the client's banner or KEXINIT behind the server's KEXINIT
+    if (data.ssh_kex) {
+      unasked = data.ssh_kex->OnSegment(packet, d == data.client_dir);
+      if (data.ssh_kex->done() || data.setup_over)
+        data.ssh_kex.reset();
     }
     const RelayMethods& methods = config_.methods;
     // Turnarounds serve the hidden leg; in SSH they also find the end of the setup, after
@@ -256,6 +267,9 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           const std::uint32_t refused = data.turnarounds.refused();
           if (from_client && unawaited) {
             data.turnarounds.OnUnawaitedClientData();
+          } else if (from_client && unasked) {
+            // No answer, and the server's KEXINIT waits on for the key exchange init.
+            counters_.ssh_kexinit_unasked.Increment();
           } else {
             data.turnarounds.OnData(packet.ts, from_client, from_client && after_unseen, packet.seq,
                                     ack);
@@ -499,6 +513,10 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  "Client turnarounds dropped: the server was still sending when the client "
                  "answered (its next data did not acknowledge the answer).",
                  c.turnarounds_interrupted.Read()});
+  out.push_back({"ssh_kexinit_unasked",
+                 "SSH client segments before its key exchange init that came behind the "
+                 "server's KEXINIT: sent without waiting for it, so no answer to it.",
+                 c.ssh_kexinit_unasked.Read()});
   out.push_back({"ack_rtt_samples", "Data to ACK round-trip samples taken.",
                  c.ack_rtt_samples.Read()});
   out.push_back({"obfuscated_ssh", "SSH sessions paced by keystroke timing obfuscation.",

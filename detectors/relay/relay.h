@@ -22,6 +22,8 @@ struct RelayCounters {
   WorkerCounter turnarounds_refused;      // refused: loss in the flight or answer, or too slow
   WorkerCounter turnarounds_unseen_loss;  // of those: the answer followed an unseen packet
   WorkerCounter turnarounds_interrupted;  // dropped: the server's flight was still going
+  WorkerCounter ssh_kexinit_unasked;      // SSH client segments before its key exchange init
+                                          // that came behind the server's KEXINIT: no answer
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
   WorkerCounter on_windows;               // windows of flows already reported

@@ -307,7 +307,7 @@ def relay_record(direction, step_ms, length, first=0x61, syn=False, ack=True, ps
 
 def relay_seeds():
     """relay_fuzz: byte 0 setup (bit 0 handshake, bit 1 inbound, bits 2-3 samples, bit 4
-    HTTP, bit 5 TLS 1.3), then 6-byte records (see relay_fuzz.cc)."""
+    HTTP, bit 5 TLS 1.3, bit 6 SSH packets), then 6-byte records (see relay_fuzz.cc)."""
     tls = bytes([0x01 | 0x0C]) + b"".join([
         relay_record(0, 1, 200, 0x16),            # ClientHello
         relay_record(1, 10, 255, 0x16),           # server flight
@@ -338,8 +338,23 @@ def relay_seeds():
         relay_record(1, 11, 200, 0x17),           # the response
         relay_record(0, 201, 24, 0x17),           # close_notify
     ])
+    # SSH packets (bit 6): the far client's KEXINIT, in two segments, lands behind the
+    # server's; its key exchange init answers 218 ms later.
+    ssh_kex = bytes([0x01 | 0x0C | 0x40]) + b"".join([
+        relay_record(0, 1, 30, ord("S")),         # banner
+        relay_record(1, 44, 30, ord("S")),
+        relay_record(0, 120, 0, psh=False),       # its ACK releases the server's KEXINIT
+        relay_record(1, 1, 200, 0),               # the server's KEXINIT
+        relay_record(0, 0, 200, 0, ack_perturb=100 << 8),  # KEXINIT, 100 bytes more to come
+        relay_record(0, 0, 100, 0x78),
+        relay_record(0, 218, 200, 0, ack_perturb=1),       # key exchange init
+        relay_record(1, 26, 255, 0x72),
+        relay_record(0, 160, 16, 0x6E),           # NEWKEYS
+        relay_record(1, 1, 44, 0x61),
+        relay_record(0, 121, 60, 0x75),
+    ])
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
-            "tls13_ticket_split": tls13}
+            "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex}
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,7 +5,10 @@
 // inbound: the client is outside, bits 2-3 turnaround_samples, bit 4 plain HTTP, bit 5 TLS
 // 1.3: a payload beginning 0x16 is a real ClientHello from the client and a real TLS 1.3
 // ServerHello from the server, and one beginning 0x14-0x17 a TLS record, so that the
-// record layer of Tls13FirstData is reached). Then 6-byte records:
+// record layer of Tls13FirstData is reached; bit 6 SSH: a payload beginning 'S' is a whole
+// identification line and one beginning 0 an SSH packet header whose length reaches the
+// fourth byte of the record past the segment, so that SshKexInitOrder's packet layer is
+// reached). Then 6-byte records:
 // control (bit 0 direction, bits 1-5 SYN ACK PSH FIN RST, bit 6 resend the previous
 // sequence number, bit 7 jump the clock by seconds), time step (ms), payload length, the
 // first payload byte (0x16 TLS, 'S' SSH, ...), and two bytes that perturb the ACK number.
@@ -24,6 +27,7 @@
 #include "capture/flow/flow_table.h"
 #include "daemon/sinks/event_json.h"
 #include "detectors/host/host_stage.h"
+#include "tests/common/ssh_wire.h"
 #include "tests/common/tls_wire.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -35,6 +39,7 @@ namespace flow = relaywatch::flow;
 namespace fuzz = relaywatch::fuzz;
 namespace relay = relaywatch::detectors::relay;
 namespace detectors = relaywatch::detectors;
+namespace ssh_wire = relaywatch::detectors::ssh_wire;
 namespace tls_wire = relaywatch::detectors::tls_wire;
 
 // A ClientHello offering TLS 1.3 and a ServerHello selecting it, whole records.
@@ -107,6 +112,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         payload[3] = 0;
         payload[4] = static_cast<char>(len - 5);
       }
+    }
+    if ((setup & 0x40) && first == 'S') {
+      payload = ssh_wire::kBanner;
+    } else if ((setup & 0x40) && first == 0 && len >= 6) {
+      // KEXINIT or a key exchange init, its length reaching past the segment.
+      payload.replace(
+          0, 6, ssh_wire::PacketHeader(len - 4 + data[i + 4], 4, (data[i + 5] & 1) ? 30 : 20));
     }
     conversation.Send(
         control & 1,

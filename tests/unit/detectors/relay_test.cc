@@ -18,8 +18,10 @@
 
 #include "capture/flow/flow_table.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
+#include "tests/common/ssh_wire.h"
 #include "tests/common/tls_wire.h"
 
 namespace relaywatch::detectors::relay {
@@ -228,10 +230,12 @@ std::string Encrypted(std::size_t length, bool ccs = false) {
   return tls_wire::AsString(b);
 }
 
-// One direction's segments of a TLS flow, numbered as they go.
-class TlsSegments {
+// The segments of a flow's setup, numbered as they go, fed to a watch of its setup
+// (Tls13FirstData, SshKexInitOrder).
+class Segments {
  public:
-  bool Send(Tls13FirstData& t, bool from_client, const std::string& payload) {
+  template <typename Watch>
+  bool Send(Watch& t, bool from_client, const std::string& payload) {
     payloads_.push_back(payload);
     decode::DecodedPacket p;
     p.tcp_flags = kAck | kPsh;
@@ -259,7 +263,7 @@ class TlsSegments {
 
 TEST(RelayTls13, TellsTheDataSentBehindTheFinished) {
   Tls13FirstData t;
-  TlsSegments s;
+  Segments s;
   s.Hellos(t, common::kTls13);
   EXPECT_FALSE(s.Send(t, true, Encrypted(53, true)));  // CCS + Finished: answers the flight
   EXPECT_FALSE(s.Send(t, false, Encrypted(250)));      // a session ticket
@@ -271,7 +275,7 @@ TEST(RelayTls13, TellsTheDataSentBehindTheFinished) {
 
 TEST(RelayTls13, DataInTheFinishedsSegmentIsNotTold) {
   Tls13FirstData t;
-  TlsSegments s;
+  Segments s;
   s.Hellos(t, common::kTls13);
   EXPECT_FALSE(s.Send(t, true, Encrypted(53, true) + Encrypted(90)));
   EXPECT_TRUE(t.done());
@@ -279,7 +283,7 @@ TEST(RelayTls13, DataInTheFinishedsSegmentIsNotTold) {
 
 TEST(RelayTls13, FinishedSplitAcrossSegments) {
   Tls13FirstData t;
-  TlsSegments s;
+  Segments s;
   s.Hellos(t, common::kTls13);
   const std::string flight = Encrypted(53, true) + Encrypted(90);
   EXPECT_FALSE(s.Send(t, true, flight.substr(0, 30)));
@@ -290,7 +294,7 @@ TEST(RelayTls13, FinishedSplitAcrossSegments) {
 
 TEST(RelayTls13, Tls12ClientsWaitForTheServersFinished) {
   Tls13FirstData t;
-  TlsSegments s;
+  Segments s;
   s.Hellos(t, 0x0303);
   EXPECT_TRUE(t.done());
 }
@@ -298,7 +302,7 @@ TEST(RelayTls13, Tls12ClientsWaitForTheServersFinished) {
 TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
   {
     Tls13FirstData t;
-    TlsSegments s;
+    Segments s;
     s.Hellos(t, common::kTls13);
     s.Skip(true, 58);  // the Finished's segment was not seen
     EXPECT_FALSE(s.Send(t, true, Encrypted(90)));
@@ -306,7 +310,7 @@ TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
   }
   {
     Tls13FirstData t;
-    TlsSegments s;
+    Segments s;
     s.Send(t, true, ClientHelloRecord());
     for (int i = 0; i < Tls13FirstData::kMaxSearchSegments && !t.done(); ++i)
       EXPECT_FALSE(s.Send(t, false, "HTTP/1.1 400 Bad Request\r\n"));
@@ -314,10 +318,108 @@ TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
   }
   {
     Tls13FirstData t;
-    TlsSegments s;
+    Segments s;
     s.Send(t, true, ClientHelloRecord());
     s.Send(t, false, tls_wire::AsString(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
     EXPECT_TRUE(t.done());  // a ServerHello that does not parse
+  }
+}
+
+// ---- SSH: the client's KEXINIT ----------------------------------------------------------
+
+constexpr const char* kSshBanner = ssh_wire::kBanner;
+using ssh_wire::Packet;
+const std::string kKexInit = Packet(SshKexInitOrder::kKexInit, 1554);  // a 9.2p1 client's
+const std::string kServerKexInit = Packet(SshKexInitOrder::kKexInit, 1082);
+const std::string kKexEcdhInit = Packet(30, 1202);  // sntrup761x25519: 1200-byte key
+
+// The laptop's sshd holds its KEXINIT until its banner is acknowledged (Nagle); the far
+// client's ACK comes just before its KEXINIT, which lands behind the server's, in two
+// segments as captured (tests/golden/ssh_tunnel).
+TEST(RelaySshKexInit, TellsTheKexInitBehindTheServers) {
+  SshKexInitOrder t;
+  Segments s;
+  EXPECT_FALSE(s.Send(t, true, kSshBanner));
+  EXPECT_FALSE(s.Send(t, false, kSshBanner));
+  EXPECT_FALSE(s.Send(t, false, kServerKexInit));
+  EXPECT_TRUE(s.Send(t, true, kKexInit.substr(0, 1448)));
+  EXPECT_TRUE(s.Send(t, true, kKexInit.substr(1448)));
+  EXPECT_FALSE(t.done());
+  EXPECT_FALSE(s.Send(t, true, kKexEcdhInit));  // the answer to the server's KEXINIT
+  EXPECT_TRUE(t.done());
+}
+
+TEST(RelaySshKexInit, AKexInitBeforeTheServersIsNotTold) {
+  SshKexInitOrder t;
+  Segments s;
+  EXPECT_FALSE(s.Send(t, true, kSshBanner));
+  EXPECT_FALSE(s.Send(t, false, kSshBanner));
+  EXPECT_FALSE(s.Send(t, true, kKexInit));  // answers the server's banner
+  EXPECT_FALSE(s.Send(t, false, kServerKexInit));
+  EXPECT_FALSE(s.Send(t, true, kKexEcdhInit));
+  EXPECT_TRUE(t.done());
+}
+
+// Behind a jump host the far client's banner and KEXINIT go together; the server sends its
+// own banner and KEXINIT at once (other lines first, as RFC 4253 4.2 lets a server) before
+// the banner arrived, as a server that does not wait for the client's does.
+TEST(RelaySshKexInit, BannerBehindAnEarlyServerKexInit) {
+  SshKexInitOrder t;
+  Segments s;
+  EXPECT_FALSE(s.Send(t, false, std::string("welcome\n") + kSshBanner + kServerKexInit));
+  EXPECT_TRUE(s.Send(t, true, kSshBanner));
+  EXPECT_TRUE(s.Send(t, true, kKexInit));
+  EXPECT_FALSE(s.Send(t, true, kKexEcdhInit));
+}
+
+// A segment that begins the key exchange init can hold its answer: it is not told.
+TEST(RelaySshKexInit, ASegmentHoldingTheSecondPacketIsNotTold) {
+  SshKexInitOrder t;
+  Segments s;
+  EXPECT_FALSE(s.Send(t, false, kSshBanner));
+  EXPECT_FALSE(s.Send(t, false, kServerKexInit));
+  EXPECT_FALSE(s.Send(t, true, kSshBanner + kKexInit + kKexEcdhInit.substr(0, 1)));
+  EXPECT_TRUE(t.done());
+}
+
+TEST(RelaySshKexInit, BadInputEndsTheWatch) {
+  const auto ended_by = [](const std::string& server, const std::string& client) {
+    SshKexInitOrder t;
+    Segments s;
+    s.Send(t, false, server);
+    s.Send(t, true, client);
+    return t.done() && !s.Send(t, true, kKexInit);
+  };
+  EXPECT_FALSE(ended_by(kSshBanner + kServerKexInit, kSshBanner));
+  // Not a KEXINIT first; a length under the RFC's least or over what OpenSSH takes; padding
+  // longer than the packet.
+  EXPECT_TRUE(ended_by(kSshBanner + Packet(21, 0), kSshBanner));
+  EXPECT_TRUE(ended_by(kSshBanner, kSshBanner + ssh_wire::PacketHeader(5, 4, 20)));
+  EXPECT_TRUE(ended_by(kSshBanner, kSshBanner + ssh_wire::PacketHeader(
+                                                    SshPacketStarts::kMaxPacketLength + 1, 4, 20)));
+  EXPECT_TRUE(ended_by(kSshBanner, kSshBanner + ssh_wire::PacketHeader(16, 15, 20)));
+  // No version line within the bound.
+  EXPECT_TRUE(ended_by(
+      std::string(SshPacketStarts::kMaxIdentificationBytes, 'a') + "\n" + kSshBanner, "x"));
+  {
+    SshKexInitOrder t;  // a gap: the server's KEXINIT segment was not seen
+    Segments s;
+    s.Send(t, false, kSshBanner);
+    s.Skip(false, static_cast<std::uint32_t>(kServerKexInit.size()));
+    s.Send(t, false, kServerKexInit);
+    EXPECT_TRUE(t.done());
+  }
+  {
+    SshKexInitOrder t;  // a snaplen cut
+    Segments s;
+    s.Send(t, false, kSshBanner);
+    decode::DecodedPacket p;
+    p.tcp_flags = kAck | kPsh;
+    p.seq = 7000 + static_cast<std::uint32_t>(std::string(kSshBanner).size());
+    p.payload = {reinterpret_cast<const std::uint8_t*>(kServerKexInit.data()), 96};
+    p.payload_length = static_cast<std::uint32_t>(kServerKexInit.size());
+    EXPECT_FALSE(t.OnSegment(p, false));
+    EXPECT_TRUE(t.done());
   }
 }
 
@@ -1366,6 +1468,40 @@ TEST(RelayDetector, ASlowFirstSshAnswerDoesNotEndTheSetup) {
   EXPECT_EQ(r["turnarounds_refused"], 1);  // the banner: a sample of nothing but waiting
   ASSERT_EQ(r["turnaround_samples_ms"].size(), 6u);
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 504.8, 0.01);
+}
+
+// An operator's ssh into the laptop, 60 ms away (times in ms and sizes as in
+// tests/golden/ssh_tunnel): sshd's KEXINIT waits for its banner's ACK, and the client's
+// KEXINIT, sent on the banner's arrival too, lands 0.3 ms behind it. It answers the banner;
+// the server's KEXINIT is answered by the key exchange init, 218 ms later.
+TEST(RelayDetector, AnSshKexInitBehindTheServersIsNoTurnaround) {
+  for (const bool rule : {true, false}) {
+    RelayConfig config;
+    config.turnaround_samples = 3;
+    Wire w(config);
+    w.Handshake(0, 120);
+    w.Send(131, true, kAck | kPsh, kSshBanner);
+    w.Send(175, false, kAck | kPsh, kSshBanner);
+    w.Send(295.5, true, kAck, "");
+    w.Send(296, false, kAck | kPsh, kServerKexInit);
+    const std::string first_kex = rule ? kKexInit : std::string(kKexInit.size(), 'k');
+    w.Send(296.3, true, kAck | kPsh, first_kex.substr(0, 1448));
+    w.Send(296.4, true, kAck | kPsh, first_kex.substr(1448));
+    w.Send(514, true, kAck | kPsh, kKexEcdhInit);
+    w.Send(540, false, kAck | kPsh, std::string(1564, 'r'));  // reply and NEWKEYS
+    w.Send(700, true, kAck | kPsh, std::string(16, 'n'));     // NEWKEYS
+    w.Send(864, true, kAck | kPsh, std::string(44, 's'));     // service request
+    w.Send(865, false, kAck | kPsh, std::string(44, 'a'));
+    w.Send(986, true, kAck | kPsh, std::string(60, 'u'));
+    const std::vector<Event> events = w.End();
+    ASSERT_EQ(events.size(), 1u);
+    const nlohmann::json& samples = events[0].body["turnaround_samples_ms"];
+    ASSERT_EQ(samples.size(), 3u) << events[0].body.dump();
+    // Without the packet layer (the same bytes unreadable) the KEXINIT is a 0.3 ms answer.
+    EXPECT_NEAR(samples[0].get<double>(), rule ? 218 : 0.3, 0.01);
+    EXPECT_NEAR(samples[1].get<double>(), 160, 0.01);
+    EXPECT_EQ(w.counters().ssh_kexinit_unasked.Read(), rule ? 2u : 0u);
+  }
 }
 
 // A person asked to trust the host key answers the server's key exchange (2.5 s): from there
