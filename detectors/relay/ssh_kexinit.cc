@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "capture/base/bytes.h"
+
 namespace relaywatch::detectors::relay {
 
 void SshPacketStarts::Identification(std::uint8_t byte) {
@@ -41,9 +43,7 @@ void SshPacketStarts::Feed(std::span<const std::uint8_t> bytes) {
     if (header_size_ < sizeof(header_))
       continue;
     header_size_ = 0;
-    const std::uint32_t length = static_cast<std::uint32_t>(header_[0]) << 24 |
-                                 static_cast<std::uint32_t>(header_[1]) << 16 |
-                                 static_cast<std::uint32_t>(header_[2]) << 8 | header_[3];
+    const std::uint32_t length = Be32(header_);
     // Padding length, message number and at least 4 bytes of padding (RFC 4253 6).
     if (length < 6 || length > kMaxPacketLength || header_[4] + 2u > length) {
       state_ = State::kBroken;
