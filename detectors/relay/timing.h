@@ -283,8 +283,12 @@ class KeystrokeTiming {
   std::uint32_t last_key_size_ = 0;
 };
 
-// True when the client's keys look paced by OpenSSH's keystroke obfuscation: most gaps sit on
-// a multiple of `interval` (20 ms by default) and the keys have one size.
+// True when the client's keys look paced by OpenSSH's keystroke obfuscation: the keys have one
+// size and most gaps sit on a multiple of `interval` (20 ms by default), or their median is
+// about one interval (chaff between the keys: the server is >= 9.5 too). Without chaff the
+// client only holds each key to its next tick, which it re-draws at 18-22 ms plus an offset
+// per burst, so gaps of many ticks drift off a fixed grid: such sessions are mostly not
+// recognised, and their keys are late by less than a tick.
 bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::uint32_t>& sizes,
                      double interval_ms = 20.0);
 

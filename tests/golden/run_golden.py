@@ -90,6 +90,9 @@ def relay_problems(events, truth):
     detectors = {a["alert"]["detector"] for a in alerts}
     routed = truth.get("label", {}).get("relay_kind") == "routed_nat"
     lossy = (truth.get("loss_pct") or 0) + (truth.get("lan_loss_pct") or 0) > 0
+    # Typed SSH sessions (lab truth since 2026-12-03): chaff must be told, plain keys not taken
+    # for it. Keys held to the client's clock without chaff are mostly not told (relay.md).
+    obfuscation = truth.get("ssh_keystroke_obfuscation")
     for flow in truth.get("flows", []):
         ft = flow["five_tuple"]
         if ft["proto"] != "tcp":
@@ -100,6 +103,10 @@ def relay_problems(events, truth):
             problems.append(f"{label}: expected one relay record, got {len(found)}")
             continue
         r = found[0]
+        if flow["app"] == "ssh" and obfuscation in ("off", "chaff") and \
+                r.get("ssh_obfuscated", False) != (obfuscation == "chaff"):
+            problems.append(f"{label}: ssh_obfuscated {r.get('ssh_obfuscated')}, "
+                            f"the client's keys on the wire: {obfuscation}")
         hidden = r.get("hidden_leg_rtt_ms")
         if flow["role"] == "relayed_egress" and routed:
             # Routed: TCP runs end to end with the far device, so the flow's own originator

@@ -67,7 +67,13 @@ VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-native}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
+#   RWLAB_SSH_CLIENT        the ssh client binary (ssh from PATH); e.g. an OpenSSH >= 9.5 built by
+#                           build_openssh.sh, whose keystroke obfuscation Debian 12's 9.2 lacks
+#   RWLAB_SSHD              the sshd of srv and farm (Debian's); read by `up`. A client >= 9.5
+#                           sends chaff only to a server >= 9.5
 TYPIST="${RWLAB_TYPIST:-steady}"
+SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
+SSHD_BIN="${RWLAB_SSHD:-}"
 TYPING_BUDGET_S="${RWLAB_TYPING_BUDGET_S:-20}"
 # Volume knob for the HTTPS scenarios: cap every /bytes/N download at this many
 # bytes (empty = no cap; the scenarios fetch 123 B to 4 MB).
@@ -303,7 +309,7 @@ cmd_up() {
     sshd_conf srv "$SRV"
     sshd_conf farm "$FARM"
     danted_conf
-    local SSHD; SSHD="$(command -v sshd)"
+    local SSHD; SSHD="${SSHD_BIN:-$(command -v sshd)}"
     start_bg sshd_srv srv "$STATE/logs/sshd_srv.log" "$SSHD" -D -e -f "$STATE/ssh/sshd_srv.conf"
     start_bg sshd_farm farm "$STATE/logs/sshd_farm.log" "$SSHD" -D -e -f "$STATE/ssh/sshd_farm.conf"
     start_bg danted farm "$STATE/logs/danted.log" danted -f "$STATE/danted.conf" -p "$STATE/danted.pid" -N 1
@@ -392,8 +398,22 @@ ping_median() {  # ping_median NS DST -> median RTT ms
 }
 CURL_TLS=(curl -sS --max-time 20 --cacert "$STATE/tls/srv.crt" --resolve "$SRV_NAME:443:$SRV" -o /dev/null
           -w 'http=%{http_code} bytes=%{size_download} connect=%{time_connect} tls=%{time_appconnect} total=%{time_total}\n')
-SSH=(ssh -F "$STATE/ssh/ssh_config")
+SSH=("$SSH_CLIENT" -F "$STATE/ssh/ssh_config")
 REMOTE_SHELL="PS1='rwlab\$ ' exec bash --norc --noprofile -i"
+openssh_at_least() {  # openssh_at_least BINARY MAJOR MINOR: its -V says OpenSSH_X.Y >= MAJOR.MINOR
+    local v a b
+    v="$("$1" -V 2>&1 | sed -n 's/^OpenSSH_\([0-9]*\)\.\([0-9]*\).*/\1 \2/p' | head -n 1)"
+    [[ -n $v ]] && read -r a b <<<"$v" && ((a > $2 || (a == $2 && b >= $3)))
+}
+# What the typed SSH sessions' keys look like on the wire (truth `ssh_keystroke_obfuscation`):
+# off (client < 9.5), keys (the client holds each key to its ~20 ms clock) or chaff (keys and
+# pings on every tick: the server answers pings from 9.5 on).
+ssh_obfuscation() {
+    local sshd="${SSHD_BIN:-$(command -v sshd)}"
+    if ! openssh_at_least "$(command -v "$SSH_CLIENT")" 9 5; then echo off
+    elif openssh_at_least "$sshd" 9 5; then echo chaff
+    else echo keys; fi
+}
 dl() {  # dl PATH -> PATH, with /bytes/N capped at RWLAB_MAX_DOWNLOAD_BYTES
     local p="$1"
     if [[ -n $MAX_DOWNLOAD_BYTES && $p == /bytes/* ]] && (( ${p#/bytes/} > MAX_DOWNLOAD_BYTES )); then
@@ -703,7 +723,7 @@ scn_revocation_tls() {
 
 # ---------------------------------------------------------------- run
 run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY_MS, NEAR_JITTER_MS)
-    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok
+    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok obfuscation
     declare -F "scn_$scn" >/dev/null || die "unknown scenario $scn (see: $0 list)"
     mkdir -p "$out"
     rm -f "$out"/gw.pcap "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/spec.tsv
@@ -734,11 +754,15 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ $rc -eq 3 ]] && status="skipped (dependency missing)"
     # shellcheck disable=SC1091
     [[ -f $out/.meta.sh ]] && source "$out/.meta.sh" && rm -f "$out/.meta.sh"
+    [[ $SSH_CLIENT == ssh ]] || M_NOTE="$M_NOTE; ssh client $SSH_CLIENT: $("$SSH_CLIENT" -V 2>&1)"
+    [[ -z $SSHD_BIN ]] || M_NOTE="$M_NOTE; sshd $SSHD_BIN: $("$SSHD_BIN" -V 2>&1 | head -n 1)"
+    obfuscation=""
+    [[ $M_APP == ssh && -n $M_EVENTS ]] && obfuscation="$(ssh_obfuscation)"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
         --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" --near-jitter-ms "$NEAR_JITTER_MS" \
         --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
         --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
-        --events "$M_EVENTS" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
+        --events "$M_EVENTS" --ssh-obfuscation "$obfuscation" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
     tail -n 1 "$out/scenario.log" >&2
     log "done $scn status=$status ($(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s)"
     # Result goes in RUN_RC, not the return status: calling run_one inside

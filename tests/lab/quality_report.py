@@ -17,6 +17,8 @@ reaches the laptop over another path). For each method (alert.detector) the repo
                operator round trip is within the local budget (under the default 60 ms:
                0 and 20 ms one way in the standard corpus)
   error        hidden_leg_rtt_ms and controller_rtt_ms against the configured round trip
+  obfuscation  typed SSH flows tagged ssh_obfuscated, by the truth's ssh_keystroke_obfuscation
+               (runs with another OpenSSH: RWLAB_SSH_CLIENT, RWLAB_SSHD)
 
 Where a method applies (from the truth file, never from our own output):
   hidden_leg      a relayed egress flow whose TLS or SSH client is the far human
@@ -106,7 +108,7 @@ def judge(run_dir, binary, run_name):
         alerts = collections.Counter(e["alert"]["detector"] for e in events
                                      if e["event_type"] == "alert")
         relays = [e for e in events if e["event_type"] == "relay"]
-        hidden_err, controller_err, routed_err, keys = [], [], [], []
+        hidden_err, controller_err, routed_err, keys, obfuscation = [], [], [], [], []
         # The routed relay's hidden leg: a forwarded flow's originator leg beyond the
         # laptop's own least leg (as opener or answerer) in this replay.
         farm = truth.get("hosts", {}).get("farm")
@@ -128,6 +130,10 @@ def judge(run_dir, binary, run_name):
                 routed_err.append((r["rtt_originator_ms"] - min(own), flow["hidden_leg_rtt_ms"]))
             if flow["role"] == "operator_leg" and r.get("controller_rtt_ms") is not None:
                 controller_err.append((r["controller_rtt_ms"], flow["expected_outer_rtt_ms"]))
+            if flow["app"] == "ssh" and truth.get("ssh_keystroke_obfuscation") and \
+                    "ssh_obfuscated" in r:
+                obfuscation.append((truth["ssh_keystroke_obfuscation"], flow["role"],
+                                    r["ssh_obfuscated"]))
             if flow["app"] == "ssh" and flow["role"] in ("direct", "relayed_egress") and \
                     r.get("keystrokes", {}).get("output_to_input_p10_ms") is not None:
                 keys.append(r["keystrokes"]["output_to_input_p10_ms"])
@@ -145,6 +151,7 @@ def judge(run_dir, binary, run_name):
             "controller_err": controller_err,
             "routed_err": routed_err,
             "output_to_input_p10": keys,
+            "obfuscation": obfuscation,
             "run": run_name,
         })
     return rows
@@ -261,6 +268,18 @@ def main():
     for (scenario, d, view), values in sorted(groups.items()):
         out.append(f"| {scenario} | {d:g} ms | {view} | {len(values)} | "
                    f"{statistics.median(values):.0f} |")
+    tagged = collections.defaultdict(lambda: [0, 0])
+    for r in rows:
+        for mode, role, flag in r["obfuscation"]:
+            tagged[(mode, role, r["view"])][0] += flag
+            tagged[(mode, role, r["view"])][1] += 1
+    if tagged:
+        out.append("\n### Typed SSH flows tagged `ssh_obfuscated`, by what the client's keys "
+                   "look like on the wire (truth `ssh_keystroke_obfuscation`)\n")
+        out.append("| keys on the wire | flow | view | tagged |")
+        out.append("|---|---|---|---|")
+        for (mode, role, view), (n, d) in sorted(tagged.items()):
+            out.append(f"| {mode} | {role} | {view} | {pct(n, d)} |")
     out.append("\n### Runs\n")
     out.append("| run | view | alerts |")
     out.append("|---|---|---|")

@@ -642,6 +642,62 @@ TEST(RelayTiming, RecognisesOpenSshKeystrokeObfuscation) {
   EXPECT_FALSE(human.Summarise().obfuscated);
 }
 
+// OpenSSH 10.0's clock (clientloop.c set_next_interval): each tick 18-20 ms plus an offset of
+// 0-2 ms drawn per burst. With a server >= 9.5 it sends a key or a ping on every tick.
+std::vector<double> ChaffTicks(int n, double offset_ms, std::mt19937& rng) {
+  std::uniform_real_distribution<double> tick(18.0, 20.0);
+  std::vector<double> t;
+  double now = 0;
+  for (int i = 0; i < n; ++i)
+    t.push_back(now += tick(rng) + offset_ms);
+  return t;
+}
+
+// A path with gaussian jitter that keeps the order (a packet waits for the one ahead).
+std::vector<double> ThroughJitter(const std::vector<double>& sent, double sigma_ms,
+                                  std::mt19937& rng) {
+  std::normal_distribution<double> jitter(0.0, sigma_ms);
+  std::vector<double> seen;
+  for (double t : sent) {
+    const double at = t + 40 + jitter(rng);
+    seen.push_back(seen.empty() ? at : std::max(at, seen.back()));
+  }
+  return seen;
+}
+
+TEST(RelayTiming, RecognisesChaffBehindAJitteryRelay) {
+  // The ssh -J lab runs with OpenSSH 10.0 at both ends: behind the operator's 4 ms of jitter
+  // each way only 62 % of the laptop's gaps lay within 15-25 ms, but their median was 20.
+  for (double offset : {0.0, 1.0, 1.99}) {
+    for (double sigma : {0.0, 4.0, 10.0}) {
+      std::mt19937 rng(7);
+      KeystrokeTiming k;
+      for (double t : ThroughJitter(ChaffTicks(400, offset, rng), sigma, rng))
+        k.OnClientData(At(t), 36);
+      EXPECT_TRUE(k.Summarise().obfuscated) << "offset " << offset << " sigma " << sigma;
+    }
+  }
+}
+
+TEST(RelayTiming, ASmallPacketStreamAtTheClockRateOfManySizesIsNoChaff) {
+  // A tunnel's small packets may run 50 a second too; keys and pings have one size.
+  std::mt19937 rng(9);
+  KeystrokeTiming k;
+  const std::vector<double> t = ChaffTicks(400, 1.0, rng);
+  for (std::size_t i = 0; i < t.size(); ++i)
+    k.OnClientData(At(t[i]), i % 3 == 0 ? 36 : 52 + 16 * (i % 4));
+  EXPECT_FALSE(k.Summarise().obfuscated);
+}
+
+TEST(RelayTiming, FastTypingIsNoChaff) {
+  // A quick typist's 80-250 ms gaps, every one of them shortened by half: still no clock.
+  KeystrokeTiming k;
+  double t = 0;
+  for (double gap : HumanGaps(200))
+    k.OnClientData(At(t += gap / 2), 36);
+  EXPECT_FALSE(k.Summarise().obfuscated);
+}
+
 TEST(RelayTiming, OutputToInputIgnoresMachineAnswers) {
   KeystrokeTiming k;
   double t = 0;
