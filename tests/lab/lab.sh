@@ -84,7 +84,7 @@ RESPONDER_MS="${RWLAB_RESPONDER_MS:-40:80}"
 RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
-           scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls)
+           scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -94,7 +94,7 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 # ---------------------------------------------------------------- deps
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils
-      xrdp freerdp2-x11 nftables)
+      xrdp freerdp2-x11 nftables tinyproxy-bin)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -372,6 +372,7 @@ ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true
 vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
 routed_relay            op routes IP via farm (ssh -w, NAT) -> srv  relayed=true  app=tls (routed, curl + ssh)
 revocation_tls          farm TLS client fetches OCSP mid-handshake  relayed=false app=tls (+ http :80)
+http_proxy_tls          op curl -> HTTP CONNECT (tinyproxy) on farm relayed=true  app=tls
 EOF
 }
 
@@ -459,6 +460,22 @@ scn_proxied_tls() {
     spec operator_leg socks5 "$OP" "$FARM" 1080 true "op -> farm SOCKS5 (carries the TLS session)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op"
     browse op "$out" "$seed" --socks5 "$FARM:1080"
+}
+
+scn_http_proxy_tls() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=tls; M_KIND=http_connect; M_HUMAN=op; M_CTRL=""
+    M_NOTE="operator's curl uses tinyproxy (HTTP CONNECT) on the laptop; TLS is end-to-end op<->srv"
+    dl_note
+    command -v tinyproxy >/dev/null || { log "tinyproxy missing"; return 3; }
+    spec operator_leg http "$OP" "$FARM" 8888 true "op -> farm HTTP CONNECT (carries the TLS session)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (tinyproxy) -> srv, TLS client is op"
+    printf '%s\n' "Port 8888" "Listen $FARM" "Timeout 60" "Allow $OP" "ConnectPort 443" \
+        "MaxClients 20" "User nobody" "Group nogroup" "LogLevel Info" >"$STATE/tinyproxy.conf"
+    run_bg farm "$out/tinyproxy.log" tinyproxy -d -c "$STATE/tinyproxy.conf"
+    wait_port farm "$FARM" 8888 15 || { log "tinyproxy did not listen"; return 1; }
+    # The proxy resolves nothing: curl asks it to CONNECT to srv's address (--connect-to).
+    browse op "$out" "$seed" --proxy "http://$FARM:8888" --connect-to "$SRV_NAME:443:$SRV:443"
 }
 
 scn_direct_ssh_interactive() {

@@ -22,7 +22,8 @@ reaches the laptop over another path). For each method (alert.detector) the repo
 
 Where a method applies (from the truth file, never from our own output):
   hidden_leg      a relayed egress flow whose TLS or SSH client is the far human
-                  (relay_kind socks5, ssh_jump, ssh_dynamic_forward, ssh_local_forward)
+                  (relay_kind socks5, http_connect, ssh_jump, ssh_dynamic_forward,
+                  ssh_local_forward)
   controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp); captured
                   view only
   stepping_stone  the operator's typing relayed into a laptop's own interactive egress flow
@@ -47,7 +48,7 @@ METHODS = ["hidden_leg", "controller_rtt", "stepping_stone", "routed_relay"]
 # Methods that judge distance; a stepping stone is a relay through the laptop whatever the
 # operator's distance, so its alerts at 0 and 20 ms are correct, not false.
 DISTANCE_METHODS = {"hidden_leg", "controller_rtt", "routed_relay"}
-HIDDEN_KINDS = {"socks5", "ssh_jump", "ssh_dynamic_forward", "ssh_local_forward"}
+HIDDEN_KINDS = {"socks5", "http_connect", "ssh_jump", "ssh_dynamic_forward", "ssh_local_forward"}
 ROUTED_KINDS = {"routed_nat"}
 REMOTE_APPS = {"ssh", "vnc", "rdp"}
 

@@ -44,7 +44,7 @@ export RWLAB_MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES-1500000}"
 unset RWLAB_NEAR_JITTER_MS RWLAB_LOSS_PCT RWLAB_REORDER_PCT RWLAB_LAN_LOSS_PCT   # set per run below
 NICE="${QUALITY_NICE:--10}"
 
-RELAYED=(proxied_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
+RELAYED=(proxied_tls http_proxy_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
          routed_relay)
 DIRECT=(direct_tls direct_ssh_interactive scp_transfer revocation_tls)
 

@@ -10,6 +10,8 @@
             ssh    SSH-2.0 banner from both ends
             tls    ClientHello from the client, ServerHello from the server
             socks5 SOCKS (tcp/1080 decoded as socks)
+            http   a request from the client, a response from the server (tcp/8888
+                   decoded as http: the lab's HTTP CONNECT proxy)
             vnc    "RFB 003.00x" version string from both ends
             rdp    X.224 Connection Request (client) and Confirm (server)
       Prints one line per flow; exit 1 on any failure. --summary writes the
@@ -29,7 +31,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pcapflows  # noqa: E402
 
-DECODE = ["-d", "tcp.port==1080,socks", "-d", "tcp.port==5900,vnc"]
+DECODE = ["-d", "tcp.port==1080,socks", "-d", "tcp.port==5900,vnc", "-d", "tcp.port==8888,http"]
 
 
 def tshark(pcap, fields, yfilter):
@@ -61,6 +63,8 @@ def evidence(pcap):
     add(tshark(pcap, f4, "tls.handshake.type == 1"), "tls_client_hello")
     add(tshark(pcap, f4, "tls.handshake.type == 2"), "tls_server_hello")
     add(tshark(pcap, f4, "socks"), "socks")
+    add(tshark(pcap, f4, "http.request"), "http_request")
+    add(tshark(pcap, f4, "http.response"), "http_response")
     add(tshark(pcap, f4, "tcp.payload contains \"RFB 003.00\""), "rfb_version")
     add(tshark(pcap, f4, "cotp.type == 0x0e"), "x224_connection_request")
     add(tshark(pcap, f4, "cotp.type == 0x0d"), "x224_connection_confirm")
@@ -73,6 +77,7 @@ def app_ok(app, ev, client, server):
         "ssh": [("ssh_banner", client), ("ssh_banner", server)],
         "tls": [("tls_client_hello", client), ("tls_server_hello", server)],
         "socks5": [("socks", client)],
+        "http": [("http_request", client), ("http_response", server)],
         "vnc": [("rfb_version", server), ("rfb_version", client)],
         "rdp": [("x224_connection_request", client), ("x224_connection_confirm", server)],
     }.get(app)
