@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -305,7 +306,9 @@ class HostStage {
   std::size_t Explain(HostState::HiddenSample& sample, const Fetches& fetches);
   void RoutedRelay(const Event& finding, const IpAddress& host, bool originated,
                    std::vector<Event>& publish);
-  void ControllerRtt(Event& finding, std::vector<Event>& publish);
+  // low_rtts: the 15th percentiles of the record's samples toward [originator, responder].
+  void ControllerRtt(Event& finding, const std::array<std::optional<double>, 2>& low_rtts,
+                     std::vector<Event>& publish);
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
                       const IpAddress& peer, std::vector<PacketTime> ons,
                       std::vector<Event>& publish);

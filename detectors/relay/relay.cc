@@ -396,6 +396,15 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   PutMs(r, "srtt_originator_ms", Ms(data.ack_rtt[1].smoothed()));
   PutMs(r, "srtt_responder_ms", Ms(data.ack_rtt[0].smoothed()));
   r["rtt_samples"] = {data.ack_rtt[1].samples(), data.ack_rtt[0].samples()};
+  if (methods.controller_rtt) {
+    // For the host stage's controller round trip only; it removes this before output.
+    nlohmann::json low = nlohmann::json::array();
+    for (int dir : {1, 0}) {
+      const std::optional<double> q = Ms(data.ack_rtt[dir].low_quantile());
+      low.push_back(q ? nlohmann::json(Round3(*q)) : nlohmann::json());
+    }
+    r["_rtt_p15_ms"] = std::move(low);
+  }
   r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
 
   if (!turns.empty()) {

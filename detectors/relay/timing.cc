@@ -87,6 +87,81 @@ std::optional<absl::Duration> HandshakeSplit::originator_leg() const {
   return ack_ - syn_ack_;
 }
 
+void StreamQuantile::Add(double x) {
+  if (count_ < kExact) {  // kept sorted: exact
+    int i = static_cast<int>(count_);
+    for (; i > 0 && height_[i - 1] > x; --i)
+      height_[i] = height_[i - 1];
+    height_[i] = static_cast<float>(x);
+    ++count_;
+    return;
+  }
+  if (count_ == kExact) {  // the markers start at their exact ranks among the kept
+    const double n = kExact - 1.0;
+    const double p = p_;
+    const double ideal[5] = {1, 1 + n * p / 2, 1 + n * p, 1 + n * (1 + p) / 2, 1 + n};
+    float sorted[kExact];
+    std::copy(height_, height_ + kExact, sorted);
+    for (int m = 0; m < 5; ++m) {
+      rank_[m] = static_cast<std::int32_t>(std::lround(ideal[m]));
+      height_[m] = sorted[rank_[m] - 1];
+    }
+  }
+  ++count_;
+  int cell;  // the markers above this cell move up a rank
+  if (x < height_[0]) {
+    height_[0] = static_cast<float>(x);
+    cell = 0;
+  } else if (x >= height_[4]) {
+    height_[4] = static_cast<float>(x);
+    cell = 3;
+  } else {
+    cell = 0;
+    while (x >= height_[cell + 1])
+      ++cell;
+  }
+  for (int i = cell + 1; i < 5; ++i)
+    ++rank_[i];
+  const double n = count_ - 1.0;
+  const double p = p_;
+  const double ideal[5] = {1, 1 + n * p / 2, 1 + n * p, 1 + n * (1 + p) / 2, 1 + n};
+  for (int i = 1; i <= 3; ++i) {
+    const double off = ideal[i] - rank_[i];
+    const int step = off >= 1 && rank_[i + 1] - rank_[i] > 1     ? 1
+                     : off <= -1 && rank_[i - 1] - rank_[i] < -1 ? -1
+                                                                 : 0;
+    if (step == 0)
+      continue;
+    double h = Parabolic(i, step);
+    if (!(height_[i - 1] < h && h < height_[i + 1]))
+      h = Linear(i, step);
+    height_[i] = static_cast<float>(h);
+    rank_[i] += step;
+  }
+}
+
+double StreamQuantile::Parabolic(int i, int step) const {
+  const double n0 = rank_[i - 1], n1 = rank_[i], n2 = rank_[i + 1];
+  const double q0 = height_[i - 1], q1 = height_[i], q2 = height_[i + 1];
+  return q1 +
+         step / (n2 - n0) *
+             ((n1 - n0 + step) * (q2 - q1) / (n2 - n1) + (n2 - n1 - step) * (q1 - q0) / (n1 - n0));
+}
+
+double StreamQuantile::Linear(int i, int step) const {
+  return height_[i] + step * (height_[i + step] - height_[i]) / (rank_[i + step] - rank_[i]);
+}
+
+std::optional<double> StreamQuantile::value() const {
+  if (count_ == 0)
+    return std::nullopt;
+  if (count_ <= kExact) {  // nearest rank among the kept samples
+    const auto rank = static_cast<std::uint32_t>(std::ceil(p_ * count_));
+    return height_[rank == 0 ? 0 : rank - 1];
+  }
+  return height_[2];
+}
+
 bool AckRtt::OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length) {
   if (length == 0)
     return false;
@@ -122,6 +197,7 @@ void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
     if (s.end == ack && !s.retransmitted && ts >= s.sent) {
       const absl::Duration sample = ts - s.sent;
       KeepLow(sample);
+      low_.Add(ToMs(sample));
       srtt_ = samples_ == 0 ? sample : srtt_ + (sample - srtt_) / 8;
       ++samples_;
     }
@@ -146,6 +222,12 @@ std::optional<absl::Duration> AckRtt::floor() const {
   if (samples_ == 0)
     return std::nullopt;
   return lowest_[std::min<std::uint32_t>(samples_ / 20, kLowest - 1)];
+}
+
+std::optional<absl::Duration> AckRtt::low_quantile() const {
+  if (samples_ < kLowQuantileSamples)
+    return std::nullopt;
+  return absl::Microseconds(std::llround(*low_.value() * 1000));
 }
 
 std::optional<absl::Duration> AckRtt::smoothed() const {

@@ -71,6 +71,33 @@ class HandshakeSplit {
   PacketTime ack_ = absl::InfinitePast();
 };
 
+// One quantile of a stream in constant space: the P-square algorithm (Jain & Chlamtac,
+// CACM 28(10), 1985). Five markers hold the least, the p/2, p and (1+p)/2 quantiles and the
+// greatest; each sample moves the markers' ranks, and a marker more than one rank off its
+// ideal rank steps toward it, its height following a parabola through its neighbours. The
+// first kExact samples are kept and the quantile is exact; the markers then start from
+// their exact ranks among them (five samples, the paper's start, leave the p = 0.15 marker
+// at the median for dozens of samples).
+class StreamQuantile {
+ public:
+  static constexpr int kExact = 20;
+
+  explicit StreamQuantile(double p) : p_(static_cast<float>(p)) {}
+  void Add(double x);
+  std::optional<double> value() const;  // nullopt before the first sample
+  std::uint32_t count() const { return count_; }
+
+ private:
+  double Parabolic(int i, int step) const;
+  double Linear(int i, int step) const;
+
+  float p_;
+  std::uint32_t count_ = 0;
+  // Up to kExact samples, ascending; after them, [0..4] are the markers' heights.
+  float height_[kExact] = {};
+  std::int32_t rank_[5] = {};  // the markers' 1-based ranks
+};
+
 // Passive RTT from one direction's data and the other direction's ACKs: the round trip from
 // the sensor to the data's receiver and back. A segment is sampled only when it was sent once
 // (Karn) and acknowledged exactly at its end, so a cumulative ACK of several segments, which
@@ -82,6 +109,8 @@ class HandshakeSplit {
 // both ways about its mean, as a radio link or a delay line does, reads 2-3 standard
 // deviations short). Ignoring the lowest twentieth, at most four samples, costs nothing on a
 // queueing path: it needs five unqueued samples, not one. Up to 19 samples it is the least.
+// The 15th percentile (`low_quantile`) reads one deviation short on such a path and needs
+// 15 % of the samples unqueued; the controller's round trip is read from both (relay.md).
 class AckRtt {
  public:
   // Returns true when the segment (or part of it) was sent before: a retransmission.
@@ -89,12 +118,16 @@ class AckRtt {
   void OnAck(PacketTime ts, std::uint32_t ack);
 
   std::optional<absl::Duration> floor() const;     // robust: see above
+  // The samples' 15th percentile, from kLowQuantileSamples of them on.
+  std::optional<absl::Duration> low_quantile() const;
   std::optional<absl::Duration> smoothed() const;  // RFC 6298 SRTT of the samples
   std::uint32_t samples() const { return samples_; }
   std::uint32_t retransmissions() const { return retransmissions_; }
 
   static constexpr int kOutstanding = 32;
   static constexpr int kLowest = 5;
+  static constexpr double kLowQuantile = 0.15;
+  static constexpr std::uint32_t kLowQuantileSamples = 20;
 
  private:
   struct Segment {
@@ -111,6 +144,7 @@ class AckRtt {
   std::uint32_t high_ = 0;          // highest sequence sent so far
   absl::Duration lowest_[kLowest];  // the least samples, ascending (the first samples_ set)
   absl::Duration srtt_ = absl::ZeroDuration();
+  StreamQuantile low_{kLowQuantile};  // in ms
   std::uint32_t samples_ = 0;
   std::uint32_t retransmissions_ = 0;
 };

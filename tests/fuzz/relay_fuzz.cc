@@ -154,6 +154,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   RW_FUZZ_CHECK(records <= conversation.table().counters().created.Read());
   for (relaywatch::Event& e : events.events()) {
     const nlohmann::json& r = e.body;
+    if (r.contains("_rtt_p15_ms")) {
+      // Each direction's 15th percentile: a round trip, only from 20 samples on.
+      RW_FUZZ_CHECK(r["_rtt_p15_ms"].size() == 2);
+      for (std::size_t d = 0; d < 2; ++d) {
+        const nlohmann::json& q = r["_rtt_p15_ms"][d];
+        RW_FUZZ_CHECK(q.is_null() ||
+                      (q.get<double>() >= 0 && r["rtt_samples"][d].get<std::uint32_t>() >= 20));
+      }
+    }
     if (r.contains("hidden_leg_rtt_ms")) {
       RW_FUZZ_CHECK(r["hidden_leg_rtt_ms"].get<double>() >= 0);
       RW_FUZZ_CHECK(r["turnaround_samples_ms"].size() <= config.turnaround_samples);
@@ -168,6 +177,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     RW_FUZZ_CHECK(line.find("_reactions_ms") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_waits_us") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_exchanges_us") == std::string::npos);
+    RW_FUZZ_CHECK(line.find("_rtt_p15_ms") == std::string::npos);
     if (e.event_type == "typing") {
       const double p = e.body["p_value"].get<double>();
       RW_FUZZ_CHECK(p > 0 && p <= 1);

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Replays captures with two relaywatch binaries and lists those whose alerts differ.
+
+An alert is compared by (signature_id, host_ip, detector), so a change in the numbers an
+alert quotes is not a difference; a rule that fires elsewhere, or no longer, is.
+
+usage: scripts/compare_alerts.py OLD_BINARY NEW_BINARY PATH...   (files or directories of
+       .pcap/.pcapng, searched recursively). Exit 1 when any capture differs.
+"""
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+
+def captures(paths):
+    for p in paths:
+        if os.path.isfile(p):
+            yield p
+            continue
+        for root, _, files in sorted(os.walk(p)):
+            for f in sorted(files):
+                if f.endswith((".pcap", ".pcapng")):
+                    yield os.path.join(root, f)
+
+
+def alerts(binary, config, pcap):
+    proc = subprocess.run([binary, "-c", config, "-r", pcap, "--jsonl", "-"],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{binary} on {pcap}: exit {proc.returncode}: {proc.stderr.strip()}")
+    found = collections.Counter()
+    for line in proc.stdout.splitlines():
+        e = json.loads(line)
+        if e.get("event_type") == "alert":
+            a = e.get("alert", {})
+            found[(a.get("signature_id"), e.get("host_ip"), a.get("detector"))] += 1
+    return found
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("paths", nargs="+")
+    a = ap.parse_args()
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write("outputs:\n  jsonl:\n    events: [alert]\n")
+        config = f.name
+    try:
+        n = differ = 0
+        for pcap in captures(a.paths):
+            n += 1
+            old, new = alerts(a.old, config, pcap), alerts(a.new, config, pcap)
+            if old != new:
+                differ += 1
+                print(f"DIFF {pcap}")
+                for k in sorted(set(old) | set(new), key=str):
+                    if old[k] != new[k]:
+                        print(f"  {k}: {old[k]} -> {new[k]}")
+    finally:
+        os.unlink(config)
+    print(f"{n} captures, {differ} with other alerts")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
