@@ -77,6 +77,8 @@ def truth_problems(events, truth):
 
 # Within this share of the configured round trip (issue 5: +-20%).
 RTT_TOLERANCE = 0.20
+# The default local budget (detectors.relay.local_rtt; tests/golden/config.yaml sets none).
+LOCAL_BUDGET_MS = 60.0
 
 
 def relay_problems(events, truth):
@@ -90,6 +92,9 @@ def relay_problems(events, truth):
     detectors = {a["alert"]["detector"] for a in alerts}
     routed = truth.get("label", {}).get("relay_kind") == "routed_nat"
     lossy = (truth.get("loss_pct") or 0) + (truth.get("lan_loss_pct") or 0) > 0
+    # A download kept the operator's line queued (lab `--op-bulk`): queueing only adds delay,
+    # so a round trip is at least the configured one, and a near operator must stay near.
+    bloated = bool((truth.get("op_line") or {}).get("bulk"))
     # Typed SSH sessions (lab truth since 2026-12-03): chaff must be told, plain keys not taken
     # for it. Keys held to the client's clock without chaff are mostly not told (relay.md).
     obfuscation = truth.get("ssh_keystroke_obfuscation")
@@ -123,7 +128,14 @@ def relay_problems(events, truth):
                 problems.append(f"{label}: hidden_leg_rtt_ms {hidden}, configured {want}")
         elif flow["role"] == "direct" and hidden is not None and hidden > 20:
             problems.append(f"{label}: direct flow with hidden_leg_rtt_ms {hidden}")
-        if flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS:
+        if flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS and bloated:
+            want = flow["expected_outer_rtt_ms"]
+            got = r.get("controller_rtt_ms")
+            if got is None or got < (1 - RTT_TOLERANCE) * want or \
+                    (want < LOCAL_BUDGET_MS and got >= LOCAL_BUDGET_MS):
+                problems.append(f"{label}: controller_rtt_ms {got} behind a queued line, "
+                                f"configured {want}, budget {LOCAL_BUDGET_MS}")
+        elif flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS:
             want = flow["expected_outer_rtt_ms"]
             got = r.get("controller_rtt_ms")
             if got is None or abs(got - want) > RTT_TOLERANCE * want:
@@ -137,6 +149,9 @@ def relay_problems(events, truth):
     if not label.get("relayed") and detectors & {"hidden_leg", "controller_rtt",
                                                   "stepping_stone", "routed_relay"}:
         problems.append(f"direct run with relay alerts {sorted(detectors)}")
+    if bloated and 2 * float(truth.get("op_delay_ms") or 0) < LOCAL_BUDGET_MS and \
+            "controller_rtt" in detectors:
+        problems.append("a near operator behind a queued line alerted controller_rtt")
     return problems
 
 

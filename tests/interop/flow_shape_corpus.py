@@ -35,7 +35,13 @@ outputs:
 """
 
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "lab", "helpers"))
 from shared_pcaps import matches, parse_labels  # noqa: E402  (same label format and matching)
+import pcapflows  # noqa: E402
+
+# detectors/flow_shape/config.h active_input_seconds: a session the golden cut keeps shorter
+# than this (a byte cut of a screen that streams fast) has no shape to judge.
+SHAPE_INPUT_SECONDS = 8
 
 
 def replay(binary, pcap, config=None):
@@ -69,6 +75,15 @@ def golden(binary, config):
         pcap = os.path.join(GOLDEN, case, "input.pcap")
         truth = json.load(open(os.path.join(GOLDEN, case, "truth.json")))
         screens = [f["five_tuple"] for f in truth.get("flows", []) if f["app"] in ("vnc", "rdp")]
+        spans = {(c["src"], c["sport"], c["dst"], c["dport"]): c["duration_s"]
+                 for c in pcapflows.flows(pcap)}
+        short = [ft for ft in screens
+                 if spans.get((ft["src"], ft["sport"], ft["dst"], ft["dport"]), 0) <
+                 SHAPE_INPUT_SECONDS]
+        for ft in short:
+            print(f"  {case}: {ft['src']}:{ft['sport']} -> {ft['dst']}:{ft['dport']} lasts under "
+                  f"{SHAPE_INPUT_SECONDS} s in the cut: its shape is not judged")
+        screens = [ft for ft in screens if ft not in short]
         alone = shape_sessions(replay(binary, pcap, config))
         with_signatures = shape_sessions(replay(binary, pcap))
         problems = []

@@ -3,7 +3,8 @@
 # (relaywatch's own copy, grown from the shared lab in /work/shared/lab; see README.md)
 # usage: lab.sh deps | up | down | list | status
 #        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N]
-#                   [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--seed N] [--out DIR]
+#                   [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--op-rate-kbit N]
+#                   [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]
 #        lab.sh verify RUN_DIR...      (tshark cross-check of a run's gw.pcap)
 set -euo pipefail
 
@@ -31,6 +32,16 @@ REORDER_PCT="${RWLAB_REORDER_PCT:-0}"
 # laptop sends and of those it receives on its LAN interface (an nftables
 # numgen rule in farm; the kernel's random numbers, so not seeded).
 LAN_LOSS_PCT="${RWLAB_LAN_LOSS_PCT:-0}"
+# The operator's access line (a home line, where bufferbloat lives):
+# RWLAB_OP_RATE_KBIT / `run --op-rate-kbit` sends each direction of the op
+# link at that rate from a drop-tail buffer of RWLAB_OP_QUEUE_MS / `run
+# --op-queue-ms` (default 200) of sending (0: no bottleneck). RWLAB_OP_BULK=1
+# / `run --op-bulk` keeps a download srv -> op (not through the laptop, so
+# not captured) running through the scenario: a standing queue at the
+# operator's end, what a household's streaming does to a home line.
+OP_RATE_KBIT="${RWLAB_OP_RATE_KBIT:-0}"
+OP_QUEUE_MS="${RWLAB_OP_QUEUE_MS:-200}"
+OP_BULK="${RWLAB_OP_BULK:-0}"
 # The delay lines run SCHED_FIFO at this priority (chrt) so that a busy
 # machine does not stretch the configured delays; 0 = normal scheduling.
 DELAY_RT_PRIO="${RWLAB_DELAY_RT_PRIO:-10}"
@@ -171,10 +182,10 @@ dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS
     ip -n "$PFX$nsa" link set "$deva" up
     ip -n "$PFX$nsb" link set "$devb" up
 }
-set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT]  (one-way, each direction)
+set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT RATE_KBIT QUEUE_MS]  (one-way, each direction)
     local f="$STATE/delay_$1.json"
-    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s, "loss_pct": %s, "reorder_pct": %s}\n' \
-        "$2" "$3" "$4" "${5:-0}" "${6:-0}" >"$f.tmp"
+    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s, "loss_pct": %s, "reorder_pct": %s, "rate_kbit": %s, "queue_ms": %s}\n' \
+        "$2" "$3" "$4" "${5:-0}" "${6:-0}" "${7:-0}" "${8:-200}" >"$f.tmp"
     mv -f "$f.tmp" "$f"
 }
 set_lan_loss() {  # set_lan_loss PCT: random loss on farm's eth0, both ways (0 = none)
@@ -191,7 +202,7 @@ table inet rwlab_lanloss {
 NFT
 }
 set_link_delays() {  # set_link_delays OP_DELAY_MS OP_JITTER_MS NEAR_DELAY_MS NEAR_JITTER_MS SEED
-    set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT"
+    set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$OP_RATE_KBIT" "$OP_QUEUE_MS"
     set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT"
     sleep 0.5   # delay line polls its control file every 0.2 s
 }
@@ -740,7 +751,7 @@ scn_revocation_tls() {
 
 # ---------------------------------------------------------------- run
 run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY_MS, NEAR_JITTER_MS)
-    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok obfuscation
+    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok obfuscation bulk=""
     declare -F "scn_$scn" >/dev/null || die "unknown scenario $scn (see: $0 list)"
     mkdir -p "$out"
     rm -f "$out"/gw.pcap "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/spec.tsv
@@ -749,7 +760,15 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     set_link_delays "$d" "$j" "$NEAR_DELAY_MS" "$NEAR_JITTER_MS" "$seed"
     set_lan_loss "$LAN_LOSS_PCT"
     ph=$(ping_median farm "$OP"); pd=$(ping_median farm "$SRV")
-    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms loss=${LOSS_PCT}% reorder=${REORDER_PCT}% lan_loss=${LAN_LOSS_PCT}% seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms loss=${LOSS_PCT}% reorder=${REORDER_PCT}% lan_loss=${LAN_LOSS_PCT}% op_rate=${OP_RATE_KBIT}kbit op_queue=${OP_QUEUE_MS}ms op_bulk=$OP_BULK seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    if [[ $OP_BULK == 1 ]]; then
+        # Outside the capture (op -> inet -> srv), it only fills the operator's line.
+        # Not through nsx (a function: its subshell would be the PID, and curl would outlive it).
+        ip netns exec "${PFX}op" "${CURL_TLS[@]}" --max-time 3600 "https://$SRV_NAME/bytes/$((64 << 20))" \
+            >"$out/bulk.log" 2>&1 &
+        bulk=$!
+        sleep 2   # the queue builds
+    fi
     ip netns exec "${PFX}gw" tcpdump -i lan0 -n -U -s 0 -Z root -w "$out/gw.pcap" >"$out/tcpdump.log" 2>&1 </dev/null &
     cap=$!
     for _ in $(seq 50); do grep -q "listening on" "$out/tcpdump.log" 2>/dev/null && break; sleep 0.1; done
@@ -767,6 +786,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     set -e
     t1=$(date +%s.%N)
     kill -INT "$cap" 2>/dev/null || true; wait "$cap" 2>/dev/null || true
+    if [[ -n $bulk ]]; then kill "$bulk" 2>/dev/null || true; wait "$bulk" 2>/dev/null || true; fi
     [[ $rc -eq 0 ]] || status="failed rc=$rc"
     [[ $rc -eq 3 ]] && status="skipped (dependency missing)"
     # shellcheck disable=SC1091
@@ -777,7 +797,8 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ $M_APP == ssh && -n $M_EVENTS ]] && obfuscation="$(ssh_obfuscation)"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
         --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" --near-jitter-ms "$NEAR_JITTER_MS" \
-        --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
+        --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" \
+        --op-rate-kbit "$OP_RATE_KBIT" --op-queue-ms "$OP_QUEUE_MS" --op-bulk "$OP_BULK" --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
         --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
         --events "$M_EVENTS" --ssh-obfuscation "$obfuscation" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
     tail -n 1 "$out/scenario.log" >&2
@@ -789,7 +810,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
 RUN_RC=0
 
 cmd_run() {
-    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--seed N] [--out DIR]"
+    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]"
     local scn="$1"; shift
     local d=0 j=0 seed=1 out="" we_upped=0 s failed=0
     while [[ $# -gt 0 ]]; do
@@ -800,6 +821,9 @@ cmd_run() {
             --loss-pct) LOSS_PCT="$2"; shift 2 ;;
             --reorder-pct) REORDER_PCT="$2"; shift 2 ;;
             --lan-loss-pct) LAN_LOSS_PCT="$2"; shift 2 ;;
+            --op-rate-kbit) OP_RATE_KBIT="$2"; shift 2 ;;
+            --op-queue-ms) OP_QUEUE_MS="$2"; shift 2 ;;
+            --op-bulk) OP_BULK=1; shift ;;
             --seed) seed="$2"; shift 2 ;;
             --out) out="$2"; shift 2 ;;
             *) die "unknown option $1" ;;
@@ -813,6 +837,9 @@ cmd_run() {
     [[ $LOSS_PCT =~ $num && $REORDER_PCT =~ $num && $LAN_LOSS_PCT =~ $num ]] &&
         awk -v l="$LOSS_PCT" -v r="$REORDER_PCT" -v w="$LAN_LOSS_PCT" 'BEGIN{exit !(l < 50 && r <= 100 && w < 50)}' ||
         die "--loss-pct (RWLAB_LOSS_PCT) and --lan-loss-pct (RWLAB_LAN_LOSS_PCT) must be numbers in [0, 50), --reorder-pct (RWLAB_REORDER_PCT) in [0, 100]"
+    [[ $OP_RATE_KBIT =~ ^[0-9]+$ && $OP_QUEUE_MS =~ ^[0-9]+$ && $OP_BULK =~ ^[01]$ ]] ||
+        die "--op-rate-kbit (RWLAB_OP_RATE_KBIT) and --op-queue-ms (RWLAB_OP_QUEUE_MS) must be integers, RWLAB_OP_BULK 0 or 1"
+    [[ $OP_BULK == 0 || $OP_RATE_KBIT -gt 0 ]] || die "--op-bulk needs --op-rate-kbit: without a bottleneck there is no queue to fill"
     if ! is_up; then cmd_up; we_upped=1; fi
     # shellcheck disable=SC2064
     trap "kill_run_pids; [[ $we_upped == 1 ]] && cmd_down" EXIT

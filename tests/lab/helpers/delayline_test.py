@@ -51,6 +51,23 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(seq_a0, [b.fate(0) is None for _ in range(200)])
         self.assertNotEqual(seq_a0, [a.fate(1) is None for _ in range(200)])
 
+    def test_no_bottleneck_sends_at_once(self):
+        ctl = ctl_with(delay_ms=40, seed=1)
+        self.assertEqual([ctl.depart(0, 10.0, 1500) for _ in range(3)], [10.0] * 3)
+
+    def test_bottleneck_serialises_and_drops_when_the_buffer_is_full(self):
+        # 1200 kbit/s: a 1500-byte packet takes 10 ms; the buffer holds 25 ms of sending.
+        ctl = ctl_with(delay_ms=5, seed=1, rate_kbit=1200, queue_ms=25)
+        left = [ctl.depart(0, 1.0, 1500) for _ in range(4)]
+        self.assertAlmostEqual(left[0], 1.010)
+        self.assertAlmostEqual(left[1], 1.020)   # found 10 ms queued
+        self.assertAlmostEqual(left[2], 1.030)   # found 20 ms
+        self.assertIsNone(left[3])               # found 30 ms: over the 25 ms buffer
+        self.assertAlmostEqual(ctl.depart(0, 1.006, 1500), 1.040)   # 24 ms: fits
+        # The other direction has a bottleneck of its own; an idle one sends at once.
+        self.assertAlmostEqual(ctl.depart(1, 1.0, 1500), 1.010)
+        self.assertAlmostEqual(ctl.depart(0, 2.0, 1500), 2.010)
+
 
 if __name__ == "__main__":
     unittest.main()
