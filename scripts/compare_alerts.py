@@ -9,11 +9,14 @@ usage: scripts/compare_alerts.py OLD_BINARY NEW_BINARY PATH...   (files or direc
 """
 import argparse
 import collections
-import json
 import os
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "golden"))
+import replaylib  # noqa: E402
+
+CONFIG = "outputs:\n  jsonl:\n    events: [alert]\n"
 
 
 def captures(paths):
@@ -27,14 +30,9 @@ def captures(paths):
                     yield os.path.join(root, f)
 
 
-def alerts(binary, config, pcap):
-    proc = subprocess.run([binary, "-c", config, "-r", pcap, "--jsonl", "-"],
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{binary} on {pcap}: exit {proc.returncode}: {proc.stderr.strip()}")
+def alerts(binary, work, pcap):
     found = collections.Counter()
-    for line in proc.stdout.splitlines():
-        e = json.loads(line)
+    for e in replaylib.replay(binary, work, CONFIG, pcap):
         if e.get("event_type") == "alert":
             a = e.get("alert", {})
             found[(a.get("signature_id"), e.get("host_ip"), a.get("detector"))] += 1
@@ -47,22 +45,17 @@ def main():
     ap.add_argument("new")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args()
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write("outputs:\n  jsonl:\n    events: [alert]\n")
-        config = f.name
-    try:
-        n = differ = 0
+    n = differ = 0
+    with tempfile.TemporaryDirectory() as work:
         for pcap in captures(a.paths):
             n += 1
-            old, new = alerts(a.old, config, pcap), alerts(a.new, config, pcap)
+            old, new = alerts(a.old, work, pcap), alerts(a.new, work, pcap)
             if old != new:
                 differ += 1
                 print(f"DIFF {pcap}")
                 for k in sorted(set(old) | set(new), key=str):
                     if old[k] != new[k]:
                         print(f"  {k}: {old[k]} -> {new[k]}")
-    finally:
-        os.unlink(config)
     print(f"{n} captures, {differ} with other alerts")
     return 1 if differ else 0
 

@@ -97,13 +97,10 @@ void StreamQuantile::Add(double x) {
     return;
   }
   if (count_ == kExact) {  // the markers start at their exact ranks among the kept
-    const double n = kExact - 1.0;
-    const double p = p_;
-    const double ideal[5] = {1, 1 + n * p / 2, 1 + n * p, 1 + n * (1 + p) / 2, 1 + n};
     float sorted[kExact];
     std::copy(height_, height_ + kExact, sorted);
     for (int m = 0; m < 5; ++m) {
-      rank_[m] = static_cast<std::int32_t>(std::lround(ideal[m]));
+      rank_[m] = static_cast<std::int32_t>(std::lround(IdealRank(m)));
       height_[m] = sorted[rank_[m] - 1];
     }
   }
@@ -122,11 +119,8 @@ void StreamQuantile::Add(double x) {
   }
   for (int i = cell + 1; i < 5; ++i)
     ++rank_[i];
-  const double n = count_ - 1.0;
-  const double p = p_;
-  const double ideal[5] = {1, 1 + n * p / 2, 1 + n * p, 1 + n * (1 + p) / 2, 1 + n};
   for (int i = 1; i <= 3; ++i) {
-    const double off = ideal[i] - rank_[i];
+    const double off = IdealRank(i) - rank_[i];
     const int step = off >= 1 && rank_[i + 1] - rank_[i] > 1     ? 1
                      : off <= -1 && rank_[i - 1] - rank_[i] < -1 ? -1
                                                                  : 0;
@@ -138,6 +132,12 @@ void StreamQuantile::Add(double x) {
     height_[i] = static_cast<float>(h);
     rank_[i] += step;
   }
+}
+
+double StreamQuantile::IdealRank(int marker) const {
+  const double p = p_;
+  const double share[5] = {0, p / 2, p, (1 + p) / 2, 1};
+  return 1 + (count_ - 1.0) * share[marker];
 }
 
 double StreamQuantile::Parabolic(int i, int step) const {

@@ -88,6 +88,8 @@ class StreamQuantile {
   std::uint32_t count() const { return count_; }
 
  private:
+  // Where a marker belongs among count_ samples: rank 1 + (count_ - 1) x its share.
+  double IdealRank(int marker) const;
   double Parabolic(int i, int step) const;
   double Linear(int i, int step) const;
 

@@ -128,17 +128,14 @@ def relay_problems(events, truth):
                 problems.append(f"{label}: hidden_leg_rtt_ms {hidden}, configured {want}")
         elif flow["role"] == "direct" and hidden is not None and hidden > 20:
             problems.append(f"{label}: direct flow with hidden_leg_rtt_ms {hidden}")
-        if flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS and bloated:
+        if flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS:
             want = flow["expected_outer_rtt_ms"]
             got = r.get("controller_rtt_ms")
-            if got is None or got < (1 - RTT_TOLERANCE) * want or \
-                    (want < LOCAL_BUDGET_MS and got >= LOCAL_BUDGET_MS):
+            if bloated and (got is None or got < (1 - RTT_TOLERANCE) * want or
+                            (want < LOCAL_BUDGET_MS and got >= LOCAL_BUDGET_MS)):
                 problems.append(f"{label}: controller_rtt_ms {got} behind a queued line, "
                                 f"configured {want}, budget {LOCAL_BUDGET_MS}")
-        elif flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS:
-            want = flow["expected_outer_rtt_ms"]
-            got = r.get("controller_rtt_ms")
-            if got is None or abs(got - want) > RTT_TOLERANCE * want:
+            elif not bloated and (got is None or abs(got - want) > RTT_TOLERANCE * want):
                 problems.append(f"{label}: controller_rtt_ms {got}, expected {want}")
     label = truth.get("label", {})
     egress = [f for f in truth.get("flows", []) if f["role"] == "relayed_egress"
