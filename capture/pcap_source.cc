@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+
 #include "capture/decode/decoder.h"
 
 namespace relaywatch::capture {
@@ -37,9 +38,10 @@ absl::Status CheckLinkType(pcap_t* handle, const std::string& name) {
   const int dlt = pcap_datalink(handle);
   if (!decode::IsSupportedLinkType(dlt)) {
     const char* dlt_name = pcap_datalink_val_to_name(dlt);
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, ": unsupported link type ", dlt_name ? dlt_name : "?", " (", dlt,
-                     "); supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, NULL, LOOP"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        name, ": unsupported link type ", dlt_name ? dlt_name : "?", " (", dlt,
+        "); supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, NULL, LOOP, PPP, PPP_SERIAL, "
+        "PPP_ETHER, C_HDLC, PPI (of these)"));
   }
   return absl::OkStatus();
 }
@@ -49,7 +51,9 @@ absl::Status CheckLinkType(pcap_t* handle, const std::string& name) {
 PcapSource::PcapSource(pcap_t* handle, std::string name, bool live)
     : handle_(handle), name_(std::move(name)), live_(live), datalink_(pcap_datalink(handle)) {}
 
-PcapSource::~PcapSource() { pcap_close(handle_); }
+PcapSource::~PcapSource() {
+  pcap_close(handle_);
+}
 
 absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& path,
                                                                     const std::string& bpf) {
@@ -87,8 +91,8 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const LiveOptio
   pcap_set_tstamp_precision(handle, PCAP_TSTAMP_PRECISION_NANO);
   const int rc = pcap_activate(handle);
   if (rc < 0) {
-    return absl::UnavailableError(absl::StrCat(o.interface, ": cannot start capture: ",
-                                               pcap_statustostr(rc), ": ", pcap_geterr(handle)));
+    return absl::UnavailableError(absl::StrCat(
+        o.interface, ": cannot start capture: ", pcap_statustostr(rc), ": ", pcap_geterr(handle)));
   }
   source->datalink_ = pcap_datalink(handle);
   if (absl::Status s = CheckLinkType(handle, o.interface); !s.ok()) {
@@ -106,8 +110,8 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const LiveOptio
     const int fd = pcap_fileno(handle);
     int arg = (o.fanout_group & 0xffff) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
     if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0) {
-      return absl::InternalError(absl::StrCat(o.interface, ": PACKET_FANOUT group ",
-                                              o.fanout_group, ": ", std::strerror(errno)));
+      return absl::InternalError(absl::StrCat(o.interface, ": PACKET_FANOUT group ", o.fanout_group,
+                                              ": ", std::strerror(errno)));
     }
   }
   return source;
@@ -134,9 +138,13 @@ NextResult PcapSource::Next(Frame& frame) {
   return NextResult::kError;
 }
 
-std::string PcapSource::error() const { return absl::StrCat(name_, ": ", pcap_geterr(handle_)); }
+std::string PcapSource::error() const {
+  return absl::StrCat(name_, ": ", pcap_geterr(handle_));
+}
 
-int PcapSource::selectable_fd() const { return live_ ? pcap_get_selectable_fd(handle_) : -1; }
+int PcapSource::selectable_fd() const {
+  return live_ ? pcap_get_selectable_fd(handle_) : -1;
+}
 
 CaptureStats PcapSource::ReadStats() {
   pcap_stat st{};

@@ -16,6 +16,9 @@ constexpr std::uint16_t kEtherPppoeSession = 0x8864;
 constexpr std::uint16_t kEtherTransparentBridging = 0x6558;
 constexpr std::uint16_t kEtherErspanTypeII = 0x88be;
 
+constexpr std::uint16_t kPppIpv4 = 0x0021;
+constexpr std::uint16_t kPppIpv6 = 0x0057;
+
 constexpr std::uint16_t kVxlanPort = 4789;
 constexpr std::uint16_t kGenevePort = 6081;
 
@@ -48,6 +51,9 @@ class FrameDecoder {
   bool Vxlan(Bytes b);
   bool Geneve(Bytes b);
   bool Mpls(Bytes b);
+  bool Ppp(Bytes b);
+  bool PppoeSession(Bytes b);
+  bool PppOrCiscoHdlc(Bytes b);
   bool Tunnel() {
     ++out_.tunnel_depth;
     return true;
@@ -87,6 +93,29 @@ bool FrameDecoder::Link(int dlt, Bytes b) {
         return Fail(DecodeReason::kLinkTruncated);
       }
       return EtherType(Be16(b.data()), b.subspan(20));
+    case kDltPpp:
+    case kDltPppSerial:
+    case kDltCiscoHdlc:
+      return PppOrCiscoHdlc(b);
+    case kDltPppEther:  // PPPoE without its Ethernet header
+      return PppoeSession(b);
+    case kDltPpi: {
+      // Per-Packet Information: version 0, flags, little-endian header length and the
+      // link type of the frame after it. Nested PPI is refused, not followed.
+      if (b.size() < 8) {
+        return Fail(DecodeReason::kLinkTruncated);
+      }
+      const std::size_t length = b[2] | (std::size_t{b[3]} << 8);
+      const std::uint32_t inner = b[4] | (std::uint32_t{b[5]} << 8) | (std::uint32_t{b[6]} << 16) |
+                                  (std::uint32_t{b[7]} << 24);
+      if (length < 8 || length > b.size()) {
+        return Fail(DecodeReason::kLinkTruncated);
+      }
+      if (inner == kDltPpi || inner > 0xffff) {
+        return Fail(DecodeReason::kUnsupportedLinkType);
+      }
+      return Link(static_cast<int>(inner), b.subspan(length));
+    }
     default:
       return Fail(DecodeReason::kUnsupportedLinkType);
   }
@@ -121,17 +150,55 @@ bool FrameDecoder::EtherType(std::uint16_t type, Bytes b) {
     case kEtherMplsMulticast:
       return Mpls(b);
     case kEtherPppoeSession:
-      // RFC 2516: 6-byte PPPoE header, then a 2-byte PPP protocol.
-      if (b.size() < 8) {
-        return Fail(DecodeReason::kLinkTruncated);
-      }
-      if (Be16(b.data() + 6) == 0x0021 || Be16(b.data() + 6) == 0x0057) {
-        return Ip(b.subspan(8));
-      }
-      return Fail(DecodeReason::kNonIp);
+      return PppoeSession(b);
     default:
       return Fail(DecodeReason::kNonIp);
   }
+}
+
+// A PPP frame from its protocol field: two bytes, or one when compressed (RFC 1661 6.5:
+// protocol numbers have an odd low byte and an even high one, so an odd first byte is a
+// compressed field).
+bool FrameDecoder::Ppp(Bytes b) {
+  if (b.empty()) {
+    return Fail(DecodeReason::kLinkTruncated);
+  }
+  const bool compressed = (b[0] & 0x01) != 0;
+  if (!compressed && b.size() < 2) {
+    return Fail(DecodeReason::kLinkTruncated);
+  }
+  const std::uint16_t protocol = compressed ? b[0] : Be16(b.data());
+  if (protocol != kPppIpv4 && protocol != kPppIpv6) {
+    return Fail(DecodeReason::kNonIp);
+  }
+  return Ip(b.subspan(compressed ? 1 : 2));
+}
+
+// RFC 2516: a 6-byte PPPoE session header, then PPP.
+bool FrameDecoder::PppoeSession(Bytes b) {
+  if (b.size() < 6) {
+    return Fail(DecodeReason::kLinkTruncated);
+  }
+  return Ppp(b.subspan(6));
+}
+
+// Serial links as libpcap hands them: PPP with or without the HDLC-like address and control
+// bytes (0xff 0x03, RFC 1662), or Cisco HDLC (address 0x0f unicast or 0x8f broadcast,
+// control 0, then an EtherType), which routers also put under the PPP link types.
+bool FrameDecoder::PppOrCiscoHdlc(Bytes b) {
+  if (b.size() < 2) {
+    return Fail(DecodeReason::kLinkTruncated);
+  }
+  if ((b[0] == 0x0f || b[0] == 0x8f) && b[1] == 0x00) {
+    if (b.size() < 4) {
+      return Fail(DecodeReason::kLinkTruncated);
+    }
+    return EtherType(Be16(b.data() + 2), b.subspan(4));
+  }
+  if (b[0] == 0xff && b[1] == 0x03) {
+    return Ppp(b.subspan(2));
+  }
+  return Ppp(b);
 }
 
 bool FrameDecoder::Mpls(Bytes b) {
@@ -353,8 +420,7 @@ bool FrameDecoder::Tcp(Bytes b) {
   }
   out_.payload = b.subspan(header);
   out_.payload_length =
-      out_.payload_length >= header ? static_cast<std::uint32_t>(out_.payload_length - header)
-                                    : 0;
+      out_.payload_length >= header ? static_cast<std::uint32_t>(out_.payload_length - header) : 0;
   return true;
 }
 
@@ -402,9 +468,12 @@ bool FrameDecoder::Gre(Bytes b) {
     return Fail(DecodeReason::kGreUnsupported);  // version 1 is PPTP's enhanced GRE
   }
   std::size_t header = 4;
-  if (flags & 0x8000) header += 4;  // checksum + reserved
-  if (flags & 0x2000) header += 4;  // key
-  if (flags & 0x1000) header += 4;  // sequence number
+  if (flags & 0x8000)
+    header += 4;  // checksum + reserved
+  if (flags & 0x2000)
+    header += 4;  // key
+  if (flags & 0x1000)
+    header += 4;  // sequence number
   if (b.size() < header) {
     return Fail(DecodeReason::kGreTruncated);
   }
@@ -484,6 +553,11 @@ bool IsSupportedLinkType(int dlt) {
     case kDltLinuxSll2:
     case kDltIpv4:
     case kDltIpv6:
+    case kDltPpp:
+    case kDltPppSerial:
+    case kDltPppEther:
+    case kDltCiscoHdlc:
+    case kDltPpi:  // frames of the link types above inside it
       return true;
     default:
       return false;

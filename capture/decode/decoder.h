@@ -12,11 +12,16 @@ namespace relaywatch::decode {
 // libpcap DLT_* values this decoder understands (pcap_datalink() numbering on Linux).
 inline constexpr int kDltNull = 0;
 inline constexpr int kDltEthernet = 1;
+inline constexpr int kDltPpp = 9;
+inline constexpr int kDltPppSerial = 50;  // PPP in HDLC-like framing (or Cisco HDLC)
+inline constexpr int kDltPppEther = 51;   // PPPoE session frames without Ethernet
+inline constexpr int kDltCiscoHdlc = 104;
 inline constexpr int kDltRaw = 12;
 inline constexpr int kDltRawOpenBsd = 14;
 inline constexpr int kDltLinktypeRaw = 101;
 inline constexpr int kDltLoop = 108;
 inline constexpr int kDltLinuxSll = 113;
+inline constexpr int kDltPpi = 192;  // Per-Packet Information header, then any link type
 inline constexpr int kDltLinuxSll2 = 276;
 inline constexpr int kDltIpv4 = 228;
 inline constexpr int kDltIpv6 = 229;
@@ -27,7 +32,8 @@ bool IsSupportedLinkType(int dlt);
 // Layers of encapsulation (VLAN tags, MPLS labels, tunnels) followed before giving up.
 inline constexpr int kMaxEncapsulationDepth = 8;
 
-// Decodes one captured frame into `out`: link layer, VLAN/QinQ, MPLS, PPPoE, IPv4/IPv6
+// Decodes one captured frame into `out`: link layer (Ethernet, cooked, raw IP, loopback,
+// PPP, Cisco HDLC, PPI), VLAN/QinQ, MPLS, PPPoE, IPv4/IPv6
 // (extension headers), TCP/UDP/ICMP, and GRE, IP-in-IP, VXLAN (UDP 4789) and Geneve
 // (UDP 6081) tunnels, whose innermost flow is the one reported.
 //

@@ -31,7 +31,8 @@ namespace flow = relaywatch::flow;
 constexpr int kLinkTypes[] = {
     decode::kDltEthernet, decode::kDltNull,      decode::kDltLoop,        decode::kDltRaw,
     decode::kDltLinuxSll, decode::kDltLinuxSll2, decode::kDltLinktypeRaw, decode::kDltRawOpenBsd,
-    decode::kDltIpv4,     decode::kDltIpv6,
+    decode::kDltIpv4,     decode::kDltIpv6,      decode::kDltPpp,         decode::kDltPppSerial,
+    decode::kDltPppEther, decode::kDltCiscoHdlc, decode::kDltPpi,
 };
 
 std::uint64_t ReasonsCounted(const decode::DecodeCounters& c) {

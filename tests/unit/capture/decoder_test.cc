@@ -457,6 +457,45 @@ TEST_F(DecoderTest, PppoeSession) {
 // ---------------------------------------------------------------------------------------
 // Other link types.
 
+// Serial links (routers' captures, BSD's ppp): PPP with and without HDLC-like framing and
+// with a compressed protocol field, Cisco HDLC under either link type, PPPoE without its
+// Ethernet header.
+TEST_F(DecoderTest, PppAndCiscoHdlc) {
+  const Frame ip4 = Ipv4(kProtoTcp, "100.64.0.1", "192.0.2.1", Tcp(50000, 22));
+  const Frame ip6 = Ipv6(kProtoTcp, "2001:db8::1", "2001:db8::2", Tcp(40000, 443));
+  struct Case {
+    int dlt;
+    Frame frame;
+    int ip_version;
+  };
+  const Case cases[] = {
+      {kDltPpp, Cat({{0xff, 0x03}, B16(0x0021), ip4}), 4},
+      {kDltPpp, Cat({B16(0x0057), ip6}), 6},
+      {kDltPpp, Cat({{0x21}, ip4}), 4},  // protocol field compressed
+      {kDltPppSerial, Cat({{0xff, 0x03}, B16(0x0057), ip6}), 6},
+      {kDltPppSerial, Cat({{0x0f, 0x00}, B16(0x0800), ip4}), 4},
+      {kDltCiscoHdlc, Cat({{0x8f, 0x00}, B16(0x86dd), ip6}), 6},
+      {kDltCiscoHdlc, Cat({{0x0f, 0x00}, B16(0x0800), ip4}), 4},
+      {kDltPppEther, Pppoe(0x0021, ip4), 4},
+      // PPI (little-endian length 12 with a 4-byte field, then Ethernet).
+      {kDltPpi, Cat({{0, 0, 12, 0, 1, 0, 0, 0}, B32(0), Eth(0x0800, ip4)}), 4},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.dlt);
+    ASSERT_TRUE(Decode(c.dlt, c.frame));
+    EXPECT_EQ(p_.ip_version, c.ip_version);
+    EXPECT_EQ(p_.dst_port, c.ip_version == 4 ? 22 : 443);
+  }
+  EXPECT_FALSE(Decode(kDltPpp, Cat({{0xff, 0x03}, B16(0xc021), Payload(10)})));        // LCP
+  EXPECT_FALSE(Decode(kDltCiscoHdlc, Cat({{0x8f, 0x00}, B16(0x8035), Payload(10)})));  // SLARP
+  EXPECT_EQ(counters_.Get(DecodeReason::kNonIp), 2u);
+  // PPI around 802.11 (105), and a header longer than the frame.
+  EXPECT_FALSE(Decode(kDltPpi, Cat({{0, 0, 8, 0, 105, 0, 0, 0}, Payload(30)})));
+  EXPECT_FALSE(Decode(kDltPpi, Cat({{0, 0, 40, 0, 1, 0, 0, 0}, Payload(30)})));
+  EXPECT_EQ(counters_.Get(DecodeReason::kUnsupportedLinkType), 1u);
+  EXPECT_EQ(TotalReasons(counters_), 4u);
+}
+
 TEST_F(DecoderTest, LinuxSll) {
   const Frame sll = Cat({B16(0), B16(1), B16(6), {2, 0, 0, 0, 0, 1, 0, 0}, B16(0x0800)});
   ASSERT_EQ(sll.size(), 16u);
@@ -525,8 +564,9 @@ TEST_F(DecoderTest, RawIpLinkTypes) {
 TEST_F(DecoderTest, UnsupportedLinkTypeIsCounted) {
   EXPECT_FALSE(IsSupportedLinkType(105));  // IEEE 802.11
   EXPECT_FALSE(IsSupportedLinkType(127));
-  for (int dlt : {kDltNull, kDltEthernet, kDltRaw, kDltRawOpenBsd, kDltLinktypeRaw, kDltLoop,
-                  kDltLinuxSll, kDltLinuxSll2, kDltIpv4, kDltIpv6}) {
+  for (int dlt :
+       {kDltNull, kDltEthernet, kDltRaw, kDltRawOpenBsd, kDltLinktypeRaw, kDltLoop, kDltLinuxSll,
+        kDltLinuxSll2, kDltIpv4, kDltIpv6, kDltPpp, kDltPppSerial, kDltPppEther, kDltCiscoHdlc}) {
     EXPECT_TRUE(IsSupportedLinkType(dlt)) << dlt;
   }
   EXPECT_FALSE(Decode(105, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(1, 2))));
@@ -859,6 +899,11 @@ std::vector<Case> TruncationCases() {
       {"mpls", kDltEthernet, Eth(0x8847, Cat({MplsLabel(1, false), MplsLabel(2, true), udp4})),
        data.size()},
       {"pppoe", kDltEthernet, Eth(0x8864, Pppoe(0x0021, tcp4)), data.size()},
+      {"ppp_hdlc", kDltPpp, Cat({{0xff, 0x03}, B16(0x0021), tcp4}), data.size()},
+      {"ppp_compressed", kDltPpp, Cat({{0x21}, tcp4}), data.size()},
+      {"cisco_hdlc", kDltCiscoHdlc, Cat({{0x0f, 0x00}, B16(0x0800), tcp4}), data.size()},
+      {"ppp_ether", kDltPppEther, Pppoe(0x0021, tcp4), data.size()},
+      {"ppi_ethernet", kDltPpi, Cat({{0, 0, 8, 0, 1, 0, 0, 0}, Eth(0x0800, tcp4)}), data.size()},
   };
 }
 
