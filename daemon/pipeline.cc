@@ -746,10 +746,12 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             MetricType::Counter, static_cast<double>(hs.path_devices_evicted));
   auto named = Family("relaywatch_flow_shape_named_flows_total",
                       "Named remote sessions and the flow_shape findings about their flows: "
-                      "unknown_remote_control dropped, direction filled in, or the session "
-                      "forgotten because its table was full.",
+                      "unknown_remote_control dropped (a named tool's flow, or a DNS "
+                      "transport's), direction filled in, or the session forgotten because "
+                      "its table was full.",
                       MetricType::Counter);
   Add(named, {{"outcome", "shape_suppressed"}}, static_cast<double>(hs.shape_suppressed_named));
+  Add(named, {{"outcome", "shape_suppressed_dns"}}, static_cast<double>(hs.shape_suppressed_dns));
   Add(named, {{"outcome", "direction_filled"}}, static_cast<double>(hs.shape_directions_filled));
   Add(named, {{"outcome", "evicted"}}, static_cast<double>(hs.named_flows_evicted));
   out.push_back(std::move(named));

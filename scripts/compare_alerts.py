@@ -4,11 +4,14 @@
 An alert is compared by (signature_id, host_ip, detector), so a change in the numbers an
 alert quotes is not a difference; a rule that fires elsewhere, or no longer, is.
 
-usage: scripts/compare_alerts.py OLD_BINARY NEW_BINARY PATH...   (files or directories of
-       .pcap/.pcapng, searched recursively). Exit 1 when any capture differs.
+usage: scripts/compare_alerts.py [--bpf FILTER] OLD_BINARY NEW_BINARY PATH...   (files or
+       directories of .pcap/.pcapng, searched recursively; --bpf replays through a capture
+       filter, e.g. "not host 198.18.9.50" for the lab's egress-only view). A capture a binary
+       refuses counts as its error message. Exit 1 when any capture differs.
 """
 import argparse
 import collections
+import json
 import os
 import sys
 import tempfile
@@ -30,9 +33,14 @@ def captures(paths):
                     yield os.path.join(root, f)
 
 
-def alerts(binary, work, pcap):
+def alerts(binary, work, config, pcap):
     found = collections.Counter()
-    for e in replaylib.replay(binary, work, CONFIG, pcap):
+    try:
+        events = replaylib.replay(binary, work, config, pcap)
+    except SystemExit as refused:
+        found[("refused", str(refused).strip().splitlines()[-1])] += 1
+        return found
+    for e in events:
         if e.get("event_type") == "alert":
             a = e.get("alert", {})
             found[(a.get("signature_id"), e.get("host_ip"), a.get("detector"))] += 1
@@ -44,12 +52,14 @@ def main():
     ap.add_argument("old")
     ap.add_argument("new")
     ap.add_argument("paths", nargs="+")
+    ap.add_argument("--bpf", default="", help="capture filter for both replays")
     a = ap.parse_args()
+    config = CONFIG + (f"capture:\n  bpf: {json.dumps(a.bpf)}\n" if a.bpf else "")
     n = differ = 0
     with tempfile.TemporaryDirectory() as work:
         for pcap in captures(a.paths):
             n += 1
-            old, new = alerts(a.old, work, pcap), alerts(a.new, work, pcap)
+            old, new = alerts(a.old, work, config, pcap), alerts(a.new, work, config, pcap)
             if old != new:
                 differ += 1
                 print(f"DIFF {pcap}")

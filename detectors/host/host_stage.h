@@ -145,6 +145,7 @@ struct HostStageStats {
   // named session; named sessions whose direction the flow's shape filled in; named
   // sessions forgotten because their table was full.
   std::uint64_t shape_suppressed_named = 0;
+  std::uint64_t shape_suppressed_dns = 0;  // the flow's handshake offered only DNS transports
   std::uint64_t shape_directions_filled = 0;
   std::uint64_t named_flows_evicted = 0;
   std::uint64_t relay_records = 0;
@@ -277,6 +278,7 @@ class HostStage {
   struct NamedFlow {
     PacketTime ts = absl::InfinitePast();
     bool direction_known = false;
+    bool dns = false;  // named by its handshake as a DNS transport, no remote session
     FlowRef flow;
     nlohmann::json session;  // the remote_session body while its direction is unknown
   };
@@ -284,6 +286,9 @@ class HostStage {
   // screen side); named remote_session findings are noted and go on.
   bool ShapeFinding(const Event& finding, std::vector<Event>& publish);
   void NoteNamedSession(const Event& session);
+  void NoteDnsTransport(const Event& tls);
+  // The flow's entry, made room for (oldest beyond a week, else the oldest, counted).
+  NamedFlow& NamedFlowEntry(std::uint64_t flow_id, PacketTime ts);
   void FillDirection(NamedFlow& named, const Event& finding, std::vector<Event>& publish);
   // relay records: the controller's distance for a remote session, the hidden leg behind a
   // host's own flows, and stepping stones through it (host_stage_relay.cc).

@@ -441,7 +441,9 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   state.hidden.push_back(std::move(sample));
   const double budget_ms = detectors::relay::ToMs(LocalRtt(host));
   // Three ways to enough evidence. (1) The median over the window's flows once they hold
-  // min_samples turnarounds: one slow handshake among local ones moves it nowhere. (2) The
+  // min_samples turnarounds: one slow handshake among local ones moves it nowhere. Most
+  // flows must be far too: the median of an even count is the mean of the middle two, which
+  // a client slow on its own in half its handshakes carries over the budget. (2) The
   // last min_flows flows each far (the research's "excess over >= 3 sessions"): a TLS 1.3
   // connection answers one turnaround, and a far operator's few connections through a
   // tunnel (whose close_notify waits for the whole download) may not reach min_samples.
@@ -473,7 +475,7 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   std::string rule;
   double decided_ms = 0;
   std::size_t decided_flows = 0;
-  if (total >= config_.relay.min_samples && median >= budget_ms) {
+  if (total >= config_.relay.min_samples && median >= budget_ms && 2 * far.size() > n) {
     rule = "median_over_window";
     decided_ms = median;
     decided_flows = n;

@@ -16,6 +16,7 @@
 namespace relaywatch::detectors::flow_shape {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 const PacketTime kT0 = absl::FromUnixSeconds(1700000000);
@@ -660,6 +661,41 @@ TEST(FlowShapeHostStage, UnknownRemoteControlOfANamedFlowIsDropped) {
   EXPECT_EQ(out.size(), named);
   EXPECT_EQ(stage.stats().shape_suppressed_named, 1u);
   EXPECT_FALSE(stage.stats().remote_sessions_by_app.contains(kUnknownRemoteControl));
+}
+
+// A resolver answering lookups over one QUIC or TLS connection has the shape (nDPI's
+// doq_adguard.pcapng: 122 queries in 30 s, answers 2.8 times their size); its handshake
+// says it is DNS.
+TEST(FlowShapeHostStage, AFlowOfferingOnlyDnsTransportsIsNoRemoteControl) {
+  const auto tls = [](std::uint64_t flow_id, std::vector<std::string> alpn) {
+    Event e;
+    e.event_type = "tls";
+    e.ts = kT0;
+    e.flow = Flow(flow_id);
+    e.body["alpn"] = alpn;
+    e.body["sni"] = "dns.example";
+    return e;
+  };
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(tls(11, {"doq-i00"}), out);
+  stage.Process(tls(12, {"dot"}), out);
+  stage.Process(tls(13, {"h2", "doq"}), out);  // a client that may speak HTTP is not named
+  stage.Process(tls(14, {}), out);
+  out.clear();
+  for (std::uint64_t id : {11, 12, 13, 14}) {
+    stage.Process(Finding("remote_session", kUnknownRemoteControl, id, "198.51.100.7", "10.1.1.5",
+                          absl::Seconds(30)),
+                  out);
+  }
+  std::vector<std::uint64_t> published;
+  for (const Event& e : out) {
+    if (e.event_type == "remote_session")
+      published.push_back(e.flow->flow_id);
+  }
+  EXPECT_THAT(published, ElementsAre(13u, 14u));
+  EXPECT_EQ(stage.stats().shape_suppressed_dns, 2u);
+  EXPECT_EQ(stage.stats().shape_suppressed_named, 0u);
 }
 
 TEST(FlowShapeHostStage, UnknownRemoteControlAloneIsASessionAndALowerAlert) {

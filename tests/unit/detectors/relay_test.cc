@@ -1780,6 +1780,30 @@ TEST(RelayHostStage, OneSlowHandshakeAmongLocalOnesIsNoAlert) {
   EXPECT_TRUE(Alerts(out, "hidden_leg").empty());
 }
 
+// The median of an even count is the mean of the middle two: two slow handshakes among
+// two near ones would carry it over the budget (nDPI's android.pcap, a phone whose own TLS
+// answers wait 120-200 ms in some handshakes, gave 60.1 for 60). Most flows must be far.
+TEST(RelayHostStage, HiddenLegMedianNeedsMostFlowsFar) {
+  host::HostStage stage(HostConfig());  // site budget 40 ms
+  std::vector<Event> out;
+  const auto flow = [](std::vector<double> turnarounds) {
+    return nlohmann::json{
+        {"app", "tls"},
+        {"hidden_leg_rtt_ms", *std::min_element(turnarounds.begin(), turnarounds.end())},
+        {"turnaround_samples_ms", turnarounds}};
+  };
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, flow({204, 120})), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.8", 1, flow({650, 0})), out);
+  stage.Process(RelayRecord(3, "10.1.0.5", "198.51.100.8", 2, flow({0})), out);
+  stage.Process(RelayRecord(4, "10.1.0.5", "198.51.100.7", 3, flow({129})), out);
+  EXPECT_TRUE(Alerts(out, "hidden_leg").empty());  // median 60 of 0, 0, 120, 129: half near
+  stage.Process(RelayRecord(5, "10.1.0.5", "198.51.100.7", 4, flow({140})), out);
+  const auto alerts = Alerts(out, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);  // three of five far
+  EXPECT_EQ(alerts[0]->evidence["rule"], "median_over_window");
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 120);
+}
+
 // TLS 1.3 answers one turnaround per connection: three far connections in a row decide
 // before min_samples turnarounds, the median over the window does not have to wait.
 TEST(RelayHostStage, HiddenLegOfConsecutiveFarFlowsWithOneTurnaroundEach) {
