@@ -9,7 +9,15 @@ namespace relaywatch::detectors::remote_access {
 namespace {
 
 constexpr std::size_t kMaxSshLine = 255;  // RFC 4253: at most 255 characters incl. CR LF
-constexpr int kMaxSshPreambleLines = 8;
+
+// A line a server may send before its identification (RFC 4253 4.2: UTF-8 text): no control
+// character but tab.
+bool IsTextLine(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+  });
+}
 
 bool IsPrintableAscii(std::string_view s) {
   for (char c : s) {
@@ -20,7 +28,9 @@ bool IsPrintableAscii(std::string_view s) {
   return true;
 }
 
-bool IsDigit(std::uint8_t c) { return c >= '0' && c <= '9'; }
+bool IsDigit(std::uint8_t c) {
+  return c >= '0' && c <= '9';
+}
 
 // TPKT (RFC 1006) header + X.224 fixed part common to CR and CC. Returns the variable
 // part, or nullopt when the layout is not an X.224 connection TPDU of type `code`.
@@ -43,16 +53,20 @@ std::optional<Bytes> X224Body(Bytes data, std::uint8_t code) {
 
 }  // namespace
 
-std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete) {
+std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete, std::size_t* preamble_bytes) {
   if (incomplete) {
     *incomplete = false;
   }
-  std::string_view text(reinterpret_cast<const char*>(data.data()), data.size());
-  for (int line = 0; line < kMaxSshPreambleLines && !text.empty(); ++line) {
+  if (preamble_bytes) {
+    *preamble_bytes = 0;
+  }
+  const std::string_view all(reinterpret_cast<const char*>(data.data()), data.size());
+  std::string_view text = all;
+  while (!text.empty()) {
     const std::size_t eol = text.find('\n');
     constexpr std::string_view kPrefix = "SSH-";
-    const bool is_banner = kPrefix.substr(0, std::min(kPrefix.size(), text.size())) ==
-                           text.substr(0, kPrefix.size());
+    const bool is_banner =
+        kPrefix.substr(0, std::min(kPrefix.size(), text.size())) == text.substr(0, kPrefix.size());
     if (eol == std::string_view::npos) {
       // A partial line: wait for more only when it can still become a banner.
       if (incomplete && is_banner && text.size() < kMaxSshLine) {
@@ -64,10 +78,10 @@ std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete) {
     if (!l.empty() && l.back() == '\r') {
       l.remove_suffix(1);
     }
-    if (eol + 1 > kMaxSshLine || !IsPrintableAscii(l)) {
+    if (eol + 1 > kMaxSshLine || !(is_banner ? IsPrintableAscii(l) : IsTextLine(l))) {
       return std::nullopt;
     }
-    if (l.substr(0, 4) == "SSH-") {
+    if (is_banner) {
       const std::string_view rest = l.substr(4);
       const std::size_t dash = rest.find('-');
       if (dash == std::string_view::npos || dash == 0) {
@@ -93,6 +107,9 @@ std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete) {
       return banner;
     }
     text.remove_prefix(eol + 1);
+    if (preamble_bytes) {
+      *preamble_bytes = all.size() - text.size();
+    }
   }
   return std::nullopt;
 }
@@ -184,8 +201,8 @@ std::string RdpProtocolNames(std::uint32_t protocols) {
 
 std::optional<RfbVersion> ParseRfbVersion(Bytes data) {
   // "RFB 003.008\n": the server speaks first with exactly these 12 bytes.
-  if (data.size() != 12 || data[0] != 'R' || data[1] != 'F' || data[2] != 'B' ||
-      data[3] != ' ' || data[7] != '.' || data[11] != '\n') {
+  if (data.size() != 12 || data[0] != 'R' || data[1] != 'F' || data[2] != 'B' || data[3] != ' ' ||
+      data[7] != '.' || data[11] != '\n') {
     return std::nullopt;
   }
   for (int i : {4, 5, 6, 8, 9, 10}) {
@@ -221,7 +238,9 @@ std::optional<RdpUdpSyn> ParseRdpUdpSyn(Bytes data) {
       static_cast<std::uint32_t>(Be16(data.data() + 8)) << 16 | Be16(data.data() + 10);
   syn.upstream_mtu = Be16(data.data() + 12);
   syn.downstream_mtu = Be16(data.data() + 14);
-  const auto mtu_ok = [](std::uint16_t m) { return m >= 1132 && m <= 1232; };
+  const auto mtu_ok = [](std::uint16_t m) {
+    return m >= 1132 && m <= 1232;
+  };
   if (!mtu_ok(syn.upstream_mtu) || !mtu_ok(syn.downstream_mtu)) {
     return std::nullopt;
   }

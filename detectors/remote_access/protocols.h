@@ -14,15 +14,18 @@ using Bytes = std::span<const std::uint8_t>;
 
 // RFC 4253 section 4.2 identification string: "SSH-protoversion-softwareversion [comments]"
 // ended by CR LF (LF alone is tolerated, as OpenSSH does). A server may send other lines
-// first; those are skipped.
+// (UTF-8 text) first; those are skipped.
 struct SshBanner {
   std::string proto_version;  // "2.0", "1.99", "1.5"
   std::string software;       // "OpenSSH_9.2p1"
   std::string comments;       // "Debian-2+deb12u3"
 };
 // nullopt when the bytes are not an SSH identification, or when the line is incomplete
-// (`incomplete` is set then, so the caller can wait for more bytes).
-std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete = nullptr);
+// (`incomplete` is set then, so the caller can wait for more bytes). `preamble_bytes`
+// receives how many leading bytes are complete lines before any identification, so a
+// caller can drop them and go on reading a long preamble.
+std::optional<SshBanner> ParseSshBanner(Bytes data, bool* incomplete = nullptr,
+                                        std::size_t* preamble_bytes = nullptr);
 
 // MS-RDPBCGR 2.2.1.1: TPKT + X.224 Connection Request + optional cookie/routing token +
 // optional RDP_NEG_REQ.

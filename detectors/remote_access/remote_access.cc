@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+
 #include "capture/base/status_macros.h"
 #include "detectors/remote_access/protocols.h"
 
@@ -23,6 +24,8 @@ struct Side {
   bool seq_known = false;
   bool gap = false;  // a segment was missing: the buffer cannot be extended any more
   std::uint64_t payload_packets = 0;
+  // SSH preamble lines dropped from the buffer's front: it no longer starts the stream.
+  std::size_t preamble_dropped = 0;
 };
 
 // Datagram protocols: how many datagrams of each direction matched, and whether one did not.
@@ -183,8 +186,10 @@ Finding Assess(const FlowData& d, const FlowState& flow) {
     f.evidence = "RFB protocol version exchange";
   } else if (d.nx[0] != NxGreeting::kNone || d.nx[1] != NxGreeting::kNone) {
     f.app = App::kNoMachine;
-    const int server = d.nx[0] == NxGreeting::kServer ? 0 : (d.nx[1] == NxGreeting::kServer ? 1 : -1);
-    const int client = d.nx[0] == NxGreeting::kClient ? 0 : (d.nx[1] == NxGreeting::kClient ? 1 : -1);
+    const int server =
+        d.nx[0] == NxGreeting::kServer ? 0 : (d.nx[1] == NxGreeting::kServer ? 1 : -1);
+    const int client =
+        d.nx[0] == NxGreeting::kClient ? 0 : (d.nx[1] == NxGreeting::kClient ? 1 : -1);
     f.both_sides = server >= 0 && client >= 0 && server != client;
     f.seen_dir = server >= 0 ? server : client;
     f.controlled_dir = server >= 0 ? server : (client >= 0 ? 1 - client : -1);
@@ -197,7 +202,9 @@ Finding Assess(const FlowData& d, const FlowState& flow) {
     f.evidence = "NX UDP media datagrams with consistent lengths and counters";
   } else if (d.radmin[0] != RadminMessage::kNone || d.radmin[1] != RadminMessage::kNone) {
     f.app = App::kRadmin;
-    const auto has = [&](int dir, RadminMessage m) { return d.radmin[dir] == m; };
+    const auto has = [&](int dir, RadminMessage m) {
+      return d.radmin[dir] == m;
+    };
     if (has(0, RadminMessage::kClientHello) && has(1, RadminMessage::kServerHello)) {
       f.both_sides = true;
       f.controlled_dir = 1;
@@ -344,8 +351,8 @@ void AddDetails(const FlowData& d, App app, nlohmann::json& b) {
   }
 }
 
-Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
-                std::uint16_t seed, PacketTime ts) {
+Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f, std::uint16_t seed,
+                PacketTime ts) {
   Event e;
   e.event_type = "remote_session";
   e.ts = ts;
@@ -364,9 +371,9 @@ Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f,
     b["controller"] = "unknown";
     b["controlled_side"] = "unknown";
   }
-  b["confirmed_by"] = f.both_sides                                ? "both_directions"
-                      : flow.stats[1 - f.seen_dir].packets > 0     ? "server_only"
-                                                                  : "one_direction_only";
+  b["confirmed_by"] = f.both_sides                             ? "both_directions"
+                      : flow.stats[1 - f.seen_dir].packets > 0 ? "server_only"
+                                                               : "one_direction_only";
   b["evidence"] = f.evidence;
   AddDetails(d, f.app, b);
   return e;
@@ -435,12 +442,33 @@ void InspectDatagram(FlowData& data, Bytes payload, int d) {
   }
 }
 
+// RFC 4253 4.2 lets a server send any number of text lines before its identification. Once
+// the peer has identified itself as SSH, complete lines are dropped as they come, so a long
+// preamble (a login notice, ASCII art) does not fill the inspection buffer; a tarpit's
+// endless one stops here. Room for one full segment of it beyond inspect_bytes.
+constexpr std::size_t kMaxSshPreambleBytes = 16 * 1024;
+constexpr std::size_t kSshPreambleSegment = 2048;
+
+bool ReadingSshPreamble(const FlowData& data, int d) {
+  return !data.ssh[d] && data.ssh[1 - d] && !data.side[d].gap;
+}
+
 // Parses what the newest bytes of direction `d` can prove.
 void InspectStream(FlowData& data, int d) {
-  const Bytes buffer = View(data.side[d].buffer);
+  Side& side = data.side[d];
   if (!data.ssh[d]) {
-    data.ssh[d] = ParseSshBanner(buffer);
+    std::size_t preamble = 0;
+    data.ssh[d] = ParseSshBanner(View(side.buffer), nullptr, &preamble);
+    if (preamble > 0 && ReadingSshPreamble(data, d)) {
+      side.buffer.erase(0, preamble);
+      side.preamble_dropped += preamble;
+      side.gap = side.preamble_dropped > kMaxSshPreambleBytes;
+    }
   }
+  if (side.preamble_dropped > 0) {
+    return;  // the other parsers read a stream from its start
+  }
+  const Bytes buffer = View(side.buffer);
   if (!data.rdp_request && buffer.size() >= 11 && buffer[0] == 0x03) {
     if (auto request = ParseRdpConnectionRequest(buffer)) {
       data.rdp_request = std::move(request);
@@ -504,8 +532,7 @@ std::string_view ClassifySsh(const FlowData::SshActivity& a) {
     const double heavy = d == 0 ? up : down;
     const double light = d == 0 ? down : up;
     if (heavy / light >= 8 && n[d] > 0 &&
-        static_cast<double>(a.large[d]) >= 0.5 * static_cast<double>(n[d]) &&
-        heavy >= 64 * 1024) {
+        static_cast<double>(a.large[d]) >= 0.5 * static_cast<double>(n[d]) && heavy >= 64 * 1024) {
       return "file_transfer";
     }
   }
@@ -534,17 +561,32 @@ Event MakeSshRecord(const FlowData& d, const FlowState& flow, std::uint16_t seed
   e.body = e.body["ssh"];
   const FlowData::SshActivity& a = d.ssh_activity;
   e.body["activity"] = ClassifySsh(a);
-  e.body["activity_features"] = {
-      {"packets_toserver", a.small[0] + a.medium[0] + a.large[0]},
-      {"packets_toclient", a.small[1] + a.medium[1] + a.large[1]},
-      {"bytes_toserver", a.bytes[0]},
-      {"bytes_toclient", a.bytes[1]},
-      {"small_toserver", a.small[0]},
-      {"large_toserver", a.large[0]},
-      {"small_toclient", a.small[1]},
-      {"large_toclient", a.large[1]},
-      {"turns", a.turns}};
+  e.body["activity_features"] = {{"packets_toserver", a.small[0] + a.medium[0] + a.large[0]},
+                                 {"packets_toclient", a.small[1] + a.medium[1] + a.large[1]},
+                                 {"bytes_toserver", a.bytes[0]},
+                                 {"bytes_toclient", a.bytes[1]},
+                                 {"small_toserver", a.small[0]},
+                                 {"large_toserver", a.large[0]},
+                                 {"small_toclient", a.small[1]},
+                                 {"large_toclient", a.large[1]},
+                                 {"turns", a.turns}};
   return e;
+}
+
+// An SSH client sends its identification first (RFC 4253 4.2): complete bytes that are not
+// one (an HTTP request to port 22) are another protocol's probe of the server.
+bool ClientSpokeOtherThanSsh(const FlowData& data, const Finding& finding) {
+  if (finding.app != App::kSsh) {
+    return false;
+  }
+  const Side& client = data.side[1 - finding.seen_dir];
+  // Blank lines are nothing said (a person pressing Enter at a silent connection).
+  const std::size_t start = client.buffer.find_first_not_of("\r\n");
+  if (start == std::string::npos || client.gap) {
+    return false;
+  }
+  bool incomplete = false;
+  return !ParseSshBanner(View(client.buffer).subspan(start), &incomplete) && !incomplete;
 }
 
 }  // namespace
@@ -571,7 +613,10 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
     TrackSsh(data.ssh_activity, packet.payload_length, d);
     return Verdict::kContinue;
   }
-  Append(data.side[d], packet, config_.inspect_bytes);
+  Append(data.side[d], packet,
+         ReadingSshPreamble(data, d)
+             ? std::max<std::size_t>(config_.inspect_bytes, kSshPreambleSegment)
+             : config_.inspect_bytes);
   if (packet.is_udp()) {
     InspectDatagram(data, packet.payload, d);
     if (data.side[d].payload_packets == 1) {
@@ -581,7 +626,7 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
     }
   } else {
     InspectStream(data, d);
-    if (config_.signatures) {
+    if (config_.signatures && data.side[d].preamble_dropped == 0) {
       MatchSignature(data, *config_.signatures, View(data.side[d].buffer), d);
     }
   }
@@ -610,8 +655,8 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
     return Verdict::kDone;
   }
   // A datagram flow that broke every datagram protocol's structure is not ours either.
-  if (packet.is_udp() && !data.rdp_udp_syn && data.rdp_udp_broken &&
-      data.teamviewer_udp.broken && data.nx_udp.broken) {
+  if (packet.is_udp() && !data.rdp_udp_syn && data.rdp_udp_broken && data.teamviewer_udp.broken &&
+      data.nx_udp.broken) {
     slot.reset();
     return Verdict::kDone;
   }
@@ -636,7 +681,8 @@ void RemoteAccessDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   // a reset, by nothing, or by another protocol is a probe and is not reported.
   if (finding.app != App::kNone && !finding.both_sides && finding.seen_dir >= 0) {
     const bool other_silent = flow.stats[1 - finding.seen_dir].packets == 0;
-    const bool server_announced = finding.seen_dir == finding.controlled_dir;
+    const bool server_announced =
+        finding.seen_dir == finding.controlled_dir && !ClientSpokeOtherThanSsh(data, finding);
     // Datagram protocols need their minimum count even one-way.
     const bool enough =
         finding.app != App::kTeamViewer && finding.app != App::kNoMachine

@@ -208,6 +208,11 @@ def remote_access_seeds():
         "ssh_preamble_lines": setup(22, handshake=False) +
         record(TO_CLIENT, b"Welcome\r\nnotice: monitored\r\n" + SSH_SERVER[:20]) +
         record(TO_CLIENT, SSH_SERVER[20:]) + record(TO_SERVER, SSH_CLIENT),
+        "ssh_long_preamble": setup(22) + record(TO_SERVER, SSH_CLIENT) +
+        b"".join(record(TO_CLIENT, b"\t| \xc3\xa9 notice line %d of the preamble --\r\n" % i)
+                 for i in range(40)) + record(TO_CLIENT, SSH_SERVER),
+        "ssh_probed_by_http": setup(22) + record(TO_SERVER, b"GET / HTTP/1.1\r\n\r\n") +
+        record(TO_CLIENT, SSH_SERVER) + record(TO_CLIENT, b"", FLAGS_FIN_ACK),
         "ssh_server_only": setup(22) + record(TO_CLIENT, SSH_SERVER) +
         record(TO_SERVER, b"", FLAGS_RST),
         "rdp_x224": setup(3389) + record(TO_SERVER, x224_request()) +

@@ -57,7 +57,12 @@ void RunParsers(ra::Bytes bytes) {
     RW_FUZZ_CHECK(!b->proto_version.empty() && !b->software.empty());
     RW_FUZZ_CHECK(Printable(b->proto_version) && Printable(b->software) && Printable(b->comments));
   }
-  ra::ParseSshBanner(bytes);
+  std::size_t preamble = bytes.size() + 1;
+  if (!ra::ParseSshBanner(bytes, nullptr, &preamble)) {
+    // What a caller may drop: whole lines, never past the bytes.
+    RW_FUZZ_CHECK(preamble <= bytes.size());
+    RW_FUZZ_CHECK(preamble == 0 || bytes[preamble - 1] == '\n');
+  }
   if (auto request = ra::ParseRdpConnectionRequest(bytes)) {
     RW_FUZZ_CHECK(Printable(request->cookie));
     RW_FUZZ_CHECK(!ra::RdpProtocolNames(request->requested_protocols).empty());

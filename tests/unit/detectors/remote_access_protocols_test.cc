@@ -1,9 +1,9 @@
-#include "detectors/remote_access/protocols.h"
-
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+
+#include "detectors/remote_access/protocols.h"
 
 namespace relaywatch::detectors::remote_access {
 namespace {
@@ -11,7 +11,9 @@ namespace {
 Bytes B(const std::string& s) {
   return Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
 }
-Bytes B(const std::vector<std::uint8_t>& v) { return Bytes(v.data(), v.size()); }
+Bytes B(const std::vector<std::uint8_t>& v) {
+  return Bytes(v.data(), v.size());
+}
 
 TEST(SshBanner, ParsesVersionSoftwareAndComments) {
   auto b = ParseSshBanner(B("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"));
@@ -34,6 +36,23 @@ TEST(SshBanner, SkipsServerPreambleLines) {
   EXPECT_EQ(b->software, "x");
 }
 
+TEST(SshBanner, PreambleLinesAreAnyTextAndCounted) {
+  std::string preamble;
+  for (int i = 0; i < 12; ++i) {
+    preamble += "\t\xe2\x94\x80 notice " + std::to_string(i) + "\n";
+  }
+  std::size_t skipped = 0;
+  auto b = ParseSshBanner(B(preamble + "SSH-2.0-x\r\n"), nullptr, &skipped);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->software, "x");
+  // Without the identification yet: the complete lines, not the partial one after them.
+  EXPECT_FALSE(ParseSshBanner(B(preamble + "more te"), nullptr, &skipped).has_value());
+  EXPECT_EQ(skipped, preamble.size());
+  // A control character is no text: nothing is skipped past it.
+  EXPECT_FALSE(ParseSshBanner(B("ok\n\x01bin\nSSH-2.0-x\n"), nullptr, &skipped).has_value());
+  EXPECT_EQ(skipped, 3u);
+}
+
 TEST(SshBanner, IncompleteLineAsksForMore) {
   bool incomplete = false;
   EXPECT_FALSE(ParseSshBanner(B("SSH-2.0-Open"), &incomplete).has_value());
@@ -53,9 +72,11 @@ TEST(SshBanner, RejectsLookalikes) {
 // mstsc's first packet: TPKT, X.224 CR, cookie, RDP_NEG_REQ (TLS|HYBRID|HYBRID_EX).
 std::vector<std::uint8_t> RdpRequest(const std::string& cookie, bool neg) {
   std::vector<std::uint8_t> v = {0x03, 0x00, 0x00, 0x00, 0x00, 0xe0, 0, 0, 0, 0, 0};
-  for (char c : cookie) v.push_back(static_cast<std::uint8_t>(c));
+  for (char c : cookie)
+    v.push_back(static_cast<std::uint8_t>(c));
   if (neg) {
-    for (int b : {0x01, 0x00, 0x08, 0x00, 0x0b, 0x00, 0x00, 0x00}) v.push_back(b);
+    for (int b : {0x01, 0x00, 0x08, 0x00, 0x0b, 0x00, 0x00, 0x00})
+      v.push_back(b);
   }
   v[3] = static_cast<std::uint8_t>(v.size());
   v[4] = static_cast<std::uint8_t>(v.size() - 5);
@@ -123,14 +144,22 @@ TEST(RfbVersion, ParsesExactlyTwelveBytes) {
 
 std::vector<std::uint8_t> RdpUdp(std::uint32_t ack, std::uint16_t flags, std::uint32_t seq,
                                  std::uint16_t mtu) {
-  std::vector<std::uint8_t> v = {
-      static_cast<std::uint8_t>(ack >> 24), static_cast<std::uint8_t>(ack >> 16),
-      static_cast<std::uint8_t>(ack >> 8), static_cast<std::uint8_t>(ack), 0x00, 0x40,
-      static_cast<std::uint8_t>(flags >> 8), static_cast<std::uint8_t>(flags),
-      static_cast<std::uint8_t>(seq >> 24), static_cast<std::uint8_t>(seq >> 16),
-      static_cast<std::uint8_t>(seq >> 8), static_cast<std::uint8_t>(seq),
-      static_cast<std::uint8_t>(mtu >> 8), static_cast<std::uint8_t>(mtu),
-      static_cast<std::uint8_t>(mtu >> 8), static_cast<std::uint8_t>(mtu)};
+  std::vector<std::uint8_t> v = {static_cast<std::uint8_t>(ack >> 24),
+                                 static_cast<std::uint8_t>(ack >> 16),
+                                 static_cast<std::uint8_t>(ack >> 8),
+                                 static_cast<std::uint8_t>(ack),
+                                 0x00,
+                                 0x40,
+                                 static_cast<std::uint8_t>(flags >> 8),
+                                 static_cast<std::uint8_t>(flags),
+                                 static_cast<std::uint8_t>(seq >> 24),
+                                 static_cast<std::uint8_t>(seq >> 16),
+                                 static_cast<std::uint8_t>(seq >> 8),
+                                 static_cast<std::uint8_t>(seq),
+                                 static_cast<std::uint8_t>(mtu >> 8),
+                                 static_cast<std::uint8_t>(mtu),
+                                 static_cast<std::uint8_t>(mtu >> 8),
+                                 static_cast<std::uint8_t>(mtu)};
   v.resize(1232);
   return v;
 }
@@ -144,15 +173,15 @@ TEST(RdpUdp, SynAndSynAck) {
   ASSERT_TRUE(ack.has_value());
   EXPECT_TRUE(ack->ack);
   EXPECT_EQ(ack->source_ack, 0x1234u);
-  EXPECT_FALSE(ParseRdpUdpSyn(B(RdpUdp(0x1234, 0x0001, 1, 1232))).has_value());  // SYN acks
+  EXPECT_FALSE(ParseRdpUdpSyn(B(RdpUdp(0x1234, 0x0001, 1, 1232))).has_value());      // SYN acks
   EXPECT_FALSE(ParseRdpUdpSyn(B(RdpUdp(0xffffffff, 0x0001, 1, 1500))).has_value());  // MTU
 }
 
 TEST(RdpUdp, DataDatagramCarriesSnCoded) {
   // Client data from a real session (rdp2.pcap): ACK|DATA, one ACK vector element.
-  std::vector<std::uint8_t> d = {0x10, 0x97, 0x60, 0x34, 0x04, 0x00, 0x00, 0x0c, 0x00, 0x01,
-                                 0x01, 0x00, 0xe6, 0x5f, 0x84, 0x6e, 0xe6, 0x5f, 0x84, 0x6e,
-                                 0x17, 0x03, 0x03, 0x00, 0x34};
+  std::vector<std::uint8_t> d = {0x10, 0x97, 0x60, 0x34, 0x04, 0x00, 0x00, 0x0c, 0x00,
+                                 0x01, 0x01, 0x00, 0xe6, 0x5f, 0x84, 0x6e, 0xe6, 0x5f,
+                                 0x84, 0x6e, 0x17, 0x03, 0x03, 0x00, 0x34};
   auto dg = ParseRdpUdpDatagram(B(d));
   ASSERT_TRUE(dg.has_value());
   EXPECT_EQ(dg->source_ack, 0x10976034u);
@@ -172,9 +201,15 @@ std::vector<std::uint8_t> Hex(const std::string& hex) {
 
 TEST(TeamViewer, ChainsOldAndNewFrames) {
   // `17 24 cmd len16` frames (5-byte header) and `11 30 cmd flags len32` (24-byte header).
-  std::vector<std::uint8_t> s = Hex("17240a0400" "01020304" "17243c0200" "aabb");
+  std::vector<std::uint8_t> s =
+      Hex("17240a0400"
+          "01020304"
+          "17243c0200"
+          "aabb");
   EXPECT_EQ(TeamViewerTcpFrames(B(s)), 2);
-  std::vector<std::uint8_t> v2 = Hex("11303600" "02000000") ;
+  std::vector<std::uint8_t> v2 =
+      Hex("11303600"
+          "02000000");
   v2.resize(24 + 2, 0);
   v2.push_back(0x11);  // the next frame's magic starts right after
   v2.push_back(0x30);
@@ -186,7 +221,11 @@ TEST(TeamViewer, ChainsOldAndNewFrames) {
 }
 
 TEST(TeamViewer, UdpDatagramHoldsOneFrame) {
-  std::vector<std::uint8_t> d = Hex("0000000000000000442603" "17247304" "00" "00000000");
+  std::vector<std::uint8_t> d =
+      Hex("0000000000000000442603"
+          "17247304"
+          "00"
+          "00000000");
   EXPECT_TRUE(IsTeamViewerUdp(B(d)));
   d.push_back(0);
   EXPECT_FALSE(IsTeamViewerUdp(B(d)));
@@ -213,7 +252,9 @@ TEST(Radmin, HandshakeForms) {
 TEST(Citrix, IcaAndCgpGreetings) {
   EXPECT_TRUE(IsIcaGreeting(B(Hex("7f7f49434100"))));
   EXPECT_FALSE(IsIcaGreeting(B(Hex("7f7f494341"))));
-  EXPECT_TRUE(IsCgpGreeting(B(std::string("\x1a" "CGP/01"))));
+  EXPECT_TRUE(
+      IsCgpGreeting(B(std::string("\x1a"
+                                  "CGP/01"))));
   EXPECT_FALSE(IsCgpGreeting(B(std::string("CGP/01"))));
 }
 

@@ -3,9 +3,10 @@
 #include <string>
 #include <vector>
 
-#include "capture/flow/flow_table.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+
+#include "capture/flow/flow_table.h"
 
 namespace relaywatch::detectors::remote_access {
 namespace {
@@ -25,9 +26,8 @@ class Connection {
       : client_{*IpAddress::Parse(client), client_port},
         server_{*IpAddress::Parse(server), server_port},
         detector_(config, DetectorContext{}),
-        table_(flow::FlowTableConfig{}, [this](flow::FlowState& f, flow::EndReason) {
-          detector_.OnFlowEnd(f, events_);
-        }) {}
+        table_(flow::FlowTableConfig{},
+               [this](flow::FlowState& f, flow::EndReason) { detector_.OnFlowEnd(f, events_); }) {}
 
   void Handshake() {
     Send(true, kSyn, "");
@@ -90,7 +90,8 @@ std::string RdpRequest() {
   s[4] = static_cast<char>(s.size() - 5);
   return s;
 }
-const std::string kRdpConfirm("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x02\x00\x00\x00", 19);
+const std::string kRdpConfirm(
+    "\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00\x02\x1f\x08\x00\x02\x00\x00\x00", 19);
 
 TEST(RemoteAccess, RdpRequestAndConfirmNameTheServerAsControlled) {
   Connection c("203.0.113.9", 50000, "10.1.1.5", 3389);
@@ -169,6 +170,55 @@ TEST(RemoteAccess, ServerBannerAloneIsReportedAtFlowEnd) {
   EXPECT_EQ(c.events()[0].body["confirmed_by"], "server_only");
 }
 
+// A client that speaks HTTP to an SSH server (Zeek's http-to-ssh.pcap) probes it: the
+// server's identification alone does not make a session then.
+TEST(RemoteAccess, ServerBannerAnsweredByAnotherProtocolIsAProbe) {
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  c.Send(false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2p1\r\n");
+  c.Send(false, kAck | kPsh, "Invalid SSH identification string.\r\n");
+  c.End();
+  EXPECT_TRUE(c.events().empty());
+}
+
+// RFC 4253 4.2: a server may send any text lines before its identification, here 40 lines
+// (ASCII art, UTF-8, tabs; Zeek's server-pre-banner-data.pcap sends 1.7 KB) in segments of
+// up to 1448 bytes, beyond the 1024 inspected bytes.
+TEST(RemoteAccess, LongServerPreambleBeforeTheIdentification) {
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, "SSH-2.0-OpenSSH_9.7\r\n");
+  std::string preamble;
+  for (int i = 0; i < 40; ++i) {
+    preamble += "\t |  \xc3\xa9t\xc3\xa9 " + std::string(i % 7 * 9, '-') + " line " +
+                std::to_string(i) + "\r\n";
+  }
+  for (std::size_t at = 0; at < preamble.size(); at += 1448) {
+    c.Send(false, kAck | kPsh, preamble.substr(at, 1448));
+  }
+  EXPECT_TRUE(c.events().empty());
+  c.Send(false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u5\r\n");
+  ASSERT_EQ(c.events().size(), 1u);
+  EXPECT_EQ(c.events()[0].body["confirmed_by"], "both_directions");
+  EXPECT_EQ(c.events()[0].body["ssh"]["server"]["software_version"], "OpenSSH_9.2p1");
+}
+
+// A tarpit (endlessh) sends preamble lines for ever: reading stops after 16 KiB.
+TEST(RemoteAccess, EndlessPreambleIsGivenUp) {
+  RemoteAccessConfig config;
+  config.inspect_packets = 1000;
+  Connection c("10.1.1.5", 40000, "198.51.100.7", 22, config);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, "SSH-2.0-OpenSSH_9.7\r\n");
+  for (int i = 0; i < 1000; ++i) {  // about 23 KB
+    c.Send(false, kAck | kPsh, "x7Qh Vd3 ka9 " + std::to_string(i) + " zz\r\n");
+  }
+  c.Send(false, kAck | kPsh, "SSH-2.0-late\r\n");
+  c.End();
+  EXPECT_TRUE(c.events().empty());
+}
+
 TEST(RemoteAccess, OtherProtocolsAreGivenUpWithoutEvents) {
   RemoteAccessConfig config;
   config.inspect_packets = 3;
@@ -220,14 +270,15 @@ std::string SshActivityOf(const std::vector<std::pair<bool, std::size_t>>& packe
 TEST(RemoteAccess, SshActivityInteractiveTunnelAndFileTransfer) {
   std::vector<std::pair<bool, std::size_t>> typing, tunnel, upload;
   for (int i = 0; i < 60; ++i) {
-    typing.push_back({true, 36});                 // a keystroke
+    typing.push_back({true, 36});                  // a keystroke
     typing.push_back({false, i % 10 ? 36 : 600});  // its echo, sometimes output
     tunnel.push_back({true, 400});                 // a request through -D/-L
     tunnel.push_back({false, 1400});               // its reply
     tunnel.push_back({false, 1400});
     upload.push_back({true, 1400});
     upload.push_back({true, 1400});
-    if (i % 8 == 0) upload.push_back({false, 36});  // window adjustments
+    if (i % 8 == 0)
+      upload.push_back({false, 36});  // window adjustments
   }
   EXPECT_EQ(SshActivityOf(typing), "interactive");
   EXPECT_EQ(SshActivityOf(tunnel), "tunnel");
