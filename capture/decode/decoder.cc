@@ -1,5 +1,8 @@
 #include "capture/decode/decoder.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "capture/base/bytes.h"
 
 namespace relaywatch::decode {
@@ -53,6 +56,7 @@ class FrameDecoder {
   bool Mpls(Bytes b);
   bool Ppp(Bytes b);
   bool PppoeSession(Bytes b);
+  bool Nflog(Bytes b);
   bool PppOrCiscoHdlc(Bytes b);
   bool Tunnel() {
     ++out_.tunnel_depth;
@@ -99,6 +103,8 @@ bool FrameDecoder::Link(int dlt, Bytes b) {
       return PppOrCiscoHdlc(b);
     case kDltPppEther:  // PPPoE without its Ethernet header
       return PppoeSession(b);
+    case kDltNflog:
+      return Nflog(b);
     case kDltPpi: {
       // Per-Packet Information: version 0, flags, little-endian header length and the
       // link type of the frame after it. Nested PPI is refused, not followed.
@@ -172,6 +178,35 @@ bool FrameDecoder::Ppp(Bytes b) {
     return Fail(DecodeReason::kNonIp);
   }
   return Ip(b.subspan(compressed ? 1 : 2));
+}
+
+// Linux NFLOG (iptables/nftables `log group`, `tcpdump -i nflog:N`): a 4-byte header, then
+// TLVs whose length (header included, padded to 4 bytes) and type are in the capturing
+// host's byte order, which libpcap keeps for the reader; NFULA_PAYLOAD (9) is the IP packet.
+bool FrameDecoder::Nflog(Bytes b) {
+  constexpr std::uint16_t kNfulaPayload = 9;
+  if (b.size() < 4) {
+    return Fail(DecodeReason::kLinkTruncated);
+  }
+  b = b.subspan(4);
+  while (b.size() >= 4) {
+    std::uint16_t length = 0;
+    std::uint16_t type = 0;
+    std::memcpy(&length, b.data(), 2);
+    std::memcpy(&type, b.data() + 2, 2);
+    if (length < 4) {
+      return Fail(DecodeReason::kLinkTruncated);
+    }
+    if ((type & 0x7fff) == kNfulaPayload) {
+      // The snapshot length may cut the packet, as it may any frame's.
+      return Ip(b.subspan(4, std::min<std::size_t>(length, b.size()) - 4));
+    }
+    if (length > b.size()) {
+      return Fail(DecodeReason::kLinkTruncated);
+    }
+    b = b.subspan(std::min<std::size_t>(b.size(), (length + 3U) & ~3U));
+  }
+  return Fail(DecodeReason::kNonIp);  // a log message without the packet
 }
 
 // RFC 2516: a 6-byte PPPoE session header, then PPP.
@@ -557,6 +592,7 @@ bool IsSupportedLinkType(int dlt) {
     case kDltPppSerial:
     case kDltPppEther:
     case kDltCiscoHdlc:
+    case kDltNflog:
     case kDltPpi:  // frames of the link types above inside it
       return true;
     default:

@@ -24,6 +24,7 @@ inline constexpr int kDltLinuxSll = 113;
 inline constexpr int kDltPpi = 192;  // Per-Packet Information header, then any link type
 inline constexpr int kDltLinuxSll2 = 276;
 inline constexpr int kDltIpv4 = 228;
+inline constexpr int kDltNflog = 239;
 inline constexpr int kDltIpv6 = 229;
 
 // Whether a link type can be decoded; pcap sources reject others at open time.
@@ -33,7 +34,7 @@ bool IsSupportedLinkType(int dlt);
 inline constexpr int kMaxEncapsulationDepth = 8;
 
 // Decodes one captured frame into `out`: link layer (Ethernet, cooked, raw IP, loopback,
-// PPP, Cisco HDLC, PPI), VLAN/QinQ, MPLS, PPPoE, IPv4/IPv6
+// PPP, Cisco HDLC, NFLOG, PPI), VLAN/QinQ, MPLS, PPPoE, IPv4/IPv6
 // (extension headers), TCP/UDP/ICMP, and GRE, IP-in-IP, VXLAN (UDP 4789) and Geneve
 // (UDP 6081) tunnels, whose innermost flow is the one reported.
 //

@@ -32,7 +32,7 @@ constexpr int kLinkTypes[] = {
     decode::kDltEthernet, decode::kDltNull,      decode::kDltLoop,        decode::kDltRaw,
     decode::kDltLinuxSll, decode::kDltLinuxSll2, decode::kDltLinktypeRaw, decode::kDltRawOpenBsd,
     decode::kDltIpv4,     decode::kDltIpv6,      decode::kDltPpp,         decode::kDltPppSerial,
-    decode::kDltPppEther, decode::kDltCiscoHdlc, decode::kDltPpi,
+    decode::kDltPppEther, decode::kDltCiscoHdlc, decode::kDltPpi,         decode::kDltNflog,
 };
 
 std::uint64_t ReasonsCounted(const decode::DecodeCounters& c) {

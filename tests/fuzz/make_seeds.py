@@ -22,7 +22,8 @@ CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 
 LINK = {"ethernet": 0, "null": 1, "loop": 2, "raw": 3, "sll": 4, "sll2": 5,
         "linktype_raw": 6, "raw_openbsd": 7, "ipv4": 8, "ipv6": 9, "ppp": 10,
-        "ppp_serial": 11, "ppp_ether": 12, "c_hdlc": 13, "ppi": 14}
+        "ppp_serial": 11, "ppp_ether": 12, "c_hdlc": 13, "ppi": 14,
+        "nflog": 15}
 
 TCP, UDP, ICMP, GRE, ICMP6 = 6, 17, 1, 47, 58
 SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
@@ -138,6 +139,9 @@ def decoder_seeds():
         "ppp_ether": ("ppp_ether", struct.pack("!BBHHH", 0x11, 0, 0x42, 2 + len(DATA4), 0x0021)
                       + DATA4),
         "c_hdlc_ipv6": ("c_hdlc", b"\x8f\x00\x86\xdd" + TCP6),
+        "nflog": ("nflog", bytes([2, 0, 0, 42]) + struct.pack("<HH", 8, 1) + bytes(4) +
+                  struct.pack("<HH", 5, 10) + b"\0\0\0\0" + struct.pack("<HH", 4 + len(DATA4), 9) +
+                  DATA4),
         "ppi_ethernet": ("ppi", struct.pack("<BBHI", 0, 0, 8, 1) + eth(0x0800, DATA4)),
         "vlan_stack_deep": ("ethernet", eth(0x8100, b"".join(tag(i, 0x8100, b"")
                                                              for i in range(1, 10)) + DATA4)),

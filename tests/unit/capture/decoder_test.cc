@@ -477,6 +477,16 @@ TEST_F(DecoderTest, PppAndCiscoHdlc) {
       {kDltCiscoHdlc, Cat({{0x8f, 0x00}, B16(0x86dd), ip6}), 6},
       {kDltCiscoHdlc, Cat({{0x0f, 0x00}, B16(0x0800), ip4}), 4},
       {kDltPppEther, Pppoe(0x0021, ip4), 4},
+      // NFLOG: header, a packet-header TLV, a 5-byte prefix TLV padded to 8, the payload.
+      {kDltNflog,
+       Cat({{2, 0, 0, 42},
+            {8, 0, 1, 0},
+            B32(0),
+            {5, 0, 10, 0},
+            {0, 0, 0, 0},
+            {static_cast<std::uint8_t>(4 + ip4.size()), 0, 9, 0},
+            ip4}),
+       4},
       // PPI (little-endian length 12 with a 4-byte field, then Ethernet).
       {kDltPpi, Cat({{0, 0, 12, 0, 1, 0, 0, 0}, B32(0), Eth(0x0800, ip4)}), 4},
   };
@@ -494,6 +504,11 @@ TEST_F(DecoderTest, PppAndCiscoHdlc) {
   EXPECT_FALSE(Decode(kDltPpi, Cat({{0, 0, 40, 0, 1, 0, 0, 0}, Payload(30)})));
   EXPECT_EQ(counters_.Get(DecodeReason::kUnsupportedLinkType), 1u);
   EXPECT_EQ(TotalReasons(counters_), 4u);
+  // NFLOG: a TLV longer than the frame (Zeek's nflog-bad-tlv-len.pcap), and no payload TLV.
+  EXPECT_FALSE(Decode(kDltNflog, Cat({{2, 0, 0, 1}, {200, 0, 1, 0}, Payload(20)})));
+  EXPECT_FALSE(Decode(kDltNflog, Cat({{2, 0, 0, 1}, {8, 0, 1, 0}, B32(0)})));
+  EXPECT_EQ(counters_.Get(DecodeReason::kNonIp), 3u);
+  EXPECT_EQ(TotalReasons(counters_), 6u);
 }
 
 TEST_F(DecoderTest, LinuxSll) {
@@ -903,6 +918,13 @@ std::vector<Case> TruncationCases() {
       {"ppp_compressed", kDltPpp, Cat({{0x21}, tcp4}), data.size()},
       {"cisco_hdlc", kDltCiscoHdlc, Cat({{0x0f, 0x00}, B16(0x0800), tcp4}), data.size()},
       {"ppp_ether", kDltPppEther, Pppoe(0x0021, tcp4), data.size()},
+      {"nflog", kDltNflog,
+       Cat({{2, 0, 0, 42},
+            {8, 0, 1, 0},
+            B32(0),
+            {static_cast<std::uint8_t>(4 + tcp4.size()), 0, 9, 0},
+            tcp4}),
+       data.size()},
       {"ppi_ethernet", kDltPpi, Cat({{0, 0, 8, 0, 1, 0, 0, 0}, Eth(0x0800, tcp4)}), data.size()},
   };
 }
