@@ -110,8 +110,12 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const LiveOptio
     const int fd = pcap_fileno(handle);
     int arg = (o.fanout_group & 0xffff) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
     if (setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &arg, sizeof arg) != 0) {
-      return absl::InternalError(absl::StrCat(o.interface, ": PACKET_FANOUT group ", o.fanout_group,
-                                              ": ", std::strerror(errno)));
+      const int error = errno;
+      const std::string what = absl::StrCat(o.interface, ": PACKET_FANOUT group ", o.fanout_group,
+                                            ": ", std::strerror(error));
+      // Not a packet socket (nflog, usbmon, ...): the caller can capture it on one handle.
+      return error == ENOPROTOOPT || error == ENOTSOCK ? absl::FailedPreconditionError(what)
+                                                       : absl::InternalError(what);
     }
   }
   return source;

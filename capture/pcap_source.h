@@ -28,7 +28,8 @@ struct LiveOptions {
   bool promiscuous = true;
   int timeout_ms = 100;  // TPACKET_V3 block retire timeout
   // Non-zero: join this PACKET_FANOUT group (symmetric flow hash) so several handles on one
-  // interface split its flows between workers.
+  // interface split its flows between workers. A device that is no packet socket (nflog)
+  // cannot: OpenLive then fails with FailedPrecondition.
   int fanout_group = 0;
 };
 

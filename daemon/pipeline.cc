@@ -243,11 +243,16 @@ absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
 // Live capture
 
 absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
+  // Interfaces that cannot fan out (nflog groups) are captured by the first worker alone:
+  // several handles on them would each see every packet.
+  std::vector<bool> first_worker_only(interfaces.size(), false);
   for (int i = 0; i < worker_count_; ++i) {
     auto live = std::make_unique<LiveWorker>();
     live->worker = workers_[i].get();
-    live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(interfaces.size());
     for (std::size_t k = 0; k < interfaces.size(); ++k) {
+      if (i > 0 && first_worker_only[k]) {
+        continue;
+      }
       capture::LiveOptions options;
       options.interface = interfaces[k];
       options.bpf = config_.capture.bpf;
@@ -258,6 +263,12 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
       options.fanout_group =
           worker_count_ > 1 ? static_cast<int>(((getpid() & 0xfff) << 4) + k + 1) : 0;
       auto source = capture::PcapSource::OpenLive(options);
+      if (!source.ok() && absl::IsFailedPrecondition(source.status()) && i == 0) {
+        RW_LOG(kInfo, "%s; one worker captures %s", source.status().message(), interfaces[k]);
+        first_worker_only[k] = true;
+        options.fanout_group = 0;
+        source = capture::PcapSource::OpenLive(options);
+      }
       if (!source.ok()) {
         return source.status();
       }
@@ -267,6 +278,7 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
       live->sources.push_back(std::move(*source));
       live->interfaces.push_back(interfaces[k]);
     }
+    live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(live->sources.size());
     live->timer = std::make_unique<boost::asio::steady_timer>(live->io);
     live_.push_back(std::move(live));
   }

@@ -19,6 +19,7 @@ BUILD_PACKAGES=(build-essential cmake pkg-config python3 libpcap-dev libboost-de
 TEST_PACKAGES=(rsyslog prometheus iproute2 systemd clang-14 libfuzzer-14-dev
   libclang-rt-14-dev
   tshark                      # interop: our dns records against its dissector
+  nftables                    # interop: live capture of an nflog group
   libmaxmind-db-writer-perl)  # writes the context tests' GeoIP databases
 
 install_missing() {

@@ -7,6 +7,8 @@
   promtool, systemd readiness (READY=1, STOPPING=1) arrives on NOTIFY_SOCKET, SIGHUP with a
   bad config keeps the running one, SIGHUP reopens the JSONL file (rotation), SIGTERM
   flushes what was found;
+- live capture of an nflog group (root and nft only), in a network namespace of its own:
+  two workers, one handle (nflog cannot fan out), each packet counted once;
 - syslog: alerts reach a real rsyslogd over TCP with structured data intact.
 
 Prints one line per check and "N passed, M failed"; exit 0/1.
@@ -14,6 +16,7 @@ Prints one line per check and "N passed, M failed"; exit 0/1.
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -212,6 +215,70 @@ def live(rw, work, promtool):
     notify.close()
 
 
+NFLOG_RULES = """table inet rwtest {
+  chain out {
+    type filter hook output priority 0;
+    tcp dport %d counter log group 7
+    tcp sport %d counter log group 7
+  }
+}
+"""
+
+
+def nft_counters(ns, nft):
+    """Packets counted by the rules above, toward the port and from it."""
+    listing = subprocess.run(["ip", "netns", "exec", ns, nft, "list", "table", "inet", "rwtest"],
+                             capture_output=True, text=True, check=True).stdout
+    found = re.findall(r"tcp ([ds])port \d+ counter packets (\d+)", listing)
+    return {d: int(n) for d, n in found}
+
+
+def live_nflog(rw, work):
+    """`-i nflog:7` (iptables/nftables log group 7) with two workers: the group is a netlink
+    socket, which PACKET_FANOUT refuses, so one worker must capture it alone; two handles
+    would each see every packet and report the session twice."""
+    nft = shutil.which("nft")
+    if os.geteuid() != 0 or not nft:
+        print("SKIP: nflog capture needs root and nft")
+        return
+    ns = f"rwtest-nflog-{os.getpid()}"
+    port = 40022
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, nft, "-f", "-"], check=True, text=True,
+                       input=NFLOG_RULES % (port, port))
+        jsonl = os.path.join(work, "nflog.jsonl")
+        conf = os.path.join(work, "nflog.yaml")
+        with open(conf, "w") as f:
+            f.write(f"outputs:\n  jsonl:\n    path: {jsonl}\n    events: [remote_session, flow]\n"
+                    f"  prometheus:\n    listen: 127.0.0.1:{free_port()}\n")
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, rw, "-c", conf, "-i", "nflog:7",
+                                 "--workers", "2"], stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        here = os.path.dirname(os.path.abspath(__file__))
+        subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                        f"import sys; sys.path.insert(0, {here!r}); import daemon_cli; "
+                        f"daemon_cli.ssh_exchange({port})"], check=True, timeout=20)
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+        events = read_events(jsonl)
+        sessions = [e for e in events if e.get("event_type") == "remote_session"]
+        flows = [e["flow"] for e in events if e.get("event_type") == "flow"
+                 and port in (e.get("src_port"), e.get("dest_port"))]
+        check("nflog capture with two workers: one handle, the session once",
+              proc.returncode == 0 and "one worker captures nflog:7" in stderr
+              and len(sessions) == 1 and sessions[0]["remote_session"]["app"] == "ssh",
+              f"rc {proc.returncode}, {len(sessions)} sessions, stderr {stderr[-300:]}")
+        logged = nft_counters(ns, nft)
+        check("nflog capture counts each logged packet once",
+              len(flows) == 1 and flows[0]["pkts_toserver"] == logged.get("d")
+              and flows[0]["pkts_toclient"] == logged.get("s"), f"{flows} against nft {logged}")
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
 def syslog_e2e(rw, work, pcap):
     rsyslogd = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not os.path.exists(rsyslogd):
@@ -266,6 +333,7 @@ def main():
         cli_contract(args.relaywatch, work)
         replay(args.relaywatch, work, args.pcap, promtool)
         live(args.relaywatch, work, promtool)
+        live_nflog(args.relaywatch, work)
         syslog_e2e(args.relaywatch, work, args.pcap)
     failed = RESULTS.count(False)
     print(f"{len(RESULTS) - failed} passed, {failed} failed")
