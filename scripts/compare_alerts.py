@@ -22,14 +22,14 @@ import replaylib  # noqa: E402
 CONFIG = "outputs:\n  jsonl:\n    events: [alert]\n"
 
 
-def captures(paths):
+def captures(paths, suffixes=(".pcap", ".pcapng")):
     for p in paths:
         if os.path.isfile(p):
             yield p
             continue
         for root, _, files in sorted(os.walk(p)):
             for f in sorted(files):
-                if f.endswith((".pcap", ".pcapng")):
+                if f.endswith(suffixes):
                     yield os.path.join(root, f)
 
 

@@ -9,29 +9,16 @@ usage: scripts/scan_captures.py --relaywatch BIN PATH...   (files or folders, se
 """
 import argparse
 import collections
-import json
 import os
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "interop"))
+from compare_alerts import captures  # noqa: E402
+from shared_pcaps import run_relaywatch  # noqa: E402
 
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".trace")
-
-
-def captures(paths):
-    for p in paths:
-        if os.path.isfile(p):
-            yield p
-            continue
-        for root, _, files in sorted(os.walk(p, followlinks=True)):
-            yield from (os.path.join(root, f) for f in sorted(files) if f.endswith(SUFFIXES))
-
-
-def replay(binary, pcap):
-    proc = subprocess.run([binary, "-r", pcap, "--jsonl", "-"], capture_output=True, text=True,
-                          timeout=600)
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return pcap, proc.returncode, proc.stderr.strip(), events
 
 
 def main():
@@ -42,12 +29,12 @@ def main():
     n = 0
     sessions, alerts = collections.Counter(), collections.Counter()
     refused = []
-    with ThreadPoolExecutor(max(1, (os.cpu_count() or 2))) as pool:
-        for pcap, rc, stderr, events in pool.map(lambda p: replay(a.relaywatch, p),
-                                                 captures(a.paths)):
+    with tempfile.TemporaryDirectory() as work:
+        for pcap in captures(a.paths, SUFFIXES):
             n += 1
+            rc, stderr, events = run_relaywatch(a.relaywatch, pcap, work)
             if rc != 0:
-                refused.append(f"{pcap}: {stderr.splitlines()[-1] if stderr else rc}")
+                refused.append(f"{pcap}: {stderr.strip().splitlines()[-1] if stderr.strip() else rc}")
                 continue
             for e in events:
                 where = (f"{e.get('proto')} {e.get('src_ip')}:{e.get('src_port')} -> "

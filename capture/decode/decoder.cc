@@ -111,9 +111,8 @@ bool FrameDecoder::Link(int dlt, Bytes b) {
       if (b.size() < 8) {
         return Fail(DecodeReason::kLinkTruncated);
       }
-      const std::size_t length = b[2] | (std::size_t{b[3]} << 8);
-      const std::uint32_t inner = b[4] | (std::uint32_t{b[5]} << 8) | (std::uint32_t{b[6]} << 16) |
-                                  (std::uint32_t{b[7]} << 24);
+      const std::size_t length = Le16(b.data() + 2);
+      const std::uint32_t inner = Le32(b.data() + 4);
       if (length < 8 || length > b.size()) {
         return Fail(DecodeReason::kLinkTruncated);
       }

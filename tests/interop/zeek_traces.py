@@ -17,13 +17,14 @@ checkout.
 import argparse
 import glob
 import gzip
-import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from shared_pcaps import run_relaywatch  # noqa: E402  (the same replay)
 
 APPS = {"rdp": "rdp", "rfb": "vnc", "ssh": "ssh"}
 TRACE_RE = re.compile(r"@TEST-EXEC:.*\bzeek\b.*?-r\s+\$TRACES/(\S+)")
@@ -55,17 +56,11 @@ def sessions(binary, trace, work):
         with gzip.open(trace, "rb") as src, open(plain, "wb") as dst:
             shutil.copyfileobj(src, dst)
         trace = plain
-    proc = subprocess.run([binary, "-r", trace, "--jsonl", "-"], capture_output=True, text=True,
-                          timeout=600)
-    if proc.returncode != 0:
-        return None, proc.stderr.strip()
-    found = []
-    for line in proc.stdout.splitlines():
-        e = json.loads(line)
-        if e.get("event_type") == "remote_session":
-            found.append((e["remote_session"]["app"], e["src_ip"], e.get("src_port"),
-                          e["dest_ip"], e.get("dest_port")))
-    return found, ""
+    rc, stderr, events = run_relaywatch(binary, trace, work)
+    if rc != 0:
+        return None, stderr.strip()
+    return [(e["remote_session"]["app"], e["src_ip"], e.get("src_port"), e["dest_ip"],
+             e.get("dest_port")) for e in events if e.get("event_type") == "remote_session"], ""
 
 
 def main():
