@@ -153,7 +153,7 @@ void FlowTable::End(FlowState* f, EndReason reason) {
 void FlowTable::EvictIdlest() {
   FlowState* idlest = nullptr;
   for (const ListHead& l : lists_) {
-    if (l.head && (!idlest || l.head->last_seen < idlest->last_seen)) {
+    if (l.head && (!idlest || l.head->touched_ < idlest->touched_)) {
       idlest = l.head;
     }
   }
@@ -188,6 +188,7 @@ FlowState& FlowTable::Track(const DecodedPacket& p, Direction& direction) {
   if (p.ts > f->last_seen) {
     f->last_seen = p.ts;
   }
+  f->touched_ = now_;
   if (p.is_tcp()) {
     s.tcp_flags |= p.tcp_flags;
     if (p.has(decode::kTcpSyn)) {
@@ -226,7 +227,7 @@ void FlowTable::Advance(PacketTime now) {
   }
   for (int l = 0; l < kListCount; ++l) {
     const absl::Duration timeout = Timeout(static_cast<List>(l));
-    while (lists_[l].head && lists_[l].head->last_seen + timeout < now_) {
+    while (lists_[l].head && lists_[l].head->touched_ + timeout < now_) {
       End(lists_[l].head, l == kClosedList ? EndReason::kClosed : EndReason::kIdle);
     }
   }

@@ -100,6 +100,9 @@ struct FlowState {
   FlowState* prev_ = nullptr;  // intrusive idle list, least recently seen first
   FlowState* next_ = nullptr;
   std::uint8_t list_ = 0;
+  // The table's clock at the last packet: idleness is measured on it, not on last_seen, so
+  // a merged capture whose time steps back does not age every later flow out at once.
+  PacketTime touched_;
 };
 
 struct FlowTableConfig {

@@ -6,9 +6,11 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "capture/base/status_macros.h"
+#include "detectors/common/proxy.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
@@ -29,6 +31,22 @@ bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
 // RFC 4253 section 4.2: the identification string starts "SSH-".
 bool LooksLikeSshBanner(std::span<const std::uint8_t> p) {
   return p.size() >= 4 && p[0] == 'S' && p[1] == 'S' && p[2] == 'H' && p[3] == '-';
+}
+
+// A plain HTTP request to a forward proxy (RFC 9112 3.2.2 absolute-form: "GET http://..."),
+// where a client behind an explicit proxy sends its OCSP, AIA and CRL fetches.
+bool LooksLikeProxiedHttpRequest(std::span<const std::uint8_t> p) {
+  const std::string_view text(reinterpret_cast<const char*>(p.data()),
+                              std::min<std::size_t>(p.size(), 16));
+  const std::size_t sp = text.find(' ');
+  if (sp == std::string_view::npos || sp == 0 ||
+      !std::all_of(text.begin(), text.begin() + sp, [](char c) { return c >= 'A' && c <= 'Z'; }))
+    return false;
+  constexpr std::string_view kScheme = "http://";
+  const std::string_view rest = text.substr(sp + 1);
+  return rest.size() >= kScheme.size() &&
+         std::equal(kScheme.begin(), kScheme.end(), rest.begin(),
+                    [](char a, char b) { return a == (b | 0x20); });
 }
 
 std::optional<double> Ms(const std::optional<absl::Duration>& d) {
@@ -109,6 +127,10 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
+  // A proxy setup (SOCKS, HTTP CONNECT) being read: the app is named by what its tunnel
+  // carries, whose exchanges are then timed as any other flow's.
+  std::unique_ptr<ProxySetupReader> proxy;
+  std::optional<ProxyProtocol> proxied;
   PacketTime first = absl::InfinitePast();
   // Up to the record, this flow's requests and answers as another's possible fetch (a
   // revocation check during that flow's wait): the first only, in the record; or on plain
@@ -201,25 +223,30 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   if (packet.payload_length > 0 && !packet.has(decode::kTcpSyn)) {
     const bool retransmission =
         data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length);
-    if (!data.seen_payload[d]) {
+    if (!data.seen_payload[d] && !data.proxy) {
       data.seen_payload[d] = true;
-      if (data.app == App::kUnknown || data.app == App::kOther) {
-        if (LooksLikeTlsHandshake(packet.payload)) {
-          // Whoever sends the first handshake record is the client.
-          if (data.app == App::kUnknown) {
-            data.app = App::kTls;
-            data.client_dir = d;
-            if (config_.methods.hidden_leg)
-              data.tls13 = std::make_unique<Tls13FirstData>();
-          }
-        } else if (LooksLikeSshBanner(packet.payload)) {
-          data.app = App::kSsh;
-          data.client_dir = 0;  // both ends send a banner: the originator is the client
-          if (config_.methods.hidden_leg || config_.methods.keystrokes)
-            data.ssh_kex = std::make_unique<SshKexInitOrder>();
-        } else if (data.app == App::kUnknown) {
-          data.app = App::kOther;
+      if (d == 0 && data.app == App::kUnknown && !data.seen_payload[1] &&
+          ProxySetupReader::MayStart(packet.payload)) {
+        data.proxy = std::make_unique<ProxySetupReader>();
+      } else {
+        NameApp(data, d, packet.payload);
+      }
+    }
+    if (data.proxy) {
+      const ProxySetupReader::State state = data.proxy->Feed(packet, d == 0);
+      if (state == ProxySetupReader::State::kTunnel) {
+        data.proxied = data.proxy->request().protocol;
+        for (int x : {0, 1}) {
+          // A direction whose tunnel has not begun yet is named by its next segment.
+          const std::span<const std::uint8_t> start = data.proxy->tunnel_start(x == 0);
+          data.seen_payload[x] = !start.empty();
+          if (!start.empty())
+            NameApp(data, x, start);
         }
+        data.proxy.reset();
+      } else if (state == ProxySetupReader::State::kNone) {
+        data.app = App::kOther;
+        data.proxy.reset();
       }
     }
     bool unawaited = false;  // client data sent without waiting for the server
@@ -317,6 +344,32 @@ void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   Report(flow, *data, flow.last_seen, out);
 }
 
+void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t> first) const {
+  if (data.app != App::kUnknown && data.app != App::kOther)
+    return;
+  if (LooksLikeTlsHandshake(first)) {
+    // Whoever sends the first handshake record is the client.
+    if (data.app == App::kUnknown) {
+      data.app = App::kTls;
+      data.client_dir = d;
+      if (config_.methods.hidden_leg)
+        data.tls13 = std::make_unique<Tls13FirstData>();
+    }
+  } else if (LooksLikeSshBanner(first)) {
+    data.app = App::kSsh;
+    data.client_dir = 0;  // both ends send a banner: the originator is the client
+    if (config_.methods.hidden_leg || config_.methods.keystrokes)
+      data.ssh_kex = std::make_unique<SshKexInitOrder>();
+  } else if (data.app == App::kUnknown) {
+    data.app = App::kOther;
+    if (d == 0 && LooksLikeProxiedHttpRequest(first)) {
+      // Fetches through the proxy, like those on port 80: each exchange may explain a wait.
+      data.http = true;
+      data.exchanges.KeepUpTo(kMaxHttpExchanges);
+    }
+  }
+}
+
 bool RelayDetector::TypingTimed(const FlowData& data) const {
   return config_.methods.keystrokes && data.app == App::kSsh && data.setup_over &&
          !data.obfuscated;
@@ -380,6 +433,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
 
   nlohmann::json r = nlohmann::json::object();
   r["app"] = data.app == App::kTls ? "tls" : data.app == App::kSsh ? "ssh" : "other";
+  if (data.proxied)
+    r["proxy"] = ProxyProtocolName(*data.proxied);
   nlohmann::json hs = nlohmann::json::object();
   PutMs(hs, "originator_ms", hs_orig);
   PutMs(hs, "responder_ms", hs_resp);

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -70,6 +71,8 @@ class RelayDetector : public Detector {
                     EventBuffer& out);
   // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).
   bool TypingTimed(const FlowData& data) const;
+  // Names the flow's app from the first bytes of direction `d` (of its tunnel, if proxied).
+  void NameApp(FlowData& data, int d, std::span<const std::uint8_t> first) const;
 
   RelayConfig config_;
   DetectorContext context_;

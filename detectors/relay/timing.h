@@ -12,6 +12,7 @@
 //    the TCP RTT holds only the visible one (Yung 2002; Yang & Huang 2005).
 //  - Keystroke timing and stepping-stone correlation (Zhang & Paxson 2000).
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -249,6 +250,8 @@ struct Exchange {
 class Exchanges {
  public:
   explicit Exchanges(std::size_t max) : max_(max) {}
+  // Keeps up to `max` exchanges from here on (never fewer than before).
+  void KeepUpTo(std::size_t max) { max_ = std::max(max_, max); }
   void OnOpen(PacketTime ts);
   // True when this data answers the last exchange (its first answer, or more of it: the
   // exchange's end moves on).

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "capture/base/status_macros.h"
+#include "detectors/common/proxy.h"
 #include "detectors/remote_access/protocols.h"
 
 namespace relaywatch::detectors::remote_access {
@@ -26,6 +27,8 @@ struct Side {
   std::uint64_t payload_packets = 0;
   // SSH preamble lines dropped from the buffer's front: it no longer starts the stream.
   std::size_t preamble_dropped = 0;
+  bool truncated = false;  // a segment did not fit under the cap: bytes after it are missing
+  std::uint64_t setup_packets = 0;  // payload packets that carried a proxy setup
 };
 
 // Datagram protocols: how many datagrams of each direction matched, and whether one did not.
@@ -76,6 +79,16 @@ struct FlowData : flow::DetectorFlowData {
   // A payload pattern from the signature file, and the direction it matched.
   const AppSignature* signature = nullptr;
   int signature_dir = -1;
+  // A proxy setup (SOCKS, HTTP CONNECT) read off the streams' fronts, so that the parsers
+  // above read the tunnelled protocol: the innermost hop that was granted.
+  struct ProxyHop {
+    ProxyProtocol protocol = ProxyProtocol::kSocks5;
+    std::string target;
+    std::uint16_t target_port = 0;
+  };
+  std::optional<ProxyHop> proxy;
+  int proxy_setups = 0;
+  bool proxy_done = false;  // no (further) setup can start the streams
 };
 
 // Acknowledgements of the peer's sequence numbers, per direction, that prove RDPEUDP.
@@ -113,6 +126,7 @@ void Append(Side& side, const decode::DecodedPacket& p, std::size_t cap) {
     side.next_seq += static_cast<std::uint32_t>(payload.size());
   }
   const std::size_t n = std::min(cap - side.buffer.size(), payload.size());
+  side.truncated = side.truncated || n < payload.size();
   side.buffer.append(reinterpret_cast<const char*>(payload.data()), n);
 }
 
@@ -375,6 +389,12 @@ Event MakeEvent(const FlowData& d, const FlowState& flow, const Finding& f, std:
                       : flow.stats[1 - f.seen_dir].packets > 0 ? "server_only"
                                                                : "one_direction_only";
   b["evidence"] = f.evidence;
+  if (d.proxy) {
+    // The wire's ends are the proxy's client and the proxy; the session goes on to the target.
+    b["proxy"] = {{"protocol", ProxyProtocolName(d.proxy->protocol)},
+                  {"target", d.proxy->target},
+                  {"target_port", d.proxy->target_port}};
+  }
   AddDetails(d, f.app, b);
   return e;
 }
@@ -497,6 +517,51 @@ void InspectStream(FlowData& data, int d) {
     }
   }
   data.teamviewer_frames[d] = TeamViewerTcpFrames(buffer);
+}
+
+// Proxy setups followed on one connection: a chain of proxies, or an HTTP proxy asked again
+// after it wanted credentials (407).
+constexpr int kMaxProxySetups = 3;
+
+// Reads a proxy setup off the fronts of both streams once the client's request and the
+// proxy's answer are complete. The originator is the proxy's client. Returns whether bytes
+// were removed, so both streams are parsed again from their new starts.
+bool ReadProxySetup(FlowData& data) {
+  bool removed = false;
+  Side& client = data.side[kToResponder];
+  Side& proxy = data.side[kToOriginator];
+  while (!data.proxy_done) {
+    if (client.preamble_dropped > 0 || proxy.preamble_dropped > 0) {
+      data.proxy_done = true;
+      break;
+    }
+    bool incomplete = false;
+    const std::optional<ProxyRequest> request = ParseProxyRequest(View(client.buffer), &incomplete);
+    if (!request) {
+      data.proxy_done = !incomplete || client.gap || client.truncated;
+      break;
+    }
+    const std::optional<ProxyReply> reply =
+        ParseProxyReply(request->protocol, View(proxy.buffer), &incomplete);
+    if (!reply) {
+      data.proxy_done = !incomplete || proxy.gap || proxy.truncated;
+      break;
+    }
+    client.buffer.erase(0, request->length);
+    proxy.buffer.erase(0, reply->length);
+    for (Side* side : {&client, &proxy}) {
+      side->setup_packets = side->payload_packets;
+      side->gap = side->gap || side->truncated;
+    }
+    removed = true;
+    data.proxy_done = ++data.proxy_setups >= kMaxProxySetups;
+    if (reply->granted) {
+      data.proxy = FlowData::ProxyHop{request->protocol, request->target, request->target_port};
+    } else if (request->protocol != ProxyProtocol::kHttpConnect) {
+      data.proxy_done = true;  // a SOCKS server closes after a refusal
+    }
+  }
+  return removed;
 }
 
 // Packets of the key exchange that follow the banners are skipped before sizes count.
@@ -625,6 +690,9 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
       }
     }
   } else {
+    if (ReadProxySetup(data)) {
+      InspectStream(data, 1 - d);
+    }
     InspectStream(data, d);
     if (config_.signatures && data.side[d].preamble_dropped == 0) {
       MatchSignature(data, *config_.signatures, View(data.side[d].buffer), d);
@@ -646,7 +714,7 @@ Verdict RemoteAccessDetector::OnPacket(const decode::DecodedPacket& packet, Flow
     return Verdict::kDone;
   }
   const auto exhausted = [&](const Side& s) {
-    return s.gap || s.payload_packets >= config_.inspect_packets ||
+    return s.gap || s.payload_packets - s.setup_packets >= config_.inspect_packets ||
            s.buffer.size() >= config_.inspect_bytes;
   };
   // Both sides have said enough without completing an opening exchange: not ours.

@@ -249,6 +249,22 @@ def remote_access_seeds():
         record(TO_CLIENT, b"\x1aCGP/01" + bytes(8)),
         "https_not_remote": setup(443) + record(TO_SERVER, bytes.fromhex("160301020001")) +
         record(TO_CLIENT, bytes.fromhex("160303007a02")),
+        # Proxy setups before the tunnelled protocol (Arkime's socks5-rdp.pcap; HTTP CONNECT
+        # after a 407; SOCKS 4a with the proxy's answer and the server's banner together).
+        "socks5_rdp": setup(3389) + record(TO_SERVER, b"\x05\x01\x00") +
+        record(TO_CLIENT, b"\x05\x00") +
+        record(TO_SERVER, bytes.fromhex("050100010a0000010d3d")) +
+        record(TO_CLIENT, bytes.fromhex("05000001000000000000")) +
+        record(TO_SERVER, x224_request()) + record(TO_CLIENT, x224_confirm()),
+        "http_connect_ssh": setup(22) +
+        record(TO_SERVER, b"CONNECT git.example:22 HTTP/1.1\r\nHost: git.example:22\r\n\r\n") +
+        record(TO_CLIENT, b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n") +
+        record(TO_SERVER, b"CONNECT git.example:22 HTTP/1.1\r\nProxy-Authorization: x\r\n\r\n") +
+        record(TO_CLIENT, b"HTTP/1.1 200 Connection established\r\n\r\n" + SSH_SERVER) +
+        record(TO_SERVER, SSH_CLIENT),
+        "socks4a_vnc": setup(5900) + record(TO_SERVER, b"\x04\x01\x17\x0c\x00\x00\x00\x01u\x00vnc\x00") +
+        record(TO_CLIENT, bytes([0, 90]) + bytes(6) + b"RFB 003.008\n") +
+        record(TO_SERVER, b"RFB 003.008\n"),
     }
 
 
@@ -355,6 +371,16 @@ def relay_seeds():
         relay_record(1, 11, 200, 0x17),           # the response
         relay_record(0, 201, 24, 0x17),           # close_notify
     ])
+    # A proxy's tunnel (bit 7): HTTP CONNECT and its 200, then the relayed TLS client.
+    proxied_tls = bytes([0x01 | 0x0C | 0x80]) + b"".join([
+        relay_record(0, 1, 255, ord("C")),        # CONNECT
+        relay_record(1, 10, 255, ord("C")),       # 200 Connection established
+        relay_record(0, 120, 200, 0x16),          # ClientHello
+        relay_record(1, 10, 255, 0x16),           # server flight
+        relay_record(0, 0, 0, psh=False),
+        relay_record(0, 120, 80, 0x17),           # the relayed client's answer
+        relay_record(1, 11, 255, 0x17),
+    ])
     # SSH packets (bit 6): the far client's KEXINIT, in two segments, lands behind the
     # server's; its key exchange init answers 218 ms later.
     ssh_kex = bytes([0x01 | 0x0C | 0x40]) + b"".join([
@@ -371,7 +397,7 @@ def relay_seeds():
         relay_record(0, 121, 60, 0x75),
     ])
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
-            "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex}
+            "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex, "proxied_tls": proxied_tls}
 
 
 # ------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@
 // record layer of Tls13FirstData is reached; bit 6 SSH: a payload beginning 'S' is a whole
 // identification line and one beginning 0 an SSH packet header whose length reaches the
 // fourth byte of the record past the segment, so that SshKexInitOrder's packet layer is
-// reached). Then 6-byte records:
+// reached; bit 7 proxy: a payload beginning 'C' is an HTTP CONNECT request from the client
+// and the proxy's 200 from the server, cut to the payload length, so that the proxy setup
+// reader is reached). Then 6-byte records:
 // control (bit 0 direction, bits 1-5 SYN ACK PSH FIN RST, bit 6 resend the previous
 // sequence number, bit 7 jump the clock by seconds), time step (ms), payload length, the
 // first payload byte (0x16 TLS, 'S' SSH, ...), and two bytes that perturb the ACK number.
@@ -112,6 +114,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         payload[3] = 0;
         payload[4] = static_cast<char>(len - 5);
       }
+    }
+    if ((setup & 0x80) && first == 'C') {
+      static const std::string kConnect = "CONNECT www.example:443 HTTP/1.1\r\n\r\n";
+      static const std::string kGranted = "HTTP/1.1 200 Connection established\r\n\r\n";
+      payload = ((control & 1) ? kGranted : kConnect).substr(0, len);
     }
     if ((setup & 0x40) && first == 'S') {
       payload = ssh_wire::kBanner;

@@ -1,8 +1,8 @@
 // Fuzz target for the remote-access protocol parsers and the detector that buffers and
 // reassembles their input.
 //
-// 1. Every parser in detectors/remote_access/protocols.h sees the whole input (after the
-//    first byte) and each packet payload below.
+// 1. Every parser in detectors/remote_access/protocols.h and detectors/common/proxy.h sees
+//    the whole input (after the first byte) and each packet payload below.
 // 2. The input is replayed as one conversation through a FlowTable and a
 //    RemoteAccessDetector, the way daemon/worker.cc drives detectors, and every event is
 //    serialised as the sinks do.
@@ -29,6 +29,7 @@
 #include "capture/base/config_reader.h"
 #include "capture/flow/flow_table.h"
 #include "daemon/sinks/event_json.h"
+#include "detectors/common/proxy.h"
 #include "detectors/remote_access/config.h"
 #include "detectors/remote_access/protocols.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -88,6 +89,20 @@ void RunParsers(ra::Bytes bytes) {
   RW_FUZZ_CHECK(nx_counter >= -1 && nx_counter <= 0xffff);
   ra::ParseRadmin(bytes);
   RW_FUZZ_CHECK(!(ra::IsIcaGreeting(bytes) && ra::IsCgpGreeting(bytes)));
+  incomplete = true;
+  if (auto request = relaywatch::detectors::ParseProxyRequest(bytes, &incomplete)) {
+    // A setup is never empty, never past the bytes, and names a port.
+    RW_FUZZ_CHECK(!incomplete && request->length > 0 && request->length <= bytes.size());
+    RW_FUZZ_CHECK(request->target_port != 0 && !request->target.empty());
+    RW_FUZZ_CHECK(Printable(request->target));
+  }
+  for (auto protocol : {relaywatch::detectors::ProxyProtocol::kSocks4,
+                        relaywatch::detectors::ProxyProtocol::kSocks5,
+                        relaywatch::detectors::ProxyProtocol::kHttpConnect}) {
+    if (auto reply = relaywatch::detectors::ParseProxyReply(protocol, bytes, &incomplete)) {
+      RW_FUZZ_CHECK(!incomplete && reply->length > 0 && reply->length <= bytes.size());
+    }
+  }
 }
 
 // Registered ports matter only as hints for which side is the server.

@@ -95,7 +95,8 @@ RESPONDER_MS="${RWLAB_RESPONDER_MS:-40:80}"
 RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
-           scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls)
+           scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
+           proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -105,7 +106,7 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 # ---------------------------------------------------------------- deps
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils
-      xrdp freerdp2-x11 nftables tinyproxy-bin)
+      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -384,6 +385,10 @@ vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true
 routed_relay            op routes IP via farm (ssh -w, NAT) -> srv  relayed=true  app=tls (routed, curl + ssh)
 revocation_tls          farm TLS client fetches OCSP mid-handshake  relayed=false app=tls (+ http :80)
 http_proxy_tls          op curl -> HTTP CONNECT (tinyproxy) on farm relayed=true  app=tls
+proxied_rdp             op xfreerdp -> SOCKS5 (dante) on farm -> xrdp on farm  relayed=true app=rdp controlled=farm
+proxied_ssh             op types into ssh srv via HTTP CONNECT (tinyproxy) on farm  relayed=true app=ssh
+corp_proxy_direct_tls   farm curl -> company HTTP proxy (tinyproxy on srv) -> srv  relayed=false app=tls
+corp_proxy_tls          op curl -> ssh -L via farm -> company HTTP proxy on srv   relayed=true  app=tls
 EOF
 }
 
@@ -473,6 +478,47 @@ scn_proxied_tls() {
     browse op "$out" "$seed" --socks5 "$FARM:1080"
 }
 
+start_tinyproxy() {  # start_tinyproxy OUT PORT [NS ADDR LISTEN_PORT ALLOW]: CONNECT to PORT only
+    local ns="${3:-farm}" addr="${4:-$FARM}" port="${5:-8888}" allow="${6:-$OP}"
+    printf '%s\n' "Port $port" "Listen $addr" "Timeout 60" "Allow $allow" "ConnectPort $2" \
+        "MaxClients 20" "User nobody" "Group nogroup" "LogLevel Info" >"$STATE/tinyproxy-$ns.conf"
+    run_bg "$ns" "$1/tinyproxy-$ns.log" tinyproxy -d -c "$STATE/tinyproxy-$ns.conf"
+    wait_port "$ns" "$addr" "$port" 15 || { log "tinyproxy did not listen"; return 1; }
+}
+
+# The company's web proxy, beyond the gateway (on srv): every egress TLS flow of the laptop is
+# an HTTP CONNECT to it, so the sensor sees TLS inside CONNECT.
+scn_corp_proxy_direct_tls() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=tls; M_HUMAN=farm
+    M_NOTE="user at the laptop browses https srv through the company's HTTP proxy (tinyproxy on srv:3128)"
+    dl_note
+    command -v tinyproxy >/dev/null || { log "tinyproxy missing"; return 3; }
+    spec direct tls "$FARM" "$SRV" 3128 false "farm curl -> srv:3128 CONNECT srv:443 (TLS inside)"
+    start_tinyproxy "$out" 443 srv "$SRV" 3128 "$FARM" || return 1
+    browse farm "$out" "$seed" --proxy "http://$SRV:3128" --connect-to "$SRV_NAME:443:$SRV:443"
+}
+
+scn_corp_proxy_tls() {
+    local out="$1" seed="$2" i tpid
+    M_RELAYED=true; M_APP=tls; M_KIND=ssh_local_forward; M_HUMAN=op
+    M_NOTE="operator runs ssh -N -L 3128:srv:3128 root@farm and curls https srv through the company's HTTP proxy (tinyproxy on srv:3128) over it"
+    dl_note
+    command -v tinyproxy >/dev/null || { log "tinyproxy missing"; return 3; }
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -L (tunnel)"
+    spec relayed_egress tls "$FARM" "$SRV" 3128 true "farm sshd -> srv:3128 CONNECT srv:443, TLS client is op"
+    start_tinyproxy "$out" 443 srv "$SRV" 3128 "$FARM" || return 1
+    ip netns exec "${PFX}op" "${SSH[@]}" -N -L "127.0.0.1:3128:$SRV:3128" "root@$FARM" >>"$out/scenario.log" 2>&1 </dev/null &
+    tpid=$!; RUN_PIDS+=("$tpid")
+    for i in $(seq 150); do  # ss, not a probe connection (see ssh_local_forward)
+        [[ -n $(nsx op ss -Hltn "sport = :3128") ]] && break
+        sleep 0.1
+    done
+    [[ -n $(nsx op ss -Hltn "sport = :3128") ]] || { log "ssh -L did not come up"; return 1; }
+    browse op "$out" "$seed" --proxy "http://127.0.0.1:3128" --connect-to "$SRV_NAME:443:$SRV:443"
+    stop_pid "$tpid"
+}
+
 scn_http_proxy_tls() {
     local out="$1" seed="$2"
     M_RELAYED=true; M_APP=tls; M_KIND=http_connect; M_HUMAN=op; M_CTRL=""
@@ -481,10 +527,7 @@ scn_http_proxy_tls() {
     command -v tinyproxy >/dev/null || { log "tinyproxy missing"; return 3; }
     spec operator_leg http "$OP" "$FARM" 8888 true "op -> farm HTTP CONNECT (carries the TLS session)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (tinyproxy) -> srv, TLS client is op"
-    printf '%s\n' "Port 8888" "Listen $FARM" "Timeout 60" "Allow $OP" "ConnectPort 443" \
-        "MaxClients 20" "User nobody" "Group nogroup" "LogLevel Info" >"$STATE/tinyproxy.conf"
-    run_bg farm "$out/tinyproxy.log" tinyproxy -d -c "$STATE/tinyproxy.conf"
-    wait_port farm "$FARM" 8888 15 || { log "tinyproxy did not listen"; return 1; }
+    start_tinyproxy "$out" 443 || return 1
     # The proxy resolves nothing: curl asks it to CONNECT to srv's address (--connect-to).
     browse op "$out" "$seed" --proxy "http://$FARM:8888" --connect-to "$SRV_NAME:443:$SRV:443"
 }
@@ -508,6 +551,20 @@ scn_jump_ssh_interactive() {
     nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label jump_ssh \
         --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
         "${SSH[@]}" -J "root@$FARM" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
+}
+
+scn_proxied_ssh() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=ssh; M_KIND=http_connect; M_HUMAN=op; M_EVENTS=keystrokes.json
+    M_NOTE="operator types into ssh root@srv whose ProxyCommand is nc -X connect through tinyproxy on the laptop"
+    command -v tinyproxy >/dev/null && command -v nc >/dev/null || { log "tinyproxy/nc missing"; return 3; }
+    spec operator_leg ssh "$OP" "$FARM" 8888 true "op -> farm HTTP CONNECT (carries the ssh session)"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm tinyproxy -> srv:22 (ssh client is op)"
+    start_tinyproxy "$out" 22 || return 1
+    nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label proxied_ssh \
+        --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
+        "${SSH[@]}" -o "ProxyCommand=nc -X connect -x $FARM:8888 %h %p" -tt "root@$SRV" "$REMOTE_SHELL" \
+        >>"$out/scenario.log" 2>&1
 }
 
 scn_ssh_tunnel() {
@@ -560,10 +617,21 @@ scn_vnc_session() {
 }
 
 scn_rdp_session() {
-    local out="$1" seed="$2" i
     M_RELAYED=true; M_APP=rdp; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=rdp_events.json
     M_NOTE="xrdp on farm (libvnc backend -> x11vnc on Xvfb+xterm, no sesman/PAM); operator runs xfreerdp under Xvfb, input via xdotool"
     spec operator_leg rdp "$OP" "$FARM" 3389 true "op xfreerdp -> farm xrdp"
+    rdp_session "$1" "$2"
+}
+
+scn_proxied_rdp() {
+    M_RELAYED=true; M_APP=rdp; M_KIND=socks5; M_CTRL=farm; M_HUMAN=op; M_EVENTS=rdp_events.json
+    M_NOTE="as rdp_session, but the operator's xfreerdp reaches xrdp through the dante SOCKS5 proxy on the laptop (/proxy:socks5://)"
+    spec operator_leg rdp "$OP" "$FARM" 1080 true "op xfreerdp -> farm dante (SOCKS5) -> farm xrdp"
+    rdp_session "$1" "$2" --proxy "socks5://$FARM:1080"
+}
+
+rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
+    local out="$1" seed="$2"; shift 2
     command -v xrdp >/dev/null && command -v xfreerdp >/dev/null || { log "xrdp/xfreerdp missing"; return 3; }
     mkdir -p "$STATE/xrdp" /run/xrdp/sockdir
     if [[ ! -f $STATE/xrdp/cert.pem ]]; then
@@ -582,7 +650,7 @@ scn_rdp_session() {
     wait_port farm "$FARM" 3389 15 || { log "xrdp did not listen"; return 1; }
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
-        --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" >>"$out/scenario.log" 2>&1
+        --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" "$@" >>"$out/scenario.log" 2>&1
 }
 
 scn_scp_transfer() {

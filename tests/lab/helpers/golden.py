@@ -7,7 +7,8 @@
         * every flow of truth.json is in input.pcap with a full handshake
           (pcapflows.py) and input.pcap holds no TCP flow truth.json lacks;
         * tshark sees the application protocol of each flow:
-            ssh    SSH-2.0 banner from both ends
+            ssh    SSH-2.0 banner from both ends (inside tcp/8888's HTTP CONNECT, which
+                   tshark does not follow: the CONNECT, its answer and "SSH-2.0-" both ways)
             tls    ClientHello from the client, ServerHello from the server
             socks5 SOCKS (tcp/1080 decoded as socks)
             http   a request from the client, a response from the server (tcp/8888
@@ -65,15 +66,22 @@ def evidence(pcap):
     add(tshark(pcap, f4, "socks"), "socks")
     add(tshark(pcap, f4, "http.request"), "http_request")
     add(tshark(pcap, f4, "http.response"), "http_response")
+    # tshark does not dissect what an HTTP CONNECT tunnel carries: the identification's text
+    add(tshark(pcap, f4, "tcp.payload contains \"SSH-2.0-\""), "ssh_id_text")
     add(tshark(pcap, f4, "tcp.payload contains \"RFB 003.00\""), "rfb_version")
     add(tshark(pcap, f4, "cotp.type == 0x0e"), "x224_connection_request")
     add(tshark(pcap, f4, "cotp.type == 0x0d"), "x224_connection_confirm")
     return ev
 
 
-def app_ok(app, ev, client, server):
-    """(ok, text) for one flow's application evidence."""
-    need = {
+def app_ok(app, ev, client, server, proxied=False):
+    """(ok, text) for one flow's application evidence; `proxied`: inside the lab's HTTP CONNECT."""
+    if proxied and app == "ssh":
+        need = [("http_request", client), ("http_response", server), ("ssh_id_text", client),
+                ("ssh_id_text", server)]
+    else:
+        need = None
+    need = need or {
         "ssh": [("ssh_banner", client), ("ssh_banner", server)],
         "tls": [("tls_client_hello", client), ("tls_server_hello", server)],
         "socks5": [("socks", client)],
@@ -124,7 +132,8 @@ def cmd_check(a):
             rows.append(row)
             continue
         hs = bool(c["syn_ts"] and c["synack_ts"] and c["ack_ts"])
-        ok_app, txt = app_ok(fl["app"], ev.get(key_of(*k), set()), ft["src"], ft["dst"])
+        ok_app, txt = app_ok(fl["app"], ev.get(key_of(*k), set()), ft["src"], ft["dst"],
+                             proxied=int(ft["dport"]) == 8888)
         good = hs and ok_app
         bad += not good
         row.update({"present": True, "handshake": hs, "app_ok": ok_app, "app_evidence": txt,
@@ -177,6 +186,11 @@ DESCR = {
     "scp_transfer": "Negative case for SSH bulk: the user at the laptop scp's a ~2 MB file to srv.",
     "ssh_local_forward": "The operator runs `ssh -N -L 8443:srv:443 root@farm` and curls through the "
                          "forward; the laptop's sshd opens the TLS connections to srv.",
+    "proxied_rdp": "As rdp_session, but the operator's xfreerdp reaches xrdp through the dante SOCKS5 "
+                   "proxy on the laptop (`/proxy:socks5://farm:1080`): RDP inside SOCKS.",
+    "proxied_ssh": "The operator types into `ssh root@srv` whose ProxyCommand is "
+                   "`nc -X connect -x farm:8888`: SSH inside the HTTP CONNECT tunnel of tinyproxy "
+                   "on the laptop, and from the laptop on to srv.",
 }
 
 
@@ -196,7 +210,8 @@ def cmd_readme(a):
         with open(p) as f:
             sums.append(json.load(f))
     order = ["rdp_session", "vnc_session", "direct_ssh_interactive", "jump_ssh_interactive",
-             "ssh_tunnel", "direct_tls", "proxied_tls", "scp_transfer", "ssh_local_forward"]
+             "ssh_tunnel", "direct_tls", "proxied_tls", "scp_transfer", "ssh_local_forward",
+             "proxied_rdp", "proxied_ssh"]
     sums.sort(key=lambda s: order.index(s["case"]) if s["case"] in order else 99)
     L = []
     w = L.append

@@ -307,6 +307,25 @@ TEST_F(FlowTableTest, ClockNeverMovesBack) {
   EXPECT_EQ(table_->now(), kT0 + absl::Minutes(1));
 }
 
+// A merged capture can jump back by more than any timeout (Arkime's arkime_synthetic.pcap
+// goes from 2025 to 2023): the connections after the jump stay whole, one flow each, and
+// idle on the table's clock.
+TEST_F(FlowTableTest, FlowsAfterTheClockStepsBackStayWhole) {
+  Track(Udp("10.0.0.9", 5000, "10.0.0.8", 53, kT0 + absl::Hours(24 * 400)));
+  const PacketTime past = kT0;
+  const std::uint64_t id = Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 22, kTcpSyn, past)).id;
+  Track(Tcp("10.0.0.2", 22, "10.0.0.1", 40000, kTcpSyn | kTcpAck, past + absl::Milliseconds(50)));
+  FlowState& f = Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 22, kTcpAck, past + absl::Seconds(1)));
+  EXPECT_EQ(f.id, id);
+  EXPECT_EQ(f.stats[0].packets, 2u);
+  EXPECT_EQ(f.stats[1].packets, 1u);
+  EXPECT_EQ(f.last_seen, past + absl::Seconds(1));  // events keep the packets' own time
+  EXPECT_TRUE(ended_.empty());
+  // Idle on the clock: ended once the clock is a TCP timeout past its last packet.
+  table_->Advance(kT0 + absl::Hours(24 * 400) + absl::Hours(2));
+  EXPECT_EQ(table_->size(), 0u);
+}
+
 TEST_F(FlowTableTest, PacketAfterIdleTimeoutStartsNewFlow) {
   const std::uint64_t first = Track(Udp("10.0.0.1", 5000, "10.0.0.2", 53, kT0)).id;
   FlowState& again = Track(Udp("10.0.0.1", 5000, "10.0.0.2", 53, kT0 + absl::Minutes(5)));

@@ -1182,6 +1182,58 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_EQ(r["_exchanges_us"], nlohmann::json({{us(0), us(21.1), us(21.1 + 120 + 0.5)}}));
 }
 
+// A laptop whose web traffic goes through the company's proxy (HTTP CONNECT, or SOCKS 5):
+// the TLS inside is named and timed as any other, and the setup's own exchanges are not
+// turnarounds. The far client also answers the proxy late; only TLS is measured.
+std::vector<Event> TlsThroughProxyAndRelay(const std::vector<std::string>& client_setup,
+                                           const std::vector<std::string>& proxy_setup,
+                                           double hidden_ms) {
+  Wire w;
+  w.SetServerPort(3128);
+  w.Handshake(0, 0.2);
+  double t = 10.2;
+  for (std::size_t i = 0; i < client_setup.size(); ++i) {
+    w.Send(t += hidden_ms, true, kAck | kPsh, client_setup[i]);
+    if (i < proxy_setup.size())
+      w.Send(t += 10, false, kAck | kPsh, proxy_setup[i]);
+  }
+  w.Send(t += hidden_ms, true, kAck | kPsh, kClientHello);
+  w.Send(t += 10, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
+  w.Send(t += 0.1, false, kAck | kPsh, std::string(800, 's'));
+  w.Send(t + 0.2, true, kAck, "");
+  w.Send(t + hidden_ms + 0.5, true, kAck | kPsh, std::string(80, 'f'));  // Finished
+  w.Send(t + hidden_ms + 0.6, true, kAck | kPsh, std::string(90, 'g'));  // request
+  w.Send(t + hidden_ms + 10.6, false, kAck | kPsh, std::string(500, 'r'));
+  w.Send(t + 2 * hidden_ms + 12, true, kAck | kPsh, std::string(24, 'c'));
+  return w.End();
+}
+
+TEST(RelayDetector, MeasuresTheHiddenLegOfTlsInsideAProxysTunnel) {
+  const std::vector<std::vector<std::string>> clients = {
+      {"CONNECT www.example:443 HTTP/1.1\r\nHost: www.example:443\r\n\r\n"},
+      {std::string("\x05\x01\x00", 3),
+       std::string("\x05\x01\x00\x03\x0b", 5) + "www.example" + std::string("\x01\xbb", 2)}};
+  const std::vector<std::vector<std::string>> proxies = {
+      {"HTTP/1.1 200 Connection established\r\n\r\n"},
+      {std::string("\x05\x00", 2), std::string("\x05\x00\x00\x01\x0a\x00\x00\x01\x01\xbb", 10)}};
+  for (int i = 0; i < 2; ++i) {
+    const std::vector<Event> events = TlsThroughProxyAndRelay(clients[i], proxies[i], 120);
+    ASSERT_EQ(events.size(), 1u);
+    const nlohmann::json& r = events[0].body;
+    EXPECT_EQ(r["app"], "tls");
+    EXPECT_EQ(r["proxy"], i == 0 ? "http_connect" : "socks5");
+    EXPECT_EQ(r["turnaround_samples_ms"].size(), 2u);
+    EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 120.3, 0.01);
+  }
+  // A refused setup: nothing after it is read as TLS.
+  const std::vector<Event> events = TlsThroughProxyAndRelay(
+      clients[0], {"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"}, 120);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body["app"], "other");
+  EXPECT_FALSE(events[0].body.contains("proxy"));
+  EXPECT_FALSE(events[0].body.contains("hidden_leg_rtt_ms"));
+}
+
 // A far TLS 1.3 client 300 ms behind a relay, whose request, sent right behind its
 // Finished, reached the laptop 9 ms after the server's session ticket (jitter on its leg).
 // The response acknowledges the request, so only the record layer tells that the request
@@ -1267,6 +1319,29 @@ TEST(RelayDetector, PlainHttpRequestsAreToldAsTheyAreAnswered) {
   EXPECT_EQ(told[1], nlohmann::json({{us(0), us(75), -1}}));
   EXPECT_EQ(told[2], nlohmann::json({{us(900), us(950), -1}}));
   EXPECT_EQ(w.counters().http_exchanges.Read(), 3u);
+}
+
+// Behind an explicit proxy the fetches are plain HTTP to the proxy's port, in absolute form:
+// told one by one as on port 80. A CONNECT is no fetch; its tunnel's TLS is timed instead.
+TEST(RelayDetector, FetchesThroughAProxyAreToldLikePort80) {
+  Wire w;
+  w.SetServerPort(3128);
+  w.Handshake(0, 0.2);
+  w.Send(12, true, kAck | kPsh, "GET http://ocsp.example/x HTTP/1.1\r\n\r\n");
+  w.Send(60, false, kAck | kPsh, std::string(300, 'h'));
+  w.Send(900, true, kAck | kPsh, "GET http://ocsp.example/y HTTP/1.1\r\n\r\n");
+  w.Send(950, false, kAck | kPsh, std::string(300, 'h'));
+  int told = 0;
+  for (const Event& e : w.End())
+    told += e.event_type == kExchangeEvent;
+  EXPECT_EQ(told, 2);
+  Wire origin_form;  // the same to a server, not a proxy: only the record's first exchange
+  origin_form.SetServerPort(3128);
+  origin_form.Handshake(0, 0.2);
+  origin_form.Send(12, true, kAck | kPsh, "GET /x HTTP/1.1\r\n\r\n");
+  origin_form.Send(60, false, kAck | kPsh, std::string(300, 'h'));
+  for (const Event& e : origin_form.End())
+    EXPECT_NE(e.event_type, kExchangeEvent);
 }
 
 TEST(RelayDetector, RecordsTheTtlOfTheFirstSynAndSynAck) {

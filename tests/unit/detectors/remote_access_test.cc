@@ -286,6 +286,93 @@ TEST(RemoteAccess, SshActivityInteractiveTunnelAndFileTransfer) {
   EXPECT_EQ(SshActivityOf({{true, 36}, {false, 36}}), "unknown");  // too little to say
 }
 
+// A remote-control protocol inside a proxy's tunnel (Arkime's socks5-rdp.pcap): the
+// parsers read the stream after the SOCKS 5 setup, and the event names the target.
+TEST(RemoteAccess, RdpThroughSocks5) {
+  Connection c("10.0.0.3", 2276, "10.0.0.2", 1080);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, std::string("\x05\x01\x00", 3));
+  c.Send(false, kAck | kPsh, std::string("\x05\x00", 2));
+  c.Send(true, kAck | kPsh, std::string("\x05\x01\x00\x01\x0a\x00\x00\x01\x0d\x3d", 10));
+  c.Send(false, kAck | kPsh, std::string("\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00", 10));
+  EXPECT_EQ(c.Send(true, kAck | kPsh, RdpRequest()), Verdict::kContinue);
+  EXPECT_EQ(c.Send(false, kAck | kPsh, kRdpConfirm), Verdict::kDone);
+  ASSERT_EQ(c.events().size(), 1u);
+  const nlohmann::json& b = c.events()[0].body;
+  EXPECT_EQ(b["app"], "rdp");
+  EXPECT_EQ(b["controlled"], "10.0.0.2");  // the wire's end: the proxy
+  EXPECT_EQ(b["proxy"]["protocol"], "socks5");
+  EXPECT_EQ(b["proxy"]["target"], "10.0.0.1");
+  EXPECT_EQ(b["proxy"]["target_port"], 3389);
+  EXPECT_EQ(b["rdp"]["cookie"], "alice");
+}
+
+// An HTTP proxy that wants credentials first (407), then grants; the SSH server's banner
+// comes in the proxy's answer's segment.
+TEST(RemoteAccess, SshThroughHttpConnectAfterA407) {
+  Connection c("10.1.1.5", 40000, "10.1.0.1", 3128);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, "CONNECT git.example:22 HTTP/1.1\r\nHost: git.example:22\r\n\r\n");
+  c.Send(false, kAck | kPsh,
+         "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
+  c.Send(true, kAck | kPsh,
+         "CONNECT git.example:22 HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\r\n");
+  c.Send(false, kAck | kPsh, "HTTP/1.1 200 Connection established\r\n\r\nSSH-2.0-OpenSSH_9.2\r\n");
+  EXPECT_TRUE(c.events().empty());
+  c.Send(true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  ASSERT_EQ(c.events().size(), 1u);
+  const nlohmann::json& b = c.events()[0].body;
+  EXPECT_EQ(b["app"], "ssh");
+  EXPECT_EQ(b["confirmed_by"], "both_directions");
+  EXPECT_EQ(b["proxy"]["protocol"], "http_connect");
+  EXPECT_EQ(b["proxy"]["target"], "git.example");
+  EXPECT_EQ(b["proxy"]["target_port"], 22);
+}
+
+// SOCKS 4a, the client's request and its first tunnelled bytes in one segment.
+TEST(RemoteAccess, VncThroughSocks4a) {
+  Connection c("10.1.1.5", 40000, "10.1.0.1", 1080);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, std::string("\x04\x01\x17\x0c\x00\x00\x00\x01\x00vnc.corp\x00", 18));
+  c.Send(false, kAck | kPsh, std::string("\x00\x5a\x00\x00\x00\x00\x00\x00", 8) + "RFB 003.008\n");
+  EXPECT_EQ(c.Send(true, kAck | kPsh, "RFB 003.008\n"), Verdict::kDone);
+  ASSERT_EQ(c.events().size(), 1u);
+  const nlohmann::json& b = c.events()[0].body;
+  EXPECT_EQ(b["app"], "vnc");
+  EXPECT_EQ(b["controlled"], "10.1.0.1");
+  EXPECT_EQ(b["proxy"]["protocol"], "socks4");
+  EXPECT_EQ(b["proxy"]["target"], "vnc.corp");
+}
+
+// Neither a refused setup nor TLS through a granted one is a remote session; both are given
+// up once the packet limits are reached, not held because setup packets were counted.
+TEST(RemoteAccess, ProxiedFlowsOfOtherProtocolsAreGivenUp) {
+  {
+    Connection c("10.1.1.5", 40000, "10.1.0.1", 1080);
+    c.Handshake();
+    c.Send(true, kAck | kPsh,
+           std::string("\x05\x01\x00\x05\x01\x00\x01\x0a\x00\x00\x01\x0d\x3d", 13));
+    c.Send(false, kAck | kPsh, std::string("\x05\x00\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00", 12));
+    c.Send(true, kAck | kPsh, RdpRequest());  // no tunnel: not read as the target's protocol
+    c.End();
+    EXPECT_TRUE(c.events().empty());
+  }
+  RemoteAccessConfig config;
+  config.inspect_packets = 3;
+  Connection c("10.1.1.5", 40001, "10.1.0.1", 3128, config);
+  c.Handshake();
+  c.Send(true, kAck | kPsh, "CONNECT www.example:443 HTTP/1.1\r\n\r\n");
+  c.Send(false, kAck | kPsh, "HTTP/1.1 200 OK\r\n\r\n");
+  for (int i = 0; i < 2; ++i) {
+    c.Send(true, kAck | kPsh, std::string("\x16\x03\x01\x00\x05hello", 10));
+    c.Send(false, kAck | kPsh, std::string("\x16\x03\x03\x00\x05hello", 10));
+  }
+  EXPECT_FALSE(c.done());
+  c.Send(true, kAck | kPsh, std::string("\x17\x03\x03\x00\x01x", 6));
+  EXPECT_EQ(c.Send(false, kAck | kPsh, std::string("\x17\x03\x03\x00\x01x", 6)), Verdict::kDone);
+  EXPECT_TRUE(c.events().empty());
+}
+
 TEST(RemoteAccessConfig, RejectsUnknownKeyAndBadValues) {
   auto parse = [](const std::string& yaml) {
     auto root = config::LoadString(yaml, "test.yaml");
