@@ -269,11 +269,14 @@ std::optional<ProxyRequest> HttpConnectRequest(Bytes data, bool* incomplete) {
     return std::nullopt;
   }
   // CONNECT authority-form HTTP/1.x (RFC 9112 3.2.3): host:port, an IPv6 host in brackets.
+  // Some clients put more before the version ("CONNECT host:25 / HTTP/1.0", a spam bot in
+  // Zeek's connect-with-smtp.pcap), which proxies grant: the authority is the first word.
   const std::size_t sp = line.rfind(' ');
   if (sp == std::string_view::npos || sp < 8 || !IsHttp1Version(line.substr(sp + 1))) {
     return std::nullopt;
   }
-  const std::string_view authority = line.substr(8, sp - 8);
+  const std::string_view words = line.substr(8, sp - 8);
+  const std::string_view authority = words.substr(0, words.find(' '));
   const std::size_t colon = authority.rfind(':');
   if (colon == std::string_view::npos || colon == 0 ||
       !std::all_of(authority.begin(), authority.end(),

@@ -100,6 +100,19 @@ TEST(ProxyRequest, HttpConnectWithHeadersAndIpv6) {
   EXPECT_EQ(r->length, head.size());
 }
 
+// A spam bot's request (Zeek's connect-with-smtp.pcap), which its proxy granted.
+TEST(ProxyRequest, HttpConnectWithMoreBeforeTheVersion) {
+  bool incomplete = false;
+  const std::string head =
+      "CONNECT mailin03.sul.t-online.de:25 / HTTP/1.0\r\n"
+      "Mozilla 4.0 (compatible; MSIE 5.01; Windows NT 5.0)\r\n\r\n";
+  const auto r = Request(head, &incomplete);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->target, "mailin03.sul.t-online.de");
+  EXPECT_EQ(r->target_port, 25);
+  EXPECT_EQ(r->length, head.size());
+}
+
 TEST(ProxyRequest, OtherBytesAreNoRequest) {
   for (const std::string& s :
        {std::string("GET / HTTP/1.1\r\n\r\n"), std::string("CONNECTX a:1 HTTP/1.1\r\n\r\n"),
