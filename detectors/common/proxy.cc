@@ -1,6 +1,7 @@
 #include "detectors/common/proxy.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -352,6 +353,29 @@ std::optional<ProxyRequest> ParseProxyRequest(Bytes client, bool* incomplete) {
   }
 }
 
+std::optional<ProxySetup> TakeProxySetup(std::string& client, std::string& proxy,
+                                         ProxySetupWait* wait) {
+  const auto view = [](const std::string& s) {
+    return Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  };
+  *wait = ProxySetupWait::kNone;
+  bool incomplete = false;
+  std::optional<ProxyRequest> request = ParseProxyRequest(view(client), &incomplete);
+  if (!request) {
+    *wait = incomplete ? ProxySetupWait::kRequest : ProxySetupWait::kNone;
+    return std::nullopt;
+  }
+  const std::optional<ProxyReply> reply =
+      ParseProxyReply(request->protocol, view(proxy), &incomplete);
+  if (!reply) {
+    *wait = incomplete ? ProxySetupWait::kReply : ProxySetupWait::kNone;
+    return std::nullopt;
+  }
+  client.erase(0, request->length);
+  proxy.erase(0, reply->length);
+  return ProxySetup{std::move(*request), reply->granted};
+}
+
 bool ProxySetupReader::MayStart(Bytes first_client_segment) {
   bool incomplete = false;
   return ParseProxyRequest(first_client_segment, &incomplete).has_value() || incomplete;
@@ -373,30 +397,19 @@ ProxySetupReader::State ProxySetupReader::Feed(const decode::DecodedPacket& p, b
   }
   bytes_[side].append(reinterpret_cast<const char*>(fresh.data()), fresh.size());
   while (true) {
-    const auto view = [](const std::string& s) {
-      return Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
-    };
-    bool incomplete = false;
-    const std::optional<ProxyRequest> request = ParseProxyRequest(view(bytes_[0]), &incomplete);
-    if (!request) {
-      state_ = incomplete ? State::kReading : State::kNone;
+    ProxySetupWait wait = ProxySetupWait::kNone;
+    std::optional<ProxySetup> setup = TakeProxySetup(bytes_[0], bytes_[1], &wait);
+    if (!setup) {
+      state_ = wait == ProxySetupWait::kNone ? State::kNone : State::kReading;
       return state_;
     }
-    const std::optional<ProxyReply> reply =
-        ParseProxyReply(request->protocol, view(bytes_[1]), &incomplete);
-    if (!reply) {
-      state_ = incomplete ? State::kReading : State::kNone;
-      return state_;
-    }
-    bytes_[0].erase(0, request->length);
-    bytes_[1].erase(0, reply->length);
-    if (reply->granted) {
-      request_ = *request;
+    if (setup->granted) {
+      request_ = std::move(setup->request);
       state_ = State::kTunnel;
       return state_;
     }
     // After a 407 an HTTP client may ask again on the same connection.
-    if (request->protocol != ProxyProtocol::kHttpConnect || ++refusals_ >= 2) {
+    if (setup->request.protocol != ProxyProtocol::kHttpConnect || ++refusals_ >= 2) {
       state_ = State::kNone;
       return state_;
     }

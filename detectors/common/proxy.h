@@ -39,6 +39,18 @@ struct ProxyReply {
 std::optional<ProxyReply> ParseProxyReply(ProxyProtocol protocol,
                                           std::span<const std::uint8_t> proxy, bool* incomplete);
 
+// One setup off the fronts of the client's and the proxy's buffered streams: once the
+// request and its answer are both complete they are erased from the buffers and returned.
+// Otherwise nothing is erased, and `wait` says which side more bytes may still complete
+// (kNone: these bytes are no setup).
+struct ProxySetup {
+  ProxyRequest request;
+  bool granted = false;
+};
+enum class ProxySetupWait : std::uint8_t { kNone, kRequest, kReply };
+std::optional<ProxySetup> TakeProxySetup(std::string& client, std::string& proxy,
+                                         ProxySetupWait* wait);
+
 // Follows a proxy setup at the start of a TCP connection segment by segment, for a detector
 // that does not keep the streams: where each direction's tunnelled bytes begin. One setup is
 // followed (and an HTTP proxy asked again after a refusal), not a chain.

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/match.h"
+
 #include "capture/base/status_macros.h"
 #include "detectors/common/proxy.h"
 #include "detectors/relay/ssh_kexinit.h"
@@ -42,11 +44,8 @@ bool LooksLikeProxiedHttpRequest(std::span<const std::uint8_t> p) {
   if (sp == std::string_view::npos || sp == 0 ||
       !std::all_of(text.begin(), text.begin() + sp, [](char c) { return c >= 'A' && c <= 'Z'; }))
     return false;
-  constexpr std::string_view kScheme = "http://";
   const std::string_view rest = text.substr(sp + 1);
-  return rest.size() >= kScheme.size() &&
-         std::equal(kScheme.begin(), kScheme.end(), rest.begin(),
-                    [](char a, char b) { return a == (b | 0x20); });
+  return absl::StartsWithIgnoreCase(absl::string_view(rest.data(), rest.size()), "http://");
 }
 
 std::optional<double> Ms(const std::optional<absl::Duration>& d) {

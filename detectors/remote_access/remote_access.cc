@@ -80,13 +80,8 @@ struct FlowData : flow::DetectorFlowData {
   const AppSignature* signature = nullptr;
   int signature_dir = -1;
   // A proxy setup (SOCKS, HTTP CONNECT) read off the streams' fronts, so that the parsers
-  // above read the tunnelled protocol: the innermost hop that was granted.
-  struct ProxyHop {
-    ProxyProtocol protocol = ProxyProtocol::kSocks5;
-    std::string target;
-    std::uint16_t target_port = 0;
-  };
-  std::optional<ProxyHop> proxy;
+  // above read the tunnelled protocol: the innermost request that was granted.
+  std::optional<ProxyRequest> proxy;
   int proxy_setups = 0;
   bool proxy_done = false;  // no (further) setup can start the streams
 };
@@ -535,29 +530,23 @@ bool ReadProxySetup(FlowData& data) {
       data.proxy_done = true;
       break;
     }
-    bool incomplete = false;
-    const std::optional<ProxyRequest> request = ParseProxyRequest(View(client.buffer), &incomplete);
-    if (!request) {
-      data.proxy_done = !incomplete || client.gap || client.truncated;
+    ProxySetupWait wait = ProxySetupWait::kNone;
+    std::optional<ProxySetup> setup = TakeProxySetup(client.buffer, proxy.buffer, &wait);
+    if (!setup) {
+      // Done unless the side still to complete it can grow.
+      const Side& waiting = wait == ProxySetupWait::kReply ? proxy : client;
+      data.proxy_done = wait == ProxySetupWait::kNone || waiting.gap || waiting.truncated;
       break;
     }
-    const std::optional<ProxyReply> reply =
-        ParseProxyReply(request->protocol, View(proxy.buffer), &incomplete);
-    if (!reply) {
-      data.proxy_done = !incomplete || proxy.gap || proxy.truncated;
-      break;
-    }
-    client.buffer.erase(0, request->length);
-    proxy.buffer.erase(0, reply->length);
     for (Side* side : {&client, &proxy}) {
       side->setup_packets = side->payload_packets;
       side->gap = side->gap || side->truncated;
     }
     removed = true;
     data.proxy_done = ++data.proxy_setups >= kMaxProxySetups;
-    if (reply->granted) {
-      data.proxy = FlowData::ProxyHop{request->protocol, request->target, request->target_port};
-    } else if (request->protocol != ProxyProtocol::kHttpConnect) {
+    if (setup->granted) {
+      data.proxy = std::move(setup->request);
+    } else if (setup->request.protocol != ProxyProtocol::kHttpConnect) {
       data.proxy_done = true;  // a SOCKS server closes after a refusal
     }
   }
