@@ -224,6 +224,9 @@ class HostStage {
       std::vector<double> samples_ms;
       std::vector<PacketTime> waits;
       double client_leg_ms = 0;
+      // A TLS client's answer to the handshake, while no fetch explained it: then it is
+      // samples_ms[0], and it bounds the flow's turnaround (relay::TurnaroundMs).
+      std::optional<double> handshake_ms;
     };
     std::deque<HiddenSample> hidden;
     // The host's recent exchanges (requests and their answers) as possible fetches

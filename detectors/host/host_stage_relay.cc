@@ -182,11 +182,6 @@ double ControllerRttMs(double floor_ms, std::optional<double> p15_ms) {
   return std::round(std::min(*p15_ms, floor_ms * kControllerRttCredit) * 1000) / 1000;
 }
 
-// The lower quartile of a flow's turnarounds, as the relay detector reads them.
-double LowerQuartile(std::vector<double> samples) {
-  return *detectors::relay::Quantile(samples, 0.25);
-}
-
 // Between a fetch's answer and the client's own flight: the client's visible leg, and the
 // client's work on the answer (parsing and checking an OCSP response or a certificate, a
 // few ms; room for a slow client).
@@ -327,7 +322,7 @@ template <typename Fetches>
 std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& fetches) {
   if (sample.waits.size() != sample.samples_ms.size() || sample.samples_ms.empty())
     return 0;  // a record without its waits: nothing to match
-  const double before = LowerQuartile(sample.samples_ms);
+  const double before = detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms);
   std::size_t kept = 0;
   bool rested = false;  // the flow's reading rested on a turnaround a fetch fed
   for (std::size_t i = 0; i < sample.samples_ms.size(); ++i) {
@@ -337,6 +332,8 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
     });
     if (fed) {
       rested = rested || sample.samples_ms[i] <= before;
+      if (i == 0)
+        sample.handshake_ms.reset();
     } else {
       sample.samples_ms[kept] = sample.samples_ms[i];
       sample.waits[kept] = sample.waits[i];
@@ -352,7 +349,9 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
     sample.samples_ms.clear();
     sample.waits.clear();
   } else if (dropped > 0) {
-    sample.hidden_ms = std::max(0.0, sample.hidden_ms + LowerQuartile(sample.samples_ms) - before);
+    sample.hidden_ms = std::max(
+        0.0, sample.hidden_ms +
+                 detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms) - before);
   }
   if (dropped > 0) {
     absl::MutexLock lock(&mu_);
@@ -420,8 +419,11 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   }
   if (sample.samples_ms.empty())
     return;
+  if (const std::optional<double> handshake = Number(r, "handshake_turnaround_ms"))
+    sample.handshake_ms = std::min(*handshake, sample.samples_ms.front());
   sample.waits = std::move(waits);
-  sample.client_leg_ms = std::max(0.0, LowerQuartile(sample.samples_ms) - *hidden);
+  sample.client_leg_ms = std::max(
+      0.0, detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms) - *hidden);
   HostState& state = Host(host, finding.ts);
   if (const std::size_t explained = Explain(sample, state.fetches); explained > 0) {
     // The record says what the decision used: the leg of the turnarounds left, if any
@@ -433,7 +435,7 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
       r.erase("min_distance_km");
       return;  // every wait was a fetch's
     }
-    r["turnaround_ms"] = LowerQuartile(sample.samples_ms);
+    r["turnaround_ms"] = detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms);
     r["hidden_leg_rtt_ms"] = std::round(sample.hidden_ms * 1000.0) / 1000.0;
     r["min_distance_km"] = std::round(FibreKm(sample.hidden_ms));
   }

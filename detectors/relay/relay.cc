@@ -469,8 +469,13 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     // The lower quartile: a minority of turnarounds is slowed by the client's own work (an
     // SSH key exchange's post-quantum key generation takes tens of ms) and one may come
     // early (a client that sends before the server's flight arrives); both stay outside it.
-    std::vector<double> sorted = turns;
-    const double turnaround = *Quantile(sorted, 0.25);
+    // A TLS client's first answer is its handshake's, which bounds it (TurnaroundMs).
+    std::optional<double> handshake;
+    if (data.app == App::kTls)
+      handshake = data.turnarounds.first_answer_ms();
+    if (handshake)
+      r["handshake_turnaround_ms"] = Round3(*handshake);
+    const double turnaround = TurnaroundMs(turns, handshake);
     r["turnaround_ms"] = Round3(turnaround);
     // The client's own visible round trip is inside every turnaround; what remains is the
     // leg the sensor cannot see (plus the client's processing, about a millisecond).

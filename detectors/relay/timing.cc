@@ -245,6 +245,7 @@ void Turnarounds::OnServerData(std::optional<std::uint32_t> ack) {
     samples_.pop_back();
     waits_from_.pop_back();
     ++interrupted_;
+    first_kept_ = first_kept_ && !samples_.empty();
   }
 }
 
@@ -306,6 +307,7 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
     ++slow_;
     return;
   }
+  first_kept_ = first_kept_ || answers() == 0;
   samples_.push_back(ToMs(gap));
   waits_from_.push_back(flight_last_);
   unsettled_ = true;
@@ -349,6 +351,13 @@ bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slac
   return fetch.start >= from && fetch.start <= answer && fetch.answered >= fetch.start &&
          fetch.answered <= answer && ToMs(answer - fetch.answered) <= slack_ms &&
          fetch.next_request > answer;
+}
+
+double TurnaroundMs(std::vector<double> samples_ms, std::optional<double> handshake_ms) {
+  const std::optional<double> quartile = Quantile(samples_ms, 0.25);
+  if (!quartile || !handshake_ms)
+    return quartile.value_or(handshake_ms.value_or(0.0));
+  return std::min(*quartile, *handshake_ms);
 }
 
 double HiddenLegMs(double turnaround_ms, double client_leg_ms) {

@@ -218,6 +218,10 @@ class Turnarounds {
   std::uint32_t interrupted() const { return interrupted_; }
   // Client answers judged so far: each became a sample, was refused, or was interrupted.
   std::size_t answers() const { return samples_.size() + refused_ + interrupted_; }
+  // The client's first answer, when it became a sample (it is then samples_ms()[0]).
+  std::optional<double> first_answer_ms() const {
+    return first_kept_ ? std::optional<double>(samples_.front()) : std::nullopt;
+  }
 
  private:
   std::size_t max_samples_;
@@ -232,6 +236,7 @@ class Turnarounds {
   bool unsettled_ = false;  // the last sample waits for the server's next data
   std::uint32_t answer_seq_ = 0;
   std::uint32_t interrupted_ = 0;
+  bool first_kept_ = false;
 };
 
 // One request and its answer on a connection, as another flow's possible fetch: from its
@@ -272,6 +277,14 @@ class Exchanges {
 // back, so its wait is the fetch's round trips, not a hidden leg. A connection still
 // talking (a TLS handshake's ServerHello, which its client answers at once) fed nothing.
 bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slack_ms);
+
+// A flow's turnaround: the lower quartile of its samples (a minority is slowed by the
+// client's own work, and one may come early), or the answer its protocol demands at once
+// when that is faster. A TLS client answers the server's handshake flight (its key exchange,
+// or its Finished) in software as soon as the flight is in, so no hidden leg is longer than
+// that answer; later answers may wait on the application (a browser's next request after it
+// ran a page's script), and a browser's can make up most of a flow's samples.
+double TurnaroundMs(std::vector<double> samples_ms, std::optional<double> handshake_ms);
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the
 // sensor and the client. Negative values (processing noise) clamp to zero.

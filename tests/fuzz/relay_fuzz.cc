@@ -174,6 +174,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(r["hidden_leg_rtt_ms"].get<double>() >= 0);
       RW_FUZZ_CHECK(r["turnaround_samples_ms"].size() <= config.turnaround_samples);
     }
+    if (r.contains("handshake_turnaround_ms")) {
+      // The TLS handshake's answer is the flow's first sample and bounds its reading.
+      RW_FUZZ_CHECK(r["app"] == "tls");
+      RW_FUZZ_CHECK(r["handshake_turnaround_ms"] == r["turnaround_samples_ms"][0]);
+      RW_FUZZ_CHECK(r["turnaround_ms"].get<double>() <= r["handshake_turnaround_ms"].get<double>());
+    }
     stage.Process(std::move(e), published);
   }
   for (const relaywatch::Event& e : published) {

@@ -266,6 +266,44 @@ TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
   EXPECT_EQ(t.slow(), 1u);
 }
 
+TEST(RelayTiming, TheFirstAnswerIsKeptOnlyWhenItBecameASample) {
+  Turnarounds kept(4, absl::Seconds(1));
+  kept.OnData(At(0), true, false);  // ClientHello
+  kept.OnData(At(10), false, false);
+  kept.OnData(At(11), true, false);  // the handshake's answer: 1 ms
+  kept.OnData(At(20), false, false);
+  kept.OnData(At(420), true, false);  // an application's answer
+  ASSERT_TRUE(kept.first_answer_ms().has_value());
+  EXPECT_DOUBLE_EQ(*kept.first_answer_ms(), 1);
+
+  Turnarounds lost(4, absl::Seconds(1));
+  lost.OnData(At(10), false, false);
+  lost.OnData(At(11), true, true);  // the first answer, retransmitted: refused
+  lost.OnData(At(20), false, false);
+  lost.OnData(At(21), true, false);  // a sample, but not of the first answer
+  EXPECT_EQ(lost.samples_ms().size(), 1u);
+  EXPECT_FALSE(lost.first_answer_ms().has_value());
+
+  Turnarounds interrupted(4, absl::Seconds(1));
+  interrupted.OnData(At(10), false, false, 0, 100);
+  interrupted.OnData(At(11), true, false, 100);
+  EXPECT_TRUE(interrupted.first_answer_ms().has_value());  // provisional
+  interrupted.OnData(At(12), false, false, 0, 100);        // the server was still sending
+  EXPECT_FALSE(interrupted.first_answer_ms().has_value());
+  interrupted.OnData(At(30), true, false, 200);
+  EXPECT_EQ(interrupted.samples_ms().size(), 1u);
+  EXPECT_FALSE(interrupted.first_answer_ms().has_value());
+}
+
+TEST(RelayTiming, TheHandshakesAnswerBoundsTheTurnaround) {
+  // A browser: its handshake answered at once, most later answers after the page's script.
+  EXPECT_DOUBLE_EQ(TurnaroundMs({0.8, 119, 466, 425, 111}, 0.8), 0.8);
+  EXPECT_DOUBLE_EQ(TurnaroundMs({0.8, 119, 466, 425, 111}, std::nullopt), 111);
+  // A far client: the handshake's answer carries the hidden leg like every other.
+  EXPECT_DOUBLE_EQ(TurnaroundMs({123, 121, 130}, 123), 121);
+  EXPECT_DOUBLE_EQ(TurnaroundMs({}, 5), 5);
+}
+
 // ---- TLS 1.3: the client's first data --------------------------------------------------
 
 std::string ClientHelloRecord() {
@@ -1169,6 +1207,8 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_DOUBLE_EQ(r["handshake"]["responder_ms"].get<double>(), 10);
   EXPECT_NEAR(r["rtt_originator_ms"].get<double>(), 0.2, 1e-6);
   EXPECT_EQ(r["turnaround_samples_ms"].size(), 2u);
+  // The handshake's answer (the Finished) waits on the hidden leg like every other.
+  EXPECT_NEAR(r["handshake_turnaround_ms"].get<double>(), 120.5, 1e-6);
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 120.3, 0.01);
   EXPECT_NEAR(r["min_distance_km"].get<double>(), 12030, 1);
   EXPECT_FALSE(r.contains("keystrokes"));
@@ -1359,6 +1399,29 @@ TEST(RelayDetector, RecordsTheTtlOfTheFirstSynAndSynAck) {
   EXPECT_EQ(hs["originator_ttl"], 63);
   EXPECT_EQ(hs["responder_ttl"], 52);
   EXPECT_TRUE(hs["retransmitted"].get<bool>());
+}
+
+// A browser near the sensor: it answers its TLS handshake at once, then asks for more only
+// after it ran each answer's script, 100-500 ms later. Its handshake shows no hidden leg can
+// hide behind it, however many slow answers follow (a real capture: PcapPlusPlus's tls2.pcap).
+TEST(RelayDetector, ABrowsersQuickHandshakeOutweighsItsSlowRequests) {
+  Wire w;
+  w.Handshake(0, 0.3);
+  w.Send(11, true, kAck | kPsh, kClientHello);
+  w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(150, 's'));
+  w.Send(21.8, true, kAck | kPsh, std::string(51, 'f'));  // CCS and Finished: 0.8 ms
+  double t = 21.8;
+  for (double think : {119.0, 466.0, 425.0, 111.0}) {
+    w.Send(t += 14, false, kAck | kPsh, std::string(400, 'r'));
+    w.Send(t += think, true, kAck | kPsh, std::string(700, 'q'));
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnaround_samples_ms"].size(), 5u);
+  EXPECT_NEAR(r["handshake_turnaround_ms"].get<double>(), 0.8, 1e-6);
+  EXPECT_NEAR(r["turnaround_ms"].get<double>(), 0.8, 1e-6);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 0.5, 1e-6);
 }
 
 TEST(RelayDetector, DirectClientHasNoHiddenLeg) {
@@ -2111,17 +2174,27 @@ TEST(RelayHostStage, HiddenLegWaitsFedByTheHostsOwnFetchesAreNoHiddenLeg) {
 TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   // A flow's turnarounds (client leg 0.5 ms) of which a fetch fed the one waiting from 100 ms
   // into the minute (80 ms).
-  const auto explained = [](std::vector<double> samples, const char* app = "tls") {
+  // `fed`: the sample whose wait the fetch fed; `handshake`: the first sample is the TLS
+  // handshake's answer.
+  const auto explained = [](std::vector<double> samples, const char* app = "tls",
+                            std::size_t fed = 0, bool handshake = false) {
     host::HostStage stage(HostConfig());
     std::vector<Event> out;
     stage.Process(RelayRecord(100, "10.1.0.5", "198.51.100.7", 0, FetchFlow(0, 2, 75)), out);
     nlohmann::json flow = WaitedFlow(0);
     flow["app"] = app;
     flow["turnaround_samples_ms"] = samples;
-    std::vector<double> sorted = samples;
-    flow["hidden_leg_rtt_ms"] = *Quantile(sorted, 0.25) - 0.5;
-    for (std::size_t i = 1; i < samples.size(); ++i)
-      flow["_waits_us"].push_back(WaitUs(0, 100 + 1000 * i));  // waits no fetch fed
+    std::optional<double> first;
+    if (handshake) {
+      first = samples[0];
+      flow["handshake_turnaround_ms"] = samples[0];
+    }
+    flow["hidden_leg_rtt_ms"] = TurnaroundMs(samples, first) - 0.5;
+    flow["_waits_us"] = nlohmann::json::array();
+    for (std::size_t i = 0; i < samples.size(); ++i) {
+      // The fed wait begins 100 ms into the minute; the others where no fetch ran.
+      flow["_waits_us"].push_back(WaitUs(0, i == fed ? 100 : 100 + 1000 * (i + 1)));
+    }
     stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, flow), out);
     for (const Event& e : out) {
       if (e.event_type == "relay" && e.flow->flow_id == 1)
@@ -2148,6 +2221,17 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   const nlohmann::json ssh = explained({80, 150, 151, 152, 190, 400}, "ssh");
   EXPECT_DOUBLE_EQ(ssh["turnaround_ms"].get<double>(), 151);
   EXPECT_DOUBLE_EQ(ssh["hidden_leg_rtt_ms"].get<double>(), 150.5);
+  // A handshake's answer that waited on the fetch bounds nothing any more.
+  const nlohmann::json checked = explained({80, 40, 41, 42, 43}, "tls", 0, true);
+  EXPECT_DOUBLE_EQ(checked["turnaround_ms"].get<double>(), 40);
+  EXPECT_DOUBLE_EQ(checked["hidden_leg_rtt_ms"].get<double>(), 39.5);
+  // One answered at once still does, whatever the fetch fed later: the flow stays near
+  // (read by the lower quartile alone, it rested on the fed wait and gave no reading).
+  const nlohmann::json quick = explained({2, 80, 300, 500, 600}, "tls", 1, true);
+  EXPECT_EQ(quick["turnarounds_explained"], 1);
+  EXPECT_DOUBLE_EQ(quick["turnaround_ms"].get<double>(), 2);
+  EXPECT_DOUBLE_EQ(quick["hidden_leg_rtt_ms"].get<double>(), 1.5);
+  EXPECT_FALSE(explained({2, 80, 300, 500, 600}, "tls", 1)["hidden_leg_rtt_ms"].is_number());
 }
 
 TEST(RelayHostStage, HiddenLegWaitsFedOverAConnectionKeptOpen) {
