@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 
 #include "capture/base/bytes.h"
+#include "capture/base/ip_address.h"
 
 namespace relaywatch::detectors {
 namespace {
@@ -43,16 +44,13 @@ std::string HostName(Bytes b) {
   return std::string(reinterpret_cast<const char*>(b.data()), b.size());
 }
 
+// Addresses print as every address in the events does (RFC 5952 for IPv6).
 std::string Ipv4(Bytes b) {
-  return absl::StrCat(b[0], ".", b[1], ".", b[2], ".", b[3]);
+  return IpAddress::FromV4(b.data()).ToString();
 }
 
 std::string Ipv6(Bytes b) {
-  std::string out;
-  for (int i = 0; i < 8; ++i) {
-    absl::StrAppend(&out, i ? ":" : "", absl::Hex(Be16(b.data() + 2 * i)));
-  }
-  return out;
+  return IpAddress::FromV6(b.data()).ToString();
 }
 
 // RFC 1928 section 5: ATYP, then an IPv4 address, a length-prefixed name or an IPv6
@@ -305,7 +303,10 @@ std::optional<ProxyRequest> HttpConnectRequest(Bytes data, bool* incomplete) {
   }
   ProxyRequest request;
   request.protocol = ProxyProtocol::kHttpConnect;
-  request.target = std::string(host);
+  // An address literal prints as the SOCKS forms and the events' own addresses do.
+  const absl::StatusOr<IpAddress> address =
+      IpAddress::Parse(absl::string_view(host.data(), host.size()));
+  request.target = address.ok() ? address->ToString() : std::string(host);
   request.target_port = static_cast<std::uint16_t>(port);
   request.length = length;
   return request;
