@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 #include "capture/base/bytes.h"
@@ -291,14 +292,11 @@ std::optional<ProxyRequest> HttpConnectRequest(Bytes data, bool* incomplete) {
   }
   const std::string_view digits = authority.substr(colon + 1);
   std::uint32_t port = 0;
+  // SimpleAtoi also takes signs and blanks ("+80", " 80"); a port is digits only.
   if (digits.empty() || digits.size() > 5 ||
-      !std::all_of(digits.begin(), digits.end(), [](char c) { return absl::ascii_isdigit(c); })) {
-    return std::nullopt;
-  }
-  for (char c : digits) {
-    port = port * 10 + static_cast<std::uint32_t>(c - '0');
-  }
-  if (port == 0 || port > 65535) {
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return absl::ascii_isdigit(c); }) ||
+      !absl::SimpleAtoi(absl::string_view(digits.data(), digits.size()), &port) || port == 0 ||
+      port > 65535) {
     return std::nullopt;
   }
   ProxyRequest request;
