@@ -2,20 +2,21 @@
 // and relays. This file holds flags, wiring and exit codes; nothing else.
 
 #include <getopt.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
-
-#include <boost/asio.hpp>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <thread>
+#include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
 #include <variant>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include <boost/asio.hpp>
+#include <systemd/sd-daemon.h>
+
 #include "capture/pcap_source.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
@@ -282,6 +283,12 @@ int Run(const Flags& flags) {
   if (show_progress) {
     std::fputs("\n", stderr);
   }
+  // A replay whose output lost events did not do its job, whatever it read.
+  const auto undelivered = p.Undelivered();
+  for (const auto& [output, count] : undelivered) {
+    RW_LOG(kError, "%s output: %u events were not delivered (dropped, or still held at exit)",
+           output, count);
+  }
   if (!flags.metrics_file.empty()) {
     if (absl::Status s = sinks::WriteMetricsFile(flags.metrics_file, p.CollectMetrics());
         !s.ok()) {
@@ -293,7 +300,7 @@ int Run(const Flags& flags) {
     RW_LOG(kError, "%s", result.message());
     return 1;
   }
-  return 0;
+  return replay && !undelivered.empty() ? 1 : 0;
 }
 
 }  // namespace
@@ -304,5 +311,8 @@ int main(int argc, char** argv) {
   if (const int* code = std::get_if<int>(&flags)) {
     return *code;
   }
+  // A file size limit (ulimit -f, LimitFSIZE=) must refuse a write with EFBIG, which the
+  // JSON-lines output holds and counts, not kill the sensor.
+  std::signal(SIGXFSZ, SIG_IGN);
   return relaywatch::daemon::Run(std::get<relaywatch::daemon::Flags>(flags));
 }

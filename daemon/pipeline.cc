@@ -451,6 +451,16 @@ void Pipeline::Stop() {
   }
 }
 
+std::vector<std::pair<std::string, std::uint64_t>> Pipeline::Undelivered() const {
+  std::vector<std::pair<std::string, std::uint64_t>> lost;
+  for (const auto& sink : output_->sinks()) {
+    if (const std::uint64_t n = sink->undelivered(); n > 0) {
+      lost.emplace_back(sink->name(), n);
+    }
+  }
+  return lost;
+}
+
 void Pipeline::Reload(const Config& config) {
   // Capture settings (interfaces, filter, ring size) need a restart; the rest applies now.
   host_->Reconfigure(config.alerting);
@@ -782,17 +792,32 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   auto out_dropped = Family("relaywatch_output_dropped_events_total",
                             "Events an output could not deliver, by output.",
                             MetricType::Counter);
+  auto out_pending = Family("relaywatch_output_pending_events",
+                            "Events an output holds because its file or collector cannot "
+                            "take them now, by output.",
+                            MetricType::Gauge);
+  auto out_errors = Family("relaywatch_output_errors_total",
+                           "Failed writes (jsonl) and failed connections or sends (syslog), "
+                           "by output.",
+                           MetricType::Counter);
   for (const auto& sink : output_->sinks()) {
     if (const auto* j = dynamic_cast<const sinks::JsonlSink*>(sink.get())) {
       Add(written, {{"output", "jsonl"}}, static_cast<double>(j->written()));
-      Add(out_dropped, {{"output", "jsonl"}}, static_cast<double>(j->write_errors()));
+      Add(out_dropped, {{"output", "jsonl"}}, static_cast<double>(j->dropped()));
+      Add(out_pending, {{"output", "jsonl"}}, static_cast<double>(j->pending()));
+      Add(out_errors, {{"output", "jsonl"}}, static_cast<double>(j->write_errors()));
     } else if (const auto* s = dynamic_cast<const sinks::SyslogSink*>(sink.get())) {
       Add(written, {{"output", "syslog"}}, static_cast<double>(s->sent()));
       Add(out_dropped, {{"output", "syslog"}}, static_cast<double>(s->dropped()));
+      Add(out_pending, {{"output", "syslog"}}, static_cast<double>(s->pending()));
+      Add(out_errors, {{"output", "syslog"}},
+          static_cast<double>(s->connect_failures() + s->send_errors()));
     }
   }
   out.push_back(std::move(written));
   out.push_back(std::move(out_dropped));
+  out.push_back(std::move(out_pending));
+  out.push_back(std::move(out_errors));
 
   auto reloads = Family("relaywatch_config_reloads_total", "Configuration reloads, by result.",
                         MetricType::Counter);

@@ -1,20 +1,23 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "prometheus/metric_family.h"
+
 #include "capture/decode/decode_counters.h"
 #include "capture/pcap_source.h"
 #include "daemon/config.h"
 #include "daemon/output_stage.h"
 #include "daemon/worker.h"
 #include "detectors/host/host_stage.h"
-#include "prometheus/metric_family.h"
 
 namespace relaywatch::daemon {
 
@@ -50,6 +53,9 @@ class Pipeline {
   // Live: true when every worker has run its loop within the last few seconds.
   bool Healthy() const;
   std::string StatusLine() const;
+  // Outputs that did not deliver every event, with how many they dropped or still hold
+  // (lost at exit); read after Stop().
+  std::vector<std::pair<std::string, std::uint64_t>> Undelivered() const;
 
  private:
   Pipeline(const Config& config, int workers);

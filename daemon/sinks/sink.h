@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -21,6 +22,9 @@ class Sink {
   // SIGHUP: reopen files (log rotation) or reconnect. Default: nothing to reopen.
   virtual absl::Status Reopen() { return absl::OkStatus(); }
   virtual std::string_view name() const = 0;
+  // Events this output dropped plus those it still holds, which are lost if the process
+  // ends now: what a replay reports when it could not deliver everything. Any thread.
+  virtual std::uint64_t undelivered() const { return 0; }
 };
 
 }  // namespace relaywatch::sinks

@@ -289,6 +289,7 @@ SyslogSink::SyslogSink(SyslogConfig config, int facility, std::string host, std:
       port_(std::move(port)),
       hostname_(LocalHostname()),
       procid_(absl::StrCat(::getpid())),
+      pending_(config_.max_pending),
       backoff_(kInitialBackoff),
       next_attempt_(Clock::now()) {}
 
@@ -405,24 +406,8 @@ absl::Status SyslogSink::Reopen() {
 }
 
 void SyslogSink::Enqueue(std::string frame, bool alert) {
-  if (pending_.size() >= config_.max_pending) {
-    if (pending_non_alerts_ > 0) {
-      const auto it =
-          std::find_if(pending_.begin(), pending_.end(), [](const Pending& p) { return !p.alert; });
-      pending_.erase(it);
-      --pending_non_alerts_;
-    } else if (!alert) {
-      // Only alerts are queued: the newcomer is the least important message.
-      Bump(dropped_);
-      return;
-    } else {
-      pending_.pop_front();
-    }
+  if (!pending_.Push(std::move(frame), alert)) {
     Bump(dropped_);
-  }
-  pending_.push_back(Pending{std::move(frame), alert});
-  if (!alert) {
-    ++pending_non_alerts_;
   }
   pending_count_.store(pending_.size(), std::memory_order_relaxed);
 }
@@ -449,15 +434,12 @@ void SyslogSink::Drain() {
     backoff_ = kInitialBackoff;
   }
   while (!pending_.empty()) {
-    const Pending& front = pending_.front();
-    const int error = SendAll(front.frame);
+    const HeldMessages::Message& front = pending_.front();
+    const int error = SendAll(front.text);
     if (error == EMSGSIZE && !tcp_) {
       // A datagram the kernel will never accept (SD over 64 KiB) would block the queue
       // forever if requeued; it is dropped and counted instead.
-      if (!front.alert) {
-        --pending_non_alerts_;
-      }
-      pending_.pop_front();
+      pending_.PopFront();
       Bump(dropped_);
       continue;
     }
@@ -468,10 +450,7 @@ void SyslogSink::Drain() {
       ScheduleRetry(Clock::now());
       break;
     }
-    if (!front.alert) {
-      --pending_non_alerts_;
-    }
-    pending_.pop_front();
+    pending_.PopFront();
     Bump(sent_);
   }
   pending_count_.store(pending_.size(), std::memory_order_relaxed);

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -13,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
+#include "daemon/sinks/held_messages.h"
 #include "daemon/sinks/sink.h"
 
 namespace relaywatch::sinks {
@@ -74,6 +74,7 @@ class SyslogSink : public Sink {
   // moved to another address behind the same name). Never fails for a down collector.
   absl::Status Reopen() override;
   std::string_view name() const override { return "syslog"; }
+  std::uint64_t undelivered() const override { return dropped() + pending(); }
 
   // The RFC 5424 message for `event`, without transport framing. Pure; exposed for tests.
   std::string FormatMessage(const Event& event) const;
@@ -96,11 +97,6 @@ class SyslogSink : public Sink {
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Pending {
-    std::string frame;  // Ready to send: framed for TCP, the bare message for UDP.
-    bool alert = false;
-  };
-
   SyslogSink(SyslogConfig config, int facility, std::string host, std::string port);
   void Enqueue(std::string frame, bool alert);
   void Drain();
@@ -124,8 +120,7 @@ class SyslogSink : public Sink {
   const std::string procid_;
 
   int fd_ = -1;
-  std::deque<Pending> pending_;
-  std::size_t pending_non_alerts_ = 0;
+  HeldMessages pending_;  // Frames ready to send: framed for TCP, bare messages for UDP.
   Clock::duration backoff_;
   Clock::time_point next_attempt_;
 

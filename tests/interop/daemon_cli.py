@@ -124,6 +124,17 @@ def replay(rw, work, pcap, promtool):
     r = subprocess.run([rw, "-r", os.path.join(work, "nope.pcap")], capture_output=True, text=True)
     check("replay of a missing file exits 1 with its name",
           r.returncode == 1 and "nope.pcap" in r.stderr, r.stderr)
+    if os.access("/dev/full", os.W_OK):
+        # A full disk: the events are held, not torn or silently lost, and the replay fails.
+        full_metrics = os.path.join(work, "full.prom")
+        r = subprocess.run([rw, "-r", pcap, "--jsonl", "/dev/full", "--metrics-file",
+                            full_metrics], capture_output=True, text=True, timeout=120)
+        held = re.search(r'relaywatch_output_pending_events\{output="jsonl"\} (\d+)',
+                         open(full_metrics).read()) if os.path.exists(full_metrics) else None
+        check("a replay into a full disk says so and exits 1",
+              r.returncode == 1 and "No space left on device" in r.stderr and
+              re.search(r"jsonl output: \d+ events were not delivered", r.stderr) is not None and
+              held is not None and int(held.group(1)) > 0, r.stderr)
 
 
 def detector_counters(body):

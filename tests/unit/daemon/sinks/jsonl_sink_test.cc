@@ -1,8 +1,11 @@
 #include "daemon/sinks/jsonl_sink.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -209,8 +212,141 @@ TEST(JsonlSink, WriteErrorsAreCountedNotThrown) {
   auto sink = JsonlSink::Open({.path = "/dev/full"});
   ASSERT_TRUE(sink.ok()) << sink.status();
   ASSERT_NO_THROW((*sink)->Write(MakeEvent("alert", 1)));
-  ASSERT_NO_THROW((*sink)->Flush());  // ENOSPC surfaces here, from stdio's buffer.
+  ASSERT_NO_THROW((*sink)->Flush());  // ENOSPC surfaces here, at the writev().
   EXPECT_GE((*sink)->write_errors(), 1u);
+  // Held, not lost: a later flush that goes through writes it.
+  EXPECT_EQ((*sink)->pending(), 1u);
+  EXPECT_EQ((*sink)->dropped(), 0u);
+  EXPECT_EQ((*sink)->undelivered(), 1u);
+}
+
+// RLIMIT_FSIZE makes a file refuse to grow past a size, as a full disk does (EFBIG, after
+// a short write of what fits), without root or a filesystem of its own.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) : old_handler_(std::signal(SIGXFSZ, SIG_IGN)) {
+    ::getrlimit(RLIMIT_FSIZE, &old_);
+    Set(bytes);
+  }
+  ~FileSizeLimit() {
+    ::setrlimit(RLIMIT_FSIZE, &old_);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+  void Set(rlim_t bytes) {
+    rlimit limit = old_;
+    limit.rlim_cur = bytes;
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+  }
+  void Lift() { ::setrlimit(RLIMIT_FSIZE, &old_); }
+
+ private:
+  rlimit old_ = {};
+  void (*old_handler_)(int);
+};
+
+std::vector<std::uint64_t> FlowIds(const std::string& path) {
+  std::vector<std::uint64_t> ids;
+  for (const std::string& line : Lines(ReadAll(path))) {
+    ids.push_back(nlohmann::json::parse(line)["flow_id"].get<std::uint64_t>());
+  }
+  return ids;
+}
+
+TEST(JsonlSink, HoldsWhatTheFileRefusesAndWritesItWholeLater) {
+  TempDir dir;
+  const std::string path = dir.File("eve.json");
+  auto sink = JsonlSink::Open({.path = path, .events = {"alert"}});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  (*sink)->Write(MakeEvent("alert", 1));
+  (*sink)->Flush();
+  const std::size_t first_line = fs::file_size(path);
+  {
+    FileSizeLimit limit(first_line + 40);  // Room for the head of the next line only.
+    (*sink)->Write(MakeEvent("alert", 2));
+    (*sink)->Write(MakeEvent("alert", 3));
+    (*sink)->Flush();
+    EXPECT_GE((*sink)->write_errors(), 1u);
+    EXPECT_EQ((*sink)->pending(), 2u);
+    EXPECT_EQ((*sink)->written(), 1u);
+    EXPECT_EQ(fs::file_size(path), first_line + 40);  // A line's head went out.
+    (*sink)->Flush();                                 // Still refused: nothing changes.
+    EXPECT_EQ((*sink)->pending(), 2u);
+    limit.Lift();  // Room again.
+    (*sink)->Flush();
+  }
+  EXPECT_EQ((*sink)->pending(), 0u);
+  EXPECT_EQ((*sink)->written(), 3u);
+  EXPECT_EQ((*sink)->dropped(), 0u);
+  EXPECT_EQ((*sink)->undelivered(), 0u);
+  EXPECT_EQ(FlowIds(path), (std::vector<std::uint64_t>{1, 2, 3}));
+}
+
+TEST(JsonlSink, AFullHoldDropsRecordsBeforeAlerts) {
+  TempDir dir;
+  const std::string path = dir.File("eve.json");
+  auto sink = JsonlSink::Open({.path = path, .events = {"alert", "flow"}, .max_pending = 3});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  {
+    FileSizeLimit limit(0);
+    (*sink)->Write(MakeEvent("flow", 1));
+    (*sink)->Write(MakeEvent("alert", 2));
+    (*sink)->Write(MakeEvent("flow", 3));
+    (*sink)->Write(MakeEvent("alert", 4));  // Full: flow 1 goes.
+    (*sink)->Write(MakeEvent("alert", 5));  // Flow 3 goes.
+    (*sink)->Write(MakeEvent("flow", 6));   // Only alerts held: the newcomer goes.
+    (*sink)->Flush();
+    EXPECT_EQ((*sink)->dropped(), 3u);
+    EXPECT_EQ((*sink)->pending(), 3u);
+    EXPECT_EQ((*sink)->undelivered(), 6u - 3u + 3u);
+    limit.Lift();
+    (*sink)->Flush();
+  }
+  EXPECT_EQ(FlowIds(path), (std::vector<std::uint64_t>{2, 4, 5}));
+  EXPECT_EQ((*sink)->undelivered(), 3u);  // The drops stay counted.
+}
+
+TEST(JsonlSink, ALineTornAtTheEndIsCutOffTheFile) {
+  TempDir dir;
+  const std::string path = dir.File("eve.json");
+  {
+    auto sink = JsonlSink::Open({.path = path});
+    ASSERT_TRUE(sink.ok()) << sink.status();
+    (*sink)->Write(MakeEvent("alert", 1));
+    (*sink)->Flush();
+    FileSizeLimit limit(fs::file_size(path) + 40);
+    (*sink)->Write(MakeEvent("alert", 2));
+    (*sink)->Flush();
+    EXPECT_EQ((*sink)->undelivered(), 1u);
+    sink->reset();  // Its last try is refused too.
+  }
+  const std::string text = ReadAll(path);
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
+  EXPECT_EQ(FlowIds(path), (std::vector<std::uint64_t>{1}));
+}
+
+TEST(JsonlSink, ALineTornByRotationGoesWholeToTheNewFile) {
+  TempDir dir;
+  const std::string path = dir.File("eve.json");
+  const std::string rotated = dir.File("eve.json.1");
+  auto sink = JsonlSink::Open({.path = path});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  (*sink)->Write(MakeEvent("alert", 1));
+  (*sink)->Flush();
+  {
+    FileSizeLimit limit(fs::file_size(path) + 40);
+    (*sink)->Write(MakeEvent("alert", 2));
+    (*sink)->Flush();
+    fs::rename(path, rotated);
+    ASSERT_TRUE((*sink)->Reopen().ok());
+    limit.Lift();
+    (*sink)->Flush();
+  }
+  EXPECT_EQ(FlowIds(rotated), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(FlowIds(path), (std::vector<std::uint64_t>{2}));
+  EXPECT_EQ((*sink)->undelivered(), 0u);
 }
 
 TEST(JsonlSink, DashMeansStdout) {
