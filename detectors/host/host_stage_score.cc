@@ -2,6 +2,7 @@
 // kind, graded by its severity and decaying with packet time; kinds combine as independent
 // chances, 1 - prod(1 - w * s * decay), strongest piece per kind (research brief section 9).
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -161,11 +162,16 @@ absl::Status HostStage::SaveState(const std::string& path) const {
   {
     std::ofstream f(tmp, std::ios::trunc);
     if (!f)
-      return absl::UnavailableError(absl::StrCat(tmp, ": cannot write"));
+      return absl::ErrnoToStatus(errno, absl::StrCat(tmp, ": cannot write"));
     f << doc.dump(1) << '\n';
     f.flush();
-    if (!f)
-      return absl::UnavailableError(absl::StrCat(tmp, ": write failed"));
+    if (!f) {
+      // A full disk: the last good file stays, and the stub must not take its space.
+      const absl::Status status = absl::ErrnoToStatus(errno, absl::StrCat(tmp, ": write failed"));
+      f.close();
+      std::remove(tmp.c_str());
+      return status;
+    }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::UnavailableError(absl::StrCat(path, ": cannot rename ", tmp, " over it"));

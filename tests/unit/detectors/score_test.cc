@@ -1,5 +1,9 @@
+#include <sys/resource.h>
+
+#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -127,6 +131,35 @@ TEST(RiskScore, StateSurvivesARestart) {
     restarted.Process(std::move(e), out);
   EXPECT_NE(RiskAlert(out), nullptr);
   EXPECT_EQ(restarted.stats().top_scores.size(), 1u);
+}
+
+TEST(RiskScore, AStateFileTheDiskRefusesKeepsTheLastGoodOne) {
+  const std::string path = ::testing::TempDir() + "/full_scores.json";
+  std::remove(path.c_str());
+  HostStage stage(Config());
+  std::vector<Event> out;
+  stage.Process(Session("vnc", absl::ZeroDuration()), out);
+  ASSERT_TRUE(stage.SaveState(path).ok());
+  std::ifstream before_file(path);
+  const std::string before((std::istreambuf_iterator<char>(before_file)), {});
+  stage.Process(Session("pikvm", absl::ZeroDuration()), out);
+  // A file size limit refuses the write as a full disk does (EFBIG, SIGXFSZ ignored).
+  rlimit old_limit = {};
+  ::getrlimit(RLIMIT_FSIZE, &old_limit);
+  const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old_limit;
+  small.rlim_cur = 16;
+  ::setrlimit(RLIMIT_FSIZE, &small);
+  const absl::Status saved = stage.SaveState(path);
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(saved.ok());
+  EXPECT_NE(saved.message().find("full_scores.json.tmp: write failed: File too large"),
+            absl::string_view::npos)
+      << saved;
+  std::ifstream after_file(path);
+  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(after_file)), {}), before);
+  EXPECT_FALSE(std::ifstream(path + ".tmp").good()) << "the stub is left behind";
 }
 
 TEST(RiskScore, DamagedStateFileIsAClearError) {
