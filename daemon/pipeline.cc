@@ -22,6 +22,8 @@ namespace {
 constexpr std::size_t kBatchPackets = 4096;
 constexpr std::size_t kOutputQueueCapacity = 65536;
 constexpr std::size_t kHostQueueCapacity = 65536;
+// A live handle that lost its interface is opened again this often.
+constexpr absl::Duration kReopenInterval = absl::Seconds(5);
 
 std::int64_t SteadyNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -35,6 +37,11 @@ struct Pipeline::LiveWorker {
   Worker* worker = nullptr;
   std::vector<std::unique_ptr<capture::PcapSource>> sources;
   std::vector<std::string> interfaces;
+  // Per source: how to open it again, the totals of the handles it lost, and when to try
+  // a reopen next (0 while it captures; its source is null until then).
+  std::vector<capture::LiveOptions> options;
+  std::vector<capture::CaptureStats> stats_base;
+  std::vector<std::int64_t> reopen_at_ns;
   boost::asio::io_context io;
   std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> descriptors;
   std::unique_ptr<boost::asio::steady_timer> timer;
@@ -42,6 +49,7 @@ struct Pipeline::LiveWorker {
   std::atomic<std::int64_t> heartbeat_ns{0};
   // Capture statistics per source, published for the metrics thread.
   std::vector<std::array<std::atomic<std::uint64_t>, 3>> stats;
+  std::vector<std::atomic<bool>> up;
   PacketTime last_packet_ts = absl::InfinitePast();
   std::int64_t last_packet_wall_ns = 0;
   std::shared_ptr<const Config> applied_config;
@@ -277,8 +285,15 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
       live->descriptors.push_back(std::move(descriptor));
       live->sources.push_back(std::move(*source));
       live->interfaces.push_back(interfaces[k]);
+      live->options.push_back(options);
     }
     live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(live->sources.size());
+    live->stats_base.resize(live->sources.size());
+    live->reopen_at_ns.assign(live->sources.size(), 0);
+    live->up = std::vector<std::atomic<bool>>(live->sources.size());
+    for (auto& up : live->up) {
+      up.store(true);
+    }
     live->timer = std::make_unique<boost::asio::steady_timer>(live->io);
     live_.push_back(std::move(live));
   }
@@ -317,13 +332,12 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
           }
           capture::Frame frame;
           capture::PcapSource& source = *lw.sources[k];
+          bool lost = false;
           // Drain a bounded batch, then yield to the other interfaces and the timer.
           for (int i = 0; i < 1024; ++i) {
             const capture::NextResult r = source.Next(frame);
             if (r != capture::NextResult::kPacket) {
-              if (r == capture::NextResult::kError) {
-                RW_LOG(kError, "%s", source.error());
-              }
+              lost = r == capture::NextResult::kError;
               break;
             }
             worker.ProcessFrame(source.datalink(), frame);
@@ -331,8 +345,42 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
             lw.last_packet_wall_ns = SteadyNanos();
           }
           flush_findings();
+          if (lost) {
+            // The interface went away or down (a VM's NIC replaced, a VPN device
+            // recreated): the handle is dead for good, so the tick opens it again, first
+            // at once, then every few seconds, and the daemon keeps its flows meanwhile.
+            RW_LOG(kError, "%s; capture stopped there, opening it again every %d s", source.error(),
+                   absl::ToInt64Seconds(kReopenInterval));
+            // Closed now, not at the reopen: its fanout group would refuse the new handle
+            // while a member is bound to the vanished device.
+            const capture::CaptureStats last = source.ReadStats();
+            lw.stats_base[k].received += last.received;
+            lw.stats_base[k].dropped += last.dropped;
+            lw.stats_base[k].if_dropped += last.if_dropped;
+            // The handle owns its descriptor: let go of it before the handle closes it.
+            lw.descriptors[k]->release();
+            lw.sources[k].reset();
+            lw.up[k].store(false);
+            lw.reopen_at_ns[k] = SteadyNanos();
+            return;
+          }
           arm(k);
         });
+  };
+  const auto reopen = [&](std::size_t k, std::int64_t now) {
+    absl::StatusOr<std::unique_ptr<capture::PcapSource>> fresh =
+        capture::PcapSource::OpenLive(lw.options[k]);
+    if (!fresh.ok()) {
+      lw.reopen_at_ns[k] = now + absl::ToInt64Nanoseconds(kReopenInterval);
+      return;
+    }
+    lw.descriptors[k] =
+        std::make_unique<boost::asio::posix::stream_descriptor>(lw.io, (*fresh)->selectable_fd());
+    lw.sources[k] = std::move(*fresh);
+    lw.reopen_at_ns[k] = 0;
+    lw.up[k].store(true);
+    RW_LOG(kNotice, "%s: capturing again", lw.interfaces[k]);
+    arm(k);
   };
   std::function<void()> tick = [&] {
     lw.timer->expires_after(std::chrono::seconds(1));
@@ -348,10 +396,15 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
         worker.Advance(lw.last_packet_ts + absl::Nanoseconds(now - lw.last_packet_wall_ns));
       }
       for (std::size_t k = 0; k < lw.sources.size(); ++k) {
-        const capture::CaptureStats st = lw.sources[k]->ReadStats();
-        lw.stats[k][0].store(st.received);
-        lw.stats[k][1].store(st.dropped);
-        lw.stats[k][2].store(st.if_dropped);
+        if (lw.reopen_at_ns[k] != 0 && now >= lw.reopen_at_ns[k]) {
+          reopen(k, now);
+        }
+        const capture::CaptureStats st =
+            lw.sources[k] ? lw.sources[k]->ReadStats() : capture::CaptureStats{};
+        const capture::CaptureStats& base = lw.stats_base[k];
+        lw.stats[k][0].store(base.received + st.received);
+        lw.stats[k][1].store(base.dropped + st.dropped);
+        lw.stats[k][2].store(base.if_dropped + st.if_dropped);
       }
       std::shared_ptr<const Config> pending;
       {
@@ -378,7 +431,7 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
   capture::Frame frame;
   while (SteadyNanos() < deadline) {
     for (auto& source : lw.sources) {
-      while (source->Next(frame) == capture::NextResult::kPacket) {
+      while (source && source->Next(frame) == capture::NextResult::kPacket) {
         worker.ProcessFrame(source->datalink(), frame);
       }
     }
@@ -672,6 +725,21 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   out.push_back(std::move(received));
   out.push_back(std::move(dropped));
   out.push_back(std::move(ifdropped));
+  auto up = Family("relaywatch_capture_up",
+                   "1 while every capture handle on the interface reads packets; 0 once one "
+                   "lost it (the interface went away or down) until it is open again.",
+                   MetricType::Gauge);
+  std::map<std::string, bool> interface_up;
+  for (const auto& lw : live_) {
+    for (std::size_t k = 0; k < lw->up.size(); ++k) {
+      bool& is_up = interface_up.emplace(lw->interfaces[k], true).first->second;
+      is_up = is_up && lw->up[k].load();
+    }
+  }
+  for (const auto& [iface, is_up] : interface_up) {
+    Add(up, {{"interface", iface}}, is_up ? 1.0 : 0.0);
+  }
+  out.push_back(std::move(up));
 
   out.push_back(std::move(flows_active));
   AddSingle(out, "relaywatch_flows_created_total", "Flows created.", MetricType::Counter,

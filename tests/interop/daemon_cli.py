@@ -335,6 +335,81 @@ ruleset(name="r") {{ action(type="omfile" file="{out}" template="dbg") }}
         rs.wait()
 
 
+def live_interface_comes_back(rw, work):
+    """An interface that vanishes and comes back (a VM's NIC replaced, a VPN device
+    recreated): the daemon says so, shows it in relaywatch_capture_up, opens it again and
+    captures there, without a restart."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        print("SKIP: a vanishing interface needs root and ip")
+        return
+    ns = f"rwtest-veth-{os.getpid()}"
+    veth = f"rwv{os.getpid() % 100000}"
+
+    def ip(*args, netns=False):
+        cmd = (["ip", "netns", "exec", ns] if netns else []) + ["ip", *args]
+        subprocess.run(cmd, check=True)
+
+    def make_link():
+        ip("link", "add", veth, "type", "veth", "peer", "name", "peer0")
+        ip("link", "set", "peer0", "netns", ns)
+        ip("addr", "add", "10.199.77.1/24", "dev", veth)
+        ip("link", "set", veth, "up")
+        ip("addr", "add", "10.199.77.2/24", "dev", "peer0", netns=True)
+        ip("link", "set", "peer0", "up", netns=True)
+
+    def datagram(port):
+        # From the namespace to the root side, over the veth.
+        subprocess.run(["ip", "netns", "exec", ns, "python3", "-c",
+                        "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+                        f".sendto(b'x', ('10.199.77.1', {port}))"], check=True)
+
+    ip("netns", "add", ns)
+    proc = None
+    try:
+        make_link()
+        jsonl = os.path.join(work, "veth.jsonl")
+        conf = os.path.join(work, "veth.yaml")
+        mport = free_port()
+        with open(conf, "w") as f:
+            f.write(f"outputs:\n  jsonl:\n    path: {jsonl}\n    events: [flow]\n"
+                    f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
+        proc = subprocess.Popen([rw, "-c", conf, "-i", veth, "--workers", "2"],
+                                stderr=subprocess.PIPE, text=True)
+        import urllib.request
+
+        def capture_up():
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics",
+                                              timeout=2).read().decode()
+            except OSError:
+                return None
+            m = re.search(r'relaywatch_capture_up\{interface="%s"\} (\d)' % veth, body)
+            return m and int(m.group(1))
+
+        wait_for(lambda: capture_up() == 1, 10)
+        ip("link", "del", veth)
+        gone = wait_for(lambda: capture_up() == 0, 10)
+        make_link()
+        back = wait_for(lambda: capture_up() == 1, 15)
+        time.sleep(0.5)
+        datagram(47001)
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)
+        err = proc.stderr.read()
+        proc = None
+        flows = [e for e in read_events(jsonl) if e.get("dest_port") == 47001]
+        check("a vanished interface is reported, opened again and captured on",
+              gone and back and rc == 0 and flows and "The interface disappeared" in err and
+              f"{veth}: capturing again" in err, err)
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "link", "del", veth], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--relaywatch", required=True)
@@ -348,6 +423,7 @@ def main():
         replay(args.relaywatch, work, args.pcap, promtool)
         live(args.relaywatch, work, promtool)
         live_nflog(args.relaywatch, work)
+        live_interface_comes_back(args.relaywatch, work)
         syslog_e2e(args.relaywatch, work, args.pcap)
     failed = RESULTS.count(False)
     print(f"{len(RESULTS) - failed} passed, {failed} failed")
