@@ -1,15 +1,17 @@
 #include "daemon/pipeline.h"
 
-#include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
+#include <net/if.h>
 
-#include <boost/asio.hpp>
 #include <algorithm>
 #include <chrono>
 #include <iterator>
 #include <map>
+#include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include <boost/asio.hpp>
+
 #include "capture/decode/decoder.h"
 #include "capture/flow/flow_table.h"
 #include "daemon/log.h"
@@ -42,6 +44,8 @@ struct Pipeline::LiveWorker {
   std::vector<capture::LiveOptions> options;
   std::vector<capture::CaptureStats> stats_base;
   std::vector<std::int64_t> reopen_at_ns;
+  // The device's index when opened: a device deleted and made again gets a new one.
+  std::vector<unsigned> ifindex;
   boost::asio::io_context io;
   std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> descriptors;
   std::unique_ptr<boost::asio::steady_timer> timer;
@@ -286,6 +290,8 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
       live->sources.push_back(std::move(*source));
       live->interfaces.push_back(interfaces[k]);
       live->options.push_back(options);
+      // 0 for what is no network device (nflog:N, any): nothing to watch.
+      live->ifindex.push_back(::if_nametoindex(interfaces[k].c_str()));
     }
     live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(live->sources.size());
     live->stats_base.resize(live->sources.size());
@@ -324,6 +330,24 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
       host_queue_.push_back(std::move(e));
     }
   };
+  // The interface went away (a VM's NIC replaced, a VPN device recreated): the handle is
+  // dead for good, so the tick opens it again, first at once, then every few seconds, and
+  // the daemon keeps its flows meanwhile. It is closed now, not at the reopen: its fanout
+  // group would refuse the new handle while a member is bound to the vanished device.
+  const auto lose = [&](std::size_t k, const std::string& why) {
+    RW_LOG(kError, "%s; capture stopped there, opening it again every %d s", why,
+           absl::ToInt64Seconds(kReopenInterval));
+    const capture::CaptureStats last = lw.sources[k]->ReadStats();
+    lw.stats_base[k].received += last.received;
+    lw.stats_base[k].dropped += last.dropped;
+    lw.stats_base[k].if_dropped += last.if_dropped;
+    // The handle owns its descriptor: let go of it (a wait on it ends aborted) before the
+    // handle closes it.
+    lw.descriptors[k]->release();
+    lw.sources[k].reset();
+    lw.up[k].store(false);
+    lw.reopen_at_ns[k] = SteadyNanos();
+  };
   std::function<void(std::size_t)> arm = [&](std::size_t k) {
     lw.descriptors[k]->async_wait(
         boost::asio::posix::stream_descriptor::wait_read, [&, k](boost::system::error_code ec) {
@@ -346,22 +370,7 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
           }
           flush_findings();
           if (lost) {
-            // The interface went away or down (a VM's NIC replaced, a VPN device
-            // recreated): the handle is dead for good, so the tick opens it again, first
-            // at once, then every few seconds, and the daemon keeps its flows meanwhile.
-            RW_LOG(kError, "%s; capture stopped there, opening it again every %d s", source.error(),
-                   absl::ToInt64Seconds(kReopenInterval));
-            // Closed now, not at the reopen: its fanout group would refuse the new handle
-            // while a member is bound to the vanished device.
-            const capture::CaptureStats last = source.ReadStats();
-            lw.stats_base[k].received += last.received;
-            lw.stats_base[k].dropped += last.dropped;
-            lw.stats_base[k].if_dropped += last.if_dropped;
-            // The handle owns its descriptor: let go of it before the handle closes it.
-            lw.descriptors[k]->release();
-            lw.sources[k].reset();
-            lw.up[k].store(false);
-            lw.reopen_at_ns[k] = SteadyNanos();
+            lose(k, source.error());
             return;
           }
           arm(k);
@@ -377,6 +386,7 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
     lw.descriptors[k] =
         std::make_unique<boost::asio::posix::stream_descriptor>(lw.io, (*fresh)->selectable_fd());
     lw.sources[k] = std::move(*fresh);
+    lw.ifindex[k] = ::if_nametoindex(lw.interfaces[k].c_str());
     lw.reopen_at_ns[k] = 0;
     lw.up[k].store(true);
     RW_LOG(kNotice, "%s: capturing again", lw.interfaces[k]);
@@ -396,6 +406,12 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
         worker.Advance(lw.last_packet_ts + absl::Nanoseconds(now - lw.last_packet_wall_ns));
       }
       for (std::size_t k = 0; k < lw.sources.size(); ++k) {
+        if (lw.sources[k] && lw.ifindex[k] != 0 &&
+            ::if_nametoindex(lw.interfaces[k].c_str()) != lw.ifindex[k]) {
+          // Gone, or gone and made again within the second: its handle may have had no
+          // error to read (a worker that was not waiting on it), so the name is checked.
+          lose(k, absl::StrCat(lw.interfaces[k], ": the interface is gone or was made anew"));
+        }
         if (lw.reopen_at_ns[k] != 0 && now >= lw.reopen_at_ns[k]) {
           reopen(k, now);
         }

@@ -373,8 +373,17 @@ def live_interface_comes_back(rw, work):
         with open(conf, "w") as f:
             f.write(f"outputs:\n  jsonl:\n    path: {jsonl}\n    events: [flow]\n"
                     f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
-        proc = subprocess.Popen([rw, "-c", conf, "-i", veth, "--workers", "2"],
-                                stderr=subprocess.PIPE, text=True)
+        # Under load libpcap sometimes refuses a veth made a moment ago ("No such device
+        # exists") though `ip link` lists it: the start is tried again, as systemd would.
+        for _ in range(5):
+            time.sleep(0.5)
+            proc = subprocess.Popen([rw, "-c", conf, "-i", veth, "--workers", "2"],
+                                    stderr=subprocess.PIPE, text=True)
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                break
+            print(f"note: start refused, tried again: {proc.stderr.read().strip()}")
         import urllib.request
 
         def capture_up():
@@ -401,7 +410,8 @@ def live_interface_comes_back(rw, work):
         flows = [e for e in read_events(jsonl) if e.get("dest_port") == 47001]
         check("a vanished interface is reported, opened again and captured on",
               gone and back and rc == 0 and flows and "The interface disappeared" in err and
-              f"{veth}: capturing again" in err, err)
+              f"{veth}: capturing again" in err,
+              f"down seen {gone}, up again {back}, exit {rc}, flows {len(flows)}: {err}")
     finally:
         if proc is not None:
             proc.kill()
