@@ -165,6 +165,8 @@ std::optional<double> StreamQuantile::value() const {
 bool AckRtt::OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length) {
   if (length == 0)
     return false;
+  if (!outstanding_)
+    outstanding_ = std::make_unique<Segment[]>(kOutstanding);
   const std::uint32_t end = seq + length;
   if (have_high_ && SeqLess(seq, high_)) {
     // Sent before (in part at least): every outstanding segment it overlaps loses its sample.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -140,8 +141,10 @@ class AckRtt {
   };
   void KeepLow(absl::Duration sample);
 
-  Segment outstanding_[kOutstanding];
-  int count_ = 0;  // ring of the newest kOutstanding unacknowledged segments
+  // Ring of the newest kOutstanding unacknowledged segments, allocated with the first data:
+  // most flows a gateway sees under a scan or flood never carry any.
+  std::unique_ptr<Segment[]> outstanding_;
+  int count_ = 0;
   int head_ = 0;
   bool have_high_ = false;
   std::uint32_t high_ = 0;          // highest sequence sent so far
