@@ -24,6 +24,8 @@ namespace {
 constexpr std::size_t kBatchPackets = 4096;
 constexpr std::size_t kOutputQueueCapacity = 65536;
 constexpr std::size_t kHostQueueCapacity = 65536;
+// Flows ended at a time when a live worker stops, between hand-overs to the host stage.
+constexpr std::size_t kFinishPart = 4096;
 // A live handle that lost its interface is opened again this often.
 constexpr absl::Duration kReopenInterval = absl::Seconds(5);
 
@@ -72,8 +74,13 @@ Pipeline::~Pipeline() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(const Config& config, int workers) {
   std::unique_ptr<Pipeline> p(new Pipeline(config, std::max(1, workers)));
+  // flows.max_flows bounds the whole process, so memory does not grow with the core count:
+  // each worker's table holds its share (flows are spread evenly by hash).
+  Config per_worker = config;
+  per_worker.flows.max_flows = std::max<std::size_t>(
+      1024, config.flows.max_flows / static_cast<std::size_t>(p->worker_count_));
   for (int i = 0; i < p->worker_count_; ++i) {
-    p->workers_.push_back(std::make_unique<Worker>(i, config));
+    p->workers_.push_back(std::make_unique<Worker>(i, per_worker));
   }
   p->host_ = std::make_unique<host::HostStage>(config.alerting);
   if (const std::string& state = config.alerting.scoring.state_file; !state.empty()) {
@@ -315,15 +322,22 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
 
 void Pipeline::LiveLoop(LiveWorker& lw) {
   Worker& worker = *lw.worker;
-  const auto flush_findings = [&] {
+  // `wait`: at shutdown every finding waits for room instead (nothing is shed then, and the
+  // queue stays bounded while the flows end part by part).
+  const auto flush_findings = [&](bool wait = false) {
     std::vector<Event> events = worker.TakeEvents();
     if (events.empty()) {
       return;
     }
     absl::MutexLock lock(&host_mu_);
+    const auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(host_mu_) {
+      return host_queue_.size() < kHostQueueCapacity || host_stop_;
+    };
     for (Event& e : events) {
-      if (host_queue_.size() >= kHostQueueCapacity && !e.must_deliver() &&
-          e.event_type == "flow") {
+      if (wait) {
+        host_mu_.Await(absl::Condition(&has_room));
+      } else if (host_queue_.size() >= kHostQueueCapacity && !e.must_deliver() &&
+                 e.event_type == "flow") {
         findings_dropped_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
@@ -447,14 +461,25 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
   capture::Frame frame;
   while (SteadyNanos() < deadline) {
     for (auto& source : lw.sources) {
-      while (source && source->Next(frame) == capture::NextResult::kPacket) {
-        worker.ProcessFrame(source->datalink(), frame);
+      // A backlog (a flood the worker was behind on) is read whole, its findings handed
+      // over every batch as while capturing: held to the end they would grow without bound.
+      bool more = source != nullptr;
+      while (more) {
+        for (int i = 0; i < 1024 && (more = source->Next(frame) == capture::NextResult::kPacket);
+             ++i) {
+          worker.ProcessFrame(source->datalink(), frame);
+        }
+        flush_findings(/*wait=*/true);
       }
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  worker.Finish();
-  flush_findings();
+  // Part by part: a full table's findings at once (a flood's half-open flows) would double
+  // the memory it already holds.
+  while (worker.Finish(kFinishPart)) {
+    flush_findings(/*wait=*/true);
+  }
+  flush_findings(/*wait=*/true);
 }
 
 void Pipeline::HostLoop() {

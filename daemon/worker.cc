@@ -165,7 +165,9 @@ void Worker::Advance(PacketTime now) {
   }
 }
 
-void Worker::Finish() { flows_.EndAll(flow::EndReason::kShutdown); }
+bool Worker::Finish(std::size_t max) {
+  return flows_.EndAll(flow::EndReason::kShutdown, max);
+}
 
 void Worker::OnFlowEnd(flow::FlowState& flow, flow::EndReason reason) {
   for (auto& d : detectors_) {

@@ -45,8 +45,9 @@ class Worker {
   void ProcessDecoded(const decode::DecodedPacket& packet);
   // Packet time moves on without packets (idle live capture): expire flows, tick detectors.
   void Advance(PacketTime now);
-  // Ends every flow so detectors conclude (shutdown, end of replay).
-  void Finish();
+  // Ends every flow so detectors conclude (shutdown, end of replay), or at most `max`:
+  // returns true while flows remain (TakeEvents() between parts bounds the events held).
+  bool Finish(std::size_t max = SIZE_MAX);
   // Rebuilds detector instances from a new config (SIGHUP), between batches.
   void Reconfigure(const Config& config);
 

@@ -233,12 +233,16 @@ void FlowTable::Advance(PacketTime now) {
   }
 }
 
-void FlowTable::EndAll(EndReason reason) {
+bool FlowTable::EndAll(EndReason reason, std::size_t max) {
   for (int l = 0; l < kListCount; ++l) {
     while (lists_[l].head) {
+      if (max-- == 0) {
+        return true;
+      }
       End(lists_[l].head, reason);
     }
   }
+  return false;
 }
 
 }  // namespace relaywatch::flow

@@ -141,8 +141,9 @@ class FlowTable {
 
   // Moves the table's clock forward (never back) and ends flows idle past their timeout.
   void Advance(PacketTime now);
-  // Ends every flow (shutdown, end of replay).
-  void EndAll(EndReason reason);
+  // Ends every flow (shutdown, end of replay), or at most `max` of them: returns true while
+  // flows remain, so a caller can hand each part's events on before the next.
+  bool EndAll(EndReason reason, std::size_t max = SIZE_MAX);
 
   std::size_t size() const { return flows_.size(); }
   PacketTime now() const { return now_; }

@@ -451,6 +451,22 @@ TEST_F(FlowTableTest, EndAllEndsEveryFlowWithReason) {
   EXPECT_EQ(ended_.size(), 3u);
 }
 
+TEST_F(FlowTableTest, EndAllInPartsEndsAtMostThePartAndSaysWhatIsLeft) {
+  Handshake(*table_, kT0);
+  Track(Udp("10.0.0.1", 5000, "10.0.0.2", 53, kT0));
+  Track(Tcp("10.0.0.3", 1, "10.0.0.4", 2, kTcpRst, kT0));  // on the closed list
+  EXPECT_TRUE(table_->EndAll(EndReason::kShutdown, 2));
+  EXPECT_EQ(ended_.size(), 2u);
+  EXPECT_EQ(table_->size(), 1u);
+  EXPECT_TRUE(table_->EndAll(EndReason::kShutdown, 0));  // a part of none ends none
+  EXPECT_EQ(ended_.size(), 2u);
+  // The last one: nothing is left after it.
+  EXPECT_FALSE(table_->EndAll(EndReason::kShutdown, 1));
+  EXPECT_EQ(ended_.size(), 3u);
+  EXPECT_FALSE(table_->EndAll(EndReason::kShutdown, 0));
+  EXPECT_EQ(ended_.size(), 3u);
+}
+
 TEST(FlowTable, EveryEndedFlowPassesThroughCallbackExactlyOnce) {
   FlowTableConfig config;
   config.max_flows = 256;
