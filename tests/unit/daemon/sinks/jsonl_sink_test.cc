@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -254,6 +255,18 @@ std::vector<std::uint64_t> FlowIds(const std::string& path) {
   return ids;
 }
 
+// Writes alert 1 whole, then alert 2 into a file that takes only its head; the file stays
+// that way while the returned limit lives.
+std::unique_ptr<FileSizeLimit> WriteALineAndTheHeadOfAnother(JsonlSink& sink,
+                                                             const std::string& path) {
+  sink.Write(MakeEvent("alert", 1));
+  sink.Flush();
+  auto limit = std::make_unique<FileSizeLimit>(fs::file_size(path) + 40);
+  sink.Write(MakeEvent("alert", 2));
+  sink.Flush();
+  return limit;
+}
+
 TEST(JsonlSink, HoldsWhatTheFileRefusesAndWritesItWholeLater) {
   TempDir dir;
   const std::string path = dir.File("eve.json");
@@ -313,11 +326,7 @@ TEST(JsonlSink, ALineTornAtTheEndIsCutOffTheFile) {
   {
     auto sink = JsonlSink::Open({.path = path});
     ASSERT_TRUE(sink.ok()) << sink.status();
-    (*sink)->Write(MakeEvent("alert", 1));
-    (*sink)->Flush();
-    FileSizeLimit limit(fs::file_size(path) + 40);
-    (*sink)->Write(MakeEvent("alert", 2));
-    (*sink)->Flush();
+    const auto limit = WriteALineAndTheHeadOfAnother(**sink, path);
     EXPECT_EQ((*sink)->undelivered(), 1u);
     sink->reset();  // Its last try is refused too.
   }
@@ -333,15 +342,11 @@ TEST(JsonlSink, ALineTornByRotationGoesWholeToTheNewFile) {
   const std::string rotated = dir.File("eve.json.1");
   auto sink = JsonlSink::Open({.path = path});
   ASSERT_TRUE(sink.ok()) << sink.status();
-  (*sink)->Write(MakeEvent("alert", 1));
-  (*sink)->Flush();
   {
-    FileSizeLimit limit(fs::file_size(path) + 40);
-    (*sink)->Write(MakeEvent("alert", 2));
-    (*sink)->Flush();
+    const auto limit = WriteALineAndTheHeadOfAnother(**sink, path);
     fs::rename(path, rotated);
     ASSERT_TRUE((*sink)->Reopen().ok());
-    limit.Lift();
+    limit->Lift();
     (*sink)->Flush();
   }
   EXPECT_EQ(FlowIds(rotated), (std::vector<std::uint64_t>{1}));
