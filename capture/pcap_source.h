@@ -38,6 +38,14 @@ struct CaptureStats {
   std::uint64_t received = 0;     // passed the filter, including those dropped
   std::uint64_t dropped = 0;      // ring buffer full
   std::uint64_t if_dropped = 0;   // NIC/driver drops (promiscuous mode only)
+
+  // Totals of successive handles on one interface (a reopen starts from zero).
+  CaptureStats& operator+=(const CaptureStats& other) {
+    received += other.received;
+    dropped += other.dropped;
+    if_dropped += other.if_dropped;
+    return *this;
+  }
 };
 
 enum class NextResult { kPacket, kNone, kEnd, kError };

@@ -351,10 +351,7 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
   const auto lose = [&](std::size_t k, const std::string& why) {
     RW_LOG(kError, "%s; capture stopped there, opening it again every %d s", why,
            absl::ToInt64Seconds(kReopenInterval));
-    const capture::CaptureStats last = lw.sources[k]->ReadStats();
-    lw.stats_base[k].received += last.received;
-    lw.stats_base[k].dropped += last.dropped;
-    lw.stats_base[k].if_dropped += last.if_dropped;
+    lw.stats_base[k] += lw.sources[k]->ReadStats();
     // The handle owns its descriptor: let go of it (a wait on it ends aborted) before the
     // handle closes it.
     lw.descriptors[k]->release();
@@ -429,12 +426,13 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
         if (lw.reopen_at_ns[k] != 0 && now >= lw.reopen_at_ns[k]) {
           reopen(k, now);
         }
-        const capture::CaptureStats st =
-            lw.sources[k] ? lw.sources[k]->ReadStats() : capture::CaptureStats{};
-        const capture::CaptureStats& base = lw.stats_base[k];
-        lw.stats[k][0].store(base.received + st.received);
-        lw.stats[k][1].store(base.dropped + st.dropped);
-        lw.stats[k][2].store(base.if_dropped + st.if_dropped);
+        capture::CaptureStats st = lw.stats_base[k];
+        if (lw.sources[k]) {
+          st += lw.sources[k]->ReadStats();
+        }
+        lw.stats[k][0].store(st.received);
+        lw.stats[k][1].store(st.dropped);
+        lw.stats[k][2].store(st.if_dropped);
       }
       std::shared_ptr<const Config> pending;
       {

@@ -56,9 +56,8 @@ JsonlSink::JsonlSink(JsonlConfig config, int fd)
 
 JsonlSink::~JsonlSink() {
   // What is still held after this try is lost; the owner reads undelivered() first.
-  if (!Drain()) {
-    CutTornLine();
-  }
+  Drain();
+  CutTornLine();
   if (!is_stdout()) {
     ::close(fd_);
   }
@@ -170,11 +169,9 @@ absl::Status JsonlSink::Reopen() {
   if (!opened.ok()) {
     return opened.status();
   }
-  if (front_written_ > 0) {
-    // The old file has the head of this line and will get no more; its tail would start
-    // the new file torn. The line is sent whole to the new file instead.
-    CutTornLine();
-  }
+  // A line the old file has the head of gets no more there; its tail would start the new
+  // file torn, so it is sent whole to the new file instead.
+  CutTornLine();
   ::close(fd_);
   fd_ = *opened;
   return absl::OkStatus();
