@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -34,8 +35,7 @@ absl::Status ApplyFilter(pcap_t* handle, const std::string& bpf, const std::stri
   return absl::OkStatus();
 }
 
-absl::Status CheckLinkType(pcap_t* handle, const std::string& name) {
-  const int dlt = pcap_datalink(handle);
+absl::Status CheckLinkType(int dlt, const std::string& name) {
   if (!decode::IsSupportedLinkType(dlt)) {
     const char* dlt_name = pcap_datalink_val_to_name(dlt);
     return absl::InvalidArgumentError(absl::StrCat(
@@ -49,30 +49,118 @@ absl::Status CheckLinkType(pcap_t* handle, const std::string& name) {
 }  // namespace
 
 PcapSource::PcapSource(pcap_t* handle, std::string name, bool live)
-    : handle_(handle), name_(std::move(name)), live_(live), datalink_(pcap_datalink(handle)) {}
+    : handle_(handle),
+      name_(std::move(name)),
+      live_(live),
+      datalink_(handle != nullptr ? pcap_datalink(handle) : 0) {}
 
 PcapSource::~PcapSource() {
-  pcap_close(handle_);
+  if (handle_ != nullptr) {
+    pcap_close(handle_);
+  }
+  for (Compiled& c : filters_) {
+    pcap_freecode(&c.program);
+  }
+}
+
+namespace {
+
+// pcapng's LINKTYPE_RAW is DLT_RAW to libpcap's filter compiler; the other link types
+// relaywatch decodes have one number in both lists.
+int LinkTypeToDlt(int link_type) {
+  return link_type == decode::kDltLinktypeRaw ? decode::kDltRaw : link_type;
+}
+
+constexpr std::uint32_t kPcapngMagic = 0x0A0D0D0A;
+
+}  // namespace
+
+const bpf_program* PcapSource::FilterFor(int link_type) {
+  for (const Compiled& c : filters_) {
+    if (c.link_type == link_type) {
+      return &c.program;
+    }
+  }
+  pcap_t* dead = pcap_open_dead(LinkTypeToDlt(link_type), 262144);
+  Compiled c{link_type, {}};
+  const int rc = pcap_compile(dead, &c.program, bpf_.c_str(), 1, PCAP_NETMASK_UNKNOWN);
+  if (rc != 0) {
+    error_ = absl::StrCat(name_, ": bad BPF filter \"", bpf_, "\" for link type ", link_type, ": ",
+                          pcap_geterr(dead));
+    pcap_close(dead);
+    return nullptr;
+  }
+  pcap_close(dead);
+  filters_.push_back(c);
+  return &filters_.back().program;
 }
 
 absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::string& path,
                                                                     const std::string& bpf) {
   char errbuf[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* handle =
-      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf);
-  if (handle == nullptr) {
+  pcap_t* handle = nullptr;
+  std::unique_ptr<PcapngReader> pcapng;
+  std::uint64_t size = 0;
+  // A regular file is sniffed: pcapng goes to our reader (its interfaces may differ), pcap
+  // to libpcap on the same stream. Standard input and pipes cannot be read twice, so libpcap
+  // takes them whole, as before.
+  std::FILE* file = path == "-" ? nullptr : std::fopen(path.c_str(), "rb");
+  if (path != "-" && file == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": cannot read capture: ", std::strerror(errno)));
+  }
+  struct stat st {};
+  if (file != nullptr && fstat(fileno(file), &st) == 0 && S_ISREG(st.st_mode)) {
+    size = static_cast<std::uint64_t>(st.st_size);
+    std::uint32_t magic = 0;
+    const bool is_pcapng = std::fread(&magic, 1, 4, file) == 4 && magic == kPcapngMagic;
+    std::rewind(file);
+    if (is_pcapng) {
+      absl::StatusOr<std::unique_ptr<PcapngReader>> reader = PcapngReader::Open(file, path);
+      if (!reader.ok()) {
+        return reader.status();
+      }
+      pcapng = std::move(*reader);
+    } else {
+      // libpcap owns the stream from here, closing it even when it refuses the file.
+      handle = pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+    }
+  } else {
+    if (file != nullptr) {
+      std::fclose(file);
+    }
+    handle =
+        pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf);
+  }
+  if (pcapng == nullptr && handle == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read capture: ", errbuf));
   }
   std::unique_ptr<PcapSource> source(new PcapSource(handle, path, false));
-  struct stat st;
-  if (stat(path.c_str(), &st) == 0) {
-    source->file_size_ = static_cast<std::uint64_t>(st.st_size);
+  source->file_size_ = size;
+  if (pcapng == nullptr) {
+    if (absl::Status s = CheckLinkType(source->datalink_, path); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = ApplyFilter(handle, bpf, path); !s.ok()) {
+      return s;
+    }
+    return source;
   }
-  if (absl::Status s = CheckLinkType(handle, path); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ApplyFilter(handle, bpf, path); !s.ok()) {
-    return s;
+  source->pcapng_ = std::move(pcapng);
+  source->bpf_ = bpf;
+  // The first decodable interface stands for the file; with none, say why up front.
+  const auto& interfaces = source->pcapng_->interfaces();
+  if (!interfaces.empty()) {
+    const auto usable = std::find_if(interfaces.begin(), interfaces.end(), [](const auto& ifc) {
+      return decode::IsSupportedLinkType(ifc.link_type);
+    });
+    source->datalink_ = usable != interfaces.end() ? usable->link_type : interfaces[0].link_type;
+    if (absl::Status s = CheckLinkType(source->datalink_, path); !s.ok()) {
+      return s;
+    }
+    if (!bpf.empty() && source->FilterFor(source->datalink_) == nullptr) {
+      return absl::InvalidArgumentError(source->error_);
+    }
   }
   return source;
 }
@@ -95,7 +183,7 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const LiveOptio
         o.interface, ": cannot start capture: ", pcap_statustostr(rc), ": ", pcap_geterr(handle)));
   }
   source->datalink_ = pcap_datalink(handle);
-  if (absl::Status s = CheckLinkType(handle, o.interface); !s.ok()) {
+  if (absl::Status s = CheckLinkType(source->datalink_, o.interface); !s.ok()) {
     return s;
   }
   if (absl::Status s = ApplyFilter(handle, o.bpf, o.interface); !s.ok()) {
@@ -122,6 +210,24 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenLive(const LiveOptio
 }
 
 NextResult PcapSource::Next(Frame& frame) {
+  if (pcapng_ != nullptr) {
+    while (true) {
+      const NextResult r = pcapng_->Next(frame);
+      if (r != NextResult::kPacket || bpf_.empty()) {
+        return r;
+      }
+      const bpf_program* program = FilterFor(frame.datalink);
+      if (program == nullptr) {
+        return NextResult::kError;
+      }
+      pcap_pkthdr header{};
+      header.caplen = frame.captured_length;
+      header.len = frame.wire_length;
+      if (pcap_offline_filter(program, &header, frame.data) != 0) {
+        return NextResult::kPacket;
+      }
+    }
+  }
   pcap_pkthdr* header = nullptr;
   const u_char* data = nullptr;
   const int rc = pcap_next_ex(handle_, &header, &data);
@@ -131,6 +237,7 @@ NextResult PcapSource::Next(Frame& frame) {
     frame.wire_length = header->len;
     // With nanosecond precision requested, tv_usec holds nanoseconds.
     frame.ts = PacketTimeFromTimespec(header->ts.tv_sec, header->ts.tv_usec);
+    frame.datalink = datalink_;
     return NextResult::kPacket;
   }
   if (rc == 0) {
@@ -143,6 +250,9 @@ NextResult PcapSource::Next(Frame& frame) {
 }
 
 std::string PcapSource::error() const {
+  if (pcapng_ != nullptr) {
+    return error_.empty() ? pcapng_->error() : error_;
+  }
   return absl::StrCat(name_, ": ", pcap_geterr(handle_));
 }
 
@@ -168,6 +278,9 @@ CaptureStats PcapSource::ReadStats() {
 double PcapSource::progress() const {
   if (live_ || file_size_ == 0) {
     return 0;
+  }
+  if (pcapng_ != nullptr) {
+    return static_cast<double>(pcapng_->offset()) / static_cast<double>(file_size_);
   }
   FILE* f = pcap_file(handle_);
   if (f == nullptr) {

@@ -5,20 +5,15 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+
 #include "capture/base/packet_time.h"
+#include "capture/pcapng_reader.h"
 
 namespace relaywatch::capture {
-
-// One captured frame; `data` is valid until the next Next() on the same source.
-struct Frame {
-  const std::uint8_t* data = nullptr;
-  std::uint32_t captured_length = 0;
-  std::uint32_t wire_length = 0;
-  PacketTime ts;
-};
 
 struct LiveOptions {
   std::string interface;
@@ -48,9 +43,8 @@ struct CaptureStats {
   }
 };
 
-enum class NextResult { kPacket, kNone, kEnd, kError };
-
-// A libpcap handle, live or reading a pcap/pcapng file with nanosecond timestamps.
+// A live libpcap handle, or a capture file: pcap through libpcap (nanosecond timestamps),
+// pcapng through PcapngReader, whose interfaces may differ in link type (Frame::datalink).
 // Thread-safety: one thread per source.
 class PcapSource {
  public:
@@ -64,6 +58,8 @@ class PcapSource {
   // kPacket fills `frame`; kNone: no packet ready (live, non-blocking); kEnd: end of file;
   // kError: see error().
   NextResult Next(Frame& frame);
+  // The link type of a live handle or pcap file; of a pcapng file, its first decodable
+  // interface's (each frame carries its own).
   int datalink() const { return datalink_; }
   const std::string& name() const { return name_; }
   std::string error() const;
@@ -76,8 +72,19 @@ class PcapSource {
 
  private:
   PcapSource(pcap_t* handle, std::string name, bool live);
+  // The filter compiled for a pcapng interface's link type, compiled at first sight; nullptr
+  // (error_ set) when the expression does not apply to that link type.
+  const bpf_program* FilterFor(int link_type);
 
-  pcap_t* handle_;
+  pcap_t* handle_;  // nullptr for a pcapng file
+  std::unique_ptr<PcapngReader> pcapng_;
+  std::string bpf_;  // pcapng: filtered here, per link type
+  struct Compiled {
+    int link_type;
+    bpf_program program;
+  };
+  std::vector<Compiled> filters_;
+  std::string error_;
   std::string name_;
   bool live_;
   int datalink_ = 0;

@@ -8,8 +8,10 @@
 #include <map>
 #include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include <boost/asio.hpp>
 
 #include "capture/decode/decoder.h"
@@ -149,26 +151,37 @@ void Pipeline::RunBatch() {
   PublishFindings(std::move(merged), /*wait=*/true);
 }
 
-void Pipeline::ReplayFile(capture::PcapSource& source) {
-  const int dlt = source.datalink();
+bool Pipeline::ReplayFile(capture::PcapSource& source) {
   capture::Frame frame;
   decode::DecodedPacket packet;
   std::size_t in_batch = 0;
   std::uint64_t n = 0;
+  bool whole = true;
+  std::vector<int> unsupported_said;  // a pcapng interface's link type we cannot decode
   while (!interrupted_.load(std::memory_order_relaxed)) {
     const capture::NextResult r = source.Next(frame);
     if (r != capture::NextResult::kPacket) {
       if (r == capture::NextResult::kError) {
-        RW_LOG(kError, "%s (replay stopped in this file)", source.error());
+        RW_LOG(kError, "%s (replay stopped in this file; what it held before is used)",
+               source.error());
+        whole = false;
       }
       break;
+    }
+    if (!decode::IsSupportedLinkType(frame.datalink) &&
+        absl::c_find(unsupported_said, frame.datalink) == unsupported_said.end()) {
+      unsupported_said.push_back(frame.datalink);
+      RW_LOG(kWarning,
+             "%s: packets of link type %d are not decoded: skipped and counted as "
+             "unsupported_link_type",
+             source.name(), frame.datalink);
     }
     frames_.Increment();
     frame_bytes_.Increment(frame.wire_length);
     if ((++n & 0xfff) == 0) {
       file_progress_.store(source.progress(), std::memory_order_relaxed);
     }
-    if (!decode::DecodeFrame(dlt, {frame.data, frame.captured_length}, frame.wire_length,
+    if (!decode::DecodeFrame(frame.datalink, {frame.data, frame.captured_length}, frame.wire_length,
                              frame.ts, packet, reader_decode_)) {
       continue;
     }
@@ -195,6 +208,7 @@ void Pipeline::ReplayFile(capture::PcapSource& source) {
   if (in_batch > 0) {
     RunBatch();
   }
+  return whole;
 }
 
 absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
@@ -228,6 +242,7 @@ absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
     }
   }
   absl::Status status = absl::OkStatus();
+  std::vector<std::string> damaged;
   for (std::size_t i = 0; i < files.size() && !interrupted_.load(); ++i) {
     file_index_.store(static_cast<int>(i + 1));
     file_progress_.store(0);
@@ -236,8 +251,17 @@ absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
       status = source.status();
       break;
     }
-    ReplayFile(**source);
+    if (!ReplayFile(**source)) {
+      damaged.push_back(files[i]);
+    }
     file_progress_.store(1);
+  }
+  // Like tcpdump, a damaged file fails the replay; unlike it, the rest is still read and
+  // everything found is delivered first.
+  if (status.ok() && !damaged.empty()) {
+    status = absl::DataLossError(absl::StrCat("read only up to the damage in ", damaged.size(),
+                                              " of ", files.size(),
+                                              " capture files: ", absl::StrJoin(damaged, ", ")));
   }
   // End every flow, on its worker's thread of record (the batch machinery), so detectors
   // conclude and one-sided sessions are reported.

@@ -62,7 +62,8 @@ class Pipeline {
   struct LiveWorker;
 
   void PublishFindings(std::vector<Event> findings, bool wait);
-  void ReplayFile(capture::PcapSource& source);
+  // False when the file stopped at damage (truncated, corrupt) before its end.
+  bool ReplayFile(capture::PcapSource& source);
   void RunBatch();
   // Writes the host scores to scoring.state_file (if set) from the host stage's thread.
   void SaveScores();

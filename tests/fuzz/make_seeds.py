@@ -446,6 +446,86 @@ def geoip_seeds():
                 for name in ("context_test.mmdb", "context_test_v4.mmdb")}
 
 
+# ------------------------------------------------------------------------------------------
+# pcapng_fuzz: whole pcapng files.
+
+def pcapng_block(block_type, body, order="<"):
+    body += b"\0" * (-len(body) % 4)
+    length = len(body) + 12
+    return struct.pack(order + "II", block_type, length) + body + struct.pack(order + "I", length)
+
+
+def pcapng_section(order="<"):
+    return pcapng_block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), order)
+
+
+def pcapng_interface(link_type, snaplen, order="<", tsresol=None, tsoffset=None):
+    options = b""
+    if tsresol is not None:
+        options += struct.pack(order + "HHB3x", 9, 1, tsresol)
+    if tsoffset is not None:
+        options += struct.pack(order + "HHq", 14, 8, tsoffset)
+    options += struct.pack(order + "HH", 0, 0)
+    return pcapng_block(1, struct.pack(order + "HHI", link_type, 0, snaplen) + options, order)
+
+
+def pcapng_enhanced(interface, units, frame, order="<"):
+    return pcapng_block(6, struct.pack(order + "IIIII", interface, units >> 32,
+                                       units & 0xffffffff, len(frame), len(frame)) + frame, order)
+
+
+def pcapng_seeds():
+    """Two link types in one section, both byte orders, simple/obsolete/skipped blocks; and,
+    with Wireshark's mergecap installed, the file it writes from two captures."""
+    syn = ipv4(TCP, "10.0.0.1", "10.0.0.2", tcp(40000, 443, SYN))
+    hello = ipv4(UDP, "10.0.0.1", "10.0.0.2", udp(5353, 53, b"\x12\x34\x01\x00"))
+    seeds = {
+        "two_link_types.pcapng":
+            pcapng_section() + pcapng_interface(1, 262144) +
+            pcapng_interface(101, 1500, tsresol=9) +
+            pcapng_enhanced(0, 1700000000000000, eth(0x0800, syn)) +
+            pcapng_enhanced(1, 1700000000500000000, hello),
+        "big_endian_sll.pcapng":
+            pcapng_section(">") + pcapng_interface(113, 65535, ">", tsresol=0x8a,
+                                                   tsoffset=1700000000) +
+            pcapng_enhanced(0, 5 * 1024, b"\0\0\0\1\0\6" + b"\0" * 8 + b"\x08\x00" + syn,
+                            ">"),
+        "simple_obsolete_skipped.pcapng":
+            pcapng_section() + pcapng_interface(101, 96) +
+            pcapng_block(2, struct.pack("<HHIIII", 0, 0, 0, 1000000, len(syn), len(syn)) + syn) +
+            pcapng_block(3, struct.pack("<I", len(hello)) + hello) +
+            pcapng_block(4, struct.pack("<HH", 0, 0)) +
+            pcapng_block(5, struct.pack("<IIIHH", 0, 0, 0, 0, 0)),
+        "two_sections.pcapng":
+            pcapng_section() + pcapng_interface(1, 0) +
+            pcapng_enhanced(0, 1000000, eth(0x0800, syn)) +
+            pcapng_section(">") + pcapng_interface(101, 0, ">") +
+            pcapng_enhanced(0, 2000000, hello, ">"),
+    }
+    import shutil
+    import subprocess
+    import tempfile
+    if shutil.which("mergecap") and shutil.which("editcap"):
+        # One capture as Ethernet, one cut to raw IP (editcap -C 14 -T rawip): mergecap keeps
+        # both link types, each with its interface description.
+        golden = REPO / "tests" / "golden"
+        with tempfile.TemporaryDirectory() as tmp:
+            rdp, vnc = pathlib.Path(tmp) / "rdp.pcap", pathlib.Path(tmp) / "vnc.pcap"
+            raw, out = pathlib.Path(tmp) / "raw.pcap", pathlib.Path(tmp) / "merged.pcapng"
+            subprocess.run(["editcap", "-r", str(golden / "rdp_session" / "input.pcap"),
+                            str(rdp), "1-12"], check=True)
+            subprocess.run(["editcap", "-r", str(golden / "vnc_session" / "input.pcap"),
+                            str(vnc), "1-12"], check=True)
+            subprocess.run(["editcap", "-C", "14", "-T", "rawip", str(vnc), str(raw)],
+                           check=True)
+            subprocess.run(["mergecap", "-F", "pcapng", "-w", str(out), str(rdp), str(raw)],
+                           check=True)
+            seeds["mergecap_ether_rawip.pcapng"] = out.read_bytes()
+    else:
+        print("pcapng_fuzz: mergecap seed not rewritten (apt-get install tshark)")
+    return seeds
+
+
 def write(target, seeds):
     directory = CORPUS / target
     directory.mkdir(parents=True, exist_ok=True)
@@ -461,6 +541,7 @@ def main():
     write("inventory_fuzz", INVENTORY_SEEDS)
     write("address_list_fuzz", ADDRESS_LIST_SEEDS)
     write("geoip_fuzz", geoip_seeds())
+    write("pcapng_fuzz", pcapng_seeds())
     total = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file())
     print(f"seed corpora in {CORPUS}: {total} bytes")
 

@@ -124,6 +124,19 @@ def replay(rw, work, pcap, promtool):
     r = subprocess.run([rw, "-r", os.path.join(work, "nope.pcap")], capture_output=True, text=True)
     check("replay of a missing file exits 1 with its name",
           r.returncode == 1 and "nope.pcap" in r.stderr, r.stderr)
+    # A capture cut mid-record (copied while tcpdump wrote it): what precedes the cut is
+    # analysed and delivered, the file is named, and the replay fails as tcpdump's does.
+    cut = os.path.join(work, "cut.pcap")
+    with open(pcap, "rb") as src, open(cut, "wb") as dst:
+        data = src.read()
+        dst.write(data[:len(data) * 2 // 3 + 5])
+    r = subprocess.run([rw, "-r", cut, "--jsonl", "-"], capture_output=True, text=True,
+                       timeout=120)
+    types = [json.loads(l)["event_type"] for l in r.stdout.splitlines() if l.strip()]
+    check("a cut capture delivers what precedes the cut, names the file and exits 1",
+          r.returncode == 1 and "remote_session" in types and "cut.pcap" in r.stderr and
+          "truncated" in r.stderr, f"rc {r.returncode}, {types}, {r.stderr[-300:]}")
+    merged_pcapng(rw, work, pcap)
     if os.access("/dev/full", os.W_OK):
         # A full disk: the events are held, not torn or silently lost, and the replay fails.
         full_metrics = os.path.join(work, "full.prom")
@@ -135,6 +148,40 @@ def replay(rw, work, pcap, promtool):
               r.returncode == 1 and "No space left on device" in r.stderr and
               re.search(r"jsonl output: \d+ events were not delivered", r.stderr) is not None and
               held is not None and int(held.group(1)) > 0, r.stderr)
+
+
+def packets_read(rw, work, pcap):
+    """(exit code, relaywatch_packets_total, remote_session events) of a replay."""
+    metrics = os.path.join(work, "count.prom")
+    r = subprocess.run([rw, "-r", pcap, "--jsonl", "-", "--metrics-file", metrics],
+                       capture_output=True, text=True, timeout=120)
+    m = re.search(r"^relaywatch_packets_total (\d+)", open(metrics).read(), re.M) \
+        if os.path.exists(metrics) else None
+    sessions = sum(1 for l in r.stdout.splitlines()
+                   if l.strip() and json.loads(l)["event_type"] == "remote_session")
+    return r.returncode, int(m.group(1)) if m else -1, sessions, r.stderr
+
+
+def merged_pcapng(rw, work, pcap):
+    """Wireshark's mergecap writes one interface per input: here Ethernet and raw IP with
+    other snapshot lengths, which libpcap refuses to read together."""
+    if not (shutil.which("mergecap") and shutil.which("editcap")):
+        print("SKIP: a pcapng with two link types needs mergecap and editcap (tshark)")
+        return
+    raw = os.path.join(work, "raw.pcap")
+    merged = os.path.join(work, "merged.pcapng")
+    # The same traffic a day later, without its Ethernet header.
+    subprocess.run(["editcap", "-C", "14", "-T", "rawip", "-s", "2000", "-t", "86400", pcap,
+                    raw], check=True, capture_output=True)
+    subprocess.run(["mergecap", "-F", "pcapng", "-w", merged, pcap, raw], check=True,
+                   capture_output=True)
+    rc0, packets0, sessions0, _ = packets_read(rw, work, pcap)
+    rc, packets, sessions, err = packets_read(rw, work, merged)
+    check("a pcapng of Ethernet and raw-IP interfaces (mergecap) is read whole",
+          rc0 == 0 and rc == 0 and packets0 > 0 and packets == 2 * packets0 and
+          sessions0 > 0 and sessions == 2 * sessions0,
+          f"rc {rc}, {packets} packets of {2 * packets0}, {sessions} sessions of "
+          f"{2 * sessions0}: {err[-300:]}")
 
 
 def detector_counters(body):
