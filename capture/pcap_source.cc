@@ -3,8 +3,11 @@
 #include <linux/if_packet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -73,6 +76,69 @@ int LinkTypeToDlt(int link_type) {
 
 constexpr std::uint32_t kPcapngMagic = 0x0A0D0D0A;
 
+// A FILE reading a gzip stream (fopencookie): libpcap and PcapngReader read it as a plain
+// file. zlib reports a damaged or cut stream as a read error, which ends the file there.
+ssize_t GzRead(void* cookie, char* buffer, std::size_t size) {
+  auto* gz = static_cast<gzFile>(cookie);
+  const auto chunk = static_cast<unsigned>(std::min<std::size_t>(size, 1u << 30));
+  const int n = gzread(gz, buffer, chunk);
+  int code = Z_OK;
+  gzerror(gz, &code);
+  // zlib returns a cut stream's last bytes and then 0, as at a clean end (Z_BUF_ERROR, so a
+  // growing file can be followed); a capture is not growing, so the cut is an error.
+  if (n < 0 || (n == 0 && code == Z_BUF_ERROR)) {
+    errno = EIO;
+    return -1;
+  }
+  return n;
+}
+
+int GzClose(void* cookie) {
+  return gzclose_r(static_cast<gzFile>(cookie)) == Z_OK ? 0 : EOF;
+}
+
+// zlib's error on `gz`, without the "<fd:N>: " it puts first; empty when there is none.
+std::string GzError(gzFile gz) {
+  int code = Z_OK;
+  const char* text = gz != nullptr ? gzerror(gz, &code) : nullptr;
+  if (code == Z_OK || code == Z_STREAM_END || text == nullptr) {
+    return "";
+  }
+  std::string_view what(text);
+  if (const auto colon = what.find(">: "); what.starts_with("<fd:") && colon != what.npos) {
+    what.remove_prefix(colon + 3);
+  }
+  return std::string(what);
+}
+
+// Takes `file` (a regular file that starts with the gzip magic) and returns a stream of its
+// decompressed bytes; `gz` is set to the zlib handle, which the stream owns, and `magic` to
+// the first decompressed bytes (`got` of them).
+absl::StatusOr<std::FILE*> OpenGzip(std::FILE* file, const std::string& path, gzFile& gz,
+                                    std::array<std::uint8_t, 4>& magic, std::size_t& got) {
+  const int fd = dup(fileno(file));
+  std::fclose(file);
+  gz = fd < 0 ? nullptr : gzdopen(fd, "rb");
+  if (gz == nullptr) {
+    if (fd >= 0) {
+      close(fd);
+    }
+    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read gzip capture"));
+  }
+  gzbuffer(gz, 256 * 1024);
+  const int n = gzread(gz, magic.data(), magic.size());
+  got = n > 0 ? static_cast<std::size_t>(n) : 0;
+  gzrewind(gz);
+  const cookie_io_functions_t functions = {GzRead, nullptr, nullptr, GzClose};
+  std::FILE* unzipped = fopencookie(gz, "rb", functions);
+  if (unzipped == nullptr) {
+    gzclose_r(gz);
+    gz = nullptr;
+    return absl::InternalError(absl::StrCat(path, ": cannot read gzip capture"));
+  }
+  return unzipped;
+}
+
 }  // namespace
 
 const bpf_program* PcapSource::FilterFor(int link_type) {
@@ -110,20 +176,38 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::s
         absl::StrCat(path, ": cannot read capture: ", std::strerror(errno)));
   }
   struct stat st {};
+  gzFile gz = nullptr;
   if (file != nullptr && fstat(fileno(file), &st) == 0 && S_ISREG(st.st_mode)) {
     size = static_cast<std::uint64_t>(st.st_size);
-    std::uint32_t magic = 0;
-    const bool is_pcapng = std::fread(&magic, 1, 4, file) == 4 && magic == kPcapngMagic;
+    std::array<std::uint8_t, 4> magic{};
+    std::size_t got = std::fread(magic.data(), 1, magic.size(), file);
     std::rewind(file);
-    if (is_pcapng) {
+    if (got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+      // Compressed (tcpdump -z gzip, Wireshark's "compress with gzip"): read through zlib,
+      // as a stream both libpcap and our reader take.
+      absl::StatusOr<std::FILE*> unzipped = OpenGzip(file, path, gz, magic, got);
+      if (!unzipped.ok()) {
+        return unzipped.status();
+      }
+      file = *unzipped;
+    }
+    std::uint32_t first = 0;
+    std::memcpy(&first, magic.data(), sizeof first);
+    if (got == 4 && first == kPcapngMagic) {
       absl::StatusOr<std::unique_ptr<PcapngReader>> reader = PcapngReader::Open(file, path);
       if (!reader.ok()) {
         return reader.status();
       }
       pcapng = std::move(*reader);
     } else {
-      // libpcap owns the stream from here, closing it even when it refuses the file.
       handle = pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+      if (handle == nullptr) {
+        if (const std::string gz_error = GzError(gz); !gz_error.empty()) {
+          std::snprintf(errbuf + std::strlen(errbuf), PCAP_ERRBUF_SIZE - std::strlen(errbuf),
+                        " (gzip: %s)", gz_error.c_str());
+        }
+        std::fclose(file);  // libpcap owns the stream only once it has taken the file
+      }
     }
   } else {
     if (file != nullptr) {
@@ -137,6 +221,7 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::s
   }
   std::unique_ptr<PcapSource> source(new PcapSource(handle, path, false));
   source->file_size_ = size;
+  source->gz_ = gz;
   if (pcapng == nullptr) {
     if (absl::Status s = CheckLinkType(source->datalink_, path); !s.ok()) {
       return s;
@@ -250,10 +335,16 @@ NextResult PcapSource::Next(Frame& frame) {
 }
 
 std::string PcapSource::error() const {
+  std::string what;
   if (pcapng_ != nullptr) {
-    return error_.empty() ? pcapng_->error() : error_;
+    what = error_.empty() ? pcapng_->error() : error_;
+  } else {
+    what = absl::StrCat(name_, ": ", pcap_geterr(handle_));
   }
-  return absl::StrCat(name_, ": ", pcap_geterr(handle_));
+  if (const std::string gz_error = GzError(gz_); !gz_error.empty()) {
+    absl::StrAppend(&what, " (gzip: ", gz_error, ")");
+  }
+  return what;
 }
 
 int PcapSource::selectable_fd() const {
@@ -278,6 +369,9 @@ CaptureStats PcapSource::ReadStats() {
 double PcapSource::progress() const {
   if (live_ || file_size_ == 0) {
     return 0;
+  }
+  if (gz_ != nullptr) {  // the compressed bytes read, against the file's size
+    return static_cast<double>(gzoffset(gz_)) / static_cast<double>(file_size_);
   }
   if (pcapng_ != nullptr) {
     return static_cast<double>(pcapng_->offset()) / static_cast<double>(file_size_);

@@ -13,6 +13,8 @@
 #include "capture/base/packet_time.h"
 #include "capture/pcapng_reader.h"
 
+struct gzFile_s;  // zlib's handle; <zlib.h> stays out of this header
+
 namespace relaywatch::capture {
 
 struct LiveOptions {
@@ -44,7 +46,8 @@ struct CaptureStats {
 };
 
 // A live libpcap handle, or a capture file: pcap through libpcap (nanosecond timestamps),
-// pcapng through PcapngReader, whose interfaces may differ in link type (Frame::datalink).
+// pcapng through PcapngReader, whose interfaces may differ in link type (Frame::datalink);
+// either may be gzip-compressed.
 // Thread-safety: one thread per source.
 class PcapSource {
  public:
@@ -77,6 +80,7 @@ class PcapSource {
   const bpf_program* FilterFor(int link_type);
 
   pcap_t* handle_;  // nullptr for a pcapng file
+  gzFile_s* gz_ = nullptr;  // a gzip-compressed file's zlib handle (its stream owns it)
   std::unique_ptr<PcapngReader> pcapng_;
   std::string bpf_;  // pcapng: filtered here, per link type
   struct Compiled {

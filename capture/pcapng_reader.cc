@@ -1,6 +1,7 @@
 #include "capture/pcapng_reader.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 
@@ -113,20 +114,28 @@ PcapngReader::Block PcapngReader::Fail(const std::string& what) {
   return Block::kError;
 }
 
+PcapngReader::Block PcapngReader::ShortRead(const std::string& what) {
+  // A read error (a disk's, a cut gzip stream's) is not the end of the file.
+  if (std::ferror(file_) != 0) {
+    return Fail(absl::StrCat("cannot read: ", std::strerror(errno), "; ", what));
+  }
+  return Fail(absl::StrCat("truncated file: ", what));
+}
+
 PcapngReader::Block PcapngReader::ReadBlock(Frame& frame) {
   block_at_ = offset_;
   block_.clear();
   if (!Read(8)) {
-    if (got_ == 0) {
+    if (got_ == 0 && std::ferror(file_) == 0) {
       return Block::kEnd;
     }
-    return Fail(absl::StrCat("truncated file: a block header of 8 bytes has ", got_));
+    return ShortRead(absl::StrCat("a block header of 8 bytes has ", got_));
   }
   const std::uint32_t type_raw = Native32(block_.data());
   if (type_raw == kSectionHeader) {
     // The byte-order magic after the length says how to read the length itself.
     if (!Read(4)) {
-      return Fail("truncated section header");
+      return ShortRead("a section header has 8 bytes");
     }
     const std::uint32_t magic = Native32(block_.data() + 8);
     if (magic == kByteOrderMagic) {
@@ -151,7 +160,7 @@ PcapngReader::Block PcapngReader::ReadBlock(Frame& frame) {
   }
   const std::size_t have = block_.size();
   if (!Read(length - have)) {
-    return Fail(absl::StrCat("truncated file: a block of ", length, " bytes has ", have + got_));
+    return ShortRead(absl::StrCat("a block of ", length, " bytes has ", have + got_));
   }
   if (U32(block_.data() + length - 4) != length) {
     return Fail("block length at its end differs from the one at its start");

@@ -78,6 +78,8 @@ class PcapngReader {
   Block Packet(std::uint32_t interface_id, bool timed, std::uint64_t units, std::uint32_t captured,
                std::uint32_t wire, const std::uint8_t* data, std::size_t room, Frame& frame);
   Block Fail(const std::string& what);
+  // Fails a read that came short: "cannot read" on a stream error, else "truncated file".
+  Block ShortRead(const std::string& what);
   // Reads exactly `n` bytes at the end of block_; false at a short read (got_ says how many).
   bool Read(std::size_t n);
 

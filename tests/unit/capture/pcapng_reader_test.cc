@@ -1,5 +1,8 @@
 #include "capture/pcapng_reader.h"
 
+#include <unistd.h>
+#include <zlib.h>
+
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -336,6 +339,90 @@ TEST(PcapSourceTest, AFilterAppliesToEachInterfaceByItsLinkType) {
   auto bad = PcapSource::OpenOffline(path, "tcp and (");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("two_link_types.pcapng"));
+}
+
+// Writes `bytes` gzip-compressed, as tcpdump -z gzip and Wireshark do.
+std::string WriteGzip(const std::string& name, const std::vector<std::uint8_t>& bytes) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  gzFile gz = gzopen(path.c_str(), "wb");
+  EXPECT_NE(gz, nullptr);
+  EXPECT_EQ(gzwrite(gz, bytes.data(), static_cast<unsigned>(bytes.size())),
+            static_cast<int>(bytes.size()));
+  gzclose(gz);
+  return path;
+}
+
+std::vector<std::vector<std::uint8_t>> Frames(PcapSource& source, NextResult* last) {
+  std::vector<std::vector<std::uint8_t>> frames;
+  Frame frame;
+  while ((*last = source.Next(frame)) == NextResult::kPacket) {
+    frames.emplace_back(frame.data, frame.data + frame.captured_length);
+  }
+  return frames;
+}
+
+TEST(PcapSourceTest, GzipCompressedPcapAndPcapngAreReadAsPlainOnes) {
+  Pcapng ng;
+  ng.Section()
+      .Interface(decode::kDltEthernet, 0)
+      .Interface(decode::kDltLinktypeRaw, 0)
+      .Enhanced(0, 1000000, kFrameA)
+      .Enhanced(1, 2000000, kFrameB);
+  // A classic pcap (microseconds, Ethernet) with the same two frames.
+  std::vector<std::uint8_t> pcap = {0xd4, 0xc3, 0xb2, 0xa1, 2,    0,    4, 0, 0, 0, 0, 0,
+                                    0,    0,    0,    0,    0xff, 0xff, 0, 0, 1, 0, 0, 0};
+  for (const auto& [seconds, data] : {std::pair{1, kFrameA}, std::pair{2, kFrameB}}) {
+    const std::uint32_t fields[] = {static_cast<std::uint32_t>(seconds), 0,
+                                    static_cast<std::uint32_t>(data.size()),
+                                    static_cast<std::uint32_t>(data.size())};
+    for (std::uint32_t v : fields) {
+      for (int i = 0; i < 4; ++i) {
+        pcap.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+      }
+    }
+    pcap.insert(pcap.end(), data.begin(), data.end());
+  }
+  for (const auto& [name, bytes] :
+       {std::pair{"two.pcapng.gz", ng.bytes()}, std::pair{"two.pcap.gz", pcap}}) {
+    SCOPED_TRACE(name);
+    auto source = PcapSource::OpenOffline(WriteGzip(name, bytes), "");
+    ASSERT_TRUE(source.ok()) << source.status();
+    NextResult last = NextResult::kPacket;
+    EXPECT_THAT(Frames(**source, &last), ::testing::ElementsAre(kFrameA, kFrameB));
+    EXPECT_EQ(last, NextResult::kEnd);
+    EXPECT_GT((*source)->progress(), 0.99);
+  }
+}
+
+TEST(PcapSourceTest, ACutGzipCaptureEndsWithAnErrorThatSaysSo) {
+  // The compressed file is cut right after a full flush that follows a whole block, so what
+  // it still holds decompresses to whole blocks: zlib then reports the end of data as a
+  // clean end, and only its error state tells the cut from the end of the capture.
+  Pcapng head;
+  head.Section().Interface(decode::kDltEthernet, 0);
+  for (int i = 0; i < 50; ++i) {
+    head.Enhanced(0, 1000000 + i, kFrameB);
+  }
+  Pcapng tail;
+  for (int i = 0; i < 50; ++i) {
+    tail.Enhanced(0, 2000000 + i, kFrameA);
+  }
+  const std::string path = ::testing::TempDir() + "/cut.pcapng.gz";
+  gzFile gz = gzopen(path.c_str(), "wb");
+  ASSERT_NE(gz, nullptr);
+  gzwrite(gz, head.bytes().data(), static_cast<unsigned>(head.bytes().size()));
+  gzflush(gz, Z_FULL_FLUSH);
+  const auto cut = static_cast<off_t>(gzoffset(gz));
+  gzwrite(gz, tail.bytes().data(), static_cast<unsigned>(tail.bytes().size()));
+  gzclose(gz);
+  ASSERT_EQ(truncate(path.c_str(), cut), 0);
+
+  auto source = PcapSource::OpenOffline(path, "");
+  ASSERT_TRUE(source.ok()) << source.status();
+  NextResult last = NextResult::kPacket;
+  EXPECT_EQ(Frames(**source, &last).size(), 50u);
+  EXPECT_EQ(last, NextResult::kError);
+  EXPECT_THAT((*source)->error(), HasSubstr("gzip: unexpected end of file"));
 }
 
 TEST(PcapSourceTest, APcapngOfOnlyUndecodableInterfacesIsRefusedAtOpen) {
