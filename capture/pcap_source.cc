@@ -97,6 +97,55 @@ int GzClose(void* cookie) {
   return gzclose_r(static_cast<gzFile>(cookie)) == Z_OK ? 0 : EOF;
 }
 
+// A stream that first gives back the bytes already read from `in` to sniff its format, then
+// the rest of `in` (a pipe cannot be read twice). Closing it closes `in`.
+class PrefixedStream {
+ public:
+  static absl::StatusOr<std::FILE*> Open(std::FILE* in, const std::uint8_t* prefix,
+                                         std::size_t size) {
+    auto* stream = new PrefixedStream(in, prefix, size);
+    const cookie_io_functions_t functions = {Read, nullptr, nullptr, Close};
+    std::FILE* file = fopencookie(stream, "rb", functions);
+    if (file == nullptr) {
+      stream->in_ = nullptr;  // the caller still owns `in`
+      delete stream;
+      return absl::InternalError("cannot make a stream of it");
+    }
+    return file;
+  }
+
+ private:
+  PrefixedStream(std::FILE* in, const std::uint8_t* prefix, std::size_t size)
+      : in_(in), prefix_(prefix, prefix + size) {}
+  ~PrefixedStream() {
+    if (in_ != nullptr) {
+      std::fclose(in_);
+    }
+  }
+
+  static ssize_t Read(void* cookie, char* buffer, std::size_t size) {
+    auto* self = static_cast<PrefixedStream*>(cookie);
+    std::size_t n = 0;
+    if (self->next_ < self->prefix_.size()) {
+      n = std::min(size, self->prefix_.size() - self->next_);
+      std::memcpy(buffer, self->prefix_.data() + self->next_, n);
+      self->next_ += n;
+      return static_cast<ssize_t>(n);
+    }
+    n = std::fread(buffer, 1, size, self->in_);
+    return n == 0 && std::ferror(self->in_) != 0 ? -1 : static_cast<ssize_t>(n);
+  }
+
+  static int Close(void* cookie) {
+    delete static_cast<PrefixedStream*>(cookie);
+    return 0;
+  }
+
+  std::FILE* in_;
+  std::vector<std::uint8_t> prefix_;
+  std::size_t next_ = 0;
+};
+
 // zlib's error on `gz`, without the "<fd:N>: " it puts first; empty when there is none.
 std::string GzError(gzFile gz) {
   int code = Z_OK;
@@ -167,22 +216,24 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::s
   pcap_t* handle = nullptr;
   std::unique_ptr<PcapngReader> pcapng;
   std::uint64_t size = 0;
-  // A regular file is sniffed: pcapng goes to our reader (its interfaces may differ), pcap
-  // to libpcap on the same stream. Standard input and pipes cannot be read twice, so libpcap
-  // takes them whole, as before.
-  std::FILE* file = path == "-" ? nullptr : std::fopen(path.c_str(), "rb");
-  if (path != "-" && file == nullptr) {
+  // The first bytes choose the reader: pcapng goes to ours (its interfaces may differ), pcap
+  // to libpcap on the same stream, gzip through zlib first. A regular file is read again
+  // from its start; a pipe or terminal gets its first bytes back through PrefixedStream.
+  std::FILE* file = path == "-" ? stdin : std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": cannot read capture: ", std::strerror(errno)));
   }
   struct stat st {};
+  const bool regular = fstat(fileno(file), &st) == 0 && S_ISREG(st.st_mode);
+  std::array<std::uint8_t, 4> magic{};
+  std::size_t got = std::fread(magic.data(), 1, magic.size(), file);
+  const bool gzip = got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b;
   gzFile gz = nullptr;
-  if (file != nullptr && fstat(fileno(file), &st) == 0 && S_ISREG(st.st_mode)) {
+  if (regular) {
     size = static_cast<std::uint64_t>(st.st_size);
-    std::array<std::uint8_t, 4> magic{};
-    std::size_t got = std::fread(magic.data(), 1, magic.size(), file);
     std::rewind(file);
-    if (got >= 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+    if (gzip) {
       // Compressed (tcpdump -z gzip, Wireshark's "compress with gzip"): read through zlib,
       // as a stream both libpcap and our reader take.
       absl::StatusOr<std::FILE*> unzipped = OpenGzip(file, path, gz, magic, got);
@@ -191,30 +242,36 @@ absl::StatusOr<std::unique_ptr<PcapSource>> PcapSource::OpenOffline(const std::s
       }
       file = *unzipped;
     }
-    std::uint32_t first = 0;
-    std::memcpy(&first, magic.data(), sizeof first);
-    if (got == 4 && first == kPcapngMagic) {
-      absl::StatusOr<std::unique_ptr<PcapngReader>> reader = PcapngReader::Open(file, path);
-      if (!reader.ok()) {
-        return reader.status();
-      }
-      pcapng = std::move(*reader);
-    } else {
-      handle = pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_NANO, errbuf);
-      if (handle == nullptr) {
-        if (const std::string gz_error = GzError(gz); !gz_error.empty()) {
-          std::snprintf(errbuf + std::strlen(errbuf), PCAP_ERRBUF_SIZE - std::strlen(errbuf),
-                        " (gzip: %s)", gz_error.c_str());
-        }
-        std::fclose(file);  // libpcap owns the stream only once it has taken the file
-      }
-    }
+  } else if (gzip) {
+    std::fclose(file);
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": a gzip-compressed capture is read from a file, not a pipe (or ",
+                     "decompress it into the pipe: zcat FILE | relaywatch -r -)"));
   } else {
-    if (file != nullptr) {
+    absl::StatusOr<std::FILE*> whole = PrefixedStream::Open(file, magic.data(), got);
+    if (!whole.ok()) {
       std::fclose(file);
+      return absl::InternalError(absl::StrCat(path, ": ", whole.status().message()));
     }
-    handle =
-        pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, errbuf);
+    file = *whole;
+  }
+  std::uint32_t first = 0;
+  std::memcpy(&first, magic.data(), sizeof first);
+  if (got == 4 && first == kPcapngMagic) {
+    absl::StatusOr<std::unique_ptr<PcapngReader>> reader = PcapngReader::Open(file, path);
+    if (!reader.ok()) {
+      return reader.status();
+    }
+    pcapng = std::move(*reader);
+  } else {
+    handle = pcap_fopen_offline_with_tstamp_precision(file, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+    if (handle == nullptr) {
+      if (const std::string gz_error = GzError(gz); !gz_error.empty()) {
+        std::snprintf(errbuf + std::strlen(errbuf), PCAP_ERRBUF_SIZE - std::strlen(errbuf),
+                      " (gzip: %s)", gz_error.c_str());
+      }
+      std::fclose(file);  // libpcap owns the stream only once it has taken the file
+    }
   }
   if (pcapng == nullptr && handle == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": cannot read capture: ", errbuf));

@@ -194,6 +194,16 @@ def merged_pcapng(rw, work, pcap):
           sessions0 > 0 and sessions == 2 * sessions0,
           f"rc {rc}, {packets} packets of {2 * packets0}, {sessions} sessions of "
           f"{2 * sessions0}: {err[-300:]}")
+    # The same file through a pipe (dumpcap -w - | relaywatch -r -), which cannot be read
+    # twice: the bytes read to tell pcapng from pcap are handed back.
+    from_file = subprocess.run([rw, "-r", merged, "--jsonl", "-"], capture_output=True,
+                               timeout=120)
+    with open(merged, "rb") as f:
+        piped = subprocess.run([rw, "-r", "-", "--jsonl", "-"], input=f.read(),
+                               capture_output=True, timeout=120)
+    check("the pcapng on a pipe (-r -) gives the events of the file",
+          piped.returncode == 0 and piped.stdout == from_file.stdout and from_file.stdout,
+          f"rc {piped.returncode}: {piped.stderr[-300:]}")
 
 
 def detector_counters(body):
