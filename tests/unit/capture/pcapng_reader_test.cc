@@ -301,6 +301,18 @@ TEST(PcapngReader, DamageIsRefusedWithWhatAndWhere) {
   }
 }
 
+std::string WriteFile(const std::string& name, const std::vector<std::uint8_t>& bytes) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::FILE* out = std::fopen(path.c_str(), "wb");
+  if (out == nullptr) {
+    ADD_FAILURE() << "cannot write " << path;
+    return path;
+  }
+  std::fwrite(bytes.data(), 1, bytes.size(), out);
+  std::fclose(out);
+  return path;
+}
+
 TEST(PcapSourceTest, AFilterAppliesToEachInterfaceByItsLinkType) {
   // The same TCP/IPv4 packet (10.0.0.1:1234 -> 10.0.0.2:80, SYN) framed as Ethernet on one
   // interface and as raw IP on the other, and a UDP one: "tcp" keeps both TCP frames.
@@ -318,11 +330,7 @@ TEST(PcapSourceTest, AFilterAppliesToEachInterfaceByItsLinkType) {
       .Enhanced(0, 1000000, ether)
       .Enhanced(1, 2000000, udp)
       .Enhanced(1, 3000000, ip);
-  const std::string path = ::testing::TempDir() + "/two_link_types.pcapng";
-  std::FILE* out = std::fopen(path.c_str(), "wb");
-  ASSERT_NE(out, nullptr);
-  std::fwrite(f.bytes().data(), 1, f.bytes().size(), out);
-  std::fclose(out);
+  const std::string path = WriteFile("two_link_types.pcapng", f.bytes());
 
   auto source = PcapSource::OpenOffline(path, "tcp");
   ASSERT_TRUE(source.ok()) << source.status();
@@ -428,11 +436,7 @@ TEST(PcapSourceTest, ACutGzipCaptureEndsWithAnErrorThatSaysSo) {
 TEST(PcapSourceTest, APcapngOfOnlyUndecodableInterfacesIsRefusedAtOpen) {
   Pcapng f;
   f.Section().Interface(/*LINKTYPE_USB_LINUX=*/189, 0).Enhanced(0, 1000000, kFrameA);
-  const std::string path = ::testing::TempDir() + "/usb.pcapng";
-  std::FILE* out = std::fopen(path.c_str(), "wb");
-  ASSERT_NE(out, nullptr);
-  std::fwrite(f.bytes().data(), 1, f.bytes().size(), out);
-  std::fclose(out);
+  const std::string path = WriteFile("usb.pcapng", f.bytes());
   auto source = PcapSource::OpenOffline(path, "");
   ASSERT_FALSE(source.ok());
   EXPECT_THAT(source.status().message(), HasSubstr("unsupported link type"));
