@@ -4,7 +4,9 @@
 #include <cstdlib>
 #include <iterator>
 
+#include "absl/algorithm/container.h"
 #include "absl/synchronization/mutex.h"
+
 #include "capture/decode/decoder.h"
 #include "daemon/log.h"
 
@@ -67,13 +69,11 @@ void Worker::BuildDetectors(const Config& config) {
   static absl::Mutex build_mu(absl::kConstInit);
   absl::MutexLock lock(&build_mu);
   community_id_seed_ = config.community_id_seed;
-  emit_flow_records_ = false;
-  for (const std::string& e : config.jsonl.events) {
-    emit_flow_records_ |= config.jsonl_enabled && e == "flow";
-  }
-  for (const std::string& e : config.syslog.events) {
-    emit_flow_records_ |= config.syslog_enabled && e == "flow";
-  }
+  const auto written = [&config](std::string_view type) {
+    return (config.jsonl_enabled && absl::c_linear_search(config.jsonl.events, type)) ||
+           (config.syslog_enabled && absl::c_linear_search(config.syslog.events, type));
+  };
+  emit_flow_records_ = written("flow");
   {
     // Keep what the old instances counted, and stop other threads reading them, before they
     // are destroyed: Prometheus counters must not go back after a reload.
@@ -91,6 +91,8 @@ void Worker::BuildDetectors(const Config& config) {
     detectors::DetectorContext context;
     context.index = static_cast<int>(i);
     context.community_id_seed = config.community_id_seed;
+    context.dns_records_written = written("dns");
+    context.signatures = config.alerting.signatures;
     auto detector = registry[i].create(config.detectors.Child(registry[i].name), context);
     if (!detector.ok()) {
       // ParseConfig built every detector once already; failing now is a bug.

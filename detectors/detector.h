@@ -26,10 +26,18 @@ class EventBuffer {
   std::vector<Event> events_;
 };
 
+class SignatureSet;
+
 // What every detector instance is told when it is created.
 struct DetectorContext {
   int index = 0;  // slot in FlowState::detector_data and bit in detectors_done
   std::uint16_t community_id_seed = 0;
+  // Whether an output writes `dns` records. When none does, the dns detector reports only
+  // the responses the host stage reads (names of remote-access tools), not every response:
+  // building a record for each is most of a replay's cost on DNS-heavy traffic.
+  bool dns_records_written = true;
+  // The remote-access tools' signatures (detectors.remote_access), or null.
+  std::shared_ptr<const SignatureSet> signatures;
 };
 
 // One counter a detector exports. The daemon sums it over workers and publishes it as the

@@ -5,11 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 
 #include "capture/base/status_macros.h"
+#include "detectors/common/signatures.h"
 
 namespace relaywatch::detectors::dns {
 namespace {
@@ -125,6 +127,9 @@ void DnsDetector::HandleMessage(Bytes bytes, const decode::DecodedPacket& packet
     }
   }
 
+  if (!context_.dns_records_written && !NamesATool()) {
+    return;  // no output writes it and the host stage would find nothing in it
+  }
   Event e;
   e.event_type = "dns";
   e.ts = packet.ts;
@@ -174,6 +179,19 @@ void DnsDetector::HandleMessage(Bytes bytes, const decode::DecodedPacket& packet
     b["mdns"] = true;
   }
   out.Emit(std::move(e));
+}
+
+bool DnsDetector::NamesATool() const {
+  if (context_.signatures == nullptr) {
+    return false;
+  }
+  const auto names = [this](const std::string& name) {
+    return context_.signatures->MatchDns(name) != nullptr;
+  };
+  return absl::c_any_of(message_.questions,
+                        [&](const common::DnsQuestion& q) { return names(q.name); }) ||
+         absl::c_any_of(message_.answers,
+                        [&](const common::DnsRecord& r) { return names(r.name); });
 }
 
 Verdict DnsDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowState& flow,

@@ -64,6 +64,9 @@ class DnsDetector : public Detector {
   void HandleMessage(common::Bytes bytes, const decode::DecodedPacket& packet,
                      const flow::FlowState& flow, FlowData& data, bool mdns, EventBuffer& out);
   void ExpireQueries(FlowData& data, PacketTime now);
+  // Whether message_ names a remote-access tool in a question or an answer (what the host
+  // stage's DNS clue looks for).
+  bool NamesATool() const;
 
   DnsConfig config_;
   DetectorContext context_;

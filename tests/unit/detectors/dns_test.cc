@@ -10,6 +10,7 @@
 
 #include "capture/flow/flow_table.h"
 #include "detectors/common/dns.h"
+#include "detectors/common/signatures.h"
 
 namespace relaywatch::detectors {
 namespace {
@@ -423,11 +424,12 @@ dnsd::DnsConfig Defaults() {
 class Conversation {
  public:
   Conversation(bool tcp, std::uint16_t client_port, std::uint16_t server_port,
-               dnsd::DnsConfig config = Defaults(), const std::string& server = "192.0.2.53")
+               dnsd::DnsConfig config = Defaults(), const std::string& server = "192.0.2.53",
+               DetectorContext context = {})
       : tcp_(tcp),
         client_{*IpAddress::Parse("10.0.0.5"), client_port},
         server_{*IpAddress::Parse(server), server_port},
-        detector_(config, DetectorContext{}),
+        detector_(config, std::move(context)),
         table_(flow::FlowTableConfig{},
                [this](flow::FlowState& f, flow::EndReason) { detector_.OnFlowEnd(f, events_); }) {}
 
@@ -735,6 +737,52 @@ TEST(DnsDetector, AnswersBeyondMaxAnswersAreCounted) {
   ASSERT_EQ(c.events().size(), 1u);
   EXPECT_EQ(c.events()[0].body["answers"].size(), 2u);
   EXPECT_EQ(c.events()[0].body["answers_total"], 4);
+}
+
+TEST(DnsDetector, WithNoOutputForDnsRecordsOnlyResponsesNamingAToolAreReported) {
+  // The host stage reads a dns finding only when a name in it belongs to a remote-access
+  // tool; with no output writing dns records, the others are not built at all.
+  auto root = config::LoadString(
+      "apps:\n  - name: anydesk\n    category: remote_desktop\n"
+      "    dns: [\"*.anydesk.com\"]\n",
+      "sig.yaml");
+  ASSERT_TRUE(root.ok()) << root.status();
+  auto set = SignatureSet::Parse(*root);
+  ASSERT_TRUE(set.ok()) << set.status();
+  DetectorContext context;
+  context.dns_records_written = false;
+  context.signatures = std::make_shared<const SignatureSet>(std::move(*set));
+  Conversation c(false, 40001, 53, Defaults(), "192.0.2.53", context);
+  c.Send(true, Query(1, "www.example.com"));
+  c.Send(false, AResponse(1, "www.example.com", 0x5db8d822));
+  c.Send(true, Query(2, "relay-1.net.AnyDesk.com"));
+  c.Send(false, AResponse(2, "relay-1.net.AnyDesk.com", 0xc0000201));
+  // A CNAME into the tool's domain names it in an answer only.
+  Msg cname(3, kResponseFlags, 1, 2);
+  cname.Question("remote.corp.example", common::kDnsTypeA);
+  cname.Pointer(12).Rr(common::kDnsTypeCname, 300, 0);
+  const std::size_t length_at = cname.size() - 2;
+  const std::size_t target = cname.Name("boot.anydesk.com");
+  const auto rdlength = static_cast<std::uint16_t>(cname.size() - target);
+  cname.bytes()[length_at] = static_cast<std::uint8_t>(rdlength >> 8);
+  cname.bytes()[length_at + 1] = static_cast<std::uint8_t>(rdlength & 0xff);
+  cname.Pointer(static_cast<std::uint16_t>(target)).Rr(common::kDnsTypeA, 300, 4).U32(0xc0000202);
+  c.Send(true, Query(3, "remote.corp.example"));
+  c.Send(false, cname);
+  ASSERT_EQ(c.events().size(), 2u);
+  EXPECT_EQ(c.events()[0].body["rrname"], "relay-1.net.anydesk.com");
+  EXPECT_EQ(c.events()[1].body["rrname"], "remote.corp.example");
+  EXPECT_EQ(c.events()[1].body["answers"].size(), 2u);
+  // Every response is still parsed and counted.
+  EXPECT_EQ(c.detector().counters().responses.Read(), 3u);
+  EXPECT_EQ(c.detector().counters().matched.Read(), 3u);
+
+  // An output that writes dns records gets all three.
+  context.dns_records_written = true;
+  Conversation all(false, 40001, 53, Defaults(), "192.0.2.53", context);
+  all.Send(true, Query(1, "www.example.com"));
+  all.Send(false, AResponse(1, "www.example.com", 0x5db8d822));
+  EXPECT_EQ(all.events().size(), 1u);
 }
 
 TEST(DnsDetector, UnansweredQueriesAreCountedAtFlowEnd) {
