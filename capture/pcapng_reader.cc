@@ -83,11 +83,14 @@ NextResult PcapngReader::Next(Frame& frame) {
 }
 
 bool PcapngReader::Read(std::size_t n) {
-  const std::size_t start = block_.size();
-  block_.resize(start + n);
-  got_ = std::fread(block_.data() + start, 1, n, file_);
+  // The buffer only grows (to the largest block), so it is not cleared or filled per block;
+  // one thread reads, so stdio's lock is not needed.
+  if (block_.size() < used_ + n) {
+    block_.resize(used_ + n);
+  }
+  got_ = fread_unlocked(block_.data() + used_, 1, n, file_);
   offset_ += got_;
-  block_.resize(start + got_);
+  used_ += got_;
   return got_ == n;
 }
 
@@ -124,7 +127,7 @@ PcapngReader::Block PcapngReader::ShortRead(const std::string& what) {
 
 PcapngReader::Block PcapngReader::ReadBlock(Frame& frame) {
   block_at_ = offset_;
-  block_.clear();
+  used_ = 0;
   if (!Read(8)) {
     if (got_ == 0 && std::ferror(file_) == 0) {
       return Block::kEnd;
@@ -158,7 +161,7 @@ PcapngReader::Block PcapngReader::ReadBlock(Frame& frame) {
   if (length > kMaxBlockBytes) {
     return Fail(absl::StrCat("block of ", length, " bytes is over the limit of ", kMaxBlockBytes));
   }
-  const std::size_t have = block_.size();
+  const std::size_t have = used_;
   if (!Read(length - have)) {
     return ShortRead(absl::StrCat("a block of ", length, " bytes has ", have + got_));
   }

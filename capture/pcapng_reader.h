@@ -80,7 +80,8 @@ class PcapngReader {
   Block Fail(const std::string& what);
   // Fails a read that came short: "cannot read" on a stream error, else "truncated file".
   Block ShortRead(const std::string& what);
-  // Reads exactly `n` bytes at the end of block_; false at a short read (got_ says how many).
+  // Reads exactly `n` more bytes of the block into block_; false at a short read (got_ says
+  // how many).
   bool Read(std::size_t n);
 
   std::uint16_t U16(const std::uint8_t* p) const;
@@ -90,7 +91,8 @@ class PcapngReader {
   std::FILE* file_;
   std::string name_;
   std::string error_;
-  std::vector<std::uint8_t> block_;
+  std::vector<std::uint8_t> block_;  // the block being read: its first used_ bytes
+  std::size_t used_ = 0;
   std::vector<Interface> interfaces_;
   std::uint64_t offset_ = 0;
   std::uint64_t block_at_ = 0;  // offset of the block being read, for errors
