@@ -76,6 +76,20 @@ int LinkTypeToDlt(int link_type) {
 
 constexpr std::uint32_t kPcapngMagic = 0x0A0D0D0A;
 
+// Compiles `expression` for link type `dlt` without a device (config check, and each link
+// type of a pcapng file). The error is libpcap's reason alone; the caller frees the program.
+absl::StatusOr<bpf_program> CompileBpf(const std::string& expression, int dlt, int snaplen) {
+  pcap_t* dead = pcap_open_dead(dlt, snaplen);
+  bpf_program program{};
+  const int rc = pcap_compile(dead, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN);
+  const std::string reason = rc != 0 ? pcap_geterr(dead) : "";
+  pcap_close(dead);
+  if (rc != 0) {
+    return absl::InvalidArgumentError(reason);
+  }
+  return program;
+}
+
 // A FILE reading a gzip stream (fopencookie): libpcap and PcapngReader read it as a plain
 // file. zlib reports a damaged or cut stream as a read error, which ends the file there.
 ssize_t GzRead(void* cookie, char* buffer, std::size_t size) {
@@ -196,17 +210,13 @@ const bpf_program* PcapSource::FilterFor(int link_type) {
       return &c.program;
     }
   }
-  pcap_t* dead = pcap_open_dead(LinkTypeToDlt(link_type), 262144);
-  Compiled c{link_type, {}};
-  const int rc = pcap_compile(dead, &c.program, bpf_.c_str(), 1, PCAP_NETMASK_UNKNOWN);
-  if (rc != 0) {
+  absl::StatusOr<bpf_program> program = CompileBpf(bpf_, LinkTypeToDlt(link_type), 262144);
+  if (!program.ok()) {
     error_ = absl::StrCat(name_, ": bad BPF filter \"", bpf_, "\" for link type ", link_type, ": ",
-                          pcap_geterr(dead));
-    pcap_close(dead);
+                          program.status().message());
     return nullptr;
   }
-  pcap_close(dead);
-  filters_.push_back(c);
+  filters_.push_back(Compiled{link_type, *program});
   return &filters_.back().program;
 }
 
@@ -459,18 +469,13 @@ absl::Status CheckBpf(const std::string& expression, int datalink, int snaplen) 
   if (expression.empty()) {
     return absl::OkStatus();
   }
-  pcap_t* dead = pcap_open_dead(datalink, snaplen);
-  bpf_program program;
-  const int rc = pcap_compile(dead, &program, expression.c_str(), 1, PCAP_NETMASK_UNKNOWN);
-  absl::Status status = absl::OkStatus();
-  if (rc != 0) {
-    status = absl::InvalidArgumentError(
-        absl::StrCat("bad BPF filter \"", expression, "\": ", pcap_geterr(dead)));
-  } else {
-    pcap_freecode(&program);
+  absl::StatusOr<bpf_program> program = CompileBpf(expression, datalink, snaplen);
+  if (!program.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad BPF filter \"", expression, "\": ", program.status().message()));
   }
-  pcap_close(dead);
-  return status;
+  pcap_freecode(&*program);
+  return absl::OkStatus();
 }
 
 }  // namespace relaywatch::capture

@@ -74,6 +74,7 @@ void Worker::BuildDetectors(const Config& config) {
            (config.syslog_enabled && absl::c_linear_search(config.syslog.events, type));
   };
   emit_flow_records_ = written("flow");
+  const bool dns_records_written = written("dns");
   {
     // Keep what the old instances counted, and stop other threads reading them, before they
     // are destroyed: Prometheus counters must not go back after a reload.
@@ -91,7 +92,7 @@ void Worker::BuildDetectors(const Config& config) {
     detectors::DetectorContext context;
     context.index = static_cast<int>(i);
     context.community_id_seed = config.community_id_seed;
-    context.dns_records_written = written("dns");
+    context.dns_records_written = dns_records_written;
     context.signatures = config.alerting.signatures;
     auto detector = registry[i].create(config.detectors.Child(registry[i].name), context);
     if (!detector.ok()) {
