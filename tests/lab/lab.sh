@@ -3,8 +3,9 @@
 # (relaywatch's own copy, grown from the shared lab in /work/shared/lab; see README.md)
 # usage: lab.sh deps | up | down | list | status
 #        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N]
-#                   [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--op-rate-kbit N]
-#                   [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]
+#                   [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--lan-delay-ms N]
+#                   [--lan-jitter-ms N] [--lan-rate-kbit N] [--lan-queue-ms N] [--lan-bulk]
+#                   [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]
 #        lab.sh verify RUN_DIR...      (tshark cross-check of a run's gw.pcap)
 set -euo pipefail
 
@@ -32,6 +33,22 @@ REORDER_PCT="${RWLAB_REORDER_PCT:-0}"
 # laptop sends and of those it receives on its LAN interface (an nftables
 # numgen rule in farm; the kernel's random numbers, so not seeded).
 LAN_LOSS_PCT="${RWLAB_LAN_LOSS_PCT:-0}"
+# Delay and jitter between the laptop and the capture point (office Wi-Fi):
+# with RWLAB_LAN_DELAY_LINE=1 at `up` (remembered in $STATE/lan_delay_line),
+# the LAN is a TAP pair joined by a delay line instead of a veth pair, and
+# RWLAB_LAN_DELAY_MS / `run --lan-delay-ms` and RWLAB_LAN_JITTER_MS / `run
+# --lan-jitter-ms` (default 0) set its one-way delay and gaussian jitter (sigma,
+# each way, seeded with --seed, order kept). Without the line they must be 0.
+LAN_DELAY_MS="${RWLAB_LAN_DELAY_MS:-0}"
+LAN_JITTER_MS="${RWLAB_LAN_JITTER_MS:-0}"
+# On that line, RWLAB_LAN_RATE_KBIT / `run --lan-rate-kbit` (0: none) sends each
+# direction at that rate from a drop-tail buffer of RWLAB_LAN_QUEUE_MS / `run
+# --lan-queue-ms` (200) of sending, and RWLAB_LAN_BULK=1 / `run --lan-bulk` keeps
+# a download srv -> laptop running through the scenario: a bufferbloated Wi-Fi
+# whose queue the laptop's own download fills (that flow is captured too).
+LAN_RATE_KBIT="${RWLAB_LAN_RATE_KBIT:-0}"
+LAN_QUEUE_MS="${RWLAB_LAN_QUEUE_MS:-200}"
+LAN_BULK="${RWLAB_LAN_BULK:-0}"
 # The operator's access line (a home line, where bufferbloat lives):
 # RWLAB_OP_RATE_KBIT / `run --op-rate-kbit` sends each direction of the op
 # link at that rate from a drop-tail buffer of RWLAB_OP_QUEUE_MS / `run
@@ -166,8 +183,8 @@ link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
 # (inet<->srv, inet<->op) are TUN pairs joined by helpers/delayline.py, a
 # userspace delay line (one-way delay each direction, seeded jitter, no
 # reordering). Its settings live in $STATE/delay_NAME.json (re-read live).
-dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS
-    local name="$1" nsa="$2" deva="$3" addra="$4" nsb="$5" devb="$6" addrb="$7" d="$8" i rt=()
+dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS [--tap]
+    local name="$1" nsa="$2" deva="$3" addra="$4" nsb="$5" devb="$6" addrb="$7" d="$8" tap="${9:-}" i rt=()
     set_delay "$name" "$d" 0 1
     rm -f "$STATE/delay_$name.ready"
     if [[ $DELAY_RT_PRIO != 0 ]] && command -v chrt >/dev/null && chrt -f "$DELAY_RT_PRIO" true 2>/dev/null; then
@@ -175,13 +192,17 @@ dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS
     fi
     start_bg "delay_$name" "$nsa" "$STATE/logs/delay_$name.log" "${rt[@]}" "$PY" "$HELPERS/delayline.py" \
         --a-dev "$deva" --b-ns "$PFX$nsb" --b-dev "$devb" --ctl "$STATE/delay_$name.json" \
-        --ready "$STATE/delay_$name.ready"
+        --ready "$STATE/delay_$name.ready" $tap
     for i in $(seq 100); do [[ -f $STATE/delay_$name.ready ]] && break; sleep 0.05; done
     [[ -f $STATE/delay_$name.ready ]] || die "delay line $name did not start (see $STATE/logs/delay_$name.log)"
     ip -n "$PFX$nsa" addr add "$addra" dev "$deva"
     ip -n "$PFX$nsb" addr add "$addrb" dev "$devb"
     ip -n "$PFX$nsa" link set "$deva" up
     ip -n "$PFX$nsb" link set "$devb" up
+    if [[ -n $tap ]]; then
+        nsx "$nsa" ethtool -K "$deva" tso off gso off gro off >/dev/null 2>&1 || true
+        nsx "$nsb" ethtool -K "$devb" tso off gso off gro off >/dev/null 2>&1 || true
+    fi
 }
 set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT RATE_KBIT QUEUE_MS]  (one-way, each direction)
     local f="$STATE/delay_$1.json"
@@ -205,6 +226,8 @@ NFT
 set_link_delays() {  # set_link_delays OP_DELAY_MS OP_JITTER_MS NEAR_DELAY_MS NEAR_JITTER_MS SEED
     set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$OP_RATE_KBIT" "$OP_QUEUE_MS"
     set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT"
+    [[ ! -f $STATE/lan_delay_line ]] ||
+        set_delay lan "$LAN_DELAY_MS" "$LAN_JITTER_MS" "${5:-1}" 0 0 "$LAN_RATE_KBIT" "$LAN_QUEUE_MS"
     sleep 0.5   # delay line polls its control file every 0.2 s
 }
 
@@ -302,7 +325,14 @@ cmd_up() {
         nsx "$ns" ip link set lo up
         nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
     done
-    link gw lan0 "$GW_LAN/24" farm eth0 "$FARM/24"
+    mkdir -p "$STATE/logs" "$STATE/pids"
+    if [[ ${RWLAB_LAN_DELAY_LINE:-0} == 1 ]]; then
+        dlink lan gw lan0 "$GW_LAN/24" farm eth0 "$FARM/24" 0 --tap
+        touch "$STATE/lan_delay_line"
+    else
+        rm -f "$STATE/lan_delay_line"
+        link gw lan0 "$GW_LAN/24" farm eth0 "$FARM/24"
+    fi
     link gw wan0 "$GW_WAN/30" inet gw0 "$INET_GW/30"
     mkdir -p "$STATE/logs" "$STATE/pids"
     dlink srv inet srv0 "$INET_SRV/24" srv eth0 "$SRV/24" "$NEAR_DELAY_MS"
@@ -819,7 +849,7 @@ scn_revocation_tls() {
 
 # ---------------------------------------------------------------- run
 run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY_MS, NEAR_JITTER_MS)
-    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok obfuscation bulk=""
+    local scn="$1" out="$2" d="$3" j="$4" seed="$5" rc=0 cap t0 t1 ph pd status=ok obfuscation bulk="" lanbulk="" lanbulksrv=""
     declare -F "scn_$scn" >/dev/null || die "unknown scenario $scn (see: $0 list)"
     mkdir -p "$out"
     rm -f "$out"/gw.pcap "$out"/*.json "$out"/*.log "$out"/*.txt "$out"/spec.tsv
@@ -828,7 +858,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     set_link_delays "$d" "$j" "$NEAR_DELAY_MS" "$NEAR_JITTER_MS" "$seed"
     set_lan_loss "$LAN_LOSS_PCT"
     ph=$(ping_median farm "$OP"); pd=$(ping_median farm "$SRV")
-    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms loss=${LOSS_PCT}% reorder=${REORDER_PCT}% lan_loss=${LAN_LOSS_PCT}% op_rate=${OP_RATE_KBIT}kbit op_queue=${OP_QUEUE_MS}ms op_bulk=$OP_BULK seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms lan=${LAN_DELAY_MS}ms lan_jitter=${LAN_JITTER_MS}ms lan_rate=${LAN_RATE_KBIT}kbit lan_bulk=$LAN_BULK loss=${LOSS_PCT}% reorder=${REORDER_PCT}% lan_loss=${LAN_LOSS_PCT}% op_rate=${OP_RATE_KBIT}kbit op_queue=${OP_QUEUE_MS}ms op_bulk=$OP_BULK seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
     if [[ $OP_BULK == 1 ]]; then
         # Outside the capture (op -> inet -> srv), it only fills the operator's line.
         # Not through nsx (a function: its subshell would be the PID, and curl would outlive it).
@@ -836,6 +866,18 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
             >"$out/bulk.log" 2>&1 &
         bulk=$!
         sleep 2   # the queue builds
+    fi
+    if [[ $LAN_BULK == 1 ]]; then
+        # The laptop's own download through the LAN line's buffer; it crosses the capture point.
+        # From a server port of its own (9443), so that no scenario's flow pattern claims it.
+        ip netns exec "${PFX}srv" "$PY" "$HELPERS/https_server.py" --bind "$SRV" --port 9443 \
+            --cert "$STATE/tls/srv.crt" --key "$STATE/tls/srv.key" >"$out/lan_bulk_server.log" 2>&1 &
+        lanbulksrv=$!
+        wait_port srv "$SRV" 9443 15 || die "the LAN download's server on srv:9443 did not start"
+        ip netns exec "${PFX}farm" "${CURL_TLS[@]}" --max-time 3600 --resolve "$SRV_NAME:9443:$SRV" \
+            "https://$SRV_NAME:9443/bytes/$((1 << 30))" >"$out/lan_bulk.log" 2>&1 &
+        lanbulk=$!
+        sleep 2
     fi
     ip netns exec "${PFX}gw" tcpdump -i lan0 -n -U -s 0 -Z root -w "$out/gw.pcap" >"$out/tcpdump.log" 2>&1 </dev/null &
     cap=$!
@@ -855,6 +897,10 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     t1=$(date +%s.%N)
     kill -INT "$cap" 2>/dev/null || true; wait "$cap" 2>/dev/null || true
     if [[ -n $bulk ]]; then kill "$bulk" 2>/dev/null || true; wait "$bulk" 2>/dev/null || true; fi
+    if [[ -n $lanbulk ]]; then
+        kill "$lanbulk" "$lanbulksrv" 2>/dev/null || true
+        wait "$lanbulk" "$lanbulksrv" 2>/dev/null || true
+    fi
     [[ $rc -eq 0 ]] || status="failed rc=$rc"
     [[ $rc -eq 3 ]] && status="skipped (dependency missing)"
     # shellcheck disable=SC1091
@@ -865,7 +911,8 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ $M_APP == ssh && -n $M_EVENTS ]] && obfuscation="$(ssh_obfuscation)"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
         --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" --near-jitter-ms "$NEAR_JITTER_MS" \
-        --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" \
+        --lan-delay-ms "$LAN_DELAY_MS" --lan-jitter-ms "$LAN_JITTER_MS" --lan-rate-kbit "$LAN_RATE_KBIT" \
+        --lan-queue-ms "$LAN_QUEUE_MS" --lan-bulk "$LAN_BULK" --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" \
         --op-rate-kbit "$OP_RATE_KBIT" --op-queue-ms "$OP_QUEUE_MS" --op-bulk "$OP_BULK" --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
         --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
         --events "$M_EVENTS" --ssh-obfuscation "$obfuscation" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
@@ -878,7 +925,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
 RUN_RC=0
 
 cmd_run() {
-    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]"
+    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--lan-delay-ms N] [--lan-jitter-ms N] [--lan-rate-kbit N] [--lan-queue-ms N] [--lan-bulk] [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]"
     local scn="$1"; shift
     local d=0 j=0 seed=1 out="" we_upped=0 s failed=0
     while [[ $# -gt 0 ]]; do
@@ -889,6 +936,11 @@ cmd_run() {
             --loss-pct) LOSS_PCT="$2"; shift 2 ;;
             --reorder-pct) REORDER_PCT="$2"; shift 2 ;;
             --lan-loss-pct) LAN_LOSS_PCT="$2"; shift 2 ;;
+            --lan-delay-ms) LAN_DELAY_MS="$2"; shift 2 ;;
+            --lan-jitter-ms) LAN_JITTER_MS="$2"; shift 2 ;;
+            --lan-rate-kbit) LAN_RATE_KBIT="$2"; shift 2 ;;
+            --lan-queue-ms) LAN_QUEUE_MS="$2"; shift 2 ;;
+            --lan-bulk) LAN_BULK=1; shift ;;
             --op-rate-kbit) OP_RATE_KBIT="$2"; shift 2 ;;
             --op-queue-ms) OP_QUEUE_MS="$2"; shift 2 ;;
             --op-bulk) OP_BULK=1; shift ;;
@@ -905,9 +957,19 @@ cmd_run() {
     [[ $LOSS_PCT =~ $num && $REORDER_PCT =~ $num && $LAN_LOSS_PCT =~ $num ]] &&
         awk -v l="$LOSS_PCT" -v r="$REORDER_PCT" -v w="$LAN_LOSS_PCT" 'BEGIN{exit !(l < 50 && r <= 100 && w < 50)}' ||
         die "--loss-pct (RWLAB_LOSS_PCT) and --lan-loss-pct (RWLAB_LAN_LOSS_PCT) must be numbers in [0, 50), --reorder-pct (RWLAB_REORDER_PCT) in [0, 100]"
+    [[ $LAN_DELAY_MS =~ $num && $LAN_JITTER_MS =~ $num ]] ||
+        die "--lan-delay-ms (RWLAB_LAN_DELAY_MS) and --lan-jitter-ms (RWLAB_LAN_JITTER_MS) must be numbers >= 0"
+    [[ $LAN_RATE_KBIT =~ ^[0-9]+$ && $LAN_QUEUE_MS =~ ^[0-9]+$ && $LAN_BULK =~ ^[01]$ ]] ||
+        die "--lan-rate-kbit (RWLAB_LAN_RATE_KBIT) and --lan-queue-ms (RWLAB_LAN_QUEUE_MS) must be integers, RWLAB_LAN_BULK 0 or 1"
+    [[ $LAN_BULK == 0 || $LAN_RATE_KBIT -gt 0 ]] || die "--lan-bulk needs --lan-rate-kbit: without a bottleneck there is no queue to fill"
     [[ $OP_RATE_KBIT =~ ^[0-9]+$ && $OP_QUEUE_MS =~ ^[0-9]+$ && $OP_BULK =~ ^[01]$ ]] ||
         die "--op-rate-kbit (RWLAB_OP_RATE_KBIT) and --op-queue-ms (RWLAB_OP_QUEUE_MS) must be integers, RWLAB_OP_BULK 0 or 1"
     [[ $OP_BULK == 0 || $OP_RATE_KBIT -gt 0 ]] || die "--op-bulk needs --op-rate-kbit: without a bottleneck there is no queue to fill"
+    # the LAN line is made by `up`: a lab already up without it cannot delay that link
+    if is_up && [[ ! -f $STATE/lan_delay_line ]] || ! is_up && [[ ${RWLAB_LAN_DELAY_LINE:-0} != 1 ]]; then
+        awk -v d="$LAN_DELAY_MS" -v j="$LAN_JITTER_MS" -v r="$LAN_RATE_KBIT" 'BEGIN{exit !(d == 0 && j == 0 && r == 0)}' ||
+            die "--lan-delay-ms/--lan-jitter-ms/--lan-rate-kbit need the LAN delay line: bring the lab up with RWLAB_LAN_DELAY_LINE=1"
+    fi
     if ! is_up; then cmd_up; we_upped=1; fi
     # shellcheck disable=SC2064
     trap "kill_run_pids; [[ $we_upped == 1 ]] && cmd_down" EXIT

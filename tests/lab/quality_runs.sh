@@ -4,6 +4,7 @@
 # usage: tests/lab/quality_runs.sh OUTDIR [--seeds "1 2"] [--delays "0 20 40 90 150"]
 #                                  [--op-jitter 2] [--near-jitters "0 5 10"]
 #                                  [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P]
+#                                  [--lan-delay MS] [--lan-jitter MS] [--lan-rate-kbit N] [--lan-queue-ms 200] [--lan-bulk]
 #                                  [--only REGEX] [--no-verify] [--timeout S]
 #
 # (a) every relayed scenario at each operator one-way delay (--op-delay-ms),
@@ -15,7 +16,12 @@
 # jitter for direct runs (which use d0). --loss-pct and --reorder-pct (default 0)
 # lose and reorder that share of the packets on both internet links, each way
 # (lab.sh run --loss-pct/--reorder-pct); --lan-loss-pct loses that share on the
-# laptop's own LAN link; the run names then end -l<P>-r<P>-w<P>.
+# laptop's own LAN link; the run names then end -l<P>-r<P>-w<P>. --lan-delay and
+# --lan-jitter (default 0) put a delay line between the laptop and the capture
+# point (an office Wi-Fi: one-way delay, gaussian jitter each way; the lab comes
+# up with RWLAB_LAN_DELAY_LINE=1); the run names then end -L<delay>-J<jitter>.
+# --lan-rate-kbit N (with a buffer of --lan-queue-ms, 200) and --lan-bulk (the
+# laptop's own download keeps it full: a bufferbloated Wi-Fi) add -R<rate>[-Q<ms>] and -B.
 #
 # Resumable: a run whose truth.json says status "ok" is kept and skipped. A run
 # that fails (non-zero exit, no truth.json, status not ok, or, unless
@@ -59,6 +65,11 @@ NEARJ="0 5 10"
 LOSS=0
 REORDER=0
 LANLOSS=0
+LANDELAY=0
+LANJITTER=0
+LANRATE=0
+LANQUEUE=200
+LANBULK=()
 ONLY=""
 VERIFY=1
 TIMEOUT=300
@@ -71,6 +82,11 @@ while [[ $# -gt 0 ]]; do
         --loss-pct) LOSS="$2"; shift 2 ;;
         --reorder-pct) REORDER="$2"; shift 2 ;;
         --lan-loss-pct) LANLOSS="$2"; shift 2 ;;
+        --lan-delay) LANDELAY="$2"; shift 2 ;;
+        --lan-jitter) LANJITTER="$2"; shift 2 ;;
+        --lan-rate-kbit) LANRATE="$2"; shift 2 ;;
+        --lan-queue-ms) LANQUEUE="$2"; shift 2 ;;
+        --lan-bulk) LANBULK=(--lan-bulk); shift ;;
         --only) ONLY="$2"; shift 2 ;;
         --no-verify) VERIFY=0; shift ;;
         --timeout) TIMEOUT="$2"; shift 2 ;;
@@ -87,6 +103,11 @@ OUT="$(cd "$OUT" && pwd)"
 # The batch: name|scenario|op_delay|op_jitter|near_jitter|seed
 SUFFIX=""
 [[ $LOSS == 0 && $REORDER == 0 && $LANLOSS == 0 ]] || SUFFIX="-l$LOSS-r$REORDER-w$LANLOSS"
+LANLINE=0
+if [[ $LANDELAY != 0 || $LANJITTER != 0 ]]; then SUFFIX="$SUFFIX-L$LANDELAY-J$LANJITTER"; LANLINE=1; fi
+if [[ $LANRATE != 0 ]]; then SUFFIX="$SUFFIX-R$LANRATE"; LANLINE=1; fi
+[[ $LANQUEUE == 200 ]] || SUFFIX="$SUFFIX-Q$LANQUEUE"
+[[ ${#LANBULK[@]} -eq 0 ]] || SUFFIX="$SUFFIX-B"
 RUNS=()
 for seed in $SEEDS; do
     for d in $DELAYS; do
@@ -126,7 +147,7 @@ log "${#RUNS[@]} runs -> $OUT (prefix $RWLAB_PREFIX, verify=$VERIFY)"
 if ip netns list 2>/dev/null | grep -qw "${RWLAB_PREFIX}gw"; then
     log "lab $RWLAB_PREFIX already up: using it and leaving it up"
 else
-    nice -n "$NICE" "$LAB" up >>"$OUT/logs/lab-updown.log" 2>&1 || die "lab up failed (see $OUT/logs/lab-updown.log)"
+    RWLAB_LAN_DELAY_LINE=$LANLINE nice -n "$NICE" "$LAB" up >>"$OUT/logs/lab-updown.log" 2>&1 || die "lab up failed (see $OUT/logs/lab-updown.log)"
     we_upped=1
 fi
 
@@ -149,7 +170,8 @@ for r in "${RUNS[@]}"; do
             log "[$i/${#RUNS[@]}] $name (attempt $attempt)"
             t1=$(date +%s)
             timeout --kill-after=30 "$TIMEOUT" nice -n "$NICE" "$LAB" run "$scn" --op-delay-ms "$d" --jitter-ms "$j" \
-                --near-jitter-ms "$nj" --loss-pct "$LOSS" --reorder-pct "$REORDER" --lan-loss-pct "$LANLOSS" --seed "$seed" --out "$dir" >"$alog" 2>&1 &
+                --near-jitter-ms "$nj" --loss-pct "$LOSS" --reorder-pct "$REORDER" --lan-loss-pct "$LANLOSS" \
+                --lan-delay-ms "$LANDELAY" --lan-jitter-ms "$LANJITTER" --lan-rate-kbit "$LANRATE" --lan-queue-ms "$LANQUEUE" "${LANBULK[@]}" --seed "$seed" --out "$dir" >"$alog" 2>&1 &
             CUR=$!
             wait "$CUR"
             rc=$?
