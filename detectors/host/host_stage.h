@@ -186,6 +186,13 @@ class HostStage {
  public:
   explicit HostStage(HostStageConfig config);
 
+  // A flow's ON-period starts and its smoothed round trips from the sensor to each end
+  // ([originator, responder]), which relay records carry for the stepping-stone correlation.
+  struct OnPeriods {
+    std::vector<PacketTime> ons;
+    std::array<std::optional<double>, 2> legs;
+  };
+
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
   void Process(Event finding, std::vector<Event>& publish);
   // Replaces the configuration (SIGHUP) keeping dedup, rate-limit and score state. Safe from
@@ -250,6 +257,7 @@ class HostStage {
       bool inbound = false;  // the host is the responder
       IpAddress peer;
       std::vector<PacketTime> ons;
+      double host_leg_ms = 0;  // smoothed round trip from the sensor to the host on this flow
     };
     std::deque<OnFlow> on_flows;
     // Risk evidence by kind: the strongest recent piece of each kind.
@@ -318,8 +326,7 @@ class HostStage {
   void ControllerRtt(Event& finding, const std::array<std::optional<double>, 2>& low_rtts,
                      std::vector<Event>& publish);
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
-                      const IpAddress& peer, std::vector<PacketTime> ons,
-                      std::vector<Event>& publish);
+                      const IpAddress& peer, OnPeriods periods, std::vector<Event>& publish);
   // The typing baseline: a home host's output -> next key delays in its own SSH sessions
   // against the same host's history.
   void Typing(const Event& finding, const IpAddress& host, std::vector<double> reactions,

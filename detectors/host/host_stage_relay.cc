@@ -126,8 +126,23 @@ std::vector<PacketTime> TakeTimes(nlohmann::json& body, const char* key) {
   return times;
 }
 
-std::vector<PacketTime> TakeOnTimes(nlohmann::json& body) {
-  return TakeTimes(body, "_on_times_us");
+// Two round trips in ms, [toward the originator, toward the responder], that travel with
+// relay records for this stage only (`_rtt_p15_ms`, `_on_legs_ms`).
+std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char* key) {
+  std::array<std::optional<double>, 2> pair;
+  if (body.contains(key) && body[key].is_array() && body[key].size() == 2) {
+    for (std::size_t i = 0; i < 2; ++i) {
+      const nlohmann::json& v = body[key][i];
+      if (v.is_number() && v.get<double>() >= 0)
+        pair[i] = v.get<double>();
+    }
+  }
+  body.erase(key);
+  return pair;
+}
+
+HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
+  return {TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms")};
 }
 
 // A flow's exchanges as possible fetches (`_exchanges_us`: [start, answered, next request
@@ -153,17 +168,7 @@ std::vector<detectors::relay::Exchange> TakeExchanges(nlohmann::json& body) {
 // The 15th percentiles of a relay record's data -> ACK samples toward [originator,
 // responder] (`_rtt_p15_ms`, for this stage only; null where too few).
 std::array<std::optional<double>, 2> TakeLowRtts(nlohmann::json& body) {
-  std::array<std::optional<double>, 2> low;
-  if (body.contains("_rtt_p15_ms") && body["_rtt_p15_ms"].is_array() &&
-      body["_rtt_p15_ms"].size() == 2) {
-    for (std::size_t i = 0; i < 2; ++i) {
-      const nlohmann::json& q = body["_rtt_p15_ms"][i];
-      if (q.is_number() && q.get<double>() >= 0)
-        low[i] = q.get<double>();
-    }
-  }
-  body.erase("_rtt_p15_ms");
-  return low;
+  return TakeMsPair(body, "_rtt_p15_ms");
 }
 
 // The controller's round trip from its floor (the least of the handshake leg and the
@@ -196,7 +201,7 @@ constexpr std::size_t kMinTurnaroundsLeft = 3;
 }  // namespace
 
 void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
-  std::vector<PacketTime> ons = TakeOnTimes(finding.body);
+  HostStage::OnPeriods ons = TakeOnTimes(finding.body);
   std::vector<double> reactions = TakeReactions(finding.body);
   if (!finding.flow)
     return;
@@ -226,7 +231,7 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
     ++stats_.relay_records;
   }
   nlohmann::json& r = finding.body;
-  std::vector<PacketTime> ons = TakeOnTimes(r);
+  HostStage::OnPeriods ons = TakeOnTimes(r);
   std::vector<double> reactions = TakeReactions(r);
   std::vector<PacketTime> waits = TakeTimes(r, "_waits_us");
   const std::vector<detectors::relay::Exchange> exchanges = TakeExchanges(r);
@@ -632,11 +637,14 @@ void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool or
 }
 
 void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
-                               const IpAddress& peer, std::vector<PacketTime> ons,
+                               const IpAddress& peer, OnPeriods periods,
                                std::vector<Event>& publish) {
   const std::uint64_t min_ons = config_.relay.stepping_stone_min_ons;
+  std::vector<PacketTime>& ons = periods.ons;
   if (ons.size() < min_ons)
     return;
+  // The host's own leg on this flow (its end of the record's round trips).
+  const double host_leg_ms = periods.legs[inbound ? 1 : 0].value_or(0.0);
   HostState& state = Host(host, finding.ts);
   while (!state.on_flows.empty() &&
          (state.on_flows.size() >= kMaxOnFlows ||
@@ -651,8 +659,12 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     const IpAddress& controller = inbound ? peer : other.peer;
     const std::uint64_t in_flow = inbound ? finding.flow->flow_id : other.flow_id;
     const std::uint64_t out_flow = inbound ? other.flow_id : finding.flow->flow_id;
-    const detectors::relay::SteppingStone s =
-        detectors::relay::CorrelateOnTimes(in, out, config_.relay.stepping_stone_delta);
+    // A relayed key leaves the host one round trip of the host's own link after the sensor
+    // saw it arrive: nothing on a wire, tens to hundreds of ms behind a queued Wi-Fi. The
+    // window grows by the larger of the two flows' legs; `chance` counts the wider windows.
+    const absl::Duration window = config_.relay.stepping_stone_delta +
+                                  absl::Milliseconds(std::max(host_leg_ms, other.host_leg_ms));
+    const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(in, out, window);
     if (s.ratio < config_.relay.stepping_stone_ratio || s.correlated < min_ons / 2 ||
         s.chance > config_.relay.stepping_stone_max_p) {
       continue;
@@ -677,10 +689,11 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                       {"correlated", s.correlated},
                       {"ratio", std::round(s.ratio * 1000.0) / 1000.0},
                       {"median_lag_ms", Round1(s.median_lag_ms)},
+                      {"window_ms", Round1(absl::ToDoubleMilliseconds(window))},
                       {"chance", s.chance}};
     PublishAlert(std::move(alert), publish);
   }
-  state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons)});
+  state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms});
 }
 
 std::string HostStage::PersonOf(const IpAddress& host) const {

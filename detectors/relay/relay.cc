@@ -80,6 +80,20 @@ nlohmann::json OnTimesJson(const OnTimes& ons) {
   return times;
 }
 
+// The ON-period starts and the smoothed round trip from the sensor to each end
+// (`_on_legs_ms`: [originator, responder], null when unmeasured), for the host stage's
+// stepping-stone correlation: a relayed key reaches the outbound flow one round trip of the
+// relaying host's own link after the sensor saw it come in, more where that link is queued.
+void PutOnTimes(const OnTimes& ons, const AckRtt (&ack_rtt)[2], nlohmann::json& body) {
+  body["_on_times_us"] = OnTimesJson(ons);
+  nlohmann::json legs = nlohmann::json::array();
+  for (int dir : {1, 0}) {
+    const std::optional<double> srtt = Ms(ack_rtt[dir].smoothed());
+    legs.push_back(srtt ? nlohmann::json(Round3(*srtt)) : nlohmann::json());
+  }
+  body["_on_legs_ms"] = std::move(legs);
+}
+
 // The output -> next key delays taken since the last call, for the host stage's typing
 // baseline (the internal `_reactions_ms`, written only when there are some).
 void PutReactions(KeystrokeTiming& keys, nlohmann::json& body) {
@@ -380,7 +394,7 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
   // Fewer ON periods than the correlation needs say nothing.
   if (config_.methods.stepping_stone &&
       data.ons.times().size() >= config_.stepping_stone_min_ons) {
-    body["_on_times_us"] = OnTimesJson(data.ons);
+    PutOnTimes(data.ons, data.ack_rtt, body);
   }
   if (TypingTimed(data))
     PutReactions(data.keys, body);
@@ -538,7 +552,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone)
-    r["_on_times_us"] = OnTimesJson(data.ons);
+    PutOnTimes(data.ons, data.ack_rtt, r);
 
   Event e;
   e.event_type = "relay";

@@ -2512,6 +2512,46 @@ TEST(RelayHostStage, SteppingStoneFromOutsideThroughAHost) {
   EXPECT_TRUE(Alerts(quiet, "stepping_stone").empty());
 }
 
+// The host on a queued Wi-Fi (lab: 2 Mbit/s, its own download filling a 400 ms buffer): the
+// operator's keys wait in the queue before the host relays them, so each outbound ON comes
+// 180 ms after the inbound one. The flows' records say how far the host is (`_on_legs_ms`:
+// [originator, responder]); the window grows by that, and without it the keys do not match.
+TEST(RelayHostStage, SteppingStoneBehindTheHostsQueuedLink) {
+  std::vector<double> in, out_ons;
+  for (int i = 0; i < 12; ++i) {
+    in.push_back(i * 2.0 + 0.3 * (i % 3));
+    out_ons.push_back(i * 2.0 + 0.3 * (i % 3) + 0.18);
+  }
+  const auto stones = [&](std::optional<double> inbound_leg, std::optional<double> outbound_leg) {
+    nlohmann::json in_body = WithOns(in);
+    nlohmann::json out_body = WithOns(out_ons);
+    // The inbound flow's host is its responder, the outbound flow's its originator.
+    in_body["_on_legs_ms"] = {80.0, inbound_leg ? nlohmann::json(*inbound_leg) : nlohmann::json()};
+    out_body["_on_legs_ms"] = {outbound_leg ? nlohmann::json(*outbound_leg) : nlohmann::json(),
+                               10.0};
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 1, in_body), out);
+    stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, out_body), out);
+    std::vector<nlohmann::json> evidence;
+    for (const Event& e : out)
+      EXPECT_FALSE(e.body.contains("_on_legs_ms")) << e.event_type;
+    for (const Event* a : Alerts(out, "stepping_stone"))
+      evidence.push_back(a->evidence);
+    return evidence;
+  };
+  const std::vector<nlohmann::json> queued = stones(150.0, 40.0);
+  ASSERT_EQ(queued.size(), 1u);
+  EXPECT_EQ(queued[0]["correlated"], 12);
+  EXPECT_DOUBLE_EQ(queued[0]["window_ms"].get<double>(), 230);
+  EXPECT_DOUBLE_EQ(queued[0]["median_lag_ms"].get<double>(), 180);
+  // Either flow's leg widens it: the keys wait on the way in and on the way out.
+  EXPECT_EQ(stones(std::nullopt, 150.0).size(), 1u);
+  // A host on a clean wire: the sensor's 80 ms window, which 180 ms lags miss.
+  EXPECT_TRUE(stones(0.5, 0.5).empty());
+  EXPECT_TRUE(stones(std::nullopt, std::nullopt).empty());
+}
+
 // An inbound stream from outside that is on every 240 ms (a chatty sync client) and the
 // host's own browsing: a third of its ON periods fall in the stream's windows, as a third of
 // the time is covered; no stepping stone. Seven ONs of typing that all match are one.
