@@ -201,7 +201,7 @@ constexpr std::size_t kMinTurnaroundsLeft = 3;
 }  // namespace
 
 void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
-  HostStage::OnPeriods ons = TakeOnTimes(finding.body);
+  OnPeriods periods = TakeOnTimes(finding.body);
   std::vector<double> reactions = TakeReactions(finding.body);
   if (!finding.flow)
     return;
@@ -211,9 +211,9 @@ void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
   if (!config_.relay.methods.stepping_stone)
     return;
   if (IsHome(f.src_ip)) {
-    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
+    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(periods), publish);
   } else if (IsHome(f.dest_ip)) {
-    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
+    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(periods), publish);
   }
 }
 
@@ -231,7 +231,7 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
     ++stats_.relay_records;
   }
   nlohmann::json& r = finding.body;
-  HostStage::OnPeriods ons = TakeOnTimes(r);
+  OnPeriods periods = TakeOnTimes(r);
   std::vector<double> reactions = TakeReactions(r);
   std::vector<PacketTime> waits = TakeTimes(r, "_waits_us");
   const std::vector<detectors::relay::Exchange> exchanges = TakeExchanges(r);
@@ -253,13 +253,13 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
       HiddenLeg(finding, f.src_ip, std::move(waits), publish);
     }
     if (methods.stepping_stone) {
-      SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(ons), publish);
+      SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(periods), publish);
     }
     if (methods.keystrokes && !reactions.empty()) {
       Typing(finding, f.src_ip, std::move(reactions), publish);
     }
   } else if (dest_home && methods.stepping_stone) {
-    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(ons), publish);
+    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(periods), publish);
   }
   if (methods.routed_relay) {
     if (src_home)

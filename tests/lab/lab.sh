@@ -175,9 +175,11 @@ link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
     ip -n "$PFX$4" addr add "$6" dev "$5"
     ip -n "$PFX$1" link set "$2" up
     ip -n "$PFX$4" link set "$5" up
-    # no segmentation offloads: the capture should show wire-sized packets
+    no_offloads "$1" "$2"
+    no_offloads "$4" "$5"
+}
+no_offloads() {  # no_offloads NS DEV: the capture should show wire-sized packets
     nsx "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1 || true
-    nsx "$4" ethtool -K "$5" tso off gso off gro off >/dev/null 2>&1 || true
 }
 # Delay links. This kernel has no sch_netem, so the two "internet" links
 # (inet<->srv, inet<->op) are TUN pairs joined by helpers/delayline.py, a
@@ -200,8 +202,8 @@ dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS [--tap]
     ip -n "$PFX$nsa" link set "$deva" up
     ip -n "$PFX$nsb" link set "$devb" up
     if [[ -n $tap ]]; then
-        nsx "$nsa" ethtool -K "$deva" tso off gso off gro off >/dev/null 2>&1 || true
-        nsx "$nsb" ethtool -K "$devb" tso off gso off gro off >/dev/null 2>&1 || true
+        no_offloads "$nsa" "$deva"
+        no_offloads "$nsb" "$devb"
     fi
 }
 set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT RATE_KBIT QUEUE_MS]  (one-way, each direction)
@@ -334,7 +336,6 @@ cmd_up() {
         link gw lan0 "$GW_LAN/24" farm eth0 "$FARM/24"
     fi
     link gw wan0 "$GW_WAN/30" inet gw0 "$INET_GW/30"
-    mkdir -p "$STATE/logs" "$STATE/pids"
     dlink srv inet srv0 "$INET_SRV/24" srv eth0 "$SRV/24" "$NEAR_DELAY_MS"
     dlink op inet op0 "$INET_OP/24" op eth0 "$OP/24" 0
     nsx gw sysctl -qw net.ipv4.ip_forward=1
