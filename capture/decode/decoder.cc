@@ -288,7 +288,13 @@ bool FrameDecoder::Ipv4(Bytes b) {
   if (header < 20 || header > b.size()) {
     return Fail(DecodeReason::kIpv4BadHeaderLength);
   }
-  const std::size_t total = Be16(b.data() + 2);
+  std::size_t total = Be16(b.data() + 2);
+  // 0: a segment captured on its sender before the NIC cut it (TSO/GSO), whose length no
+  // 16-bit field can hold; the captured bytes are the packet, as IPv6's 0 is read below and
+  // Wireshark reads both.
+  if (total == 0) {
+    total = b.size();
+  }
   if (total < header) {
     return Fail(DecodeReason::kIpv4BadTotalLength);
   }

@@ -53,9 +53,9 @@ ROUTED_KINDS = {"routed_nat"}
 REMOTE_APPS = {"ssh", "vnc", "rdp"}
 
 
-def replay(binary, pcap, egress_only):
+def replay(binary, pcap, egress_only, operator=OPERATOR):
     events = "[alert, remote_session, relay]"
-    bpf = f'"not host {OPERATOR}"' if egress_only else '""'
+    bpf = f'"not host {operator}"' if egress_only else '""'
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(f"capture:\n  bpf: {bpf}\noutputs:\n  jsonl:\n    events: {events}\n")
         config = f.name
@@ -105,7 +105,9 @@ def judge(run_dir, binary, run_name):
         return None
     rows = []
     for egress_only in (False, True):
-        events = replay(binary, os.path.join(run_dir, "gw.pcap"), egress_only)
+        # The truth's operator address (an IPv6 twin of the corpus has its own).
+        events = replay(binary, os.path.join(run_dir, "gw.pcap"), egress_only,
+                        truth.get("hosts", {}).get("op", OPERATOR))
         alerts = collections.Counter(e["alert"]["detector"] for e in events
                                      if e["event_type"] == "alert")
         relays = [e for e in events if e["event_type"] == "relay"]

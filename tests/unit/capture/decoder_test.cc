@@ -316,6 +316,19 @@ TEST_F(DecoderTest, SnaplenCutPayloadKeepsAnnouncedLength) {
   EXPECT_THAT(p_.payload, ElementsAreArray(payload.data(), 30));
 }
 
+// A capture on the sending host sees a TSO/GSO segment before the NIC cuts it; one longer
+// than 65535 bytes, or from some drivers any, carries total length 0 (anydesk.pcapng in the
+// shared captures). Its captured bytes are the packet, as IPv6's payload length 0 is read.
+TEST_F(DecoderTest, Ipv4TotalLengthZeroIsTheCapturedSegment) {
+  const Frame payload = Payload(3000);
+  Frame ip = Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(40000, 443, payload));
+  ip[2] = 0;
+  ip[3] = 0;
+  ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, ip)));
+  EXPECT_EQ(p_.payload_length, 3000u);
+  EXPECT_EQ(p_.payload.size(), 3000u);
+  EXPECT_EQ(p_.dst_port, 443);
+}
 TEST_F(DecoderTest, IcmpEcho) {
   const Frame icmp = Cat({{8, 0, 0, 0}, B16(7), B16(1), Text("ping")});
   ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoIcmp, "10.0.0.1", "10.0.0.2", icmp))));
