@@ -38,9 +38,10 @@ import json
 import os
 import re
 import struct
-import subprocess
 import sys
 import tempfile
+
+from flow_shape_corpus import replay  # relaywatch -r, one worker, JSON lines
 
 PRIVATE4 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
 HOME6 = ipaddress.ip_network("fd04::/96")
@@ -340,16 +341,6 @@ def twin_config(config, work, tag):
     with open(out, "w") as f:
         f.write(text)
     return out
-
-
-def replay(binary, pcap, config):
-    cmd = [binary, "-r", pcap, "--jsonl", "-", "--workers", "1"]
-    if config:
-        cmd += ["-c", config]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr[-500:]}")
-    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
 def normalise(value):
