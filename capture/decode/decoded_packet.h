@@ -65,6 +65,10 @@ struct DecodedPacket {
   std::span<const std::uint8_t> payload;
   std::uint32_t payload_length = 0;
   std::uint8_t tunnel_depth = 0;  // 0 = not tunnelled
+  // Of tunnel_depth, the encapsulations carrying IP itself (GRE or Geneve with IP, IP in IP):
+  // a host's or a router's tunnel. The others carry Ethernet frames (VXLAN, ERSPAN, GRE or
+  // Geneve bridging): a traffic mirror's copy to the sensor or a data-centre fabric.
+  std::uint8_t ip_tunnel_depth = 0;
   std::uint16_t vlan_id = 0;      // outermost 802.1Q tag, 0 when untagged
 
   bool is_tcp() const { return protocol == kProtoTcp; }

@@ -58,8 +58,11 @@ class FrameDecoder {
   bool PppoeSession(Bytes b);
   bool Nflog(Bytes b);
   bool PppOrCiscoHdlc(Bytes b);
-  bool Tunnel() {
+  // `carries_ip`: the encapsulation's payload is an IP packet, not an Ethernet frame.
+  bool Tunnel(bool carries_ip) {
     ++out_.tunnel_depth;
+    if (carries_ip)
+      ++out_.ip_tunnel_depth;
     return true;
   }
 
@@ -399,7 +402,7 @@ bool FrameDecoder::Transport(std::uint8_t protocol, Bytes b) {
       if (!Deeper()) {
         return Fail(DecodeReason::kEncapsulationTooDeep);
       }
-      return Tunnel() && Ip(b);
+      return Tunnel(true) && Ip(b);
     default:
       // Keep the packet: flows of other protocols are still counted.
       out_.payload = b;
@@ -519,14 +522,14 @@ bool FrameDecoder::Gre(Bytes b) {
   }
   const std::uint16_t type = Be16(b.data() + 2);
   Bytes inner = b.subspan(header);
-  Tunnel();
   switch (type) {
     case kEtherIpv4:
     case kEtherIpv6:
-      return Ip(inner);
+      return Tunnel(true) && Ip(inner);
     case kEtherTransparentBridging:
-      return Ethernet(inner);
+      return Tunnel(false) && Ethernet(inner);
     case kEtherErspanTypeII:
+      Tunnel(false);
       // ERSPAN type II: an 8-byte header before the mirrored Ethernet frame.
       if (inner.size() < 8) {
         return Fail(DecodeReason::kGreTruncated);
@@ -549,7 +552,7 @@ bool FrameDecoder::Vxlan(Bytes b) {
   if ((b[0] & 0x08) == 0) {
     return true;
   }
-  Tunnel();
+  Tunnel(false);
   return Ethernet(b.subspan(8));
 }
 
@@ -569,12 +572,11 @@ bool FrameDecoder::Geneve(Bytes b) {
     return Fail(DecodeReason::kGeneveTruncated);
   }
   const std::uint16_t type = Be16(b.data() + 2);
-  Tunnel();
   if (type == kEtherTransparentBridging) {
-    return Ethernet(b.subspan(header));
+    return Tunnel(false) && Ethernet(b.subspan(header));
   }
   if (type == kEtherIpv4 || type == kEtherIpv6) {
-    return Ip(b.subspan(header));
+    return Tunnel(true) && Ip(b.subspan(header));
   }
   return Fail(DecodeReason::kNonIp);
 }

@@ -22,13 +22,14 @@ std::string PathKey(const IpAddress& source, const nlohmann::json& body) {
 // Ethernet, but a tunnel and an MSS clamp (route advmss, a Windows or VPN-client clamp,
 // MSS 1380/1360 on DSL) advertise the same values. On the company's VPN service that is
 // therefore a candidate; the sender's own segments decide it (path_mtu findings): a tunnel
-// caps them at its MTU, a clamp does not. An encapsulation relaywatch decoded itself needs
-// no such proof.
+// caps them at its MTU, a clamp does not. An IP tunnel relaywatch decoded itself (GRE, IP in
+// IP) needs no such proof; an encapsulation of Ethernet frames (VXLAN, ERSPAN) is how a
+// traffic mirror or a fabric delivers the packet, not a tunnel of the host's.
 void HostStage::TunnelRecord(Event& finding, std::vector<Event>& publish) {
   if (!finding.flow || !finding.body.value("overlay", false))
     return;
   const FlowRef& f = *finding.flow;
-  if (finding.body.value("decoded_tunnel_depth", 0) > 0) {
+  if (finding.body.value("decoded_ip_tunnel_depth", 0) > 0) {
     finding.body["nested"] = true;
     finding.body["nested_evidence"] = "decoded_encapsulation";
     NestedTunnelAlert(finding, publish);

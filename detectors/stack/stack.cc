@@ -157,6 +157,7 @@ Verdict StackDetector::OnPacket(const decode::DecodedPacket& packet, flow::FlowS
                   {"initial_ttl", s.initial_ttl},
                   {"hops", s.hops},
                   {"decoded_tunnel_depth", packet.tunnel_depth},
+                  {"decoded_ip_tunnel_depth", packet.ip_tunnel_depth},
                   {"signature", s.Key(true)}};
         out.Emit(std::move(e));
         counters_.tunnels.Increment();

@@ -687,6 +687,7 @@ TEST_F(DecoderTest, GreWithKeyAndSequenceToInnerIpv4) {
       Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "203.0.113.1", "203.0.113.2", gre))));
   ExpectTcpFlow("172.16.0.1", 40000, "172.16.0.2", 3389);
   EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 1);  // GRE carrying IP: a tunnel of its own
   EXPECT_THAT(p_.payload, ElementsAre('x'));
   EXPECT_EQ(counters_.tunnelled.Read(), 1u);
 
@@ -707,6 +708,20 @@ TEST_F(DecoderTest, GreTransparentEthernetBridging) {
   EXPECT_EQ(p_.src_port, 3389);
   EXPECT_TRUE(p_.is_udp());
   EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 0);  // Ethernet frames: a bridge or a mirror
+}
+
+// ERSPAN type II (a switch's mirror to the sensor): GRE with a sequence number, protocol
+// 0x88BE, an 8-byte ERSPAN header, then the mirrored frame.
+TEST_F(DecoderTest, ErspanTypeIIDecodesTheMirroredFrame) {
+  const Frame inner =
+      Eth(0x0800, Ipv4(kProtoTcp, "10.77.1.10", "198.18.2.10", Tcp(40000, 443, Text("x"))));
+  const Frame gre = Cat({B16(0x1000), B16(0x88be), B32(42), B16(0x1000), B16(7), B32(0), inner});
+  ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(kProtoGre, "192.0.2.1", "192.0.2.2", gre))));
+  ExpectTcpFlow("10.77.1.10", 40000, "198.18.2.10", 443);
+  EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 0);
+  EXPECT_THAT(p_.payload, ElementsAre('x'));
 }
 
 TEST_F(DecoderTest, GreUnsupportedVariantsAreCounted) {
@@ -727,6 +742,7 @@ TEST_F(DecoderTest, VxlanDecodesInnerFlow) {
   ASSERT_TRUE(Decode(kDltEthernet, frame));
   ExpectTcpFlow("10.200.0.1", 40000, "10.200.0.2", 5900);
   EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 0);
   EXPECT_THAT(p_.payload, ElementsAre('R', 'F', 'B'));
   EXPECT_EQ(counters_.tunnelled.Read(), 1u);
 }
@@ -761,6 +777,7 @@ TEST_F(DecoderTest, GeneveWithOptionsDecodesInnerFlow) {
   ASSERT_TRUE(Decode(kDltEthernet, frame));
   ExpectTcpFlow("10.9.0.1", 40000, "10.9.0.2", 22);
   EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 0);
   EXPECT_THAT(p_.payload, ElementsAreArray(Text("SSH-")));
 
   // Geneve may also carry IP directly.
@@ -769,6 +786,7 @@ TEST_F(DecoderTest, GeneveWithOptionsDecodesInnerFlow) {
                                    Udp(50000, 6081, Geneve(0x0800, {}, ip_inner)))));
   EXPECT_EQ(p_.src, Ip("10.9.0.3"));
   EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 1);
 }
 
 TEST_F(DecoderTest, GeneveOptionsLongerThanPacketAreCounted) {
@@ -784,6 +802,7 @@ TEST_F(DecoderTest, IpInIp) {
   ASSERT_TRUE(Decode(kDltEthernet, Eth(0x0800, Ipv4(4, "192.0.2.1", "192.0.2.2", inner))));
   ExpectTcpFlow("10.1.1.1", 40000, "10.2.2.2", 22);
   EXPECT_EQ(p_.tunnel_depth, 1);
+  EXPECT_EQ(p_.ip_tunnel_depth, 1);
 
   // 6in4 (protocol 41).
   const Frame inner6 = Ipv6(kProtoTcp, "2001:db8::1", "2001:db8::2", Tcp(40000, 22));

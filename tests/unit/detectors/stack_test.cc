@@ -216,15 +216,21 @@ FlowRef EntryFlow(std::uint16_t sport, std::uint16_t dport) {
 
 // The stack detector's tunnel record of a SYN with MSS 1380 (MTU 1420) to the company's
 // OpenVPN service (tcp/1194) at an entry point.
-Event VpnTunnelRecord(double second, int decoded_depth = 0) {
+// `decoded_depth` encapsulations decoded around it, `ip_depth` of them IP tunnels.
+Event VpnTunnelRecord(double second, int decoded_depth = 0, int ip_depth = 0) {
   Event e;
   e.event_type = "tunnel";
   e.ts = kT0 + absl::Seconds(second);
   e.flow = EntryFlow(41470, 1194);
-  e.body = {{"kind", "wireguard"}, {"mtu", 1420},
-            {"mss", 1380},         {"overlay", true},
-            {"initial_ttl", 64},   {"hops", 2},
-            {"signature", "sig"},  {"decoded_tunnel_depth", decoded_depth}};
+  e.body = {{"kind", "wireguard"},
+            {"mtu", 1420},
+            {"mss", 1380},
+            {"overlay", true},
+            {"initial_ttl", 64},
+            {"hops", 2},
+            {"signature", "sig"},
+            {"decoded_tunnel_depth", decoded_depth},
+            {"decoded_ip_tunnel_depth", ip_depth}};
   return e;
 }
 
@@ -313,12 +319,24 @@ TEST(NestedTunnel, OneSegmentAboveTheMtuOutweighsTheCap) {
   EXPECT_EQ(NestingOf(out).alerts, 0);
 }
 
-TEST(NestedTunnel, DecodedEncapsulationIsNestedAtOnce) {
+TEST(NestedTunnel, DecodedIpTunnelIsNestedAtOnce) {
   host::HostStage stage(EntryConfig());
   std::vector<Event> out;
-  stage.Process(VpnTunnelRecord(1, /*decoded_depth=*/1), out);
+  stage.Process(VpnTunnelRecord(1, /*decoded_depth=*/1, /*ip_depth=*/1), out);
   EXPECT_TRUE(NestingOf(out).record_nested);
   EXPECT_EQ(NestingOf(out).alerts, 1);
+}
+
+// A sensor fed by a traffic mirror (ERSPAN from a switch, VXLAN from a cloud's mirroring)
+// decodes one encapsulation around every packet: that is the copy's transport, not a
+// tunnel the device built (tests/interop/mirror_twin.py found the alert on every VPN session).
+TEST(NestedTunnel, MirrorEncapsulationIsNotNesting) {
+  host::HostStage stage(EntryConfig());
+  std::vector<Event> out;
+  stage.Process(VpnTunnelRecord(1, /*decoded_depth=*/1, /*ip_depth=*/0), out);
+  EXPECT_FALSE(NestingOf(out).record_nested);
+  EXPECT_EQ(NestingOf(out).alerts, 0);
+  EXPECT_EQ(out[0].body["nested_evidence"], "pending");
 }
 
 TEST(NestedTunnel, OtherServicesAreNotCandidates) {

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Mirrored twins: every capture replayed as recorded and as a sensor receives it from a
+traffic mirror must give the same findings.
+
+A sensor often does not sit on the wire: a switch sends it a copy inside ERSPAN (GRE), a
+cloud's traffic mirroring (AWS VPC Traffic Mirroring, Azure vTAP) inside VXLAN. Each frame
+of the capture is wrapped whole, as such a mirror does: a new Ethernet and IPv4 header from
+the mirror (192.0.2.1) to the sensor (192.0.2.2), then
+
+  vxlan   UDP to port 4789 and an 8-byte VXLAN header (RFC 7348), VNI 7;
+  erspan  GRE (RFC 2784) with a sequence number, protocol 0x88BE, and the 8-byte ERSPAN
+          type II header (session 7).
+
+Timestamps, inner frames and their order are kept. Frames that are not Ethernet (Linux
+cooked, raw IP) get an Ethernet header of their own first; a capture of another link type
+is skipped. The events of both replays are compared, keys sorted, after removing what the
+wrapping changes by definition (TUNNEL_FIELDS): anything else is a detector reading the
+outer headers where it should read the mirrored packet.
+
+usage: mirror_twin.py --relaywatch BIN [--config YAML] [--kind vxlan|erspan] [--keep DIR]
+                      [--skip-missing] INPUT...   (files or directories, as ipv6_twin.py)
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+
+from flow_shape_corpus import replay  # relaywatch -r, one worker, JSON lines
+from ipv6_twin import (ALL_EVENTS, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL,
+                       LINKTYPE_SLL2, inputs_of, read_capture)
+
+MIRROR, SENSOR = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
+MIRROR_MAC, SENSOR_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+# Fields that say how deep the packet was wrapped, not what it carried, and a flow's byte
+# counts, which count the frames as received (the mirror's headers too).
+TUNNEL_FIELDS = {"decoded_tunnel_depth", "tunnel_depth", "bytes_toclient", "bytes_toserver"}
+
+
+def as_ethernet(linktype, frame):
+    """The frame as Ethernet, or None when its link type has no Ethernet form here."""
+    if linktype == LINKTYPE_ETHERNET:
+        return frame
+    if linktype == LINKTYPE_SLL and len(frame) >= 16:
+        proto, payload = frame[14:16], frame[16:]
+    elif linktype == LINKTYPE_SLL2 and len(frame) >= 20:
+        proto, payload = frame[0:2], frame[20:]
+    elif linktype in LINKTYPE_RAW and frame:
+        proto, payload = struct.pack("!H", 0x86DD if frame[0] >> 4 == 6 else 0x0800), frame
+    else:
+        return None
+    return SENSOR_MAC + MIRROR_MAC + proto + payload
+
+
+def ipv4_header(proto, payload_length, ident):
+    head = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + payload_length, ident, 0x4000,
+                                 64, proto, 0, MIRROR, SENSOR))
+    s = sum(struct.unpack("!10H", head))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    struct.pack_into("!H", head, 10, ~s & 0xFFFF)
+    return bytes(head)
+
+
+def wrap(kind, inner, seq):
+    """One mirrored copy of the Ethernet frame `inner` (seq: its number in the mirror's
+    stream)."""
+    if kind == "vxlan":
+        vxlan = struct.pack("!II", 0x08000000, 7 << 8)
+        body = struct.pack("!HHHH", 49152 + seq % 16384, 4789, 8 + len(vxlan) + len(inner), 0)
+        body += vxlan + inner
+        proto = 17
+    else:
+        # GRE with the S bit and protocol ERSPAN II, then version 1, session 7, index 0.
+        gre = struct.pack("!HHI", 0x1000, 0x88BE, seq & 0xFFFFFFFF)
+        erspan = struct.pack("!HHI", (1 << 12) | 0, 7, 0)
+        body = gre + erspan + inner
+        proto = 47
+    return SENSOR_MAC + MIRROR_MAC + b"\x08\x00" + ipv4_header(proto, len(body), seq & 0xFFFF) + body
+
+
+def mirror_capture(src, dst, kind):
+    """Writes the mirrored copy of `src` to `dst` (classic pcap, ns, Ethernet); returns the
+    number of frames, or None when the link type has no Ethernet form."""
+    linktypes, out = [], []
+    for item in read_capture(src):
+        if item[0] == "if":
+            linktypes.append(item[1])
+            continue
+        ts, ifid, frame, orig = item
+        inner = as_ethernet(linktypes[ifid], frame)
+        if inner is None:
+            return None
+        copy = wrap(kind, inner, len(out))
+        out.append((ts, copy, orig + len(copy) - len(frame)))
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, LINKTYPE_ETHERNET))
+        for ts, frame, orig in out:
+            f.write(struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(frame), orig))
+            f.write(frame)
+    return len(out)
+
+
+def normalise(value):
+    if isinstance(value, dict):
+        return {k: normalise(v) for k, v in value.items() if k not in TUNNEL_FIELDS}
+    if isinstance(value, list):
+        return [normalise(v) for v in value]
+    return value
+
+
+def lines(events):
+    return [json.dumps(normalise(e), sort_keys=True) for e in events]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--relaywatch", required=True)
+    ap.add_argument("--config", help="used where a case brings none (default: every event type)")
+    ap.add_argument("--kind", choices=["vxlan", "erspan"], default="vxlan")
+    ap.add_argument("--keep", help="write the mirrored copies here instead of a temporary directory")
+    ap.add_argument("--skip-missing", action="store_true")
+    ap.add_argument("--show", type=int, default=6, help="differences printed per capture")
+    ap.add_argument("inputs", nargs="+")
+    args = ap.parse_args()
+    missing = [p for p in args.inputs if not os.path.exists(p)]
+    if missing:
+        print(f"SKIP: not found: {' '.join(missing)}")
+        return 77 if args.skip_missing else 2
+    work = args.keep or tempfile.mkdtemp(prefix="rw-mirror-twin-")
+    os.makedirs(work, exist_ok=True)
+    if not args.config:
+        args.config = os.path.join(work, "all-events.yaml")
+        with open(args.config, "w") as f:
+            f.write("outputs:\n  jsonl:\n    events: [" + ", ".join(ALL_EVENTS) + "]\n")
+    checked = failed = skipped = events = 0
+    for n, (pcap, case_cfg) in enumerate(inputs_of(args.inputs)):
+        cfg = case_cfg or args.config
+        twin = os.path.join(work, f"{n:04d}-{os.path.basename(pcap)}.{args.kind}.pcap")
+        try:
+            frames = mirror_capture(pcap, twin, args.kind)
+        except (ValueError, struct.error) as err:
+            print(f"not mirrored: {pcap}: {err}")
+            skipped += 1
+            continue
+        if not frames:
+            skipped += 1
+            continue
+        a, b = lines(replay(args.relaywatch, pcap, cfg)), lines(replay(args.relaywatch, twin, cfg))
+        checked += 1
+        events += len(a)
+        if a == b:
+            continue
+        failed += 1
+        only_a = [x for x in a if x not in set(b)]
+        only_b = [x for x in b if x not in set(a)]
+        print(f"DIFFER {pcap}: {len(a)} events as recorded, {len(b)} mirrored ({args.kind}); "
+              f"{len(only_a)} only as recorded, {len(only_b)} only mirrored")
+        for x in only_a[:args.show]:
+            print(f"  recorded only: {x[:600]}")
+        for x in only_b[:args.show]:
+            print(f"  mirrored only: {x[:600]}")
+    print(f"{checked} captures mirrored ({args.kind}) and compared, {failed} differ, {skipped} "
+          f"skipped (link type or file); {events} events compared")
+    if checked == 0:
+        print("FAIL: no capture compared")
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
