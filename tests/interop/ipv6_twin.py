@@ -294,14 +294,9 @@ def translate_capture(src, dst, reference=None):
         packets.append((ts, v6[0], max(orig + v6[1], len(v6[0])), v4[0], orig))
     if not linktypes:
         raise ValueError(f"{src}: no interface")
-    outputs = [(dst, 1, 2)] + ([(reference, 3, 4)] if reference else [])
-    for path, fi, oi in outputs:
-        with open(path, "wb") as f:
-            f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktypes[0]))
-            for p in packets:
-                ts, frame, orig = p[0], p[fi], p[oi]
-                f.write(struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(frame), orig))
-                f.write(frame)
+    write_pcap(dst, linktypes[0], [(p[0], p[1], p[2]) for p in packets])
+    if reference:
+        write_pcap(reference, linktypes[0], [(p[0], p[3], p[4]) for p in packets])
     return counts
 
 
@@ -395,6 +390,60 @@ def inputs_of(paths):
             yield with_config(p)
 
 
+def write_pcap(path, linktype, packets):
+    """A classic nanosecond pcap of (ts_ns, frame, original length) packets."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype))
+        for ts, frame, orig in packets:
+            f.write(struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(frame), orig))
+            f.write(frame)
+
+
+def all_events_config(work):
+    """A config writing every event type, so that flow, TLS, SSH, DNS and relay records are
+    compared too."""
+    path = os.path.join(work, "all-events.yaml")
+    with open(path, "w") as f:
+        f.write("outputs:\n  jsonl:\n    events: [" + ", ".join(ALL_EVENTS) + "]\n")
+    return path
+
+
+def report_difference(pcap, a, b, names, show):
+    """Prints how the normalised events `a` and `b` of one capture differ (names: what each
+    side is); returns whether they do."""
+    if a == b:
+        return False
+    only_a = [x for x in a if x not in set(b)]
+    only_b = [x for x in b if x not in set(a)]
+    print(f"DIFFER {pcap}: {len(a)} events {names[0]}, {len(b)} {names[1]}; "
+          f"{len(only_a)} only {names[0]}, {len(only_b)} only {names[1]}")
+    for side, only in zip(names, (only_a, only_b)):
+        for x in only[:show]:
+            print(f"  only {side}: {x[:600]}")
+    return True
+
+
+def prepare(args, prefix):
+    """The work directory (args.keep or a new temporary one), with args.config set; or the
+    exit status when an input is missing (77, a skip, with --skip-missing)."""
+    missing = [p for p in args.inputs if not os.path.exists(p)]
+    if missing:
+        print(f"SKIP: not found: {' '.join(missing)}")
+        return 77 if args.skip_missing else 2
+    work = args.keep or tempfile.mkdtemp(prefix=prefix)
+    os.makedirs(work, exist_ok=True)
+    args.config = args.config or all_events_config(work)
+    return work
+
+
+def exit_status(checked, failed, none_checked):
+    """0 when captures were compared and none differed."""
+    if checked == 0:
+        print(f"FAIL: {none_checked}")
+        return 1
+    return 1 if failed else 0
+
+
 def twin_corpus(src, dst):
     """Every run of a lab corpus (quality_runs.sh's RUN/ or the shared lab's SET/SCENARIO/)
     twinned: OUT/ipv6/<run> with gw.pcap as IPv6 and truth.json's addresses mapped, and
@@ -445,17 +494,9 @@ def main():
         return twin_corpus(*args.corpus)
     if not args.relaywatch or not args.inputs:
         ap.error("--relaywatch and at least one INPUT are needed")
-    missing = [p for p in args.inputs if not os.path.exists(p)]
-    if missing:
-        print(f"SKIP: not found: {' '.join(missing)}")
-        return 77 if args.skip_missing else 2
-    work = args.keep or tempfile.mkdtemp(prefix="rw-ipv6-twin-")
-    os.makedirs(work, exist_ok=True)
-    if not args.config:
-        # Every event type, so that flow, TLS, SSH, DNS and relay records are compared too.
-        args.config = os.path.join(work, "all-events.yaml")
-        with open(args.config, "w") as f:
-            f.write("outputs:\n  jsonl:\n    events: [" + ", ".join(ALL_EVENTS) + "]\n")
+    work = prepare(args, "rw-ipv6-twin-")
+    if isinstance(work, int):
+        return work
     checked = failed = 0
     totals = {"translated": 0, "unchanged": 0, "left_out": 0, "events": 0, "alerts": 0}
     for n, (pcap, case_cfg) in enumerate(inputs_of(args.inputs)):
@@ -477,24 +518,11 @@ def main():
         checked += 1
         totals["events"] += len(a)
         totals["alerts"] += sum(1 for x in a if '"event_type": "alert"' in x)
-        if a == b:
-            continue
-        failed += 1
-        only_a = [x for x in a if x not in set(b)]
-        only_b = [x for x in b if x not in set(a)]
-        print(f"DIFFER {pcap}: {len(a)} events as recorded, {len(b)} as IPv6; "
-              f"{len(only_a)} only in IPv4, {len(only_b)} only in IPv6")
-        for x in only_a[:args.show]:
-            print(f"  v4 only: {x[:600]}")
-        for x in only_b[:args.show]:
-            print(f"  v6 only: {x[:600]}")
+        failed += report_difference(pcap, a, b, ("in IPv4", "in IPv6"), args.show)
     print(f"{checked} captures with IPv4 checked, {failed} differ; {totals['translated']} packets "
           f"translated, {totals['left_out']} left out (ICMP, unparsable), {totals['events']} events "
           f"({totals['alerts']} alerts) compared")
-    if checked == 0:
-        print("FAIL: no capture held IPv4 traffic")
-        return 1
-    return 1 if failed else 0
+    return exit_status(checked, failed, "no capture held IPv4 traffic")
 
 
 if __name__ == "__main__":

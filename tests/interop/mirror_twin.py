@@ -25,11 +25,11 @@ import json
 import os
 import struct
 import sys
-import tempfile
 
 from flow_shape_corpus import replay  # relaywatch -r, one worker, JSON lines
-from ipv6_twin import (ALL_EVENTS, LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL,
-                       LINKTYPE_SLL2, inputs_of, read_capture)
+from ipv6_twin import (LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2,
+                       exit_status, inputs_of, prepare, read_capture, report_difference,
+                       write_pcap)
 
 MIRROR, SENSOR = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
 MIRROR_MAC, SENSOR_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
@@ -94,11 +94,7 @@ def mirror_capture(src, dst, kind):
             return None
         copy = wrap(kind, inner, len(out))
         out.append((ts, copy, orig + len(copy) - len(frame)))
-    with open(dst, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, LINKTYPE_ETHERNET))
-        for ts, frame, orig in out:
-            f.write(struct.pack("<IIII", ts // 1_000_000_000, ts % 1_000_000_000, len(frame), orig))
-            f.write(frame)
+    write_pcap(dst, LINKTYPE_ETHERNET, out)
     return len(out)
 
 
@@ -124,16 +120,9 @@ def main():
     ap.add_argument("--show", type=int, default=6, help="differences printed per capture")
     ap.add_argument("inputs", nargs="+")
     args = ap.parse_args()
-    missing = [p for p in args.inputs if not os.path.exists(p)]
-    if missing:
-        print(f"SKIP: not found: {' '.join(missing)}")
-        return 77 if args.skip_missing else 2
-    work = args.keep or tempfile.mkdtemp(prefix="rw-mirror-twin-")
-    os.makedirs(work, exist_ok=True)
-    if not args.config:
-        args.config = os.path.join(work, "all-events.yaml")
-        with open(args.config, "w") as f:
-            f.write("outputs:\n  jsonl:\n    events: [" + ", ".join(ALL_EVENTS) + "]\n")
+    work = prepare(args, "rw-mirror-twin-")
+    if isinstance(work, int):
+        return work
     checked = failed = skipped = events = 0
     for n, (pcap, case_cfg) in enumerate(inputs_of(args.inputs)):
         cfg = case_cfg or args.config
@@ -150,23 +139,11 @@ def main():
         a, b = lines(replay(args.relaywatch, pcap, cfg)), lines(replay(args.relaywatch, twin, cfg))
         checked += 1
         events += len(a)
-        if a == b:
-            continue
-        failed += 1
-        only_a = [x for x in a if x not in set(b)]
-        only_b = [x for x in b if x not in set(a)]
-        print(f"DIFFER {pcap}: {len(a)} events as recorded, {len(b)} mirrored ({args.kind}); "
-              f"{len(only_a)} only as recorded, {len(only_b)} only mirrored")
-        for x in only_a[:args.show]:
-            print(f"  recorded only: {x[:600]}")
-        for x in only_b[:args.show]:
-            print(f"  mirrored only: {x[:600]}")
+        failed += report_difference(pcap, a, b, ("as recorded", f"mirrored ({args.kind})"),
+                                    args.show)
     print(f"{checked} captures mirrored ({args.kind}) and compared, {failed} differ, {skipped} "
           f"skipped (link type or file); {events} events compared")
-    if checked == 0:
-        print("FAIL: no capture compared")
-        return 1
-    return 1 if failed else 0
+    return exit_status(checked, failed, "no capture compared")
 
 
 if __name__ == "__main__":
