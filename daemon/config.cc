@@ -35,7 +35,7 @@ absl::Status ParseCapture(const config::Section& s, CaptureConfig& c) {
 
 absl::Status ParseFlows(const config::Section& s, Config& c) {
   RW_RETURN_IF_ERROR(s.CheckKeys({"max_flows", "tcp_idle_timeout", "udp_idle_timeout",
-                                  "closed_timeout", "community_id_seed"}));
+                                  "closed_timeout", "duplicate_window", "community_id_seed"}));
   RW_ASSIGN_OR_RETURN(c.flows.max_flows, s.Uint("max_flows", c.flows.max_flows, 1024, 1 << 26));
   RW_ASSIGN_OR_RETURN(c.flows.tcp_idle_timeout,
                       s.Duration("tcp_idle_timeout", c.flows.tcp_idle_timeout, absl::Seconds(1),
@@ -46,6 +46,9 @@ absl::Status ParseFlows(const config::Section& s, Config& c) {
   RW_ASSIGN_OR_RETURN(c.flows.closed_timeout,
                       s.Duration("closed_timeout", c.flows.closed_timeout, absl::Seconds(0),
                                  absl::Hours(1)));
+  RW_ASSIGN_OR_RETURN(c.flows.duplicate_window,
+                      s.Duration("duplicate_window", c.flows.duplicate_window, absl::ZeroDuration(),
+                                 absl::Seconds(1)));
   RW_ASSIGN_OR_RETURN(std::uint64_t seed, s.Uint("community_id_seed", 0, 0, 65535));
   c.community_id_seed = static_cast<std::uint16_t>(seed);
   return absl::OkStatus();

@@ -708,7 +708,7 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   auto flows_active = Family("relaywatch_flows_active", "Flows in the flow tables, by worker.",
                              MetricType::Gauge);
   std::array<std::uint64_t, decode::kDecodeReasonCount> reasons{};
-  std::uint64_t created = 0, expired = 0, closed = 0, evicted = 0, tunnelled = 0;
+  std::uint64_t created = 0, expired = 0, closed = 0, evicted = 0, tunnelled = 0, duplicates = 0;
   const auto add_decode = [&](const decode::DecodeCounters& c) {
     for (std::size_t r = 0; r < decode::kDecodeReasonCount; ++r) {
       reasons[r] += c.by_reason[r].Read();
@@ -725,6 +725,7 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
     expired += w->flow_counters().expired.Read();
     closed += w->flow_counters().closed.Read();
     evicted += w->flow_counters().evicted.Read();
+    duplicates += w->flow_counters().duplicates.Read();
   }
   if (!live_.empty()) {
     packets = 0;
@@ -815,6 +816,10 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   AddSingle(out, "relaywatch_flows_evicted_total",
             "Flows evicted because a flow table was full (raise flows.max_flows).",
             MetricType::Counter, static_cast<double>(evicted));
+  AddSingle(out, "relaywatch_packets_duplicate_total",
+            "Second copies of a packet (both sides of a router, a SPAN of both directions), "
+            "passed to no detector (flows.duplicate_window).",
+            MetricType::Counter, static_cast<double>(duplicates));
 
   AddDetectorCounters(out);
 

@@ -137,7 +137,11 @@ void Worker::ProcessDecoded(const decode::DecodedPacket& packet) {
   counters_.packets.Increment();
   counters_.bytes.Increment(packet.wire_length);
   flow::Direction direction;
-  flow::FlowState& flow = flows_.Track(packet, direction);
+  bool duplicate = false;
+  flow::FlowState& flow = flows_.Track(packet, direction, duplicate);
+  if (duplicate) {
+    return;  // a second copy of a packet, counted by the flow table
+  }
   for (std::size_t i = 0; i < detectors_.size(); ++i) {
     const std::uint32_t bit = 1U << i;
     if (!detectors_[i] || (flow.detectors_done & bit) != 0) {

@@ -1,5 +1,6 @@
 #include "capture/flow/flow_table.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace relaywatch::flow {
@@ -162,9 +163,54 @@ void FlowTable::EvictIdlest() {
   }
 }
 
-FlowState& FlowTable::Track(const DecodedPacket& p, Direction& direction) {
+// What two copies of one packet share and a retransmission or the next packet does not: a
+// Linux sender numbers every IPv4 packet, and a TCP timestamp or payload moves on; a copy
+// differs only in its TTL, link header and checksum.
+bool FlowTable::SeenBefore(const FlowKey& key, int side, const DecodedPacket& p) {
+  if (config_.duplicate_window <= absl::ZeroDuration())
+    return false;
+  if (seen_.empty())
+    seen_.resize(kSeenSlots);
+  // FNV-1a like the flow ids: the same in every run, so a replay drops the same copies.
+  std::uint64_t fingerprint = KeyHash(key);
+  const std::uint8_t from = static_cast<std::uint8_t>(side);
+  fingerprint = Fnv1a(fingerprint, &from, sizeof from);
+  fingerprint = Fnv1a(fingerprint, &p.ip_id, sizeof p.ip_id);
+  fingerprint = Fnv1a(fingerprint, &p.seq, sizeof p.seq);
+  fingerprint = Fnv1a(fingerprint, &p.ack, sizeof p.ack);
+  fingerprint = Fnv1a(fingerprint, &p.tcp_flags, sizeof p.tcp_flags);
+  fingerprint = Fnv1a(fingerprint, &p.window, sizeof p.window);
+  fingerprint = Fnv1a(fingerprint, &p.tcp_options.ts_value, sizeof p.tcp_options.ts_value);
+  fingerprint = Fnv1a(fingerprint, &p.payload_length, sizeof p.payload_length);
+  fingerprint = Fnv1a(fingerprint, p.payload.data(), std::min<std::size_t>(p.payload.size(), 32));
+  const std::int64_t now = absl::ToUnixNanos(p.ts);
+  Seen& slot = seen_[fingerprint >> 48];  // FNV's high bits: its low ones mix only low bytes
+  if (slot.fingerprint == fingerprint && now >= slot.ts_ns &&
+      now - slot.ts_ns <= absl::ToInt64Nanoseconds(config_.duplicate_window)) {
+    slot.ts_ns = now;  // a copy of a copy (a capture that held the packet twice already)
+    return true;
+  }
+  slot = {fingerprint, now};
+  return false;
+}
+
+FlowState& FlowTable::Track(const DecodedPacket& p, Direction& direction, bool& duplicate) {
   Advance(p.ts);
   const FlowKey key = FlowKey::FromPacket(p);
+  // Before anything else: a copy of a SYN must not read as a new connection on the ports.
+  const bool from_lo = p.src == key.lo_ip && p.src_port == key.lo_port;
+  duplicate = SeenBefore(key, from_lo ? 0 : 1, p);
+  if (duplicate) {
+    if (auto it = flows_.find(key); it != flows_.end()) {
+      FlowState* f = it->second.get();
+      direction = (p.src == f->originator.ip && p.src_port == f->originator.port)
+                      ? Direction::kToResponder
+                      : Direction::kToOriginator;
+      counters_.duplicates.Increment();
+      return *f;
+    }
+    duplicate = false;  // its flow is gone (evicted): taken as a packet of a new one
+  }
   FlowState* f = nullptr;
   if (auto it = flows_.find(key); it != flows_.end()) {
     f = it->second.get();

@@ -5,9 +5,11 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/time/time.h"
+
 #include "capture/base/counter.h"
 #include "capture/base/ip_address.h"
 #include "capture/base/packet_time.h"
@@ -110,6 +112,11 @@ struct FlowTableConfig {
   absl::Duration tcp_idle_timeout = absl::Minutes(10);
   absl::Duration udp_idle_timeout = absl::Minutes(2);
   absl::Duration closed_timeout = absl::Seconds(10);
+  // A packet equal to one of its flow's last few in the same direction (IP ID, TCP sequence,
+  // acknowledgement, flags, window, timestamp, length and first payload bytes) within this
+  // time is a second copy of it: the sensor hears both sides of a router, or a SPAN session
+  // mirrors a packet as it enters and as it leaves. Zero keeps every copy.
+  absl::Duration duplicate_window = absl::Milliseconds(2);
 };
 
 struct FlowTableCounters {
@@ -118,6 +125,7 @@ struct FlowTableCounters {
   WorkerCounter closed;    // FIN/RST then quiet
   WorkerCounter evicted;   // capacity reached: the idlest flow made room
   WorkerCounter active;    // gauge
+  WorkerCounter duplicates;  // second copies of a packet, not tracked (duplicate_window)
 };
 
 // FlowTable maps a flow key to per-flow state for one worker.
@@ -136,8 +144,15 @@ class FlowTable {
   FlowTable& operator=(const FlowTable&) = delete;
 
   // Finds or creates the flow of `packet` and updates its counters and handshake times.
-  // `direction` receives the packet's direction relative to the originator.
-  FlowState& Track(const decode::DecodedPacket& packet, Direction& direction);
+  // `direction` receives the packet's direction relative to the originator. A second copy
+  // of a packet (duplicate_window) changes nothing and sets `duplicate`: the caller passes
+  // it to no detector, since a copy would read as a retransmission.
+  FlowState& Track(const decode::DecodedPacket& packet, Direction& direction, bool& duplicate);
+  // For callers that hand every packet on themselves (unit tests, fuzzing).
+  FlowState& Track(const decode::DecodedPacket& packet, Direction& direction) {
+    bool duplicate = false;
+    return Track(packet, direction, duplicate);
+  }
 
   // Moves the table's clock forward (never back) and ends flows idle past their timeout.
   void Advance(PacketTime now);
@@ -157,6 +172,8 @@ class FlowTable {
   };
 
   FlowState& Create(const FlowKey& key, const decode::DecodedPacket& packet);
+  // `side`: 0 when the packet comes from the key's lower endpoint, else 1.
+  bool SeenBefore(const FlowKey& key, int side, const decode::DecodedPacket& packet);
   void End(FlowState* flow, EndReason reason);
   void Unlink(FlowState* flow);
   void Append(FlowState* flow, List list);
@@ -169,6 +186,15 @@ class FlowTable {
   std::array<ListHead, kListCount> lists_;
   PacketTime now_ = absl::InfinitePast();
   FlowTableCounters counters_;
+  // The packets of the last duplicate_window, by fingerprint (direct-mapped: a collision
+  // forgets the older one). A router forwards in tens of microseconds, in which a busy link
+  // carries other packets of the same flow, so this is per table, not per flow.
+  struct Seen {
+    std::uint64_t fingerprint = 0;
+    std::int64_t ts_ns = 0;
+  };
+  static constexpr std::size_t kSeenSlots = std::size_t{1} << 16;  // indexed by 16 bits
+  std::vector<Seen> seen_;
 };
 
 }  // namespace relaywatch::flow

@@ -410,8 +410,9 @@ def all_events_config(work):
 
 def report_difference(pcap, a, b, names, show):
     """Prints how the normalised events `a` and `b` of one capture differ (names: what each
-    side is); returns whether they do."""
-    if a == b:
+    side is; the order of events that one packet time emits together does not count);
+    returns whether they do."""
+    if sorted(a) == sorted(b):
         return False
     only_a = [x for x in a if x not in set(b)]
     only_b = [x for x in b if x not in set(a)]

@@ -9,7 +9,11 @@ the mirror (192.0.2.1) to the sensor (192.0.2.2), then
 
   vxlan   UDP to port 4789 and an 8-byte VXLAN header (RFC 7348), VNI 7;
   erspan  GRE (RFC 2784) with a sequence number, protocol 0x88BE, and the 8-byte ERSPAN
-          type II header (session 7).
+          type II header (session 7);
+  double  no wrapping: every frame twice, the copy 20 us later with a TTL or hop limit one
+          less and the router's own MAC addresses, as a sensor hears a packet on both
+          sides of a router (capturing on its LAN and WAN interfaces, or a SPAN session
+          of both) - the copy must change nothing.
 
 Timestamps, inner frames and their order are kept. Frames that are not Ethernet (Linux
 cooked, raw IP) get an Ethernet header of their own first; a capture of another link type
@@ -17,7 +21,7 @@ is skipped. The events of both replays are compared, keys sorted, after removing
 wrapping changes by definition (TUNNEL_FIELDS): anything else is a detector reading the
 outer headers where it should read the mirrored packet.
 
-usage: mirror_twin.py --relaywatch BIN [--config YAML] [--kind vxlan|erspan] [--keep DIR]
+usage: mirror_twin.py --relaywatch BIN [--config YAML] [--kind vxlan|erspan|double] [--keep DIR]
                       [--skip-missing] INPUT...   (files or directories, as ipv6_twin.py)
 """
 import argparse
@@ -80,10 +84,29 @@ def wrap(kind, inner, seq):
     return SENSOR_MAC + MIRROR_MAC + b"\x08\x00" + ipv4_header(proto, len(body), seq & 0xFFFF) + body
 
 
+def forwarded_copy(frame):
+    """An Ethernet frame as the router sends it on: its own MAC addresses, TTL or hop limit
+    one less (the IPv4 header checksum adjusted); None when it is not IP."""
+    copy = bytearray(SENSOR_MAC + MIRROR_MAC + frame[12:])
+    off = 12
+    while len(copy) >= off + 4 and copy[off:off + 2] in (b"\x81\x00", b"\x88\xa8"):
+        off += 4
+    ether, ip = copy[off:off + 2], off + 2
+    if ether == b"\x08\x00" and len(copy) >= ip + 20 and copy[ip + 8] > 1:
+        copy[ip + 8] -= 1
+        csum = struct.unpack("!H", copy[ip + 10:ip + 12])[0] + 0x0100  # RFC 1624: TTL is the high byte
+        struct.pack_into("!H", copy, ip + 10, (csum & 0xFFFF) + (csum >> 16))
+    elif ether == b"\x86\xdd" and len(copy) >= ip + 40 and copy[ip + 7] > 1:
+        copy[ip + 7] -= 1
+    else:
+        return None
+    return bytes(copy)
+
+
 def mirror_capture(src, dst, kind):
     """Writes the mirrored copy of `src` to `dst` (classic pcap, ns, Ethernet); returns the
     number of frames, or None when the link type has no Ethernet form."""
-    linktypes, out = [], []
+    linktypes, out, pending = [], [], []
     for item in read_capture(src):
         if item[0] == "if":
             linktypes.append(item[1])
@@ -92,9 +115,20 @@ def mirror_capture(src, dst, kind):
         inner = as_ethernet(linktypes[ifid], frame)
         if inner is None:
             return None
+        if kind == "double":
+            # The capture's own order is kept (a merged capture may step back in time); each
+            # copy goes in before the first later packet that is not earlier than it.
+            stepped_back = bool(out) and ts < out[-1][0]
+            while pending and (pending[0][0] <= ts or stepped_back):
+                out.append(pending.pop(0))
+            out.append((ts, inner, orig + len(inner) - len(frame)))
+            copy = forwarded_copy(inner)
+            if copy is not None:
+                pending.append((ts + 20_000, copy, orig + len(copy) - len(frame)))
+            continue
         copy = wrap(kind, inner, len(out))
         out.append((ts, copy, orig + len(copy) - len(frame)))
-    write_pcap(dst, LINKTYPE_ETHERNET, out)
+    write_pcap(dst, LINKTYPE_ETHERNET, out + pending)
     return len(out)
 
 
@@ -114,7 +148,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--relaywatch", required=True)
     ap.add_argument("--config", help="used where a case brings none (default: every event type)")
-    ap.add_argument("--kind", choices=["vxlan", "erspan"], default="vxlan")
+    ap.add_argument("--kind", choices=["vxlan", "erspan", "double"], default="vxlan")
     ap.add_argument("--keep", help="write the mirrored copies here instead of a temporary directory")
     ap.add_argument("--skip-missing", action="store_true")
     ap.add_argument("--show", type=int, default=6, help="differences printed per capture")

@@ -573,3 +573,71 @@ TEST(FlowTable, FlowIdIsTheSameInEveryProcess) {
 
 }  // namespace
 }  // namespace relaywatch::flow
+
+namespace relaywatch::flow {
+namespace {
+
+// A packet of 10.0.0.1:40000 -> 10.0.0.2:443 as a Linux sender numbers it (IPv4 ID `id`).
+DecodedPacket Segment(std::uint16_t id, std::uint32_t seq, PacketTime ts, std::uint8_t ttl = 64) {
+  DecodedPacket p = Tcp("10.0.0.1", 40000, "10.0.0.2", 443, kTcpAck, ts, 100);
+  p.ip_id = id;
+  p.seq = seq;
+  p.ttl = ttl;
+  return p;
+}
+
+// A sensor on both sides of a router (or a SPAN of a port's both directions) sees each
+// packet twice, microseconds apart and one hop lower: the copy must change nothing, or every
+// segment reads as a retransmission (tests/interop/mirror_twin.py --kind double).
+TEST_F(FlowTableTest, SecondCopyOfAPacketIsSkippedAndCounted) {
+  Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 443, kTcpSyn, kT0));
+  bool duplicate = true;
+  Direction d;
+  table_->Track(Segment(7, 1000, kT0 + absl::Milliseconds(1)), d, duplicate);
+  EXPECT_FALSE(duplicate);
+  FlowState& f = table_->Track(
+      Segment(7, 1000, kT0 + absl::Milliseconds(1) + absl::Microseconds(20), 63), d, duplicate);
+  EXPECT_TRUE(duplicate);
+  EXPECT_EQ(d, Direction::kToResponder);
+  EXPECT_EQ(f.stats[0].packets, 2u);  // the SYN and the segment, not its copy
+  EXPECT_EQ(table_->counters().duplicates.Read(), 1u);
+}
+
+TEST_F(FlowTableTest, RetransmissionIsNotACopy) {
+  Direction d;
+  bool duplicate = true;
+  table_->Track(Segment(7, 1000, kT0), d, duplicate);
+  // The same bytes sent again: Linux gives the new packet the next ID.
+  table_->Track(Segment(8, 1000, kT0 + absl::Microseconds(300)), d, duplicate);
+  EXPECT_FALSE(duplicate);
+  // A packet equal in every field, but later than the window (2 ms).
+  table_->Track(Segment(7, 1000, kT0 + absl::Milliseconds(3)), d, duplicate);
+  EXPECT_FALSE(duplicate);
+  EXPECT_EQ(table_->counters().duplicates.Read(), 0u);
+}
+
+TEST_F(FlowTableTest, CopyOfASynDoesNotReuseTheConnection) {
+  Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 22, kTcpSyn, kT0));
+  Track(Tcp("10.0.0.2", 22, "10.0.0.1", 40000, kTcpRst | kTcpAck, kT0 + absl::Microseconds(5)));
+  // The SYN's copy from the router's other side, after the RST that closed the connection.
+  FlowState& f =
+      Track(Tcp("10.0.0.1", 40000, "10.0.0.2", 22, kTcpSyn, kT0 + absl::Microseconds(20)));
+  EXPECT_TRUE(ended_.empty());
+  EXPECT_EQ(table_->counters().created.Read(), 1u);
+  EXPECT_EQ(f.stats[0].packets, 1u);
+}
+
+TEST_F(FlowTableTest, ZeroWindowKeepsEveryCopy) {
+  FlowTableConfig config;
+  config.duplicate_window = absl::ZeroDuration();
+  Reset(config);
+  Direction d;
+  bool duplicate = true;
+  table_->Track(Segment(7, 1000, kT0), d, duplicate);
+  FlowState& f = table_->Track(Segment(7, 1000, kT0 + absl::Microseconds(20), 63), d, duplicate);
+  EXPECT_FALSE(duplicate);
+  EXPECT_EQ(f.stats[0].packets, 2u);
+}
+
+}  // namespace
+}  // namespace relaywatch::flow
