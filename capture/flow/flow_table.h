@@ -112,10 +112,10 @@ struct FlowTableConfig {
   absl::Duration tcp_idle_timeout = absl::Minutes(10);
   absl::Duration udp_idle_timeout = absl::Minutes(2);
   absl::Duration closed_timeout = absl::Seconds(10);
-  // A packet equal to one of its flow's last few in the same direction (IP ID, TCP sequence,
-  // acknowledgement, flags, window, timestamp, length and first payload bytes) within this
-  // time is a second copy of it: the sensor hears both sides of a router, or a SPAN session
-  // mirrors a packet as it enters and as it leaves. Zero keeps every copy.
+  // A packet equal to one its flow's same side sent within this time (IP ID, TCP sequence,
+  // acknowledgement, flags, window, timestamp, length and first payload bytes) is a second
+  // copy of it: the sensor hears both sides of a router, or a SPAN session mirrors a packet
+  // as it enters and as it leaves. Zero keeps every copy.
   absl::Duration duplicate_window = absl::Milliseconds(2);
 };
 
