@@ -171,26 +171,42 @@ bool FlowTable::SeenBefore(const FlowKey& key, int side, const DecodedPacket& p)
     return false;
   if (seen_.empty())
     seen_.resize(kSeenSlots);
-  // FNV-1a like the flow ids: the same in every run, so a replay drops the same copies.
-  std::uint64_t fingerprint = KeyHash(key);
-  const std::uint8_t from = static_cast<std::uint8_t>(side);
-  fingerprint = Fnv1a(fingerprint, &from, sizeof from);
-  fingerprint = Fnv1a(fingerprint, &p.ip_id, sizeof p.ip_id);
-  fingerprint = Fnv1a(fingerprint, &p.seq, sizeof p.seq);
-  fingerprint = Fnv1a(fingerprint, &p.ack, sizeof p.ack);
-  fingerprint = Fnv1a(fingerprint, &p.tcp_flags, sizeof p.tcp_flags);
-  fingerprint = Fnv1a(fingerprint, &p.window, sizeof p.window);
-  fingerprint = Fnv1a(fingerprint, &p.tcp_options.ts_value, sizeof p.tcp_options.ts_value);
-  fingerprint = Fnv1a(fingerprint, &p.payload_length, sizeof p.payload_length);
-  fingerprint = Fnv1a(fingerprint, p.payload.data(), std::min<std::size_t>(p.payload.size(), 32));
+  // A fixed multiply-xorshift over 8-byte words: the same in every run, so a replay drops
+  // the same copies (absl::Hash is seeded per process), and a few nanoseconds a packet.
+  std::uint64_t fingerprint = 0;
+  const auto mix = [&fingerprint](std::uint64_t v) {
+    fingerprint = (fingerprint ^ v) * 0x9e3779b97f4a7c15ULL;
+    fingerprint ^= fingerprint >> 29;
+  };
+  const auto mix_bytes = [&mix](const std::uint8_t* data, std::size_t n) {
+    for (std::size_t i = 0; i < n; i += 8) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, data + i, std::min<std::size_t>(8, n - i));
+      mix(word);
+    }
+  };
+  mix_bytes(key.lo_ip.data(), key.lo_ip.size());
+  mix_bytes(key.hi_ip.data(), key.hi_ip.size());
+  mix(std::uint64_t{key.lo_port} << 48 | std::uint64_t{key.hi_port} << 32 |
+      std::uint64_t{key.protocol} << 24 | static_cast<std::uint64_t>(side));
+  mix(std::uint64_t{p.ip_id} << 48 | std::uint64_t{p.window} << 32 |
+      std::uint64_t{p.tcp_flags} << 24);
+  mix(std::uint64_t{p.seq} << 32 | p.ack);
+  mix(std::uint64_t{p.tcp_options.ts_value} << 32 | p.payload_length);
+  mix_bytes(p.payload.data(), std::min<std::size_t>(p.payload.size(), 32));
   const std::int64_t now = absl::ToUnixNanos(p.ts);
-  Seen& slot = seen_[fingerprint >> 48];  // FNV's high bits: its low ones mix only low bytes
-  if (slot.fingerprint == fingerprint && now >= slot.ts_ns &&
-      now - slot.ts_ns <= absl::ToInt64Nanoseconds(config_.duplicate_window)) {
-    slot.ts_ns = now;  // a copy of a copy (a capture that held the packet twice already)
-    return true;
+  // Two ways: a packet between another and its copy displaces neither unless both ways
+  // are taken by packets newer than the first.
+  Seen* way = &seen_[(fingerprint >> (64 - kSeenBits)) & ~std::size_t{1}];
+  const std::int64_t window = absl::ToInt64Nanoseconds(config_.duplicate_window);
+  for (int i = 0; i < 2; ++i) {
+    Seen& slot = way[i];
+    if (slot.fingerprint == fingerprint && now >= slot.ts_ns && now - slot.ts_ns <= window) {
+      slot.ts_ns = now;  // a copy of a copy (a capture that held the packet twice already)
+      return true;
+    }
   }
-  slot = {fingerprint, now};
+  way[way[1].ts_ns < way[0].ts_ns ? 1 : 0] = {fingerprint, now};
   return false;
 }
 

@@ -193,7 +193,10 @@ class FlowTable {
     std::uint64_t fingerprint = 0;
     std::int64_t ts_ns = 0;
   };
-  static constexpr std::size_t kSeenSlots = std::size_t{1} << 16;  // indexed by 16 bits
+  // 256 KiB: a copy comes microseconds after its packet, so only the packets between the
+  // two can take its slot, and a table this size stays in the cache.
+  static constexpr int kSeenBits = 14;
+  static constexpr std::size_t kSeenSlots = std::size_t{1} << kSeenBits;
   std::vector<Seen> seen_;
 };
 
