@@ -38,6 +38,11 @@ std::uint64_t KeyHash(const FlowKey& k) {
 
 constexpr std::uint64_t kJsonSafeMask = (std::uint64_t{1} << 53) - 1;
 
+Direction DirectionOf(const FlowState& f, const DecodedPacket& p) {
+  return (p.src == f.originator.ip && p.src_port == f.originator.port) ? Direction::kToResponder
+                                                                       : Direction::kToOriginator;
+}
+
 }  // namespace
 
 FlowKey FlowKey::FromPacket(const DecodedPacket& p) {
@@ -214,16 +219,12 @@ FlowState& FlowTable::Track(const DecodedPacket& p, Direction& direction, bool& 
   Advance(p.ts);
   const FlowKey key = FlowKey::FromPacket(p);
   // Before anything else: a copy of a SYN must not read as a new connection on the ports.
-  const bool from_lo = p.src == key.lo_ip && p.src_port == key.lo_port;
-  duplicate = SeenBefore(key, from_lo ? 0 : 1, p);
+  duplicate = SeenBefore(key, LowEndpointIsSource(p) ? 0 : 1, p);
   if (duplicate) {
     if (auto it = flows_.find(key); it != flows_.end()) {
-      FlowState* f = it->second.get();
-      direction = (p.src == f->originator.ip && p.src_port == f->originator.port)
-                      ? Direction::kToResponder
-                      : Direction::kToOriginator;
+      direction = DirectionOf(*it->second, p);
       counters_.duplicates.Increment();
-      return *f;
+      return *it->second;
     }
     duplicate = false;  // its flow is gone (evicted): taken as a packet of a new one
   }
@@ -239,9 +240,7 @@ FlowState& FlowTable::Track(const DecodedPacket& p, Direction& direction, bool& 
   if (f == nullptr) {
     f = &Create(key, p);
   }
-  direction = (p.src == f->originator.ip && p.src_port == f->originator.port)
-                  ? Direction::kToResponder
-                  : Direction::kToOriginator;
+  direction = DirectionOf(*f, p);
   const int d = Index(direction);
   DirectionStats& s = f->stats[d];
   ++s.packets;

@@ -56,7 +56,7 @@ LINKTYPE_RAW = {101, 12, 14}
 # Fields whose value depends on the address family itself (hashes over the addresses, counts
 # that include IP headers), not on what the detectors found.
 # `mss`: the twin's SYNs announce 20 bytes less (lower_mss).
-FAMILY_FIELDS = {"community_id", "bytes_toserver", "bytes_toclient", "bytes", "ip_bytes", "mss"}
+FAMILY_FIELDS = {"community_id", "bytes_toserver", "bytes_toclient", "mss"}
 
 
 STACK_SIGNATURE = re.compile(r"^[46]:\d+:\d+:[^:]*:[^:]*:[^:]*:[^:]*$")
@@ -209,7 +209,7 @@ def translate_frame(linktype, frame, to6):
 
 
 def read_capture(path):
-    """Yields ('hdr', linktype, nano) once per interface, then (ts_ns, ifindex, frame, orig_len)."""
+    """Yields ("if", linktype) once per interface, then (ts_ns, ifindex, frame, orig_len)."""
     with open(path, "rb") as f:
         data = f.read()
     magic = struct.unpack("<I", data[:4])[0] if len(data) >= 4 else 0
