@@ -89,7 +89,6 @@ class JsonlSink : public Sink {
   JsonlConfig config_;
   int fd_;  // Owned unless it is stdout.
   HeldMessages held_;
-  std::size_t held_bytes_ = 0;
   // Bytes of held_.front() the file already has.
   std::size_t front_written_ = 0;
   // Set at the first refusal (logged), cleared (logged) when a write goes through again.

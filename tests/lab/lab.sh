@@ -106,6 +106,13 @@ TYPING_BUDGET_S="${RWLAB_TYPING_BUDGET_S:-20}"
 # Volume knob for the HTTPS scenarios: cap every /bytes/N download at this many
 # bytes (empty = no cap; the scenarios fetch 123 B to 4 MB).
 MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
+# srv's TLS server flight: RWLAB_SRV_CHAIN_PAD (0) extra 4096-bit RSA certificates sent after
+# its own, as a public site sends its intermediates (real flights are 3-6 kB, the lab's own about
+# 1 kB), and RWLAB_SRV_INITCWND, srv's initial congestion window in segments (empty: the
+# kernel's 10); with a long chain and a window of 1-2 the flight waits for the client's ACKs.
+# Both are read at `up`.
+SRV_CHAIN_PAD="${RWLAB_SRV_CHAIN_PAD:-0}"
+SRV_INITCWND="${RWLAB_SRV_INITCWND:-}"
 # revocation_tls: the responder's time per fetch, drawn from LOW:HIGH ms; RWLAB_RESPONDER_KEEP_ALIVE=1
 # fetches over one connection kept open.
 RESPONDER_MS="${RWLAB_RESPONDER_MS:-40:80}"
@@ -113,7 +120,7 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
-           proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls)
+           proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -123,7 +130,7 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 # ---------------------------------------------------------------- deps
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils
-      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd)
+      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -261,6 +268,20 @@ EOF
             -keyout "$STATE/tls/srv.key" -out "$STATE/tls/srv.crt" 2>/dev/null
     fi
 }
+srv_cert_chain() {  # the certificate file srv's https server sends (its own + RWLAB_SRV_CHAIN_PAD)
+    local i chain="$STATE/tls/srv-chain-$SRV_CHAIN_PAD.crt"
+    if [[ $SRV_CHAIN_PAD == 0 ]]; then echo "$STATE/tls/srv.crt"; return; fi
+    if [[ ! -f $chain ]]; then
+        cp "$STATE/tls/srv.crt" "$chain.tmp"
+        for i in $(seq "$SRV_CHAIN_PAD"); do
+            openssl req -x509 -newkey rsa:4096 -nodes -days 30 -subj "/O=rwlab/CN=rwlab intermediate $i" \
+                -keyout /dev/null -out "$STATE/tls/pad-$i.crt" 2>/dev/null
+            cat "$STATE/tls/pad-$i.crt" >>"$chain.tmp"
+        done
+        mv "$chain.tmp" "$chain"
+    fi
+    echo "$chain"
+}
 sshd_conf() {  # sshd_conf NAME LISTEN_IP
     cat >"$STATE/ssh/sshd_$1.conf" <<EOF
 Port 22
@@ -315,6 +336,11 @@ cmd_up() {
     mkdir -p "$STATE"
     NEAR_DELAY_MS="${RWLAB_NEAR_DELAY_MS:-5}"
     echo "$NEAR_DELAY_MS" >"$STATE/near_delay_ms"
+    if [[ $SRV_CHAIN_PAD != 0 || -n $SRV_INITCWND ]]; then
+        echo "srv's TLS flight: its certificate and $SRV_CHAIN_PAD extra 4096-bit ones, initcwnd ${SRV_INITCWND:-10}" >"$STATE/srv_flight"
+    else
+        rm -f "$STATE/srv_flight"
+    fi
     local ns
     for ns in "${NSLIST[@]}"; do
         # per-namespace resolver and hosts files (ip netns exec bind-mounts
@@ -344,7 +370,7 @@ cmd_up() {
     nsx gw ip route add default via "$INET_GW"
     nsx inet ip route add "$LAN_NET" via "$GW_WAN"
     nsx inet ip route add unreachable default   # nothing leaves the lab
-    nsx srv ip route add default via "$INET_SRV"
+    nsx srv ip route add default via "$INET_SRV" ${SRV_INITCWND:+initcwnd "$SRV_INITCWND"}
     nsx op ip route add default via "$INET_OP"
 
     gen_keys
@@ -357,7 +383,7 @@ cmd_up() {
     start_bg sshd_farm farm "$STATE/logs/sshd_farm.log" "$SSHD" -D -e -f "$STATE/ssh/sshd_farm.conf"
     start_bg danted farm "$STATE/logs/danted.log" danted -f "$STATE/danted.conf" -p "$STATE/danted.pid" -N 1
     start_bg https_srv srv "$STATE/logs/https_srv.log" "$PY" "$HELPERS/https_server.py" \
-        --bind "$SRV" --port 443 --cert "$STATE/tls/srv.crt" --key "$STATE/tls/srv.key"
+        --bind "$SRV" --port 443 --cert "$(srv_cert_chain)" --key "$STATE/tls/srv.key"
     wait_port srv "$SRV" 22 || die "sshd on srv did not start"
     wait_port farm "$FARM" 22 || die "sshd on farm did not start"
     wait_port farm "$FARM" 1080 || die "danted on farm did not start"
@@ -420,6 +446,8 @@ proxied_rdp             op xfreerdp -> SOCKS5 (dante) on farm -> xrdp on farm  r
 proxied_ssh             op types into ssh srv via HTTP CONNECT (tinyproxy) on farm  relayed=true app=ssh
 corp_proxy_direct_tls   farm curl -> company HTTP proxy (tinyproxy on srv) -> srv  relayed=false app=tls
 corp_proxy_tls          op curl -> ssh -L via farm -> company HTTP proxy on srv   relayed=true  app=tls
+direct_browser          farm chromium browses https srv             relayed=false app=tls
+proxied_browser         op chromium -> SOCKS5 (dante) on farm -> srv  relayed=true app=tls
 EOF
 }
 
@@ -507,6 +535,53 @@ scn_proxied_tls() {
     spec operator_leg socks5 "$OP" "$FARM" 1080 true "op -> farm SOCKS5 (carries the TLS session)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op"
     browse op "$out" "$seed" --socks5 "$FARM:1080"
+}
+
+# A real browser (Debian's chromium, headless) on a seeded site of srv (helpers/https_server.py
+# /page/N): each page loads a stylesheet, a script and 3-6 images, then moves on after a seeded
+# pause, for about BUDGET seconds in one browser process (connection reuse, parallel connections,
+# session resumption: what a person's browser does, not curl's one fetch per process).
+BROWSER_BUDGET_S="${RWLAB_BROWSER_BUDGET_S:-20}"
+browser() {  # browser NS OUT SEED [CHROMIUM OPTION...]
+    local ns="$1" out="$2" seed="$3" profile pid pages0 pages
+    shift 3
+    command -v chromium >/dev/null || { log "chromium missing: apt-get install chromium"; return 1; }
+    profile="$STATE/chromium-$ns"
+    rm -rf "$profile"
+    pages0=$(grep -c 'GET /page/' "$STATE/logs/https_srv.log" 2>/dev/null || true)
+    nsx "$ns" chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+        --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+        --disable-default-apps --disable-extensions --disable-features=MediaRouter,OptimizationHints \
+        --ignore-certificate-errors --user-data-dir="$profile" "$@" \
+        "https://$SRV_NAME/page/$((seed * 100))" >>"$out/chromium-$ns.log" 2>&1 </dev/null &
+    pid=$!
+    sleep "$BROWSER_BUDGET_S"
+    stop_pid "$pid"
+    # its helper processes (renderer, network service) end with it, still writing the profile
+    # for a moment; any left after 5 s are killed
+    for _ in $(seq 50); do pgrep -f -- "--user-data-dir=$profile" >/dev/null || break; sleep 0.1; done
+    pkill -KILL -f -- "--user-data-dir=$profile" 2>/dev/null || true
+    rm -rf "$profile" 2>/dev/null || true
+    pages=$(( $(grep -c 'GET /page/' "$STATE/logs/https_srv.log" 2>/dev/null || true) - ${pages0:-0} ))
+    echo "browser: chromium loaded $pages pages of srv's site" >>"$out/scenario.log"
+    ((pages > 0))
+}
+
+scn_direct_browser() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=tls; M_HUMAN=farm
+    M_NOTE="user at the laptop browses srv's seeded site with chromium (headless), ${BROWSER_BUDGET_S} s"
+    spec direct tls "$FARM" "$SRV" 443 false "farm chromium -> srv"
+    browser farm "$out" "$seed"
+}
+
+scn_proxied_browser() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=tls; M_KIND=socks5; M_HUMAN=op; M_CTRL=""
+    M_NOTE="operator's chromium (headless) browses srv's seeded site through the dante SOCKS5 proxy on the laptop (names resolved by the proxy), ${BROWSER_BUDGET_S} s; TLS is end-to-end op<->srv"
+    spec operator_leg socks5 "$OP" "$FARM" 1080 true "op chromium -> farm SOCKS5 (carries the TLS sessions)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op's chromium"
+    browser op "$out" "$seed" --proxy-server="socks5://$FARM:1080"
 }
 
 start_tinyproxy() {  # start_tinyproxy OUT PORT [NS ADDR LISTEN_PORT ALLOW]: CONNECT to PORT only
@@ -906,6 +981,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ $rc -eq 3 ]] && status="skipped (dependency missing)"
     # shellcheck disable=SC1091
     [[ -f $out/.meta.sh ]] && source "$out/.meta.sh" && rm -f "$out/.meta.sh"
+    [[ ! -f $STATE/srv_flight ]] || M_NOTE="$M_NOTE; $(cat "$STATE/srv_flight")"
     [[ $SSH_CLIENT == ssh ]] || M_NOTE="$M_NOTE; ssh client $SSH_CLIENT: $("$SSH_CLIENT" -V 2>&1)"
     [[ -z $SSHD_BIN ]] || M_NOTE="$M_NOTE; sshd $SSHD_BIN: $("$SSHD_BIN" -V 2>&1 | head -n 1)"
     obfuscation=""

@@ -188,6 +188,12 @@ DESCR = {
                          "forward; the laptop's sshd opens the TLS connections to srv.",
     "proxied_rdp": "As rdp_session, but the operator's xfreerdp reaches xrdp through the dante SOCKS5 "
                    "proxy on the laptop (`/proxy:socks5://farm:1080`): RDP inside SOCKS.",
+    "direct_browser": "Negative case with a real browser: the user at the laptop browses srv's seeded "
+                      "site with Debian's chromium (headless) for 20 s: parallel connections, "
+                      "reuse and session resumption in one browser process.",
+    "proxied_browser": "The far operator's chromium browses the same site through the dante SOCKS5 "
+                       "proxy on the laptop (Chromium sends the name, the laptop resolves it); "
+                       "every laptop->srv TLS handshake waits on the far browser.",
     "proxied_ssh": "The operator types into `ssh root@srv` whose ProxyCommand is "
                    "`nc -X connect -x farm:8888`: SSH inside the HTTP CONNECT tunnel of tinyproxy "
                    "on the laptop, and from the laptop on to srv.",
@@ -211,7 +217,7 @@ def cmd_readme(a):
             sums.append(json.load(f))
     order = ["rdp_session", "vnc_session", "direct_ssh_interactive", "jump_ssh_interactive",
              "ssh_tunnel", "direct_tls", "proxied_tls", "scp_transfer", "ssh_local_forward",
-             "proxied_rdp", "proxied_ssh"]
+             "proxied_rdp", "proxied_ssh", "direct_browser", "proxied_browser"]
     sums.sort(key=lambda s: order.index(s["case"]) if s["case"] in order else 99)
     L = []
     w = L.append
