@@ -275,8 +275,7 @@ srv_cert_chain() {  # the certificate file srv's https server sends (its own + R
         cp "$STATE/tls/srv.crt" "$chain.tmp"
         for i in $(seq "$SRV_CHAIN_PAD"); do
             openssl req -x509 -newkey rsa:4096 -nodes -days 30 -subj "/O=rwlab/CN=rwlab intermediate $i" \
-                -keyout /dev/null -out "$STATE/tls/pad-$i.crt" 2>/dev/null
-            cat "$STATE/tls/pad-$i.crt" >>"$chain.tmp"
+                -keyout /dev/null 2>/dev/null >>"$chain.tmp"
         done
         mv "$chain.tmp" "$chain"
     fi

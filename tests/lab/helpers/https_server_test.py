@@ -32,10 +32,14 @@ class SitePageTest(unittest.TestCase):
             self.assertEqual(len(set(images)), len(images))
 
 
+class QuietHandler(https_server.Handler):
+    def log_message(self, fmt, *args):
+        pass
+
+
 class ServedSiteTest(unittest.TestCase):
     def setUp(self):
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), https_server.Handler)
-        self.httpd.RequestHandlerClass.log_message = lambda *a: None
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
