@@ -230,7 +230,11 @@ class HostStage {
       // visible client leg: a fetch whose record comes later may still explain one.
       std::vector<double> samples_ms;
       std::vector<PacketTime> waits;
+      // How each turnaround's flight arrived (relay::ReadTurnaround), in the same order.
+      std::vector<double> spreads_ms;
       double client_leg_ms = 0;
+      // Only spread flights were answered: hidden_ms is the least the leg can be.
+      bool lower_bound = false;
       // A TLS client's answer to the handshake, while no fetch explained it: then it is
       // samples_ms[0], and it bounds the flow's turnaround (relay::TurnaroundMs).
       std::optional<double> handshake_ms;

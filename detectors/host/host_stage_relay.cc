@@ -327,7 +327,13 @@ template <typename Fetches>
 std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& fetches) {
   if (sample.waits.size() != sample.samples_ms.size() || sample.samples_ms.empty())
     return 0;  // a record without its waits: nothing to match
-  const double before = detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms);
+  if (sample.spreads_ms.size() != sample.samples_ms.size())
+    sample.spreads_ms.clear();  // a record without them: every flight counts as whole
+  const auto turnaround = [&sample] {
+    return detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms,
+                                            sample.handshake_ms, sample.client_leg_ms);
+  };
+  const double before = turnaround().ms;
   std::size_t kept = 0;
   bool rested = false;  // the flow's reading rested on a turnaround a fetch fed
   for (std::size_t i = 0; i < sample.samples_ms.size(); ++i) {
@@ -342,21 +348,26 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
     } else {
       sample.samples_ms[kept] = sample.samples_ms[i];
       sample.waits[kept] = sample.waits[i];
+      if (!sample.spreads_ms.empty())
+        sample.spreads_ms[kept] = sample.spreads_ms[i];
       ++kept;
     }
   }
   const std::size_t dropped = sample.samples_ms.size() - kept;
   sample.samples_ms.resize(kept);
   sample.waits.resize(kept);
+  if (!sample.spreads_ms.empty())
+    sample.spreads_ms.resize(kept);
   if (rested && (kept < kMinTurnaroundsLeft || sample.app != "ssh")) {
     // The turnarounds left are the flow's slower ones (a close_notify that waited for a
     // download, a request after think time): they cannot stand for it, so no reading.
     sample.samples_ms.clear();
     sample.waits.clear();
+    sample.spreads_ms.clear();
   } else if (dropped > 0) {
-    sample.hidden_ms = std::max(
-        0.0, sample.hidden_ms +
-                 detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms) - before);
+    const detectors::relay::FlowTurnaround after = turnaround();
+    sample.hidden_ms = std::max(0.0, sample.hidden_ms + after.ms - before);
+    sample.lower_bound = after.lower_bound;
   }
   if (dropped > 0) {
     absl::MutexLock lock(&mu_);
@@ -427,8 +438,18 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   if (const std::optional<double> handshake = Number(r, "handshake_turnaround_ms"))
     sample.handshake_ms = std::min(*handshake, sample.samples_ms.front());
   sample.waits = std::move(waits);
-  sample.client_leg_ms = std::max(
-      0.0, detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms) - *hidden);
+  if (r.contains("turnaround_flight_spread_ms") && r["turnaround_flight_spread_ms"].is_array()) {
+    for (const nlohmann::json& t : r["turnaround_flight_spread_ms"]) {
+      if (t.is_number())
+        sample.spreads_ms.push_back(t.get<double>());
+    }
+  }
+  sample.lower_bound = r.value("hidden_leg_lower_bound", false);
+  // The record's turnaround is what its hidden leg was read from.
+  sample.client_leg_ms = std::max(0.0, Number(r, "turnaround_ms")
+                                               .value_or(detectors::relay::TurnaroundMs(
+                                                   sample.samples_ms, sample.handshake_ms)) -
+                                           *hidden);
   HostState& state = Host(host, finding.ts);
   if (const std::size_t explained = Explain(sample, state.fetches); explained > 0) {
     // The record says what the decision used: the leg of the turnarounds left, if any
@@ -440,9 +461,15 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
       r.erase("min_distance_km");
       return;  // every wait was a fetch's
     }
-    r["turnaround_ms"] = detectors::relay::TurnaroundMs(sample.samples_ms, sample.handshake_ms);
+    r["turnaround_ms"] = detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms,
+                                                          sample.handshake_ms, sample.client_leg_ms)
+                             .ms;
     r["hidden_leg_rtt_ms"] = std::round(sample.hidden_ms * 1000.0) / 1000.0;
     r["min_distance_km"] = std::round(FibreKm(sample.hidden_ms));
+    if (sample.lower_bound)
+      r["hidden_leg_lower_bound"] = true;
+    else
+      r.erase("hidden_leg_lower_bound");
   }
   MakeRoom(state.hidden, finding.ts, config_.relay.window);
   state.hidden.push_back(std::move(sample));
@@ -460,68 +487,103 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   // largest at most twice the least: one operator's round trip, not scattered stalls), and
   // no flow of the window lies in the band from half the budget up to it (a near relay
   // whose jitter straddles the budget fills that band; a laptop's own flows stay under it).
-  std::uint64_t total = 0;
-  std::vector<double> values;
-  std::vector<double> far;
-  std::uint64_t far_turnarounds = 0;
-  bool straddles = false;
-  for (const HostState::HiddenSample& s : state.hidden) {
-    total += s.samples_ms.size();
-    values.push_back(s.hidden_ms);
-    if (s.hidden_ms >= budget_ms) {
-      far.push_back(s.hidden_ms);
-      far_turnarounds += s.samples_ms.size();
-    } else if (s.hidden_ms >= budget_ms / 2) {
-      straddles = true;
+  //
+  // A flow whose answered flights all came spread out gives only a lower bound
+  // (relay::ReadTurnaround). Where the window holds flows with whole flights, those decide
+  // first, as the bounds of a far relay that did not hold can sit at half its round trip
+  // and would read as a straddling or near minority; the bounds join them only when the
+  // whole flights alone did not decide. A bound never overstates a leg, so it can only
+  // make the host look nearer.
+  struct Decision {
+    std::string rule;
+    double ms = 0;
+    std::size_t flows = 0;
+    std::uint64_t turnarounds = 0;
+    bool far_only = false;
+    bool whole_only = false;
+  };
+  const auto decide = [&](bool whole_only) -> std::optional<Decision> {
+    Decision d;
+    d.whole_only = whole_only;
+    std::vector<double> values;
+    std::vector<double> far;
+    std::uint64_t far_turnarounds = 0;
+    bool straddles = false;
+    for (const HostState::HiddenSample& s : state.hidden) {
+      if (whole_only && s.lower_bound)
+        continue;
+      d.turnarounds += s.samples_ms.size();
+      values.push_back(s.hidden_ms);
+      if (s.hidden_ms >= budget_ms) {
+        far.push_back(s.hidden_ms);
+        far_turnarounds += s.samples_ms.size();
+      } else if (s.hidden_ms >= budget_ms / 2) {
+        straddles = true;
+      }
     }
-  }
-  const std::size_t n = values.size();
-  std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
-                           values.end());
-  const double median = *detectors::relay::Median(values);  // reorders values
-  std::string rule;
-  double decided_ms = 0;
-  std::size_t decided_flows = 0;
-  if (total >= config_.relay.min_samples && median >= budget_ms && 2 * far.size() > n) {
-    rule = "median_over_window";
-    decided_ms = median;
-    decided_flows = n;
-  } else if (n >= config_.relay.min_flows &&
-             *std::min_element(last.begin(), last.end()) >= budget_ms) {
-    rule = "consecutive_flows";
-    decided_ms = *detectors::relay::Median(last);
-    decided_flows = last.size();
-  } else if (!straddles && far_turnarounds >= config_.relay.min_samples &&
-             *std::max_element(far.begin(), far.end()) <=
-                 2 * *std::min_element(far.begin(), far.end())) {
-    rule = "far_flows";
-    decided_ms = *detectors::relay::Median(far);
-    decided_flows = far.size();
-  } else {
+    const std::size_t n = values.size();
+    if (n == 0)
+      return std::nullopt;
+    std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
+                             values.end());
+    const double median = *detectors::relay::Median(values);  // reorders values
+    if (d.turnarounds >= config_.relay.min_samples && median >= budget_ms && 2 * far.size() > n) {
+      d.rule = "median_over_window";
+      d.ms = median;
+      d.flows = n;
+    } else if (n >= config_.relay.min_flows &&
+               *std::min_element(last.begin(), last.end()) >= budget_ms) {
+      d.rule = "consecutive_flows";
+      d.ms = *detectors::relay::Median(last);
+      d.flows = last.size();
+    } else if (!straddles && far_turnarounds >= config_.relay.min_samples &&
+               *std::max_element(far.begin(), far.end()) <=
+                   2 * *std::min_element(far.begin(), far.end())) {
+      d.rule = "far_flows";
+      d.ms = *detectors::relay::Median(far);
+      d.flows = far.size();
+      d.far_only = true;
+    } else {
+      return std::nullopt;
+    }
+    return d;
+  };
+  const bool any_bound =
+      std::any_of(state.hidden.begin(), state.hidden.end(),
+                  [](const HostState::HiddenSample& s) { return s.lower_bound; });
+  std::optional<Decision> decision = decide(any_bound);
+  if (!decision && any_bound)
+    decision = decide(false);
+  if (!decision)
     return;
-  }
   if (!Admit(host, absl::StrCat(kSidHiddenLeg), finding.ts))
     return;
   // The flows that decided first (the far ones, for the far-flows rule), newest first.
-  const bool far_only = rule == "far_flows";
   nlohmann::json flows = nlohmann::json::array();
   std::set<std::string> apps;  // sorted, once each
   // One application talking to one server is also what a client slow on its own looks like
   // (a VPN client, a smartcard): the count tells the analyst which case to check first.
   std::set<std::string> servers;
+  std::size_t bounds = 0;
   for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
-    if (far_only && s->hidden_ms < budget_ms)
+    if ((decision->far_only && s->hidden_ms < budget_ms) ||
+        (decision->whole_only && s->lower_bound))
       continue;
     if (flows.size() < 8) {
-      flows.push_back({{"flow_id", s->flow_id},
-                       {"app", s->app},
-                       {"dest_ip", s->server},
-                       {"dest_port", s->server_port},
-                       {"hidden_leg_rtt_ms", s->hidden_ms}});
+      nlohmann::json flow = {{"flow_id", s->flow_id},
+                             {"app", s->app},
+                             {"dest_ip", s->server},
+                             {"dest_port", s->server_port},
+                             {"hidden_leg_rtt_ms", s->hidden_ms}};
+      if (s->lower_bound)
+        flow["hidden_leg_lower_bound"] = true;
+      flows.push_back(std::move(flow));
     }
+    bounds += s->lower_bound ? 1 : 0;
     apps.insert(s->app);
     servers.insert(s->server);
   }
+  const double decided_ms = decision->ms;
   Event alert = NewAlert(finding.ts, finding.flow, host, kSidHiddenLeg,
                          absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
                                       "leg of ",
@@ -532,10 +594,11 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
                     {"apps", apps},
                     {"hidden_leg_rtt_ms", Round1(decided_ms)},
                     {"min_distance_km", std::round(FibreKm(decided_ms))},
-                    {"rule", rule},
-                    {"flows_decided", decided_flows},
-                    {"flows_in_window", n},
-                    {"turnarounds", total},
+                    {"rule", decision->rule},
+                    {"flows_decided", decision->flows},
+                    {"flows_in_window", state.hidden.size()},
+                    {"flows_lower_bound", bounds},
+                    {"turnarounds", decision->turnarounds},
                     {"servers", servers.size()},
                     {"local_rtt_ms", budget_ms},
                     {"site", site ? site->name : ""},

@@ -480,6 +480,12 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     for (double t : turns)
       samples.push_back(Round3(t));
     r["turnaround_samples_ms"] = samples;
+    // How each answered flight arrived: spread out, a relay may have held its tail.
+    const std::vector<double>& spreads = data.turnarounds.spreads_ms();
+    nlohmann::json spread_json = nlohmann::json::array();
+    for (double s : spreads)
+      spread_json.push_back(Round3(s));
+    r["turnaround_flight_spread_ms"] = std::move(spread_json);
     // The lower quartile: a minority of turnarounds is slowed by the client's own work (an
     // SSH key exchange's post-quantum key generation takes tens of ms) and one may come
     // early (a client that sends before the server's flight arrives); both stay outside it.
@@ -489,15 +495,18 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       handshake = data.turnarounds.first_answer_ms();
     if (handshake)
       r["handshake_turnaround_ms"] = Round3(*handshake);
-    const double turnaround = TurnaroundMs(turns, handshake);
-    r["turnaround_ms"] = Round3(turnaround);
     // The client's own visible round trip is inside every turnaround; what remains is the
     // leg the sensor cannot see (plus the client's processing, about a millisecond).
     const std::optional<double> client_leg = data.client_dir == 0 ? rtt_orig : rtt_resp;
+    const FlowTurnaround turnaround =
+        ReadTurnaround(turns, spreads, handshake, client_leg.value_or(0.0));
+    r["turnaround_ms"] = Round3(turnaround.ms);
     if (client_leg) {
-      const double hidden = HiddenLegMs(turnaround, *client_leg);
+      const double hidden = HiddenLegMs(turnaround.ms, *client_leg);
       r["hidden_leg_rtt_ms"] = Round3(hidden);
       r["min_distance_km"] = std::round(FibreKm(hidden));
+      if (turnaround.lower_bound)
+        r["hidden_leg_lower_bound"] = true;
     }
   }
   if (methods.hidden_leg) {

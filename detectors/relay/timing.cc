@@ -246,6 +246,7 @@ void Turnarounds::OnServerData(std::optional<std::uint32_t> ack) {
   if (ack && SeqLessEq(*ack, answer_seq_)) {
     samples_.pop_back();
     waits_from_.pop_back();
+    spreads_.pop_back();
     ++interrupted_;
     first_kept_ = first_kept_ && !samples_.empty();
   }
@@ -288,6 +289,7 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
     if (!flight_open_) {
       flight_open_ = true;
       flight_tainted_ = false;
+      flight_first_ = ts;
     }
     flight_last_ = ts;
     flight_tainted_ = flight_tainted_ || retransmission;
@@ -312,6 +314,7 @@ void Turnarounds::OnData(PacketTime ts, bool from_client, bool retransmission, s
   first_kept_ = first_kept_ || answers() == 0;
   samples_.push_back(ToMs(gap));
   waits_from_.push_back(flight_last_);
+  spreads_.push_back(ToMs(flight_last_ - flight_first_));
   unsettled_ = true;
   answer_seq_ = seq;
 }
@@ -360,6 +363,41 @@ double TurnaroundMs(std::vector<double> samples_ms, std::optional<double> handsh
   if (!quartile || !handshake_ms)
     return quartile.value_or(handshake_ms.value_or(0.0));
   return std::min(*quartile, *handshake_ms);
+}
+
+double SpreadFlightBoundMs(double turnaround_ms, double spread_ms, double client_leg_ms) {
+  // The relay sent the first part at once and held only what came after; the held tail
+  // leaves when the far client acknowledges what went before, less than a hidden round
+  // trip later. A flight shorter than the hidden leg: the tail waited for the first part's
+  // acknowledgement, leg + (leg - spread) in all. A longer one (the relay released earlier
+  // tails while the flight came in): up to a whole leg more than the leg itself.
+  const double waited = std::max(0.0, turnaround_ms - client_leg_ms);
+  const double leg = spread_ms <= waited / 2 ? (waited + spread_ms) / 2 : waited / 2;
+  return client_leg_ms + leg;
+}
+
+FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
+                              const std::vector<double>& spreads_ms,
+                              std::optional<double> handshake_ms, double client_leg_ms) {
+  const double measured = TurnaroundMs(samples_ms, handshake_ms);
+  if (samples_ms.empty() || spreads_ms.size() != samples_ms.size())
+    return {measured, false};
+  // A turnaround after a spread flight is a held one or not: never shorter than the leg.
+  // Those after whole flights read it as it is and decide, with the others as a ceiling.
+  std::vector<double> whole;
+  for (std::size_t i = 0; i < samples_ms.size(); ++i) {
+    if (spreads_ms[i] <= kWholeFlightSpreadMs)
+      whole.push_back(samples_ms[i]);
+  }
+  if (!whole.empty())
+    return {std::min(measured, *Quantile(whole, 0.25)), false};
+  std::vector<double> bounds;
+  for (std::size_t i = 0; i < samples_ms.size(); ++i)
+    bounds.push_back(SpreadFlightBoundMs(samples_ms[i], spreads_ms[i], client_leg_ms));
+  std::optional<double> handshake;
+  if (handshake_ms)
+    handshake = SpreadFlightBoundMs(*handshake_ms, spreads_ms[0], client_leg_ms);
+  return {TurnaroundMs(std::move(bounds), handshake), true};
 }
 
 double HiddenLegMs(double turnaround_ms, double client_leg_ms) {

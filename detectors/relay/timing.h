@@ -213,6 +213,8 @@ class Turnarounds {
   // When each sample's wait began (the flight's last segment), in the same order: the host
   // stage matches waits against the host's other connections (a revocation fetch).
   const std::vector<PacketTime>& waits_from() const { return waits_from_; }
+  // How long each sample's flight took to arrive (its first segment to its last), in ms.
+  const std::vector<double>& spreads_ms() const { return spreads_; }
   bool full() const { return samples_.size() >= max_samples_; }
   std::uint32_t refused() const { return refused_; }
   // Refused for taking longer than `max_gap` (of refused()): a person or an application
@@ -232,7 +234,9 @@ class Turnarounds {
   bool flight_open_ = false;
   bool flight_tainted_ = false;
   PacketTime flight_last_ = absl::InfinitePast();
+  PacketTime flight_first_ = absl::InfinitePast();
   std::vector<double> samples_;
+  std::vector<double> spreads_;
   std::vector<PacketTime> waits_from_;
   std::uint32_t refused_ = 0;
   std::uint32_t slow_ = 0;
@@ -288,6 +292,38 @@ bool FedWait(const Exchange& fetch, PacketTime from, double wait_ms, double slac
 // that answer; later answers may wait on the application (a browser's next request after it
 // ran a page's script), and a browser's can make up most of a flow's samples.
 double TurnaroundMs(std::vector<double> samples_ms, std::optional<double> handshake_ms);
+
+// A server flight whose segments reached the sensor within this of each other reaches a
+// relay on the laptop as one burst too: the relay reads and forwards it whole. One that came
+// spread out (the server's congestion window split it, or its pacing, or a slow link) may
+// be forwarded in parts, and a relay that keeps Nagle's algorithm on toward the far client
+// (ssh -D and -L without a terminal, tinyproxy) holds the last, short part until the far
+// client acknowledges the first: that client then answers two hidden round trips after
+// the first part reached the relay, not one after the last. A relay process wakes and reads
+// within tens of microseconds, so 0.1 ms apart is already two reads.
+inline constexpr double kWholeFlightSpreadMs = 0.1;
+
+// The least turnaround a hidden leg could give this one after a spread flight: the relay
+// either forwarded each part at once (the reading is the leg), or held the short tail until
+// the far client acknowledged what went before, which adds less than one more leg
+// (exactly a leg less the spread, when the flight was shorter than the leg).
+double SpreadFlightBoundMs(double turnaround_ms, double spread_ms, double client_leg_ms);
+
+struct FlowTurnaround {
+  double ms = 0;
+  // Every turnaround followed a spread flight: `ms` is the least the turnaround can be.
+  bool lower_bound = false;
+};
+
+// A flow's turnaround from its samples and their flights' spreads (first segment to last,
+// in the same order; empty: all whole). TurnaroundMs of them all, no more than the lower
+// quartile of those after whole flights when there are any (a held turnaround is only ever
+// longer). With none, TurnaroundMs of each one's SpreadFlightBoundMs: a lower bound.
+// `handshake_ms` as for TurnaroundMs (it is samples_ms[0]); the client's visible leg is
+// inside every sample.
+FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
+                              const std::vector<double>& spreads_ms,
+                              std::optional<double> handshake_ms, double client_leg_ms);
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the
 // sensor and the client. Negative values (processing noise) clamp to zero.

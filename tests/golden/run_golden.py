@@ -124,7 +124,13 @@ def relay_problems(events, truth):
             want = flow["hidden_leg_rtt_ms"]
             if hidden is None and lossy and r.get("turnarounds_refused"):
                 continue  # every answer refused as loss: no reading, which is no wrong one
-            if hidden is None or abs(hidden - want) > RTT_TOLERANCE * want:
+            if hidden is not None and r.get("hidden_leg_lower_bound"):
+                # Flights in parts: at least half the leg (a relay that did not hold their
+                # tails), never more than the leg itself (one that did).
+                if not (1 - RTT_TOLERANCE) * want / 2 <= hidden <= (1 + RTT_TOLERANCE) * want:
+                    problems.append(f"{label}: hidden_leg_rtt_ms {hidden} (a lower bound), "
+                                    f"configured {want}")
+            elif hidden is None or abs(hidden - want) > RTT_TOLERANCE * want:
                 problems.append(f"{label}: hidden_leg_rtt_ms {hidden}, configured {want}")
         elif flow["role"] == "direct" and hidden is not None and hidden > 20:
             problems.append(f"{label}: direct flow with hidden_leg_rtt_ms {hidden}")

@@ -110,9 +110,12 @@ MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
 # its own, as a public site sends its intermediates (real flights are 3-6 kB, the lab's own about
 # 1 kB), and RWLAB_SRV_INITCWND, srv's initial congestion window in segments (empty: the
 # kernel's 10); with a long chain and a window of 1-2 the flight waits for the client's ACKs.
-# Both are read at `up`.
+# Both are read at `up`. RWLAB_SRV_RATE_KBIT (0: none) sends each direction of srv's line at
+# that rate, so that a flight's segments pass the capture point spaced out as behind a slow
+# link on the way (a 4 kB flight over 1.6 ms at 20000); read at each run.
 SRV_CHAIN_PAD="${RWLAB_SRV_CHAIN_PAD:-0}"
 SRV_INITCWND="${RWLAB_SRV_INITCWND:-}"
+SRV_RATE_KBIT="${RWLAB_SRV_RATE_KBIT:-0}"
 # revocation_tls: the responder's time per fetch, drawn from LOW:HIGH ms; RWLAB_RESPONDER_KEEP_ALIVE=1
 # fetches over one connection kept open.
 RESPONDER_MS="${RWLAB_RESPONDER_MS:-40:80}"
@@ -234,7 +237,7 @@ NFT
 }
 set_link_delays() {  # set_link_delays OP_DELAY_MS OP_JITTER_MS NEAR_DELAY_MS NEAR_JITTER_MS SEED
     set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$OP_RATE_KBIT" "$OP_QUEUE_MS"
-    set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT"
+    set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$SRV_RATE_KBIT"
     [[ ! -f $STATE/lan_delay_line ]] ||
         set_delay lan "$LAN_DELAY_MS" "$LAN_JITTER_MS" "${5:-1}" 0 0 "$LAN_RATE_KBIT" "$LAN_QUEUE_MS"
     sleep 0.5   # delay line polls its control file every 0.2 s
@@ -981,6 +984,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     # shellcheck disable=SC1091
     [[ -f $out/.meta.sh ]] && source "$out/.meta.sh" && rm -f "$out/.meta.sh"
     [[ ! -f $STATE/srv_flight ]] || M_NOTE="$M_NOTE; $(cat "$STATE/srv_flight")"
+    [[ $SRV_RATE_KBIT == 0 ]] || M_NOTE="$M_NOTE; srv's line at $SRV_RATE_KBIT kbit/s"
     [[ $SSH_CLIENT == ssh ]] || M_NOTE="$M_NOTE; ssh client $SSH_CLIENT: $("$SSH_CLIENT" -V 2>&1)"
     [[ -z $SSHD_BIN ]] || M_NOTE="$M_NOTE; sshd $SSHD_BIN: $("$SSHD_BIN" -V 2>&1 | head -n 1)"
     obfuscation=""
@@ -1038,6 +1042,7 @@ cmd_run() {
     [[ $LAN_RATE_KBIT =~ ^[0-9]+$ && $LAN_QUEUE_MS =~ ^[0-9]+$ && $LAN_BULK =~ ^[01]$ ]] ||
         die "--lan-rate-kbit (RWLAB_LAN_RATE_KBIT) and --lan-queue-ms (RWLAB_LAN_QUEUE_MS) must be integers, RWLAB_LAN_BULK 0 or 1"
     [[ $LAN_BULK == 0 || $LAN_RATE_KBIT -gt 0 ]] || die "--lan-bulk needs --lan-rate-kbit: without a bottleneck there is no queue to fill"
+    [[ $SRV_RATE_KBIT =~ ^[0-9]+$ ]] || die "RWLAB_SRV_RATE_KBIT must be an integer (kbit/s, 0: none)"
     [[ $OP_RATE_KBIT =~ ^[0-9]+$ && $OP_QUEUE_MS =~ ^[0-9]+$ && $OP_BULK =~ ^[01]$ ]] ||
         die "--op-rate-kbit (RWLAB_OP_RATE_KBIT) and --op-queue-ms (RWLAB_OP_QUEUE_MS) must be integers, RWLAB_OP_BULK 0 or 1"
     [[ $OP_BULK == 0 || $OP_RATE_KBIT -gt 0 ]] || die "--op-bulk needs --op-rate-kbit: without a bottleneck there is no queue to fill"

@@ -247,6 +247,9 @@ TEST(RelayTiming, TurnaroundIsFromTheFlightsLastSegment) {
   t.OnData(At(133), true, false);  // more of the same client flight: no new sample
   ASSERT_EQ(t.samples_ms().size(), 1u);
   EXPECT_DOUBLE_EQ(t.samples_ms()[0], 120);
+  // The flight took 2 ms to arrive, its first segment to its last.
+  ASSERT_EQ(t.spreads_ms().size(), 1u);
+  EXPECT_DOUBLE_EQ(t.spreads_ms()[0], 2);
 }
 
 TEST(RelayTiming, TurnaroundsRefuseLossAndPauses) {
@@ -302,6 +305,45 @@ TEST(RelayTiming, TheHandshakesAnswerBoundsTheTurnaround) {
   // A far client: the handshake's answer carries the hidden leg like every other.
   EXPECT_DOUBLE_EQ(TurnaroundMs({123, 121, 130}, 123), 121);
   EXPECT_DOUBLE_EQ(TurnaroundMs({}, 5), 5);
+}
+
+// A relay with Nagle's algorithm on forwards a spread flight's first part at once and holds
+// its short tail until the far client acknowledges that part: the answer comes a hidden
+// leg, less the spread, after a plain one would.
+TEST(RelayTiming, ASpreadFlightBoundsTheLegFromBelow) {
+  // 80 ms away, a flight of 10 ms, held: 2 * 80 - 10 after its last segment; not held: 80.
+  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(150, 10, 0), 80);
+  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(80, 10, 0), 45);  // then it says at least 45
+  // The client's visible leg is in every reading, held or not.
+  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(152, 10, 2), 82);
+  // A flight longer than half the reading: the relay may have released parts while it came
+  // in, and the tail waited up to a leg: half the reading is all that is certain.
+  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(113, 58, 0), 56.5);
+  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(0.5, 3, 1), 1);  // a reading under the leg: the leg
+}
+
+TEST(RelayTiming, WholeFlightsDecideAndSpreadOnesOnlyBound) {
+  // All flights whole (or spreads unknown): TurnaroundMs as ever.
+  EXPECT_DOUBLE_EQ(ReadTurnaround({123, 121, 130}, {0, 0.05, 0.1}, 123, 0.2).ms, 121);
+  EXPECT_FALSE(ReadTurnaround({123, 121, 130}, {}, 123, 0.2).lower_bound);
+  EXPECT_DOUBLE_EQ(ReadTurnaround({123, 121, 130}, {}, 123, 0.2).ms, 121);
+  // A whole handshake flight and a spread download after it: the download's answer is
+  // never shorter than the leg, so it still lowers a handshake that jitter lengthened.
+  const FlowTurnaround jittered = ReadTurnaround({138.5, 115.7}, {0, 95}, 138.5, 0);
+  EXPECT_DOUBLE_EQ(jittered.ms, 115.7);
+  EXPECT_FALSE(jittered.lower_bound);
+  // A held spread handshake (160 for 80) among whole answers: the whole ones decide.
+  const FlowTurnaround mixed = ReadTurnaround({160, 81, 80, 82}, {10, 0, 0, 0}, 160, 0);
+  EXPECT_DOUBLE_EQ(mixed.ms, 80);
+  EXPECT_FALSE(mixed.lower_bound);
+  // Only spread flights: the bound, whichever way the relay forwarded them.
+  const FlowTurnaround held = ReadTurnaround({150, 151}, {10, 10}, 150, 0);
+  EXPECT_DOUBLE_EQ(held.ms, 80);
+  EXPECT_TRUE(held.lower_bound);
+  const FlowTurnaround forwarded = ReadTurnaround({80, 81}, {10, 10}, 80, 0);
+  EXPECT_DOUBLE_EQ(forwarded.ms, 45);
+  EXPECT_TRUE(forwarded.lower_bound);
+  EXPECT_DOUBLE_EQ(ReadTurnaround({}, {}, 5, 0).ms, 5);
 }
 
 // ---- TLS 1.3: the client's first data --------------------------------------------------
@@ -1222,6 +1264,32 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_EQ(r["_exchanges_us"], nlohmann::json({{us(0), us(21.1), us(21.1 + 120 + 0.5)}}));
 }
 
+// The server's flight in two parts 10 ms apart (its congestion window let two segments
+// out), through a relay 80 ms away that held the tail: the answer comes 150 ms after the
+// flight's last segment. The record keeps the reading and says what is certain.
+TEST(RelayDetector, AFlightInPartsGivesALowerBound) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, kClientHello);
+  w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
+  w.Send(21.3, true, kAck, "");
+  w.Send(31, false, kAck | kPsh, std::string(800, 's'));
+  w.Send(31.3, true, kAck, "");
+  w.Send(181, true, kAck | kPsh, std::string(80, 'f'));  // Finished
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnaround_samples_ms"], nlohmann::json({150.0}));
+  EXPECT_EQ(r["turnaround_flight_spread_ms"], nlohmann::json({10.0}));
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 79.9, 0.01);  // (150 - 0.2 + 10) / 2
+  EXPECT_TRUE(r["hidden_leg_lower_bound"].get<bool>());
+  EXPECT_NEAR(r["min_distance_km"].get<double>(), 7990, 1);
+  // The same flight whole: the reading is the leg.
+  const nlohmann::json whole = TlsThroughRelay(120)[0].body;
+  EXPECT_FALSE(whole.contains("hidden_leg_lower_bound"));
+  EXPECT_EQ(whole["turnaround_flight_spread_ms"].size(), 2u);
+}
+
 // A laptop whose web traffic goes through the company's proxy (HTTP CONNECT, or SOCKS 5):
 // the TLS inside is named and timed as any other, and the setup's own exchanges are not
 // turnarounds. The far client also answers the proxy late; only TLS is measured.
@@ -2097,6 +2165,53 @@ TEST(RelayHostStage, HiddenLegOfFarFlowsAmongTheLaptopsOwn) {
   std::vector<HiddenAndTurns> ssh(12, kOwn);
   ssh.push_back(Far(150, 6));
   EXPECT_EQ(Alerts(FlowsInOrder(ssh), "hidden_leg").size(), 1u);
+}
+
+// Flows whose flights all came spread out give only a lower bound of the leg (a relay that
+// forwarded every part at once reads half as far as it is): flows with whole flights decide
+// first, and the bounds alone only when they are past the budget themselves.
+std::vector<Event> FlowsWithBounds(const std::vector<std::pair<double, bool>>& flows) {
+  host::HostStage stage(HostConfig());  // 10.2.0.5: in no site, the default 60 ms
+  std::vector<Event> out;
+  for (std::size_t i = 0; i < flows.size(); ++i) {
+    const auto [hidden, bound] = flows[i];
+    nlohmann::json r = {{"app", "tls"},
+                        {"hidden_leg_rtt_ms", hidden},
+                        {"turnaround_ms", hidden},
+                        {"turnaround_samples_ms", {bound ? 2 * hidden - 10 : hidden}},
+                        {"turnaround_flight_spread_ms", {bound ? 10.0 : 0.0}}};
+    if (bound)
+      r["hidden_leg_lower_bound"] = true;
+    stage.Process(RelayRecord(i, "10.2.0.5", "198.51.100.7", 0.1 * i, r), out);
+  }
+  return out;
+}
+
+TEST(RelayHostStage, HiddenLegBoundsJoinOnlyWhenWholeFlightsDoNotDecide) {
+  // A far relay that forwards every part at once, 80 ms away: its spread flights bound
+  // the leg at 45, its whole ones read 80. The bounds would straddle the budget.
+  const std::vector<Event> mixed =
+      FlowsWithBounds({{80, false}, {45, true}, {81, false}, {44, true}, {79, false}, {46, true}});
+  const auto alerts = Alerts(mixed, "hidden_leg");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 80);
+  EXPECT_EQ(alerts[0]->evidence["flows_lower_bound"], 0);
+  EXPECT_EQ(alerts[0]->evidence["flows_in_window"], 5);  // when it decided
+  // Bounds alone under the budget: nothing certain, no alert.
+  EXPECT_TRUE(
+      Alerts(FlowsWithBounds({{45, true}, {44, true}, {46, true}, {45, true}}), "hidden_leg")
+          .empty());
+  // Bounds past it: the leg is at least that.
+  const std::vector<Event> bounds = FlowsWithBounds({{85, true}, {84, true}, {86, true}});
+  const auto far = Alerts(bounds, "hidden_leg");
+  ASSERT_EQ(far.size(), 1u);
+  EXPECT_EQ(far[0]->evidence["flows_lower_bound"], 3);
+  EXPECT_EQ(far[0]->evidence["recent_flows"][0]["hidden_leg_lower_bound"], true);
+  // A near relay 40 ms away that held every tail: whole flights read 40, the bounds 40.
+  EXPECT_TRUE(
+      Alerts(FlowsWithBounds({{40, false}, {40, true}, {41, false}, {39, true}, {40, true}}),
+             "hidden_leg")
+          .empty());
 }
 
 TEST(RelayHostStage, HiddenLegFarFlowsMustStandApartAndAgree) {
