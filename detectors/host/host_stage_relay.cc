@@ -488,74 +488,57 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   // no flow of the window lies in the band from half the budget up to it (a near relay
   // whose jitter straddles the budget fills that band; a laptop's own flows stay under it).
   //
-  // A flow whose answered flights all came spread out gives only a lower bound
-  // (relay::ReadTurnaround). Where the window holds flows with whole flights, those decide
-  // first, as the bounds of a far relay that did not hold can sit at half its round trip
-  // and would read as a straddling or near minority; the bounds join them only when the
-  // whole flights alone did not decide. A bound never overstates a leg, so it can only
-  // make the host look nearer.
-  struct Decision {
-    std::string rule;
-    double ms = 0;
-    std::size_t flows = 0;
-    std::uint64_t turnarounds = 0;
-    bool far_only = false;
-    bool whole_only = false;
+  // A flow whose answered flights all came spread out gives only a lower bound b
+  // (relay::ReadTurnaround): its leg lies from b up to about 2b. Under half the budget it
+  // is near all the same, at or over the budget far; in between it could be either (a far
+  // relay that forwards at once reads half its round trip), so it counts toward nothing.
+  const auto undecided = [budget_ms](const HostState::HiddenSample& s) {
+    return s.lower_bound && s.hidden_ms >= budget_ms / 2 && s.hidden_ms < budget_ms;
   };
-  const auto decide = [&](bool whole_only) -> std::optional<Decision> {
-    Decision d;
-    d.whole_only = whole_only;
-    std::vector<double> values;
-    std::vector<double> far;
-    std::uint64_t far_turnarounds = 0;
-    bool straddles = false;
-    for (const HostState::HiddenSample& s : state.hidden) {
-      if (whole_only && s.lower_bound)
-        continue;
-      d.turnarounds += s.samples_ms.size();
-      values.push_back(s.hidden_ms);
-      if (s.hidden_ms >= budget_ms) {
-        far.push_back(s.hidden_ms);
-        far_turnarounds += s.samples_ms.size();
-      } else if (s.hidden_ms >= budget_ms / 2) {
-        straddles = true;
-      }
+  std::uint64_t total = 0;
+  std::vector<double> values;
+  std::vector<double> far;
+  std::uint64_t far_turnarounds = 0;
+  bool straddles = false;
+  for (const HostState::HiddenSample& s : state.hidden) {
+    if (undecided(s))
+      continue;
+    total += s.samples_ms.size();
+    values.push_back(s.hidden_ms);
+    if (s.hidden_ms >= budget_ms) {
+      far.push_back(s.hidden_ms);
+      far_turnarounds += s.samples_ms.size();
+    } else if (s.hidden_ms >= budget_ms / 2) {
+      straddles = true;
     }
-    const std::size_t n = values.size();
-    if (n == 0)
-      return std::nullopt;
-    std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
-                             values.end());
-    const double median = *detectors::relay::Median(values);  // reorders values
-    if (d.turnarounds >= config_.relay.min_samples && median >= budget_ms && 2 * far.size() > n) {
-      d.rule = "median_over_window";
-      d.ms = median;
-      d.flows = n;
-    } else if (n >= config_.relay.min_flows &&
-               *std::min_element(last.begin(), last.end()) >= budget_ms) {
-      d.rule = "consecutive_flows";
-      d.ms = *detectors::relay::Median(last);
-      d.flows = last.size();
-    } else if (!straddles && far_turnarounds >= config_.relay.min_samples &&
-               *std::max_element(far.begin(), far.end()) <=
-                   2 * *std::min_element(far.begin(), far.end())) {
-      d.rule = "far_flows";
-      d.ms = *detectors::relay::Median(far);
-      d.flows = far.size();
-      d.far_only = true;
-    } else {
-      return std::nullopt;
-    }
-    return d;
-  };
-  const bool any_bound =
-      std::any_of(state.hidden.begin(), state.hidden.end(),
-                  [](const HostState::HiddenSample& s) { return s.lower_bound; });
-  std::optional<Decision> decision = decide(any_bound);
-  if (!decision && any_bound)
-    decision = decide(false);
-  if (!decision)
+  }
+  const std::size_t n = values.size();
+  if (n == 0)
     return;
+  std::vector<double> last(values.end() - std::min<std::size_t>(n, config_.relay.min_flows),
+                           values.end());
+  const double median = *detectors::relay::Median(values);  // reorders values
+  std::string rule;
+  double decided_ms = 0;
+  std::size_t decided_flows = 0;
+  if (total >= config_.relay.min_samples && median >= budget_ms && 2 * far.size() > n) {
+    rule = "median_over_window";
+    decided_ms = median;
+    decided_flows = n;
+  } else if (n >= config_.relay.min_flows &&
+             *std::min_element(last.begin(), last.end()) >= budget_ms) {
+    rule = "consecutive_flows";
+    decided_ms = *detectors::relay::Median(last);
+    decided_flows = last.size();
+  } else if (!straddles && far_turnarounds >= config_.relay.min_samples &&
+             *std::max_element(far.begin(), far.end()) <=
+                 2 * *std::min_element(far.begin(), far.end())) {
+    rule = "far_flows";
+    decided_ms = *detectors::relay::Median(far);
+    decided_flows = far.size();
+  } else {
+    return;
+  }
   if (!Admit(host, absl::StrCat(kSidHiddenLeg), finding.ts))
     return;
   // The flows that decided first (the far ones, for the far-flows rule), newest first.
@@ -565,9 +548,9 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   // (a VPN client, a smartcard): the count tells the analyst which case to check first.
   std::set<std::string> servers;
   std::size_t bounds = 0;
+  const bool far_only = rule == "far_flows";
   for (auto s = state.hidden.rbegin(); s != state.hidden.rend(); ++s) {
-    if ((decision->far_only && s->hidden_ms < budget_ms) ||
-        (decision->whole_only && s->lower_bound))
+    if ((far_only && s->hidden_ms < budget_ms) || undecided(*s))
       continue;
     if (flows.size() < 8) {
       nlohmann::json flow = {{"flow_id", s->flow_id},
@@ -583,7 +566,6 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
     apps.insert(s->app);
     servers.insert(s->server);
   }
-  const double decided_ms = decision->ms;
   Event alert = NewAlert(finding.ts, finding.flow, host, kSidHiddenLeg,
                          absl::StrCat("RELAYWATCH host answers from farther than it is: hidden "
                                       "leg of ",
@@ -594,11 +576,11 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
                     {"apps", apps},
                     {"hidden_leg_rtt_ms", Round1(decided_ms)},
                     {"min_distance_km", std::round(FibreKm(decided_ms))},
-                    {"rule", decision->rule},
-                    {"flows_decided", decision->flows},
+                    {"rule", rule},
+                    {"flows_decided", decided_flows},
                     {"flows_in_window", state.hidden.size()},
                     {"flows_lower_bound", bounds},
-                    {"turnarounds", decision->turnarounds},
+                    {"turnarounds", total},
                     {"servers", servers.size()},
                     {"local_rtt_ms", budget_ms},
                     {"site", site ? site->name : ""},
