@@ -2296,7 +2296,8 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   // `fed`: the sample whose wait the fetch fed; `handshake`: the first sample is the TLS
   // handshake's answer.
   const auto explained = [](std::vector<double> samples, const char* app = "tls",
-                            std::size_t fed = 0, bool handshake = false) {
+                            std::size_t fed = 0, bool handshake = false,
+                            std::vector<double> spreads = {}) {
     host::HostStage stage(HostConfig());
     std::vector<Event> out;
     stage.Process(RelayRecord(100, "10.1.0.5", "198.51.100.7", 0, FetchFlow(0, 2, 75)), out);
@@ -2309,6 +2310,12 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
       flow["handshake_turnaround_ms"] = samples[0];
     }
     flow["hidden_leg_rtt_ms"] = TurnaroundMs(samples, first) - 0.5;
+    if (!spreads.empty()) {
+      const FlowTurnaround read = ReadTurnaround(samples, spreads, first, 0.5);
+      flow["turnaround_flight_spread_ms"] = spreads;
+      flow["turnaround_ms"] = read.ms;
+      flow["hidden_leg_rtt_ms"] = read.ms - 0.5;
+    }
     flow["_waits_us"] = nlohmann::json::array();
     for (std::size_t i = 0; i < samples.size(); ++i) {
       // The fed wait begins 100 ms into the minute; the others where no fetch ran.
@@ -2340,6 +2347,13 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   const nlohmann::json ssh = explained({80, 150, 151, 152, 190, 400}, "ssh");
   EXPECT_DOUBLE_EQ(ssh["turnaround_ms"].get<double>(), 151);
   EXPECT_DOUBLE_EQ(ssh["hidden_leg_rtt_ms"].get<double>(), 150.5);
+  // The fed one was the only whole flight: the ones left came spread and give a bound.
+  const nlohmann::json spread =
+      explained({80, 150, 151, 152, 190, 400}, "ssh", 0, false, {0, 10, 10, 10, 10, 10});
+  EXPECT_EQ(spread["turnarounds_explained"], 1);
+  EXPECT_TRUE(spread["hidden_leg_lower_bound"].get<bool>());
+  EXPECT_DOUBLE_EQ(spread["turnaround_ms"].get<double>(), 80.75);  // (150.5 + 10) / 2 + 0.5
+  EXPECT_DOUBLE_EQ(spread["hidden_leg_rtt_ms"].get<double>(), 80.25);
   // A handshake's answer that waited on the fetch bounds nothing any more.
   const nlohmann::json checked = explained({80, 40, 41, 42, 43}, "tls", 0, true);
   EXPECT_DOUBLE_EQ(checked["turnaround_ms"].get<double>(), 40);
