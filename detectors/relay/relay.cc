@@ -480,12 +480,12 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     for (double t : turns)
       samples.push_back(Round3(t));
     r["turnaround_samples_ms"] = samples;
-    // How each answered flight arrived: spread out, a relay may have held its tail.
-    const std::vector<double>& spreads = data.turnarounds.spreads_ms();
-    nlohmann::json spread_json = nlohmann::json::array();
-    for (double s : spreads)
-      spread_json.push_back(Round3(s));
-    r["turnaround_flight_spread_ms"] = std::move(spread_json);
+    // How each answered flight arrived: spread out, a relay may have held its tail. Read as
+    // written, so that the host stage, which reads the record, judges them alike.
+    std::vector<double> spreads;
+    for (double s : data.turnarounds.spreads_ms())
+      spreads.push_back(Round3(s));
+    r["turnaround_flight_spread_ms"] = spreads;
     // The lower quartile: a minority of turnarounds is slowed by the client's own work (an
     // SSH key exchange's post-quantum key generation takes tens of ms) and one may come
     // early (a client that sends before the server's flight arrives); both stay outside it.
