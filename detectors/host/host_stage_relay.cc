@@ -112,6 +112,18 @@ std::vector<double> TakeReactions(nlohmann::json& body) {
   return delays;
 }
 
+// A record's array of numbers (ms), skipping anything else in it.
+std::vector<double> Numbers(const nlohmann::json& body, const char* key) {
+  std::vector<double> values;
+  if (body.contains(key) && body[key].is_array()) {
+    for (const nlohmann::json& v : body[key]) {
+      if (v.is_number())
+        values.push_back(v.get<double>());
+    }
+  }
+  return values;
+}
+
 // Times (unix microseconds) that travel with relay records for this stage only: ON times
 // (`_on_times_us`, stepping stones) and turnaround waits (`_waits_us`, hidden leg).
 std::vector<PacketTime> TakeTimes(nlohmann::json& body, const char* key) {
@@ -327,8 +339,6 @@ template <typename Fetches>
 std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& fetches) {
   if (sample.waits.size() != sample.samples_ms.size() || sample.samples_ms.empty())
     return 0;  // a record without its waits: nothing to match
-  if (sample.spreads_ms.size() != sample.samples_ms.size())
-    sample.spreads_ms.clear();  // a record without them: every flight counts as whole
   const auto turnaround = [&sample] {
     return detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms,
                                             sample.handshake_ms, sample.client_leg_ms);
@@ -348,16 +358,14 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
     } else {
       sample.samples_ms[kept] = sample.samples_ms[i];
       sample.waits[kept] = sample.waits[i];
-      if (!sample.spreads_ms.empty())
-        sample.spreads_ms[kept] = sample.spreads_ms[i];
+      sample.spreads_ms[kept] = sample.spreads_ms[i];
       ++kept;
     }
   }
   const std::size_t dropped = sample.samples_ms.size() - kept;
   sample.samples_ms.resize(kept);
   sample.waits.resize(kept);
-  if (!sample.spreads_ms.empty())
-    sample.spreads_ms.resize(kept);
+  sample.spreads_ms.resize(kept);
   if (rested && (kept < kMinTurnaroundsLeft || sample.app != "ssh")) {
     // The turnarounds left are the flow's slower ones (a close_notify that waited for a
     // download, a request after think time): they cannot stand for it, so no reading.
@@ -427,23 +435,16 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   sample.app = r.value("app", "");
   sample.server = finding.flow->dest_ip.ToString();
   sample.server_port = finding.flow->dest_port;
-  if (r.contains("turnaround_samples_ms") && r["turnaround_samples_ms"].is_array()) {
-    for (const nlohmann::json& t : r["turnaround_samples_ms"]) {
-      if (t.is_number())
-        sample.samples_ms.push_back(t.get<double>());
-    }
-  }
+  sample.samples_ms = Numbers(r, "turnaround_samples_ms");
   if (sample.samples_ms.empty())
     return;
   if (const std::optional<double> handshake = Number(r, "handshake_turnaround_ms"))
     sample.handshake_ms = std::min(*handshake, sample.samples_ms.front());
   sample.waits = std::move(waits);
-  if (r.contains("turnaround_flight_spread_ms") && r["turnaround_flight_spread_ms"].is_array()) {
-    for (const nlohmann::json& t : r["turnaround_flight_spread_ms"]) {
-      if (t.is_number())
-        sample.spreads_ms.push_back(t.get<double>());
-    }
-  }
+  sample.spreads_ms = Numbers(r, "turnaround_flight_spread_ms");
+  // A record without them (or not one each): every flight counts as whole, as before.
+  if (sample.spreads_ms.size() != sample.samples_ms.size())
+    sample.spreads_ms.assign(sample.samples_ms.size(), 0.0);
   sample.lower_bound = r.value("hidden_leg_lower_bound", false);
   // The record's turnaround is what its hidden leg was read from.
   sample.client_leg_ms = std::max(0.0, Number(r, "turnaround_ms")
