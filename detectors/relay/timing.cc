@@ -371,7 +371,11 @@ double SpreadFlightBoundMs(double turnaround_ms, double spread_ms, double client
   // trip later. A flight shorter than the hidden leg: the tail waited for the first part's
   // acknowledgement, leg + (leg - spread) in all. A longer one (the relay released earlier
   // tails while the flight came in): up to a whole leg more than the leg itself.
-  const double waited = std::max(0.0, turnaround_ms - client_leg_ms);
+  // A reading within the client's own leg has no hidden leg to bound: it stays as read, so a
+  // bound never exceeds what was measured.
+  if (turnaround_ms <= client_leg_ms)
+    return turnaround_ms;
+  const double waited = turnaround_ms - client_leg_ms;
   const double leg = spread_ms <= waited / 2 ? (waited + spread_ms) / 2 : waited / 2;
   return client_leg_ms + leg;
 }

@@ -310,7 +310,7 @@ inline constexpr double kWholeFlightSpreadMs = 0.1;
 // the far client acknowledged what went before, which adds less than one more leg
 // (exactly a leg less the spread, when the flight was shorter than the leg). A far client
 // that delays that acknowledgement (Linux: up to 40 ms) holds the tail longer than this
-// knows, so the bound can exceed the leg by half that delay.
+// knows, so the bound can exceed the leg by half that delay. Never above the reading.
 double SpreadFlightBoundMs(double turnaround_ms, double spread_ms, double client_leg_ms);
 
 struct FlowTurnaround {

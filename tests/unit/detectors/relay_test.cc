@@ -319,7 +319,13 @@ TEST(RelayTiming, ASpreadFlightBoundsTheLegFromBelow) {
   // A flight longer than half the reading: the relay may have released parts while it came
   // in, and the tail waited up to a leg: half the reading is all that is certain.
   EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(113, 58, 0), 56.5);
-  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(0.5, 3, 1), 1);  // a reading under the leg: the leg
+  // A reading under the client's leg (an early answer): no hidden leg, and a bound never
+  // above the reading it bounds.
+  EXPECT_DOUBLE_EQ(SpreadFlightBoundMs(0.5, 3, 1), 0.5);
+  for (double x : {0.0, 0.5, 1.0, 3.0, 80.0, 150.0})
+    for (double spread : {0.0, 0.2, 10.0, 100.0})
+      for (double c : {0.0, 1.0, 2.0, 90.0})
+        EXPECT_LE(SpreadFlightBoundMs(x, spread, c), x) << x << " " << spread << " " << c;
 }
 
 TEST(RelayTiming, WholeFlightsDecideAndSpreadOnesOnlyBound) {
