@@ -83,6 +83,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           // The relay detector reads timing and sequence numbers only; its seeds' packets
           // never had a wire length.
           .set_wire_length = false,
+          // One tuple: a few flows at most, and a small table keeps the fuzzer fast.
+          .table = {.max_flows = 4},
       },
       detector, events);
   std::string payload;
