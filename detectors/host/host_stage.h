@@ -233,8 +233,12 @@ class HostStage {
       // How each turnaround's flight arrived (relay::ReadTurnaround), in the same order.
       std::vector<double> spreads_ms;
       double client_leg_ms = 0;
+      // The connection's opening to the client's first data (relay::ReadTurnaround).
+      std::optional<double> connect_wait_ms;
       // Only spread flights were answered: hidden_ms is the least the leg can be.
       bool lower_bound = false;
+      // Only spread flights were answered, and the connection's wait decided.
+      bool by_connect_wait = false;
       // A TLS client's answer to the handshake, while no fetch explained it: then it is
       // samples_ms[0], and it bounds the flow's turnaround (relay::TurnaroundMs).
       std::optional<double> handshake_ms;

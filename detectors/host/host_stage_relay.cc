@@ -341,7 +341,8 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
     return 0;  // a record without its waits: nothing to match
   const auto turnaround = [&sample] {
     return detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms,
-                                            sample.handshake_ms, sample.client_leg_ms);
+                                            sample.handshake_ms, sample.client_leg_ms,
+                                            sample.connect_wait_ms);
   };
   const double before = turnaround().ms;
   std::size_t kept = 0;
@@ -376,6 +377,7 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
     const detectors::relay::FlowTurnaround after = turnaround();
     sample.hidden_ms = std::max(0.0, sample.hidden_ms + after.ms - before);
     sample.lower_bound = after.lower_bound;
+    sample.by_connect_wait = after.by_connect_wait;
   }
   if (dropped > 0) {
     absl::MutexLock lock(&mu_);
@@ -446,6 +448,8 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   if (sample.spreads_ms.size() != sample.samples_ms.size())
     sample.spreads_ms.assign(sample.samples_ms.size(), 0.0);
   sample.lower_bound = r.value("hidden_leg_lower_bound", false);
+  sample.connect_wait_ms = Number(r, "connect_wait_ms");
+  sample.by_connect_wait = r.value("hidden_leg_by_connect_wait", false);
   // The record's turnaround is what its hidden leg was read from.
   sample.client_leg_ms = std::max(0.0, Number(r, "turnaround_ms")
                                                .value_or(detectors::relay::TurnaroundMs(
@@ -462,15 +466,20 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
       r.erase("min_distance_km");
       return;  // every wait was a fetch's
     }
-    r["turnaround_ms"] = detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms,
-                                                          sample.handshake_ms, sample.client_leg_ms)
-                             .ms;
+    r["turnaround_ms"] =
+        detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms, sample.handshake_ms,
+                                         sample.client_leg_ms, sample.connect_wait_ms)
+            .ms;
     r["hidden_leg_rtt_ms"] = std::round(sample.hidden_ms * 1000.0) / 1000.0;
     r["min_distance_km"] = std::round(FibreKm(sample.hidden_ms));
-    if (sample.lower_bound)
-      r["hidden_leg_lower_bound"] = true;
-    else
-      r.erase("hidden_leg_lower_bound");
+    for (const auto& [field, set] :
+         {std::pair("hidden_leg_lower_bound", sample.lower_bound),
+          std::pair("hidden_leg_by_connect_wait", sample.by_connect_wait)}) {
+      if (set)
+        r[field] = true;
+      else
+        r.erase(field);
+    }
   }
   MakeRoom(state.hidden, finding.ts, config_.relay.window);
   state.hidden.push_back(std::move(sample));
@@ -561,6 +570,8 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
                              {"hidden_leg_rtt_ms", s->hidden_ms}};
       if (s->lower_bound)
         flow["hidden_leg_lower_bound"] = true;
+      if (s->by_connect_wait)
+        flow["hidden_leg_by_connect_wait"] = true;
       flows.push_back(std::move(flow));
     }
     bounds += s->lower_bound ? 1 : 0;

@@ -461,6 +461,15 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     r["handshake"] = hs;
   PutMs(r, "rtt_originator_ms", rtt_orig);
   PutMs(r, "rtt_responder_ms", rtt_resp);
+  // The connection's opening answered by the client's first data: it decides where every
+  // flight came spread (ReadTurnaround). Read as written, as the spreads are.
+  std::optional<double> connect_wait;
+  if (data.client_dir == 0) {
+    if (const std::optional<double> w = Ms(data.handshake.connect_wait())) {
+      connect_wait = Round3(*w);
+      r["connect_wait_ms"] = *connect_wait;
+    }
+  }
   PutMs(r, "srtt_originator_ms", Ms(data.ack_rtt[1].smoothed()));
   PutMs(r, "srtt_responder_ms", Ms(data.ack_rtt[0].smoothed()));
   r["rtt_samples"] = {data.ack_rtt[1].samples(), data.ack_rtt[0].samples()};
@@ -499,7 +508,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     // leg the sensor cannot see (plus the client's processing, about a millisecond).
     const std::optional<double> client_leg = data.client_dir == 0 ? rtt_orig : rtt_resp;
     const FlowTurnaround turnaround =
-        ReadTurnaround(turns, spreads, handshake, client_leg.value_or(0.0));
+        ReadTurnaround(turns, spreads, handshake, client_leg.value_or(0.0), connect_wait);
     r["turnaround_ms"] = Round3(turnaround.ms);
     if (client_leg) {
       const double hidden = HiddenLegMs(turnaround.ms, *client_leg);
@@ -507,6 +516,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       r["min_distance_km"] = std::round(FibreKm(hidden));
       if (turnaround.lower_bound)
         r["hidden_leg_lower_bound"] = true;
+      if (turnaround.by_connect_wait)
+        r["hidden_leg_by_connect_wait"] = true;
     }
   }
   if (methods.hidden_leg) {

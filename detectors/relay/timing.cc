@@ -51,6 +51,15 @@ void HandshakeSplit::OnPacket(PacketTime ts, int direction, std::uint8_t flags, 
                               std::uint8_t ttl) {
   const bool syn = (flags & decode::kTcpSyn) != 0;
   const bool has_ack = (flags & decode::kTcpAck) != 0;
+  if (payload_length > 0) {
+    if (first_data_direction_ < 0) {
+      first_data_direction_ = syn ? 2 : direction;  // data in a SYN (TFO) waited on nothing
+      first_data_ = ts;
+      first_data_seq_ = seq;
+    } else if (direction == 0 && first_data_direction_ == 0 && seq == first_data_seq_) {
+      first_data_again_ = true;  // a resent first write: the copy seen may not be the first
+    }
+  }
   if (direction == 0 && syn && !has_ack) {
     if (++syns_ == 1) {
       syn_ = ts;
@@ -77,6 +86,13 @@ std::optional<absl::Duration> HandshakeSplit::responder_leg() const {
   if (syns_ != 1 || syn_acks_ < 1 || syn_ack_ < syn_)
     return std::nullopt;
   return syn_ack_ - syn_;
+}
+
+std::optional<absl::Duration> HandshakeSplit::connect_wait() const {
+  if (syn_acks_ != 1 || first_data_direction_ != 0 || first_data_again_ || first_data_ < syn_ack_) {
+    return std::nullopt;
+  }
+  return first_data_ - syn_ack_;
 }
 
 std::optional<absl::Duration> HandshakeSplit::originator_leg() const {
@@ -382,7 +398,8 @@ double SpreadFlightBoundMs(double turnaround_ms, double spread_ms, double client
 
 FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
                               const std::vector<double>& spreads_ms,
-                              std::optional<double> handshake_ms, double client_leg_ms) {
+                              std::optional<double> handshake_ms, double client_leg_ms,
+                              std::optional<double> connect_wait_ms) {
   const double measured = TurnaroundMs(samples_ms, handshake_ms);
   if (samples_ms.empty() || spreads_ms.size() != samples_ms.size())
     return {measured, false};
@@ -401,7 +418,14 @@ FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
   std::optional<double> handshake;
   if (handshake_ms)
     handshake = SpreadFlightBoundMs(*handshake_ms, spreads_ms[0], client_leg_ms);
-  return {TurnaroundMs(std::move(bounds), handshake), true};
+  const double bound = TurnaroundMs(std::move(bounds), handshake);
+  if (connect_wait_ms) {
+    const double leg = *connect_wait_ms - client_leg_ms;
+    const double read_leg = measured - client_leg_ms;
+    if (leg >= (bound - client_leg_ms) / 2 && leg <= read_leg * 1.25 && read_leg > 0)
+      return {.ms = std::min(*connect_wait_ms, measured), .by_connect_wait = true};
+  }
+  return {.ms = bound, .lower_bound = true};
 }
 
 double HiddenLegMs(double turnaround_ms, double client_leg_ms) {

@@ -52,6 +52,12 @@ class HandshakeSplit {
   std::optional<absl::Duration> responder_leg() const;
   // SYN/ACK -> ACK: sensor <-> originator.
   std::optional<absl::Duration> originator_leg() const;
+  // SYN/ACK -> the originator's first data, when it spoke first (a client-first protocol)
+  // and neither SYN/ACK nor data came twice or early (TFO). A TCP-ending relay (SOCKS,
+  // HTTP CONNECT, an SSH forward) answers its far client only once this connection is up,
+  // and the far client's data comes a hidden round trip later; one packet started the wait,
+  // so how a server flight arrived cannot lengthen it. A direct client writes at once.
+  std::optional<absl::Duration> connect_wait() const;
   bool retransmitted() const { return syns_ > 1 || syn_acks_ > 1; }
   // IP TTL of the first SYN and of the first SYN/ACK (0: not seen). A host's own packets and
   // those it forwards for another device differ in it: forwarding decrements it.
@@ -71,6 +77,10 @@ class HandshakeSplit {
   PacketTime syn_ = absl::InfinitePast();
   PacketTime syn_ack_ = absl::InfinitePast();
   PacketTime ack_ = absl::InfinitePast();
+  PacketTime first_data_ = absl::InfinitePast();
+  std::uint32_t first_data_seq_ = 0;
+  int first_data_direction_ = -1;  // who sent the connection's first payload (2: in a SYN)
+  bool first_data_again_ = false;  // the originator's first payload came again
 };
 
 // One quantile of a stream in constant space: the P-square algorithm (Jain & Chlamtac,
@@ -317,17 +327,26 @@ struct FlowTurnaround {
   double ms = 0;
   // Every turnaround followed a spread flight: `ms` is the least the turnaround can be.
   bool lower_bound = false;
+  // Every turnaround followed a spread flight and the connection's wait decided instead.
+  bool by_connect_wait = false;
 };
 
 // A flow's turnaround from its samples and their flights' spreads (first segment to last,
 // in the same order; empty: all whole). TurnaroundMs of them all, no more than the lower
 // quartile of those after whole flights when there are any (a held turnaround is only ever
-// longer). With none, TurnaroundMs of each one's SpreadFlightBoundMs: a lower bound.
-// `handshake_ms` as for TurnaroundMs (it is samples_ms[0]); the client's visible leg is
-// inside every sample.
+// longer). With none, TurnaroundMs of each one's SpreadFlightBoundMs: a lower bound,
+// unless the connection's wait (HandshakeSplit::connect_wait, `connect_wait_ms`) tells
+// which relay it was: a wait from half the bound's leg up to the reading's leg and a
+// quarter is one hidden round trip (a relay that forwarded at once, or one that held and
+// whose far client delayed its acknowledgement) and decides, no more than the reading. A
+// shorter wait is data sent before the far client could answer (an optimistic SOCKS
+// client), a longer one a client that paused: the bound stands. `handshake_ms` as for
+// TurnaroundMs (it is samples_ms[0]); the client's visible leg is inside every sample and
+// the wait.
 FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
                               const std::vector<double>& spreads_ms,
-                              std::optional<double> handshake_ms, double client_leg_ms);
+                              std::optional<double> handshake_ms, double client_leg_ms,
+                              std::optional<double> connect_wait_ms = std::nullopt);
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the
 // sensor and the client. Negative values (processing noise) clamp to zero.

@@ -176,6 +176,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(r["hidden_leg_rtt_ms"].get<double>() >= 0);
       RW_FUZZ_CHECK(r["turnaround_samples_ms"].size() <= config.turnaround_samples);
     }
+    if (r.contains("connect_wait_ms"))
+      RW_FUZZ_CHECK(r["connect_wait_ms"].get<double>() >= 0);
+    if (r.contains("hidden_leg_by_connect_wait")) {
+      // The wait decided a flow of spread flights: no bound then, and no more than the wait.
+      RW_FUZZ_CHECK(!r.contains("hidden_leg_lower_bound"));
+      RW_FUZZ_CHECK(r["turnaround_ms"].get<double>() <= r["connect_wait_ms"].get<double>());
+    }
     if (r.contains("handshake_turnaround_ms")) {
       // The TLS handshake's answer is the flow's first sample and bounds its reading.
       RW_FUZZ_CHECK(r["app"] == "tls");

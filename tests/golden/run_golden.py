@@ -130,6 +130,12 @@ def relay_problems(events, truth):
                 if not (1 - RTT_TOLERANCE) * want / 2 <= hidden <= (1 + RTT_TOLERANCE) * want:
                     problems.append(f"{label}: hidden_leg_rtt_ms {hidden} (a lower bound), "
                                     f"configured {want}")
+            elif hidden is not None and r.get("hidden_leg_by_connect_wait"):
+                # Read from the connection's wait: at least the leg, and up to two when the
+                # far client held its first data for an acknowledgement (Nagle).
+                if not (1 - RTT_TOLERANCE) * want <= hidden <= (2 + RTT_TOLERANCE) * want:
+                    problems.append(f"{label}: hidden_leg_rtt_ms {hidden} (the connection's "
+                                    f"wait), configured {want}")
             elif hidden is None or abs(hidden - want) > RTT_TOLERANCE * want:
                 problems.append(f"{label}: hidden_leg_rtt_ms {hidden}, configured {want}")
         elif flow["role"] == "direct" and hidden is not None and hidden > 20:

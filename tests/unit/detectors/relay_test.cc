@@ -102,6 +102,56 @@ TEST(RelayTiming, LateDataCarryingAckIsNotARoundTrip) {
   EXPECT_TRUE(quick.originator_leg().has_value());
 }
 
+// One packet of a connection's opening: when (ms), the side (0 originator), TCP flags,
+// sequence and acknowledgement numbers and payload length.
+struct Opening {
+  double ms;
+  int direction;
+  std::uint8_t flags;
+  std::uint32_t seq, ack, length;
+};
+
+// The SYN at 0 and the SYN/ACK at 10 ms (unless `packets` opens otherwise), then `packets`.
+std::optional<absl::Duration> ConnectWait(std::initializer_list<Opening> packets,
+                                          bool opened = true) {
+  HandshakeSplit h;
+  if (opened) {
+    h.OnPacket(At(0), 0, kSyn, 100, 0, 0, 64);
+    h.OnPacket(At(10), 1, kSyn | kAck, 5000, 101, 0, 64);
+  }
+  for (const Opening& p : packets)
+    h.OnPacket(At(p.ms), p.direction, p.flags, p.seq, p.ack, p.length, 64);
+  return h.connect_wait();
+}
+
+TEST(RelayTiming, TheConnectionWaitsForTheClientsFirstData) {
+  constexpr std::uint8_t kData = kAck | kPsh;
+  // A SOCKS relay answers its far client once the connection is up; the client's first
+  // data comes a far round trip after the SYN/ACK.
+  const std::optional<absl::Duration> relayed = ConnectWait({{10.1, 0, kAck, 101, 5001, 0},
+                                                             {90.3, 0, kData, 101, 5001, 517},
+                                                             {100.3, 1, kAck, 5001, 618, 0},
+                                                             {101, 1, kData, 5001, 618, 1400}});
+  ASSERT_TRUE(relayed.has_value());
+  EXPECT_NEAR(ToMs(*relayed), 80.3, 1e-9);
+  // The server speaks first (SSH, SMTP): the client's first data answers it, not the
+  // connection.
+  EXPECT_FALSE(ConnectWait({{10.1, 0, kAck, 101, 5001, 0},
+                            {12, 1, kData, 5001, 101, 40},
+                            {90, 0, kData, 101, 5041, 40}}));
+  // Which SYN/ACK did it wait from, which copy of its data came first: no wait.
+  EXPECT_FALSE(
+      ConnectWait({{1010, 1, kSyn | kAck, 5000, 101, 0}, {1011, 0, kData, 101, 5001, 517}}));
+  EXPECT_FALSE(ConnectWait({{90, 0, kData, 101, 5001, 517}, {300, 0, kData, 101, 5001, 517}}));
+  // TCP Fast Open: the data rode in the SYN and waited on nothing.
+  EXPECT_FALSE(ConnectWait({{0, 0, kSyn, 100, 0, 300},
+                            {10, 1, kSyn | kAck, 5000, 401, 0},
+                            {10.1, 0, kData, 401, 5001, 200}},
+                           /*opened=*/false));
+  // Picked up after the opening: nothing to wait from.
+  EXPECT_FALSE(ConnectWait({{90, 0, kData, 101, 5001, 517}}, /*opened=*/false));
+}
+
 TEST(RelayTiming, AckRttSamplesOnlyExactlyAcknowledgedSegments) {
   AckRtt rtt;
   EXPECT_FALSE(rtt.OnData(At(0), 1000, 100));
@@ -350,6 +400,39 @@ TEST(RelayTiming, WholeFlightsDecideAndSpreadOnesOnlyBound) {
   EXPECT_DOUBLE_EQ(forwarded.ms, 45);
   EXPECT_TRUE(forwarded.lower_bound);
   EXPECT_DOUBLE_EQ(ReadTurnaround({}, {}, 5, 0).ms, 5);
+}
+
+TEST(RelayTiming, TheConnectionsWaitDecidesWhereEveryFlightCameSpread) {
+  // A relay that forwarded at once (dante), 80 ms away: the answer and the wait agree on one
+  // round trip where the bound alone says half.
+  const FlowTurnaround forwarded = ReadTurnaround({80.6, 81.2}, {0.8, 0.8}, 80.6, 0.1, 80.9);
+  EXPECT_DOUBLE_EQ(forwarded.ms, 80.6);
+  EXPECT_TRUE(forwarded.by_connect_wait);
+  EXPECT_FALSE(forwarded.lower_bound);
+  // Jitter made the wait a little longer than the answer: the answer.
+  EXPECT_DOUBLE_EQ(ReadTurnaround({80.6}, {0.8}, 80.6, 0.1, 92).ms, 80.6);
+  // One that held the tail (two round trips): the wait, one.
+  const FlowTurnaround held = ReadTurnaround({160.1}, {0.8}, 160.1, 0.1, 81);
+  EXPECT_DOUBLE_EQ(held.ms, 81);
+  EXPECT_TRUE(held.by_connect_wait);
+  // A near relay (40 ms) whose far client delayed its acknowledgement by 40 ms: the bound
+  // (60) overstates, the wait does not.
+  EXPECT_DOUBLE_EQ(ReadTurnaround({119.2}, {0.8}, 119.2, 0.1, 41).ms, 41);
+  // Data sent before the far client could answer (an optimistic SOCKS client), or a
+  // client that paused after connecting: the bound stands.
+  const FlowTurnaround optimistic = ReadTurnaround({160.1}, {0.8}, 160.1, 0.1, 0.6);
+  EXPECT_TRUE(optimistic.lower_bound);
+  EXPECT_FALSE(optimistic.by_connect_wait);
+  EXPECT_DOUBLE_EQ(optimistic.ms, ReadTurnaround({160.1}, {0.8}, 160.1, 0.1).ms);
+  const FlowTurnaround paused = ReadTurnaround({80.6}, {0.8}, 80.6, 0.1, 2000);
+  EXPECT_TRUE(paused.lower_bound);
+  // Whole flights decide by themselves; the wait changes nothing.
+  const FlowTurnaround whole = ReadTurnaround({80.6, 81}, {0, 0}, 80.6, 0.1, 40);
+  EXPECT_DOUBLE_EQ(whole.ms, 80.6);
+  EXPECT_FALSE(whole.by_connect_wait);
+  // Never above the reading, whatever the wait.
+  for (double w : {0.0, 10.0, 50.0, 79.0, 81.0, 100.0, 200.0})
+    EXPECT_LE(ReadTurnaround({80.6}, {0.8}, 80.6, 0.1, w).ms, 80.6) << w;
 }
 
 // ---- TLS 1.3: the client's first data --------------------------------------------------
@@ -1273,16 +1356,23 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
 // The server's flight in two parts 10 ms apart (its congestion window let two segments
 // out), through a relay 80 ms away that held the tail: the answer comes 150 ms after the
 // flight's last segment. The record keeps the reading and says what is certain.
-TEST(RelayDetector, AFlightInPartsGivesALowerBound) {
+// A TLS connection (SYN/ACK at 10 ms, the client's leg 0.2 ms) whose ClientHello comes at
+// `hello`, the server's flight in two parts at `flight` and `gap` later, the Finished at
+// `finished`.
+std::vector<Event> SpreadFlight(double hello, double flight, double gap, double finished) {
   Wire w;
   w.Handshake(0, 0.2);
-  w.Send(11, true, kAck | kPsh, kClientHello);
-  w.Send(21, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
-  w.Send(21.3, true, kAck, "");
-  w.Send(31, false, kAck | kPsh, std::string(800, 's'));
-  w.Send(31.3, true, kAck, "");
-  w.Send(181, true, kAck | kPsh, std::string(80, 'f'));  // Finished
-  const std::vector<Event> events = w.End();
+  w.Send(hello, true, kAck | kPsh, kClientHello);
+  w.Send(flight, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
+  w.Send(flight + 0.3, true, kAck, "");
+  w.Send(flight + gap, false, kAck | kPsh, std::string(800, 's'));
+  w.Send(flight + gap + 0.3, true, kAck, "");
+  w.Send(finished, true, kAck | kPsh, std::string(80, 'f'));
+  return w.End();
+}
+
+TEST(RelayDetector, AFlightInPartsGivesALowerBound) {
+  const std::vector<Event> events = SpreadFlight(11, 21, 10, 181);
   ASSERT_EQ(events.size(), 1u);
   const nlohmann::json& r = events[0].body;
   EXPECT_EQ(r["turnaround_samples_ms"], nlohmann::json({150.0}));
@@ -1290,10 +1380,28 @@ TEST(RelayDetector, AFlightInPartsGivesALowerBound) {
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 79.9, 0.01);  // (150 - 0.2 + 10) / 2
   EXPECT_TRUE(r["hidden_leg_lower_bound"].get<bool>());
   EXPECT_NEAR(r["min_distance_km"].get<double>(), 7990, 1);
+  // The ClientHello came 1 ms after the SYN/ACK: the client's own software, no relay's
+  // answer; the bound stands.
+  EXPECT_DOUBLE_EQ(r["connect_wait_ms"].get<double>(), 1);
+  EXPECT_FALSE(r.contains("hidden_leg_by_connect_wait"));
   // The same flight whole: the reading is the leg.
   const nlohmann::json whole = TlsThroughRelay(120)[0].body;
   EXPECT_FALSE(whole.contains("hidden_leg_lower_bound"));
   EXPECT_EQ(whole["turnaround_flight_spread_ms"].size(), 2u);
+}
+
+// A SOCKS relay 80 ms away that forwards at once: the ClientHello comes a far round trip
+// after the connection is up, and the client answers the spread flight one round trip
+// after its last segment. The bound alone says half; the connection's wait says which.
+TEST(RelayDetector, TheConnectionsWaitReadsARelayThatForwardsAtOnce) {
+  const std::vector<Event> events = SpreadFlight(90.1, 100, 1, 181.2);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["turnaround_flight_spread_ms"], nlohmann::json({1.0}));
+  EXPECT_DOUBLE_EQ(r["connect_wait_ms"].get<double>(), 80.1);
+  EXPECT_TRUE(r["hidden_leg_by_connect_wait"].get<bool>());
+  EXPECT_FALSE(r.contains("hidden_leg_lower_bound"));
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 79.9, 0.01);  // the wait less 0.2
 }
 
 // A laptop whose web traffic goes through the company's proxy (HTTP CONNECT, or SOCKS 5):
@@ -2303,7 +2411,8 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   // handshake's answer.
   const auto explained = [](std::vector<double> samples, const char* app = "tls",
                             std::size_t fed = 0, bool handshake = false,
-                            std::vector<double> spreads = {}) {
+                            std::vector<double> spreads = {},
+                            std::optional<double> connect_wait = std::nullopt) {
     host::HostStage stage(HostConfig());
     std::vector<Event> out;
     stage.Process(RelayRecord(100, "10.1.0.5", "198.51.100.7", 0, FetchFlow(0, 2, 75)), out);
@@ -2316,8 +2425,10 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
       flow["handshake_turnaround_ms"] = samples[0];
     }
     flow["hidden_leg_rtt_ms"] = TurnaroundMs(samples, first) - 0.5;
+    if (connect_wait)
+      flow["connect_wait_ms"] = *connect_wait;
     if (!spreads.empty()) {
-      const FlowTurnaround read = ReadTurnaround(samples, spreads, first, 0.5);
+      const FlowTurnaround read = ReadTurnaround(samples, spreads, first, 0.5, connect_wait);
       flow["turnaround_flight_spread_ms"] = spreads;
       flow["turnaround_ms"] = read.ms;
       flow["hidden_leg_rtt_ms"] = read.ms - 0.5;
@@ -2360,6 +2471,16 @@ TEST(RelayHostStage, HiddenLegOfTheTurnaroundsNoFetchFed) {
   EXPECT_TRUE(spread["hidden_leg_lower_bound"].get<bool>());
   EXPECT_DOUBLE_EQ(spread["turnaround_ms"].get<double>(), 80.75);  // (150.5 + 10) / 2 + 0.5
   EXPECT_DOUBLE_EQ(spread["hidden_leg_rtt_ms"].get<double>(), 80.25);
+  EXPECT_FALSE(spread.contains("hidden_leg_by_connect_wait"));
+  // With the connection's wait beside them (an SSH client through a SOCKS relay sends its
+  // banner once the relay has answered), one far round trip like the answers: it decides.
+  const nlohmann::json waited =
+      explained({80, 150, 151, 152, 190, 400}, "ssh", 0, false, {0, 10, 10, 10, 10, 10}, 151);
+  EXPECT_EQ(waited["turnarounds_explained"], 1);
+  EXPECT_FALSE(waited.contains("hidden_leg_lower_bound"));
+  EXPECT_TRUE(waited["hidden_leg_by_connect_wait"].get<bool>());
+  EXPECT_DOUBLE_EQ(waited["turnaround_ms"].get<double>(), 151);
+  EXPECT_DOUBLE_EQ(waited["hidden_leg_rtt_ms"].get<double>(), 150.5);
   // A handshake's answer that waited on the fetch bounds nothing any more.
   const nlohmann::json checked = explained({80, 40, 41, 42, 43}, "tls", 0, true);
   EXPECT_DOUBLE_EQ(checked["turnaround_ms"].get<double>(), 40);
