@@ -53,7 +53,7 @@ void HandshakeSplit::OnPacket(PacketTime ts, int direction, std::uint8_t flags, 
   const bool has_ack = (flags & decode::kTcpAck) != 0;
   if (payload_length > 0) {
     if (first_data_direction_ < 0) {
-      first_data_direction_ = syn ? 2 : direction;  // data in a SYN (TFO) waited on nothing
+      first_data_direction_ = direction;
       first_data_ = ts;
       first_data_seq_ = seq;
     } else if (direction == 0 && first_data_direction_ == 0 && seq == first_data_seq_) {
@@ -89,6 +89,7 @@ std::optional<absl::Duration> HandshakeSplit::responder_leg() const {
 }
 
 std::optional<absl::Duration> HandshakeSplit::connect_wait() const {
+  // Data before the SYN/ACK (in the SYN: TCP Fast Open) waited on nothing.
   if (syn_acks_ != 1 || first_data_direction_ != 0 || first_data_again_ || first_data_ < syn_ack_) {
     return std::nullopt;
   }

@@ -79,7 +79,7 @@ class HandshakeSplit {
   PacketTime ack_ = absl::InfinitePast();
   PacketTime first_data_ = absl::InfinitePast();
   std::uint32_t first_data_seq_ = 0;
-  int first_data_direction_ = -1;  // who sent the connection's first payload (2: in a SYN)
+  int first_data_direction_ = -1;  // who sent the connection's first payload
   bool first_data_again_ = false;  // the originator's first payload came again
 };
 
