@@ -44,7 +44,7 @@ absl::Status CheckLinkType(int dlt, const std::string& name) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, ": unsupported link type ", dlt_name ? dlt_name : "?", " (", dlt,
         "); supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, NULL, LOOP, PPP, PPP_SERIAL, "
-        "PPP_ETHER, C_HDLC, NFLOG, PPI (of these)"));
+        "PPP_ETHER, C_HDLC, NFLOG, IEEE802_11, IEEE802_11_RADIO, PPI (of these)"));
   }
   return absl::OkStatus();
 }

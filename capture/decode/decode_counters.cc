@@ -22,11 +22,21 @@ std::string_view DecodeReasonName(DecodeReason reason) {
     case DecodeReason::kVxlanTruncated: return "vxlan_truncated";
     case DecodeReason::kGeneveTruncated: return "geneve_truncated";
     case DecodeReason::kEncapsulationTooDeep: return "encapsulation_too_deep";
+    case DecodeReason::kWlanTruncated:
+      return "wlan_truncated";
+    case DecodeReason::kWlanBadFcs:
+      return "wlan_bad_fcs";
     case DecodeReason::kUnsupportedLinkType: return "unsupported_link_type";
     case DecodeReason::kNonIp: return "non_ip";
     case DecodeReason::kIpFragment: return "ip_fragment";
     case DecodeReason::kOtherIpProtocol: return "other_ip_protocol";
     case DecodeReason::kGreUnsupported: return "gre_unsupported";
+    case DecodeReason::kWlanNotData:
+      return "wlan_not_data";
+    case DecodeReason::kWlanProtected:
+      return "wlan_protected";
+    case DecodeReason::kWlanUnsupported:
+      return "wlan_unsupported";
     case DecodeReason::kCount: break;
   }
   return "unknown";

@@ -31,12 +31,17 @@ enum class DecodeReason : std::uint8_t {
   kVxlanTruncated,
   kGeneveTruncated,
   kEncapsulationTooDeep,
+  kWlanTruncated,
+  kWlanBadFcs,  // radiotap says the frame failed its checksum: the radio received it damaged
   // Valid but not analysed.
   kUnsupportedLinkType,
   kNonIp,
   kIpFragment,
   kOtherIpProtocol,
   kGreUnsupported,
+  kWlanNotData,      // 802.11 management and control frames, data frames without a payload
+  kWlanProtected,    // encrypted (WEP/WPA): the payload cannot be read
+  kWlanUnsupported,  // A-MSDU aggregates and fragments, which are not reassembled
   kCount,
 };
 

@@ -58,6 +58,10 @@ class FrameDecoder {
   bool PppoeSession(Bytes b);
   bool Nflog(Bytes b);
   bool PppOrCiscoHdlc(Bytes b);
+  bool Radiotap(Bytes b);
+  // `padded`: radiotap's flag for padding after the MAC header, to four bytes.
+  bool Ieee80211(Bytes b, bool padded);
+  bool Llc(Bytes b);
   // `carries_ip`: the encapsulation's payload is an IP packet, not an Ethernet frame.
   bool Tunnel(bool carries_ip) {
     ++out_.tunnel_depth;
@@ -108,6 +112,10 @@ bool FrameDecoder::Link(int dlt, Bytes b) {
       return PppoeSession(b);
     case kDltNflog:
       return Nflog(b);
+    case kDltIeee80211:
+      return Ieee80211(b, /*padded=*/false);
+    case kDltRadiotap:
+      return Radiotap(b);
     case kDltPpi: {
       // Per-Packet Information: version 0, flags, little-endian header length and the
       // link type of the frame after it. Nested PPI is refused, not followed.
@@ -209,6 +217,127 @@ bool FrameDecoder::Nflog(Bytes b) {
     b = b.subspan(std::min<std::size_t>(b.size(), (length + 3U) & ~3U));
   }
   return Fail(DecodeReason::kNonIp);  // a log message without the packet
+}
+
+// Radiotap (radiotap.org): version 0, a pad byte, the little-endian length of the whole
+// header, then presence words (bit 31: another follows) and the fields in bit order, each
+// aligned to its own size from the header's start. Only the Flags field (bit 1) matters
+// here; before it comes only TSFT (bit 0, 8 bytes), and both belong to the first word.
+bool FrameDecoder::Radiotap(Bytes b) {
+  constexpr std::uint32_t kTsft = 1U << 0;
+  constexpr std::uint32_t kFlags = 1U << 1;
+  constexpr std::uint32_t kExtended = 1U << 31;
+  constexpr std::uint8_t kFlagFcsAtEnd = 0x10;
+  constexpr std::uint8_t kFlagDataPad = 0x20;
+  constexpr std::uint8_t kFlagBadFcs = 0x40;
+  if (b.size() < 8) {
+    return Fail(DecodeReason::kWlanTruncated);
+  }
+  const std::size_t length = Le16(b.data() + 2);
+  if (b[0] != 0 || length < 8 || length > b.size()) {
+    return Fail(DecodeReason::kWlanTruncated);
+  }
+  const std::uint32_t present = Le32(b.data() + 4);
+  std::size_t offset = 8;
+  for (std::uint32_t word = present; (word & kExtended) != 0; offset += 4) {
+    if (offset + 4 > length) {
+      return Fail(DecodeReason::kWlanTruncated);
+    }
+    word = Le32(b.data() + offset);
+  }
+  std::uint8_t flags = 0;
+  if ((present & kFlags) != 0) {
+    if ((present & kTsft) != 0) {
+      offset = ((offset + 7) & ~std::size_t{7}) + 8;
+    }
+    if (offset >= length) {
+      return Fail(DecodeReason::kWlanTruncated);
+    }
+    flags = b[offset];
+  }
+  if ((flags & kFlagBadFcs) != 0) {
+    return Fail(DecodeReason::kWlanBadFcs);
+  }
+  Bytes frame = b.subspan(length);
+  if ((flags & kFlagFcsAtEnd) != 0) {
+    // The checksum trails the frame; a snapshot length may already have cut it.
+    if (frame.size() < 4) {
+      return Fail(DecodeReason::kWlanTruncated);
+    }
+    frame = frame.first(frame.size() - 4);
+  }
+  return Ieee80211(frame, (flags & kFlagDataPad) != 0);
+}
+
+// An IEEE 802.11 frame (802.11-2020 9.2-9.3): only data frames carry IP. The MAC header is
+// 24 bytes, 30 with a fourth address (to and from the distribution system: a bridge or
+// mesh), two more with QoS control, four more with HT control (QoS and the Order bit).
+bool FrameDecoder::Ieee80211(Bytes b, bool padded) {
+  constexpr std::uint8_t kTypeData = 2;
+  constexpr std::uint8_t kToDs = 0x01;
+  constexpr std::uint8_t kFromDs = 0x02;
+  constexpr std::uint8_t kMoreFragments = 0x04;
+  constexpr std::uint8_t kProtected = 0x40;
+  constexpr std::uint8_t kOrder = 0x80;
+  // Control frames (ACK, CTS: 10 bytes) are shorter than a data frame's header.
+  if (b.size() < 2) {
+    return Fail(DecodeReason::kWlanTruncated);
+  }
+  const std::uint8_t version = b[0] & 0x03;
+  const std::uint8_t type = (b[0] >> 2) & 0x03;
+  const std::uint8_t subtype = b[0] >> 4;
+  const std::uint8_t flags = b[1];
+  if (version != 0) {
+    return Fail(DecodeReason::kWlanUnsupported);
+  }
+  // Subtypes with bit 2 set (Null, QoS Null, CF-Ack/Poll alone) carry no payload.
+  if (type != kTypeData || (subtype & 0x04) != 0) {
+    return Fail(DecodeReason::kWlanNotData);
+  }
+  if (b.size() < 24) {
+    return Fail(DecodeReason::kWlanTruncated);
+  }
+  if ((flags & kProtected) != 0) {
+    return Fail(DecodeReason::kWlanProtected);
+  }
+  const bool qos = (subtype & 0x08) != 0;
+  std::size_t header = 24;
+  if ((flags & kToDs) != 0 && (flags & kFromDs) != 0) {
+    header += 6;
+  }
+  const std::size_t qos_control = header;
+  if (qos) {
+    header += 2;
+    if ((flags & kOrder) != 0) {
+      header += 4;
+    }
+  }
+  if (padded) {
+    header = (header + 3) & ~std::size_t{3};
+  }
+  if (b.size() < header) {
+    return Fail(DecodeReason::kWlanTruncated);
+  }
+  // A fragment (more follow, or a fragment number) holds part of a packet; an A-MSDU
+  // (QoS control bit 7) holds several, each with its own header: neither is taken apart.
+  const bool fragment = (flags & kMoreFragments) != 0 || (b[22] & 0x0f) != 0;
+  const bool aggregate = qos && (b[qos_control] & 0x80) != 0;
+  if (fragment || aggregate) {
+    return Fail(DecodeReason::kWlanUnsupported);
+  }
+  return Llc(b.subspan(header));
+}
+
+// 802.2 LLC with a SNAP header (RFC 1042, and 802.1H's bridge tunnel): AA AA 03, an
+// organisation code, then the EtherType. Other LLC payloads (STP, IPX) are not IP.
+bool FrameDecoder::Llc(Bytes b) {
+  if (b.size() < 8) {
+    return Fail(DecodeReason::kWlanTruncated);
+  }
+  if (b[0] != 0xaa || b[1] != 0xaa || b[2] != 0x03) {
+    return Fail(DecodeReason::kNonIp);
+  }
+  return EtherType(Be16(b.data() + 6), b.subspan(8));
 }
 
 // RFC 2516: a 6-byte PPPoE session header, then PPP.
@@ -600,6 +729,8 @@ bool IsSupportedLinkType(int dlt) {
     case kDltPppEther:
     case kDltCiscoHdlc:
     case kDltNflog:
+    case kDltIeee80211:
+    case kDltRadiotap:
     case kDltPpi:  // frames of the link types above inside it
       return true;
     default:

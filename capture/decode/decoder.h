@@ -16,6 +16,8 @@ inline constexpr int kDltPpp = 9;
 inline constexpr int kDltPppSerial = 50;  // PPP in HDLC-like framing (or Cisco HDLC)
 inline constexpr int kDltPppEther = 51;   // PPPoE session frames without Ethernet
 inline constexpr int kDltCiscoHdlc = 104;
+inline constexpr int kDltIeee80211 = 105;  // 802.11 frames as a monitor-mode interface gives them
+inline constexpr int kDltRadiotap = 127;   // 802.11 after a radiotap header (DLT_IEEE802_11_RADIO)
 inline constexpr int kDltRaw = 12;
 inline constexpr int kDltRawOpenBsd = 14;
 inline constexpr int kDltLinktypeRaw = 101;
@@ -34,9 +36,9 @@ bool IsSupportedLinkType(int dlt);
 inline constexpr int kMaxEncapsulationDepth = 8;
 
 // Decodes one captured frame into `out`: link layer (Ethernet, cooked, raw IP, loopback,
-// PPP, Cisco HDLC, NFLOG, PPI), VLAN/QinQ, MPLS, PPPoE, IPv4/IPv6
-// (extension headers), TCP/UDP/ICMP, and GRE, IP-in-IP, VXLAN (UDP 4789) and Geneve
-// (UDP 6081) tunnels, whose innermost flow is the one reported.
+// PPP, Cisco HDLC, NFLOG, PPI, 802.11 data frames with or without radiotap), VLAN/QinQ, MPLS,
+// PPPoE, IPv4/IPv6 (extension headers), TCP/UDP/ICMP, and GRE, IP-in-IP, VXLAN (UDP 4789) and
+// Geneve (UDP 6081) tunnels, whose innermost flow is the one reported.
 //
 // Returns true when `out` holds an IP packet with a decoded L4 header. Otherwise the reason
 // is counted in `counters` and false is returned. Never reads past `frame`, never throws,

@@ -29,10 +29,11 @@ namespace decode = relaywatch::decode;
 namespace flow = relaywatch::flow;
 
 constexpr int kLinkTypes[] = {
-    decode::kDltEthernet, decode::kDltNull,      decode::kDltLoop,        decode::kDltRaw,
-    decode::kDltLinuxSll, decode::kDltLinuxSll2, decode::kDltLinktypeRaw, decode::kDltRawOpenBsd,
-    decode::kDltIpv4,     decode::kDltIpv6,      decode::kDltPpp,         decode::kDltPppSerial,
-    decode::kDltPppEther, decode::kDltCiscoHdlc, decode::kDltPpi,         decode::kDltNflog,
+    decode::kDltEthernet,  decode::kDltNull,      decode::kDltLoop,        decode::kDltRaw,
+    decode::kDltLinuxSll,  decode::kDltLinuxSll2, decode::kDltLinktypeRaw, decode::kDltRawOpenBsd,
+    decode::kDltIpv4,      decode::kDltIpv6,      decode::kDltPpp,         decode::kDltPppSerial,
+    decode::kDltPppEther,  decode::kDltCiscoHdlc, decode::kDltPpi,         decode::kDltNflog,
+    decode::kDltIeee80211, decode::kDltRadiotap,
 };
 
 std::uint64_t ReasonsCounted(const decode::DecodeCounters& c) {

@@ -23,7 +23,7 @@ CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 LINK = {"ethernet": 0, "null": 1, "loop": 2, "raw": 3, "sll": 4, "sll2": 5,
         "linktype_raw": 6, "raw_openbsd": 7, "ipv4": 8, "ipv6": 9, "ppp": 10,
         "ppp_serial": 11, "ppp_ether": 12, "c_hdlc": 13, "ppi": 14,
-        "nflog": 15}
+        "nflog": 15, "ieee80211": 16, "radiotap": 17}
 
 TCP, UDP, ICMP, GRE, ICMP6 = 6, 17, 1, 47, 58
 SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
@@ -31,6 +31,20 @@ SYN, ACK, PSH, FIN, RST = 0x02, 0x10, 0x08, 0x01, 0x04
 
 def addr(text):
     return ipaddress.ip_address(text).packed
+
+
+def wlan(flags, header):
+    """An 802.11 QoS data header of `header` bytes (addresses, QoS, HT control, padding)."""
+    return bytes([0x88, flags, 0x2c, 0]) + bytes(header - 4)
+
+
+def snap(ether_type, payload):
+    return b"\xaa\xaa\x03\x00\x00\x00" + struct.pack("!H", ether_type) + payload
+
+
+def radiotap(flags):
+    """Radiotap with TSFT (aligned to 8) and Flags, 24 bytes."""
+    return struct.pack("<BBHI", 0, 0, 24, 0x3) + bytes(8) + bytes([flags]) + bytes(7)
 
 
 def ipv4(proto, src, dst, payload, ttl=64, ident=0x1234, frag=0x4000):
@@ -143,6 +157,11 @@ def decoder_seeds():
                   struct.pack("<HH", 5, 10) + b"\0\0\0\0" + struct.pack("<HH", 4 + len(DATA4), 9) +
                   DATA4),
         "ppi_ethernet": ("ppi", struct.pack("<BBHI", 0, 0, 8, 1) + eth(0x0800, DATA4)),
+        # QoS data to the AP with HT control, RFC 1042 SNAP; then after radiotap (TSFT and
+        # Flags: padding after the MAC header, FCS at the end) with four addresses.
+        "wlan_qos_htc": ("ieee80211", wlan(0x81, 26 + 4) + snap(0x0800, DATA4)),
+        "radiotap_wlan_fcs": ("radiotap", radiotap(0x30) + wlan(0x03, 32) + snap(0x86dd, TCP6)
+                              + b"\xde\xad\xbe\xef"),
         "vlan_stack_deep": ("ethernet", eth(0x8100, b"".join(tag(i, 0x8100, b"")
                                                              for i in range(1, 10)) + DATA4)),
     }

@@ -135,6 +135,46 @@ Frame Vxlan(std::uint32_t vni, const Frame& inner_ethernet) {
   return Cat({{0x08, 0, 0, 0}, B32(vni << 8), inner_ethernet});
 }
 
+// An 802.11 data frame: frame control (type 2, `subtype`; `flags` as the second byte),
+// duration, three addresses, sequence control (`fragment` in its low bits), the fourth
+// address when both DS bits are set, QoS control (`qos`, for QoS subtypes), HT control when
+// QoS has the Order bit, then `body`.
+struct WlanHeader {
+  std::uint8_t subtype = 8;   // QoS Data
+  std::uint8_t flags = 0x01;  // to the distribution system: a station's upload
+  std::uint8_t fragment = 0;
+  std::uint8_t qos = 0;
+};
+Frame Wlan(const WlanHeader& h, const Frame& body) {
+  Frame f = Cat({{static_cast<std::uint8_t>(0x08 | (h.subtype << 4)), h.flags, 0x2c, 0x00},
+                 Frame(18, 0x02),
+                 {static_cast<std::uint8_t>(0x10 | h.fragment), 0x00}});
+  if ((h.flags & 0x03) == 0x03) {
+    f = Cat({f, Frame(6, 0x03)});
+  }
+  if ((h.subtype & 0x08) != 0) {
+    f = Cat({f, {h.qos, 0x00}});
+    if ((h.flags & 0x80) != 0) {
+      f = Cat({f, Le32(0)});
+    }
+  }
+  return Cat({f, body});
+}
+
+// RFC 1042 encapsulation: LLC AA AA 03, organisation 00 00 00, the EtherType.
+Frame Snap(std::uint16_t type, const Frame& payload) {
+  return Cat({{0xaa, 0xaa, 0x03, 0x00, 0x00, 0x00}, B16(type), payload});
+}
+
+// A radiotap header with TSFT (after one extended presence word) and Flags, as Linux writes
+// for a monitor interface: the TSFT field is aligned to 8 from the header's start.
+Frame Radiotap(std::uint8_t flags, const Frame& frame) {
+  const Frame fields = Cat({Le32(0), Le32(0), Le32(0), {flags}, Frame(3, 0)});  // pad, TSFT, Flags
+  const Frame presence = Cat({Le32(0x80000003), Le32(0)});
+  const std::size_t length = 4 + presence.size() + fields.size();
+  return Cat({{0, 0, static_cast<std::uint8_t>(length), 0}, presence, fields, frame});
+}
+
 Frame Payload(std::size_t n, std::uint8_t first = 'a') {
   Frame f(n);
   for (std::size_t i = 0; i < n; ++i) {
@@ -512,8 +552,8 @@ TEST_F(DecoderTest, PppAndCiscoHdlc) {
   EXPECT_FALSE(Decode(kDltPpp, Cat({{0xff, 0x03}, B16(0xc021), Payload(10)})));        // LCP
   EXPECT_FALSE(Decode(kDltCiscoHdlc, Cat({{0x8f, 0x00}, B16(0x8035), Payload(10)})));  // SLARP
   EXPECT_EQ(counters_.Get(DecodeReason::kNonIp), 2u);
-  // PPI around 802.11 (105), and a header longer than the frame.
-  EXPECT_FALSE(Decode(kDltPpi, Cat({{0, 0, 8, 0, 105, 0, 0, 0}, Payload(30)})));
+  // PPI around a link type not decoded (USER0, 147), and a header longer than the frame.
+  EXPECT_FALSE(Decode(kDltPpi, Cat({{0, 0, 8, 0, 147, 0, 0, 0}, Payload(30)})));
   EXPECT_FALSE(Decode(kDltPpi, Cat({{0, 0, 40, 0, 1, 0, 0, 0}, Payload(30)})));
   EXPECT_EQ(counters_.Get(DecodeReason::kUnsupportedLinkType), 1u);
   EXPECT_EQ(TotalReasons(counters_), 4u);
@@ -522,6 +562,109 @@ TEST_F(DecoderTest, PppAndCiscoHdlc) {
   EXPECT_FALSE(Decode(kDltNflog, Cat({{2, 0, 0, 1}, {8, 0, 1, 0}, B32(0)})));
   EXPECT_EQ(counters_.Get(DecodeReason::kNonIp), 3u);
   EXPECT_EQ(TotalReasons(counters_), 6u);
+}
+
+// 802.11 from a monitor-mode interface, bare or after radiotap (the layout of Zeek's
+// wlanmon.pcap and radiotap.pcap: QoS data, RFC 1042 SNAP, DNS over IPv4; plain data with
+// IPv6), and the header variants a data frame can have.
+TEST_F(DecoderTest, Ieee80211DataFrames) {
+  const Frame ip4 = Ipv4(kProtoTcp, "192.168.1.20", "192.0.2.1", Tcp(50000, 443));
+  const Frame ip6 = Ipv6(kProtoTcp, "2001:db8::1", "2001:db8::2", Tcp(50000, 443));
+  struct Case {
+    const char* name;
+    int dlt;
+    Frame frame;
+    int ip_version;
+  };
+  const Case cases[] = {
+      {"qos_to_ds", kDltIeee80211, Wlan({}, Snap(0x0800, ip4)), 4},
+      {"data_from_ds", kDltIeee80211, Wlan({.subtype = 0, .flags = 0x02}, Snap(0x86dd, ip6)), 6},
+      {"four_addresses", kDltIeee80211, Wlan({.flags = 0x03}, Snap(0x0800, ip4)), 4},
+      {"qos_with_ht_control", kDltIeee80211, Wlan({.flags = 0x81}, Snap(0x0800, ip4)), 4},
+      {"retry_and_power_save", kDltIeee80211, Wlan({.flags = 0x19}, Snap(0x0800, ip4)), 4},
+      {"bridge_tunnel_oui", kDltIeee80211,
+       Wlan({}, Cat({{0xaa, 0xaa, 0x03, 0x00, 0x00, 0xf8}, B16(0x0800), ip4})), 4},
+      {"radiotap", kDltRadiotap, Radiotap(0x00, Wlan({}, Snap(0x0800, ip4))), 4},
+      // A checksum at the end, which is not the packet's.
+      {"radiotap_fcs", kDltRadiotap,
+       Radiotap(0x10, Cat({Wlan({}, Snap(0x86dd, ip6)), Le32(0xdeadbeef)})), 6},
+      // Padding after the 26-byte QoS header to 28.
+      {"radiotap_data_pad", kDltRadiotap,
+       Radiotap(0x20, Cat({Wlan({}, {0, 0}), Snap(0x0800, ip4)})), 4},
+      {"ppi", kDltPpi, Cat({{0, 0, 8, 0, 105, 0, 0, 0}, Wlan({}, Snap(0x0800, ip4))}), 4},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    ASSERT_TRUE(Decode(c.dlt, c.frame));
+    EXPECT_EQ(p_.ip_version, c.ip_version);
+    ExpectTcpFlow(c.ip_version == 4 ? "192.168.1.20" : "2001:db8::1", 50000,
+                  c.ip_version == 4 ? "192.0.2.1" : "2001:db8::2", 443);
+    EXPECT_TRUE(p_.payload.empty());
+  }
+  EXPECT_EQ(TotalReasons(counters_), 0u);
+}
+
+TEST_F(DecoderTest, Ieee80211FramesWithoutAnIpPacketAreCountedByReason) {
+  const Frame ip4 = Ipv4(kProtoUdp, "192.168.1.20", "192.0.2.1", Udp(5353, 53, Payload(8)));
+  struct Case {
+    const char* name;
+    int dlt;
+    Frame frame;
+    DecodeReason reason;
+  };
+  const Case cases[] = {
+      {"beacon", kDltIeee80211, Cat({{0x80, 0x00, 0, 0}, Frame(20, 0xff), Payload(40)}),
+       DecodeReason::kWlanNotData},
+      {"ack", kDltIeee80211, Cat({{0xd4, 0x00, 0, 0}, Frame(6, 0)}), DecodeReason::kWlanNotData},
+      {"cts_with_fcs", kDltRadiotap,
+       Radiotap(0x10, Cat({{0xc4, 0x00, 0, 0}, Frame(6, 0), Le32(0)})), DecodeReason::kWlanNotData},
+      {"one_byte", kDltIeee80211, {0x88}, DecodeReason::kWlanTruncated},
+      {"qos_null", kDltIeee80211, Wlan({.subtype = 12}, {}), DecodeReason::kWlanNotData},
+      {"protected", kDltIeee80211, Wlan({.flags = 0x41}, Payload(60)),
+       DecodeReason::kWlanProtected},
+      {"a_msdu", kDltIeee80211, Wlan({.qos = 0x80}, Payload(60)), DecodeReason::kWlanUnsupported},
+      {"more_fragments", kDltIeee80211, Wlan({.flags = 0x05}, Snap(0x0800, ip4)),
+       DecodeReason::kWlanUnsupported},
+      {"later_fragment", kDltIeee80211, Wlan({.fragment = 1}, Payload(20)),
+       DecodeReason::kWlanUnsupported},
+      {"protocol_version_1", kDltIeee80211, Cat({{0x89, 0x01}, Frame(40, 0)}),
+       DecodeReason::kWlanUnsupported},
+      {"arp", kDltIeee80211, Wlan({}, Snap(0x0806, Payload(28))), DecodeReason::kNonIp},
+      {"spanning_tree_llc", kDltIeee80211, Wlan({}, Cat({{0x42, 0x42, 0x03}, Payload(35)})),
+       DecodeReason::kNonIp},
+      {"short_data_header", kDltIeee80211, Frame(23, 0x08), DecodeReason::kWlanTruncated},
+      {"four_addresses_cut", kDltIeee80211, Cat({{0x88, 0x03}, Frame(28, 0)}),
+       DecodeReason::kWlanTruncated},
+      {"snap_cut", kDltIeee80211, Wlan({}, {0xaa, 0xaa, 0x03, 0, 0, 0, 0x08}),
+       DecodeReason::kWlanTruncated},
+      {"radiotap_bad_fcs", kDltRadiotap,
+       Radiotap(0x50, Cat({Wlan({}, Snap(0x0800, ip4)), Le32(0)})), DecodeReason::kWlanBadFcs},
+      {"radiotap_version_1", kDltRadiotap,
+       Cat({{1, 0, 8, 0}, Le32(0), Wlan({}, Snap(0x0800, ip4))}), DecodeReason::kWlanTruncated},
+      {"radiotap_longer_than_frame", kDltRadiotap, Cat({{0, 0, 200, 0}, Le32(0), Frame(30, 0)}),
+       DecodeReason::kWlanTruncated},
+      // Presence words that never end within the header.
+      {"radiotap_presence_runs_on", kDltRadiotap,
+       Cat({{0, 0, 16, 0}, Le32(0x80000000), Le32(0x80000000), Le32(0x80000000), Frame(30, 0)}),
+       DecodeReason::kWlanTruncated},
+      // Flags announced but the header ends before them.
+      {"radiotap_flags_cut", kDltRadiotap, Cat({{0, 0, 16, 0}, Le32(0x00000003), Frame(40, 0)}),
+       DecodeReason::kWlanTruncated},
+      {"radiotap_fcs_without_room", kDltRadiotap, Cat({{0, 0, 9, 0}, Le32(0x2), {0x10}, {1, 2}}),
+       DecodeReason::kWlanTruncated},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::uint64_t before = counters_.Get(c.reason);
+    const std::uint64_t total = TotalReasons(counters_);
+    EXPECT_FALSE(Decode(c.dlt, c.frame));
+    EXPECT_EQ(counters_.Get(c.reason), before + 1) << DecodeReasonName(c.reason);
+    EXPECT_EQ(TotalReasons(counters_), total + 1);
+  }
+  EXPECT_TRUE(IsDecodeError(DecodeReason::kWlanTruncated));
+  EXPECT_TRUE(IsDecodeError(DecodeReason::kWlanBadFcs));
+  EXPECT_FALSE(IsDecodeError(DecodeReason::kWlanProtected));
+  EXPECT_EQ(DecodeReasonName(DecodeReason::kWlanNotData), "wlan_not_data");
 }
 
 TEST_F(DecoderTest, LinuxSll) {
@@ -590,14 +733,14 @@ TEST_F(DecoderTest, RawIpLinkTypes) {
 }
 
 TEST_F(DecoderTest, UnsupportedLinkTypeIsCounted) {
-  EXPECT_FALSE(IsSupportedLinkType(105));  // IEEE 802.11
-  EXPECT_FALSE(IsSupportedLinkType(127));
-  for (int dlt :
-       {kDltNull, kDltEthernet, kDltRaw, kDltRawOpenBsd, kDltLinktypeRaw, kDltLoop, kDltLinuxSll,
-        kDltLinuxSll2, kDltIpv4, kDltIpv6, kDltPpp, kDltPppSerial, kDltPppEther, kDltCiscoHdlc}) {
+  EXPECT_FALSE(IsSupportedLinkType(147));  // USER0
+  EXPECT_FALSE(IsSupportedLinkType(195));  // IEEE 802.15.4
+  for (int dlt : {kDltNull, kDltEthernet, kDltRaw, kDltRawOpenBsd, kDltLinktypeRaw, kDltLoop,
+                  kDltLinuxSll, kDltLinuxSll2, kDltIpv4, kDltIpv6, kDltPpp, kDltPppSerial,
+                  kDltPppEther, kDltCiscoHdlc, kDltIeee80211, kDltRadiotap}) {
     EXPECT_TRUE(IsSupportedLinkType(dlt)) << dlt;
   }
-  EXPECT_FALSE(Decode(105, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(1, 2))));
+  EXPECT_FALSE(Decode(195, Ipv4(kProtoTcp, "10.0.0.1", "10.0.0.2", Tcp(1, 2))));
   ExpectOnly(DecodeReason::kUnsupportedLinkType);
   EXPECT_FALSE(IsDecodeError(DecodeReason::kUnsupportedLinkType));
   EXPECT_EQ(DecodeReasonName(DecodeReason::kUnsupportedLinkType), "unsupported_link_type");
@@ -958,6 +1101,9 @@ std::vector<Case> TruncationCases() {
             tcp4}),
        data.size()},
       {"ppi_ethernet", kDltPpi, Cat({{0, 0, 8, 0, 1, 0, 0, 0}, Eth(0x0800, tcp4)}), data.size()},
+      {"ieee80211", kDltIeee80211, Wlan({.flags = 0x83}, Snap(0x0800, tcp4)), data.size()},
+      {"radiotap", kDltRadiotap, Radiotap(0x20, Cat({Wlan({}, {0, 0}), Snap(0x0800, tcp4)})),
+       data.size()},
   };
 }
 
