@@ -10,6 +10,11 @@ the mirror (192.0.2.1) to the sensor (192.0.2.2), then
   vxlan   UDP to port 4789 and an 8-byte VXLAN header (RFC 7348), VNI 7;
   erspan  GRE (RFC 2784) with a sequence number, protocol 0x88BE, and the 8-byte ERSPAN
           type II header (session 7);
+  wlan    no mirror: the sensor hears the LAN over the air (a monitor-mode interface, or a
+          capture an incident responder brings from one): each frame as an 802.11 data
+          frame after radiotap (TSFT, Flags, Rate, Channel, signal) with its FCS, RFC 1042
+          SNAP, the header variants in turn (QoS data to the AP, data from the AP, four
+          addresses, QoS with HT control padded to four bytes);
   double  no wrapping: every frame twice, the copy 20 us later with a TTL or hop limit one
           less and the router's own MAC addresses, as a sensor hears a packet on both
           sides of a router (capturing on its LAN and WAN interfaces, or a SPAN session
@@ -21,7 +26,7 @@ is skipped. The events of both replays are compared, keys sorted, after removing
 wrapping changes by definition (TUNNEL_FIELDS): anything else is a detector reading the
 outer headers where it should read the mirrored packet.
 
-usage: mirror_twin.py --relaywatch BIN [--config YAML] [--kind vxlan|erspan|double] [--keep DIR]
+usage: mirror_twin.py --relaywatch BIN [--config YAML] [--kind vxlan|erspan|double|wlan] [--keep DIR]
                       [--skip-missing] INPUT...   (files or directories, as ipv6_twin.py)
 """
 import argparse
@@ -29,6 +34,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 
 from flow_shape_corpus import replay  # relaywatch -r, one worker, JSON lines
 from ipv6_twin import (LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_SLL2,
@@ -37,6 +43,8 @@ from ipv6_twin import (LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_SLL, LINKTYPE_S
 
 MIRROR, SENSOR = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2])
 MIRROR_MAC, SENSOR_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+ACCESS_POINT = bytes.fromhex("020000000003")
+LINKTYPE_RADIOTAP = 127
 # Fields that say how deep the packet was wrapped, not what it carried, and a flow's byte
 # counts, which count the frames as received (the mirror's headers too).
 TUNNEL_FIELDS = {"decoded_tunnel_depth", "tunnel_depth", "bytes_toclient", "bytes_toserver"}
@@ -84,6 +92,35 @@ def wrap(kind, inner, seq):
     return SENSOR_MAC + MIRROR_MAC + b"\x08\x00" + ipv4_header(proto, len(body), seq & 0xFFFF) + body
 
 
+def over_the_air(inner, seq, ts, truncated):
+    """The Ethernet frame `inner` as a monitor-mode interface records it: radiotap, then an
+    802.11 data frame carrying its EtherType and payload in RFC 1042 SNAP, then the FCS
+    (left out when the snapshot length cut the frame, as the radio's trailer would be)."""
+    dst, src, rest = inner[0:6], inner[6:12], inner[12:]
+    variant = seq % 4
+    flags_field = 0x00 if truncated else 0x10  # FCS at the end
+    seq_ctrl = struct.pack("<H", (seq & 0xFFF) << 4)
+    if variant == 0:    # QoS data, station to AP: BSSID, SA, DA
+        header = b"\x88\x01\x2c\x00" + ACCESS_POINT + src + dst + seq_ctrl + b"\x00\x00"
+    elif variant == 1:  # data, AP to station: DA, BSSID, SA
+        header = b"\x08\x02\x2c\x00" + dst + ACCESS_POINT + src + seq_ctrl
+    elif variant == 2:  # four addresses (a bridge or mesh link), QoS: RA, TA, DA, SA
+        header = b"\x88\x03\x2c\x00" + ACCESS_POINT + MIRROR_MAC + dst + seq_ctrl + src + b"\x00\x00"
+    else:               # QoS with HT control (Order bit), 30 bytes
+        header = b"\x88\x81\x2c\x00" + ACCESS_POINT + src + dst + seq_ctrl + b"\x00\x00" + bytes(4)
+    body = b"\xaa\xaa\x03\x00\x00\x00" + rest
+    fcs = b"" if truncated else struct.pack("<I", zlib.crc32(header + body))
+    if variant == 3:
+        # The driver pads the header to four bytes in the capture; the FCS does not cover it.
+        header += bytes(2)
+        flags_field |= 0x20
+    frame = header + body + fcs
+    # Present: TSFT, Flags, Rate, Channel, antenna signal; TSFT aligned to 8 from the start.
+    radiotap = struct.pack("<BBHIQBBHHb", 0, 0, 23, 0x2F, (ts // 1000) & (2**64 - 1),
+                           flags_field, 0x0C, 5180, 0x0140, -52)
+    return radiotap + frame
+
+
 def forwarded_copy(frame):
     """An Ethernet frame as the router sends it on: its own MAC addresses, TTL or hop limit
     one less (the IPv4 header checksum adjusted); None when it is not IP."""
@@ -126,9 +163,12 @@ def mirror_capture(src, dst, kind):
             if copy is not None:
                 pending.append((ts + 20_000, copy, orig + len(copy) - len(frame)))
             continue
-        copy = wrap(kind, inner, len(out))
+        if kind == "wlan":
+            copy = over_the_air(inner, len(out), ts, orig > len(frame))
+        else:
+            copy = wrap(kind, inner, len(out))
         out.append((ts, copy, orig + len(copy) - len(frame)))
-    write_pcap(dst, LINKTYPE_ETHERNET, out + pending)
+    write_pcap(dst, LINKTYPE_RADIOTAP if kind == "wlan" else LINKTYPE_ETHERNET, out + pending)
     return len(out)
 
 
@@ -148,7 +188,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--relaywatch", required=True)
     ap.add_argument("--config", help="used where a case brings none (default: every event type)")
-    ap.add_argument("--kind", choices=["vxlan", "erspan", "double"], default="vxlan")
+    ap.add_argument("--kind", choices=["vxlan", "erspan", "double", "wlan"], default="vxlan")
     ap.add_argument("--keep", help="write the mirrored copies here instead of a temporary directory")
     ap.add_argument("--skip-missing", action="store_true")
     ap.add_argument("--show", type=int, default=6, help="differences printed per capture")
