@@ -14,7 +14,9 @@ the mirror (192.0.2.1) to the sensor (192.0.2.2), then
           capture an incident responder brings from one): each frame as an 802.11 data
           frame after radiotap (TSFT, Flags, Rate, Channel, signal) with its FCS, RFC 1042
           SNAP, the header variants in turn (QoS data to the AP, data from the AP, four
-          addresses, QoS with HT control padded to four bytes);
+          addresses, QoS with HT control padded to four bytes), and one frame in seven
+          (--wlan-retry-every) heard twice, its MAC retry 300 us later (the first
+          transmission's ACK lost), which must change nothing as `double` below;
   double  no wrapping: every frame twice, the copy 20 us later with a TTL or hop limit one
           less and the router's own MAC addresses, as a sensor hears a packet on both
           sides of a router (capturing on its LAN and WAN interfaces, or a SPAN session
@@ -92,10 +94,11 @@ def wrap(kind, inner, seq):
     return SENSOR_MAC + MIRROR_MAC + b"\x08\x00" + ipv4_header(proto, len(body), seq & 0xFFFF) + body
 
 
-def over_the_air(inner, seq, ts, truncated):
+def over_the_air(inner, seq, ts, truncated, retry=False):
     """The Ethernet frame `inner` as a monitor-mode interface records it: radiotap, then an
     802.11 data frame carrying its EtherType and payload in RFC 1042 SNAP, then the FCS
-    (left out when the snapshot length cut the frame, as the radio's trailer would be)."""
+    (left out when the snapshot length cut the frame, as the radio's trailer would be).
+    `retry`: the radio's second transmission of the same frame (Retry bit, same sequence)."""
     dst, src, rest = inner[0:6], inner[6:12], inner[12:]
     variant = seq % 4
     flags_field = 0x00 if truncated else 0x10  # FCS at the end
@@ -108,6 +111,8 @@ def over_the_air(inner, seq, ts, truncated):
         header = b"\x88\x03\x2c\x00" + ACCESS_POINT + MIRROR_MAC + dst + seq_ctrl + src + b"\x00\x00"
     else:               # QoS with HT control (Order bit), 30 bytes
         header = b"\x88\x81\x2c\x00" + ACCESS_POINT + src + dst + seq_ctrl + b"\x00\x00" + bytes(4)
+    if retry:
+        header = header[:1] + bytes([header[1] | 0x08]) + header[2:]
     body = b"\xaa\xaa\x03\x00\x00\x00" + rest
     fcs = b"" if truncated else struct.pack("<I", zlib.crc32(header + body))
     if variant == 3:
@@ -140,7 +145,7 @@ def forwarded_copy(frame):
     return bytes(copy)
 
 
-def mirror_capture(src, dst, kind):
+def mirror_capture(src, dst, kind, retry_every=7):
     """Writes the mirrored copy of `src` to `dst` (classic pcap, ns, Ethernet); returns the
     number of frames, or None when the link type has no Ethernet form."""
     linktypes, out, pending = [], [], []
@@ -152,21 +157,28 @@ def mirror_capture(src, dst, kind):
         inner = as_ethernet(linktypes[ifid], frame)
         if inner is None:
             return None
+        # The capture's own order is kept (a merged capture may step back in time); each copy
+        # goes in before the first later packet that is not earlier than it.
+        stepped_back = bool(out) and ts < out[-1][0]
+        while pending and (pending[0][0] <= ts or stepped_back):
+            out.append(pending.pop(0))
         if kind == "double":
-            # The capture's own order is kept (a merged capture may step back in time); each
-            # copy goes in before the first later packet that is not earlier than it.
-            stepped_back = bool(out) and ts < out[-1][0]
-            while pending and (pending[0][0] <= ts or stepped_back):
-                out.append(pending.pop(0))
             out.append((ts, inner, orig + len(inner) - len(frame)))
             copy = forwarded_copy(inner)
             if copy is not None:
                 pending.append((ts + 20_000, copy, orig + len(copy) - len(frame)))
             continue
         if kind == "wlan":
-            copy = over_the_air(inner, len(out), ts, orig > len(frame))
-        else:
-            copy = wrap(kind, inner, len(out))
+            seq, truncated = len(out), orig > len(frame)
+            copy = over_the_air(inner, seq, ts, truncated)
+            out.append((ts, copy, orig + len(copy) - len(frame)))
+            if retry_every and seq % retry_every == 3 % retry_every:
+                # Its acknowledgement lost, the radio sends the frame again after the ACK
+                # timeout, Retry bit set; a monitor interface hears both.
+                retry = over_the_air(inner, seq, ts + 300_000, truncated, retry=True)
+                pending.append((ts + 300_000, retry, orig + len(retry) - len(frame)))
+            continue
+        copy = wrap(kind, inner, len(out))
         out.append((ts, copy, orig + len(copy) - len(frame)))
     write_pcap(dst, LINKTYPE_RADIOTAP if kind == "wlan" else LINKTYPE_ETHERNET, out + pending)
     return len(out)
@@ -189,6 +201,8 @@ def main():
     ap.add_argument("--relaywatch", required=True)
     ap.add_argument("--config", help="used where a case brings none (default: every event type)")
     ap.add_argument("--kind", choices=["vxlan", "erspan", "double", "wlan"], default="vxlan")
+    ap.add_argument("--wlan-retry-every", type=int, default=7,
+                    help="wlan: one frame in N heard again as its MAC retry (0: none)")
     ap.add_argument("--keep", help="write the mirrored copies here instead of a temporary directory")
     ap.add_argument("--skip-missing", action="store_true")
     ap.add_argument("--show", type=int, default=6, help="differences printed per capture")
@@ -202,7 +216,7 @@ def main():
         cfg = case_cfg or args.config
         twin = os.path.join(work, f"{n:04d}-{os.path.basename(pcap)}.{args.kind}.pcap")
         try:
-            frames = mirror_capture(pcap, twin, args.kind)
+            frames = mirror_capture(pcap, twin, args.kind, args.wlan_retry_every)
         except (ValueError, struct.error) as err:
             print(f"not mirrored: {pcap}: {err}")
             skipped += 1
