@@ -31,7 +31,9 @@ using Bytes = std::span<const std::uint8_t>;
 // tunnels and tag stacks could otherwise drive without limit.
 class FrameDecoder {
  public:
-  FrameDecoder(DecodedPacket& out, DecodeCounters& counters) : out_(out), counters_(counters) {}
+  // `snapped`: the capture kept less of the frame than was on the air or the wire.
+  FrameDecoder(DecodedPacket& out, DecodeCounters& counters, bool snapped)
+      : out_(out), counters_(counters), snapped_(snapped) {}
 
   bool Link(int dlt, Bytes b);
   bool Ethernet(Bytes b);
@@ -72,6 +74,7 @@ class FrameDecoder {
 
   DecodedPacket& out_;
   DecodeCounters& counters_;
+  const bool snapped_;
   int depth_ = 0;
 };
 
@@ -233,8 +236,11 @@ bool FrameDecoder::Radiotap(Bytes b) {
   if (b.size() < 8) {
     return Fail(DecodeReason::kWlanTruncated);
   }
+  if (b[0] != 0) {
+    return Fail(DecodeReason::kWlanUnsupported);  // the only version there is
+  }
   const std::size_t length = Le16(b.data() + 2);
-  if (b[0] != 0 || length < 8 || length > b.size()) {
+  if (length < 8 || length > b.size()) {
     return Fail(DecodeReason::kWlanTruncated);
   }
   const std::uint32_t present = Le32(b.data() + 4);
@@ -259,8 +265,9 @@ bool FrameDecoder::Radiotap(Bytes b) {
     return Fail(DecodeReason::kWlanBadFcs);
   }
   Bytes frame = b.subspan(length);
-  if ((flags & kFlagFcsAtEnd) != 0) {
-    // The checksum trails the frame; a snapshot length may already have cut it.
+  // The checksum trails the frame, unless a snapshot length cut the end off: then what was
+  // kept is all frame (a headers-only capture would otherwise lose its last header bytes).
+  if ((flags & kFlagFcsAtEnd) != 0 && !snapped_) {
     if (frame.size() < 4) {
       return Fail(DecodeReason::kWlanTruncated);
     }
@@ -743,7 +750,7 @@ bool DecodeFrame(int dlt, std::span<const std::uint8_t> frame, std::uint32_t wir
   out = DecodedPacket{};
   out.ts = ts;
   out.wire_length = wire_length;
-  FrameDecoder decoder(out, counters);
+  FrameDecoder decoder(out, counters, wire_length > frame.size());
   if (!decoder.Link(dlt, frame)) {
     return false;
   }

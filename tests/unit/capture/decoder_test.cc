@@ -640,7 +640,7 @@ TEST_F(DecoderTest, Ieee80211FramesWithoutAnIpPacketAreCountedByReason) {
       {"radiotap_bad_fcs", kDltRadiotap,
        Radiotap(0x50, Cat({Wlan({}, Snap(0x0800, ip4)), Le32(0)})), DecodeReason::kWlanBadFcs},
       {"radiotap_version_1", kDltRadiotap,
-       Cat({{1, 0, 8, 0}, Le32(0), Wlan({}, Snap(0x0800, ip4))}), DecodeReason::kWlanTruncated},
+       Cat({{1, 0, 8, 0}, Le32(0), Wlan({}, Snap(0x0800, ip4))}), DecodeReason::kWlanUnsupported},
       {"radiotap_longer_than_frame", kDltRadiotap, Cat({{0, 0, 200, 0}, Le32(0), Frame(30, 0)}),
        DecodeReason::kWlanTruncated},
       // Presence words that never end within the header.
@@ -649,8 +649,6 @@ TEST_F(DecoderTest, Ieee80211FramesWithoutAnIpPacketAreCountedByReason) {
        DecodeReason::kWlanTruncated},
       // Flags announced but the header ends before them.
       {"radiotap_flags_cut", kDltRadiotap, Cat({{0, 0, 16, 0}, Le32(0x00000003), Frame(40, 0)}),
-       DecodeReason::kWlanTruncated},
-      {"radiotap_fcs_without_room", kDltRadiotap, Cat({{0, 0, 9, 0}, Le32(0x2), {0x10}, {1, 2}}),
        DecodeReason::kWlanTruncated},
   };
   for (const Case& c : cases) {
@@ -665,6 +663,35 @@ TEST_F(DecoderTest, Ieee80211FramesWithoutAnIpPacketAreCountedByReason) {
   EXPECT_TRUE(IsDecodeError(DecodeReason::kWlanBadFcs));
   EXPECT_FALSE(IsDecodeError(DecodeReason::kWlanProtected));
   EXPECT_EQ(DecodeReasonName(DecodeReason::kWlanNotData), "wlan_not_data");
+}
+
+// Radiotap's FCS flag: the last four bytes of a whole frame are the checksum; of a frame the
+// snapshot length cut, they are frame (a headers-only capture keeps its TCP header).
+TEST(DecoderRadiotap, TheChecksumIsCutOnlyFromAWholeFrame) {
+  const Frame tcp = Ipv4(kProtoTcp, "192.168.1.20", "192.0.2.1", Tcp(50000, 443));
+  const Frame air = Radiotap(0x10, Wlan({}, Snap(0x0800, tcp)));
+  const auto decode = [](const Frame& f, std::size_t wire_length, DecodedPacket& p,
+                         DecodeCounters& counters) {
+    return DecodeFrame(kDltRadiotap, f, static_cast<std::uint32_t>(wire_length), kTs, p, counters);
+  };
+  DecodedPacket p;
+  DecodeCounters counters;
+  // Whole, with its checksum.
+  const Frame whole = Cat({air, Le32(0x12345678)});
+  ASSERT_TRUE(decode(whole, whole.size(), p, counters));
+  EXPECT_EQ(p.dst_port, 443);
+  // Cut right after the TCP header: the checksum was never captured.
+  ASSERT_TRUE(decode(air, whole.size(), p, counters));
+  EXPECT_EQ(p.dst_port, 443);
+  EXPECT_EQ(TotalReasons(counters), 0u);
+  // The same bytes as a whole frame: the checksum would be the TCP header's last four.
+  EXPECT_FALSE(decode(air, air.size(), p, counters));
+  EXPECT_EQ(counters.Get(DecodeReason::kTcpTruncated), 1u);
+  // A whole frame too short to hold a checksum.
+  const Frame tiny = Cat({{0, 0, 9, 0}, Le32(0x2), {0x10}, {1, 2}});
+  EXPECT_FALSE(decode(tiny, tiny.size(), p, counters));
+  EXPECT_EQ(counters.Get(DecodeReason::kWlanTruncated), 1u);
+  EXPECT_EQ(TotalReasons(counters), 2u);
 }
 
 TEST_F(DecoderTest, LinuxSll) {
