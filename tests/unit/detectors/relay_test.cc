@@ -826,6 +826,16 @@ TEST(RelayTiming, HiddenLegAndDistance) {
   EXPECT_DOUBLE_EQ(FibreKm(120), 12000);       // 2/3 c: 100 km per ms of round trip
 }
 
+// At a VPN concentrator the visible leg is the laptop's home line, which a far client that
+// reaches the laptop over that line never crosses: subtracted once, the operator reads
+// whole. (A queue on the laptop's own link, which the far client's answer crosses too, then
+// reads as distance: docs/detectors/relay.md, Limits.)
+TEST(RelayTiming, HiddenLegSubtractsTheVisibleLegOnce) {
+  const double home_line = 30;  // laptop <-> concentrator
+  const double far = 80;        // laptop <-> operator, over the home line's other side
+  EXPECT_DOUBLE_EQ(HiddenLegMs(home_line + far, home_line), far);
+}
+
 // Deterministic stand-in for a person's inter-key gaps: 80..250 ms.
 std::vector<double> HumanGaps(int n) {
   std::vector<double> gaps;
