@@ -330,9 +330,10 @@ class HostStage {
   std::size_t Explain(HostState::HiddenSample& sample, const Fetches& fetches);
   void RoutedRelay(const Event& finding, const IpAddress& host, bool originated,
                    std::vector<Event>& publish);
-  // low_rtts: the 15th percentiles of the record's samples toward [originator, responder].
+  // low_rtts: the 15th percentiles of the record's samples toward [originator, responder];
+  // client_responder: the record's turnarounds are the responder's answers.
   void ControllerRtt(Event& finding, const std::array<std::optional<double>, 2>& low_rtts,
-                     std::vector<Event>& publish);
+                     bool client_responder, std::vector<Event>& publish);
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
                       const IpAddress& peer, OnPeriods periods, std::vector<Event>& publish);
   // The typing baseline: a home host's output -> next key delays in its own SSH sessions

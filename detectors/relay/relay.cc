@@ -16,6 +16,7 @@
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
+#include "detectors/remote_access/protocols.h"
 
 namespace relaywatch::detectors::relay {
 namespace {
@@ -23,7 +24,7 @@ namespace {
 using flow::Direction;
 using flow::FlowState;
 
-enum class App { kUnknown, kTls, kSsh, kOther };
+enum class App { kUnknown, kTls, kSsh, kRfb, kOther };
 
 // TLS record header of a handshake (RFC 8446 section 5.1): content type 22, version 3.x.
 bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
@@ -136,8 +137,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
   App app = App::kUnknown;
-  int client_dir = 0;       // the direction the TLS/SSH client sends in
+  int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
   bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
+  bool rfb_set_up = false;  // RFB: the viewer has asked for its first update
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
   // A proxy setup (SOCKS, HTTP CONNECT) being read: the app is named by what its tunnel
@@ -277,8 +279,20 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     const RelayMethods& methods = config_.methods;
     // Turnarounds serve the hidden leg; in SSH they also find the end of the setup, after
     // which keystrokes are counted.
-    const bool turnarounds = (data.app == App::kTls && methods.hidden_leg) ||
-                             (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
+    const bool turnarounds =
+        ((data.app == App::kTls || data.app == App::kRfb) && methods.hidden_leg) ||
+        (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
+    // RFB: until the viewer's first request for an update, each of its segments answers the
+    // server's setup (version, security, ServerInit), software all; after it only a request
+    // for the next update answers the server's update (which it sends only when asked), and
+    // keys and pointer moves go out whenever the person moves.
+    bool rfb_input = false;
+    if (data.app == App::kRfb && d == data.client_dir) {
+      const std::optional<remote_access::RfbClientMessages> messages =
+          remote_access::ParseRfbClientMessages(packet.payload);
+      rfb_input = data.rfb_set_up && !(messages && messages->next_update);
+      data.rfb_set_up = data.rfb_set_up || (messages && messages->update_request);
+    }
     std::optional<std::uint32_t> ack;  // whether the server had the client's answer
     if (packet.has(decode::kTcpAck))
       ack = packet.ack;
@@ -300,7 +314,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
       }
-      if (turnarounds) {
+      if (turnarounds && !rfb_input) {
         const bool from_client = d == data.client_dir;
         if (!data.setup_over) {
           const std::uint32_t slow = data.turnarounds.slow();
@@ -323,7 +337,9 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           // host key arrives, so that wait is the network's. A far client behind a jump
           // host sends its banner two round trips after the server's (1 s at 250 ms one
           // way); it is refused as a sample, and the exchanges after it still count.
-          const bool software_only = data.app == App::kSsh && data.turnarounds.answers() <= 2;
+          // A viewer's request is always software's.
+          const bool software_only =
+              data.app == App::kRfb || (data.app == App::kSsh && data.turnarounds.answers() <= 2);
           data.setup_over =
               data.turnarounds.full() || (data.turnarounds.slow() > slow && !software_only);
         } else {
@@ -333,7 +349,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
             data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
         }
       }
-    } else if (!data.setup_over && turnarounds) {
+    } else if (!data.setup_over && turnarounds && !rfb_input) {
       data.turnarounds.OnData(packet.ts, d == data.client_dir, true, packet.seq, ack);
     }
   }
@@ -368,6 +384,11 @@ void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t>
       if (config_.methods.hidden_leg)
         data.tls13 = std::make_unique<Tls13FirstData>();
     }
+  } else if (data.app == App::kUnknown && remote_access::ParseRfbVersion(first)) {
+    // The RFB server speaks first (also when it dialled the viewer); its updates are the
+    // flights, the viewer's requests for the next one the answers.
+    data.app = App::kRfb;
+    data.client_dir = 1 - d;
   } else if (LooksLikeSshBanner(first)) {
     data.app = App::kSsh;
     data.client_dir = 0;  // both ends send a banner: the originator is the client
@@ -445,7 +466,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     return;  // nothing was timed
 
   nlohmann::json r = nlohmann::json::object();
-  r["app"] = data.app == App::kTls ? "tls" : data.app == App::kSsh ? "ssh" : "other";
+  r["app"] = data.app == App::kTls   ? "tls"
+             : data.app == App::kSsh ? "ssh"
+             : data.app == App::kRfb ? "vnc"
+                                     : "other";
   if (data.proxied)
     r["proxy"] = ProxyProtocolName(*data.proxied);
   nlohmann::json hs = nlohmann::json::object();
@@ -507,6 +531,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     // The client's own visible round trip is inside every turnaround; what remains is the
     // leg the sensor cannot see (plus the client's processing, about a millisecond).
     const std::optional<double> client_leg = data.client_dir == 0 ? rtt_orig : rtt_resp;
+    // For the host stage, which strips it: whose leg this is (an RFB server may dial its
+    // viewer), so that a controller's hidden leg is told from its controlled end's.
+    if (data.client_dir == 1)
+      r["_client_responder"] = true;
     const FlowTurnaround turnaround =
         ReadTurnaround(turns, spreads, handshake, client_leg.value_or(0.0), connect_wait);
     r["turnaround_ms"] = Round3(turnaround.ms);

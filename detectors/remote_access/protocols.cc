@@ -219,6 +219,52 @@ std::optional<RfbVersion> ParseRfbVersion(Bytes data) {
   return v;
 }
 
+std::optional<RfbClientMessages> ParseRfbClientMessages(Bytes data) {
+  if (data.empty())
+    return std::nullopt;
+  RfbClientMessages messages;
+  std::size_t at = 0;
+  while (at < data.size()) {
+    const Bytes rest = data.subspan(at);
+    std::size_t length = 0;
+    switch (rest[0]) {
+      case 0:  // SetPixelFormat
+        length = 20;
+        break;
+      case 2:  // SetEncodings: a count of 4-byte encodings
+        if (rest.size() < 4)
+          return std::nullopt;
+        length = 4 + 4 * (std::size_t{rest[2]} << 8 | rest[3]);
+        break;
+      case 3:  // FramebufferUpdateRequest: incremental flag, x, y, width, height
+        length = 10;
+        if (rest.size() >= length) {
+          messages.update_request = true;
+          messages.next_update = messages.next_update || rest[1] == 1;
+        }
+        break;
+      case 4:  // KeyEvent
+        length = 8;
+        break;
+      case 5:  // PointerEvent
+        length = 6;
+        break;
+      case 6:  // ClientCutText: 3 padding bytes, a 4-byte length, the text
+        if (rest.size() < 8)
+          return std::nullopt;
+        length = 8 + (std::size_t{rest[4]} << 24 | std::size_t{rest[5]} << 16 |
+                      std::size_t{rest[6]} << 8 | rest[7]);
+        break;
+      default:
+        return std::nullopt;
+    }
+    if (length > rest.size())
+      return std::nullopt;
+    at += length;
+  }
+  return messages;
+}
+
 std::optional<RdpUdpSyn> ParseRdpUdpSyn(Bytes data) {
   // RDPUDP_FEC_HEADER: snSourceAck(4), uReceiveWindowSize(2), uFlags(2); then
   // RDPUDP_SYNDATA_PAYLOAD: snInitialSequenceNumber(4), uUpStreamMtu(2), uDownStreamMtu(2).

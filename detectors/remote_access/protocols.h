@@ -56,6 +56,19 @@ struct RfbVersion {
 };
 std::optional<RfbVersion> ParseRfbVersion(Bytes data);
 
+// RFC 6143 section 7.5: what a viewer sends once the session is set up, when `data` is one
+// or more whole client messages (SetPixelFormat, SetEncodings, FramebufferUpdateRequest,
+// KeyEvent, PointerEvent, ClientCutText); nullopt for anything else (a message this does not
+// know, a message cut or run on, the handshake's own bytes).
+struct RfbClientMessages {
+  bool update_request = false;  // a FramebufferUpdateRequest among them
+  // An incremental one: the viewer asking for the next update, which it does as soon as it
+  // has (or begins to have) the last one; the server sends nothing unasked, so that request
+  // answers the server's update as software does.
+  bool next_update = false;
+};
+std::optional<RfbClientMessages> ParseRfbClientMessages(Bytes data);
+
 // MS-RDPEUDP 2.2.2.1 SYN datagrams. The client's SYN has snSourceAck = -1 and the
 // RDPUDP_FLAG_SYN flag; the server's SYN+ACK has SYN|ACK and acknowledges the client's
 // initial sequence number. Both carry up/downstream MTUs in [1132, 1232].

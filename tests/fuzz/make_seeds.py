@@ -415,8 +415,21 @@ def relay_seeds():
         relay_record(1, 1, 44, 0x61),
         relay_record(0, 121, 60, 0x75),
     ])
+    # RFB into the host (bit 1) from a viewer 90 ms beyond its forwarder: versions, security,
+    # ClientInit, ServerInit, then updates each answered by the next request, with a key
+    # pressed between.
+    rfb = bytes([0x01 | 0x02 | 0x0C]) + b"".join([
+        relay_record(1, 10, 12, ord("R")), relay_record(0, 90, 12, ord("R")),
+        relay_record(1, 1, 2, 1), relay_record(0, 90, 1, 1),
+        relay_record(1, 1, 4, 0), relay_record(0, 90, 1, 1),
+        relay_record(1, 1, 24, 0), relay_record(0, 90, 10, 3)] + [
+        r for _ in range(8) for r in (relay_record(1, 200, 255, 0),
+                                      relay_record(0, 2, 0, psh=False),
+                                      relay_record(0, 1, 8, 4),
+                                      relay_record(0, 90, 10, 3))])
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
-            "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex, "proxied_tls": proxied_tls}
+            "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex, "proxied_tls": proxied_tls,
+            "rfb_beyond_forwarder": rfb}
 
 
 # ------------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@
 // fourth byte of the record past the segment, so that SshKexInitOrder's packet layer is
 // reached; bit 7 proxy: a payload beginning 'C' is an HTTP CONNECT request from the client
 // and the proxy's 200 from the server, cut to the payload length, so that the proxy setup
-// reader is reached). Then 6-byte records:
+// reader is reached; RFB versions and viewer requests are always made, see below). Then
+// 6-byte records:
 // control (bit 0 direction, bits 1-5 SYN ACK PSH FIN RST, bit 6 resend the previous
 // sequence number, bit 7 jump the clock by seconds), time step (ms), payload length, the
 // first payload byte (0x16 TLS, 'S' SSH, ...), and two bytes that perturb the ACK number.
@@ -121,6 +122,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       static const std::string kConnect = "CONNECT www.example:443 HTTP/1.1\r\n\r\n";
       static const std::string kGranted = "HTTP/1.1 200 Connection established\r\n\r\n";
       payload = ((control & 1) ? kGranted : kConnect).substr(0, len);
+    }
+    // RFB: a 12-byte payload beginning 'R' is a version (whoever sends it first is the
+    // server), and one beginning 3 a run of incremental update requests when its length
+    // is a multiple of 10, so that the viewer's answers are reached.
+    if (len == 12 && first == 'R') {
+      payload = "RFB 003.008\n";
+    } else if (first == 3 && len >= 10) {
+      for (std::size_t at = 1; at < payload.size(); at += 10)
+        payload[at] = 1;
     }
     if ((setup & 0x40) && first == 'S') {
       payload = ssh_wire::kBanner;

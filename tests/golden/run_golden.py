@@ -91,6 +91,8 @@ def relay_problems(events, truth):
     alerts = [e for e in events if e["event_type"] == "alert"]
     detectors = {a["alert"]["detector"] for a in alerts}
     routed = truth.get("label", {}).get("relay_kind") == "routed_nat"
+    # The operator came through a forwarder near the laptop (lab vnc_forwarded).
+    forwarded = truth.get("label", {}).get("relay_kind") == "forwarder"
     lossy = (truth.get("loss_pct") or 0) + (truth.get("lan_loss_pct") or 0) > 0
     # A download kept the operator's line queued (lab `--op-bulk`): queueing only adds delay,
     # so a round trip is at least the configured one, and a near operator must stay near.
@@ -149,6 +151,17 @@ def relay_problems(events, truth):
                                 f"configured {want}, budget {LOCAL_BUDGET_MS}")
             elif not bloated and (got is None or abs(got - want) > RTT_TOLERANCE * want):
                 problems.append(f"{label}: controller_rtt_ms {got}, expected {want}")
+            if forwarded:
+                # The peer only forwards: the person's round trip is the peer's plus the leg
+                # beyond it, which the viewer's answers hold.
+                want = flow["expected_outer_rtt_ms"] + flow["hidden_leg_rtt_ms"]
+                got = r.get("operator_rtt_ms")
+                if want >= LOCAL_BUDGET_MS and (got is None or
+                                                abs(got - want) > RTT_TOLERANCE * want):
+                    problems.append(f"{label}: operator_rtt_ms {got}, configured {want}")
+                if want >= LOCAL_BUDGET_MS and "controller_rtt" not in detectors:
+                    problems.append(f"{label}: a far person behind a forwarder, no "
+                                    "controller_rtt alert")
     label = truth.get("label", {})
     egress = [f for f in truth.get("flows", []) if f["role"] == "relayed_egress"
               and f["app"] in ("tls", "ssh")]

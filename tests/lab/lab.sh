@@ -92,6 +92,12 @@ DISP_OP_RDP=$((DISP_FARM_VNC + 2))
 #   RWLAB_VNC_PIXEL_FORMAT  native | bgr233 (the RFB client asks for 8 bpp)
 VNC_SCALE="${RWLAB_VNC_SCALE:-}"
 VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-native}"
+# The operator's viewer in vnc_session and vnc_forwarded: empty for ours
+# (helpers/rfb_client.py, which types the seeded plan), or a real one under Xvfb that only
+# watches: tigervnc (xtigervncviewer) or tightvnc (xtightvncviewer); the laptop's xterm
+# then prints the time every 0.3 s, so that the screen changes and the viewer asks for
+# updates.
+VNC_VIEWER="${RWLAB_VNC_VIEWER:-}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -123,7 +129,8 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
-           proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser)
+           proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
+           vnc_forwarded)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -132,7 +139,8 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 
 # ---------------------------------------------------------------- deps
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
-      dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils
+      dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils socat
+      tigervnc-viewer xtightvncviewer
       xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
@@ -450,6 +458,7 @@ corp_proxy_direct_tls   farm curl -> company HTTP proxy (tinyproxy on srv) -> sr
 corp_proxy_tls          op curl -> ssh -L via farm -> company HTTP proxy on srv   relayed=true  app=tls
 direct_browser          farm chromium browses https srv             relayed=false app=tls
 proxied_browser         op chromium -> SOCKS5 (dante) on farm -> srv  relayed=true app=tls
+vnc_forwarded           op RFB client -> socat on srv (near) -> x11vnc on farm  relayed=true app=vnc controlled=farm
 EOF
 }
 
@@ -705,23 +714,71 @@ start_xvfb() {  # start_xvfb NS DISPLAY GEOMETRY LOG
     log "Xvfb :$d did not start"; return 1
 }
 
-scn_vnc_session() {
-    local out="$1" seed="$2"
-    M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
-    M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) types and moves the pointer"
-    spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc"
-    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
+# The laptop's desktop for the VNC scenarios: Xvfb + xterm + x11vnc on farm:5900, with the
+# VNC knobs (M_NOTE says which were set).
+start_farm_vnc() {  # start_farm_vnc OUT
+    local out="$1" scale=()
     start_xvfb farm "$DISP_FARM_VNC" 800x600x24 "$out/xvfb_farm.log"
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
-    local scale=()
     [[ -n $VNC_SCALE ]] && scale=(-scale "$VNC_SCALE")
     [[ -n $VNC_SCALE || $VNC_PIXEL_FORMAT != native ]] &&
         M_NOTE="$M_NOTE; x11vnc -scale ${VNC_SCALE:-none}, client pixel format $VNC_PIXEL_FORMAT"
     run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
         -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
-    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget 20 \
-        --pixel-format "$VNC_PIXEL_FORMAT" --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
+}
+
+run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
+    local host="$1" port="$2" out="$3" seed="$4" viewer
+    case "$VNC_VIEWER" in
+        "")
+            nsx op "$PY" "$HELPERS/rfb_client.py" --host "$host" --port "$port" --seed "$seed" --budget 20 \
+                --pixel-format "$VNC_PIXEL_FORMAT" --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
+            return ;;
+        tigervnc) viewer=(xtigervncviewer -SecurityTypes None -Shared "$host::$port") ;;
+        tightvnc) viewer=(xtightvncviewer -shared "$host::$port") ;;
+        *) log "RWLAB_VNC_VIEWER must be tigervnc, tightvnc or empty"; return 2 ;;
+    esac
+    command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
+    M_EVENTS=""
+    M_NOTE="$M_NOTE; the operator's viewer is ${viewer[0]}, watching only (the laptop's xterm prints the time every 0.3 s)"
+    nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool mousemove 200 200 type --delay 5 \
+        'while :; do date +%T.%N; sleep 0.3; done'
+    nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool key Return
+    start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
+    nsx op env DISPLAY=":$DISP_OP_RDP" timeout 20 "${viewer[@]}" >>"$out/viewer.log" 2>&1 || true
+}
+
+scn_vnc_session() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
+    M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) types and moves the pointer"
+    spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc"
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
+    start_farm_vnc "$out" || return 1
+    run_op_viewer "$FARM" 5900 "$out" "$seed"
+}
+
+# The operator hides behind a server near the laptop (a rented one in the same country):
+# socat on srv forwards its TCP port to the laptop's x11vnc, so the remote-control session
+# the gateway sees comes from srv, 2 x RWLAB_NEAR_DELAY_MS away, and the person is beyond it.
+scn_vnc_forwarded() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=vnc; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
+    M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) reaches it through socat on srv (near the laptop), types and moves the pointer"
+    spec operator_leg vnc "$SRV" "$FARM" 5900 true "srv socat (forwarding for op) -> farm x11vnc"
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null && command -v socat >/dev/null ||
+        { log "x11vnc/Xvfb/socat missing"; return 3; }
+    start_farm_vnc "$out" || return 1
+    run_bg srv "$out/socat.log" socat "TCP-LISTEN:5901,bind=$SRV,reuseaddr,fork" "TCP:$FARM:5900"
+    # Not wait_port: a probe through socat would be a session of its own at the gateway.
+    local i
+    for i in $(seq 100); do
+        nsx srv ss -Hltn "sport = :5901" | grep -q . && break
+        sleep 0.1
+    done
+    nsx srv ss -Hltn "sport = :5901" | grep -q . || { log "socat did not listen"; return 1; }
+    run_op_viewer "$SRV" 5901 "$out" "$seed"
 }
 
 scn_rdp_session() {

@@ -16,7 +16,8 @@ reaches the laptop over another path). For each method (alert.detector) the repo
   false alerts runs alerted where nothing should fire: direct runs, and relayed runs whose
                operator round trip is within the local budget (under the default 60 ms:
                0 and 20 ms one way in the standard corpus)
-  error        hidden_leg_rtt_ms and controller_rtt_ms against the configured round trip
+  error        hidden_leg_rtt_ms and controller_rtt_ms against the configured round trip,
+               and a forwarded session's operator_rtt_ms against the person's
   obfuscation  typed SSH flows tagged ssh_obfuscated, by the truth's ssh_keystroke_obfuscation
                (runs with another OpenSSH: RWLAB_SSH_CLIENT, RWLAB_SSHD)
 
@@ -25,7 +26,9 @@ Where a method applies (from the truth file, never from our own output):
                   (relay_kind socks5, http_connect, ssh_jump, ssh_dynamic_forward,
                   ssh_local_forward)
   controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp); captured
-                  view only
+                  view only, but both views when the operator comes through a forwarder near
+                  the laptop (relay_kind forwarder: the session's peer is not the operator,
+                  and the person's round trip is 2 x (operator + 2 x near) one way)
   stepping_stone  the operator's typing relayed into a laptop's own interactive egress flow
                   (ssh_jump, and remote desktop with a relayed egress flow; not routed_nat,
                   whose SSH flows are single commands); captured only
@@ -50,6 +53,10 @@ METHODS = ["hidden_leg", "controller_rtt", "stepping_stone", "routed_relay"]
 DISTANCE_METHODS = {"hidden_leg", "controller_rtt", "routed_relay"}
 HIDDEN_KINDS = {"socks5", "http_connect", "ssh_jump", "ssh_dynamic_forward", "ssh_local_forward"}
 ROUTED_KINDS = {"routed_nat"}
+# The operator reaches the laptop's remote desktop through a forwarder near it (lab.sh
+# vnc_forwarded): the session's peer is near, the person beyond it, and the forwarder's
+# leg is not the operator's address, so an egress-only view keeps it too.
+FORWARDER_KINDS = {"forwarder"}
 REMOTE_APPS = {"ssh", "vnc", "rdp"}
 
 
@@ -86,6 +93,8 @@ def applies(truth, method, egress_only):
     if method == "routed_relay":
         return label.get("relay_kind") in ROUTED_KINDS and any(
             f["role"] == "relayed_egress" for f in flows)
+    if method == "controller_rtt" and label.get("relay_kind") in FORWARDER_KINDS:
+        return any(f["role"] == "operator_leg" and f["app"] in REMOTE_APPS for f in flows)
     if egress_only:
         return False
     if method == "controller_rtt":
@@ -97,6 +106,14 @@ def applies(truth, method, egress_only):
         return any(f["role"] == "relayed_egress" and f["app"] == "ssh" for f in flows) and any(
             f["role"] == "operator_leg" and f["app"] in REMOTE_APPS for f in flows)
     return False
+
+
+def person_rtt(truth):
+    """The configured round trip from the sensor to the person who drives the run."""
+    rtt = 2 * truth["op_delay_ms"]
+    if truth["label"].get("relay_kind") in FORWARDER_KINDS:
+        rtt += 4 * truth.get("near_delay_ms", 0.0)  # to srv and back, and srv to the gateway
+    return rtt
 
 
 def judge(run_dir, binary, run_name):
@@ -112,6 +129,7 @@ def judge(run_dir, binary, run_name):
                                      if e["event_type"] == "alert")
         relays = [e for e in events if e["event_type"] == "relay"]
         hidden_err, controller_err, routed_err, keys, obfuscation = [], [], [], [], []
+        operator_err = []  # a forwarded session: the person's round trip beyond its peer
         hidden_bound_err = []  # flows whose flights all came spread: a lower bound
         # The routed relay's hidden leg: a forwarded flow's originator leg beyond the
         # laptop's own least leg (as opener or answerer) in this replay.
@@ -135,6 +153,10 @@ def judge(run_dir, binary, run_name):
                 routed_err.append((r["rtt_originator_ms"] - min(own), flow["hidden_leg_rtt_ms"]))
             if flow["role"] == "operator_leg" and r.get("controller_rtt_ms") is not None:
                 controller_err.append((r["controller_rtt_ms"], flow["expected_outer_rtt_ms"]))
+            if flow["role"] == "operator_leg" and truth["label"].get("relay_kind") in \
+                    FORWARDER_KINDS and r.get("operator_rtt_ms") is not None:
+                operator_err.append((r["operator_rtt_ms"],
+                                     flow["expected_outer_rtt_ms"] + flow["hidden_leg_rtt_ms"]))
             if flow["app"] == "ssh" and truth.get("ssh_keystroke_obfuscation") and \
                     "ssh_obfuscated" in r:
                 obfuscation.append((truth["ssh_keystroke_obfuscation"], flow["role"],
@@ -147,14 +169,14 @@ def judge(run_dir, binary, run_name):
             "delay": truth["op_delay_ms"],
             "near_jitter": truth.get("near_jitter_ms", 0.0),
             "relayed": bool(truth["label"].get("relayed")),
-            "far": bool(truth["label"].get("relayed")) and 2 * truth["op_delay_ms"] >=
-            LOCAL_RTT_MS,
+            "far": bool(truth["label"].get("relayed")) and person_rtt(truth) >= LOCAL_RTT_MS,
             "view": "egress-only" if egress_only else "captured",
             "alerts": dict(alerts),
             "applies": {m: applies(truth, m, egress_only) for m in METHODS},
             "hidden_err": hidden_err,
             "hidden_bound_err": hidden_bound_err,
             "controller_err": controller_err,
+            "operator_err": operator_err,
             "routed_err": routed_err,
             "output_to_input_p10": keys,
             "obfuscation": obfuscation,
@@ -249,6 +271,7 @@ def main():
     for key, name in (("hidden_err", "hidden_leg_rtt_ms"),
                       ("hidden_bound_err", "hidden_leg_rtt_ms, lower bounds"),
                       ("controller_err", "controller_rtt_ms"),
+                      ("operator_err", "operator_rtt_ms (through a forwarder)"),
                       ("routed_err", "routed: rtt_originator_ms - own leg")):
         for d in delays:
             pairs = [p for r in rows if r["delay"] == d and r["view"] == "captured"

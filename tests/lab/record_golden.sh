@@ -120,7 +120,7 @@ for c in "${CASES[@]}"; do
     for attempt in $(seq "$ATTEMPTS"); do
         log "$c: run attempt $attempt"
         rc=0
-        if [[ $c == vnc_session ]]; then
+        if [[ $c == vnc_session || $c == vnc_forwarded ]]; then
             RWLAB_VNC_SCALE=1/2 RWLAB_VNC_PIXEL_FORMAT=bgr233 \
                 lab run "$c" --op-delay-ms "$OP_DELAY" --jitter-ms "$JITTER" --seed "$SEED" --out "$run" || rc=$?
         else

@@ -1363,6 +1363,56 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
   EXPECT_EQ(r["_exchanges_us"], nlohmann::json({{us(0), us(21.1), us(21.1 + 120 + 0.5)}}));
 }
 
+// RFB (RFC 6143) from a viewer whose TCP end (a forwarder) is 2 ms from the sensor and whose
+// person is `hidden_ms` beyond it: each update is answered by a request for the next one;
+// keys and pointer moves go out whenever the person moves.
+std::vector<Event> RfbThroughAForwarder(double hidden_ms) {
+  Wire w;
+  w.SetServerPort(5900);
+  w.Handshake(0, 2);
+  const double far = 2 + hidden_ms;
+  w.Send(10.5, false, kAck | kPsh, "RFB 003.008\n");
+  w.Send(10.5 + far, true, kAck | kPsh, "RFB 003.008\n");
+  w.Send(11 + far, false, kAck | kPsh, std::string("\x01\x01", 2));  // security: None
+  w.Send(11 + 2 * far, true, kAck | kPsh, std::string("\x01", 1));
+  w.Send(11.5 + 2 * far, false, kAck | kPsh, std::string(4, '\0'));   // SecurityResult: OK
+  w.Send(11.5 + 3 * far, true, kAck | kPsh, std::string("\x01", 1));  // ClientInit
+  w.Send(12 + 3 * far, false, kAck | kPsh, std::string(24, '\0'));    // ServerInit
+  const std::string full_request("\x03\x00\x00\x00\x00\x00\x03\x20\x02\x58", 10);
+  std::string next_request = full_request;
+  next_request[1] = 1;
+  w.Send(12 + 4 * far, true, kAck | kPsh, full_request);
+  double t = 20 + 4 * far;
+  for (int i = 0; i < 8; ++i) {
+    // The update, the forwarder's ACK, a key the person typed meanwhile, the next request.
+    w.Send(t, false, kAck | kPsh, std::string(300, '\0'));
+    w.Send(t + 2, true, kAck, "");
+    w.Send(t + 3, true, kAck | kPsh, std::string("\x04\x01\x00\x00\x00\x00\x00\x61", 8));
+    w.Send(t + far + 0.5, true, kAck | kPsh, next_request);
+    t += far + 200;  // the screen changes again a while later
+  }
+  return w.End();
+}
+
+TEST(RelayDetector, AViewersRequestsForTheNextUpdateTimeItsLeg) {
+  const std::vector<Event> events = RfbThroughAForwarder(90);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["app"], "vnc");
+  EXPECT_NEAR(r["rtt_originator_ms"].get<double>(), 2, 1e-6);
+  // Six samples (turnaround_samples): the setup's four answers (version, security type,
+  // ClientInit, the first messages after ServerInit), then each update's wait for the next
+  // request. The key that went out 3 ms after an update answered nothing.
+  const std::vector<double> want = {92, 92, 92, 92, 92.5, 92.5};
+  ASSERT_EQ(r["turnaround_samples_ms"].size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(r["turnaround_samples_ms"][i].get<double>(), want[i], 1e-6) << i;
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 90, 0.01);
+  EXPECT_FALSE(r.contains("_client_responder"));  // the viewer opened the connection
+  // Near (the forwarder is the person): the requests come after its own round trip.
+  EXPECT_NEAR(RfbThroughAForwarder(0)[0].body["hidden_leg_rtt_ms"].get<double>(), 0, 0.01);
+}
+
 // The server's flight in two parts 10 ms apart (its congestion window let two segments
 // out), through a relay 80 ms away that held the tail: the answer comes 150 ms after the
 // flight's last segment. The record keeps the reading and says what is certain.
@@ -2739,6 +2789,55 @@ TEST(RelayHostStage, ControllerRttOfAQueuedNearPathStaysNear) {
   EXPECT_DOUBLE_EQ(out.back().body["controller_rtt_ms"].get<double>(), 37.5);
   // A percentile under the floor (the handshake leg was the least) leaves the floor.
   EXPECT_DOUBLE_EQ(ControllerRecord(30, 25).back().body["controller_rtt_ms"].get<double>(), 30);
+}
+
+// The controller 203.0.113.9 (RTT 8 ms) only forwards: the viewer's requests for the next
+// update come `hidden_ms` later, from the person beyond it.
+std::vector<Event> ControllerBeyondAForwarder(double hidden_ms, bool client_responder = false) {
+  nlohmann::json body = {{"app", "vnc"},
+                         {"rtt_originator_ms", 8.0},
+                         {"rtt_responder_ms", 0.1},
+                         {"rtt_samples", {250, 3}},
+                         {"turnaround_samples_ms", {8 + hidden_ms, 8.5 + hidden_ms, 9 + hidden_ms}},
+                         {"turnaround_ms", 8 + hidden_ms},
+                         {"hidden_leg_rtt_ms", hidden_ms}};
+  if (client_responder)
+    body["_client_responder"] = true;
+  return ControlledFromOutside("vnc", "10.1.0.5", body);
+}
+
+const nlohmann::json& RelayBody(const std::vector<Event>& out) {
+  for (const Event& e : out) {
+    if (e.event_type == "relay")
+      return e.body;
+  }
+  static const nlohmann::json kNone;
+  return kNone;
+}
+
+// 10.1.0.5 is in the Seattle site: a 40 ms budget.
+TEST(RelayHostStage, AControllerThatOnlyForwardsIsJudgedByThePersonBeyondIt) {
+  const std::vector<Event> out = ControllerBeyondAForwarder(90);
+  const auto alerts = Alerts(out, "controller_rtt");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["controller_rtt_ms"].get<double>(), 8);
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["controller_hidden_leg_ms"].get<double>(), 90);
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["operator_rtt_ms"].get<double>(), 98);
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["operator_distance_km"].get<double>(), 9800);
+  EXPECT_DOUBLE_EQ(RelayBody(out)["operator_rtt_ms"].get<double>(), 98);
+  EXPECT_FALSE(RelayBody(out).contains("_client_responder"));
+  // A person near the forwarder (25 ms beyond it, 33 in all) is near.
+  const std::vector<Event> near = ControllerBeyondAForwarder(25);
+  EXPECT_TRUE(Alerts(near, "controller_rtt").empty());
+  EXPECT_DOUBLE_EQ(RelayBody(near)["operator_rtt_ms"].get<double>(), 33);
+  // Under half the budget the leg may be the client's own work (an SSH client's key
+  // exchange): it adds nothing.
+  EXPECT_FALSE(RelayBody(ControllerBeyondAForwarder(19)).contains("operator_rtt_ms"));
+  // Turnarounds of the controlled end (it dialled its viewer) say nothing of the controller.
+  const std::vector<Event> reverse = ControllerBeyondAForwarder(90, true);
+  EXPECT_TRUE(Alerts(reverse, "controller_rtt").empty());
+  EXPECT_FALSE(RelayBody(reverse).contains("operator_rtt_ms"));
+  EXPECT_FALSE(RelayBody(reverse).contains("_client_responder"));
 }
 
 TEST(RelayHostStage, NearControllerIsNoAlert) {

@@ -142,6 +142,49 @@ TEST(RfbVersion, ParsesExactlyTwelveBytes) {
   EXPECT_FALSE(ParseRfbVersion(B("RFB 000.000\n")).has_value());
 }
 
+// A FramebufferUpdateRequest for the whole 800x600 screen.
+std::vector<std::uint8_t> UpdateRequest(std::uint8_t incremental) {
+  return {3, incremental, 0, 0, 0, 0, 0x03, 0x20, 0x02, 0x58};
+}
+
+TEST(RfbClientMessages, AnIncrementalRequestAloneOrAmongInput) {
+  auto alone = ParseRfbClientMessages(B(UpdateRequest(1)));
+  ASSERT_TRUE(alone.has_value());
+  EXPECT_TRUE(alone->update_request && alone->next_update);
+  // A key press and a pointer move that went out in the same segment.
+  std::vector<std::uint8_t> v = {4, 1, 0, 0, 0, 0, 0, 0x61, 5, 0, 0, 10, 0, 20};
+  auto input = ParseRfbClientMessages(B(v));
+  ASSERT_TRUE(input.has_value());
+  EXPECT_FALSE(input->update_request || input->next_update);
+  const std::vector<std::uint8_t> r = UpdateRequest(1);
+  v.insert(v.end(), r.begin(), r.end());
+  EXPECT_TRUE(ParseRfbClientMessages(B(v))->next_update);
+  // A viewer's first messages: SetEncodings with two encodings, then the request for the
+  // whole screen, which is no request for the next update.
+  std::vector<std::uint8_t> e = {2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1};
+  const std::vector<std::uint8_t> full = UpdateRequest(0);
+  e.insert(e.end(), full.begin(), full.end());
+  auto first = ParseRfbClientMessages(B(e));
+  ASSERT_TRUE(first.has_value());
+  EXPECT_TRUE(first->update_request);
+  EXPECT_FALSE(first->next_update);
+}
+
+TEST(RfbClientMessages, NothingThatDoesNotParseWhole) {
+  std::vector<std::uint8_t> cut = UpdateRequest(1);
+  cut.pop_back();
+  EXPECT_FALSE(ParseRfbClientMessages(B(cut)).has_value());
+  std::vector<std::uint8_t> more = UpdateRequest(1);
+  more.push_back(5);  // the start of a message that does not follow
+  EXPECT_FALSE(ParseRfbClientMessages(B(more)).has_value());
+  EXPECT_FALSE(ParseRfbClientMessages(B("RFB 003.008\n")).has_value());
+  EXPECT_FALSE(ParseRfbClientMessages(B(std::vector<std::uint8_t>{1})).has_value());  // ClientInit
+  // ClientCutText whose length runs past the segment.
+  EXPECT_FALSE(ParseRfbClientMessages(B(std::vector<std::uint8_t>{6, 0, 0, 0, 0, 0, 1, 0, 'a'}))
+                   .has_value());
+  EXPECT_FALSE(ParseRfbClientMessages(Bytes()).has_value());
+}
+
 std::vector<std::uint8_t> RdpUdp(std::uint32_t ack, std::uint16_t flags, std::uint32_t seq,
                                  std::uint16_t mtu) {
   std::vector<std::uint8_t> v = {static_cast<std::uint8_t>(ack >> 24),
