@@ -130,7 +130,7 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
-           vnc_forwarded)
+           vnc_forwarded ssh_forwarded)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -459,6 +459,7 @@ corp_proxy_tls          op curl -> ssh -L via farm -> company HTTP proxy on srv 
 direct_browser          farm chromium browses https srv             relayed=false app=tls
 proxied_browser         op chromium -> SOCKS5 (dante) on farm -> srv  relayed=true app=tls
 vnc_forwarded           op RFB client -> socat on srv (near) -> x11vnc on farm  relayed=true app=vnc controlled=farm
+ssh_forwarded           op types into ssh -> socat on srv (near) -> farm sshd   relayed=true app=ssh controlled=farm
 EOF
 }
 
@@ -670,6 +671,20 @@ scn_jump_ssh_interactive() {
         "${SSH[@]}" -J "root@$FARM" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
 }
 
+# The same forwarder in front of the laptop's sshd: the operator types into a shell on the
+# laptop over ssh to srv:2222.
+scn_ssh_forwarded() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=ssh; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=keystrokes.json
+    M_NOTE="operator types into ssh to the laptop's sshd through socat on srv (near the laptop)"
+    command -v socat >/dev/null || { log "socat missing"; return 3; }
+    spec operator_leg ssh "$SRV" "$FARM" 22 true "srv socat (forwarding for op) -> farm sshd"
+    start_forwarder 2222 22 "$out" || return 1
+    nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label ssh_forwarded \
+        --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
+        "${SSH[@]}" -p 2222 -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
+}
+
 scn_proxied_ssh() {
     local out="$1" seed="$2"
     M_RELAYED=true; M_APP=ssh; M_KIND=http_connect; M_HUMAN=op; M_EVENTS=keystrokes.json
@@ -759,6 +774,18 @@ scn_vnc_session() {
     run_op_viewer "$FARM" 5900 "$out" "$seed"
 }
 
+# A forwarder on srv, a server near the laptop: socat from srv:PORT to farm:TARGET.
+start_forwarder() {  # start_forwarder PORT TARGET OUT
+    local port="$1" target="$2" out="$3" i
+    run_bg srv "$out/socat.log" socat "TCP-LISTEN:$port,bind=$SRV,reuseaddr,fork" "TCP:$FARM:$target"
+    # Not wait_port: a probe through socat would be a session of its own at the gateway.
+    for i in $(seq 100); do
+        nsx srv ss -Hltn "sport = :$port" | grep -q . && return 0
+        sleep 0.1
+    done
+    log "socat did not listen"; return 1
+}
+
 # The operator hides behind a server near the laptop (a rented one in the same country):
 # socat on srv forwards its TCP port to the laptop's x11vnc, so the remote-control session
 # the gateway sees comes from srv, 2 x RWLAB_NEAR_DELAY_MS away, and the person is beyond it.
@@ -770,14 +797,7 @@ scn_vnc_forwarded() {
     command -v x11vnc >/dev/null && command -v Xvfb >/dev/null && command -v socat >/dev/null ||
         { log "x11vnc/Xvfb/socat missing"; return 3; }
     start_farm_vnc "$out" || return 1
-    run_bg srv "$out/socat.log" socat "TCP-LISTEN:5901,bind=$SRV,reuseaddr,fork" "TCP:$FARM:5900"
-    # Not wait_port: a probe through socat would be a session of its own at the gateway.
-    local i
-    for i in $(seq 100); do
-        nsx srv ss -Hltn "sport = :5901" | grep -q . && break
-        sleep 0.1
-    done
-    nsx srv ss -Hltn "sport = :5901" | grep -q . || { log "socat did not listen"; return 1; }
+    start_forwarder 5901 5900 "$out" || return 1
     run_op_viewer "$SRV" 5901 "$out" "$seed"
 }
 
