@@ -140,6 +140,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
   bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
   bool rfb_set_up = false;  // RFB: the viewer has asked for its first update
+  // RDP: the client's X.224 Connection Request came first; its TLS (if the server's
+  // confirm chose it) begins with the client's next segment, which names the flow.
+  bool rdp_x224 = false;
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
   // A proxy setup (SOCKS, HTTP CONNECT) being read: the app is named by what its tunnel
@@ -240,12 +243,17 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length);
     if (!data.seen_payload[d] && !data.proxy) {
       data.seen_payload[d] = true;
-      if (d == 0 && data.app == App::kUnknown && !data.seen_payload[1] &&
-          ProxySetupReader::MayStart(packet.payload)) {
+      const bool opening = d == 0 && data.app == App::kUnknown && !data.seen_payload[1];
+      if (opening && ProxySetupReader::MayStart(packet.payload)) {
         data.proxy = std::make_unique<ProxySetupReader>();
-      } else {
+      } else if (opening && remote_access::ParseRdpConnectionRequest(packet.payload)) {
+        data.rdp_x224 = true;  // the server's confirm is no app of its own either
+      } else if (!data.rdp_x224) {
         NameApp(data, d, packet.payload);
       }
+    } else if (data.rdp_x224 && d == 0 && data.seen_payload[1]) {
+      data.rdp_x224 = false;
+      NameApp(data, 0, packet.payload);
     }
     if (data.proxy) {
       const ProxySetupReader::State state = data.proxy->Feed(packet, d == 0);

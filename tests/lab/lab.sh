@@ -130,7 +130,7 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
-           vnc_forwarded ssh_forwarded)
+           vnc_forwarded ssh_forwarded rdp_forwarded)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -460,6 +460,7 @@ direct_browser          farm chromium browses https srv             relayed=fals
 proxied_browser         op chromium -> SOCKS5 (dante) on farm -> srv  relayed=true app=tls
 vnc_forwarded           op RFB client -> socat on srv (near) -> x11vnc on farm  relayed=true app=vnc controlled=farm
 ssh_forwarded           op types into ssh -> socat on srv (near) -> farm sshd   relayed=true app=ssh controlled=farm
+rdp_forwarded           op xfreerdp -> socat on srv (near) -> xrdp on farm      relayed=true app=rdp controlled=farm
 EOF
 }
 
@@ -813,6 +814,16 @@ scn_proxied_rdp() {
     M_NOTE="as rdp_session, but the operator's xfreerdp reaches xrdp through the dante SOCKS5 proxy on the laptop (/proxy:socks5://)"
     spec operator_leg rdp "$OP" "$FARM" 1080 true "op xfreerdp -> farm dante (SOCKS5) -> farm xrdp"
     rdp_session "$1" "$2" --proxy "socks5://$FARM:1080"
+}
+
+# The same forwarder in front of the laptop's xrdp.
+scn_rdp_forwarded() {
+    M_RELAYED=true; M_APP=rdp; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=rdp_events.json
+    M_NOTE="as rdp_session, but the operator's xfreerdp reaches xrdp through socat on srv (near the laptop)"
+    command -v socat >/dev/null || { log "socat missing"; return 3; }
+    spec operator_leg rdp "$SRV" "$FARM" 3389 true "srv socat (forwarding for op) -> farm xrdp"
+    start_forwarder 13389 3389 "$1" || return 1
+    rdp_session "$1" "$2" --host "$SRV" --port 13389
 }
 
 rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]

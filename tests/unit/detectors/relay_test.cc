@@ -1413,6 +1413,47 @@ TEST(RelayDetector, AViewersRequestsForTheNextUpdateTimeItsLeg) {
   EXPECT_NEAR(RfbThroughAForwarder(0)[0].body["hidden_leg_rtt_ms"].get<double>(), 0, 0.01);
 }
 
+// RDP (MS-RDPBCGR 2.2.1.1-2): the client's X.224 Connection Request asking for TLS, the
+// server's Confirm choosing it, then TLS from a client whose person is `hidden_ms` beyond
+// its TCP end (a forwarder 2 ms from the sensor).
+std::vector<Event> RdpThroughAForwarder(double hidden_ms) {
+  Wire w;
+  w.SetServerPort(3389);
+  w.Handshake(0, 2);
+  const double far = 2 + hidden_ms;
+  // TPKT, X.224 CR, RDP_NEG_REQ (TLS and CredSSP requested).
+  w.Send(12, true, kAck | kPsh,
+         std::string("\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00"
+                     "\x01\x00\x08\x00\x03\x00\x00\x00",
+                     19));
+  // TPKT, X.224 CC, RDP_NEG_RSP (TLS).
+  w.Send(22, false, kAck | kPsh,
+         std::string("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00"
+                     "\x02\x1f\x08\x00\x01\x00\x00\x00",
+                     19));
+  w.Send(22 + far, true, kAck | kPsh, kClientHello);
+  w.Send(32 + far, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(900, 's'));
+  w.Send(34 + far, true, kAck, "");
+  w.Send(32 + 2 * far + 0.5, true, kAck | kPsh, std::string(150, 'k'));  // key exchange
+  w.Send(42 + 2 * far, false, kAck | kPsh, std::string(60, 'f'));        // its Finished
+  w.Send(42 + 3 * far + 0.5, true, kAck | kPsh, std::string(90, 'c'));   // CredSSP
+  w.Send(52 + 3 * far, false, kAck | kPsh, std::string(200, 'n'));
+  w.Send(52 + 4 * far + 0.5, true, kAck | kPsh, std::string(300, 'a'));
+  return w.End();
+}
+
+TEST(RelayDetector, RdpsTlsIsTimedPastItsX224Exchange) {
+  const std::vector<Event> events = RdpThroughAForwarder(90);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  // The Connection Request and Confirm are no TLS and no turnaround; the client's next
+  // segment, its ClientHello, names the flow.
+  EXPECT_EQ(r["app"], "tls");
+  EXPECT_NEAR(r["handshake_turnaround_ms"].get<double>(), 92.5, 1e-6);
+  EXPECT_EQ(r["turnaround_samples_ms"].size(), 3u);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 90.5, 0.01);
+}
+
 // The server's flight in two parts 10 ms apart (its congestion window let two segments
 // out), through a relay 80 ms away that held the tail: the answer comes 150 ms after the
 // flight's last segment. The record keeps the reading and says what is certain.
