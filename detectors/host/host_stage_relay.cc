@@ -305,22 +305,29 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
   r["controller_distance_km"] = std::round(FibreKm(rtt));
   // The controlling peer may only forward for the person (a rented server near the laptop,
   // an ssh -L or socat on it): then the controller's own answers (an RFB viewer's request
-  // for the next update, an SSH client's key exchange) come from beyond it, and the flow's
-  // hidden leg is the rest of the person's round trip. Under half the budget it may be the
-  // client's own work (an SSH client's post-quantum key exchange takes 15 ms in the lab) and
-  // counts for nothing. A lower bound (every flight came in parts, which a forwarder may
-  // have held) is as good: the leg is at least that.
+  // for the next update, an SSH client's key exchange, an RDP client's TLS handshake) come
+  // from beyond it, and their turnaround is the person's round trip from the sensor. It
+  // counts when it exceeds the peer's typical round trip (its smoothed one: a turnaround is
+  // one draw of a jittery path, which its floor would call a leg) by half the budget; under
+  // that it may be the client's own work (an SSH client's post-quantum key exchange: 15 ms
+  // in the lab) or jitter. TLS only by its handshake's answer, which software sends at once
+  // (an RDP client's later answers wait 90-100 ms on their own). A lower bound (every
+  // flight came in parts, which a forwarder may have held) is as good: the leg is at least
+  // that.
   const double budget_ms = detectors::relay::ToMs(LocalRtt(s.controlled));
-  double beyond = 0;
   const std::optional<double> hidden = Number(r, "hidden_leg_rtt_ms");
-  if (hidden && controller_is_src != client_responder &&
+  const std::optional<double> turnaround = Number(r, "turnaround_ms");
+  const double typical = std::max(
+      rtt, Number(r, controller_is_src ? "srtt_originator_ms" : "srtt_responder_ms").value_or(rtt));
+  std::optional<double> operator_rtt;
+  if (hidden && turnaround && controller_is_src != client_responder &&
       Numbers(r, "turnaround_samples_ms").size() >= kMinControllerTurnarounds &&
-      *hidden >= budget_ms / 2) {
-    beyond = *hidden;
-    r["operator_rtt_ms"] = Round1(rtt + beyond);
-    r["operator_distance_km"] = std::round(FibreKm(rtt + beyond));
+      (r.value("app", "") != "tls" || r.contains("handshake_turnaround_ms")) &&
+      *turnaround - typical >= budget_ms / 2) {
+    operator_rtt = *turnaround;
+    r["operator_rtt_ms"] = Round1(*operator_rtt);
+    r["operator_distance_km"] = std::round(FibreKm(*operator_rtt));
   }
-  const double operator_rtt = rtt + beyond;
   // Samples toward the controller: its data/ACK samples plus the handshake's.
   std::uint64_t samples = 0;
   if (r.contains("rtt_samples") && r["rtt_samples"].is_array() && r["rtt_samples"].size() == 2) {
@@ -329,7 +336,7 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
   if (!IsHome(s.controlled) || IsHome(s.controller) || samples < config_.relay.min_samples) {
     return;
   }
-  if (operator_rtt < budget_ms)
+  if (operator_rtt.value_or(rtt) < budget_ms)
     return;
   if (Allowed(s.app, s.controlled, s.controller))
     return;
@@ -337,11 +344,12 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
              finding.ts)) {
     return;
   }
-  Event alert = NewAlert(finding.ts, finding.flow, s.controlled, kSidControllerRtt,
-                         absl::StrCat("RELAYWATCH remote-control session driven from far away (",
-                                      s.app, ", ", Round1(operator_rtt), " ms round trip",
-                                      beyond > 0 ? " beyond its peer" : "", ")"),
-                         "Relay", 2, "controller_rtt");
+  Event alert =
+      NewAlert(finding.ts, finding.flow, s.controlled, kSidControllerRtt,
+               absl::StrCat("RELAYWATCH remote-control session driven from far away (", s.app, ", ",
+                            Round1(operator_rtt.value_or(rtt)), " ms round trip",
+                            operator_rtt ? " beyond its peer" : "", ")"),
+               "Relay", 2, "controller_rtt");
   const Site* site = SiteOf(s.controlled);
   alert.evidence = {{"method", "controller_rtt"},
                     {"app", s.app},
@@ -355,12 +363,12 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
                     {"site", site ? site->name : ""}};
   if (p15)
     alert.evidence["controller_rtt_p15_ms"] = *p15;
-  if (beyond > 0) {
-    alert.evidence["controller_hidden_leg_ms"] = beyond;
+  if (operator_rtt) {
+    alert.evidence["controller_hidden_leg_ms"] = *hidden;
     if (r.value("hidden_leg_lower_bound", false))
       alert.evidence["controller_hidden_leg_lower_bound"] = true;
-    alert.evidence["operator_rtt_ms"] = Round1(operator_rtt);
-    alert.evidence["operator_distance_km"] = std::round(FibreKm(operator_rtt));
+    alert.evidence["operator_rtt_ms"] = Round1(*operator_rtt);
+    alert.evidence["operator_distance_km"] = std::round(FibreKm(*operator_rtt));
   }
   PublishAlert(std::move(alert), publish);
 }

@@ -2834,7 +2834,8 @@ TEST(RelayHostStage, ControllerRttOfAQueuedNearPathStaysNear) {
 
 // The controller 203.0.113.9 (RTT 8 ms) only forwards: the viewer's requests for the next
 // update come `hidden_ms` later, from the person beyond it.
-std::vector<Event> ControllerBeyondAForwarder(double hidden_ms, bool client_responder = false) {
+std::vector<Event> ControllerBeyondAForwarder(double hidden_ms, bool client_responder = false,
+                                              nlohmann::json extra = nlohmann::json::object()) {
   nlohmann::json body = {{"app", "vnc"},
                          {"rtt_originator_ms", 8.0},
                          {"rtt_responder_ms", 0.1},
@@ -2844,6 +2845,7 @@ std::vector<Event> ControllerBeyondAForwarder(double hidden_ms, bool client_resp
                          {"hidden_leg_rtt_ms", hidden_ms}};
   if (client_responder)
     body["_client_responder"] = true;
+  body.update(extra);
   return ControlledFromOutside("vnc", "10.1.0.5", body);
 }
 
@@ -2874,6 +2876,16 @@ TEST(RelayHostStage, AControllerThatOnlyForwardsIsJudgedByThePersonBeyondIt) {
   // Under half the budget the leg may be the client's own work (an SSH client's key
   // exchange): it adds nothing.
   EXPECT_FALSE(RelayBody(ControllerBeyondAForwarder(19)).contains("operator_rtt_ms"));
+  // A jittery path seen by its floor: the answers exceed the floor by 25 ms but not the
+  // peer's typical (smoothed) round trip, 30 ms.
+  EXPECT_FALSE(RelayBody(ControllerBeyondAForwarder(25, false, {{"srtt_originator_ms", 30.0}}))
+                   .contains("operator_rtt_ms"));
+  // TLS (RDP) only by its handshake's answer: an RDP client's later answers wait on their own.
+  EXPECT_FALSE(RelayBody(ControllerBeyondAForwarder(90, false, {{"app", "tls"}}))
+                   .contains("operator_rtt_ms"));
+  EXPECT_TRUE(RelayBody(ControllerBeyondAForwarder(
+                            90, false, {{"app", "tls"}, {"handshake_turnaround_ms", 98.0}}))
+                  .contains("operator_rtt_ms"));
   // Turnarounds of the controlled end (it dialled its viewer) say nothing of the controller.
   const std::vector<Event> reverse = ControllerBeyondAForwarder(90, true);
   EXPECT_TRUE(Alerts(reverse, "controller_rtt").empty());
