@@ -91,7 +91,7 @@ def relay_problems(events, truth):
     alerts = [e for e in events if e["event_type"] == "alert"]
     detectors = {a["alert"]["detector"] for a in alerts}
     routed = truth.get("label", {}).get("relay_kind") == "routed_nat"
-    # The operator came through a forwarder near the laptop (lab vnc_forwarded).
+    # The operator came through a forwarder near the laptop (lab vnc_, ssh_, rdp_forwarded).
     forwarded = truth.get("label", {}).get("relay_kind") == "forwarder"
     lossy = (truth.get("loss_pct") or 0) + (truth.get("lan_loss_pct") or 0) > 0
     # A download kept the operator's line queued (lab `--op-bulk`): queueing only adds delay,
@@ -153,7 +153,7 @@ def relay_problems(events, truth):
                 problems.append(f"{label}: controller_rtt_ms {got}, expected {want}")
             if forwarded:
                 # The peer only forwards: the person's round trip is the peer's plus the leg
-                # beyond it, which the viewer's answers hold.
+                # beyond it, which the client's answers hold.
                 want = flow["expected_outer_rtt_ms"] + flow["hidden_leg_rtt_ms"]
                 got = r.get("operator_rtt_ms")
                 if want >= LOCAL_BUDGET_MS and (got is None or

@@ -672,15 +672,14 @@ scn_jump_ssh_interactive() {
         "${SSH[@]}" -J "root@$FARM" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
 }
 
-# The same forwarder in front of the laptop's sshd: the operator types into a shell on the
-# laptop over ssh to srv:2222.
+# vnc_forwarded's forwarder (start_forwarder) in front of the laptop's sshd: the operator
+# types into a shell on the laptop over ssh to srv:2222.
 scn_ssh_forwarded() {
     local out="$1" seed="$2"
     M_RELAYED=true; M_APP=ssh; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=keystrokes.json
     M_NOTE="operator types into ssh to the laptop's sshd through socat on srv (near the laptop)"
-    command -v socat >/dev/null || { log "socat missing"; return 3; }
     spec operator_leg ssh "$SRV" "$FARM" 22 true "srv socat (forwarding for op) -> farm sshd"
-    start_forwarder 2222 22 "$out" || return 1
+    start_forwarder 2222 22 "$out" || return
     nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label ssh_forwarded \
         --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
         "${SSH[@]}" -p 2222 -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
@@ -775,9 +774,11 @@ scn_vnc_session() {
     run_op_viewer "$FARM" 5900 "$out" "$seed"
 }
 
-# A forwarder on srv, a server near the laptop: socat from srv:PORT to farm:TARGET.
+# A forwarder on srv, a server near the laptop: socat from srv:PORT to farm:TARGET
+# (status 3 when socat is missing, as a scenario's dependency).
 start_forwarder() {  # start_forwarder PORT TARGET OUT
     local port="$1" target="$2" out="$3" i
+    command -v socat >/dev/null || { log "socat missing"; return 3; }
     run_bg srv "$out/socat.log" socat "TCP-LISTEN:$port,bind=$SRV,reuseaddr,fork" "TCP:$FARM:$target"
     # Not wait_port: a probe through socat would be a session of its own at the gateway.
     for i in $(seq 100); do
@@ -795,10 +796,9 @@ scn_vnc_forwarded() {
     M_RELAYED=true; M_APP=vnc; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
     M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) reaches it through socat on srv (near the laptop), types and moves the pointer"
     spec operator_leg vnc "$SRV" "$FARM" 5900 true "srv socat (forwarding for op) -> farm x11vnc"
-    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null && command -v socat >/dev/null ||
-        { log "x11vnc/Xvfb/socat missing"; return 3; }
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
     start_farm_vnc "$out" || return 1
-    start_forwarder 5901 5900 "$out" || return 1
+    start_forwarder 5901 5900 "$out" || return
     run_op_viewer "$SRV" 5901 "$out" "$seed"
 }
 
@@ -820,9 +820,8 @@ scn_proxied_rdp() {
 scn_rdp_forwarded() {
     M_RELAYED=true; M_APP=rdp; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=rdp_events.json
     M_NOTE="as rdp_session, but the operator's xfreerdp reaches xrdp through socat on srv (near the laptop)"
-    command -v socat >/dev/null || { log "socat missing"; return 3; }
     spec operator_leg rdp "$SRV" "$FARM" 3389 true "srv socat (forwarding for op) -> farm xrdp"
-    start_forwarder 13389 3389 "$1" || return 1
+    start_forwarder 13389 3389 "$1" || return
     rdp_session "$1" "$2" --host "$SRV" --port 13389
 }
 

@@ -28,7 +28,7 @@ Where a method applies (from the truth file, never from our own output):
   controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp); captured
                   view only, but both views when the operator comes through a forwarder near
                   the laptop (relay_kind forwarder: the session's peer is not the operator,
-                  and the person's round trip is 2 x (operator + 2 x near) one way)
+                  and the person's round trip is 2 x operator + 4 x near one-way delay)
   stepping_stone  the operator's typing relayed into a laptop's own interactive egress flow
                   (ssh_jump, and remote desktop with a relayed egress flow; not routed_nat,
                   whose SSH flows are single commands); captured only
@@ -53,8 +53,8 @@ METHODS = ["hidden_leg", "controller_rtt", "stepping_stone", "routed_relay"]
 DISTANCE_METHODS = {"hidden_leg", "controller_rtt", "routed_relay"}
 HIDDEN_KINDS = {"socks5", "http_connect", "ssh_jump", "ssh_dynamic_forward", "ssh_local_forward"}
 ROUTED_KINDS = {"routed_nat"}
-# The operator reaches the laptop's remote desktop through a forwarder near it (lab.sh
-# vnc_forwarded): the session's peer is near, the person beyond it, and the forwarder's
+# The operator reaches the laptop's remote desktop or sshd through a forwarder near it
+# (lab.sh vnc_forwarded, ssh_forwarded, rdp_forwarded): the session's peer is near, the person beyond it, and the forwarder's
 # leg is not the operator's address, so an egress-only view keeps it too.
 FORWARDER_KINDS = {"forwarder"}
 REMOTE_APPS = {"ssh", "vnc", "rdp"}
