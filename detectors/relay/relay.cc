@@ -138,8 +138,7 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
   App app = App::kUnknown;
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
-  bool setup_over = false;  // SSH: the setup's turnarounds are taken; keys are counted now
-  bool rfb_set_up = false;  // RFB: the viewer has asked for its first update
+  bool setup_over = false;  // SSH, RFB: the setup's turnarounds are taken; SSH keys count now
   // RDP: the client's X.224 Connection Request came first; its TLS (if the server's
   // confirm chose it) begins with the client's next segment, which names the flow.
   bool rdp_x224 = false;
@@ -290,17 +289,17 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     const bool turnarounds =
         ((data.app == App::kTls || data.app == App::kRfb) && methods.hidden_leg) ||
         (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
-    // RFB: until the viewer's first request for an update, each of its segments answers the
-    // server's setup (version, security, ServerInit), software all; after it only a request
-    // for the next update answers the server's update (which it sends only when asked), and
-    // keys and pointer moves go out whenever the person moves.
-    bool rfb_input = false;
-    if (data.app == App::kRfb && d == data.client_dir) {
-      const std::optional<remote_access::RfbClientMessages> messages =
-          remote_access::ParseRfbClientMessages(packet.payload);
-      rfb_input = data.rfb_set_up && !(messages && messages->next_update);
-      data.rfb_set_up = data.rfb_set_up || (messages && messages->update_request);
-    }
+    // RFB: the setup is lock-step (version, security, ServerInit), each viewer segment the
+    // software's answer, up to the viewer's first request for an update. Its later requests
+    // answer no one update: TigerVNC asks for the next as the last begins to arrive, so a
+    // request lands inside a large update or after a later small one (a lab's viewer 80 ms
+    // away read 16 ms), and a viewer that asks at the end waits on decoding the update.
+    const bool rfb_set_up =
+        data.app == App::kRfb && d == data.client_dir && !data.setup_over && [&] {
+          const std::optional<remote_access::RfbClientMessages> messages =
+              remote_access::ParseRfbClientMessages(packet.payload);
+          return messages && messages->update_request;
+        }();
     std::optional<std::uint32_t> ack;  // whether the server had the client's answer
     if (packet.has(decode::kTcpAck))
       ack = packet.ack;
@@ -322,7 +321,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
       }
-      if (turnarounds && !rfb_input) {
+      if (turnarounds) {
         const bool from_client = d == data.client_dir;
         if (!data.setup_over) {
           const std::uint32_t slow = data.turnarounds.slow();
@@ -345,11 +344,11 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           // host key arrives, so that wait is the network's. A far client behind a jump
           // host sends its banner two round trips after the server's (1 s at 250 ms one
           // way); it is refused as a sample, and the exchanges after it still count.
-          // A viewer's request is always software's.
+          // An RFB viewer's setup answers are always software's.
           const bool software_only =
               data.app == App::kRfb || (data.app == App::kSsh && data.turnarounds.answers() <= 2);
-          data.setup_over =
-              data.turnarounds.full() || (data.turnarounds.slow() > slow && !software_only);
+          data.setup_over = data.turnarounds.full() || rfb_set_up ||
+                            (data.turnarounds.slow() > slow && !software_only);
         } else {
           if (!from_client)
             data.turnarounds.OnServerData(ack);  // settles the setup's last sample
@@ -357,7 +356,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
             data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
         }
       }
-    } else if (!data.setup_over && turnarounds && !rfb_input) {
+    } else if (!data.setup_over && turnarounds) {
       data.turnarounds.OnData(packet.ts, d == data.client_dir, true, packet.seq, ack);
     }
   }

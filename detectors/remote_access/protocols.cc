@@ -238,10 +238,7 @@ std::optional<RfbClientMessages> ParseRfbClientMessages(Bytes data) {
         break;
       case 3:  // FramebufferUpdateRequest: incremental flag, x, y, width, height
         length = 10;
-        if (rest.size() >= length) {
-          messages.update_request = true;
-          messages.next_update = messages.next_update || rest[1] == 1;
-        }
+        messages.update_request = true;  // if cut, nothing is returned
         break;
       case 4:  // KeyEvent
         length = 8;

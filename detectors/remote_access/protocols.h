@@ -61,11 +61,7 @@ std::optional<RfbVersion> ParseRfbVersion(Bytes data);
 // KeyEvent, PointerEvent, ClientCutText); nullopt for anything else (a message this does not
 // know, a message cut or run on, the handshake's own bytes).
 struct RfbClientMessages {
-  bool update_request = false;  // a FramebufferUpdateRequest among them
-  // An incremental one: the viewer asking for the next update, which it does as soon as it
-  // has (or begins to have) the last one; the server sends nothing unasked, so that request
-  // answers the server's update as software does.
-  bool next_update = false;
+  bool update_request = false;  // a FramebufferUpdateRequest among them: the setup is over
 };
 std::optional<RfbClientMessages> ParseRfbClientMessages(Bytes data);
 

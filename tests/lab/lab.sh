@@ -98,6 +98,13 @@ VNC_PIXEL_FORMAT="${RWLAB_VNC_PIXEL_FORMAT:-native}"
 # then prints the time every 0.3 s, so that the screen changes and the viewer asks for
 # updates.
 VNC_VIEWER="${RWLAB_VNC_VIEWER:-}"
+# What the laptop's screen shows a real viewer (RWLAB_VNC_VIEWER set): RWLAB_VNC_SCREEN
+# `clock` (default: the time every 0.3 s, a few characters an update) or `flood` (a
+# screenful of random text every 0.2 s, so that each update is large: what a person
+# watching a scrolling log or a video sends the viewer), and RWLAB_VNC_GEOMETRY, the
+# laptop's screen (default 800x600x24; when set, the xterm fills it).
+VNC_SCREEN="${RWLAB_VNC_SCREEN:-clock}"
+VNC_GEOMETRY="${RWLAB_VNC_GEOMETRY:-}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -130,7 +137,7 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
-           vnc_forwarded ssh_forwarded rdp_forwarded)
+           vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -459,6 +466,7 @@ corp_proxy_tls          op curl -> ssh -L via farm -> company HTTP proxy on srv 
 direct_browser          farm chromium browses https srv             relayed=false app=tls
 proxied_browser         op chromium -> SOCKS5 (dante) on farm -> srv  relayed=true app=tls
 vnc_forwarded           op RFB client -> socat on srv (near) -> x11vnc on farm  relayed=true app=vnc controlled=farm
+vnc_reverse             x11vnc on farm dials op's listening viewer  relayed=true  app=vnc controlled=farm
 ssh_forwarded           op types into ssh -> socat on srv (near) -> farm sshd   relayed=true app=ssh controlled=farm
 rdp_forwarded           op xfreerdp -> socat on srv (near) -> xrdp on farm      relayed=true app=rdp controlled=farm
 EOF
@@ -731,16 +739,44 @@ start_xvfb() {  # start_xvfb NS DISPLAY GEOMETRY LOG
 
 # The laptop's desktop for the VNC scenarios: Xvfb + xterm + x11vnc on farm:5900, with the
 # VNC knobs (M_NOTE says which were set).
-start_farm_vnc() {  # start_farm_vnc OUT
-    local out="$1" scale=()
-    start_xvfb farm "$DISP_FARM_VNC" 800x600x24 "$out/xvfb_farm.log"
-    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
+start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer instead]
+    local out="$1" dial="${2:-}" scale=() size="96x36" w h
+    if [[ -n $VNC_GEOMETRY ]]; then
+        [[ $VNC_GEOMETRY =~ ^([0-9]+)x([0-9]+)x(8|16|24)$ ]] ||
+            { log "RWLAB_VNC_GEOMETRY must be WIDTHxHEIGHTxDEPTH (e.g. 1920x1080x24)"; return 2; }
+        w=${BASH_REMATCH[1]}; h=${BASH_REMATCH[2]}
+        size="$(( w / 6 ))x$(( h / 13 - 1 ))"  # xterm's default font is 6x13
+        M_NOTE="$M_NOTE; the laptop's screen is $VNC_GEOMETRY, its xterm $size"
+    fi
+    start_xvfb farm "$DISP_FARM_VNC" "${VNC_GEOMETRY:-800x600x24}" "$out/xvfb_farm.log"
+    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry "$size+0+0" -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
     [[ -n $VNC_SCALE ]] && scale=(-scale "$VNC_SCALE")
     [[ -n $VNC_SCALE || $VNC_PIXEL_FORMAT != native ]] &&
         M_NOTE="$M_NOTE; x11vnc -scale ${VNC_SCALE:-none}, client pixel format $VNC_PIXEL_FORMAT"
+    if [[ -n $dial ]]; then
+        run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 0 -connect_or_exit "$dial" \
+            -nopw -quiet -noipv6 "${scale[@]}"
+        return
+    fi
     run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
         -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
+}
+
+# What the laptop's xterm runs while a real viewer watches (RWLAB_VNC_SCREEN), typed there.
+start_farm_screen() {  # start_farm_screen VIEWER_NAME
+    local loop
+    case "$VNC_SCREEN" in
+        clock)
+            M_NOTE="$M_NOTE; the operator's viewer is $1, watching only (the laptop's xterm prints the time every 0.3 s)"
+            loop='while :; do date +%T.%N; sleep 0.3; done' ;;
+        flood)
+            M_NOTE="$M_NOTE; the operator's viewer is $1, watching only (the laptop's xterm prints a screenful of random text every 0.2 s)"
+            loop='while :; do head -c 40000 /dev/urandom | base64 -w 0; sleep 0.2; done' ;;
+        *) log "RWLAB_VNC_SCREEN must be clock or flood"; return 2 ;;
+    esac
+    nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool mousemove 200 200 type --delay 5 "$loop"
+    nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool key Return
 }
 
 run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
@@ -756,10 +792,7 @@ run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
     esac
     command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
     M_EVENTS=""
-    M_NOTE="$M_NOTE; the operator's viewer is ${viewer[0]}, watching only (the laptop's xterm prints the time every 0.3 s)"
-    nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool mousemove 200 200 type --delay 5 \
-        'while :; do date +%T.%N; sleep 0.3; done'
-    nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool key Return
+    start_farm_screen "${viewer[0]}" || return
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op env DISPLAY=":$DISP_OP_RDP" timeout 20 "${viewer[@]}" >>"$out/viewer.log" 2>&1 || true
 }
@@ -772,6 +805,34 @@ scn_vnc_session() {
     command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
     start_farm_vnc "$out" || return 1
     run_op_viewer "$FARM" 5900 "$out" "$seed"
+}
+
+# A reverse connection: the operator's viewer listens (on op:5500, RFC 6143's port for it) and
+# the laptop's x11vnc dials it, as a laptop behind NAT is reached. The session is the
+# laptop's own egress; its server is the controlled end and the viewer the controller.
+scn_vnc_reverse() {
+    local out="$1" seed="$2" viewer i
+    M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=""
+    M_NOTE="x11vnc on farm (Xvfb+xterm) dials the operator's listening viewer (x11vnc -connect op:5500)"
+    spec operator_leg vnc "$FARM" "$OP" 5500 true "farm x11vnc -> op's listening viewer"
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
+    case "${VNC_VIEWER:-tigervnc}" in
+        tigervnc) viewer=(xtigervncviewer -SecurityTypes None -listen 5500) ;;
+        tightvnc) viewer=(xtightvncviewer -listen 0) ;;
+        *) log "vnc_reverse needs RWLAB_VNC_VIEWER tigervnc or tightvnc (ours does not listen)"; return 2 ;;
+    esac
+    command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
+    start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
+    run_bg op "$out/viewer.log" env DISPLAY=":$DISP_OP_RDP" timeout 25 "${viewer[@]}"
+    for i in $(seq 100); do
+        nsx op ss -Hltn "sport = :5500" | grep -q . && break
+        sleep 0.1
+    done
+    nsx op ss -Hltn "sport = :5500" | grep -q . || { log "the viewer did not listen"; return 1; }
+    start_farm_vnc "$out" "$OP:5500" || return 1
+    sleep 1
+    start_farm_screen "${viewer[0]}" || return
+    sleep 19
 }
 
 # A forwarder on srv, a server near the laptop: socat from srv:PORT to farm:TARGET

@@ -51,7 +51,8 @@ unset RWLAB_NEAR_JITTER_MS RWLAB_LOSS_PCT RWLAB_REORDER_PCT RWLAB_LAN_LOSS_PCT  
 NICE="${QUALITY_NICE:--10}"
 
 RELAYED=(proxied_tls http_proxy_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
-         routed_relay proxied_rdp proxied_ssh corp_proxy_tls proxied_browser vnc_forwarded ssh_forwarded rdp_forwarded)
+         routed_relay proxied_rdp proxied_ssh corp_proxy_tls proxied_browser vnc_forwarded ssh_forwarded rdp_forwarded
+         vnc_reverse)
 DIRECT=(direct_tls direct_ssh_interactive scp_transfer revocation_tls corp_proxy_direct_tls direct_browser)
 
 log() { printf '[quality %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -1364,8 +1364,10 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfATlsClient) {
 }
 
 // RFB (RFC 6143) from a viewer whose TCP end (a forwarder) is 2 ms from the sensor and whose
-// person is `hidden_ms` beyond it: each update is answered by a request for the next one;
-// keys and pointer moves go out whenever the person moves.
+// person is `hidden_ms` beyond it: the setup is lock-step; then each update comes in three
+// parts 60 ms apart (a large one, paced by the server's window) and the viewer asks for the
+// next as the update begins to arrive, as TigerVNC does; keys and pointer moves go out
+// whenever the person moves.
 std::vector<Event> RfbThroughAForwarder(double hidden_ms) {
   Wire w;
   w.SetServerPort(5900);
@@ -1384,32 +1386,44 @@ std::vector<Event> RfbThroughAForwarder(double hidden_ms) {
   w.Send(12 + 4 * far, true, kAck | kPsh, full_request);
   double t = 20 + 4 * far;
   for (int i = 0; i < 8; ++i) {
-    // The update, the forwarder's ACK, a key the person typed meanwhile, the next request.
-    w.Send(t, false, kAck | kPsh, std::string(300, '\0'));
-    w.Send(t + 2, true, kAck, "");
-    w.Send(t + 3, true, kAck | kPsh, std::string("\x04\x01\x00\x00\x00\x00\x00\x61", 8));
-    w.Send(t + far + 0.5, true, kAck | kPsh, next_request);
+    // The update's parts, the forwarder's ACKs, a key the person typed meanwhile, and the
+    // request for the next update, which leaves as the first part arrives; in time order.
+    struct Segment {
+      double at;
+      bool from_viewer;
+      std::string payload;
+    };
+    std::vector<Segment> segments = {
+        {t + 3, true, std::string("\x04\x01\x00\x00\x00\x00\x00\x61", 8)},
+        {t + far + 0.5, true, next_request}};
+    for (int part = 0; part < 3; ++part) {
+      segments.push_back({t + 60 * part, false, std::string(1400, '\0')});
+      segments.push_back({t + 60 * part + 2, true, ""});
+    }
+    std::stable_sort(segments.begin(), segments.end(),
+                     [](const Segment& a, const Segment& b) { return a.at < b.at; });
+    for (const Segment& s : segments)
+      w.Send(s.at, s.from_viewer, s.payload.empty() ? kAck : kAck | kPsh, s.payload);
     t += far + 200;  // the screen changes again a while later
   }
   return w.End();
 }
 
-TEST(RelayDetector, AViewersRequestsForTheNextUpdateTimeItsLeg) {
+TEST(RelayDetector, AViewersSetupTimesItsLegAndItsLaterRequestsDoNot) {
   const std::vector<Event> events = RfbThroughAForwarder(90);
   ASSERT_EQ(events.size(), 1u);
   const nlohmann::json& r = events[0].body;
   EXPECT_EQ(r["app"], "vnc");
   EXPECT_NEAR(r["rtt_originator_ms"].get<double>(), 2, 1e-6);
-  // Six samples (turnaround_samples): the setup's four answers (version, security type,
-  // ClientInit, the first messages after ServerInit), then each update's wait for the next
-  // request. The key that went out 3 ms after an update answered nothing.
-  const std::vector<double> want = {92, 92, 92, 92, 92.5, 92.5};
-  ASSERT_EQ(r["turnaround_samples_ms"].size(), want.size());
-  for (std::size_t i = 0; i < want.size(); ++i)
-    EXPECT_NEAR(r["turnaround_samples_ms"][i].get<double>(), want[i], 1e-6) << i;
+  // The setup's four answers (version, security type, ClientInit, the first messages after
+  // ServerInit). The requests, which land 32.5 ms after an update's second part here, and
+  // the keys that go out 3 ms after an update's first part answer nothing.
+  ASSERT_EQ(r["turnaround_samples_ms"].size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_NEAR(r["turnaround_samples_ms"][i].get<double>(), 92, 1e-6) << i;
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 90, 0.01);
   EXPECT_FALSE(r.contains("_client_responder"));  // the viewer opened the connection
-  // Near (the forwarder is the person): the requests come after its own round trip.
+  // Near (the forwarder is the person): the setup's answers come after its own round trip.
   EXPECT_NEAR(RfbThroughAForwarder(0)[0].body["hidden_leg_rtt_ms"].get<double>(), 0, 0.01);
 }
 
