@@ -811,7 +811,7 @@ scn_vnc_session() {
 # the laptop's x11vnc dials it, as a laptop behind NAT is reached. The session is the
 # laptop's own egress; its server is the controlled end and the viewer the controller.
 scn_vnc_reverse() {
-    local out="$1" seed="$2" viewer i
+    local out="$1" seed="$2" viewer
     M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=""
     M_NOTE="x11vnc on farm (Xvfb+xterm) dials the operator's listening viewer (x11vnc -connect op:5500)"
     spec operator_leg vnc "$FARM" "$OP" 5500 true "farm x11vnc -> op's listening viewer"
@@ -824,11 +824,7 @@ scn_vnc_reverse() {
     command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     run_bg op "$out/viewer.log" env DISPLAY=":$DISP_OP_RDP" timeout 25 "${viewer[@]}"
-    for i in $(seq 100); do
-        nsx op ss -Hltn "sport = :5500" | grep -q . && break
-        sleep 0.1
-    done
-    nsx op ss -Hltn "sport = :5500" | grep -q . || { log "the viewer did not listen"; return 1; }
+    wait_listening op 5500 || { log "the viewer did not listen"; return 1; }
     start_farm_vnc "$out" "$OP:5500" || return 1
     sleep 1
     start_farm_screen "${viewer[0]}" || return
@@ -838,15 +834,22 @@ scn_vnc_reverse() {
 # A forwarder on srv, a server near the laptop: socat from srv:PORT to farm:TARGET
 # (status 3 when socat is missing, as a scenario's dependency).
 start_forwarder() {  # start_forwarder PORT TARGET OUT
-    local port="$1" target="$2" out="$3" i
+    local port="$1" target="$2" out="$3"
     command -v socat >/dev/null || { log "socat missing"; return 3; }
     run_bg srv "$out/socat.log" socat "TCP-LISTEN:$port,bind=$SRV,reuseaddr,fork" "TCP:$FARM:$target"
     # Not wait_port: a probe through socat would be a session of its own at the gateway.
+    wait_listening srv "$port" || { log "socat did not listen"; return 1; }
+}
+
+# Waits up to 10 s for a listening TCP socket on PORT in NS, without connecting to it (a
+# probe would be a session of its own at the gateway).
+wait_listening() {  # wait_listening NS PORT
+    local i
     for i in $(seq 100); do
-        nsx srv ss -Hltn "sport = :$port" | grep -q . && return 0
+        nsx "$1" ss -Hltn "sport = :$2" | grep -q . && return 0
         sleep 0.1
     done
-    log "socat did not listen"; return 1
+    return 1
 }
 
 # The operator hides behind a server near the laptop (a rented one in the same country):
