@@ -105,6 +105,10 @@ VNC_VIEWER="${RWLAB_VNC_VIEWER:-}"
 # laptop's screen (default 800x600x24; when set, the xterm fills it).
 VNC_SCREEN="${RWLAB_VNC_SCREEN:-clock}"
 VNC_GEOMETRY="${RWLAB_VNC_GEOMETRY:-}"
+# RWLAB_VNC_TLS=1: the session is encrypted, VeNCrypt with anonymous TLS (x11vnc -ssl TMP
+# -vencrypt only; TigerVNC's security type TLSNone, no certificate to accept): only its
+# setup's first messages pass in the clear. TigerVNC only.
+VNC_TLS="${RWLAB_VNC_TLS:-0}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -740,7 +744,7 @@ start_xvfb() {  # start_xvfb NS DISPLAY GEOMETRY LOG
 # The laptop's desktop for the VNC scenarios: Xvfb + xterm + x11vnc on farm:5900, with the
 # VNC knobs (M_NOTE says which were set).
 start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer instead]
-    local out="$1" dial="${2:-}" scale=() size="96x36" w h
+    local out="$1" dial="${2:-}" opts=() size="96x36" w h
     if [[ -n $VNC_GEOMETRY ]]; then
         [[ $VNC_GEOMETRY =~ ^([0-9]+)x([0-9]+)x(8|16|24)$ ]] ||
             { log "RWLAB_VNC_GEOMETRY must be WIDTHxHEIGHTxDEPTH (e.g. 1920x1080x24)"; return 2; }
@@ -750,16 +754,25 @@ start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer 
     fi
     start_xvfb farm "$DISP_FARM_VNC" "${VNC_GEOMETRY:-800x600x24}" "$out/xvfb_farm.log"
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry "$size+0+0" -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
-    [[ -n $VNC_SCALE ]] && scale=(-scale "$VNC_SCALE")
+    [[ -n $VNC_SCALE ]] && opts=(-scale "$VNC_SCALE")
     [[ -n $VNC_SCALE || $VNC_PIXEL_FORMAT != native ]] &&
         M_NOTE="$M_NOTE; x11vnc -scale ${VNC_SCALE:-none}, client pixel format $VNC_PIXEL_FORMAT"
+    local env=()
+    if [[ $VNC_TLS == 1 ]]; then
+        # Anonymous Diffie-Hellman needs OpenSSL 3's security level 0.
+        printf '%s\n' 'openssl_conf = rw_conf' '[rw_conf]' 'ssl_conf = rw_ssl' '[rw_ssl]' \
+            'system_default = rw_tls' '[rw_tls]' 'CipherString = DEFAULT:ADH:@SECLEVEL=0' >"$STATE/vnc_openssl.cnf"
+        env=(env OPENSSL_CONF="$STATE/vnc_openssl.cnf")
+        opts+=(-ssl TMP -vencrypt only -anontls never)
+        M_NOTE="$M_NOTE; VeNCrypt with anonymous TLS (TigerVNC's TLSNone)"
+    fi
     if [[ -n $dial ]]; then
-        run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 0 -connect_or_exit "$dial" \
-            -nopw -quiet -noipv6 "${scale[@]}"
+        run_bg farm "$out/x11vnc.log" "${env[@]}" x11vnc -display ":$DISP_FARM_VNC" -rfbport 0 -connect_or_exit "$dial" \
+            -nopw -quiet -noipv6 "${opts[@]}"
         return
     fi
-    run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
-        -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
+    run_bg farm "$out/x11vnc.log" "${env[@]}" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
+        -forever -shared -nopw -quiet -noipv6 "${opts[@]}"
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
 }
 
@@ -779,14 +792,22 @@ start_farm_screen() {  # start_farm_screen VIEWER_NAME
     nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool key Return
 }
 
+vnc_security() { [[ $VNC_TLS == 1 ]] && echo TLSNone || echo None; }  # TigerVNC's -SecurityTypes
+# RWLAB_VNC_TLS needs TigerVNC (ours speaks no TLS; TightVNC 1.3 has no VeNCrypt).
+vnc_tls_viewer() {  # vnc_tls_viewer VIEWER
+    [[ $VNC_TLS != 1 || $1 == tigervnc ]] && return 0
+    log "RWLAB_VNC_TLS=1 needs RWLAB_VNC_VIEWER=tigervnc"; return 2
+}
+
 run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
     local host="$1" port="$2" out="$3" seed="$4" viewer
+    vnc_tls_viewer "$VNC_VIEWER" || return
     case "$VNC_VIEWER" in
         "")
             nsx op "$PY" "$HELPERS/rfb_client.py" --host "$host" --port "$port" --seed "$seed" --budget 20 \
                 --pixel-format "$VNC_PIXEL_FORMAT" --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
             return ;;
-        tigervnc) viewer=(xtigervncviewer -SecurityTypes None -Shared "$host::$port") ;;
+        tigervnc) viewer=(xtigervncviewer -SecurityTypes "$(vnc_security)" -Shared "$host::$port") ;;
         tightvnc) viewer=(xtightvncviewer -shared "$host::$port") ;;
         *) log "RWLAB_VNC_VIEWER must be tigervnc, tightvnc or empty"; return 2 ;;
     esac
@@ -816,8 +837,11 @@ scn_vnc_reverse() {
     M_NOTE="x11vnc on farm (Xvfb+xterm) dials the operator's listening viewer (x11vnc -connect op:5500)"
     spec operator_leg vnc "$FARM" "$OP" 5500 true "farm x11vnc -> op's listening viewer"
     command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
+    vnc_tls_viewer "${VNC_VIEWER:-tigervnc}" || return
+    # x11vnc's reverse connection under -ssl is a TLS tunnel around RFB (vncs://), no VeNCrypt.
+    [[ $VNC_TLS != 1 ]] || { log "vnc_reverse does not take RWLAB_VNC_TLS=1 (x11vnc dials out in TLS, not VeNCrypt)"; return 2; }
     case "${VNC_VIEWER:-tigervnc}" in
-        tigervnc) viewer=(xtigervncviewer -SecurityTypes None -listen 5500) ;;
+        tigervnc) viewer=(xtigervncviewer -SecurityTypes "$(vnc_security)" -listen 5500) ;;
         tightvnc) viewer=(xtightvncviewer -listen 0) ;;
         *) log "vnc_reverse needs RWLAB_VNC_VIEWER tigervnc or tightvnc (ours does not listen)"; return 2 ;;
     esac
