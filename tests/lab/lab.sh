@@ -109,6 +109,10 @@ VNC_GEOMETRY="${RWLAB_VNC_GEOMETRY:-}"
 # -vencrypt only; TigerVNC's security type TLSNone, no certificate to accept): only its
 # setup's first messages pass in the clear. TigerVNC only.
 VNC_TLS="${RWLAB_VNC_TLS:-0}"
+# RWLAB_VNC_TYPE=1: the person at a real viewer types (xdotool on op's display, into the
+# viewer, which sends the keys to the laptop's xterm), seeded words at 120-240 ms a key with
+# pauses, for the session's length; default 0: the viewer only watches.
+VNC_TYPE="${RWLAB_VNC_TYPE:-0}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -776,15 +780,17 @@ start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer 
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
 }
 
+vnc_person() { [[ $VNC_TYPE == 1 ]] && echo "whose person types into it" || echo "watching only"; }
+
 # What the laptop's xterm runs while a real viewer watches (RWLAB_VNC_SCREEN), typed there.
 start_farm_screen() {  # start_farm_screen VIEWER_NAME
     local loop
     case "$VNC_SCREEN" in
         clock)
-            M_NOTE="$M_NOTE; the operator's viewer is $1, watching only (the laptop's xterm prints the time every 0.3 s)"
+            M_NOTE="$M_NOTE; the operator's viewer is $1, $(vnc_person) (the laptop's xterm prints the time every 0.3 s)"
             loop='while :; do date +%T.%N; sleep 0.3; done' ;;
         flood)
-            M_NOTE="$M_NOTE; the operator's viewer is $1, watching only (the laptop's xterm prints a screenful of random text every 0.2 s)"
+            M_NOTE="$M_NOTE; the operator's viewer is $1, $(vnc_person) (the laptop's xterm prints a screenful of random text every 0.2 s)"
             loop='while :; do head -c 40000 /dev/urandom | base64 -w 0; sleep 0.2; done' ;;
         *) log "RWLAB_VNC_SCREEN must be clock or flood"; return 2 ;;
     esac
@@ -813,9 +819,34 @@ run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
     esac
     command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
     M_EVENTS=""
+    M_NOTE="${M_NOTE/"operator's RFB client (helpers/rfb_client.py)"/"operator's viewer"}"
+    M_NOTE="${M_NOTE/", types and moves the pointer"/}"
     start_farm_screen "${viewer[0]}" || return
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
-    nsx op env DISPLAY=":$DISP_OP_RDP" timeout 20 "${viewer[@]}" >>"$out/viewer.log" 2>&1 || true
+    # 25 s: a session the flow-shape detector judges (it waits 20 s) once set up.
+    nsx op env DISPLAY=":$DISP_OP_RDP" timeout 25 "${viewer[@]}" >>"$out/viewer.log" 2>&1 &
+    local vpid=$!
+    sleep 2
+    op_types_in_viewer "$seed" 22
+    wait "$vpid" || true
+}
+
+# The person at a real viewer on op's display types for SECONDS (RWLAB_VNC_TYPE=1; else
+# the time passes). With no window manager the viewer (FLTK's TigerVNC) takes keys only once
+# given the focus, so xdotool gives it to the display's one visible window.
+op_types_in_viewer() {  # op_types_in_viewer SEED SECONDS
+    local seed="$1" end=$((SECONDS + $2)) i=0 words=(ls pwd date uptime whoami df free id)
+    if [[ $VNC_TYPE != 1 ]]; then
+        sleep "$2"; return
+    fi
+    nsx op env DISPLAY=":$DISP_OP_RDP" xdotool search --sync --onlyvisible --name '.+' \
+        windowfocus --sync >/dev/null 2>&1 || log "no viewer window to type into"
+    while ((SECONDS < end)); do
+        nsx op env DISPLAY=":$DISP_OP_RDP" xdotool type --delay $((120 + (seed * 31 + i * 17) % 120)) \
+            "${words[$(((seed * 7 + i) % ${#words[@]}))]} " || true
+        sleep "0.$(((seed + i) % 9 + 1))"
+        i=$((i + 1))
+    done
 }
 
 scn_vnc_session() {
@@ -847,12 +878,12 @@ scn_vnc_reverse() {
     esac
     command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
-    run_bg op "$out/viewer.log" env DISPLAY=":$DISP_OP_RDP" timeout 25 "${viewer[@]}"
+    run_bg op "$out/viewer.log" env DISPLAY=":$DISP_OP_RDP" timeout 30 "${viewer[@]}"
     wait_listening op 5500 || { log "the viewer did not listen"; return 1; }
     start_farm_vnc "$out" "$OP:5500" || return 1
     sleep 1
     start_farm_screen "${viewer[0]}" || return
-    sleep 19
+    op_types_in_viewer "$seed" 24
 }
 
 # A forwarder on srv, a server near the laptop: socat from srv:PORT to farm:TARGET
