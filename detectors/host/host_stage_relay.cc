@@ -304,8 +304,8 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
   r["controller_rtt_ms"] = rtt;
   r["controller_distance_km"] = std::round(FibreKm(rtt));
   // The controlling peer may only forward for the person (a rented server near the laptop,
-  // an ssh -L or socat on it): then the controller's own answers (an RFB viewer's request
-  // for the next update, an SSH client's key exchange, an RDP client's TLS handshake) come
+  // an ssh -L or socat on it): then the controller's own answers (an RFB viewer's answers
+  // in its setup, an SSH client's key exchange, an RDP client's TLS handshake) come
   // from beyond it, and their turnaround is the person's round trip from the sensor. It
   // counts when it exceeds the peer's typical round trip (its smoothed one: a turnaround is
   // one draw of a jittery path, which its floor would call a leg) by half the budget; under

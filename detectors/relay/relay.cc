@@ -392,8 +392,8 @@ void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t>
         data.tls13 = std::make_unique<Tls13FirstData>();
     }
   } else if (data.app == App::kUnknown && remote_access::ParseRfbVersion(first)) {
-    // The RFB server speaks first (also when it dialled the viewer); its updates are the
-    // flights, the viewer's requests for the next one the answers.
+    // The RFB server speaks first (also when it dialled the viewer); its setup messages are
+    // the flights, the viewer's replies the answers.
     data.app = App::kRfb;
     data.client_dir = 1 - d;
   } else if (LooksLikeSshBanner(first)) {

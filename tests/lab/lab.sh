@@ -747,8 +747,10 @@ start_xvfb() {  # start_xvfb NS DISPLAY GEOMETRY LOG
 
 # The laptop's desktop for the VNC scenarios: Xvfb + xterm + x11vnc on farm:5900, with the
 # VNC knobs (M_NOTE says which were set).
+# Status 3 when x11vnc or Xvfb is missing, as a scenario's dependency.
 start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer instead]
     local out="$1" dial="${2:-}" opts=() size="96x36" w h
+    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
     if [[ -n $VNC_GEOMETRY ]]; then
         [[ $VNC_GEOMETRY =~ ^([0-9]+)x([0-9]+)x(8|16|24)$ ]] ||
             { log "RWLAB_VNC_GEOMETRY must be WIDTHxHEIGHTxDEPTH (e.g. 1920x1080x24)"; return 2; }
@@ -854,8 +856,7 @@ scn_vnc_session() {
     M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
     M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) types and moves the pointer"
     spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc"
-    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
-    start_farm_vnc "$out" || return 1
+    start_farm_vnc "$out" || return
     run_op_viewer "$FARM" 5900 "$out" "$seed"
 }
 
@@ -867,7 +868,6 @@ scn_vnc_reverse() {
     M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=""
     M_NOTE="x11vnc on farm (Xvfb+xterm) dials the operator's listening viewer (x11vnc -connect op:5500)"
     spec operator_leg vnc "$FARM" "$OP" 5500 true "farm x11vnc -> op's listening viewer"
-    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
     vnc_tls_viewer "${VNC_VIEWER:-tigervnc}" || return
     # x11vnc's reverse connection under -ssl is a TLS tunnel around RFB (vncs://), no VeNCrypt.
     [[ $VNC_TLS != 1 ]] || { log "vnc_reverse does not take RWLAB_VNC_TLS=1 (x11vnc dials out in TLS, not VeNCrypt)"; return 2; }
@@ -880,7 +880,7 @@ scn_vnc_reverse() {
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     run_bg op "$out/viewer.log" env DISPLAY=":$DISP_OP_RDP" timeout 30 "${viewer[@]}"
     wait_listening op 5500 || { log "the viewer did not listen"; return 1; }
-    start_farm_vnc "$out" "$OP:5500" || return 1
+    start_farm_vnc "$out" "$OP:5500" || return
     sleep 1
     start_farm_screen "${viewer[0]}" || return
     op_types_in_viewer "$seed" 24
@@ -915,8 +915,7 @@ scn_vnc_forwarded() {
     M_RELAYED=true; M_APP=vnc; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
     M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) reaches it through socat on srv (near the laptop), types and moves the pointer"
     spec operator_leg vnc "$SRV" "$FARM" 5900 true "srv socat (forwarding for op) -> farm x11vnc"
-    command -v x11vnc >/dev/null && command -v Xvfb >/dev/null || { log "x11vnc/Xvfb missing"; return 3; }
-    start_farm_vnc "$out" || return 1
+    start_farm_vnc "$out" || return
     start_forwarder 5901 5900 "$out" || return
     run_op_viewer "$SRV" 5901 "$out" "$seed"
 }
