@@ -305,13 +305,13 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
   r["controller_distance_km"] = std::round(FibreKm(rtt));
   // The controlling peer may only forward for the person (a rented server near the laptop,
   // an ssh -L or socat on it): then the controller's own answers (an RFB viewer's answers
-  // in its setup, an SSH client's key exchange, an RDP client's TLS handshake) come
-  // from beyond it, and their turnaround is the person's round trip from the sensor. It
-  // counts when it exceeds the peer's typical round trip (its smoothed one: a turnaround is
-  // one draw of a jittery path, which its floor would call a leg) by half the budget; under
-  // that it may be the client's own work (an SSH client's post-quantum key exchange: 15 ms
-  // in the lab) or jitter. TLS only by its handshake's answer, which software sends at once
-  // (an RDP client's later answers wait 90-100 ms on their own). A lower bound (every
+  // in its setup, an SSH client's key exchange, an RDP client's TLS handshake or MCS Connect
+  // Initial) come from beyond it, and their turnaround is the person's round trip from the sensor.
+  // It counts when it exceeds the peer's typical round trip (its smoothed one: a turnaround is one
+  // draw of a jittery path, which its floor would call a leg) by half the budget; under that it may
+  // be the client's own work (an SSH client's post-quantum key exchange: 15 ms in the lab) or
+  // jitter. TLS, and RDP's standard security, only by the handshake's answer, which software sends
+  // at once (an RDP client's later answers wait 90-100 ms on their own). A lower bound (every
   // flight came in parts, which a forwarder may have held) is as good: the leg is at least
   // that.
   const double budget_ms = detectors::relay::ToMs(LocalRtt(s.controlled));
@@ -322,7 +322,8 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
   std::optional<double> operator_rtt;
   if (hidden && turnaround && controller_is_src != client_responder &&
       Numbers(r, "turnaround_samples_ms").size() >= kMinControllerTurnarounds &&
-      (r.value("app", "") != "tls" || r.contains("handshake_turnaround_ms")) &&
+      ((r.value("app", "") != "tls" && r.value("app", "") != "rdp") ||
+       r.contains("handshake_turnaround_ms")) &&
       *turnaround - typical >= budget_ms / 2) {
     operator_rtt = *turnaround;
     r["operator_rtt_ms"] = Round1(*operator_rtt);

@@ -24,11 +24,20 @@ namespace {
 using flow::Direction;
 using flow::FlowState;
 
-enum class App { kUnknown, kTls, kSsh, kRfb, kOther };
+enum class App { kUnknown, kTls, kSsh, kRfb, kRdp, kOther };
 
 // TLS record header of a handshake (RFC 8446 section 5.1): content type 22, version 3.x.
 bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
   return p.size() >= 3 && p[0] == 0x16 && p[1] == 0x03 && p[2] <= 0x04;
+}
+
+// RDP with standard RDP security: after the X.224 connection (MS-RDPBCGR 1.3.1.1) the
+// client's MCS Connect Initial, in the clear: a TPKT (version 3), an X.224 Data TPDU (length
+// indicator 2, code 0xF0, EOT) and T.125's Connect-Initial (BER application tag 101).
+// Enhanced security starts TLS there instead.
+bool LooksLikeMcsConnectInitial(std::span<const std::uint8_t> p) {
+  return p.size() >= 9 && p[0] == 0x03 && p[1] == 0x00 && p[4] == 0x02 && p[5] == 0xf0 &&
+         p[6] == 0x80 && p[7] == 0x7f && p[8] == 0x65;
 }
 
 // RFC 4253 section 4.2: the identification string starts "SSH-".
@@ -140,7 +149,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
   bool setup_over = false;  // SSH, RFB: the setup's turnarounds are taken; SSH keys count now
   // RDP: the client's X.224 Connection Request came first; its TLS (if the server's
-  // confirm chose it) begins with the client's next segment, which names the flow.
+  // confirm chose it) or its MCS setup (standard RDP security) begins with the client's
+  // next segment, which names the flow.
   bool rdp_x224 = false;
   bool obfuscated = false;  // SSH keys paced by OpenSSH's obfuscation (known at the record)
   bool seen_payload[2] = {false, false};
@@ -252,7 +262,16 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       }
     } else if (data.rdp_x224 && d == 0 && data.seen_payload[1]) {
       data.rdp_x224 = false;
-      NameApp(data, 0, packet.payload);
+      if (LooksLikeMcsConnectInitial(packet.payload)) {
+        // Its first answer, to the server's connection confirm, is timed below: the client
+        // sends it at once, as part of the negotiation.
+        data.app = App::kRdp;
+        data.client_dir = 0;
+      } else {
+        // TLS is timed from its own first flight, as any other.
+        data.turnarounds = Turnarounds(config_.turnaround_samples, config_.max_turnaround);
+        NameApp(data, 0, packet.payload);
+      }
     }
     if (data.proxy) {
       const ProxySetupReader::State state = data.proxy->Feed(packet, d == 0);
@@ -286,9 +305,10 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     const RelayMethods& methods = config_.methods;
     // Turnarounds serve the hidden leg; in SSH they also find the end of the setup, after
     // which keystrokes are counted.
-    const bool turnarounds =
-        ((data.app == App::kTls || data.app == App::kRfb) && methods.hidden_leg) ||
-        (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
+    const bool turnarounds = ((data.app == App::kTls || data.app == App::kRfb ||
+                               data.app == App::kRdp || data.rdp_x224) &&
+                              methods.hidden_leg) ||
+                             (data.app == App::kSsh && (methods.hidden_leg || methods.keystrokes));
     // RFB: the setup is lock-step (version, security, ServerInit), each viewer segment the
     // software's answer, up to the viewer's first request for an update. Its later requests
     // answer no one update: TigerVNC asks for the next as the last begins to arrive, so a
@@ -476,6 +496,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   r["app"] = data.app == App::kTls   ? "tls"
              : data.app == App::kSsh ? "ssh"
              : data.app == App::kRfb ? "vnc"
+             : data.app == App::kRdp ? "rdp"
                                      : "other";
   if (data.proxied)
     r["proxy"] = ProxyProtocolName(*data.proxied);
@@ -529,9 +550,11 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     // The lower quartile: a minority of turnarounds is slowed by the client's own work (an
     // SSH key exchange's post-quantum key generation takes tens of ms) and one may come
     // early (a client that sends before the server's flight arrives); both stay outside it.
-    // A TLS client's first answer is its handshake's, which bounds it (TurnaroundMs).
+    // A TLS client's first answer is its handshake's, which bounds it (TurnaroundMs); so is
+    // a standard-security RDP client's MCS Connect Initial. FreeRDP sends its later MCS
+    // answers on a 100 ms tick (its channel joins 100 ms apart at a 20 ms round trip).
     std::optional<double> handshake;
-    if (data.app == App::kTls)
+    if (data.app == App::kTls || data.app == App::kRdp)
       handshake = data.turnarounds.first_answer_ms();
     if (handshake)
       r["handshake_turnaround_ms"] = Round3(*handshake);

@@ -113,6 +113,12 @@ VNC_TLS="${RWLAB_VNC_TLS:-0}"
 # viewer, which sends the keys to the laptop's xterm), seeded words at 120-240 ms a key with
 # pauses, for the session's length; default 0: the viewer only watches.
 VNC_TYPE="${RWLAB_VNC_TYPE:-0}"
+# RWLAB_RDP_SECURITY: the RDP scenarios' security layer, `tls` (default: TLS after the
+# X.224 negotiation) or `rdp` (standard RDP security: the MCS setup in the clear, the rest
+# under RDP's own encryption), set on both xrdp (security_layer) and xfreerdp (/sec:). With
+# `rdp` xrdp encrypts at its FIPS level: Debian's xrdp checks only the unsalted MAC of the
+# other levels, and FreeRDP sends the salted one ("MAC checksum error for non-FIPS PDU").
+RDP_SECURITY="${RWLAB_RDP_SECURITY:-tls}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -951,7 +957,12 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
         openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=farm.rwlab.test" \
             -keyout "$STATE/xrdp/key.pem" -out "$STATE/xrdp/cert.pem" 2>/dev/null
     fi
-    sed -e "s|@FARM@|$FARM|g" -e "s|@STATE@|$STATE|g" "$HELPERS/xrdp.ini.in" >"$STATE/xrdp/xrdp.ini"
+    [[ $RDP_SECURITY == tls || $RDP_SECURITY == rdp ]] || { log "RWLAB_RDP_SECURITY must be tls or rdp"; return 2; }
+    sed -e "s|@FARM@|$FARM|g" -e "s|@STATE@|$STATE|g" -e "s|@SECURITY@|$RDP_SECURITY|g" \
+        -e "s|@CRYPT@|$([[ $RDP_SECURITY == rdp ]] && echo fips || echo high)|g" \
+        "$HELPERS/xrdp.ini.in" >"$STATE/xrdp/xrdp.ini"
+    [[ $RDP_SECURITY == tls ]] ||
+        M_NOTE="$M_NOTE; standard RDP security (xrdp security_layer=rdp, crypt_level=fips; xfreerdp /sec:rdp)"
     start_xvfb farm "$DISP_FARM_RDP" 800x600x24 "$out/xvfb_farm.log"
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
     printf 'rwlabpw\n' >"$STATE/xrdp/vncpw.txt"
@@ -963,7 +974,8 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
     wait_port farm "$FARM" 3389 15 || { log "xrdp did not listen"; return 1; }
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
-        --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" "$@" >>"$out/scenario.log" 2>&1
+        --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" --security "$RDP_SECURITY" \
+        "$@" >>"$out/scenario.log" 2>&1
 }
 
 scn_scp_transfer() {

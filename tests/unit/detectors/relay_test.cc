@@ -1468,6 +1468,62 @@ TEST(RelayDetector, RdpsTlsIsTimedPastItsX224Exchange) {
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 90.5, 0.01);
 }
 
+// RDP with standard security (MS-RDPBCGR 1.3.1.1), as FreeRDP speaks it through a
+// forwarder 2 ms from the sensor, its person `hidden_ms` beyond: the X.224 exchange choosing
+// PROTOCOL_RDP, the MCS Connect Initial at once, then MCS requests (Erect Domain, Attach
+// User, Channel Joins) each on the client's next 100 ms tick, not when the answer came.
+std::vector<Event> RdpStandardSecurityThroughAForwarder(double hidden_ms) {
+  Wire w;
+  w.SetServerPort(3389);
+  w.Handshake(0, 2);
+  const double far = 2 + hidden_ms;
+  // TPKT, X.224 CR, RDP_NEG_REQ (standard security only).
+  w.Send(12, true, kAck | kPsh,
+         std::string("\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00"
+                     "\x01\x00\x08\x00\x00\x00\x00\x00",
+                     19));
+  // TPKT, X.224 CC, RDP_NEG_RSP (PROTOCOL_RDP).
+  w.Send(13, false, kAck | kPsh,
+         std::string("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00"
+                     "\x02\x00\x08\x00\x00\x00\x00\x00",
+                     19));
+  // TPKT, X.224 Data, MCS Connect-Initial (BER [APPLICATION 101]) with its GCC request.
+  const std::string data_tpdu("\x02\xf0\x80", 3);
+  w.Send(13 + far, true, kAck | kPsh,
+         std::string("\x03\x00\x01\xab", 4) + data_tpdu + "\x7f\x65" + std::string(418, 'g'));
+  w.Send(13.5 + far, false, kAck | kPsh,
+         std::string("\x03\x00\x02\x09", 4) + data_tpdu + "\x7f\x66" + std::string(512, 'r'));
+  // The client's sends pass the sensor on its grid: each request at the first tick after
+  // the last answer reached the person.
+  double tick = 13 + far;
+  for (int i = 0; i < 6; ++i) {
+    tick += 100 * std::ceil((0.5 + far) / 100);
+    w.Send(tick, true, kAck | kPsh, std::string("\x03\x00\x00\x0c", 4) + data_tpdu + "\x38xxxxx");
+    w.Send(tick + 0.5, false, kAck | kPsh,
+           std::string("\x03\x00\x00\x0f", 4) + data_tpdu + "\x3exxxxxxxx");
+  }
+  return w.End();
+}
+
+TEST(RelayDetector, RdpsStandardSecurityIsTimedByItsConnectInitial) {
+  const std::vector<Event> events = RdpStandardSecurityThroughAForwarder(90);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["app"], "rdp");
+  // The Connect Initial answers the Connection Confirm a whole round trip later.
+  EXPECT_NEAR(r["handshake_turnaround_ms"].get<double>(), 92, 1e-6);
+  // The ticks' answers wait for the tick (99.5 ms); the handshake's bounds the flow.
+  const auto samples = r["turnaround_samples_ms"].get<std::vector<double>>();
+  EXPECT_GE(samples.size(), 3u);
+  EXPECT_NEAR(*std::min_element(samples.begin() + 1, samples.end()), 99.5, 1e-6);
+  EXPECT_NEAR(r["turnaround_ms"].get<double>(), 92, 1e-6);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 90, 0.01);
+  // Near: the person is the forwarder, yet the ticks' answers still wait 99.5 ms.
+  const nlohmann::json near = RdpStandardSecurityThroughAForwarder(0)[0].body;
+  EXPECT_NEAR(near["turnaround_samples_ms"][1].get<double>(), 99.5, 1e-6);
+  EXPECT_NEAR(near["hidden_leg_rtt_ms"].get<double>(), 0, 0.01);
+}
+
 // The server's flight in two parts 10 ms apart (its congestion window let two segments
 // out), through a relay 80 ms away that held the tail: the answer comes 150 ms after the
 // flight's last segment. The record keeps the reading and says what is certain.
@@ -2899,6 +2955,12 @@ TEST(RelayHostStage, AControllerThatOnlyForwardsIsJudgedByThePersonBeyondIt) {
                    .contains("operator_rtt_ms"));
   EXPECT_TRUE(RelayBody(ControllerBeyondAForwarder(
                             90, false, {{"app", "tls"}, {"handshake_turnaround_ms", 98.0}}))
+                  .contains("operator_rtt_ms"));
+  // So is RDP's standard security, by its MCS Connect Initial.
+  EXPECT_FALSE(RelayBody(ControllerBeyondAForwarder(90, false, {{"app", "rdp"}}))
+                   .contains("operator_rtt_ms"));
+  EXPECT_TRUE(RelayBody(ControllerBeyondAForwarder(
+                            90, false, {{"app", "rdp"}, {"handshake_turnaround_ms", 98.0}}))
                   .contains("operator_rtt_ms"));
   // Turnarounds of the controlled end (it dialled its viewer) say nothing of the controller.
   const std::vector<Event> reverse = ControllerBeyondAForwarder(90, true);
