@@ -1427,6 +1427,22 @@ TEST(RelayDetector, AViewersSetupTimesItsLegAndItsLaterRequestsDoNot) {
   EXPECT_NEAR(RfbThroughAForwarder(0)[0].body["hidden_leg_rtt_ms"].get<double>(), 0, 0.01);
 }
 
+// RDP's X.224 exchange (MS-RDPBCGR 2.2.1.1-2): the client's Connection Request (TPKT,
+// X.224 CR, RDP_NEG_REQ with the `requested` protocols) and the server's Confirm (RDP_NEG_RSP
+// with the `selected` one).
+void X224Exchange(Wire& w, double request_at, double confirm_at, char requested, char selected) {
+  w.Send(request_at, true, kAck | kPsh,
+         std::string("\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00"
+                     "\x01\x00\x08\x00",
+                     15) +
+             requested + std::string(3, '\0'));
+  w.Send(confirm_at, false, kAck | kPsh,
+         std::string("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00"
+                     "\x02\x1f\x08\x00",
+                     15) +
+             selected + std::string(3, '\0'));
+}
+
 // RDP (MS-RDPBCGR 2.2.1.1-2): the client's X.224 Connection Request asking for TLS, the
 // server's Confirm choosing it, then TLS from a client whose person is `hidden_ms` beyond
 // its TCP end (a forwarder 2 ms from the sensor).
@@ -1435,16 +1451,7 @@ std::vector<Event> RdpThroughAForwarder(double hidden_ms) {
   w.SetServerPort(3389);
   w.Handshake(0, 2);
   const double far = 2 + hidden_ms;
-  // TPKT, X.224 CR, RDP_NEG_REQ (TLS and CredSSP requested).
-  w.Send(12, true, kAck | kPsh,
-         std::string("\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00"
-                     "\x01\x00\x08\x00\x03\x00\x00\x00",
-                     19));
-  // TPKT, X.224 CC, RDP_NEG_RSP (TLS).
-  w.Send(22, false, kAck | kPsh,
-         std::string("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00"
-                     "\x02\x1f\x08\x00\x01\x00\x00\x00",
-                     19));
+  X224Exchange(w, 12, 22, /*requested=*/0x03, /*selected=*/0x01);  // TLS, CredSSP; TLS
   w.Send(22 + far, true, kAck | kPsh, kClientHello);
   w.Send(32 + far, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(900, 's'));
   w.Send(34 + far, true, kAck, "");
@@ -1477,16 +1484,7 @@ std::vector<Event> RdpStandardSecurityThroughAForwarder(double hidden_ms) {
   w.SetServerPort(3389);
   w.Handshake(0, 2);
   const double far = 2 + hidden_ms;
-  // TPKT, X.224 CR, RDP_NEG_REQ (standard security only).
-  w.Send(12, true, kAck | kPsh,
-         std::string("\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00"
-                     "\x01\x00\x08\x00\x00\x00\x00\x00",
-                     19));
-  // TPKT, X.224 CC, RDP_NEG_RSP (PROTOCOL_RDP).
-  w.Send(13, false, kAck | kPsh,
-         std::string("\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00"
-                     "\x02\x00\x08\x00\x00\x00\x00\x00",
-                     19));
+  X224Exchange(w, 12, 13, /*requested=*/0x00, /*selected=*/0x00);  // PROTOCOL_RDP
   // TPKT, X.224 Data, MCS Connect-Initial (BER [APPLICATION 101]) with its GCC request.
   const std::string data_tpdu("\x02\xf0\x80", 3);
   w.Send(13 + far, true, kAck | kPsh,
