@@ -119,6 +119,10 @@ VNC_TYPE="${RWLAB_VNC_TYPE:-0}"
 # `rdp` xrdp encrypts at its FIPS level: Debian's xrdp checks only the unsalted MAC of the
 # other levels, and FreeRDP sends the salted one ("MAC checksum error for non-FIPS PDU").
 RDP_SECURITY="${RWLAB_RDP_SECURITY:-tls}"
+# RWLAB_RDP_CERT_ANSWER_MS: empty (default) runs xfreerdp with /cert:ignore; a number lets it
+# ask whether to trust xrdp's self-signed certificate, and the person answers Y that many ms
+# after the prompt appears (an operator who clicks through the warning).
+RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -963,6 +967,11 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
         "$HELPERS/xrdp.ini.in" >"$STATE/xrdp/xrdp.ini"
     [[ $RDP_SECURITY == tls ]] ||
         M_NOTE="$M_NOTE; standard RDP security (xrdp security_layer=rdp, crypt_level=fips; xfreerdp /sec:rdp)"
+    local cert=()
+    if [[ -n $RDP_CERT_ANSWER_MS ]]; then
+        cert=(--cert-answer-ms "$RDP_CERT_ANSWER_MS")
+        M_NOTE="$M_NOTE; the person accepts xrdp's certificate at xfreerdp's prompt ${RDP_CERT_ANSWER_MS} ms after it appears"
+    fi
     start_xvfb farm "$DISP_FARM_RDP" 800x600x24 "$out/xvfb_farm.log"
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
     printf 'rwlabpw\n' >"$STATE/xrdp/vncpw.txt"
@@ -975,7 +984,7 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
         --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" --security "$RDP_SECURITY" \
-        "$@" >>"$out/scenario.log" 2>&1
+        "${cert[@]}" "$@" >>"$out/scenario.log" 2>&1
 }
 
 scn_scp_transfer() {
