@@ -319,11 +319,12 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
   const std::optional<double> turnaround = Number(r, "turnaround_ms");
   const double typical = std::max(
       rtt, Number(r, controller_is_src ? "srtt_originator_ms" : "srtt_responder_ms").value_or(rtt));
+  const std::string timed_app = r.value("app", "");  // the protocol the relay detector timed
+  const bool by_handshake = timed_app == "tls" || timed_app == "rdp";
   std::optional<double> operator_rtt;
   if (hidden && turnaround && controller_is_src != client_responder &&
       Numbers(r, "turnaround_samples_ms").size() >= kMinControllerTurnarounds &&
-      ((r.value("app", "") != "tls" && r.value("app", "") != "rdp") ||
-       r.contains("handshake_turnaround_ms")) &&
+      (!by_handshake || r.contains("handshake_turnaround_ms")) &&
       *turnaround - typical >= budget_ms / 2) {
     operator_rtt = *turnaround;
     r["operator_rtt_ms"] = Round1(*operator_rtt);

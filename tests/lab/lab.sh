@@ -817,6 +817,13 @@ vnc_tls_viewer() {  # vnc_tls_viewer VIEWER
     log "RWLAB_VNC_TLS=1 needs RWLAB_VNC_VIEWER=tigervnc"; return 2
 }
 
+# Who drives the session in the truth's note: our RFB client, which types and moves the
+# pointer, or a real viewer (what its person does is added by start_farm_screen).
+op_viewer_name() {
+    [[ -z $VNC_VIEWER ]] && echo "operator's RFB client (helpers/rfb_client.py)" || echo "operator's viewer"
+}
+op_viewer_acts() { [[ -n $VNC_VIEWER ]] || echo "$1types and moves the pointer"; }  # op_viewer_acts SEP
+
 run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
     local host="$1" port="$2" out="$3" seed="$4" viewer
     vnc_tls_viewer "$VNC_VIEWER" || return
@@ -831,8 +838,6 @@ run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
     esac
     command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
     M_EVENTS=""
-    M_NOTE="${M_NOTE/"operator's RFB client (helpers/rfb_client.py)"/"operator's viewer"}"
-    M_NOTE="${M_NOTE/", types and moves the pointer"/}"
     start_farm_screen "${viewer[0]}" || return
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     # 25 s: a session the flow-shape detector judges (it waits 20 s) once set up.
@@ -864,7 +869,7 @@ op_types_in_viewer() {  # op_types_in_viewer SEED SECONDS
 scn_vnc_session() {
     local out="$1" seed="$2"
     M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
-    M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) types and moves the pointer"
+    M_NOTE="x11vnc on farm (Xvfb+xterm); $(op_viewer_name)$(op_viewer_acts " ")"
     spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc"
     start_farm_vnc "$out" || return
     run_op_viewer "$FARM" 5900 "$out" "$seed"
@@ -878,7 +883,6 @@ scn_vnc_reverse() {
     M_RELAYED=true; M_APP=vnc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=""
     M_NOTE="x11vnc on farm (Xvfb+xterm) dials the operator's listening viewer (x11vnc -connect op:5500)"
     spec operator_leg vnc "$FARM" "$OP" 5500 true "farm x11vnc -> op's listening viewer"
-    vnc_tls_viewer "${VNC_VIEWER:-tigervnc}" || return
     # x11vnc's reverse connection under -ssl is a TLS tunnel around RFB (vncs://), no VeNCrypt.
     [[ $VNC_TLS != 1 ]] || { log "vnc_reverse does not take RWLAB_VNC_TLS=1 (x11vnc dials out in TLS, not VeNCrypt)"; return 2; }
     case "${VNC_VIEWER:-tigervnc}" in
@@ -923,7 +927,7 @@ wait_listening() {  # wait_listening NS PORT
 scn_vnc_forwarded() {
     local out="$1" seed="$2"
     M_RELAYED=true; M_APP=vnc; M_KIND=forwarder; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
-    M_NOTE="x11vnc on farm (Xvfb+xterm); operator's RFB client (helpers/rfb_client.py) reaches it through socat on srv (near the laptop), types and moves the pointer"
+    M_NOTE="x11vnc on farm (Xvfb+xterm); $(op_viewer_name) reaches it through socat on srv (near the laptop)$(op_viewer_acts ", ")"
     spec operator_leg vnc "$SRV" "$FARM" 5900 true "srv socat (forwarding for op) -> farm x11vnc"
     start_farm_vnc "$out" || return
     start_forwarder 5901 5900 "$out" || return
