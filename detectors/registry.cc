@@ -15,10 +15,13 @@ const std::vector<DetectorEntry>& Registry() {
       {"remote_access", &remote_access::Create},
       {"tls", &tls::Create},
       {"dns", &dns::Create},
-      {"relay", &relay::Create},
       {"stack", &stack::Create},
-      // Last: its findings defer to every named identification of the same flow.
+      // After the named identifications: its findings defer to every one of the same flow.
       {"flow_shape", &flow_shape::Create},
+      // Last: a flow's record comes after every identification of it, also those made only
+      // at the flow's end (a shape judged on its last window), so that the host stage knows
+      // the session when it reads the controller's round trip from the record.
+      {"relay", &relay::Create},
   };
   return kDetectors;
 }

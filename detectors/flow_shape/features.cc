@@ -144,19 +144,36 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
                     bool has_header_bytes, bool udp) {
   DirectionShape& s = dir_[d];
   DirectionShape& other = dir_[1 - d];
+  if (udp && has_header_bytes && payload_bytes >= 8 && (first_byte & 0xc0) == 0x80) {
+    // RTP version 2 (RFC 3550; SRTP and SRTCP keep these two bytes in the clear). Payload
+    // types 64-95 (with the marker bit: 192-223) are RTCP when multiplexed on one port (RFC
+    // 5761): the receiver's reports and feedback on the media, sent by its stack on a clock
+    // (a WebRTC viewer's congestion feedback, 5-10 a second). RTP with the padding bit is a
+    // sender's bandwidth probe (libwebrtc sends padding-only packets, 255 bytes of padding,
+    // 5-10 a second while it probes). Both are the stacks talking, like TCP's ACKs, which
+    // carry no payload: no input, no burst, no gap.
+    const int payload_type = second_byte & 0x7f;
+    const bool rtcp = payload_type >= 64 && payload_type <= 95;
+    if (rtcp || (first_byte & 0x20) != 0) {
+      ++s.rtcp_packets;
+      if (rtcp) {
+        // But the other stack answers the feedback (a retransmission after a NACK, a key
+        // frame after a PLI, a probe after a new estimate): a screen burst after it is not
+        // the screen speaking on its own. It prompts; it is no one's input.
+        s.recent_inputs[0] = s.recent_inputs[1];
+        s.recent_inputs[1] = Micros(ts);
+      }
+      return;
+    }
+    if (payload_bytes >= 12) {
+      ++s.rtp_media;
+    }
+  }
   const bool small = payload_bytes <= config.input_max_bytes;
   ++s.payload_packets;
   s.payload_bytes += payload_bytes;
   ++s.size_classes[SizeClass(payload_bytes)];
   s.small_packets += small ? 1 : 0;
-  if (udp && has_header_bytes && payload_bytes >= 12 && (first_byte & 0xc0) == 0x80) {
-    // RTP version 2 (RFC 3550). Payload types 64-95 (with the marker bit: 192-223) are
-    // RTCP when multiplexed on one port (RFC 5761): feedback, not media.
-    const int payload_type = second_byte & 0x7f;
-    if (payload_type < 64 || payload_type > 95) {
-      ++s.rtp_media;
-    }
-  }
 
   const bool first = s.last_payload == absl::InfinitePast();
   if (!first) {

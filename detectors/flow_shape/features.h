@@ -54,6 +54,7 @@ struct DirectionShape {
   std::uint32_t response_bursts = 0;  // bursts starting in the reaction window of an input
   std::uint32_t active_seconds = 0;   // seconds with any payload from this side
   std::uint32_t rtp_media = 0;        // UDP datagrams shaped like RTP media (not RTCP)
+  std::uint32_t rtcp_packets = 0;     // RTCP and RTP padding: counted here only, as no payload
   // This side as the input side.
   std::uint32_t input_events = 0;  // input-sized packets that start a burst
   std::uint32_t spontaneous_inputs = 0;

@@ -32,14 +32,17 @@ std::array<absl::Duration, 2> LegRtts(const FlowState& flow) {
 nlohmann::json SideJson(const FlowShape& shape, int d, PacketTime now) {
   const DirectionShape& s = shape.direction(d);
   const double seconds = std::max(1e-3, absl::ToDoubleSeconds(now - shape.start()));
-  return {{"packets", s.payload_packets},
-          {"bytes", s.payload_bytes},
-          {"pps", Round3(s.payload_packets / seconds)},
-          {"bursts", s.bursts},
-          {"mean_burst_bytes", s.bursts ? s.payload_bytes / s.bursts : 0},
-          {"max_burst_bytes", std::max(s.max_burst_bytes, s.burst_bytes)},
-          {"idle_fraction", Round3(shape.IdleFraction(d, now))},
-          {"size_classes", s.size_classes}};
+  nlohmann::json side = {{"packets", s.payload_packets},
+                         {"bytes", s.payload_bytes},
+                         {"pps", Round3(s.payload_packets / seconds)},
+                         {"bursts", s.bursts},
+                         {"mean_burst_bytes", s.bursts ? s.payload_bytes / s.bursts : 0},
+                         {"max_burst_bytes", std::max(s.max_burst_bytes, s.burst_bytes)},
+                         {"idle_fraction", Round3(shape.IdleFraction(d, now))},
+                         {"size_classes", s.size_classes}};
+  if (s.rtcp_packets > 0)
+    side["rtcp_packets"] = s.rtcp_packets;
+  return side;
 }
 
 // The features that decided, for the event (docs/events.md, `flow_shape`).

@@ -14,6 +14,7 @@
 #include "capture/base/status_macros.h"
 #include "detectors/common/proxy.h"
 #include "detectors/relay/ssh_kexinit.h"
+#include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
 #include "detectors/remote_access/protocols.h"
@@ -24,7 +25,8 @@ namespace {
 using flow::Direction;
 using flow::FlowState;
 
-enum class App { kUnknown, kTls, kSsh, kRfb, kRdp, kOther };
+// kStun: a UDP flow timed by its ICE checks (StunRtt).
+enum class App { kUnknown, kTls, kSsh, kRfb, kRdp, kStun, kOther };
 
 // TLS record header of a handshake (RFC 8446 section 5.1): content type 22, version 3.x.
 bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
@@ -120,6 +122,10 @@ constexpr std::size_t kMaxHttpExchanges = 8;
 // An answer's later segments are told at most this often: well inside the host stage's 20 ms
 // slack between a fetch's answer and the handshake that waited on it.
 constexpr absl::Duration kTellEvery = absl::Milliseconds(5);
+// A UDP flow is looked at this long for its first STUN message. ICE sends its checks first
+// and then at least every 5 s (RFC 7675 5.1), so a flow picked up mid-session shows one
+// well inside this; media and other UDP are then left alone.
+constexpr absl::Duration kStunLookFor = absl::Seconds(30);
 
 // An exchange as the host stage reads it: [start, answered, next request (-1: none yet)].
 nlohmann::json ExchangeJson(const Exchange& x) {
@@ -138,6 +144,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
   AckRtt ack_rtt[2];
   Turnarounds turnarounds;
+  // UDP flows carrying STUN: their ICE checks, which time both ends instead of ACKs.
+  std::unique_ptr<StunRtt> stun;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
   // SSH flows during their setup: which client data came before its key exchange init.
@@ -194,6 +202,8 @@ RelayDetector::RelayDetector(RelayConfig config, DetectorContext context)
 
 Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& flow,
                                 Direction direction, EventBuffer& out) {
+  if (packet.is_udp())
+    return OnDatagram(packet, flow, direction, out);
   if (!packet.is_tcp())
     return Verdict::kDone;
   auto& slot = flow.detector_data[context_.index];
@@ -388,12 +398,39 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   return Verdict::kContinue;
 }
 
+Verdict RelayDetector::OnDatagram(const decode::DecodedPacket& packet, FlowState& flow,
+                                  Direction direction, EventBuffer& out) {
+  // A UDP flow's round trips serve only the controller's (a remote-control session over
+  // WebRTC or RDP's UDP transport names its flow elsewhere; the host stage pairs them).
+  if (!config_.methods.controller_rtt)
+    return Verdict::kDone;
+  auto& slot = flow.detector_data[context_.index];
+  if (!slot) {
+    if (!StunRtt::Carries(packet.payload))
+      return packet.ts - flow.first_seen >= kStunLookFor ? Verdict::kDone : Verdict::kContinue;
+    slot = std::make_unique<FlowData>(config_);
+    auto& fresh = static_cast<FlowData&>(*slot);
+    fresh.app = App::kStun;
+    fresh.stun = std::make_unique<StunRtt>();
+    fresh.first = packet.ts;
+  }
+  auto& data = static_cast<FlowData&>(*slot);
+  const std::uint32_t before = data.stun->answered();
+  data.stun->OnDatagram(packet.ts, flow::Index(direction), packet.payload);
+  counters_.stun_rtt_samples.Increment(data.stun->answered() - before);
+  if (packet.ts - data.first >= config_.report_after) {
+    Report(flow, data, packet.ts, out);
+    return Verdict::kDone;
+  }
+  return Verdict::kContinue;
+}
+
 void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   auto* data = static_cast<FlowData*>(flow.detector_data[context_.index].get());
   if (data == nullptr)
     return;
   if (data->reported) {
-    if (config_.methods.stepping_stone || TypingTimed(*data))
+    if (!data->stun && (config_.methods.stepping_stone || TypingTimed(*data)))
       EmitWindow(flow, *data, flow.last_seen, out);
     return;
   }
@@ -480,8 +517,14 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     counters_.handshakes_karn.Increment();
   if (hs_orig && hs_resp)
     counters_.handshakes_split.Increment();
-  const std::optional<double> rtt_orig = Least(hs_orig, Ms(data.ack_rtt[1].floor()));
-  const std::optional<double> rtt_resp = Least(hs_resp, Ms(data.ack_rtt[0].floor()));
+  // By the direction of what is answered: [0] times the responder's leg, [1] the originator's.
+  const RttSamples* legs[2] = {&data.ack_rtt[0].rtt(), &data.ack_rtt[1].rtt()};
+  if (data.stun) {
+    legs[0] = &data.stun->rtt(0);
+    legs[1] = &data.stun->rtt(1);
+  }
+  const std::optional<double> rtt_orig = Least(hs_orig, Ms(legs[1]->floor()));
+  const std::optional<double> rtt_resp = Least(hs_resp, Ms(legs[0]->floor()));
   const RelayMethods& methods = config_.methods;
   counters_.turnarounds.Increment(data.turnarounds.samples_ms().size());
   counters_.turnarounds_refused.Increment(data.turnarounds.refused());
@@ -493,11 +536,12 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     return;  // nothing was timed
 
   nlohmann::json r = nlohmann::json::object();
-  r["app"] = data.app == App::kTls   ? "tls"
-             : data.app == App::kSsh ? "ssh"
-             : data.app == App::kRfb ? "vnc"
-             : data.app == App::kRdp ? "rdp"
-                                     : "other";
+  r["app"] = data.app == App::kTls    ? "tls"
+             : data.app == App::kSsh  ? "ssh"
+             : data.app == App::kRfb  ? "vnc"
+             : data.app == App::kRdp  ? "rdp"
+             : data.app == App::kStun ? "stun"
+                                      : "other";
   if (data.proxied)
     r["proxy"] = ProxyProtocolName(*data.proxied);
   nlohmann::json hs = nlohmann::json::object();
@@ -522,19 +566,26 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       r["connect_wait_ms"] = *connect_wait;
     }
   }
-  PutMs(r, "srtt_originator_ms", Ms(data.ack_rtt[1].smoothed()));
-  PutMs(r, "srtt_responder_ms", Ms(data.ack_rtt[0].smoothed()));
-  r["rtt_samples"] = {data.ack_rtt[1].samples(), data.ack_rtt[0].samples()};
+  PutMs(r, "srtt_originator_ms", Ms(legs[1]->smoothed()));
+  PutMs(r, "srtt_responder_ms", Ms(legs[0]->smoothed()));
+  r["rtt_samples"] = {legs[1]->count(), legs[0]->count()};
   if (methods.controller_rtt) {
     // For the host stage's controller round trip only; it removes this before output.
     nlohmann::json low = nlohmann::json::array();
     for (int dir : {1, 0}) {
-      const std::optional<double> q = Ms(data.ack_rtt[dir].low_quantile());
+      const std::optional<double> q = Ms(legs[dir]->low_quantile());
       low.push_back(q ? nlohmann::json(Round3(*q)) : nlohmann::json());
     }
     r["_rtt_p15_ms"] = std::move(low);
   }
-  r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
+  if (data.stun) {
+    r["stun"] = {{"checks", data.stun->checks()},
+                 {"answered", data.stun->answered()},
+                 {"resent", data.stun->resent()},
+                 {"via_turn", data.stun->via_turn()}};
+  } else {
+    r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
+  }
 
   if (!turns.empty()) {
     nlohmann::json samples = nlohmann::json::array();
@@ -629,7 +680,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       PutReactions(data.keys, r);
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
-  if (methods.stepping_stone)
+  if (methods.stepping_stone && !data.stun)
     PutOnTimes(data.ons, data.ack_rtt, r);
 
   Event e;
@@ -645,7 +696,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
 
 void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
   const RelayCounters& c = counters_;
-  out.push_back({"flows_measured", "relay records emitted (one per timed TCP flow).",
+  out.push_back({"flows_measured",
+                 "relay records emitted (one per timed TCP flow, or UDP flow with ICE checks).",
                  c.flows_measured.Read()});
   out.push_back({"on_windows",
                  "Windows of flows already reported (internal, one per report_after): input "
@@ -679,6 +731,10 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  c.ssh_kexinit_unasked.Read()});
   out.push_back({"ack_rtt_samples", "Data to ACK round-trip samples taken.",
                  c.ack_rtt_samples.Read()});
+  out.push_back({"stun_rtt_samples",
+                 "ICE check round-trip samples taken in UDP flows (STUN Binding request -> "
+                 "success response).",
+                 c.stun_rtt_samples.Read()});
   out.push_back({"obfuscated_ssh", "SSH sessions paced by keystroke timing obfuscation.",
                  c.obfuscated_ssh.Read()});
 }

@@ -26,6 +26,7 @@ struct RelayCounters {
   WorkerCounter ssh_kexinit_unasked;      // SSH client segments before its key exchange init
                                           // that came behind the server's KEXINIT: no answer
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
+  WorkerCounter stun_rtt_samples;         // UDP: ICE check request -> success response samples
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
   WorkerCounter on_windows;               // windows of flows already reported
   WorkerCounter http_exchanges;           // plain-HTTP requests answered (possible fetches)
@@ -41,13 +42,13 @@ inline constexpr std::string_view kOnWindowEvent = "relay_on_window";
 // may outlive the flows whose handshakes waited on it), as this internal finding.
 inline constexpr std::string_view kExchangeEvent = "relay_exchange";
 
-// Measures, per TCP flow, where the two ends are in time as seen from the sensor, and
-// whether the client answers from farther away than its TCP endpoint (a relay): the
-// handshake split, data/ACK round trips per side, client turnarounds in the TLS or SSH
-// setup and the hidden leg they imply, keystroke timing of interactive sessions, and the
-// ON times a stepping-stone correlation needs. One `relay` record per flow; the host stage
-// aggregates them per host and decides (see docs/detectors/relay.md). Methods switched off in
-// `RelayConfig::methods` are neither measured nor reported.
+// Measures, per TCP flow (and per UDP flow carrying ICE checks, for the controller's leg), where
+// the two ends are in time as seen from the sensor, and whether the client answers from farther
+// away than its TCP endpoint (a relay): the handshake split, data/ACK round trips per side, client
+// turnarounds in the TLS or SSH setup and the hidden leg they imply, keystroke timing of
+// interactive sessions, and the ON times a stepping-stone correlation needs. One `relay` record per
+// flow; the host stage aggregates them per host and decides (see docs/detectors/relay.md). Methods
+// switched off in `RelayConfig::methods` are neither measured nor reported.
 class RelayDetector : public Detector {
  public:
   // Per-flow state: fixed rings plus keystroke vectors capped at KeystrokeTiming::kMaxKeys.
@@ -65,6 +66,9 @@ class RelayDetector : public Detector {
 
  private:
   struct FlowData;
+  // A UDP datagram: flows carrying ICE checks are timed by them (StunRtt).
+  Verdict OnDatagram(const decode::DecodedPacket& packet, flow::FlowState& flow,
+                     flow::Direction direction, EventBuffer& out);
   void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
   void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
   void EmitExchange(const flow::FlowState& flow, const Exchange& x, PacketTime ts,

@@ -213,44 +213,41 @@ void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
     const Segment& s = outstanding_[head_];
     if (!SeqLessEq(s.end, ack))
       break;
-    if (s.end == ack && !s.retransmitted && ts >= s.sent) {
-      const absl::Duration sample = ts - s.sent;
-      KeepLow(sample);
-      low_.Add(ToMs(sample));
-      srtt_ = samples_ == 0 ? sample : srtt_ + (sample - srtt_) / 8;
-      ++samples_;
-    }
+    if (s.end == ack && !s.retransmitted && ts >= s.sent)
+      rtt_.Add(ts - s.sent);
     head_ = (head_ + 1) % kOutstanding;
     --count_;
   }
 }
 
-void AckRtt::KeepLow(absl::Duration sample) {
-  int i = static_cast<int>(std::min<std::uint32_t>(samples_, kLowest));
-  if (i == kLowest) {
-    if (sample >= lowest_[kLowest - 1])
-      return;
-    --i;
+void RttSamples::Add(absl::Duration sample) {
+  int i = static_cast<int>(std::min<std::uint32_t>(count_, kLowest));
+  if (i < kLowest || sample < lowest_[kLowest - 1]) {
+    if (i == kLowest)
+      --i;
+    for (; i > 0 && lowest_[i - 1] > sample; --i)
+      lowest_[i] = lowest_[i - 1];
+    lowest_[i] = sample;
   }
-  for (; i > 0 && lowest_[i - 1] > sample; --i)
-    lowest_[i] = lowest_[i - 1];
-  lowest_[i] = sample;
+  low_.Add(ToMs(sample));
+  srtt_ = count_ == 0 ? sample : srtt_ + (sample - srtt_) / 8;
+  ++count_;
 }
 
-std::optional<absl::Duration> AckRtt::floor() const {
-  if (samples_ == 0)
+std::optional<absl::Duration> RttSamples::floor() const {
+  if (count_ == 0)
     return std::nullopt;
-  return lowest_[std::min<std::uint32_t>(samples_ / 20, kLowest - 1)];
+  return lowest_[std::min<std::uint32_t>(count_ / 20, kLowest - 1)];
 }
 
-std::optional<absl::Duration> AckRtt::low_quantile() const {
-  if (samples_ < kLowQuantileSamples)
+std::optional<absl::Duration> RttSamples::low_quantile() const {
+  if (count_ < quantile_after_)
     return std::nullopt;
   return absl::Microseconds(std::llround(*low_.value() * 1000));
 }
 
-std::optional<absl::Duration> AckRtt::smoothed() const {
-  if (samples_ == 0)
+std::optional<absl::Duration> RttSamples::smoothed() const {
+  if (count_ == 0)
     return std::nullopt;
   return srtt_;
 }

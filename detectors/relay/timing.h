@@ -112,10 +112,7 @@ class StreamQuantile {
   std::int32_t rank_[5] = {};  // the markers' 1-based ranks
 };
 
-// Passive RTT from one direction's data and the other direction's ACKs: the round trip from
-// the sensor to the data's receiver and back. A segment is sampled only when it was sent once
-// (Karn) and acknowledged exactly at its end, so a cumulative ACK of several segments, which
-// may have waited for a delayed-ACK timer, yields at most one sample.
+// Round-trip samples of one leg, however they were taken (data -> ACK, a STUN transaction).
 //
 // The floor is robust: the samples' 5th percentile, never above the kLowest-th lowest.
 // Queueing only adds delay, so a floor it is; but the least of hundreds of samples is the
@@ -125,23 +122,49 @@ class StreamQuantile {
 // queueing path: it needs five unqueued samples, not one. Up to 19 samples it is the least.
 // The 15th percentile (`low_quantile`) reads one deviation short on such a path and needs
 // 15 % of the samples unqueued; the controller's round trip is read from both (relay.md).
+class RttSamples {
+ public:
+  // The 15th percentile is given from `quantile_after` samples on.
+  explicit RttSamples(std::uint32_t quantile_after = kLowQuantileSamples)
+      : quantile_after_(quantile_after) {}
+  void Add(absl::Duration sample);
+
+  std::optional<absl::Duration> floor() const;
+  // The samples' 15th percentile, from quantile_after samples on.
+  std::optional<absl::Duration> low_quantile() const;
+  std::optional<absl::Duration> smoothed() const;  // RFC 6298 SRTT of the samples
+  std::uint32_t count() const { return count_; }
+
+  static constexpr int kLowest = 5;
+  static constexpr double kLowQuantile = 0.15;
+  static constexpr std::uint32_t kLowQuantileSamples = 20;
+
+ private:
+  absl::Duration lowest_[kLowest];  // the least samples, ascending (the first count_ set)
+  absl::Duration srtt_ = absl::ZeroDuration();
+  StreamQuantile low_{kLowQuantile};  // in ms
+  std::uint32_t count_ = 0;
+  std::uint32_t quantile_after_;
+};
+
+// Passive RTT from one direction's data and the other direction's ACKs: the round trip from
+// the sensor to the data's receiver and back. A segment is sampled only when it was sent once
+// (Karn) and acknowledged exactly at its end, so a cumulative ACK of several segments, which
+// may have waited for a delayed-ACK timer, yields at most one sample.
 class AckRtt {
  public:
   // Returns true when the segment (or part of it) was sent before: a retransmission.
   bool OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length);
   void OnAck(PacketTime ts, std::uint32_t ack);
 
-  std::optional<absl::Duration> floor() const;     // robust: see above
-  // The samples' 15th percentile, from kLowQuantileSamples of them on.
-  std::optional<absl::Duration> low_quantile() const;
-  std::optional<absl::Duration> smoothed() const;  // RFC 6298 SRTT of the samples
-  std::uint32_t samples() const { return samples_; }
+  const RttSamples& rtt() const { return rtt_; }
+  std::optional<absl::Duration> floor() const { return rtt_.floor(); }
+  std::optional<absl::Duration> low_quantile() const { return rtt_.low_quantile(); }
+  std::optional<absl::Duration> smoothed() const { return rtt_.smoothed(); }
+  std::uint32_t samples() const { return rtt_.count(); }
   std::uint32_t retransmissions() const { return retransmissions_; }
 
   static constexpr int kOutstanding = 32;
-  static constexpr int kLowest = 5;
-  static constexpr double kLowQuantile = 0.15;
-  static constexpr std::uint32_t kLowQuantileSamples = 20;
 
  private:
   struct Segment {
@@ -149,7 +172,6 @@ class AckRtt {
     PacketTime sent;
     bool retransmitted = false;
   };
-  void KeepLow(absl::Duration sample);
 
   // Ring of the newest kOutstanding unacknowledged segments, allocated with the first data:
   // most flows a gateway sees under a scan or flood never carry any.
@@ -157,11 +179,8 @@ class AckRtt {
   int count_ = 0;
   int head_ = 0;
   bool have_high_ = false;
-  std::uint32_t high_ = 0;          // highest sequence sent so far
-  absl::Duration lowest_[kLowest];  // the least samples, ascending (the first samples_ set)
-  absl::Duration srtt_ = absl::ZeroDuration();
-  StreamQuantile low_{kLowQuantile};  // in ms
-  std::uint32_t samples_ = 0;
+  std::uint32_t high_ = 0;  // highest sequence sent so far
+  RttSamples rtt_;
   std::uint32_t retransmissions_ = 0;
 };
 

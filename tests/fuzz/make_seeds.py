@@ -462,6 +462,30 @@ ADDRESS_LIST_SEEDS = {
 }
 
 
+def relay_udp_record(direction, kind, step, payload=b"", resend=False):
+    control = direction | (kind << 1) | (resend << 3) | (step << 4)
+    return bytes([control, len(payload)]) + payload
+
+
+def relay_udp_seeds():
+    """relay_udp_fuzz: records of a control byte (bit 0 direction, bits 1-2 raw / ICE check /
+    success / check in ChannelData, bit 3 resend, bits 4-7 step x 8 ms, 15 = 40 s), a length
+    and the payload (its first byte the transaction id), see relay_udp_fuzz.cc."""
+    media = b"\x80\x60" + bytes(60)
+    session = b"".join(
+        relay_udp_record(0, 1, 1, bytes([i])) + relay_udp_record(0, 0, 0, media) +
+        relay_udp_record(1, 2, 10, bytes([i])) + relay_udp_record(1, 1, 5, bytes([128 + i])) +
+        relay_udp_record(0, 2, 0, bytes([128 + i]))
+        for i in range(12))
+    turn = b"".join(
+        relay_udp_record(0, 3, 1, bytes([i])) + relay_udp_record(1, 2, 12, bytes([i])) +
+        relay_udp_record(0, 1, 2, bytes([i + 1]), resend=True)
+        for i in range(6))
+    late = relay_udp_record(0, 0, 1, media) + relay_udp_record(0, 0, 15, media) + \
+        relay_udp_record(0, 1, 1, b"\x07") + relay_udp_record(1, 2, 15, b"\x07")
+    return {"session": session, "turn_and_resent": turn, "late": late}
+
+
 def geoip_seeds():
     """The unit tests' databases, written by their Perl script (skipped without it)."""
     import subprocess
@@ -570,6 +594,7 @@ def main():
     write("remote_access_fuzz", remote_access_seeds())
     write("config_fuzz", CONFIG_SEEDS)
     write("relay_fuzz", relay_seeds())
+    write("relay_udp_fuzz", relay_udp_seeds())
     write("inventory_fuzz", INVENTORY_SEEDS)
     write("address_list_fuzz", ADDRESS_LIST_SEEDS)
     write("geoip_fuzz", geoip_seeds())

@@ -184,6 +184,9 @@ struct Pkt {
   int dir = 0;
   std::uint32_t bytes = 0;
   bool rtp = false;
+  // The first two payload bytes, when given (both nonzero); else from `rtp`.
+  std::uint8_t first = 0;
+  std::uint8_t second = 0;
 };
 
 void Feed(FlowShape& shape, const FlowShapeConfig& c, std::vector<Pkt> packets, bool udp = false) {
@@ -192,7 +195,9 @@ void Feed(FlowShape& shape, const FlowShapeConfig& c, std::vector<Pkt> packets, 
   for (const Pkt& p : packets) {
     shape.Advance(c, kT0 + p.at);
     // RTP version 2, payload type 111 (a dynamic audio type).
-    shape.Add(c, kT0 + p.at, p.dir, p.bytes, p.rtp ? 0x80 : 0x17, p.rtp ? 111 : 0x03, true, udp);
+    const bool given = p.first != 0 && p.second != 0;
+    shape.Add(c, kT0 + p.at, p.dir, p.bytes, given ? p.first : (p.rtp ? 0x80 : 0x17),
+              given ? p.second : (p.rtp ? 111 : 0x03), true, udp);
   }
 }
 
@@ -360,6 +365,53 @@ TEST(FlowShapeDecision, FindsItBehindAFarScreenSideWithKnownRoundTrip) {
   const Decision d = Judge(p, absl::Seconds(40), {absl::Milliseconds(1), absl::Milliseconds(150)});
   EXPECT_EQ(d.verdict, ShapeVerdict::kRemoteControl) << d.failed;
   EXPECT_EQ(d.features.screen, 1);
+}
+
+TEST(FlowShapeDecision, AWebRtcDesktopIsJudgedWithoutItsStacksFeedback) {
+  // A remote desktop over WebRTC: the screen as RTP video, the input on a data channel
+  // (DTLS), and what the two stacks add on their own clocks: the viewer's congestion feedback
+  // (RTCP transport-cc, 205, every 100 ms while video comes) and the host's bandwidth probes
+  // (RTP padding-only packets on its RTX type, 289 bytes, every 70 ms). Neither is a person
+  // or a screen (lab webrtc_session: 350 of 480 viewer datagrams, 420 of 930 host ones).
+  std::vector<Pkt> p = RemoteControl(0, absl::Seconds(40), absl::ZeroDuration(), 4);
+  for (Pkt& x : p) {
+    if (x.dir == 0)
+      x.rtp = true;
+  }
+  for (int i = 0; i < 400; ++i) {
+    p.push_back({absl::Milliseconds(1000 + 100 * i), 1, 48, false, 0x8f, 205});
+    p.push_back({absl::Milliseconds(1030 + 70 * i), 0, 289, false, 0xa0, 97});
+  }
+  Decision d = Judge(p, absl::Seconds(40), {}, /*udp=*/true);
+  EXPECT_EQ(d.verdict, ShapeVerdict::kRemoteControl) << d.failed;
+  EXPECT_EQ(d.features.screen, 0);
+  EXPECT_GE(d.features.input_gap_cv, 1.0);
+
+  // On a lossy line the host's stack answers the feedback too: a retransmission or probe 15
+  // ms after each report (lab, 1 % loss: 570 lone ones in 40 s). They answer the
+  // viewer's stack, so they are not the screen speaking on its own.
+  for (int i = 0; i < 400; ++i)
+    p.push_back({absl::Milliseconds(1015 + 100 * i), 0, 1100, true});
+  d = Judge(p, absl::Seconds(40), {}, /*udp=*/true);
+  EXPECT_EQ(d.verdict, ShapeVerdict::kRemoteControl) << d.failed;
+  EXPECT_GE(d.features.response_share, 0.6) << d.features.response_share;
+}
+
+TEST(FlowShapeDecision, StackFeedbackAloneIsNoPerson) {
+  // A viewer that only watches: its stack's reports come 10 a second with a little jitter,
+  // the screen's video keeps coming. Reports were counted as input before 2026-12-05.
+  std::vector<Pkt> p;
+  std::mt19937 rng(3);
+  for (int i = 0; i < 400; ++i) {
+    p.push_back(
+        {absl::Milliseconds(1000 + 100 * i + std::uniform_int_distribution<int>(0, 60)(rng)), 1, 60,
+         false, 0x8f, 205});
+  }
+  for (int i = 0; i < 1200; ++i)
+    p.push_back({absl::Milliseconds(1000 + 33 * i), 0, 1100, true});
+  const Decision d = Judge(p, absl::Seconds(40), {}, /*udp=*/true);
+  EXPECT_NE(d.verdict, ShapeVerdict::kRemoteControl);
+  EXPECT_STREQ(d.failed, "input_events");
 }
 
 TEST(FlowShapeDecision, UndecidedBeforeMinDuration) {

@@ -20,6 +20,7 @@
 #include "capture/flow/flow_table.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/ssh_kexinit.h"
+#include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
 #include "tests/common/ssh_wire.h"
@@ -1253,14 +1254,7 @@ class Wire {
                [this](flow::FlowState& f, flow::EndReason) { detector_.OnFlowEnd(f, events_); }) {}
 
   void Send(double ms, bool from_client, std::uint8_t flags, const std::string& payload) {
-    decode::DecodedPacket p;
-    p.ts = At(ms);
-    p.ip_version = 4;
-    p.protocol = decode::kProtoTcp;
-    p.src = from_client ? client_ : server_;
-    p.dst = from_client ? server_ : client_;
-    p.src_port = from_client ? 50000 : server_port_;
-    p.dst_port = from_client ? server_port_ : 50000;
+    decode::DecodedPacket p = Packet(ms, from_client, decode::kProtoTcp);
     p.tcp_flags = flags;
     p.ttl = from_client ? client_ttl_ : server_ttl_;
     std::uint16_t& id = from_client ? client_id_ : server_id_;
@@ -1279,6 +1273,20 @@ class Wire {
     flow::Direction direction;
     flow::FlowState& flow = table_.Track(p, direction);
     detector_.OnPacket(p, flow, direction, events_);
+  }
+  // A UDP datagram of the flow between the same two ends (ports 50000 and the server's).
+  void SendUdp(double ms, bool from_client, std::string payload) {
+    decode::DecodedPacket p = Packet(ms, from_client, decode::kProtoUdp);
+    payloads_.push_back(std::move(payload));
+    const std::string& stored = payloads_.back();
+    p.payload = {reinterpret_cast<const std::uint8_t*>(stored.data()), stored.size()};
+    p.payload_length = static_cast<std::uint32_t>(stored.size());
+    flow::Direction direction;
+    flow::FlowState& flow = table_.Track(p, direction);
+    if (!(flow.detectors_done & 1) &&
+        detector_.OnPacket(p, flow, direction, events_) == Verdict::kDone) {
+      flow.detectors_done |= 1;
+    }
   }
   // The side's last segment again, as a retransmission does.
   void Resend(double ms, bool from_client, const std::string& payload) {
@@ -1306,6 +1314,19 @@ class Wire {
   const RelayCounters& counters() const { return detector_.counters(); }
 
  private:
+  // A packet between the two ends, client port 50000.
+  decode::DecodedPacket Packet(double ms, bool from_client, std::uint8_t protocol) const {
+    decode::DecodedPacket p;
+    p.ts = At(ms);
+    p.ip_version = 4;
+    p.protocol = protocol;
+    p.src = from_client ? client_ : server_;
+    p.dst = from_client ? server_ : client_;
+    p.src_port = from_client ? 50000 : server_port_;
+    p.dst_port = from_client ? server_port_ : 50000;
+    return p;
+  }
+
   IpAddress client_ = *IpAddress::Parse("10.0.0.5");
   IpAddress server_ = *IpAddress::Parse("198.51.100.7");
   std::uint32_t client_seq_ = 1000;
@@ -3455,6 +3476,207 @@ TEST(RelayHostStage, DisabledMethodsDoNotAlertAndTheOthersStillDo) {
   const std::vector<Event> none = EveryMethodsEvidence({false, false, false, false, false});
   for (const char* method : {"hidden_leg", "controller_rtt", "stepping_stone", "routed_relay"})
     EXPECT_TRUE(Alerts(none, method).empty()) << method;
+}
+
+// ---- ICE checks in UDP flows -------------------------------------------------------------
+
+// A STUN message of `type` (0x0001 Binding request, 0x0101 its success response, 0x0003
+// Allocate request) whose transaction id starts with `id`; an ICE check carries USERNAME and
+// MESSAGE-INTEGRITY (RFC 8445 7.2.2).
+std::string Stun(std::uint16_t type, std::uint8_t id, bool ice = false) {
+  std::string attributes;
+  if (ice) {
+    attributes += std::string("\x00\x06\x00\x09", 4) + "abcd:efgh" + std::string(3, '\0');
+    attributes += std::string("\x00\x08\x00\x14", 4) + std::string(20, 'm');
+  }
+  std::string m;
+  m.push_back(static_cast<char>(type >> 8));
+  m.push_back(static_cast<char>(type & 0xff));
+  m.push_back(static_cast<char>(attributes.size() >> 8));
+  m.push_back(static_cast<char>(attributes.size() & 0xff));
+  m += std::string("\x21\x12\xa4\x42", 4);
+  m.push_back(static_cast<char>(id));
+  m += std::string(11, 'x');
+  return m + attributes;
+}
+std::string IceCheck(std::uint8_t id) {
+  return Stun(0x0001, id, true);
+}
+std::string IceAnswer(std::uint8_t id) {
+  return Stun(0x0101, id);
+}
+// The message as TURN relays it on a bound channel (RFC 8656 12.4).
+std::string InChannel(const std::string& message) {
+  return std::string("\x40\x00", 2) + static_cast<char>(message.size() >> 8) +
+         static_cast<char>(message.size() & 0xff) + message;
+}
+std::span<const std::uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+TEST(RelayStun, AnIceCheckIsTimedByItsAnswer) {
+  StunRtt stun;
+  stun.OnDatagram(At(0), 0, Bytes(IceCheck(1)));
+  stun.OnDatagram(At(80), 1, Bytes(IceAnswer(1)));
+  stun.OnDatagram(At(100), 1, Bytes(IceCheck(2)));  // the far agent checks too
+  stun.OnDatagram(At(100.3), 0, Bytes(IceAnswer(2)));
+  ASSERT_EQ(stun.rtt(0).count(), 1u);
+  EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(0).floor()), 80);  // the responder's leg
+  ASSERT_EQ(stun.rtt(1).count(), 1u);
+  EXPECT_NEAR(ToMs(*stun.rtt(1).floor()), 0.3, 1e-9);  // the originator's
+  EXPECT_EQ(stun.checks(), 2u);
+  EXPECT_EQ(stun.answered(), 2u);
+  EXPECT_FALSE(stun.via_turn());
+}
+
+TEST(RelayStun, OnlyIceChecksAnsweredOnceCount) {
+  StunRtt stun;
+  // A reflexive-address lookup (no credentials) and a TURN Allocate: the server answers.
+  stun.OnDatagram(At(0), 0, Bytes(Stun(0x0001, 1)));
+  stun.OnDatagram(At(5), 1, Bytes(IceAnswer(1)));
+  stun.OnDatagram(At(10), 0, Bytes(Stun(0x0003, 2, true)));
+  stun.OnDatagram(At(15), 1, Bytes(Stun(0x0103, 2)));
+  // A check sent again keeps its id: which copy did the answer follow? (Karn)
+  stun.OnDatagram(At(20), 0, Bytes(IceCheck(3)));
+  stun.OnDatagram(At(520), 0, Bytes(IceCheck(3)));
+  stun.OnDatagram(At(600), 1, Bytes(IceAnswer(3)));
+  // An answer going the same way as its request, to an unknown id, or a second copy.
+  stun.OnDatagram(At(700), 0, Bytes(IceCheck(4)));
+  stun.OnDatagram(At(710), 0, Bytes(IceAnswer(4)));
+  stun.OnDatagram(At(720), 1, Bytes(IceAnswer(9)));
+  stun.OnDatagram(At(780), 1, Bytes(IceAnswer(4)));
+  stun.OnDatagram(At(790), 1, Bytes(IceAnswer(4)));
+  // Media and garbage are ignored.
+  stun.OnDatagram(At(800), 0, Bytes(std::string("\x80\x6f", 2) + std::string(100, 'r')));
+  stun.OnDatagram(At(801), 0, Bytes(IceCheck(5).substr(0, 30)));
+  EXPECT_EQ(stun.checks(), 2u);
+  EXPECT_EQ(stun.resent(), 1u);
+  ASSERT_EQ(stun.rtt(0).count(), 1u);
+  EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(0).floor()), 80);
+  EXPECT_EQ(stun.rtt(1).count(), 0u);
+}
+
+TEST(RelayStun, ChecksThroughATurnChannelAreTimedEndToEnd) {
+  StunRtt stun;
+  EXPECT_TRUE(StunRtt::Carries(Bytes(InChannel(IceCheck(1)))));
+  EXPECT_FALSE(StunRtt::Carries(Bytes(InChannel(std::string(40, '\x80')))));
+  stun.OnDatagram(At(0), 0, Bytes(InChannel(IceCheck(1))));
+  stun.OnDatagram(At(150), 1, Bytes(InChannel(IceAnswer(1))));
+  ASSERT_EQ(stun.rtt(0).count(), 1u);
+  EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(0).floor()), 150);
+  EXPECT_TRUE(stun.via_turn());
+}
+
+TEST(RelayStun, ChecksGiveTheirLowQuantileFromTen) {
+  // Sparse, clean samples: the 15th percentile from StunRtt::kQuantileAfter of them on.
+  StunRtt stun;
+  const double rtts[] = {60, 95, 92, 70, 88, 91, 75, 93, 90, 94};
+  for (int i = 0; i < 10; ++i) {
+    const auto id = static_cast<std::uint8_t>(i);
+    stun.OnDatagram(At(i * 2500), 1, Bytes(IceCheck(id)));
+    stun.OnDatagram(At(i * 2500 + rtts[i]), 0, Bytes(IceAnswer(id)));
+    EXPECT_EQ(stun.rtt(1).low_quantile().has_value(), i + 1 >= 10) << i;
+  }
+  EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(1).floor()), 60);
+  EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(1).low_quantile()), 70);  // the second lowest of ten
+  // A TCP leg waits for 20.
+  AckRtt ack;
+  std::uint32_t seq = 1;
+  for (int i = 0; i < 19; ++i) {
+    ack.OnData(At(i * 100), seq, 10);
+    seq += 10;
+    ack.OnAck(At(i * 100 + 50), seq);
+  }
+  EXPECT_FALSE(ack.low_quantile().has_value());
+}
+
+TEST(RelayStun, OldRequestsAreForgotten) {
+  StunRtt stun;
+  for (int i = 0; i <= StunRtt::kOutstanding; ++i)
+    stun.OnDatagram(At(i), 0, Bytes(IceCheck(static_cast<std::uint8_t>(i))));
+  stun.OnDatagram(At(100), 1, Bytes(IceAnswer(0)));  // pushed out by the newest
+  EXPECT_EQ(stun.rtt(0).count(), 0u);
+  stun.OnDatagram(At(101), 1, Bytes(IceAnswer(1)));
+  EXPECT_EQ(stun.rtt(0).count(), 1u);
+}
+
+// A WebRTC session between a laptop (10.0.0.5) and a peer `peer_ms` beyond the sensor: video
+// and input datagrams, and each agent's consent checks every 2.5 s, answered at once.
+std::vector<Event> WebRtcSession(double peer_ms, double seconds, RelayConfig config = {}) {
+  Wire w(config);
+  w.SetServerPort(3478);
+  for (double t = 0; t < seconds * 1000; t += 2500) {
+    const auto id = static_cast<std::uint8_t>(t / 2500);
+    w.SendUdp(t, true, IceCheck(id));
+    w.SendUdp(t + 5, true, std::string("\x80\x60", 2) + std::string(1100, 'v'));
+    w.SendUdp(t + peer_ms, false, IceAnswer(id));
+    w.SendUdp(t + 1000, false, IceCheck(static_cast<std::uint8_t>(id + 128)));
+    w.SendUdp(t + 1000.2, true, IceAnswer(static_cast<std::uint8_t>(id + 128)));
+    w.SendUdp(t + 1200, false, std::string("\x17\xfe\xfd", 3) + std::string(60, 'k'));
+  }
+  return w.End();
+}
+
+TEST(RelayDetector, AUdpFlowIsTimedByItsIceChecks) {
+  const std::vector<Event> events = WebRtcSession(90, 40);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["app"], "stun");
+  EXPECT_DOUBLE_EQ(r["rtt_responder_ms"].get<double>(), 90);
+  EXPECT_DOUBLE_EQ(r["rtt_originator_ms"].get<double>(), 0.2);
+  EXPECT_EQ(r["rtt_samples"], nlohmann::json({16, 16}));
+  EXPECT_EQ(r["stun"]["checks"], 32);
+  EXPECT_EQ(r["stun"]["answered"], 32);
+  EXPECT_FALSE(r.contains("retransmissions"));
+  EXPECT_FALSE(r.contains("_on_times_us"));
+  // Read past report_after: the record comes then, once.
+  RelayConfig early;
+  early.report_after = absl::Seconds(20);
+  const std::vector<Event> long_flow = WebRtcSession(90, 40, early);
+  ASSERT_EQ(long_flow.size(), 1u);
+  EXPECT_EQ(long_flow[0].body["rtt_samples"], nlohmann::json({8, 8}));
+  // The controller's method off: UDP is not looked at.
+  RelayConfig off;
+  off.methods.controller_rtt = false;
+  EXPECT_TRUE(WebRtcSession(90, 40, off).empty());
+}
+
+TEST(RelayDetector, UdpWithoutStunIsLeftAlone) {
+  Wire w;
+  for (int i = 0; i < 100; ++i)
+    w.SendUdp(i * 500.0, i % 2 == 0, std::string("\x80\x60", 2) + std::string(200, 'v'));
+  // Past kStunLookFor the flow is given up: a check after it is not seen.
+  w.SendUdp(50000, true, IceCheck(1));
+  w.SendUdp(50090, false, IceAnswer(1));
+  EXPECT_TRUE(w.End().empty());
+}
+
+TEST(RelayHostStage, AWebRtcSessionNamedByItsShapeIsJudgedByItsChecks) {
+  for (const double peer_ms : {90.0, 20.0}) {
+    const std::vector<Event> record = WebRtcSession(peer_ms, 40);
+    ASSERT_EQ(record.size(), 1u);
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    Event session;
+    session.event_type = "remote_session";
+    session.ts = kT0 + absl::Seconds(20);
+    session.flow = record[0].flow;
+    session.body = {{"app", "unknown_remote_control"},
+                    {"controlled", "10.0.0.5"},
+                    {"controller", "198.51.100.7"},
+                    {"confirmed_by", "flow_shape"}};
+    stage.Process(session, out);
+    stage.Process(record[0], out);
+    EXPECT_DOUBLE_EQ(RelayBody(out)["controller_rtt_ms"].get<double>(), peer_ms);
+    const auto alerts = Alerts(out, "controller_rtt");
+    if (peer_ms == 90.0) {
+      ASSERT_EQ(alerts.size(), 1u);
+      EXPECT_EQ(alerts[0]->evidence["app"], "unknown_remote_control");
+      EXPECT_EQ(alerts[0]->evidence["rtt_samples"], 16);
+    } else {
+      EXPECT_TRUE(alerts.empty());
+    }
+  }
 }
 
 }  // namespace

@@ -1,0 +1,125 @@
+// Fuzz target for the relay detector's UDP timing (ICE checks paired with their answers,
+// StunRtt) and the host stage's controller round trip built on it.
+//
+// The input is one UDP conversation between a laptop (10.0.0.5) and an outside peer, named a
+// remote-control session at its start. Records (fuzz::ForEachRecord, 1-byte length): the
+// control byte's bit 0 is the direction, bits 1-2 what the payload becomes (0 the bytes as
+// given; 1 an ICE check, 2 a Binding success response, 3 an ICE check inside TURN
+// ChannelData, each with the payload's first byte as its transaction id and the rest as
+// attribute bytes after USERNAME and MESSAGE-INTEGRITY, so that both valid and broken
+// messages are reached), bit 3 resend the previous message, bits 4-7 the time step before
+// it (x 8 ms; 15 = 40 s, past the STUN look-out and report_after). Every event goes through
+// the host stage and is serialised as the sinks do.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+#include "daemon/sinks/event_json.h"
+#include "detectors/host/host_stage.h"
+#include "detectors/relay/relay.h"
+#include "tests/fuzz/fuzz_util.h"
+
+namespace {
+
+using relaywatch::IpAddress;
+namespace fuzz = relaywatch::fuzz;
+namespace relay = relaywatch::detectors::relay;
+namespace detectors = relaywatch::detectors;
+
+std::string Stun(std::uint16_t type, fuzz::Bytes payload, bool ice) {
+  std::string attributes;
+  if (ice) {
+    attributes += std::string("\x00\x06\x00\x04", 4) + "ab:c";
+    attributes += std::string("\x00\x08\x00\x14", 4) + std::string(20, 'm');
+  }
+  if (payload.size() > 1)
+    attributes.append(reinterpret_cast<const char*>(payload.data()) + 1, payload.size() - 1);
+  std::string m;
+  m.push_back(static_cast<char>(type >> 8));
+  m.push_back(static_cast<char>(type & 0xff));
+  m.push_back(static_cast<char>((attributes.size() >> 8) & 0xff));
+  m.push_back(static_cast<char>(attributes.size() & 0xff));
+  m += std::string("\x21\x12\xa4\x42", 4);
+  m.push_back(payload.empty() ? '\0' : static_cast<char>(payload[0]));
+  m += std::string(11, 'x');
+  return m + attributes;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  relay::RelayConfig config;
+  config.report_after = absl::Seconds(60);
+  detectors::EventBuffer events;
+  relay::RelayDetector detector(config, detectors::DetectorContext{});
+  relaywatch::host::HostStageConfig host_config;
+  host_config.home_networks = {*relaywatch::Cidr::Parse("10.0.0.0/8")};
+  host_config.relay.min_samples = 1;
+  relaywatch::host::HostStage stage(host_config);
+  fuzz::Conversation conversation(
+      {
+          .client_ip = *IpAddress::Parse("10.0.0.5"),
+          .server_ip = *IpAddress::Parse("203.0.113.9"),
+          .client_port = 50000,
+          .server_port = 3478,
+          .udp = true,
+          .table = {.max_flows = 4},
+      },
+      detector, events);
+
+  std::vector<std::string> sent(2);
+  std::vector<relaywatch::Event> published;
+  fuzz::ForEachRecord(fuzz::Bytes(data, size), 1, [&](std::uint8_t control, fuzz::Bytes payload) {
+    const int from = control & 1;
+    const int kind = (control >> 1) & 3;
+    const int step = control >> 4;
+    conversation.Advance(step == 15 ? absl::Seconds(40) : absl::Milliseconds(step * 8));
+    std::string message;
+    if (control & 8) {
+      message = sent[from];
+    } else if (kind == 0) {
+      message.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
+    } else {
+      message = Stun(kind == 2 ? 0x0101 : 0x0001, payload, kind != 2);
+      if (kind == 3) {
+        message = std::string("\x40\x01", 2) + static_cast<char>((message.size() >> 8) & 0xff) +
+                  static_cast<char>(message.size() & 0xff) + message;
+      }
+    }
+    sent[from] = message;
+    conversation.Send(
+        from, {.payload = fuzz::Bytes(reinterpret_cast<const std::uint8_t*>(sent[from].data()),
+                                      sent[from].size())});
+  });
+  conversation.EndAll();
+  for (relaywatch::Event& e : events.events()) {
+    RW_FUZZ_CHECK(e.event_type == "relay");
+    const nlohmann::json& r = e.body;
+    RW_FUZZ_CHECK(r.value("app", "") == "stun");
+    for (const char* key : {"rtt_originator_ms", "rtt_responder_ms"})
+      RW_FUZZ_CHECK(!r.contains(key) || r[key].get<double>() >= 0);
+    RW_FUZZ_CHECK(r["stun"]["answered"].get<std::uint64_t>() <=
+                  r["stun"]["checks"].get<std::uint64_t>());
+    RW_FUZZ_CHECK(r["rtt_samples"][0].get<std::uint64_t>() +
+                      r["rtt_samples"][1].get<std::uint64_t>() ==
+                  r["stun"]["answered"].get<std::uint64_t>());
+    // The flow named a remote-control session (as flow_shape would), so that the host
+    // stage's controller round trip is reached.
+    relaywatch::Event session;
+    session.event_type = "remote_session";
+    session.ts = e.ts;
+    session.flow = e.flow;
+    session.body = {{"app", "unknown_remote_control"},
+                    {"controlled", "10.0.0.5"},
+                    {"controller", "203.0.113.9"}};
+    stage.Process(session, published);
+    stage.Process(e, published);
+  }
+  for (const relaywatch::Event& e : published)
+    (void)relaywatch::sinks::EventToJson(e);
+  return 0;
+}
