@@ -155,7 +155,7 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
-           vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse)
+           vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -487,6 +487,8 @@ vnc_forwarded           op RFB client -> socat on srv (near) -> x11vnc on farm  
 vnc_reverse             x11vnc on farm dials op's listening viewer  relayed=true  app=vnc controlled=farm
 ssh_forwarded           op types into ssh -> socat on srv (near) -> farm sshd   relayed=true app=ssh controlled=farm
 rdp_forwarded           op xfreerdp -> socat on srv (near) -> xrdp on farm      relayed=true app=rdp controlled=farm
+webrtc_session          op chromium drives farm chromium's canvas screen over WebRTC (UDP)  relayed=true app=webrtc controlled=farm
+webrtc_call             farm and op chromium in a WebRTC video call (UDP)  relayed=false app=webrtc
 EOF
 }
 
@@ -621,6 +623,107 @@ scn_proxied_browser() {
     spec operator_leg socks5 "$OP" "$FARM" 1080 true "op chromium -> farm SOCKS5 (carries the TLS sessions)"
     spec relayed_egress tls "$FARM" "$SRV" 443 true "farm (dante) -> srv, TLS client is op's chromium"
     browser op "$out" "$seed" --proxy-server="socks5://$FARM:1080"
+}
+
+# WebRTC between two real browsers (Debian's chromium, headless): a remote desktop
+# (webrtc_session, as Chrome Remote Desktop and the WebRTC IP-KVMs work) and a video call
+# (webrtc_call). helpers/webrtc_signal.py on srv serves helpers/webrtc_page.html and relays one
+# SDP offer and answer (non-trickle). No STUN or TURN server: host candidates only (the lab has
+# no NAT), UDP only, so op and farm talk directly over one UDP flow through the gateway; with
+# WebRtcHideLocalIpsWithMdns off the candidates carry the real addresses. The farm page reaches
+# the signalling server through the gateway (declared), op's goes op -> inet -> srv (not seen).
+WEBRTC_BUDGET_S="${RWLAB_WEBRTC_BUDGET_S:-40}"
+WEBRTC_MAX_KBPS="${RWLAB_WEBRTC_MAX_KBPS:-0}"   # webrtc_session: cap on the screen's bitrate (0: none)
+WEBRTC_PORT=8020
+# shellcheck disable=SC2054  # the commas are --disable-features' list
+WEBRTC_CHROMIUM=(chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run
+                 --disable-background-networking --disable-component-update --disable-sync --disable-default-apps
+                 --disable-extensions --disable-features=MediaRouter,OptimizationHints,WebRtcHideLocalIpsWithMdns
+                 --autoplay-policy=no-user-gesture-required --disable-background-timer-throttling
+                 --disable-renderer-backgrounding --disable-backgrounding-occluded-windows --window-size=1300,800
+                 "--unsafely-treat-insecure-origin-as-secure=http://$SRV:$WEBRTC_PORT")
+
+descendants() {  # descendants PID: every process below PID
+    local c
+    for c in $(ps -e -o pid=,ppid= | awk -v p="$1" '$2 == p {print $1}'); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+stop_tree() {  # stop_tree PID: stop a process and then whatever of its tree is left (5 s, then KILL)
+    local p="$1" kids i k c
+    kids=$(descendants "$p")
+    stop_pid "$p"
+    for i in $(seq 50); do
+        k=""
+        for c in $kids; do
+            if alive "$c"; then k="$k $c"; fi
+        done
+        [[ -n $k ]] || return 0
+        sleep 0.1
+    done
+    for c in $k; do kill -KILL "$c" 2>/dev/null || true; done
+}
+
+webrtc_browser() {  # webrtc_browser NS OUT ROLE [CHROMIUM OPTION...]: chromium on the role's page; pid in WEBRTC_PID
+    local ns="$1" out="$2" role="$3"
+    shift 3
+    rm -rf "$STATE/chromium-webrtc-$role"
+    ip netns exec "$PFX$ns" "${WEBRTC_CHROMIUM[@]}" --user-data-dir="$STATE/chromium-webrtc-$role" "$@" \
+        "http://$SRV:$WEBRTC_PORT/$role" >>"$out/chromium-$role.log" 2>&1 </dev/null &
+    WEBRTC_PID=$!
+    RUN_PIDS+=("$WEBRTC_PID")
+}
+
+webrtc_seen() {  # webrtc_seen OUT ROLE EVENT: the role's page has reported EVENT
+    "$PY" -c 'import json,sys
+st = json.load(open(sys.argv[1]))
+sys.exit(0 if sys.argv[3] in st["roles"].get(sys.argv[2], {}).get("seen", []) or st.get(sys.argv[3]) is True else 1)' \
+        "$1/webrtc_status.json" "$2" "$3" 2>/dev/null
+}
+
+webrtc_run() {  # webrtc_run MODE OUT SEED: session (host on farm, viewer on op) or call (caller on farm, callee on op)
+    local mode="$1" out="$2" seed="$3" a b pa pb i rc=0 fake=()
+    command -v chromium >/dev/null || { log "chromium missing: apt-get install chromium"; return 3; }
+    if [[ $mode == session ]]; then a=host; b=viewer; else a=caller; b=callee; fi
+    [[ $mode == call ]] && fake=(--use-fake-device-for-media-stream --use-fake-ui-for-media-stream)
+    run_bg srv "$out/webrtc_signal.log" "$PY" "$HELPERS/webrtc_signal.py" --bind "$SRV" --port "$WEBRTC_PORT" \
+        --mode "$mode" --seed "$seed" --budget "$WEBRTC_BUDGET_S" --max-kbps "$WEBRTC_MAX_KBPS" --log "$out/webrtc_log.jsonl" \
+        --status "$out/webrtc_status.json" --events "$out/webrtc_events.json"
+    wait_listening srv "$WEBRTC_PORT" || { log "webrtc_signal.py did not listen"; return 1; }
+    webrtc_browser farm "$out" "$a" "${fake[@]}"; pa=$WEBRTC_PID
+    for i in $(seq 300); do webrtc_seen "$out" "$a" offer && break; sleep 0.1; done
+    webrtc_seen "$out" "$a" offer || { log "the $a page posted no offer (see $out/chromium-$a.log)"; return 1; }
+    webrtc_browser op "$out" "$b" "${fake[@]}"; pb=$WEBRTC_PID
+    # input (or the call) takes the budget; setup, the end and the last stats take a few s more
+    for i in $(seq $(( (WEBRTC_BUDGET_S + 60) * 5 ))); do
+        webrtc_seen "$out" "$a" final && webrtc_seen "$out" "$b" final && break
+        sleep 0.2
+    done
+    sleep 2   # the pages close their peer connections (DTLS close_notify, SCTP ABORT)
+    stop_tree "$pb"; stop_tree "$pa"
+    rm -rf "$STATE/chromium-webrtc-$a" "$STATE/chromium-webrtc-$b"
+    "$PY" "$HELPERS/webrtc_signal.py" --check "$out/webrtc_status.json" >>"$out/scenario.log" 2>&1 || rc=1
+    grep '^webrtc' "$out/scenario.log" | tail -n 3 >&2
+    return "$rc"
+}
+
+scn_webrtc_session() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=webrtc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
+    M_NOTE="remote desktop over WebRTC (as Chrome Remote Desktop, WebRTC IP-KVMs): the laptop's chromium (headless) streams a canvas screen (captureStream, a frame on every change, cursor blink 500 ms) and repaints on each input; the operator's chromium sends seeded pointer moves, drags and keys on a data channel for ${WEBRTC_BUDGET_S} s; host candidates only, direct UDP op<->farm"
+    spec operator_leg webrtc "$OP" "$FARM" 'udp:*' true "op viewer <-> farm host: ICE/STUN, DTLS, SRTP screen video farm->op, SCTP data channel with the input op->farm"
+    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm host page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    webrtc_run session "$out" "$seed"
+}
+
+scn_webrtc_call() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
+    M_NOTE="video call over WebRTC between the person at the laptop and a colleague far away (op): both chromiums (headless) send getUserMedia video (640x480 VP8, about 20 frames/s from the fake camera) and Opus audio from Chromium's fake devices for ${WEBRTC_BUDGET_S} s; host candidates only, direct UDP op<->farm; not remote control"
+    spec direct webrtc "$FARM" "$OP" 'udp:*' false "farm caller <-> op callee: ICE/STUN, DTLS, SRTP audio+video both ways"
+    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm caller page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    webrtc_run call "$out" "$seed"
 }
 
 start_tinyproxy() {  # start_tinyproxy OUT PORT [NS ADDR LISTEN_PORT ALLOW]: CONNECT to PORT only

@@ -25,7 +25,7 @@ Where a method applies (from the truth file, never from our own output):
   hidden_leg      a relayed egress flow whose TLS or SSH client is the far human
                   (relay_kind socks5, http_connect, ssh_jump, ssh_dynamic_forward,
                   ssh_local_forward)
-  controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp); captured
+  controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp, webrtc); captured
                   view only, but both views when the operator comes through a forwarder near
                   the laptop (relay_kind forwarder: the session's peer is not the operator,
                   and the person's round trip is 2 x operator + 4 x near one-way delay)
@@ -57,7 +57,9 @@ ROUTED_KINDS = {"routed_nat"}
 # (lab.sh vnc_forwarded, ssh_forwarded, rdp_forwarded): the session's peer is near, the person beyond it, and the forwarder's
 # leg is not the operator's address, so an egress-only view keeps it too.
 FORWARDER_KINDS = {"forwarder"}
-REMOTE_APPS = {"ssh", "vnc", "rdp"}
+# webrtc: lab.sh webrtc_session, a remote desktop over WebRTC (its operator leg is one UDP flow,
+# timed by its STUN consent checks); webrtc_call's flow is "direct", so no method applies to it.
+REMOTE_APPS = {"ssh", "vnc", "rdp", "webrtc"}
 
 
 def replay(binary, pcap, egress_only, operator=OPERATOR):

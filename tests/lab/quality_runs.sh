@@ -10,7 +10,10 @@
 # (a) every relayed scenario at each operator one-way delay (--op-delay-ms),
 #     with op-link jitter --op-jitter (default 2 ms), for each seed;
 # (b) every direct scenario with near-link jitter (gw<->srv, RWLAB_NEAR_JITTER_MS)
-#     of 0, 5 and 10 ms, for each seed.
+#     of 0, 5 and 10 ms, for each seed;
+# (c) every direct scenario whose peer is the far person at op (webrtc_call: a video
+#     call with a colleague abroad, not remote control) at each operator delay with
+#     the op-link jitter, as (a), for each seed: a negative at every distance.
 # Each run goes to OUTDIR/<scenario>-d<delay>-j<jitter>-s<seed>/ (gw.pcap,
 # truth.json, ...); j is the op-link jitter for relayed runs and the near-link
 # jitter for direct runs (which use d0). --loss-pct and --reorder-pct (default 0)
@@ -52,8 +55,9 @@ NICE="${QUALITY_NICE:--10}"
 
 RELAYED=(proxied_tls http_proxy_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
          routed_relay proxied_rdp proxied_ssh corp_proxy_tls proxied_browser vnc_forwarded ssh_forwarded rdp_forwarded
-         vnc_reverse)
+         vnc_reverse webrtc_session)
 DIRECT=(direct_tls direct_ssh_interactive scp_transfer revocation_tls corp_proxy_direct_tls direct_browser)
+FAR_DIRECT=(webrtc_call)   # not relayed, but the peer is at op: run at the operator delays
 
 log() { printf '[quality %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -112,7 +116,7 @@ if [[ $LANRATE != 0 ]]; then SUFFIX="$SUFFIX-R$LANRATE"; LANLINE=1; fi
 RUNS=()
 for seed in $SEEDS; do
     for d in $DELAYS; do
-        for scn in "${RELAYED[@]}"; do RUNS+=("$scn-d$d-j$OPJ-s$seed$SUFFIX|$scn|$d|$OPJ|0|$seed"); done
+        for scn in "${RELAYED[@]}" "${FAR_DIRECT[@]}"; do RUNS+=("$scn-d$d-j$OPJ-s$seed$SUFFIX|$scn|$d|$OPJ|0|$seed"); done
     done
     for nj in $NEARJ; do
         for scn in "${DIRECT[@]}"; do RUNS+=("$scn-d0-j$nj-s$seed$SUFFIX|$scn|0|0|$nj|$seed"); done
