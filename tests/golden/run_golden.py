@@ -20,7 +20,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REMOTE_APPS = {"ssh", "vnc", "rdp"}
+REMOTE_APPS = {"ssh", "vnc", "rdp", "webrtc"}
+# Tools no detector names: their sessions are found by their shape alone.
+SHAPE_ONLY = {"webrtc": "unknown_remote_control"}
 # The lab's LAN: the laptop and its gateway. Everything else is "outside".
 HOME = "10.77.1."
 
@@ -59,13 +61,13 @@ def truth_problems(events, truth):
                 problems.append(f"{label}: expected one remote_session, got {len(found)}")
                 continue
             s = found[0]["remote_session"]
-            if s["app"] != flow["app"]:
+            if s["app"] != SHAPE_ONLY.get(flow["app"], flow["app"]):
                 problems.append(f"{label}: app {s['app']}")
             if s["controlled"] != ft["dst"]:
                 problems.append(f"{label}: controlled {s['controlled']}, expected {ft['dst']}")
             from_outside = not ft["src"].startswith(HOME) and ft["dst"].startswith(HOME)
-            alerted = [a for a in alerts
-                       if same_flow(a, ft) and a["alert"]["detector"] == "remote_access"]
+            alerted = [a for a in alerts if same_flow(a, ft) and
+                       a["alert"]["detector"] in ("remote_access", "flow_shape")]
             if from_outside and not alerted:
                 problems.append(f"{label}: remote control from outside but no alert")
             if alerted and (not from_outside or alerted[0]["host_ip"] != ft["dst"]):
@@ -102,8 +104,8 @@ def relay_problems(events, truth):
     obfuscation = truth.get("ssh_keystroke_obfuscation")
     for flow in truth.get("flows", []):
         ft = flow["five_tuple"]
-        if ft["proto"] != "tcp":
-            continue
+        if ft["proto"] != "tcp" and flow["app"] not in REMOTE_APPS:
+            continue  # UDP is timed only in remote-control sessions (ICE checks)
         label = f"{ft['src']}:{ft['sport']} -> {ft['dst']}:{ft['dport']} ({flow['role']})"
         found = [r["relay"] for r in relays if same_flow(r, ft)]
         if len(found) != 1:
