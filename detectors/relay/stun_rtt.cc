@@ -50,18 +50,25 @@ void StunRtt::OnDatagram(PacketTime ts, int direction, std::span<const std::uint
   }
 }
 
-void StunRtt::OnRequest(PacketTime ts, int direction, const std::array<std::uint8_t, 12>& id) {
+StunRtt::Request* StunRtt::Find(int direction, const std::array<std::uint8_t, 12>& id) {
   auto& ring = outstanding_[direction];
   for (int i = 0; i < count_[direction]; ++i) {
     Request& r = ring[(next_[direction] + kOutstanding - 1 - i) % kOutstanding];
-    if (r.id == id) {
-      if (!r.resent)
-        ++resent_;
-      r.resent = true;
-      return;
-    }
+    if (r.id == id)
+      return &r;
+  }
+  return nullptr;
+}
+
+void StunRtt::OnRequest(PacketTime ts, int direction, const std::array<std::uint8_t, 12>& id) {
+  if (Request* r = Find(direction, id)) {
+    if (!r->resent)
+      ++resent_;
+    r->resent = true;
+    return;
   }
   ++checks_;
+  auto& ring = outstanding_[direction];
   ring[next_[direction]] = {id, ts, false};
   next_[direction] = (next_[direction] + 1) % kOutstanding;
   if (count_[direction] < kOutstanding)
@@ -71,20 +78,16 @@ void StunRtt::OnRequest(PacketTime ts, int direction, const std::array<std::uint
 void StunRtt::OnSuccess(PacketTime ts, int direction, const std::array<std::uint8_t, 12>& id) {
   // The answer goes the other way: it answers a request of the other direction.
   const int asker = 1 - direction;
-  auto& ring = outstanding_[asker];
-  for (int i = 0; i < count_[asker]; ++i) {
-    Request& r = ring[(next_[asker] + kOutstanding - 1 - i) % kOutstanding];
-    if (r.id != id)
-      continue;
-    if (!r.resent && ts >= r.sent) {
-      rtt_[asker].Add(ts - r.sent);
-      ++answered_;
-    }
-    // Answered (or ambiguous): later copies of the response say nothing more.
-    r.id = {};
-    r.resent = true;
+  Request* r = Find(asker, id);
+  if (r == nullptr)
     return;
+  if (!r->resent && ts >= r->sent) {
+    rtt_[asker].Add(ts - r->sent);
+    ++answered_;
   }
+  // Answered (or ambiguous): later copies of the response say nothing more.
+  r->id = {};
+  r->resent = true;
 }
 
 }  // namespace relaywatch::detectors::relay

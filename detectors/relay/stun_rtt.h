@@ -59,6 +59,8 @@ class StunRtt {
     PacketTime sent;
     bool resent = false;
   };
+  // The outstanding request of `direction` with this transaction id, newest first; or null.
+  Request* Find(int direction, const std::array<std::uint8_t, 12>& id);
   void OnRequest(PacketTime ts, int direction, const std::array<std::uint8_t, 12>& id);
   void OnSuccess(PacketTime ts, int direction, const std::array<std::uint8_t, 12>& id);
 

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -21,6 +22,7 @@
 #include "daemon/sinks/event_json.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/relay.h"
+#include "tests/common/stun_wire.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {
@@ -29,24 +31,15 @@ using relaywatch::IpAddress;
 namespace fuzz = relaywatch::fuzz;
 namespace relay = relaywatch::detectors::relay;
 namespace detectors = relaywatch::detectors;
+namespace stun_wire = relaywatch::detectors::stun_wire;
 
+// The payload's first byte is the transaction id, the rest further attribute bytes.
 std::string Stun(std::uint16_t type, fuzz::Bytes payload, bool ice) {
-  std::string attributes;
-  if (ice) {
-    attributes += std::string("\x00\x06\x00\x04", 4) + "ab:c";
-    attributes += std::string("\x00\x08\x00\x14", 4) + std::string(20, 'm');
-  }
-  if (payload.size() > 1)
-    attributes.append(reinterpret_cast<const char*>(payload.data()) + 1, payload.size() - 1);
-  std::string m;
-  m.push_back(static_cast<char>(type >> 8));
-  m.push_back(static_cast<char>(type & 0xff));
-  m.push_back(static_cast<char>((attributes.size() >> 8) & 0xff));
-  m.push_back(static_cast<char>(attributes.size() & 0xff));
-  m += std::string("\x21\x12\xa4\x42", 4);
-  m.push_back(payload.empty() ? '\0' : static_cast<char>(payload[0]));
-  m += std::string(11, 'x');
-  return m + attributes;
+  const std::string_view extra =
+      payload.size() > 1
+          ? std::string_view(reinterpret_cast<const char*>(payload.data()) + 1, payload.size() - 1)
+          : std::string_view();
+  return stun_wire::Message(type, payload.empty() ? 0 : payload[0], ice, extra);
 }
 
 }  // namespace
@@ -84,11 +77,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (kind == 0) {
       message.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
     } else {
-      message = Stun(kind == 2 ? 0x0101 : 0x0001, payload, kind != 2);
-      if (kind == 3) {
-        message = std::string("\x40\x01", 2) + static_cast<char>((message.size() >> 8) & 0xff) +
-                  static_cast<char>(message.size() & 0xff) + message;
-      }
+      message = Stun(kind == 2 ? stun_wire::kBindingSuccess : stun_wire::kBindingRequest, payload,
+                     kind != 2);
+      if (kind == 3)
+        message = stun_wire::InChannel(message, 0x4001);
     }
     sent[from] = message;
     conversation.Send(

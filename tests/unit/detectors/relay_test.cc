@@ -24,6 +24,7 @@
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
 #include "tests/common/ssh_wire.h"
+#include "tests/common/stun_wire.h"
 #include "tests/common/tls_wire.h"
 
 namespace relaywatch::detectors::relay {
@@ -3480,35 +3481,14 @@ TEST(RelayHostStage, DisabledMethodsDoNotAlertAndTheOthersStillDo) {
 
 // ---- ICE checks in UDP flows -------------------------------------------------------------
 
+using stun_wire::IceAnswer;
+using stun_wire::IceCheck;
+using stun_wire::InChannel;
+
 // A STUN message of `type` (0x0001 Binding request, 0x0101 its success response, 0x0003
-// Allocate request) whose transaction id starts with `id`; an ICE check carries USERNAME and
-// MESSAGE-INTEGRITY (RFC 8445 7.2.2).
+// Allocate request) whose transaction id starts with `id`.
 std::string Stun(std::uint16_t type, std::uint8_t id, bool ice = false) {
-  std::string attributes;
-  if (ice) {
-    attributes += std::string("\x00\x06\x00\x09", 4) + "abcd:efgh" + std::string(3, '\0');
-    attributes += std::string("\x00\x08\x00\x14", 4) + std::string(20, 'm');
-  }
-  std::string m;
-  m.push_back(static_cast<char>(type >> 8));
-  m.push_back(static_cast<char>(type & 0xff));
-  m.push_back(static_cast<char>(attributes.size() >> 8));
-  m.push_back(static_cast<char>(attributes.size() & 0xff));
-  m += std::string("\x21\x12\xa4\x42", 4);
-  m.push_back(static_cast<char>(id));
-  m += std::string(11, 'x');
-  return m + attributes;
-}
-std::string IceCheck(std::uint8_t id) {
-  return Stun(0x0001, id, true);
-}
-std::string IceAnswer(std::uint8_t id) {
-  return Stun(0x0101, id);
-}
-// The message as TURN relays it on a bound channel (RFC 8656 12.4).
-std::string InChannel(const std::string& message) {
-  return std::string("\x40\x00", 2) + static_cast<char>(message.size() >> 8) +
-         static_cast<char>(message.size() & 0xff) + message;
+  return stun_wire::Message(type, id, ice);
 }
 std::span<const std::uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
