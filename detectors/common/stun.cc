@@ -179,6 +179,7 @@ StunParseStatus ParseAttribute(std::uint16_t type, Bytes value, Bytes message, S
       return StunParseStatus::kOk;
     case kStunAttrData:
       out.has_data = true;
+      out.data = value;
       return StunParseStatus::kOk;
     default:
       if (type < 0x8000) {
@@ -318,6 +319,28 @@ bool ParseChannelData(Bytes bytes, ChannelData& out, bool stream) {
   }
   out.channel = channel;
   out.data = bytes.subspan(4, length);
+  return true;
+}
+
+bool ParseTurnRelayed(Bytes datagram, TurnRelayed& out) {
+  out = {};
+  ChannelData channel;
+  if (ParseChannelData(datagram, channel)) {
+    out.data = channel.data;
+    out.channel = channel.channel;
+    return true;
+  }
+  if (!IsStun(datagram)) {
+    return false;
+  }
+  StunMessage m;
+  if (ParseStun(datagram, m) != StunParseStatus::kOk || m.message_class != StunClass::kIndication ||
+      (m.method != kTurnMethodSend && m.method != kTurnMethodData) || !m.has_data ||
+      !m.xor_peer_address) {
+    return false;  // RFC 8656 11.1/11.4: both carry the peer and the data
+  }
+  out.data = m.data;
+  out.peer = m.xor_peer_address;
   return true;
 }
 

@@ -143,6 +143,7 @@ struct StunMessage {
   std::optional<std::uint8_t> requested_transport;  // IP protocol number (17 = UDP)
   std::optional<std::uint16_t> channel_number;
   bool has_data = false;
+  Bytes data;  // DATA's value (a Send or Data indication's datagram); points into the input
   // Integrity and fingerprint. A present FINGERPRINT has been verified (a mismatch fails the
   // parse); MESSAGE-INTEGRITY cannot be verified without the password and is only noted.
   bool message_integrity = false;
@@ -181,6 +182,17 @@ struct ChannelData {
 // of 4) may be present or not; `stream` = true requires the padding (TCP/TLS, RFC 8656
 // 12.5) and accepts bytes after the message.
 [[nodiscard]] bool ParseChannelData(Bytes bytes, ChannelData& out, bool stream = false);
+
+// What a TURN client and its server relay for a peer over UDP (RFC 8656): the data of a
+// ChannelData message (`channel` set), or of a Send or Data indication (`peer` set: the
+// indication names the peer, a channel only its binding). False for anything else,
+// including the TURN client's own transactions with the server.
+struct TurnRelayed {
+  Bytes data;  // points into the input
+  std::optional<std::uint16_t> channel;
+  std::optional<StunAddress> peer;
+};
+[[nodiscard]] bool ParseTurnRelayed(Bytes datagram, TurnRelayed& out);
 
 // For STUN/TURN over TCP or TLS: the size of the frame (STUN message or padded ChannelData)
 // starting at `stream`, from its header alone; 0 when the bytes start neither. The frame may

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "capture/base/status_macros.h"
+#include "detectors/common/stun.h"
 
 namespace relaywatch::detectors::flow_shape {
 namespace {
@@ -158,10 +159,19 @@ Verdict FlowShapeDetector::OnPacket(const decode::DecodedPacket& packet, FlowSta
     }
   }
   if (packet.payload_length > 0) {
-    const bool header = packet.payload.size() >= 2;
-    data.shape.Add(config_, packet.ts, flow::Index(direction), packet.payload_length,
-                   header ? packet.payload[0] : 0, header ? packet.payload[1] : 0, header,
-                   packet.is_udp());
+    std::span<const std::uint8_t> bytes = packet.payload;
+    std::uint32_t length = packet.payload_length;
+    // Through a TURN server the session's datagrams come wrapped (ChannelData, or Send and
+    // Data indications): judged by what they carry, as the same session without the relay.
+    common::TurnRelayed relayed;
+    if (packet.is_udp() && bytes.size() == length && common::ParseTurnRelayed(bytes, relayed) &&
+        !relayed.data.empty()) {
+      bytes = relayed.data;
+      length = static_cast<std::uint32_t>(bytes.size());
+    }
+    const bool header = bytes.size() >= 2;
+    data.shape.Add(config_, packet.ts, flow::Index(direction), length, header ? bytes[0] : 0,
+                   header ? bytes[1] : 0, header, packet.is_udp());
   }
   return Verdict::kContinue;
 }

@@ -365,6 +365,10 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
                     {"site", site ? site->name : ""}};
   if (p15)
     alert.evidence["controller_rtt_p15_ms"] = *p15;
+  // A session through a TURN server: the controller above is the server; the person's agent
+  // is the peer its ICE checks went to.
+  if (r.contains("stun") && r["stun"].contains("turn_peer"))
+    alert.evidence["turn_peer"] = r["stun"]["turn_peer"];
   if (operator_rtt) {
     alert.evidence["controller_hidden_leg_ms"] = *hidden;
     if (r.value("hidden_leg_lower_bound", false))

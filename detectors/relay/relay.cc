@@ -583,6 +583,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
                  {"answered", data.stun->answered()},
                  {"resent", data.stun->resent()},
                  {"via_turn", data.stun->via_turn()}};
+    if (const auto& peer = data.stun->turn_peer()) {
+      r["stun"]["turn_peer"] = peer->ip.ToString();
+      r["stun"]["turn_peer_port"] = peer->port;
+    }
   } else {
     r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
   }

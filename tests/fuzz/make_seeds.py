@@ -462,6 +462,32 @@ ADDRESS_LIST_SEEDS = {
 }
 
 
+def stun_attr(attr_type, value):
+    return struct.pack(">HH", attr_type, len(value)) + value + bytes(-len(value) % 4)
+
+
+def stun_message(message_type, attributes, transaction_id):
+    return struct.pack(">HHI", message_type, len(attributes), 0x2112A442) + transaction_id + attributes
+
+
+TURN_PEER = stun_attr(0x0012, b"\x00\x01" + struct.pack(">H", 50000 ^ 0x2112) +
+                      bytes(a ^ b for a, b in zip([203, 0, 113, 9], b"\x21\x12\xa4\x42")))
+ICE_ATTRS = stun_attr(0x0006, b"abcd:efgh") + stun_attr(0x0008, b"m" * 20)
+
+
+def turn_indication(message_type, inner, transaction_id):
+    """A Send (0x0016) or Data (0x0017) indication relaying `inner` for TURN_PEER."""
+    return stun_message(message_type, TURN_PEER + stun_attr(0x0013, inner), transaction_id)
+
+
+def stun_turn_seeds():
+    """stun_fuzz: what TURN relays for a peer before a channel is bound."""
+    check = stun_message(0x0001, ICE_ATTRS, b"i" * 12)
+    return {"turn_send_indication": turn_indication(0x0016, check, b"s" * 12),
+            "turn_data_indication": turn_indication(0x0017, stun_message(0x0101, b"", b"i" * 12),
+                                                    b"d" * 12)}
+
+
 def relay_udp_record(direction, kind, step, payload=b"", resend=False):
     control = direction | (kind << 1) | (resend << 3) | (step << 4)
     return bytes([control, len(payload)]) + payload
@@ -483,7 +509,18 @@ def relay_udp_seeds():
         for i in range(6))
     late = relay_udp_record(0, 0, 1, media) + relay_udp_record(0, 0, 15, media) + \
         relay_udp_record(0, 1, 1, b"\x07") + relay_udp_record(1, 2, 15, b"\x07")
-    return {"session": session, "turn_and_resent": turn, "late": late}
+    # Before a channel is bound: checks in Send indications, answers in Data indications
+    # (raw records: the whole datagram as given), then the client's ChannelBind.
+    indications = b"".join(
+        relay_udp_record(0, 0, 1, turn_indication(
+            0x0016, stun_message(0x0001, ICE_ATTRS, bytes([i]) * 12), b"s" * 12)) +
+        relay_udp_record(1, 0, 12, turn_indication(
+            0x0017, stun_message(0x0101, b"", bytes([i]) * 12), b"d" * 12))
+        for i in range(4)) + relay_udp_record(
+            0, 0, 1, stun_message(0x0009, stun_attr(0x000c, b"\x40\x01\x00\x00") + TURN_PEER,
+                                  b"c" * 12))
+    return {"session": session, "turn_and_resent": turn, "late": late,
+            "turn_indications": indications}
 
 
 def geoip_seeds():
@@ -595,6 +632,7 @@ def main():
     write("config_fuzz", CONFIG_SEEDS)
     write("relay_fuzz", relay_seeds())
     write("relay_udp_fuzz", relay_udp_seeds())
+    write("stun_fuzz", stun_turn_seeds())
     write("inventory_fuzz", INVENTORY_SEEDS)
     write("address_list_fuzz", ADDRESS_LIST_SEEDS)
     write("geoip_fuzz", geoip_seeds())

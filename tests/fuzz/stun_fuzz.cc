@@ -1,13 +1,15 @@
 // Fuzz target for the STUN/TURN parser (detectors/common/stun.h).
 //
 // The whole input is parsed as one datagram (with and without RFC 3489 acceptance), as
-// ChannelData (datagram and stream forms), and as a TCP/TLS stream cut into frames by
-// StunFrameLength. Besides crashes and sanitizer reports, these contracts abort the run:
+// ChannelData (datagram and stream forms), as what TURN relays for a peer, and as a TCP/TLS stream
+// cut into frames by StunFrameLength. Besides crashes and sanitizer reports, these contracts abort
+// the run:
 // - IsStun() agrees with ParseStun() on the header checks, and a classic message is accepted
 //   only when asked for;
 // - text attributes stay within kMaxStunTextBytes, a verified FINGERPRINT implies a message
 //   of at least 28 bytes, addresses have a family;
-// - ChannelData data lies inside the input.
+// - ChannelData data, and what a Send or Data indication relays, lies inside the input; a
+//   relayed datagram names either its channel or its peer.
 //
 // Seeds: tests/fuzz/corpus/stun_fuzz/ (RFC 5769 vectors and the unit tests' messages).
 
@@ -86,6 +88,13 @@ void RunDatagram(common::Bytes bytes) {
       RW_FUZZ_CHECK(cd.data.data() == bytes.data() + 4);
       RW_FUZZ_CHECK(cd.data.size() + 4 <= bytes.size());
     }
+  }
+  common::TurnRelayed relayed;
+  if (common::ParseTurnRelayed(bytes, relayed)) {
+    RW_FUZZ_CHECK(relayed.channel.has_value() != relayed.peer.has_value());
+    RW_FUZZ_CHECK(relayed.data.data() >= bytes.data() &&
+                  relayed.data.data() + relayed.data.size() <= bytes.data() + bytes.size());
+    CheckAddress(relayed.peer);
   }
 }
 

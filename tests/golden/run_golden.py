@@ -48,6 +48,12 @@ def same_flow(event, ft):
                                                           (ft["dst"], ft["dport"])}
 
 
+def turn_relayed(truth):
+    """The laptop's side of the session came through a TURN server near it (lab
+    webrtc_turn_session): the session's flow is the laptop's own, to the server."""
+    return truth.get("label", {}).get("relay_kind") == "turn"
+
+
 def truth_problems(events, truth):
     problems = []
     sessions = [e for e in events if e["event_type"] == "remote_session"]
@@ -63,14 +69,17 @@ def truth_problems(events, truth):
             s = found[0]["remote_session"]
             if s["app"] != SHAPE_ONLY.get(flow["app"], flow["app"]):
                 problems.append(f"{label}: app {s['app']}")
-            if s["controlled"] != ft["dst"]:
-                problems.append(f"{label}: controlled {s['controlled']}, expected {ft['dst']}")
-            from_outside = not ft["src"].startswith(HOME) and ft["dst"].startswith(HOME)
+            # The laptop answers the session, or (through TURN) opened it to the server.
+            laptop = ft["src"] if turn_relayed(truth) else ft["dst"]
+            if s["controlled"] != laptop:
+                problems.append(f"{label}: controlled {s['controlled']}, expected {laptop}")
+            outside = ft["dst"] if turn_relayed(truth) else ft["src"]
+            from_outside = not outside.startswith(HOME) and laptop.startswith(HOME)
             alerted = [a for a in alerts if same_flow(a, ft) and
                        a["alert"]["detector"] in ("remote_access", "flow_shape")]
             if from_outside and not alerted:
                 problems.append(f"{label}: remote control from outside but no alert")
-            if alerted and (not from_outside or alerted[0]["host_ip"] != ft["dst"]):
+            if alerted and (not from_outside or alerted[0]["host_ip"] != laptop):
                 problems.append(f"{label}: unexpected alert {alerted[0]['alert']}")
         elif found:
             problems.append(f"{label}: false remote_session {found[0]['remote_session']['app']}")
@@ -146,6 +155,14 @@ def relay_problems(events, truth):
             problems.append(f"{label}: direct flow with hidden_leg_rtt_ms {hidden}")
         if flow["role"] == "operator_leg" and flow["app"] in REMOTE_APPS:
             want = flow["expected_outer_rtt_ms"]
+            if turn_relayed(truth):
+                # The ICE checks go through the server to the person's agent and back.
+                want += flow["hidden_leg_rtt_ms"]
+                peer = (r.get("stun") or {}).get("turn_peer")
+                if peer != truth.get("hosts", {}).get("op", "198.18.9.50"):
+                    problems.append(f"{label}: turn_peer {peer}, the person's agent is at op")
+                if want >= LOCAL_BUDGET_MS and "controller_rtt" not in detectors:
+                    problems.append(f"{label}: a far person through TURN, no controller_rtt alert")
             got = r.get("controller_rtt_ms")
             if bloated and (got is None or got < (1 - RTT_TOLERANCE) * want or
                             (want < LOCAL_BUDGET_MS and got >= LOCAL_BUDGET_MS)):

@@ -155,7 +155,8 @@ RESPONDER_KEEP_ALIVE="${RWLAB_RESPONDER_KEEP_ALIVE:-}"
 SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ssh_tunnel vnc_session rdp_session
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
-           vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call)
+           vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call
+           webrtc_turn_session webrtc_turn_call)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -166,7 +167,7 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils socat
       tigervnc-viewer xtightvncviewer
-      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium)
+      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -489,6 +490,8 @@ ssh_forwarded           op types into ssh -> socat on srv (near) -> farm sshd   
 rdp_forwarded           op xfreerdp -> socat on srv (near) -> xrdp on farm      relayed=true app=rdp controlled=farm
 webrtc_session          op chromium drives farm chromium's canvas screen over WebRTC (UDP)  relayed=true app=webrtc controlled=farm
 webrtc_call             farm and op chromium in a WebRTC video call (UDP)  relayed=false app=webrtc
+webrtc_turn_session     webrtc_session with farm's side relayed by TURN (coturn on srv)  relayed=true app=webrtc controlled=farm
+webrtc_turn_call        webrtc_call with farm's side relayed by TURN (coturn on srv)  relayed=false app=webrtc
 EOF
 }
 
@@ -682,14 +685,36 @@ sys.exit(0 if sys.argv[3] in st["roles"].get(sys.argv[2], {}).get("seen", []) or
         "$1/webrtc_status.json" "$2" "$3" 2>/dev/null
 }
 
-webrtc_run() {  # webrtc_run MODE OUT SEED: session (host on farm, viewer on op) or call (caller on farm, callee on op)
-    local mode="$1" out="$2" seed="$3" a b pa pb i rc=0 fake=()
+# A TURN server (coturn) on srv, near the laptop, as a vendor's relay would be (Chrome Remote
+# Desktop's, a KVM's cloud): the webrtc_turn_* scenarios give the laptop's page only relayed
+# candidates from it. Long-term credentials rwlab:rwlab; UDP relay ports 49160-49400 on srv.
+TURN_PORT=3478
+start_turn() {  # start_turn OUT
+    local out="$1" i
+    command -v turnserver >/dev/null || { log "turnserver missing: apt-get install coturn"; return 3; }
+    run_bg srv "$out/turnserver.log" turnserver -n --listening-ip="$SRV" --relay-ip="$SRV" \
+        --listening-port="$TURN_PORT" --min-port=49160 --max-port=49400 --lt-cred-mech \
+        --user=rwlab:rwlab --realm=rwlab.test --fingerprint --no-tls --no-dtls --no-tcp-relay \
+        --no-cli --log-file=stdout --simple-log --pidfile="$STATE/turnserver.pid"
+    for i in $(seq 100); do
+        nsx srv ss -Hlun "sport = :$TURN_PORT" | grep -q . && return 0
+        sleep 0.1
+    done
+    log "turnserver did not listen (see $out/turnserver.log)"; return 1
+}
+
+webrtc_run() {  # webrtc_run MODE OUT SEED [turn]: session (host on farm, viewer on op) or call (caller on farm, callee on op)
+    local mode="$1" out="$2" seed="$3" via="${4:-}" a b pa pb i rc=0 fake=() turn=()
     command -v chromium >/dev/null || { log "chromium missing: apt-get install chromium"; return 3; }
     if [[ $mode == session ]]; then a=host; b=viewer; else a=caller; b=callee; fi
     [[ $mode == call ]] && fake=(--use-fake-device-for-media-stream --use-fake-ui-for-media-stream)
+    if [[ $via == turn ]]; then
+        start_turn "$out" || return
+        turn=(--turn "turn:$SRV:$TURN_PORT?transport=udp" --turn-user rwlab --turn-pass rwlab --relay-roles "$a")
+    fi
     run_bg srv "$out/webrtc_signal.log" "$PY" "$HELPERS/webrtc_signal.py" --bind "$SRV" --port "$WEBRTC_PORT" \
         --mode "$mode" --seed "$seed" --budget "$WEBRTC_BUDGET_S" --max-kbps "$WEBRTC_MAX_KBPS" --log "$out/webrtc_log.jsonl" \
-        --status "$out/webrtc_status.json" --events "$out/webrtc_events.json"
+        --status "$out/webrtc_status.json" --events "$out/webrtc_events.json" "${turn[@]}"
     wait_listening srv "$WEBRTC_PORT" || { log "webrtc_signal.py did not listen"; return 1; }
     webrtc_browser farm "$out" "$a" "${fake[@]}"; pa=$WEBRTC_PID
     for i in $(seq 300); do webrtc_seen "$out" "$a" offer && break; sleep 0.1; done
@@ -724,6 +749,24 @@ scn_webrtc_call() {
     spec direct webrtc "$FARM" "$OP" 'udp:*' false "farm caller <-> op callee: ICE/STUN, DTLS, SRTP audio+video both ways"
     spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm caller page -> signalling server on srv (page, SDP offer/answer, progress logs)"
     webrtc_run call "$out" "$seed"
+}
+
+scn_webrtc_turn_session() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=webrtc; M_KIND=turn; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
+    M_NOTE="webrtc_session through a TURN server near the laptop (coturn on srv, as Chrome Remote Desktop's relays): the laptop's chromium may only use relayed candidates, so the session is one UDP flow farm <-> srv:$TURN_PORT at the gateway (Send/Data indications, then ChannelData) and srv <-> op beyond it, which the gateway does not see; the ICE checks go end to end, farm <-> op"
+    spec operator_leg webrtc "$FARM" "$SRV" "udp:$TURN_PORT" true "farm host <-> TURN on srv, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
+    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm host page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    webrtc_run session "$out" "$seed" turn
+}
+
+scn_webrtc_turn_call() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
+    M_NOTE="webrtc_call through a TURN server near the laptop (coturn on srv): the person at the laptop in a video call with a far colleague (op), the laptop's chromium on relayed candidates only; not remote control"
+    spec direct webrtc "$FARM" "$SRV" "udp:$TURN_PORT" false "farm caller <-> TURN on srv, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
+    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm caller page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    webrtc_run call "$out" "$seed" turn
 }
 
 start_tinyproxy() {  # start_tinyproxy OUT PORT [NS ADDR LISTEN_PORT ALLOW]: CONNECT to PORT only

@@ -28,7 +28,10 @@ Where a method applies (from the truth file, never from our own output):
   controller_rtt  an operator leg that is a remote-control session (ssh, vnc, rdp, webrtc); captured
                   view only, but both views when the operator comes through a forwarder near
                   the laptop (relay_kind forwarder: the session's peer is not the operator,
-                  and the person's round trip is 2 x operator + 4 x near one-way delay)
+                  and the person's round trip is 2 x operator + 4 x near one-way delay) or a
+                  TURN server there (relay_kind turn: the same round trip, which the
+                  session's ICE checks time end to end, so controller_rtt_ms is judged
+                  against it)
   stepping_stone  the operator's typing relayed into a laptop's own interactive egress flow
                   (ssh_jump, and remote desktop with a relayed egress flow; not routed_nat,
                   whose SSH flows are single commands); captured only
@@ -56,7 +59,10 @@ ROUTED_KINDS = {"routed_nat"}
 # The operator reaches the laptop's remote desktop or sshd through a forwarder near it
 # (lab.sh vnc_forwarded, ssh_forwarded, rdp_forwarded): the session's peer is near, the person beyond it, and the forwarder's
 # leg is not the operator's address, so an egress-only view keeps it too.
-FORWARDER_KINDS = {"forwarder"}
+FORWARDER_KINDS = {"forwarder", "turn"}
+# A TURN server near the laptop (lab.sh webrtc_turn_session) relays the session's ICE checks
+# end to end: the controller's round trip is the person's, not the server's.
+END_TO_END_KINDS = {"turn"}
 # webrtc: lab.sh webrtc_session, a remote desktop over WebRTC (its operator leg is one UDP flow,
 # timed by its STUN consent checks); webrtc_call's flow is "direct", so no method applies to it.
 REMOTE_APPS = {"ssh", "vnc", "rdp", "webrtc"}
@@ -154,7 +160,9 @@ def judge(run_dir, binary, run_name):
                     ROUTED_KINDS and r.get("rtt_originator_ms") is not None and own:
                 routed_err.append((r["rtt_originator_ms"] - min(own), flow["hidden_leg_rtt_ms"]))
             if flow["role"] == "operator_leg" and r.get("controller_rtt_ms") is not None:
-                controller_err.append((r["controller_rtt_ms"], flow["expected_outer_rtt_ms"]))
+                end_to_end = truth["label"].get("relay_kind") in END_TO_END_KINDS
+                controller_err.append((r["controller_rtt_ms"], flow["expected_outer_rtt_ms"] + (
+                    flow["hidden_leg_rtt_ms"] if end_to_end else 0)))
             if flow["role"] == "operator_leg" and truth["label"].get("relay_kind") in \
                     FORWARDER_KINDS and r.get("operator_rtt_ms") is not None:
                 operator_err.append((r["operator_rtt_ms"],

@@ -132,9 +132,11 @@ def cmd_check(a):
             rows.append(row)
             continue
         if c["proto"] == "udp":
-            # No handshake: WebRTC's is ICE, its STUN checks answered both ways.
+            # No handshake: WebRTC's is ICE, its STUN checks answered both ways (through a
+            # TURN server: the peer's, relayed).
             hs = True
             st = c.get("stun") or {}
+            st = st.get("relayed") or st
             ok_app = bool(st.get("answered_requests_from_lan") and
                           st.get("answered_requests_from_outside"))
             txt = "stun checks answered: %s from the LAN, %s from outside" % (

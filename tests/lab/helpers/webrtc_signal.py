@@ -16,7 +16,7 @@ full SDP (host candidates only, no STUN/TURN), and the other side polls for it.
                    for --budget seconds.
 
 GET  /host /viewer /caller /callee   the page (its role is the path)
-GET  /config                         {"mode", "seed", "budget_s", "plan"}
+GET  /config                         {"mode", "seed", "budget_s", "plan", "rtc": {role: options}}
 POST /offer, /answer                 an SDP ({"type", "sdp"}); GET returns it, 204 until then
 POST /log                            a progress record of a page (JSON); kept in --log (JSON
                                      lines, with the server's receive time) and summed up
@@ -26,6 +26,9 @@ POST /events                         the viewer's input events; written to --eve
 
 usage: webrtc_signal.py --bind IP --port N --mode session|call --seed N --budget S
                         --log FILE --status FILE [--events FILE]
+                        [--turn URL [--turn-user U --turn-pass P] [--relay-roles host,...]]
+       With --turn the listed roles gather only relayed candidates (iceTransportPolicy
+       relay) from that TURN server; --check then also requires that their pair is relayed.
        webrtc_signal.py --check STATUS   (after a run: prints what each page reported and
                                           exits 1 unless the session or call really happened)
 """
@@ -93,6 +96,17 @@ def make_plan(seed, budget_s):
     return plan
 
 
+def relay_roles(a):
+    return [r for r in a.relay_roles.split(",") if r] if a.turn else []
+
+
+def rtc_config(a):
+    """Per role: the RTCPeerConnection options beyond the page's own (a TURN server, and
+    relay-only ICE for the roles that must go through it)."""
+    return {r: {"iceServers": [{"urls": a.turn, "username": a.turn_user, "credential": a.turn_pass}],
+                "iceTransportPolicy": "relay"} for r in relay_roles(a)}
+
+
 class State:
     def __init__(self, a):
         self.a = a
@@ -101,6 +115,7 @@ class State:
         self.plan = make_plan(a.seed, a.budget) if a.mode == "session" else []
         self.status = {"mode": a.mode, "seed": a.seed, "budget_s": a.budget,
                        "planned_inputs": len(self.plan), "offer": False, "answer": False,
+                       "relay_roles": relay_roles(a),
                        "roles": {r: {} for r in ROLES[a.mode]}}
         self.write_status()
 
@@ -157,7 +172,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/config":
             self.reply(200, json.dumps({"mode": st.a.mode, "seed": st.a.seed, "budget_s": st.a.budget,
                                         "width": SCREEN_W, "height": SCREEN_H, "max_kbps": st.a.max_kbps,
-                                        "plan": st.plan}).encode())
+                                        "rtc": rtc_config(st.a), "plan": st.plan}).encode())
         elif path in ("/offer", "/answer"):
             with st.lock:
                 sdp = st.sdp.get(path[1:])
@@ -229,6 +244,10 @@ def check(path):
         for key in sorted((r.get("stats") or {})):
             if key.endswith(("_video", "_audio")):
                 print("webrtc %s: %s %s" % (role, key, json.dumps(r["stats"][key], sort_keys=True)))
+    for role in st.get("relay_roles", []):
+        local = ((roles.get(role, {}).get("stats") or {}).get("pair") or {}).get("local") or ""
+        if not local.endswith(" relay"):
+            problems.append("%s: its pair's local candidate is %r, not the TURN server's relayed one" % (role, local))
     if st["mode"] == "session":
         h, v = roles["host"], roles["viewer"]
         print("webrtc session: planned %s inputs, viewer sent %s (late median %s ms, max %s ms), "
@@ -276,6 +295,11 @@ def main():
     ap.add_argument("--budget", type=float, default=40.0, help="seconds of input (session) or call")
     ap.add_argument("--max-kbps", type=int, default=0,
                     help="session: cap the screen video's bitrate (kbit/s; 0: the browser's own)")
+    ap.add_argument("--turn", default="", help="a TURN server's URL (turn:IP:PORT?transport=udp)")
+    ap.add_argument("--turn-user", default="rwlab")
+    ap.add_argument("--turn-pass", default="rwlab")
+    ap.add_argument("--relay-roles", default="host",
+                    help="with --turn: the roles (comma-separated) that may only use relayed candidates")
     ap.add_argument("--log", required=True)
     ap.add_argument("--status", required=True)
     ap.add_argument("--events", default="")

@@ -1,6 +1,7 @@
 #include "detectors/flow_shape/flow_shape.h"
 
 #include <algorithm>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "detectors/flow_shape/config.h"
 #include "detectors/flow_shape/features.h"
 #include "detectors/host/host_stage.h"
+#include "tests/common/stun_wire.h"
 
 namespace relaywatch::detectors::flow_shape {
 namespace {
@@ -367,21 +369,27 @@ TEST(FlowShapeDecision, FindsItBehindAFarScreenSideWithKnownRoundTrip) {
   EXPECT_EQ(d.features.screen, 1);
 }
 
-TEST(FlowShapeDecision, AWebRtcDesktopIsJudgedWithoutItsStacksFeedback) {
-  // A remote desktop over WebRTC: the screen as RTP video, the input on a data channel
-  // (DTLS), and what the two stacks add on their own clocks: the viewer's congestion feedback
-  // (RTCP transport-cc, 205, every 100 ms while video comes) and the host's bandwidth probes
-  // (RTP padding-only packets on its RTX type, 289 bytes, every 70 ms). Neither is a person
-  // or a screen (lab webrtc_session: 350 of 480 viewer datagrams, 420 of 930 host ones).
-  std::vector<Pkt> p = RemoteControl(0, absl::Seconds(40), absl::ZeroDuration(), 4);
+// A remote desktop over WebRTC, the screen at the originator: the screen as RTP video, the
+// input on a data channel (DTLS), and what the two stacks add on their own clocks: the
+// viewer's congestion feedback (RTCP transport-cc, 205, every 100 ms while video comes) and
+// the host's bandwidth probes (RTP padding-only packets on its RTX type, 289 bytes, every 70
+// ms). Neither is a person or a screen (lab webrtc_session: 350 of 480 viewer datagrams, 420
+// of 930 host ones).
+std::vector<Pkt> WebRtcDesktop(absl::Duration length) {
+  std::vector<Pkt> p = RemoteControl(0, length, absl::ZeroDuration(), 4);
   for (Pkt& x : p) {
     if (x.dir == 0)
       x.rtp = true;
   }
-  for (int i = 0; i < 400; ++i) {
+  for (int i = 0; i < length / absl::Milliseconds(100); ++i) {
     p.push_back({absl::Milliseconds(1000 + 100 * i), 1, 48, false, 0x8f, 205});
     p.push_back({absl::Milliseconds(1030 + 70 * i), 0, 289, false, 0xa0, 97});
   }
+  return p;
+}
+
+TEST(FlowShapeDecision, AWebRtcDesktopIsJudgedWithoutItsStacksFeedback) {
+  std::vector<Pkt> p = WebRtcDesktop(absl::Seconds(40));
   Decision d = Judge(p, absl::Seconds(40), {}, /*udp=*/true);
   EXPECT_EQ(d.verdict, ShapeVerdict::kRemoteControl) << d.failed;
   EXPECT_EQ(d.features.screen, 0);
@@ -543,11 +551,16 @@ class Session {
                [this](flow::FlowState& f, flow::EndReason) { detector_.OnFlowEnd(f, events_); }) {}
 
   // Sends one TCP segment; `from_client` picks the direction. Returns the verdict.
-  Verdict Send(absl::Duration at, bool from_client, std::uint8_t flags, std::uint32_t bytes) {
+  Verdict Send(absl::Duration at, bool from_client, std::uint8_t flags, std::uint32_t bytes,
+               const std::string* udp_payload = nullptr) {
     decode::DecodedPacket p;
     p.ts = kT0 + at;
     p.ip_version = 4;
-    p.protocol = decode::kProtoTcp;
+    p.protocol = udp_payload ? decode::kProtoUdp : decode::kProtoTcp;
+    if (udp_payload) {
+      p.payload = {reinterpret_cast<const std::uint8_t*>(udp_payload->data()), udp_payload->size()};
+      bytes = static_cast<std::uint32_t>(udp_payload->size());
+    }
     const flow::Endpoint& src = from_client ? client_ : server_;
     const flow::Endpoint& dst = from_client ? server_ : client_;
     p.src = src.ip;
@@ -577,6 +590,21 @@ class Session {
                      [](const Pkt& a, const Pkt& b) { return a.at < b.at; });
     for (const Pkt& p : packets) {
       Send(p.at, p.dir == 0, decode::kTcpAck | decode::kTcpPsh, p.bytes);
+    }
+  }
+  // Plays them as UDP datagrams with their first two bytes (as Feed), each passed through
+  // `wrap`.
+  void PlayUdp(std::vector<Pkt> packets,
+               const std::function<std::string(const std::string&)>& wrap) {
+    std::stable_sort(packets.begin(), packets.end(),
+                     [](const Pkt& a, const Pkt& b) { return a.at < b.at; });
+    for (const Pkt& p : packets) {
+      const bool given = p.first != 0 && p.second != 0;
+      std::string datagram(std::max<std::uint32_t>(p.bytes, 2), 'x');
+      datagram[0] = static_cast<char>(given ? p.first : (p.rtp ? 0x80 : 0x17));
+      datagram[1] = static_cast<char>(given ? p.second : (p.rtp ? 111 : 0x03));
+      const std::string wrapped = wrap(datagram);
+      Send(p.at, p.dir == 0, 0, 0, &wrapped);
     }
   }
   void End() { table_.EndAll(flow::EndReason::kShutdown); }
@@ -622,6 +650,39 @@ TEST(FlowShapeDetector, ReportsOneSessionWithTheScreenSideAsControlled) {
   EXPECT_TRUE(f["screen"].contains("bursts"));
   EXPECT_EQ(f["screen"]["size_classes"].size(), 6u);
   EXPECT_EQ(s.detector().counters().sessions.Read(), 1u);
+}
+
+TEST(FlowShapeDetector, AWebRtcDesktopThroughTurnIsJudgedByWhatItsDatagramsCarry) {
+  // The laptop's datagrams go to a TURN server (Chrome Remote Desktop's relays), wrapped in
+  // ChannelData or, before a channel is bound, Send and Data indications: judged as the
+  // same session without the relay, the stacks' feedback inside the wrapping set aside.
+  const std::string peer = stun_wire::XorPeerAddress(203, 0, 113, 9, 50000);
+  const std::vector<std::function<std::string(const std::string&)>> wraps = {
+      [](const std::string& d) { return d; },
+      [](const std::string& d) { return stun_wire::InChannel(d, 0x4001); },
+      [&peer](const std::string& d) {
+        return stun_wire::InIndication(stun_wire::kSendIndication, peer, d);
+      }};
+  nlohmann::json bare;
+  for (std::size_t w = 0; w < wraps.size(); ++w) {
+    SCOPED_TRACE(w);
+    Session s("10.1.1.5", "198.51.100.7");
+    s.PlayUdp(WebRtcDesktop(absl::Seconds(45)), wraps[w]);
+    s.End();
+    ASSERT_EQ(s.events().size(), 1u);
+    const Event& e = s.events()[0];
+    EXPECT_EQ(e.event_type, "remote_session");
+    EXPECT_EQ(e.body["controlled"], "10.1.1.5");
+    EXPECT_EQ(e.body["transport"], "udp");
+    // Decided after 20-25 s: about 200 reports and 280 probes by then.
+    const nlohmann::json& f = e.body["flow_shape"];
+    EXPECT_GT(f["screen"].value("rtcp_packets", 0), 150);
+    EXPECT_GT(f["input"].value("rtcp_packets", 0), 150);
+    if (w == 0)
+      bare = f;
+    else
+      EXPECT_EQ(f, bare);  // every feature as without the relay
+  }
 }
 
 TEST(FlowShapeDetector, StateIsCappedAndFreedOnceDecided) {

@@ -3484,6 +3484,8 @@ TEST(RelayHostStage, DisabledMethodsDoNotAlertAndTheOthersStillDo) {
 using stun_wire::IceAnswer;
 using stun_wire::IceCheck;
 using stun_wire::InChannel;
+using stun_wire::InIndication;
+using stun_wire::XorPeerAddress;
 
 // A STUN message of `type` (0x0001 Binding request, 0x0101 its success response, 0x0003
 // Allocate request) whose transaction id starts with `id`.
@@ -3545,6 +3547,39 @@ TEST(RelayStun, ChecksThroughATurnChannelAreTimedEndToEnd) {
   ASSERT_EQ(stun.rtt(0).count(), 1u);
   EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(0).floor()), 150);
   EXPECT_TRUE(stun.via_turn());
+  EXPECT_FALSE(stun.turn_peer().has_value());  // its binding was not seen
+}
+
+TEST(RelayStun, ChecksInTurnIndicationsAreTimedAndNameTheirPeer) {
+  StunRtt stun;
+  const std::string peer = XorPeerAddress(203, 0, 113, 9, 50000);
+  const std::string send = InIndication(stun_wire::kSendIndication, peer, IceCheck(1));
+  EXPECT_TRUE(StunRtt::Carries(Bytes(send)));
+  // Before a channel is bound: a Send indication out, a Data indication back.
+  stun.OnDatagram(At(0), 0, Bytes(send));
+  stun.OnDatagram(At(120), 1, Bytes(InIndication(stun_wire::kDataIndication, peer, IceAnswer(1))));
+  // The client's own transaction with the server (answered by it) and media for the peer:
+  // neither is a check.
+  stun.OnDatagram(At(130), 0, Bytes(stun_wire::ChannelBind(0x4001, peer)));
+  stun.OnDatagram(At(135), 1, Bytes(Stun(0x0109, 0xcb)));
+  stun.OnDatagram(At(140), 0,
+                  Bytes(InIndication(stun_wire::kSendIndication, peer,
+                                     std::string("\x80\x60", 2) + std::string(100, 'v'))));
+  // On the bound channel, which names only the channel.
+  stun.OnDatagram(At(2500), 0, Bytes(InChannel(IceCheck(2), 0x4001)));
+  stun.OnDatagram(At(2610), 1, Bytes(InChannel(IceAnswer(2), 0x4001)));
+  EXPECT_EQ(stun.checks(), 2u);
+  ASSERT_EQ(stun.rtt(0).count(), 2u);
+  EXPECT_DOUBLE_EQ(ToMs(*stun.rtt(0).floor()), 110);
+  EXPECT_TRUE(stun.via_turn());
+  ASSERT_TRUE(stun.turn_peer().has_value());
+  EXPECT_EQ(stun.turn_peer()->ip.ToString(), "203.0.113.9");
+  EXPECT_EQ(stun.turn_peer()->port, 50000);
+  // An indication must name its peer (RFC 8656 11.1): without, its data is not looked into.
+  stun.OnDatagram(At(5000), 0,
+                  Bytes(stun_wire::Message(stun_wire::kSendIndication, 7, false,
+                                           stun_wire::Attribute(0x0013, IceCheck(3)))));
+  EXPECT_EQ(stun.checks(), 2u);
 }
 
 TEST(RelayStun, ChecksGiveTheirLowQuantileFromTen) {
@@ -3582,17 +3617,25 @@ TEST(RelayStun, OldRequestsAreForgotten) {
 
 // A WebRTC session between a laptop (10.0.0.5) and a peer `peer_ms` beyond the sensor: video
 // and input datagrams, and each agent's consent checks every 2.5 s, answered at once.
-std::vector<Event> WebRtcSession(double peer_ms, double seconds, RelayConfig config = {}) {
+// With `turn` the responder is a TURN server and the peer 203.0.113.9 beyond it: every
+// datagram on the channel the laptop bound first.
+std::vector<Event> WebRtcSession(double peer_ms, double seconds, RelayConfig config = {},
+                                 bool turn = false) {
   Wire w(config);
   w.SetServerPort(3478);
+  const auto send = [&](double t, bool from_laptop, const std::string& datagram) {
+    w.SendUdp(t, from_laptop, turn ? InChannel(datagram) : datagram);
+  };
+  if (turn)
+    w.SendUdp(0, true, stun_wire::ChannelBind(0x4000, XorPeerAddress(203, 0, 113, 9, 50000)));
   for (double t = 0; t < seconds * 1000; t += 2500) {
     const auto id = static_cast<std::uint8_t>(t / 2500);
-    w.SendUdp(t, true, IceCheck(id));
-    w.SendUdp(t + 5, true, std::string("\x80\x60", 2) + std::string(1100, 'v'));
-    w.SendUdp(t + peer_ms, false, IceAnswer(id));
-    w.SendUdp(t + 1000, false, IceCheck(static_cast<std::uint8_t>(id + 128)));
-    w.SendUdp(t + 1000.2, true, IceAnswer(static_cast<std::uint8_t>(id + 128)));
-    w.SendUdp(t + 1200, false, std::string("\x17\xfe\xfd", 3) + std::string(60, 'k'));
+    send(t, true, IceCheck(id));
+    send(t + 5, true, std::string("\x80\x60", 2) + std::string(1100, 'v'));
+    send(t + peer_ms, false, IceAnswer(id));
+    send(t + 1000, false, IceCheck(static_cast<std::uint8_t>(id + 128)));
+    send(t + 1000.2, true, IceAnswer(static_cast<std::uint8_t>(id + 128)));
+    send(t + 1200, false, std::string("\x17\xfe\xfd", 3) + std::string(60, 'k'));
   }
   return w.End();
 }
@@ -3632,29 +3675,34 @@ TEST(RelayDetector, UdpWithoutStunIsLeftAlone) {
 }
 
 TEST(RelayHostStage, AWebRtcSessionNamedByItsShapeIsJudgedByItsChecks) {
-  for (const double peer_ms : {90.0, 20.0}) {
-    const std::vector<Event> record = WebRtcSession(peer_ms, 40);
-    ASSERT_EQ(record.size(), 1u);
-    host::HostStage stage(HostConfig());
-    std::vector<Event> out;
-    Event session;
-    session.event_type = "remote_session";
-    session.ts = kT0 + absl::Seconds(20);
-    session.flow = record[0].flow;
-    session.body = {{"app", "unknown_remote_control"},
-                    {"controlled", "10.0.0.5"},
-                    {"controller", "198.51.100.7"},
-                    {"confirmed_by", "flow_shape"}};
-    stage.Process(session, out);
-    stage.Process(record[0], out);
-    EXPECT_DOUBLE_EQ(RelayBody(out)["controller_rtt_ms"].get<double>(), peer_ms);
-    const auto alerts = Alerts(out, "controller_rtt");
-    if (peer_ms == 90.0) {
-      ASSERT_EQ(alerts.size(), 1u);
-      EXPECT_EQ(alerts[0]->evidence["app"], "unknown_remote_control");
-      EXPECT_EQ(alerts[0]->evidence["rtt_samples"], 16);
-    } else {
-      EXPECT_TRUE(alerts.empty());
+  for (const bool turn : {false, true}) {
+    for (const double peer_ms : {90.0, 20.0}) {
+      SCOPED_TRACE(absl::StrCat("turn ", turn, " peer ", peer_ms));
+      const std::vector<Event> record = WebRtcSession(peer_ms, 40, {}, turn);
+      ASSERT_EQ(record.size(), 1u);
+      host::HostStage stage(HostConfig());
+      std::vector<Event> out;
+      Event session;
+      session.event_type = "remote_session";
+      session.ts = kT0 + absl::Seconds(20);
+      session.flow = record[0].flow;
+      session.body = {{"app", "unknown_remote_control"},
+                      {"controlled", "10.0.0.5"},
+                      {"controller", "198.51.100.7"},
+                      {"confirmed_by", "flow_shape"}};
+      stage.Process(session, out);
+      stage.Process(record[0], out);
+      EXPECT_DOUBLE_EQ(RelayBody(out)["controller_rtt_ms"].get<double>(), peer_ms);
+      const auto alerts = Alerts(out, "controller_rtt");
+      if (peer_ms == 90.0) {
+        ASSERT_EQ(alerts.size(), 1u);
+        EXPECT_EQ(alerts[0]->evidence["app"], "unknown_remote_control");
+        EXPECT_EQ(alerts[0]->evidence["rtt_samples"], 16);
+        // Through TURN the controller is the server; the evidence names the far agent too.
+        EXPECT_EQ(alerts[0]->evidence.value("turn_peer", ""), turn ? "203.0.113.9" : "");
+      } else {
+        EXPECT_TRUE(alerts.empty());
+      }
     }
   }
 }

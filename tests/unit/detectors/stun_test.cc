@@ -266,6 +266,31 @@ TEST(Stun, TurnAllocateExchange) {
   EXPECT_EQ(m.method, kTurnMethodSend);
   EXPECT_EQ(m.message_class, StunClass::kIndication);
   EXPECT_TRUE(m.has_data);
+  EXPECT_EQ(std::string(m.data.begin(), m.data.end()), "hello");
+
+  // What the server relays: the indication's data and its peer; a channel's data and number.
+  TurnRelayed relayed;
+  ASSERT_TRUE(ParseTurnRelayed(Bytes(send), relayed));
+  EXPECT_EQ(std::string(relayed.data.begin(), relayed.data.end()), "hello");
+  ASSERT_TRUE(relayed.peer.has_value());
+  EXPECT_EQ(relayed.peer->ip.ToString(), "192.0.2.77");
+  EXPECT_EQ(relayed.peer->port, 5000);
+  EXPECT_FALSE(relayed.channel.has_value());
+  const std::vector<std::uint8_t> channel = {0x40, 0x01, 0x00, 0x02, 'h', 'i', 0, 0};
+  ASSERT_TRUE(ParseTurnRelayed(Bytes(channel), relayed));
+  EXPECT_EQ(relayed.channel, 0x4001);
+  EXPECT_FALSE(relayed.peer.has_value());
+  EXPECT_EQ(relayed.data.size(), 2u);
+  // Not relayed for a peer: the client's own requests, an indication without its peer,
+  // media.
+  EXPECT_FALSE(ParseTurnRelayed(Bytes(bind), relayed));
+  EXPECT_FALSE(
+      ParseTurnRelayed(Bytes(Stun(0x0016).Attr(kStunAttrData, "hello").Finish()), relayed));
+  EXPECT_FALSE(ParseTurnRelayed(
+      Bytes(Stun(0x0017).Attr(kStunAttrXorPeerAddress, XorAddressV4(192, 0, 2, 77, 5000)).Finish()),
+      relayed));
+  const std::vector<std::uint8_t> rtp = {0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_FALSE(ParseTurnRelayed(Bytes(rtp), relayed));
 }
 
 TEST(Stun, ChannelData) {
