@@ -733,12 +733,16 @@ webrtc_run() {  # webrtc_run MODE OUT SEED [turn]: session (host on farm, viewer
     return "$rc"
 }
 
+signalling_spec() {  # signalling_spec ROLE: the farm page's flows to webrtc_signal.py, declared direct
+    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm $1 page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+}
+
 scn_webrtc_session() {
     local out="$1" seed="$2"
     M_RELAYED=true; M_APP=webrtc; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
     M_NOTE="remote desktop over WebRTC (as Chrome Remote Desktop, WebRTC IP-KVMs): the laptop's chromium (headless) streams a canvas screen (captureStream, a frame on every change, cursor blink 500 ms) and repaints on each input; the operator's chromium sends seeded pointer moves, drags and keys on a data channel for ${WEBRTC_BUDGET_S} s; host candidates only, direct UDP op<->farm"
     spec operator_leg webrtc "$OP" "$FARM" 'udp:*' true "op viewer <-> farm host: ICE/STUN, DTLS, SRTP screen video farm->op, SCTP data channel with the input op->farm"
-    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm host page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    signalling_spec host
     webrtc_run session "$out" "$seed"
 }
 
@@ -747,7 +751,7 @@ scn_webrtc_call() {
     M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
     M_NOTE="video call over WebRTC between the person at the laptop and a colleague far away (op): both chromiums (headless) send getUserMedia video (640x480 VP8, about 20 frames/s from the fake camera) and Opus audio from Chromium's fake devices for ${WEBRTC_BUDGET_S} s; host candidates only, direct UDP op<->farm; not remote control"
     spec direct webrtc "$FARM" "$OP" 'udp:*' false "farm caller <-> op callee: ICE/STUN, DTLS, SRTP audio+video both ways"
-    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm caller page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    signalling_spec caller
     webrtc_run call "$out" "$seed"
 }
 
@@ -756,7 +760,7 @@ scn_webrtc_turn_session() {
     M_RELAYED=true; M_APP=webrtc; M_KIND=turn; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
     M_NOTE="webrtc_session through a TURN server near the laptop (coturn on srv, as Chrome Remote Desktop's relays): the laptop's chromium may only use relayed candidates, so the session is one UDP flow farm <-> srv:$TURN_PORT at the gateway (Send/Data indications, then ChannelData) and srv <-> op beyond it, which the gateway does not see; the ICE checks go end to end, farm <-> op"
     spec operator_leg webrtc "$FARM" "$SRV" "udp:$TURN_PORT" true "farm host <-> TURN on srv, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
-    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm host page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    signalling_spec host
     webrtc_run session "$out" "$seed" turn
 }
 
@@ -765,7 +769,7 @@ scn_webrtc_turn_call() {
     M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
     M_NOTE="webrtc_call through a TURN server near the laptop (coturn on srv): the person at the laptop in a video call with a far colleague (op), the laptop's chromium on relayed candidates only; not remote control"
     spec direct webrtc "$FARM" "$SRV" "udp:$TURN_PORT" false "farm caller <-> TURN on srv, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
-    spec direct http "$FARM" "$SRV" "$WEBRTC_PORT" false "farm caller page -> signalling server on srv (page, SDP offer/answer, progress logs)"
+    signalling_spec caller
     webrtc_run call "$out" "$seed" turn
 }
 
