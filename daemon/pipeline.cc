@@ -885,6 +885,14 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             "Measured flows to detectors.relay.hidden_leg_exempt_servers, logged but not "
             "counted toward a host's hidden leg.",
             MetricType::Counter, static_cast<double>(hs.hidden_leg_exempt_flows));
+  auto late = Family("relaywatch_relay_late_sessions_total",
+                     "Relay records of flows that went on after them, kept for a remote "
+                     "session named later: paired with one (its controller's round trip), "
+                     "or forgotten because their table (4096) was full.",
+                     MetricType::Counter);
+  Add(late, {{"outcome", "paired"}}, static_cast<double>(hs.late_sessions_paired));
+  Add(late, {{"outcome", "evicted"}}, static_cast<double>(hs.late_records_evicted));
+  out.push_back(std::move(late));
   AddSingle(out, "relaywatch_relay_fetch_evictions_total",
             "Exchanges forgotten as possible fetches because the host's list (128) "
             "was full.",

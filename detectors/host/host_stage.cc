@@ -310,6 +310,7 @@ void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
   RememberSession(session);
   RemoteSession(session, alerts);
   ContextSession(session, alerts);
+  LateSession(session, alerts);
   publish.push_back(std::move(session));
   for (Event& alert : alerts) {
     publish.push_back(std::move(alert));
@@ -349,6 +350,7 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
     RememberSession(finding);
     RemoteSession(finding, alerts);
     ContextSession(finding, alerts);
+    LateSession(finding, alerts);
   } else if (finding.event_type == "relay") {
     Relay(finding, alerts);
   } else if (finding.event_type == "tunnel") {

@@ -155,6 +155,10 @@ struct HostStageStats {
   std::uint64_t fetches_evicted = 0;
   std::uint64_t hidden_leg_exempt_flows = 0;  // to detectors.relay.hidden_leg_exempt_servers
   std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
+  // Relay records of flows that went on, kept for a session named on them later: paired
+  // with one (a controller_rtt reading), or forgotten because their table was full.
+  std::uint64_t late_sessions_paired = 0;
+  std::uint64_t late_records_evicted = 0;
   std::uint64_t public_addresses = 0;  // lines tracked at the entry points
   std::uint64_t public_addresses_evicted = 0;
   // Company-VPN sessions whose SYN MSS implied a tunnel: nested (decoded encapsulation, or
@@ -315,6 +319,13 @@ class HostStage {
   // A later window of a reported flow's input (relay_on_window): stepping stones only.
   void RelayOnWindow(Event& finding, std::vector<Event>& publish);
   void RememberSession(const Event& finding);
+  // A session named after its flow's relay record (flow_shape decides when the person's
+  // input shows, which may be minutes into a session; the record comes at report_after):
+  // the record kept for it gives the controller's round trip now.
+  void LateSession(const Event& session, std::vector<Event>& publish);
+  // Keeps a record whose flow goes on when a late session could still alert on it.
+  void KeepForLateSession(const Event& record, const std::array<std::optional<double>, 2>& low_rtts,
+                          bool client_responder);
   const Site* SiteOf(const IpAddress& host) const;
   absl::Duration LocalRtt(const IpAddress& host) const;
   void HiddenLeg(Event& finding, const IpAddress& host, std::vector<PacketTime> waits,
@@ -407,6 +418,12 @@ class HostStage {
   absl::flat_hash_map<std::uint64_t, PacketTime> attributed_flows_;
   absl::flat_hash_map<std::uint64_t, NamedFlow> named_flows_;
   absl::flat_hash_map<std::uint64_t, SessionEnds> sessions_;
+  struct LateRecord {
+    Event record;
+    std::array<std::optional<double>, 2> low_rtts;
+    bool client_responder = false;
+  };
+  absl::flat_hash_map<std::uint64_t, LateRecord> late_records_;  // by flow id
   // One public address seen at the entry points: its connections' stack records.
   struct Line {
     struct Connection {

@@ -36,6 +36,9 @@ constexpr std::size_t kMaxOnFlows = 32;
 // Exchanges kept per host as possible fetches: a few minutes of a busy browser's.
 constexpr std::size_t kMaxFetches = 128;
 constexpr std::size_t kMaxSessions = 65536;
+// Relay records kept for sessions named late: only those that could alert, so a few per
+// far peer; the oldest go first when full.
+constexpr std::size_t kMaxLateRecords = 4096;
 // The typing baseline judges the last 1, 2, 4, ... windows of reactions, up to the longest
 // window the config allows (rounded down to a power of two of windows).
 std::vector<std::size_t> TypingWindows(const detectors::relay::RelayConfig& c) {
@@ -253,11 +256,15 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
   const std::array<std::optional<double>, 2> low_rtts = TakeLowRtts(r);
   const bool client_responder = r.value("_client_responder", false);
   r.erase("_client_responder");
+  const bool open = r.value("_open", false);
+  r.erase("_open");
   if (!finding.flow)
     return;
   // A method switched off in detectors.relay.methods neither alerts nor adds fields here.
   const detectors::relay::RelayMethods& methods = config_.relay.methods;
   if (methods.controller_rtt) {
+    if (open && !sessions_.contains(finding.flow->flow_id))
+      KeepForLateSession(finding, low_rtts, client_responder);
     ControllerRtt(finding, low_rtts, client_responder, publish);
   }
   const FlowRef& f = *finding.flow;
@@ -377,6 +384,50 @@ void HostStage::ControllerRtt(Event& finding, const std::array<std::optional<dou
     alert.evidence["operator_distance_km"] = std::round(FibreKm(*operator_rtt));
   }
   PublishAlert(std::move(alert), publish);
+}
+
+void HostStage::KeepForLateSession(const Event& record,
+                                   const std::array<std::optional<double>, 2>& low_rtts,
+                                   bool client_responder) {
+  const FlowRef& f = *record.flow;
+  if (IsHome(f.src_ip) == IsHome(f.dest_ip))
+    return;  // a session needs a home host controlled from outside
+  // Only a record that could alert: a leg whose floor, moved toward its 15th percentile by
+  // at most kControllerRttCredit, reaches the budget, or answers from beyond a forwarder
+  // that do.
+  const double budget_ms =
+      detectors::relay::ToMs(LocalRtt(IsHome(f.src_ip) ? f.src_ip : f.dest_ip));
+  double reach = 0;
+  for (const char* key : {"rtt_originator_ms", "rtt_responder_ms"})
+    reach = std::max(reach, Number(record.body, key).value_or(0) * kControllerRttCredit);
+  reach = std::max(reach, Number(record.body, "turnaround_ms").value_or(0));
+  if (reach < budget_ms)
+    return;
+  if (late_records_.size() >= kMaxLateRecords) {
+    late_records_.erase(Oldest(late_records_, [](const LateRecord& r) { return r.record.ts; }));
+    absl::MutexLock lock(&mu_);
+    ++stats_.late_records_evicted;
+  }
+  late_records_[f.flow_id] = LateRecord{record, low_rtts, client_responder};
+}
+
+void HostStage::LateSession(const Event& session, std::vector<Event>& publish) {
+  if (!session.flow)
+    return;
+  auto it = late_records_.find(session.flow->flow_id);
+  if (it == late_records_.end())
+    return;
+  LateRecord late = std::move(it->second);
+  late_records_.erase(it);
+  if (!sessions_.contains(session.flow->flow_id))
+    return;  // not a session of a home host controlled from outside (RememberSession)
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.late_sessions_paired;
+  }
+  // The alert is the session's, now; the record went out long ago.
+  late.record.ts = session.ts;
+  ControllerRtt(late.record, late.low_rtts, late.client_responder, publish);
 }
 
 template <typename Fetches>

@@ -108,6 +108,7 @@ void HostStage::FillDirection(NamedFlow& named, const Event& finding, std::vecto
   RememberSession(update);
   RemoteSession(update, alerts);
   ContextSession(update, alerts);
+  LateSession(update, alerts);
   publish.push_back(std::move(update));
   for (Event& alert : alerts) {
     publish.push_back(std::move(alert));

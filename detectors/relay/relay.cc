@@ -391,7 +391,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     }
   }
   if (packet.ts - data.first >= config_.report_after) {
-    Report(flow, data, packet.ts, out);
+    Report(flow, data, packet.ts, /*open=*/true, out);
     return config_.methods.stepping_stone || TypingTimed(data) ? Verdict::kContinue
                                                                 : Verdict::kDone;
   }
@@ -419,7 +419,7 @@ Verdict RelayDetector::OnDatagram(const decode::DecodedPacket& packet, FlowState
   data.stun->OnDatagram(packet.ts, flow::Index(direction), packet.payload);
   counters_.stun_rtt_samples.Increment(data.stun->answered() - before);
   if (packet.ts - data.first >= config_.report_after) {
-    Report(flow, data, packet.ts, out);
+    Report(flow, data, packet.ts, /*open=*/true, out);
     return Verdict::kDone;
   }
   return Verdict::kContinue;
@@ -434,7 +434,7 @@ void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
       EmitWindow(flow, *data, flow.last_seen, out);
     return;
   }
-  Report(flow, *data, flow.last_seen, out);
+  Report(flow, *data, flow.last_seen, /*open=*/false, out);
 }
 
 void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t> first) const {
@@ -508,7 +508,8 @@ void RelayDetector::EmitExchange(const FlowState& flow, const Exchange& x, Packe
   counters_.http_exchanges.Increment();
 }
 
-void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out) {
+void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts, bool open,
+                           EventBuffer& out) {
   data.reported = true;
   data.tls13.reset();  // no more turnarounds are taken
   const std::optional<double> hs_orig = Ms(data.handshake.originator_leg());
@@ -577,6 +578,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       low.push_back(q ? nlohmann::json(Round3(*q)) : nlohmann::json());
     }
     r["_rtt_p15_ms"] = std::move(low);
+    if (open)
+      r["_open"] = true;  // and this: a session may be named on the flow after its record
   }
   if (data.stun) {
     r["stun"] = {{"checks", data.stun->checks()},

@@ -69,7 +69,10 @@ class RelayDetector : public Detector {
   // A UDP datagram: flows carrying ICE checks are timed by them (StunRtt).
   Verdict OnDatagram(const decode::DecodedPacket& packet, flow::FlowState& flow,
                      flow::Direction direction, EventBuffer& out);
-  void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
+  // `open`: the flow goes on after its record (report_after), so a session may still be
+  // named on it (the host stage keeps such records for that).
+  void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, bool open,
+              EventBuffer& out);
   void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
   void EmitExchange(const flow::FlowState& flow, const Exchange& x, PacketTime ts,
                     EventBuffer& out);

@@ -100,7 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                       r["rtt_samples"][1].get<std::uint64_t>() ==
                   r["stun"]["answered"].get<std::uint64_t>());
     // The flow named a remote-control session (as flow_shape would), so that the host
-    // stage's controller round trip is reached.
+    // stage's controller round trip is reached: before its record, or after it (a session
+    // named late, judged by the record kept for it).
     relaywatch::Event session;
     session.event_type = "remote_session";
     session.ts = e.ts;
@@ -108,8 +109,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     session.body = {{"app", "unknown_remote_control"},
                     {"controlled", "10.0.0.5"},
                     {"controller", "203.0.113.9"}};
-    stage.Process(session, published);
-    stage.Process(e, published);
+    if (e.body.value("_open", false)) {
+      stage.Process(e, published);
+      stage.Process(session, published);
+    } else {
+      stage.Process(session, published);
+      stage.Process(e, published);
+    }
   }
   for (const relaywatch::Event& e : published)
     (void)relaywatch::sinks::EventToJson(e);

@@ -3707,5 +3707,58 @@ TEST(RelayHostStage, AWebRtcSessionNamedByItsShapeIsJudgedByItsChecks) {
   }
 }
 
+TEST(RelayHostStage, ASessionNamedAfterItsRecordIsJudgedByIt) {
+  // flow_shape names a session when the person's input shows, which may be minutes in; the
+  // record comes at report_after (here 20 s) while the flow goes on.
+  RelayConfig early;
+  early.report_after = absl::Seconds(20);
+  const auto late_session = [](const std::vector<Event>& record) {
+    Event session;
+    session.event_type = "remote_session";
+    session.ts = kT0 + absl::Seconds(35);
+    session.flow = record[0].flow;
+    session.body = {{"app", "unknown_remote_control"},
+                    {"controlled", "10.0.0.5"},
+                    {"controller", "198.51.100.7"},
+                    {"confirmed_by", "flow_shape"}};
+    return session;
+  };
+  for (const double peer_ms : {90.0, 20.0}) {
+    SCOPED_TRACE(peer_ms);
+    const std::vector<Event> record = WebRtcSession(peer_ms, 40, early);
+    ASSERT_EQ(record.size(), 1u);
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    stage.Process(record[0], out);
+    EXPECT_FALSE(RelayBody(out).contains("_open"));  // internal: never written
+    EXPECT_TRUE(Alerts(out, "controller_rtt").empty());
+    out.clear();
+    stage.Process(late_session(record), out);
+    const auto alerts = Alerts(out, "controller_rtt");
+    if (peer_ms == 90.0) {
+      ASSERT_EQ(alerts.size(), 1u);
+      EXPECT_DOUBLE_EQ(alerts[0]->evidence["controller_rtt_ms"].get<double>(), 90);
+      EXPECT_EQ(alerts[0]->ts, kT0 + absl::Seconds(35));  // the session's time
+      EXPECT_EQ(stage.stats().late_sessions_paired, 1u);
+      // Paired once: the session named again (a direction filled in) does not repeat it.
+      out.clear();
+      stage.Process(late_session(record), out);
+      EXPECT_TRUE(Alerts(out, "controller_rtt").empty());
+    } else {
+      EXPECT_TRUE(alerts.empty());  // a near controller's record is not even kept
+      EXPECT_EQ(stage.stats().late_sessions_paired, 0u);
+    }
+  }
+  // A record written at the flow's end comes after every session on it: not kept.
+  const std::vector<Event> ended = WebRtcSession(90, 15);
+  ASSERT_EQ(ended.size(), 1u);
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(ended[0], out);
+  stage.Process(late_session(ended), out);
+  EXPECT_TRUE(Alerts(out, "controller_rtt").empty());
+  EXPECT_EQ(stage.stats().late_sessions_paired, 0u);
+}
+
 }  // namespace
 }  // namespace relaywatch::detectors::relay
