@@ -3640,6 +3640,19 @@ std::vector<Event> WebRtcSession(double peer_ms, double seconds, RelayConfig con
   return w.End();
 }
 
+// What flow_shape reports on such a flow at `at`: the laptop controlled from outside.
+Event ShapeSession(const Event& record, absl::Duration at) {
+  Event session;
+  session.event_type = "remote_session";
+  session.ts = kT0 + at;
+  session.flow = record.flow;
+  session.body = {{"app", "unknown_remote_control"},
+                  {"controlled", "10.0.0.5"},
+                  {"controller", "198.51.100.7"},
+                  {"confirmed_by", "flow_shape"}};
+  return session;
+}
+
 TEST(RelayDetector, AUdpFlowIsTimedByItsIceChecks) {
   const std::vector<Event> events = WebRtcSession(90, 40);
   ASSERT_EQ(events.size(), 1u);
@@ -3682,15 +3695,7 @@ TEST(RelayHostStage, AWebRtcSessionNamedByItsShapeIsJudgedByItsChecks) {
       ASSERT_EQ(record.size(), 1u);
       host::HostStage stage(HostConfig());
       std::vector<Event> out;
-      Event session;
-      session.event_type = "remote_session";
-      session.ts = kT0 + absl::Seconds(20);
-      session.flow = record[0].flow;
-      session.body = {{"app", "unknown_remote_control"},
-                      {"controlled", "10.0.0.5"},
-                      {"controller", "198.51.100.7"},
-                      {"confirmed_by", "flow_shape"}};
-      stage.Process(session, out);
+      stage.Process(ShapeSession(record[0], absl::Seconds(20)), out);
       stage.Process(record[0], out);
       EXPECT_DOUBLE_EQ(RelayBody(out)["controller_rtt_ms"].get<double>(), peer_ms);
       const auto alerts = Alerts(out, "controller_rtt");
@@ -3713,15 +3718,7 @@ TEST(RelayHostStage, ASessionNamedAfterItsRecordIsJudgedByIt) {
   RelayConfig early;
   early.report_after = absl::Seconds(20);
   const auto late_session = [](const std::vector<Event>& record) {
-    Event session;
-    session.event_type = "remote_session";
-    session.ts = kT0 + absl::Seconds(35);
-    session.flow = record[0].flow;
-    session.body = {{"app", "unknown_remote_control"},
-                    {"controlled", "10.0.0.5"},
-                    {"controller", "198.51.100.7"},
-                    {"confirmed_by", "flow_shape"}};
-    return session;
+    return ShapeSession(record[0], absl::Seconds(35));
   };
   for (const double peer_ms : {90.0, 20.0}) {
     SCOPED_TRACE(peer_ms);
