@@ -307,14 +307,18 @@ void HostStage::TlsClue(const Event& finding, std::vector<Event>& publish) {
   }
   std::vector<Event> alerts;
   NoteNamedSession(session);
-  RememberSession(session);
-  RemoteSession(session, alerts);
-  ContextSession(session, alerts);
-  LateSession(session, alerts);
+  SessionFound(session, alerts);
   publish.push_back(std::move(session));
   for (Event& alert : alerts) {
     publish.push_back(std::move(alert));
   }
+}
+
+void HostStage::SessionFound(const Event& session, std::vector<Event>& alerts) {
+  RememberSession(session);
+  RemoteSession(session, alerts);
+  ContextSession(session, alerts);
+  LateSession(session, alerts);
 }
 
 void HostStage::Process(Event finding, std::vector<Event>& publish) {
@@ -347,10 +351,7 @@ void HostStage::ProcessFinding(Event finding, std::vector<Event>& publish) {
     return;  // a flow_shape finding about a named tool's flow (host_stage_shape.cc)
   }
   if (finding.event_type == "remote_session") {
-    RememberSession(finding);
-    RemoteSession(finding, alerts);
-    ContextSession(finding, alerts);
-    LateSession(finding, alerts);
+    SessionFound(finding, alerts);
   } else if (finding.event_type == "relay") {
     Relay(finding, alerts);
   } else if (finding.event_type == "tunnel") {

@@ -318,6 +318,10 @@ class HostStage {
   void Relay(Event& finding, std::vector<Event>& publish);
   // A later window of a reported flow's input (relay_on_window): stepping stones only.
   void RelayOnWindow(Event& finding, std::vector<Event>& publish);
+  // A remote session, however it was named (a detector, a TLS clue, its shape, or a
+  // direction filled in): remembered for its flow's relay record, alerted, given its
+  // context, and judged by a record that came before it.
+  void SessionFound(const Event& session, std::vector<Event>& alerts);
   void RememberSession(const Event& finding);
   // A session named after its flow's relay record (flow_shape decides when the person's
   // input shows, which may be minutes into a session; the record comes at report_after):

@@ -105,10 +105,7 @@ void HostStage::FillDirection(NamedFlow& named, const Event& finding, std::vecto
     ++stats_.shape_directions_filled;
   }
   std::vector<Event> alerts;
-  RememberSession(update);
-  RemoteSession(update, alerts);
-  ContextSession(update, alerts);
-  LateSession(update, alerts);
+  SessionFound(update, alerts);
   publish.push_back(std::move(update));
   for (Event& alert : alerts) {
     publish.push_back(std::move(alert));
