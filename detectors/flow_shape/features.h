@@ -126,6 +126,9 @@ class FlowShape {
   // `has_header_bytes`) are read only for the RTP media test on UDP.
   void Add(const FlowShapeConfig& config, PacketTime ts, int d, std::uint32_t payload_bytes,
            std::uint8_t first_byte, std::uint8_t second_byte, bool has_header_bytes, bool udp);
+  // The flow relays the session for its ends (TURN over TCP): its handshake timed the relay,
+  // not them, so their round trips are unknown from here on, as over UDP.
+  void ForgetLegRtts() { leg_rtt_ = {}; }
   // Moves the window clock to `now`; returns true when at least one window closed.
   bool Advance(const FlowShapeConfig& config, PacketTime now);
   // Closes the open bursts and settles pending inputs (flow end).

@@ -4,6 +4,8 @@
 
 #include "capture/base/status_macros.h"
 #include "detectors/common/stun.h"
+#include "detectors/common/tcp_cursor.h"
+#include "detectors/common/turn_stream.h"
 
 namespace relaywatch::detectors::flow_shape {
 namespace {
@@ -80,10 +82,26 @@ void SetDirection(const FlowState& flow, int screen, nlohmann::json& b) {
 
 }  // namespace
 
+// TURN over TCP (RFC 8656 12.5) is found by its segments: kTurnWholeSegments of the flow's
+// first kTurnProbeSegments (after the warm-up) must each hold whole STUN or ChannelData
+// frames and nothing else. A sender of real-time data writes each frame at once, so nearly
+// all do; in other TCP a segment rarely begins with a frame's header whose length ends
+// exactly at its end.
+constexpr int kTurnWholeSegments = 3;
+constexpr int kTurnProbeSegments = 32;
+
 struct FlowShapeDetector::FlowData : flow::DetectorFlowData {
   FlowData(PacketTime start, std::array<absl::Duration, 2> rtt) : shape(start, rtt) {}
   FlowShape shape;
   bool direction_reported = false;
+  // TCP: whether the flow carries TURN, then its frames are judged as the datagrams they
+  // would be over UDP (the session through the server, not the stream's segments).
+  enum class Turn : std::uint8_t { kUnknown, kYes, kNo };
+  Turn turn = Turn::kUnknown;
+  std::uint8_t probed = 0;
+  std::uint8_t whole = 0;
+  common::TcpCursor cursor[2];
+  common::TurnStreamReader<common::kTurnFrameHeadBytes> reader[2];
 };
 
 FlowShapeDetector::FlowShapeDetector(FlowShapeConfig config, DetectorContext context)
@@ -158,6 +176,9 @@ Verdict FlowShapeDetector::OnPacket(const decode::DecodedPacket& packet, FlowSta
       return Verdict::kDone;
     }
   }
+  if (packet.payload_length > 0 && packet.is_tcp() && TurnFrames(packet, direction, data)) {
+    return Verdict::kContinue;
+  }
   if (packet.payload_length > 0) {
     std::span<const std::uint8_t> bytes = packet.payload;
     std::uint32_t length = packet.payload_length;
@@ -174,6 +195,56 @@ Verdict FlowShapeDetector::OnPacket(const decode::DecodedPacket& packet, FlowSta
                    header ? bytes[1] : 0, header, packet.is_udp());
   }
   return Verdict::kContinue;
+}
+
+bool FlowShapeDetector::TurnFrames(const decode::DecodedPacket& packet, Direction direction,
+                                   FlowData& data) {
+  using Turn = FlowData::Turn;
+  if (data.turn == Turn::kNo) {
+    return false;
+  }
+  if (data.turn == Turn::kUnknown) {
+    const bool whole =
+        packet.payload.size() == packet.payload_length && common::WholeTurnFrames(packet.payload);
+    data.whole += whole ? 1 : 0;
+    ++data.probed;
+    if (data.whole >= kTurnWholeSegments) {
+      data.turn = Turn::kYes;
+      data.shape.ForgetLegRtts();
+      counters_.turn_over_tcp.Increment();
+    } else if (data.probed >= kTurnProbeSegments) {
+      data.turn = Turn::kNo;
+      return false;
+    }
+  }
+  // While undecided too: a segment of whole frames is judged by them (so that the first
+  // segments of a TURN flow count as the datagrams they carry); the reader falls out of step
+  // again at the next segment of anything else.
+  const int d = flow::Index(direction);
+  bool segment_start = false;
+  bool gap = false;
+  const std::span<const std::uint8_t> bytes = data.cursor[d].Next(packet, segment_start, gap);
+  bool framed = false;
+  data.reader[d].Feed(bytes, segment_start, gap, [&](const common::TurnFrame& frame) {
+    framed = true;
+    // ChannelData: judged by its data, as the datagram it carries; STUN (the client's own
+    // transactions, ICE checks in indications) as it is, as over UDP.
+    std::uint32_t length = static_cast<std::uint32_t>(frame.length);
+    common::Bytes head = frame.head;
+    if (head.size() >= 4 && head[0] >= 0x40) {
+      length = static_cast<std::uint32_t>(head[2]) << 8 | head[3];
+      head = head.subspan(4);
+    }
+    const bool header = head.size() >= 2 && length >= 2;
+    data.shape.Add(config_, packet.ts, d, length, header ? head[0] : 0, header ? head[1] : 0,
+                   header, /*udp=*/true);
+  });
+  if (!bytes.empty() && packet.payload.size() < packet.payload_length) {
+    data.reader[d].Skip(packet.payload_length - packet.payload.size());
+  }
+  // In step with the frames, the segment's bytes were judged as theirs (a frame cut across
+  // segments counts once, a resent segment not again); out of step, it counts as it is.
+  return framed || data.reader[d].synced();
 }
 
 void FlowShapeDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
@@ -200,6 +271,10 @@ void FlowShapeDetector::ReportCounters(std::vector<CounterSample>& out) const {
   out.push_back({"directions",
                  "Screen sides reported to the host stage for named tools of unknown direction.",
                  counters_.directions.Read()});
+  out.push_back(
+      {"turn_over_tcp",
+       "TCP flows found to carry TURN (RFC 8656 12.5), judged by the datagrams they relay.",
+       counters_.turn_over_tcp.Read()});
 }
 
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,

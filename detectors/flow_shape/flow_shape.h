@@ -29,6 +29,7 @@ struct FlowShapeCounters {
   WorkerCounter sessions;        // unknown_remote_control findings
   WorkerCounter calls;           // flows given up as calls (media both ways)
   WorkerCounter directions;      // screen-side findings for the host stage
+  WorkerCounter turn_over_tcp;   // TCP flows found to carry TURN, judged by their frames
 };
 
 // Finds remote control by flow shape, for tools with no signature: a screen side that
@@ -63,6 +64,9 @@ class FlowShapeDetector : public Detector {
   struct FlowData;
   // Judges the flow at `now`; kDone when it is decided for good.
   Verdict Evaluate(const flow::FlowState& flow, FlowData& data, PacketTime now, EventBuffer& out);
+  // A TCP flow's segment: true when the flow carries TURN and the segment's frames were
+  // judged (or it held no new bytes), false when it counts as a segment.
+  bool TurnFrames(const decode::DecodedPacket& packet, flow::Direction direction, FlowData& data);
 
   FlowShapeConfig config_;
   DetectorContext context_;

@@ -13,6 +13,8 @@
 
 #include "capture/base/status_macros.h"
 #include "detectors/common/proxy.h"
+#include "detectors/common/tcp_cursor.h"
+#include "detectors/common/turn_stream.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
@@ -25,7 +27,7 @@ namespace {
 using flow::Direction;
 using flow::FlowState;
 
-// kStun: a UDP flow timed by its ICE checks (StunRtt).
+// kStun: a flow timed by its ICE checks (StunRtt): UDP, or TURN over TCP.
 enum class App { kUnknown, kTls, kSsh, kRfb, kRdp, kStun, kOther };
 
 // TLS record header of a handshake (RFC 8446 section 5.1): content type 22, version 3.x.
@@ -40,6 +42,13 @@ bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
 bool LooksLikeMcsConnectInitial(std::span<const std::uint8_t> p) {
   return p.size() >= 9 && p[0] == 0x03 && p[1] == 0x00 && p[4] == 0x02 && p[5] == 0xf0 &&
          p[6] == 0x80 && p[7] == 0x7f && p[8] == 0x65;
+}
+
+// A TCP flow whose client opens with whole STUN messages (a TURN client's Allocate, RFC 8656
+// 7.1, or a Binding request over TCP, RFC 8489 6.2.2): TURN over TCP. Only STUN, not
+// ChannelData: no channel is bound before the allocation.
+bool LooksLikeTurnOverTcp(std::span<const std::uint8_t> p) {
+  return p.size() >= common::kStunHeaderBytes && p[0] < 0x40 && common::WholeTurnFrames(p);
 }
 
 // RFC 4253 section 4.2: the identification string starts "SSH-".
@@ -144,8 +153,15 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
   AckRtt ack_rtt[2];
   Turnarounds turnarounds;
-  // UDP flows carrying STUN: their ICE checks, which time both ends instead of ACKs.
+  // Flows carrying STUN: their ICE checks, which time both ends instead of ACKs. A UDP
+  // flow's datagrams; a TCP flow to a TURN server (RFC 8656 12.5) is cut into frames.
   std::unique_ptr<StunRtt> stun;
+  struct TurnStream {
+    common::TcpCursor cursor[2];
+    // ICE checks (about 100-200 bytes in ChannelData or a Send indication) come whole.
+    common::TurnStreamReader<512> reader[2];
+  };
+  std::unique_ptr<TurnStream> turn_tcp;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
   // SSH flows during their setup: which client data came before its key exchange init.
@@ -216,6 +232,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   const bool after_unseen =
       packet.ip_version == 4 && ids.OnPacket(packet.ip_id, packet.payload_length);
   if (data.reported) {
+    if (data.stun)
+      return Verdict::kDone;  // a TURN flow is timed up to its record, as a UDP one
     // After the record the flow stays timed, one window of report_after at a time: its input
     // for stepping stones that begin late in a long session (an operator opens ssh from the
     // RDP desktop at 14:00), and an SSH session's reactions for the typing baseline, which
@@ -283,6 +301,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         NameApp(data, 0, packet.payload);
       }
     }
+    if (data.turn_tcp)
+      ReadTurnStream(packet, d, data);
     if (data.proxy) {
       const ProxySetupReader::State state = data.proxy->Feed(packet, d == 0);
       if (state == ProxySetupReader::State::kTunnel) {
@@ -392,8 +412,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
   }
   if (packet.ts - data.first >= config_.report_after) {
     Report(flow, data, packet.ts, /*open=*/true, out);
-    return config_.methods.stepping_stone || TypingTimed(data) ? Verdict::kContinue
-                                                                : Verdict::kDone;
+    return !data.stun && (config_.methods.stepping_stone || TypingTimed(data)) ? Verdict::kContinue
+                                                                               : Verdict::kDone;
   }
   return Verdict::kContinue;
 }
@@ -437,6 +457,21 @@ void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
   Report(flow, *data, flow.last_seen, /*open=*/false, out);
 }
 
+void RelayDetector::ReadTurnStream(const decode::DecodedPacket& packet, int d, FlowData& data) {
+  FlowData::TurnStream& t = *data.turn_tcp;
+  bool segment_start = false;
+  bool gap = false;
+  const std::span<const std::uint8_t> bytes = t.cursor[d].Next(packet, segment_start, gap);
+  const std::uint32_t before = data.stun->answered();
+  t.reader[d].Feed(bytes, segment_start, gap, [&](const common::TurnFrame& frame) {
+    if (!frame.whole.empty())
+      data.stun->OnDatagram(packet.ts, d, frame.whole);
+  });
+  if (!bytes.empty() && packet.payload.size() < packet.payload_length)
+    t.reader[d].Skip(packet.payload_length - packet.payload.size());
+  counters_.stun_rtt_samples.Increment(data.stun->answered() - before);
+}
+
 void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t> first) const {
   if (data.app != App::kUnknown && data.app != App::kOther)
     return;
@@ -458,6 +493,13 @@ void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t>
     data.client_dir = 0;  // both ends send a banner: the originator is the client
     if (config_.methods.hidden_leg || config_.methods.keystrokes)
       data.ssh_kex = std::make_unique<SshKexInitOrder>();
+  } else if (data.app == App::kUnknown && d == 0 && config_.methods.controller_rtt &&
+             LooksLikeTurnOverTcp(first)) {
+    // A TURN client's first request to its server (Allocate) over TCP: the ICE checks it
+    // relays time the far agent, as over UDP.
+    data.app = App::kStun;
+    data.stun = std::make_unique<StunRtt>();
+    data.turn_tcp = std::make_unique<FlowData::TurnStream>();
   } else if (data.app == App::kUnknown) {
     data.app = App::kOther;
     if (d == 0 && LooksLikeProxiedHttpRequest(first)) {
@@ -524,8 +566,11 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     legs[0] = &data.stun->rtt(0);
     legs[1] = &data.stun->rtt(1);
   }
-  const std::optional<double> rtt_orig = Least(hs_orig, Ms(legs[1]->floor()));
-  const std::optional<double> rtt_resp = Least(hs_resp, Ms(legs[0]->floor()));
+  // A TURN flow over TCP: its handshake times the TURN server, its checks the far agent.
+  const std::optional<double> rtt_orig =
+      data.stun ? Ms(legs[1]->floor()) : Least(hs_orig, Ms(legs[1]->floor()));
+  const std::optional<double> rtt_resp =
+      data.stun ? Ms(legs[0]->floor()) : Least(hs_resp, Ms(legs[0]->floor()));
   const RelayMethods& methods = config_.methods;
   counters_.turnarounds.Increment(data.turnarounds.samples_ms().size());
   counters_.turnarounds_refused.Increment(data.turnarounds.refused());

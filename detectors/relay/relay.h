@@ -78,6 +78,8 @@ class RelayDetector : public Detector {
                     EventBuffer& out);
   // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).
   bool TypingTimed(const FlowData& data) const;
+  // A TCP flow to a TURN server: the stream's new bytes cut into frames, their ICE checks timed.
+  void ReadTurnStream(const decode::DecodedPacket& packet, int d, FlowData& data);
   // Names the flow's app from the first bytes of direction `d` (of its tunnel, if proxied).
   void NameApp(FlowData& data, int d, std::span<const std::uint8_t> first) const;
 

@@ -427,9 +427,16 @@ def relay_seeds():
                                       relay_record(0, 2, 0, psh=False),
                                       relay_record(0, 1, 8, 4),
                                       relay_record(0, 90, 10, 3))])
+    # TURN over TCP (payloads beginning 1): the laptop's bare ICE check opens the flow, then
+    # checks and answers in ChannelData (odd sixth byte) 90 ms apart, one answer cut short.
+    turn_tcp = bytes([0x01 | 0x0C]) + b"".join(
+        [relay_record(0, 1, 255, 1, ack_perturb=0 << 8), relay_record(1, 90, 255, 1, ack_perturb=0 << 8)] +
+        [r for k in range(1, 13) for r in (relay_record(0, 250, 255, 1, ack_perturb=k << 8 | 1),
+                                           relay_record(1, 90, 255 if k != 5 else 30, 1,
+                                                        ack_perturb=k << 8 | 1))])
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
             "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex, "proxied_tls": proxied_tls,
-            "rfb_beyond_forwarder": rfb}
+            "rfb_beyond_forwarder": rfb, "turn_over_tcp": turn_tcp}
 
 
 # ------------------------------------------------------------------------------------------
@@ -483,9 +490,18 @@ def turn_indication(message_type, inner, transaction_id):
 def stun_turn_seeds():
     """stun_fuzz: what TURN relays for a peer before a channel is bound."""
     check = stun_message(0x0001, ICE_ATTRS, b"i" * 12)
+
+    def channel(data):  # padded, as over TCP
+        return struct.pack(">HH", 0x4001, len(data)) + data + bytes(-len(data) % 4)
+
+    # TURN over TCP (byte 0: segments of 4 bytes after the first frame, a gap every second
+    # segment in the lossy pass): a check, one in ChannelData, media longer than kept.
+    stream = bytes([0x03 | 0x10]) + check + channel(check) + channel(b"\x80\x60" + bytes(700)) + \
+        channel(stun_message(0x0101, b"", b"i" * 12))
     return {"turn_send_indication": turn_indication(0x0016, check, b"s" * 12),
             "turn_data_indication": turn_indication(0x0017, stun_message(0x0101, b"", b"i" * 12),
-                                                    b"d" * 12)}
+                                                    b"d" * 12),
+            "turn_tcp_stream": stream}
 
 
 def relay_udp_record(direction, kind, step, payload=b"", resend=False):

@@ -10,7 +10,9 @@
 // fourth byte of the record past the segment, so that SshKexInitOrder's packet layer is
 // reached; bit 7 proxy: a payload beginning 'C' is an HTTP CONNECT request from the client
 // and the proxy's 200 from the server, cut to the payload length, so that the proxy setup
-// reader is reached; RFB versions and viewer requests are always made, see below). Then
+// reader is reached; RFB versions and viewer requests are always made, and a payload
+// beginning 1 is an ICE check (from the client) or its answer, so that TURN over TCP is
+// reached, see below). Then
 // 6-byte records:
 // control (bit 0 direction, bits 1-5 SYN ACK PSH FIN RST, bit 6 resend the previous
 // sequence number, bit 7 jump the clock by seconds), time step (ms), payload length, the
@@ -30,7 +32,9 @@
 #include "capture/flow/flow_table.h"
 #include "daemon/sinks/event_json.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/relay/stun_rtt.h"
 #include "tests/common/ssh_wire.h"
+#include "tests/common/stun_wire.h"
 #include "tests/common/tls_wire.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -43,6 +47,7 @@ namespace fuzz = relaywatch::fuzz;
 namespace relay = relaywatch::detectors::relay;
 namespace detectors = relaywatch::detectors;
 namespace ssh_wire = relaywatch::detectors::ssh_wire;
+namespace stun_wire = relaywatch::detectors::stun_wire;
 namespace tls_wire = relaywatch::detectors::tls_wire;
 
 // A ClientHello offering TLS 1.3 and a ServerHello selecting it, whole records.
@@ -132,6 +137,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (std::size_t at = 1; at < payload.size(); at += 10)
         payload[at] = 1;
     }
+    // TURN over TCP: a payload beginning 1 (and at least a STUN header long) is an ICE check
+    // from the client or an answer, transaction id from the fourth byte, in padded
+    // ChannelData when the fifth is odd; cut to the payload length when shorter. A client
+    // whose first payload is a bare one is read as a TURN client.
+    if (first == 1 && len >= 20) {
+      const auto id = data[i + 4];
+      std::string frame = (control & 1) ? stun_wire::IceAnswer(id) : stun_wire::IceCheck(id);
+      if (data[i + 5] & 1) {
+        frame = stun_wire::InChannel(frame);
+        frame.append((4 - frame.size() % 4) % 4, '\0');
+      }
+      payload = frame.substr(0, len);
+    }
     if ((setup & 0x40) && first == 'S') {
       payload = ssh_wire::kBanner;
     } else if ((setup & 0x40) && first == 0 && len >= 6) {
@@ -174,12 +192,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (relaywatch::Event& e : events.events()) {
     const nlohmann::json& r = e.body;
     if (r.contains("_rtt_p15_ms")) {
-      // Each direction's 15th percentile: a round trip, only from 20 samples on.
+      // Each direction's 15th percentile: a round trip, only from 20 samples on (ICE checks,
+      // clean samples each: from StunRtt::kQuantileAfter).
       RW_FUZZ_CHECK(r["_rtt_p15_ms"].size() == 2);
+      const std::uint32_t least = r["app"] == "stun" ? relay::StunRtt::kQuantileAfter : 20;
       for (std::size_t d = 0; d < 2; ++d) {
         const nlohmann::json& q = r["_rtt_p15_ms"][d];
         RW_FUZZ_CHECK(q.is_null() ||
-                      (q.get<double>() >= 0 && r["rtt_samples"][d].get<std::uint32_t>() >= 20));
+                      (q.get<double>() >= 0 && r["rtt_samples"][d].get<std::uint32_t>() >= least));
       }
     }
     if (r.contains("hidden_leg_rtt_ms")) {

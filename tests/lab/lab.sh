@@ -156,7 +156,7 @@ SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ss
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
            vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call
-           webrtc_turn_session webrtc_turn_call)
+           webrtc_turn_session webrtc_turn_call webrtc_turn_tcp_session webrtc_turn_tcp_call)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -492,6 +492,8 @@ webrtc_session          op chromium drives farm chromium's canvas screen over We
 webrtc_call             farm and op chromium in a WebRTC video call (UDP)  relayed=false app=webrtc
 webrtc_turn_session     webrtc_session with farm's side relayed by TURN (coturn on srv)  relayed=true app=webrtc controlled=farm
 webrtc_turn_call        webrtc_call with farm's side relayed by TURN (coturn on srv)  relayed=false app=webrtc
+webrtc_turn_tcp_session webrtc_turn_session with farm's side on TURN over TCP (UDP blocked)  relayed=true app=webrtc controlled=farm
+webrtc_turn_tcp_call    webrtc_turn_call with farm's side on TURN over TCP  relayed=false app=webrtc
 EOF
 }
 
@@ -703,14 +705,17 @@ start_turn() {  # start_turn OUT
     log "turnserver did not listen (see $out/turnserver.log)"; return 1
 }
 
-webrtc_run() {  # webrtc_run MODE OUT SEED [turn]: session (host on farm, viewer on op) or call (caller on farm, callee on op)
+webrtc_run() {  # webrtc_run MODE OUT SEED [turn|turn-tcp]: session (host on farm, viewer on op) or call (caller on farm, callee on op)
     local mode="$1" out="$2" seed="$3" via="${4:-}" a b pa pb i rc=0 fake=() turn=()
     command -v chromium >/dev/null || { log "chromium missing: apt-get install chromium"; return 3; }
     if [[ $mode == session ]]; then a=host; b=viewer; else a=caller; b=callee; fi
     [[ $mode == call ]] && fake=(--use-fake-device-for-media-stream --use-fake-ui-for-media-stream)
-    if [[ $via == turn ]]; then
+    if [[ $via == turn* ]]; then
         start_turn "$out" || return
-        turn=(--turn "turn:$SRV:$TURN_PORT?transport=udp" --turn-user rwlab --turn-pass rwlab --relay-roles "$a")
+        # turn-tcp: the laptop reaches the server over TCP (a network that lets no UDP out);
+        # coturn relays to the far peer over UDP as before
+        turn=(--turn "turn:$SRV:$TURN_PORT?transport=$([[ $via == turn-tcp ]] && echo tcp || echo udp)"
+              --turn-user rwlab --turn-pass rwlab --relay-roles "$a")
     fi
     run_bg srv "$out/webrtc_signal.log" "$PY" "$HELPERS/webrtc_signal.py" --bind "$SRV" --port "$WEBRTC_PORT" \
         --mode "$mode" --seed "$seed" --budget "$WEBRTC_BUDGET_S" --max-kbps "$WEBRTC_MAX_KBPS" --log "$out/webrtc_log.jsonl" \
@@ -771,6 +776,24 @@ scn_webrtc_turn_call() {
     spec direct webrtc "$FARM" "$SRV" "udp:$TURN_PORT" false "farm caller <-> TURN on srv, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
     signalling_spec caller
     webrtc_run call "$out" "$seed" turn
+}
+
+scn_webrtc_turn_tcp_session() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=webrtc; M_KIND=turn; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
+    M_NOTE="webrtc_turn_session with the laptop's side on TURN over TCP (RFC 8656 12.5: a network that lets no UDP out): one TCP flow farm -> srv:$TURN_PORT at the gateway carrying STUN messages and padded ChannelData, UDP from srv to op beyond it; the ICE checks go end to end, farm <-> op"
+    spec operator_leg webrtc "$FARM" "$SRV" "$TURN_PORT" true "farm host -> TURN on srv over TCP, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
+    signalling_spec host
+    webrtc_run session "$out" "$seed" turn-tcp
+}
+
+scn_webrtc_turn_tcp_call() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
+    M_NOTE="webrtc_turn_call with the laptop's side on TURN over TCP: a video call with a far colleague (op); not remote control"
+    spec direct webrtc "$FARM" "$SRV" "$TURN_PORT" false "farm caller -> TURN on srv over TCP, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
+    signalling_spec caller
+    webrtc_run call "$out" "$seed" turn-tcp
 }
 
 start_tinyproxy() {  # start_tinyproxy OUT PORT [NS ADDR LISTEN_PORT ALLOW]: CONNECT to PORT only

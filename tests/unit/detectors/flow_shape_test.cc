@@ -550,17 +550,22 @@ class Session {
         table_(flow::FlowTableConfig{},
                [this](flow::FlowState& f, flow::EndReason) { detector_.OnFlowEnd(f, events_); }) {}
 
-  // Sends one TCP segment; `from_client` picks the direction. Returns the verdict.
+  // Sends one TCP segment; `from_client` picks the direction. Returns the verdict. With
+  // `payload` its bytes: a UDP datagram's, or with `tcp_bytes` a TCP segment's, numbered on
+  // from the side's last.
   Verdict Send(absl::Duration at, bool from_client, std::uint8_t flags, std::uint32_t bytes,
-               const std::string* udp_payload = nullptr) {
+               const std::string* payload = nullptr, bool tcp_bytes = false) {
     decode::DecodedPacket p;
     p.ts = kT0 + at;
     p.ip_version = 4;
-    p.protocol = udp_payload ? decode::kProtoUdp : decode::kProtoTcp;
-    if (udp_payload) {
-      p.payload = {reinterpret_cast<const std::uint8_t*>(udp_payload->data()), udp_payload->size()};
-      bytes = static_cast<std::uint32_t>(udp_payload->size());
+    p.protocol = payload && !tcp_bytes ? decode::kProtoUdp : decode::kProtoTcp;
+    if (payload) {
+      p.payload = {reinterpret_cast<const std::uint8_t*>(payload->data()), payload->size()};
+      bytes = static_cast<std::uint32_t>(payload->size());
     }
+    std::uint32_t& seq = seq_[from_client ? 0 : 1];
+    p.seq = seq;
+    seq += bytes;
     const flow::Endpoint& src = from_client ? client_ : server_;
     const flow::Endpoint& dst = from_client ? server_ : client_;
     p.src = src.ip;
@@ -599,15 +604,44 @@ class Session {
     std::stable_sort(packets.begin(), packets.end(),
                      [](const Pkt& a, const Pkt& b) { return a.at < b.at; });
     for (const Pkt& p : packets) {
-      const bool given = p.first != 0 && p.second != 0;
-      std::string datagram(std::max<std::uint32_t>(p.bytes, 2), 'x');
-      datagram[0] = static_cast<char>(given ? p.first : (p.rtp ? 0x80 : 0x17));
-      datagram[1] = static_cast<char>(given ? p.second : (p.rtp ? 111 : 0x03));
-      const std::string wrapped = wrap(datagram);
+      const std::string wrapped = wrap(Datagram(p));
       Send(p.at, p.dir == 0, 0, 0, &wrapped);
     }
   }
+  // Plays them as TURN over TCP (RFC 8656 12.5): each datagram in padded ChannelData, one
+  // frame a segment, but every seventh frame written behind the side's next one and every
+  // eleventh cut in two, as a stream may carry them.
+  void PlayTurnTcp(std::vector<Pkt> packets) {
+    std::stable_sort(packets.begin(), packets.end(),
+                     [](const Pkt& a, const Pkt& b) { return a.at < b.at; });
+    std::string held[2];
+    for (std::size_t i = 0; i < packets.size(); ++i) {
+      const int d = packets[i].dir;
+      std::string frame = stun_wire::InChannel(Datagram(packets[i]), 0x4001);
+      frame.append((4 - frame.size() % 4) % 4, '\0');
+      std::string bytes = held[d] + frame;
+      held[d].clear();
+      if (i % 7 == 3) {
+        held[d] = bytes;
+        continue;
+      }
+      if (i % 11 == 5) {
+        const std::string first = bytes.substr(0, 6);
+        Send(packets[i].at, d == 0, decode::kTcpAck | decode::kTcpPsh, 0, &first, true);
+        bytes = bytes.substr(6);
+      }
+      Send(packets[i].at, d == 0, decode::kTcpAck | decode::kTcpPsh, 0, &bytes, true);
+    }
+  }
   void End() { table_.EndAll(flow::EndReason::kShutdown); }
+  // A packet as a datagram of its size, with its first two bytes (as Feed).
+  static std::string Datagram(const Pkt& p) {
+    const bool given = p.first != 0 && p.second != 0;
+    std::string datagram(std::max<std::uint32_t>(p.bytes, 2), 'x');
+    datagram[0] = static_cast<char>(given ? p.first : (p.rtp ? 0x80 : 0x17));
+    datagram[1] = static_cast<char>(given ? p.second : (p.rtp ? 111 : 0x03));
+    return datagram;
+  }
   std::vector<Event>& events() { return events_.events(); }
   const FlowShapeDetector& detector() const { return detector_; }
   const flow::FlowState& flow() const { return *flow_; }
@@ -620,6 +654,7 @@ class Session {
   flow::FlowTable table_;
   flow::FlowState* flow_ = nullptr;
   bool done_ = false;
+  std::uint32_t seq_[2] = {1000, 500000};
 };
 
 TEST(FlowShapeDetector, ReportsOneSessionWithTheScreenSideAsControlled) {
@@ -683,6 +718,48 @@ TEST(FlowShapeDetector, AWebRtcDesktopThroughTurnIsJudgedByWhatItsDatagramsCarry
     else
       EXPECT_EQ(f, bare);  // every feature as without the relay
   }
+}
+
+TEST(FlowShapeDetector, AWebRtcDesktopThroughTurnOverTcpIsJudgedByItsDatagrams) {
+  // Where no UDP goes out the laptop reaches its TURN server over TCP: the same session,
+  // framed in the stream, is judged as its datagrams, not as the stream's segments.
+  Session udp("10.1.1.5", "198.51.100.7");
+  const std::string empty;
+  udp.Send(absl::ZeroDuration(), true, 0, 0, &empty);  // its flow begins with the TCP one's
+  udp.PlayUdp(WebRtcDesktop(absl::Seconds(45)),
+              [](const std::string& d) { return stun_wire::InChannel(d, 0x4001); });
+  udp.End();
+  Session tcp("10.1.1.5", "198.51.100.7");
+  tcp.Handshake();
+  tcp.PlayTurnTcp(WebRtcDesktop(absl::Seconds(45)));
+  tcp.End();
+  ASSERT_EQ(udp.events().size(), 1u);
+  ASSERT_EQ(tcp.events().size(), 1u);
+  const Event& e = tcp.events()[0];
+  EXPECT_EQ(e.event_type, "remote_session");
+  EXPECT_EQ(e.body["controlled"], "10.1.1.5");
+  EXPECT_EQ(e.body["transport"], "tcp");
+  EXPECT_EQ(tcp.detector().counters().turn_over_tcp.Read(), 1u);
+  // Judged by the same datagrams: the stacks' feedback set aside as over UDP, each frame
+  // counted once (also those cut across segments). Only timings differ: a frame written
+  // behind the next one reaches the sensor with it.
+  const nlohmann::json& f = e.body["flow_shape"];
+  const nlohmann::json& bare = udp.events()[0].body["flow_shape"];
+  EXPECT_NEAR(f["duration"].get<double>(), bare["duration"].get<double>(), 0.05);
+  for (const char* side : {"screen", "input"}) {
+    SCOPED_TRACE(side);
+    EXPECT_EQ(f[side]["rtcp_packets"], bare[side]["rtcp_packets"]);
+    EXPECT_EQ(f[side]["packets"], bare[side]["packets"]);
+    EXPECT_EQ(f[side]["bytes"], bare[side]["bytes"]);
+    EXPECT_EQ(f[side]["size_classes"], bare[side]["size_classes"]);
+  }
+
+  // The same segments without the framing (TLS records of those sizes): no TURN.
+  Session plain("10.1.1.5", "198.51.100.7");
+  plain.Handshake();
+  plain.Play(WebRtcDesktop(absl::Seconds(45)));
+  plain.End();
+  EXPECT_EQ(plain.detector().counters().turn_over_tcp.Read(), 0u);
 }
 
 TEST(FlowShapeDetector, StateIsCappedAndFreedOnceDecided) {

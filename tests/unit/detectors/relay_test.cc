@@ -3615,19 +3615,62 @@ TEST(RelayStun, OldRequestsAreForgotten) {
   EXPECT_EQ(stun.rtt(0).count(), 1u);
 }
 
+// How a WebRTC session's datagrams pass the sensor: between the two agents, or through a
+// TURN server, over UDP or TCP (RFC 8656 12.5: framed in the stream, ChannelData padded).
+enum class Via { kDirect, kTurn, kTurnTcp };
+
 // A WebRTC session between a laptop (10.0.0.5) and a peer `peer_ms` beyond the sensor: video
 // and input datagrams, and each agent's consent checks every 2.5 s, answered at once.
-// With `turn` the responder is a TURN server and the peer 203.0.113.9 beyond it: every
-// datagram on the channel the laptop bound first.
+// Through TURN the responder is the server (10 ms away) and the peer 203.0.113.9 beyond it:
+// every datagram on the channel the laptop bound first. Over TCP some frames share a
+// segment (media behind the next frame) and some are cut across two, as a stream carries them.
 std::vector<Event> WebRtcSession(double peer_ms, double seconds, RelayConfig config = {},
-                                 bool turn = false) {
+                                 Via via = Via::kDirect) {
   Wire w(config);
   w.SetServerPort(3478);
-  const auto send = [&](double t, bool from_laptop, const std::string& datagram) {
-    w.SendUdp(t, from_laptop, turn ? InChannel(datagram) : datagram);
+  const bool turn = via != Via::kDirect;
+  std::string pending[2];  // TCP: frames held for the side's next segment
+  const auto segment = [&](double t, bool from_laptop, const std::string& bytes) {
+    std::string& held = pending[from_laptop ? 0 : 1];
+    w.Send(t, from_laptop, kAck | kPsh, held + bytes);
+    held.clear();
   };
-  if (turn)
-    w.SendUdp(0, true, stun_wire::ChannelBind(0x4000, XorPeerAddress(203, 0, 113, 9, 50000)));
+  int frames = 0;
+  const auto send = [&](double t, bool from_laptop, const std::string& datagram) {
+    const std::string framed = turn ? InChannel(datagram) : datagram;
+    if (via != Via::kTurnTcp) {
+      w.SendUdp(t, from_laptop, framed);
+      return;
+    }
+    const std::string padded = framed + std::string((4 - framed.size() % 4) % 4, '\0');
+    const bool media = static_cast<std::uint8_t>(datagram[0]) >= 0x40;
+    switch (++frames % 5) {
+      case 1:  // media written behind the side's next frame, in one segment
+        if (media) {
+          pending[from_laptop ? 0 : 1] += padded;
+          break;
+        }
+        [[fallthrough]];
+      case 2:  // cut in two
+        segment(t, from_laptop, padded.substr(0, 7));
+        segment(t, from_laptop, padded.substr(7));
+        break;
+      default:
+        segment(t, from_laptop, padded);
+    }
+  };
+  if (via == Via::kTurnTcp) {
+    w.Handshake(-100, 0.05);
+    segment(-90, true, stun_wire::Message(0x0003, 0xa1));   // Allocate
+    segment(-80, false, stun_wire::Message(0x0103, 0xa1));  // its success
+  }
+  if (turn) {
+    const std::string bind = stun_wire::ChannelBind(0x4000, XorPeerAddress(203, 0, 113, 9, 50000));
+    if (via == Via::kTurnTcp)
+      segment(0, true, bind);
+    else
+      w.SendUdp(0, true, bind);
+  }
   for (double t = 0; t < seconds * 1000; t += 2500) {
     const auto id = static_cast<std::uint8_t>(t / 2500);
     send(t, true, IceCheck(id));
@@ -3677,6 +3720,35 @@ TEST(RelayDetector, AUdpFlowIsTimedByItsIceChecks) {
   EXPECT_TRUE(WebRtcSession(90, 40, off).empty());
 }
 
+TEST(RelayDetector, ATcpFlowToATurnServerIsTimedByTheChecksItCarries) {
+  // The laptop reaches its TURN server over TCP (no UDP out): the checks inside time the far
+  // agent, as over UDP; the connection's own handshake only the server (10 ms).
+  const std::vector<Event> events = WebRtcSession(90, 40, {}, Via::kTurnTcp);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["app"], "stun");
+  EXPECT_DOUBLE_EQ(r["rtt_responder_ms"].get<double>(), 90);
+  EXPECT_DOUBLE_EQ(r["rtt_originator_ms"].get<double>(), 0.2);
+  EXPECT_DOUBLE_EQ(r["handshake"]["responder_ms"].get<double>(), 10);
+  EXPECT_EQ(r["rtt_samples"], nlohmann::json({16, 16}));
+  EXPECT_EQ(r["stun"]["checks"], 32);
+  EXPECT_EQ(r["stun"]["answered"], 32);
+  EXPECT_TRUE(r["stun"]["via_turn"].get<bool>());
+  EXPECT_EQ(r["stun"]["turn_peer"], "203.0.113.9");
+  EXPECT_FALSE(r.contains("_on_times_us"));  // nor stepping-stone windows after it
+  // A TCP flow that does not open with STUN is not read for it, whatever comes later.
+  Wire other;
+  other.SetServerPort(3478);
+  other.Handshake(0, 0.05);
+  other.Send(20, true, kAck | kPsh, "GET / HTTP/1.1\r\n\r\n");
+  other.Send(40, true, kAck | kPsh, IceCheck(1));
+  other.Send(130, false, kAck | kPsh, IceAnswer(1));
+  const std::vector<Event> plain = other.End();
+  ASSERT_EQ(plain.size(), 1u);
+  EXPECT_EQ(plain[0].body["app"], "other");
+  EXPECT_FALSE(plain[0].body.contains("stun"));
+}
+
 TEST(RelayDetector, UdpWithoutStunIsLeftAlone) {
   Wire w;
   for (int i = 0; i < 100; ++i)
@@ -3688,10 +3760,11 @@ TEST(RelayDetector, UdpWithoutStunIsLeftAlone) {
 }
 
 TEST(RelayHostStage, AWebRtcSessionNamedByItsShapeIsJudgedByItsChecks) {
-  for (const bool turn : {false, true}) {
+  for (const Via via : {Via::kDirect, Via::kTurn, Via::kTurnTcp}) {
+    const bool turn = via != Via::kDirect;
     for (const double peer_ms : {90.0, 20.0}) {
-      SCOPED_TRACE(absl::StrCat("turn ", turn, " peer ", peer_ms));
-      const std::vector<Event> record = WebRtcSession(peer_ms, 40, {}, turn);
+      SCOPED_TRACE(absl::StrCat("via ", static_cast<int>(via), " peer ", peer_ms));
+      const std::vector<Event> record = WebRtcSession(peer_ms, 40, {}, via);
       ASSERT_EQ(record.size(), 1u);
       host::HostStage stage(HostConfig());
       std::vector<Event> out;

@@ -10,6 +10,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
+#include "detectors/common/turn_stream.h"
+#include "tests/common/stun_wire.h"
+
 namespace relaywatch::detectors::common {
 namespace {
 
@@ -405,6 +408,116 @@ TEST(Stun, ClassicRfc3489OnlyWhenAskedAndStrict) {
   EXPECT_EQ(ParseStun(Bytes(Stun(0x0001, 1).Finish()), m, classic), StunParseStatus::kOk);
   EXPECT_EQ(ParseStun(Bytes(Stun(0x0001, 1).Finish(true)), m, classic),
             StunParseStatus::kNoMagicCookie);  // FINGERPRINT is not an RFC 3489 attribute
+}
+
+// ---- TURN over TCP: the stream cut into frames again ---------------------------------
+
+// Padded to four, as ChannelData goes over TCP (RFC 8656 12.5).
+std::string OverTcp(std::string frame) {
+  frame.append((4 - frame.size() % 4) % 4, '\0');
+  return frame;
+}
+
+struct Seen {
+  std::vector<std::size_t> lengths;
+  std::vector<std::string> whole;  // empty: handed over by its head only
+  std::vector<std::string> heads;
+};
+
+template <std::size_t Keep>
+void FeedAll(TurnStreamReader<Keep>& reader, const std::string& bytes, bool segment_start, bool gap,
+             Seen& seen) {
+  reader.Feed(Bytes(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()),
+              segment_start, gap, [&](const TurnFrame& f) {
+                seen.lengths.push_back(f.length);
+                seen.whole.emplace_back(f.whole.begin(), f.whole.end());
+                seen.heads.emplace_back(f.head.begin(), f.head.end());
+              });
+}
+
+TEST(TurnStream, WholeFramesAreWhereAStreamCanBeTakenUp) {
+  const std::string check = stun_wire::IceCheck(1);
+  const auto whole = [](const std::string& s) {
+    return WholeTurnFrames(Bytes(reinterpret_cast<const std::uint8_t*>(s.data()), s.size()));
+  };
+  EXPECT_TRUE(whole(check));
+  EXPECT_TRUE(whole(OverTcp(stun_wire::InChannel(check))));
+  EXPECT_TRUE(whole(check + OverTcp(stun_wire::InChannel(std::string(5, 'v')))));
+  EXPECT_FALSE(whole(""));
+  EXPECT_FALSE(whole(check.substr(0, 30)));                        // a frame's first part
+  EXPECT_FALSE(whole(check + "x"));                                // and a byte more
+  EXPECT_FALSE(whole(stun_wire::InChannel(std::string(5, 'v'))));  // unpadded: not over TCP
+  EXPECT_FALSE(whole(std::string("\x17\x03\x03\x00\x10", 5) + std::string(16, 't')));  // TLS
+}
+
+TEST(TurnStream, FramesAreCutAcrossAndWithinSegments) {
+  const std::string check = stun_wire::IceCheck(1);
+  const std::string media = OverTcp(stun_wire::InChannel("\x80\x60" + std::string(1100, 'v')));
+  const std::string answer = OverTcp(stun_wire::InChannel(stun_wire::IceAnswer(2), 0x4001));
+  TurnStreamReader<512> reader;
+  Seen seen;
+  // Taken up at the first segment of whole frames; the check, then media and an answer
+  // coalesced and cut mid-header, mid-body.
+  FeedAll(reader, check, true, false, seen);
+  const std::string rest = media + answer + check;
+  FeedAll(reader, rest.substr(0, 2), true, false, seen);    // half a header
+  FeedAll(reader, rest.substr(2, 600), true, false, seen);  // the media's head
+  FeedAll(reader, rest.substr(602, media.size() - 602 + 10), true, false, seen);
+  FeedAll(reader, rest.substr(media.size() + 10), true, false, seen);
+  ASSERT_EQ(seen.lengths.size(), 4u);
+  EXPECT_EQ(seen.lengths[0], check.size());
+  EXPECT_EQ(seen.whole[0], check);
+  EXPECT_EQ(seen.lengths[1], media.size());  // padding included
+  EXPECT_TRUE(seen.whole[1].empty());        // longer than kept: by its head
+  EXPECT_EQ(seen.heads[1], media.substr(0, kTurnFrameHeadBytes));
+  EXPECT_EQ(seen.whole[2], answer);
+  EXPECT_EQ(seen.whole[3], check);
+  EXPECT_EQ(reader.frames(), 4u);
+  EXPECT_EQ(reader.lost_sync(), 0u);
+
+  // A reader that keeps nothing hands every frame over by its head.
+  TurnStreamReader<kTurnFrameHeadBytes> heads;
+  Seen only;
+  FeedAll(heads, check + media + answer, true, false, only);
+  ASSERT_EQ(only.lengths.size(), 3u);
+  for (const std::string& w : only.whole)
+    EXPECT_TRUE(w.empty());
+  EXPECT_EQ(only.heads[2], answer.substr(0, kTurnFrameHeadBytes));
+}
+
+TEST(TurnStream, AGapOrBytesThatDoNotFrameLoseItUntilTheNextWholeSegment) {
+  const std::string check = stun_wire::IceCheck(1);
+  const std::string media = OverTcp(stun_wire::InChannel("\x80\x60" + std::string(700, 'v')));
+  TurnStreamReader<512> reader;
+  Seen seen;
+  // Picked up mid-stream: nothing until a segment begins with a frame and holds only frames.
+  FeedAll(reader, media.substr(100), true, false, seen);
+  FeedAll(reader, check + media.substr(0, 20), true, false, seen);
+  EXPECT_FALSE(reader.synced());
+  FeedAll(reader, check, true, false, seen);
+  EXPECT_TRUE(reader.synced());
+  ASSERT_EQ(seen.lengths.size(), 1u);
+  // Data lost before the sensor: out of step until the next whole segment.
+  FeedAll(reader, media.substr(0, 300), true, false, seen);
+  FeedAll(reader, media.substr(500), true, /*gap=*/true, seen);
+  EXPECT_FALSE(reader.synced());
+  EXPECT_EQ(reader.lost_sync(), 1u);
+  FeedAll(reader, check, true, false, seen);
+  EXPECT_TRUE(reader.synced());
+  // Bytes that are no frame (a header of neither kind).
+  FeedAll(reader, std::string(24, '\x99'), true, false, seen);
+  EXPECT_FALSE(reader.synced());
+  EXPECT_EQ(reader.lost_sync(), 2u);
+  EXPECT_EQ(seen.lengths.size(), 3u);  // check, media (by its head), check
+  // A segment cut by the snaplen: its frame skipped through, or lost if kept whole.
+  FeedAll(reader, check, true, false, seen);
+  FeedAll(reader, media.substr(0, 100), true, false, seen);
+  reader.Skip(media.size() - 100);
+  EXPECT_TRUE(reader.synced());
+  FeedAll(reader, check.substr(0, 40), true, false, seen);
+  reader.Skip(check.size() - 40);
+  EXPECT_FALSE(reader.synced());
+  EXPECT_EQ(seen.lengths.size(), 5u);
 }
 
 }  // namespace
