@@ -760,40 +760,46 @@ scn_webrtc_call() {
     webrtc_run call "$out" "$seed"
 }
 
+# The WebRTC scenarios through coturn on srv: MODE session (relayed, the laptop controlled by
+# op) or call (a negative), VIA turn (UDP to the server) or turn-tcp (TCP to it).
+webrtc_turn_scenario() {  # webrtc_turn_scenario MODE VIA OUT SEED NOTE LEG_NOTE
+    local mode="$1" via="$2" out="$3" seed="$4" port="udp:$TURN_PORT"
+    [[ $via == turn-tcp ]] && port="$TURN_PORT"
+    if [[ $mode == session ]]; then
+        M_RELAYED=true; M_APP=webrtc; M_KIND=turn; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
+        spec operator_leg webrtc "$FARM" "$SRV" "$port" true "$6"
+        signalling_spec host
+    else
+        M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
+        spec direct webrtc "$FARM" "$SRV" "$port" false "$6"
+        signalling_spec caller
+    fi
+    M_NOTE="$5"
+    webrtc_run "$mode" "$out" "$seed" "$via"
+}
+
 scn_webrtc_turn_session() {
-    local out="$1" seed="$2"
-    M_RELAYED=true; M_APP=webrtc; M_KIND=turn; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
-    M_NOTE="webrtc_session through a TURN server near the laptop (coturn on srv, as Chrome Remote Desktop's relays): the laptop's chromium may only use relayed candidates, so the session is one UDP flow farm <-> srv:$TURN_PORT at the gateway (Send/Data indications, then ChannelData) and srv <-> op beyond it, which the gateway does not see; the ICE checks go end to end, farm <-> op"
-    spec operator_leg webrtc "$FARM" "$SRV" "udp:$TURN_PORT" true "farm host <-> TURN on srv, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
-    signalling_spec host
-    webrtc_run session "$out" "$seed" turn
+    webrtc_turn_scenario session turn "$1" "$2" \
+        "webrtc_session through a TURN server near the laptop (coturn on srv, as Chrome Remote Desktop's relays): the laptop's chromium may only use relayed candidates, so the session is one UDP flow farm <-> srv:$TURN_PORT at the gateway (Send/Data indications, then ChannelData) and srv <-> op beyond it, which the gateway does not see; the ICE checks go end to end, farm <-> op" \
+        "farm host <-> TURN on srv, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
 }
 
 scn_webrtc_turn_call() {
-    local out="$1" seed="$2"
-    M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
-    M_NOTE="webrtc_call through a TURN server near the laptop (coturn on srv): the person at the laptop in a video call with a far colleague (op), the laptop's chromium on relayed candidates only; not remote control"
-    spec direct webrtc "$FARM" "$SRV" "udp:$TURN_PORT" false "farm caller <-> TURN on srv, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
-    signalling_spec caller
-    webrtc_run call "$out" "$seed" turn
+    webrtc_turn_scenario call turn "$1" "$2" \
+        "webrtc_call through a TURN server near the laptop (coturn on srv): the person at the laptop in a video call with a far colleague (op), the laptop's chromium on relayed candidates only; not remote control" \
+        "farm caller <-> TURN on srv, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
 }
 
 scn_webrtc_turn_tcp_session() {
-    local out="$1" seed="$2"
-    M_RELAYED=true; M_APP=webrtc; M_KIND=turn; M_CTRL=farm; M_HUMAN=op; M_EVENTS=webrtc_events.json
-    M_NOTE="webrtc_turn_session with the laptop's side on TURN over TCP (RFC 8656 12.5: a network that lets no UDP out): one TCP flow farm -> srv:$TURN_PORT at the gateway carrying STUN messages and padded ChannelData, UDP from srv to op beyond it; the ICE checks go end to end, farm <-> op"
-    spec operator_leg webrtc "$FARM" "$SRV" "$TURN_PORT" true "farm host -> TURN on srv over TCP, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
-    signalling_spec host
-    webrtc_run session "$out" "$seed" turn-tcp
+    webrtc_turn_scenario session turn-tcp "$1" "$2" \
+        "webrtc_turn_session with the laptop's side on TURN over TCP (RFC 8656 12.5: a network that lets no UDP out): one TCP flow farm -> srv:$TURN_PORT at the gateway carrying STUN messages and padded ChannelData, UDP from srv to op beyond it; the ICE checks go end to end, farm <-> op" \
+        "farm host -> TURN on srv over TCP, relaying for op's viewer: ICE/STUN inside TURN, DTLS, SRTP screen video, SCTP input"
 }
 
 scn_webrtc_turn_tcp_call() {
-    local out="$1" seed="$2"
-    M_RELAYED=false; M_APP=webrtc; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""
-    M_NOTE="webrtc_turn_call with the laptop's side on TURN over TCP: a video call with a far colleague (op); not remote control"
-    spec direct webrtc "$FARM" "$SRV" "$TURN_PORT" false "farm caller -> TURN on srv over TCP, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
-    signalling_spec caller
-    webrtc_run call "$out" "$seed" turn-tcp
+    webrtc_turn_scenario call turn-tcp "$1" "$2" \
+        "webrtc_turn_call with the laptop's side on TURN over TCP: a video call with a far colleague (op); not remote control" \
+        "farm caller -> TURN on srv over TCP, relaying for op's callee: ICE/STUN inside TURN, DTLS, SRTP audio+video both ways"
 }
 
 start_tinyproxy() {  # start_tinyproxy OUT PORT [NS ADDR LISTEN_PORT ALLOW]: CONNECT to PORT only
