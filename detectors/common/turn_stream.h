@@ -6,13 +6,14 @@
 // Desktop's relays, a KVM vendor's cloud on TCP 443); the server relays to the far peer over
 // UDP, so the frames carry what a UDP flow's datagrams would: ICE checks, DTLS, SRTP.
 //
-// TurnStreamReader cuts such a stream, given segment by segment as TcpCursor hands out its
-// new bytes, into frames again. It starts unsynchronised and takes up the stream at a
-// segment that begins with a frame and holds only whole frames (WholeFrames): senders of
-// real-time data write each frame at once (TCP_NODELAY), so most segments do, and a reader
-// that picks a stream up mid-way, or loses bytes to a gap, finds its place again at the next
-// one. Bytes that do not frame (a length that is no frame's) drop it out of sync, counted.
-// Bad input: any bytes; state is fixed-size (no allocation), at most kKeep bytes buffered.
+// TurnStreamReader cuts such a stream, given segment by segment (OnSegment, which takes each
+// segment's new bytes from a TcpCursor) or as bytes (Feed), into frames again. It starts
+// unsynchronised and takes up the stream at a segment that begins with a frame and holds only whole
+// frames (WholeFrames): senders of real-time data write each frame at once (TCP_NODELAY), so most
+// segments do, and a reader that picks a stream up mid-way, or loses bytes to a gap, finds its
+// place again at the next one. Bytes that do not frame (a length that is no frame's) drop it out of
+// sync, counted. Bad input: any bytes; state is fixed-size (no allocation), at most kKeep bytes
+// buffered.
 
 #include <array>
 #include <cstddef>
@@ -21,7 +22,9 @@
 
 #include "absl/functional/function_ref.h"
 
+#include "capture/decode/decoded_packet.h"
 #include "detectors/common/stun.h"
+#include "detectors/common/tcp_cursor.h"
 
 namespace relaywatch::detectors::common {
 
@@ -87,6 +90,17 @@ class TurnStreamReader {
   // `n` bytes of the stream were not captured (a segment cut by the snaplen): skipped in the
   // frame in progress, or out of sync if they held a header or a frame kept whole.
   void Skip(std::size_t n) { framer_.Skip(Keep, n); }
+  // One TCP segment of this direction: its bytes not seen before (TcpCursor), fed as above,
+  // and those the snaplen cut skipped.
+  void OnSegment(const decode::DecodedPacket& segment,
+                 absl::FunctionRef<void(const TurnFrame&)> on_frame) {
+    bool segment_start = false;
+    bool gap = false;
+    const Bytes bytes = cursor_.Next(segment, segment_start, gap);
+    Feed(bytes, segment_start, gap, on_frame);
+    if (!bytes.empty() && segment.payload.size() < segment.payload_length)
+      Skip(segment.payload_length - segment.payload.size());
+  }
 
   bool synced() const { return framer_.synced(); }
   std::uint32_t frames() const { return framer_.frames(); }
@@ -96,6 +110,7 @@ class TurnStreamReader {
  private:
   std::array<std::uint8_t, Keep> buffer_{};
   internal::TurnFramer framer_;
+  TcpCursor cursor_;  // OnSegment's
 };
 
 }  // namespace relaywatch::detectors::common

@@ -4,7 +4,6 @@
 
 #include "capture/base/status_macros.h"
 #include "detectors/common/stun.h"
-#include "detectors/common/tcp_cursor.h"
 #include "detectors/common/turn_stream.h"
 
 namespace relaywatch::detectors::flow_shape {
@@ -100,7 +99,6 @@ struct FlowShapeDetector::FlowData : flow::DetectorFlowData {
   Turn turn = Turn::kUnknown;
   std::uint8_t probed = 0;
   std::uint8_t whole = 0;
-  common::TcpCursor cursor[2];
   common::TurnStreamReader<common::kTurnFrameHeadBytes> reader[2];
 };
 
@@ -221,11 +219,8 @@ bool FlowShapeDetector::TurnFrames(const decode::DecodedPacket& packet, Directio
   // segments of a TURN flow count as the datagrams they carry); the reader falls out of step
   // again at the next segment of anything else.
   const int d = flow::Index(direction);
-  bool segment_start = false;
-  bool gap = false;
-  const std::span<const std::uint8_t> bytes = data.cursor[d].Next(packet, segment_start, gap);
   bool framed = false;
-  data.reader[d].Feed(bytes, segment_start, gap, [&](const common::TurnFrame& frame) {
+  data.reader[d].OnSegment(packet, [&](const common::TurnFrame& frame) {
     framed = true;
     // ChannelData: judged by its data, as the datagram it carries; STUN (the client's own
     // transactions, ICE checks in indications) as it is, as over UDP.
@@ -239,9 +234,6 @@ bool FlowShapeDetector::TurnFrames(const decode::DecodedPacket& packet, Directio
     data.shape.Add(config_, packet.ts, d, length, header ? head[0] : 0, header ? head[1] : 0,
                    header, /*udp=*/true);
   });
-  if (!bytes.empty() && packet.payload.size() < packet.payload_length) {
-    data.reader[d].Skip(packet.payload_length - packet.payload.size());
-  }
   // In step with the frames, the segment's bytes were judged as theirs (a frame cut across
   // segments counts once, a resent segment not again); out of step, it counts as it is.
   return framed || data.reader[d].synced();

@@ -13,7 +13,6 @@
 
 #include "capture/base/status_macros.h"
 #include "detectors/common/proxy.h"
-#include "detectors/common/tcp_cursor.h"
 #include "detectors/common/turn_stream.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
@@ -156,11 +155,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // Flows carrying STUN: their ICE checks, which time both ends instead of ACKs. A UDP
   // flow's datagrams; a TCP flow to a TURN server (RFC 8656 12.5) is cut into frames.
   std::unique_ptr<StunRtt> stun;
-  struct TurnStream {
-    common::TcpCursor cursor[2];
-    // ICE checks (about 100-200 bytes in ChannelData or a Send indication) come whole.
-    common::TurnStreamReader<512> reader[2];
-  };
+  // By direction; ICE checks (about 100-200 bytes in ChannelData or a Send indication)
+  // come whole.
+  using TurnStream = std::array<common::TurnStreamReader<512>, 2>;
   std::unique_ptr<TurnStream> turn_tcp;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
@@ -458,17 +455,11 @@ void RelayDetector::OnFlowEnd(FlowState& flow, EventBuffer& out) {
 }
 
 void RelayDetector::ReadTurnStream(const decode::DecodedPacket& packet, int d, FlowData& data) {
-  FlowData::TurnStream& t = *data.turn_tcp;
-  bool segment_start = false;
-  bool gap = false;
-  const std::span<const std::uint8_t> bytes = t.cursor[d].Next(packet, segment_start, gap);
   const std::uint32_t before = data.stun->answered();
-  t.reader[d].Feed(bytes, segment_start, gap, [&](const common::TurnFrame& frame) {
+  (*data.turn_tcp)[d].OnSegment(packet, [&](const common::TurnFrame& frame) {
     if (!frame.whole.empty())
       data.stun->OnDatagram(packet.ts, d, frame.whole);
   });
-  if (!bytes.empty() && packet.payload.size() < packet.payload_length)
-    t.reader[d].Skip(packet.payload_length - packet.payload.size());
   counters_.stun_rtt_samples.Increment(data.stun->answered() - before);
 }
 
