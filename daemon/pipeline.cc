@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <initializer_list>
 #include <iterator>
 #include <map>
 #include <utility>  // before boost/asio.hpp: Boost 1.74 + gcc 12 in C++20
@@ -652,6 +653,16 @@ void AddSingle(std::vector<MetricFamily>& out, std::string name, std::string hel
   out.push_back(std::move(f));
 }
 
+// A family whose samples differ only in the value of one label, in the order given.
+void AddByLabel(std::vector<MetricFamily>& out, std::string name, std::string help, MetricType type,
+                const std::string& label,
+                std::initializer_list<std::pair<const char*, double>> samples) {
+  MetricFamily f = Family(std::move(name), std::move(help), type);
+  for (const auto& [value, sample] : samples)
+    Add(f, {{label, value}}, sample);
+  out.push_back(std::move(f));
+}
+
 }  // namespace
 
 void Pipeline::AddDetectorCounters(std::vector<MetricFamily>& out) const {
@@ -808,11 +819,9 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   out.push_back(std::move(flows_active));
   AddSingle(out, "relaywatch_flows_created_total", "Flows created.", MetricType::Counter,
             static_cast<double>(created));
-  auto fe = Family("relaywatch_flows_ended_total",
-                   "Flows ended by idle timeout or after FIN/RST.", MetricType::Counter);
-  Add(fe, {{"reason", "timeout"}}, static_cast<double>(expired));
-  Add(fe, {{"reason", "closed"}}, static_cast<double>(closed));
-  out.push_back(std::move(fe));
+  AddByLabel(out, "relaywatch_flows_ended_total", "Flows ended by idle timeout or after FIN/RST.",
+             MetricType::Counter, "reason",
+             {{"timeout", static_cast<double>(expired)}, {"closed", static_cast<double>(closed)}});
   AddSingle(out, "relaywatch_flows_evicted_total",
             "Flows evicted because a flow table was full (raise flows.max_flows).",
             MetricType::Counter, static_cast<double>(evicted));
@@ -837,14 +846,13 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
         static_cast<double>(n));
   }
   out.push_back(std::move(alerts));
-  auto suppressed = Family("relaywatch_alerts_suppressed_total",
-                           "Alerts not published: duplicates within the dedup window, or over "
-                           "the per-host rate limit.",
-                           MetricType::Counter);
-  Add(suppressed, {{"reason", "duplicate"}}, static_cast<double>(hs.suppressed_duplicate));
-  Add(suppressed, {{"reason", "rate_limit"}}, static_cast<double>(hs.suppressed_rate_limited));
-  Add(suppressed, {{"reason", "allowed"}}, static_cast<double>(hs.suppressed_allowed));
-  out.push_back(std::move(suppressed));
+  AddByLabel(out, "relaywatch_alerts_suppressed_total",
+             "Alerts not published: duplicates within the dedup window, or over "
+             "the per-host rate limit.",
+             MetricType::Counter, "reason",
+             {{"duplicate", static_cast<double>(hs.suppressed_duplicate)},
+              {"rate_limit", static_cast<double>(hs.suppressed_rate_limited)},
+              {"allowed", static_cast<double>(hs.suppressed_allowed)}});
   // By rank, never by address: an address in a label is unbounded cardinality and personal
   // data in the time-series store; which host holds a rank is in its risk_score alert.
   auto scores = Family("relaywatch_host_score",
@@ -885,49 +893,42 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             "Measured flows to detectors.relay.hidden_leg_exempt_servers, logged but not "
             "counted toward a host's hidden leg.",
             MetricType::Counter, static_cast<double>(hs.hidden_leg_exempt_flows));
-  auto late = Family("relaywatch_relay_late_sessions_total",
-                     "Relay records of flows that went on after them, kept for a remote "
-                     "session named later: paired with one (its controller's round trip), "
-                     "or forgotten because their table (4096) was full.",
-                     MetricType::Counter);
-  Add(late, {{"outcome", "paired"}}, static_cast<double>(hs.late_sessions_paired));
-  Add(late, {{"outcome", "evicted"}}, static_cast<double>(hs.late_records_evicted));
-  out.push_back(std::move(late));
+  AddByLabel(out, "relaywatch_relay_late_sessions_total",
+             "Relay records of flows that went on after them, kept for a remote "
+             "session named later: paired with one (its controller's round trip), "
+             "or forgotten because their table (4096) was full.",
+             MetricType::Counter, "outcome",
+             {{"paired", static_cast<double>(hs.late_sessions_paired)},
+              {"evicted", static_cast<double>(hs.late_records_evicted)}});
   AddSingle(out, "relaywatch_relay_fetch_evictions_total",
             "Exchanges forgotten as possible fetches because the host's list (128) "
             "was full.",
             MetricType::Counter, static_cast<double>(hs.fetches_evicted));
-  auto nesting = Family("relaywatch_nested_tunnel_decisions_total",
-                        "Company-VPN sessions whose SYN MSS implied a tunnel: nested, an MSS "
-                        "clamp, or forgotten undecided (table full).",
-                        MetricType::Counter);
-  Add(nesting, {{"outcome", "nested"}}, static_cast<double>(hs.nesting_nested));
-  Add(nesting, {{"outcome", "clamp"}}, static_cast<double>(hs.nesting_clamp));
-  Add(nesting, {{"outcome", "undecided_evicted"}},
-      static_cast<double>(hs.nesting_undecided_evicted));
-  out.push_back(std::move(nesting));
+  AddByLabel(out, "relaywatch_nested_tunnel_decisions_total",
+             "Company-VPN sessions whose SYN MSS implied a tunnel: nested, an MSS "
+             "clamp, or forgotten undecided (table full).",
+             MetricType::Counter, "outcome",
+             {{"nested", static_cast<double>(hs.nesting_nested)},
+              {"clamp", static_cast<double>(hs.nesting_clamp)},
+              {"undecided_evicted", static_cast<double>(hs.nesting_undecided_evicted)}});
   AddSingle(out, "relaywatch_path_evidence_evictions_total",
             "Devices whose path-MTU evidence was forgotten because its table was "
             "full.",
             MetricType::Counter, static_cast<double>(hs.path_devices_evicted));
-  auto named = Family("relaywatch_flow_shape_named_flows_total",
-                      "Named remote sessions and the flow_shape findings about their flows: "
-                      "unknown_remote_control dropped (a named tool's flow, or a DNS "
-                      "transport's), direction filled in, or the session forgotten because "
-                      "its table was full.",
-                      MetricType::Counter);
-  Add(named, {{"outcome", "shape_suppressed"}}, static_cast<double>(hs.shape_suppressed_named));
-  Add(named, {{"outcome", "shape_suppressed_dns"}}, static_cast<double>(hs.shape_suppressed_dns));
-  Add(named, {{"outcome", "direction_filled"}}, static_cast<double>(hs.shape_directions_filled));
-  Add(named, {{"outcome", "evicted"}}, static_cast<double>(hs.named_flows_evicted));
-  out.push_back(std::move(named));
+  AddByLabel(out, "relaywatch_flow_shape_named_flows_total",
+             "Named remote sessions and the flow_shape findings about their flows: "
+             "unknown_remote_control dropped (a named tool's flow, or a DNS "
+             "transport's), direction filled in, or the session forgotten because "
+             "its table was full.",
+             MetricType::Counter, "outcome",
+             {{"shape_suppressed", static_cast<double>(hs.shape_suppressed_named)},
+              {"shape_suppressed_dns", static_cast<double>(hs.shape_suppressed_dns)},
+              {"direction_filled", static_cast<double>(hs.shape_directions_filled)},
+              {"evicted", static_cast<double>(hs.named_flows_evicted)}});
 
-  auto records_dropped = Family("relaywatch_records_dropped_total",
-                                "Records (never alerts) shed under back-pressure.",
-                                MetricType::Counter);
-  Add(records_dropped, {{"reason", "queue_full"}},
-      static_cast<double>(output_->dropped() + findings_dropped_.load()));
-  out.push_back(std::move(records_dropped));
+  AddByLabel(out, "relaywatch_records_dropped_total",
+             "Records (never alerts) shed under back-pressure.", MetricType::Counter, "reason",
+             {{"queue_full", static_cast<double>(output_->dropped() + findings_dropped_.load())}});
   AddSingle(out, "relaywatch_output_queue_events", "Events waiting for the sinks.",
             MetricType::Gauge, static_cast<double>(output_->queued()));
 
@@ -963,11 +964,10 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
   out.push_back(std::move(out_pending));
   out.push_back(std::move(out_errors));
 
-  auto reloads = Family("relaywatch_config_reloads_total", "Configuration reloads, by result.",
-                        MetricType::Counter);
-  Add(reloads, {{"result", "success"}}, static_cast<double>(reloads_ok_.load()));
-  Add(reloads, {{"result", "failure"}}, static_cast<double>(reloads_failed_.load()));
-  out.push_back(std::move(reloads));
+  AddByLabel(out, "relaywatch_config_reloads_total", "Configuration reloads, by result.",
+             MetricType::Counter, "result",
+             {{"success", static_cast<double>(reloads_ok_.load())},
+              {"failure", static_cast<double>(reloads_failed_.load())}});
   return out;
 }
 
