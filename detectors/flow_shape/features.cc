@@ -27,6 +27,27 @@ double Ratio(double num, double den) {
   return den > 0 ? num / den : 0;
 }
 
+// An input at `ts` is spontaneous when the other side has been silent for `quiet_gap` since
+// `other_last`, and it does not come one round trip (to the input side, `leg_rtt`, when
+// known) after it: that is what an acknowledgement or a lock-step request does; a person's
+// input is not tied to it (then `*locked`).
+bool Spontaneous(PacketTime ts, PacketTime other_last, absl::Duration leg_rtt,
+                 absl::Duration quiet_gap, bool* locked) {
+  *locked = false;
+  if (other_last == absl::InfinitePast()) {
+    return true;
+  }
+  const absl::Duration since_other = ts - other_last;
+  if (since_other < quiet_gap) {
+    return false;
+  }
+  if (leg_rtt > absl::ZeroDuration()) {
+    const absl::Duration tolerance = std::max(absl::Milliseconds(5), leg_rtt / 10);
+    *locked = absl::AbsDuration(since_other - leg_rtt) <= tolerance;
+  }
+  return !*locked;
+}
+
 }  // namespace
 
 int SizeHistogram::Bin(std::uint64_t bytes) {
@@ -81,14 +102,14 @@ FlowShape::FlowShape(PacketTime start, std::array<absl::Duration, 2> leg_rtt)
     : start_(start), leg_rtt_(leg_rtt), window_start_(start) {}
 
 void FlowShape::CloseBurst(DirectionShape& s) {
-  if (s.burst_start == absl::InfinitePast()) {
+  if (!s.burst_open) {
     return;
   }
   s.max_burst_bytes = std::max(s.max_burst_bytes, s.burst_bytes);
   if (s.burst_is_response) {
     s.response_sizes.Add(s.burst_bytes);
   }
-  s.burst_start = absl::InfinitePast();
+  s.burst_open = false;
 }
 
 void FlowShape::ResolvePending(DirectionShape& input, std::int64_t now_us, std::int64_t lo_us,
@@ -144,6 +165,7 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
                     bool has_header_bytes, bool udp) {
   DirectionShape& s = dir_[d];
   DirectionShape& other = dir_[1 - d];
+  bool media = false;
   if (udp && has_header_bytes && payload_bytes >= 8 && (first_byte & 0xc0) == 0x80) {
     // RTP version 2 (RFC 3550; SRTP and SRTCP keep these two bytes in the clear). Payload
     // types 64-95 (with the marker bit: 192-223) are RTCP when multiplexed on one port (RFC
@@ -165,9 +187,8 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
       }
       return;
     }
-    if (payload_bytes >= 12) {
-      ++s.rtp_media;
-    }
+    media = payload_bytes >= 12;
+    s.rtp_media += media ? 1 : 0;
   }
   const bool small = payload_bytes <= config.input_max_bytes;
   ++s.payload_packets;
@@ -192,7 +213,7 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
   const bool new_burst = first || ts - s.last_payload >= config.burst_gap;
   if (new_burst) {
     CloseBurst(s);
-    s.burst_start = ts;
+    s.burst_open = true;
     s.burst_bytes = 0;
     ++s.bursts;
     // As a screen side: does this burst answer the other side's input? An answer cannot
@@ -214,6 +235,7 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
   if (second != s.second) {
     s.second = second;
     s.second_inputs = 0;
+    s.media_second_inputs = 0;
     ++s.active_seconds;
   }
 
@@ -221,24 +243,24 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
     // As an input side: an input event (a key, a pointer move, a frame acknowledgement).
     ++s.input_events;
     s.input_sizes.Add(payload_bytes);
-    const absl::Duration since_other = other.last_payload == absl::InfinitePast()
-                                           ? absl::InfiniteDuration()
-                                           : ts - other.last_payload;
-    bool spontaneous = since_other >= config.quiet_gap;
-    if (spontaneous && leg_rtt_[d] > absl::ZeroDuration() &&
-        since_other != absl::InfiniteDuration()) {
-      // Arriving one round trip (to this side) after the other side's last packet is what an
-      // acknowledgement or a lock-step request does; a person's input is not tied to it.
-      const absl::Duration tolerance = std::max(absl::Milliseconds(5), leg_rtt_[d] / 10);
-      if (absl::AbsDuration(since_other - leg_rtt_[d]) <= tolerance) {
-        spontaneous = false;
-        ++s.locked_inputs;
+    bool locked = false;
+    if (Spontaneous(ts, other.last_payload, leg_rtt_[d], config.quiet_gap, &locked)) {
+      ++s.spontaneous_inputs;
+      if (s.second_inputs < kInputsPerActiveSecond && ++s.second_inputs == kInputsPerActiveSecond) {
+        ++s.active_input_seconds;
       }
     }
-    if (spontaneous) {
-      ++s.spontaneous_inputs;
-      if (++s.second_inputs == kInputsPerActiveSecond) {
-        ++s.active_input_seconds;
+    s.locked_inputs += locked ? 1 : 0;
+    // A far screen sent as video answers one input while the next comes, so its media is
+    // rarely silent for quiet_gap: counted apart, used when the flow is MediaOneWay().
+    const PacketTime other_prompt = other.last_prompt == kNoInput
+                                        ? absl::InfinitePast()
+                                        : start_ + absl::Microseconds(other.last_prompt);
+    if (Spontaneous(ts, other_prompt, leg_rtt_[d], config.quiet_gap, &locked)) {
+      ++s.media_spontaneous_inputs;
+      if (s.media_second_inputs < kInputsPerActiveSecond &&
+          ++s.media_second_inputs == kInputsPerActiveSecond) {
+        ++s.media_active_input_seconds;
       }
     }
     s.recent_inputs[0] = s.recent_inputs[1];
@@ -258,6 +280,9 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
     }
   }
   s.last_payload = ts;
+  if (!media) {
+    s.last_prompt = now_us;
+  }
 }
 
 void FlowShape::Finish(const FlowShapeConfig& config) {
@@ -288,6 +313,13 @@ bool FlowShape::MediaBothWays() const {
   return true;
 }
 
+bool FlowShape::MediaOneWay(int screen) const {
+  const DirectionShape& s = dir_[screen];
+  const DirectionShape& in = dir_[1 - screen];
+  return s.payload_packets >= 10 && 2 * s.rtp_media >= s.payload_packets &&
+         2 * in.rtp_media < in.payload_packets;
+}
+
 bool FlowShape::LooksLikeCall() const {
   return MediaBothWays() || (call_windows_ > 0 && 5 * call_windows_ >= windows_);
 }
@@ -316,8 +348,9 @@ Orientation FlowShape::View(int screen, PacketTime now) const {
                        static_cast<double>(o.median_input_bytes));
   o.input_share = Ratio(in.small_packets, in.payload_packets);
   o.input_events = in.input_events;
-  o.spontaneous_inputs = in.spontaneous_inputs;
-  o.active_input_seconds = in.active_input_seconds;
+  const bool media = MediaOneWay(screen);
+  o.spontaneous_inputs = media ? in.media_spontaneous_inputs : in.spontaneous_inputs;
+  o.active_input_seconds = media ? in.media_active_input_seconds : in.active_input_seconds;
   o.input_gap_cv = Cv(in.gap_sum, in.gap_sq_sum, in.gaps);
   return o;
 }

@@ -60,6 +60,9 @@ struct DirectionShape {
   std::uint32_t spontaneous_inputs = 0;
   std::uint32_t locked_inputs = 0;  // one RTT after the other side's packet: a reaction
   std::uint32_t active_input_seconds = 0;
+  // The same, with the other side's RTP media left out of its silence (MediaOneWay()).
+  std::uint32_t media_spontaneous_inputs = 0;
+  std::uint32_t media_active_input_seconds = 0;
   std::uint32_t inputs_resolved = 0;  // sampled inputs whose answer window has passed
   std::uint32_t inputs_answered = 0;  // of those, answered by a burst of the other side
   std::uint32_t inputs_unsampled = 0;
@@ -72,11 +75,12 @@ struct DirectionShape {
 
   // Running state.
   PacketTime last_payload = absl::InfinitePast();
-  PacketTime burst_start = absl::InfinitePast();
   std::uint64_t burst_bytes = 0;
+  bool burst_open = false;
   bool burst_is_response = false;
   std::int64_t second = -1;  // index of the current one-second bin since the start
-  int second_inputs = 0;
+  std::uint8_t second_inputs = 0;  // counted up to kInputsPerActiveSecond
+  std::uint8_t media_second_inputs = 0;
   // Inputs of this side not yet answered (oldest first, a ring) and the two most recent, in
   // microseconds since the flow's measurement start: half the size of PacketTime, and this
   // state exists for every long flow.
@@ -84,6 +88,7 @@ struct DirectionShape {
   std::uint8_t pending_head = 0;
   std::uint8_t pending_size = 0;
   std::array<std::int64_t, 2> recent_inputs = {kNoInput, kNoInput};
+  std::int64_t last_prompt = kNoInput;  // the last payload packet that is not RTP media
   // The current call-suppression window.
   std::uint32_t window_packets = 0;
   double window_gap_sum = 0;
@@ -142,6 +147,11 @@ class FlowShape {
   // Both directions are mostly RTP media (first byte 0x80-0xBF, payload type outside the
   // RTCP range): an audio/video call.
   bool MediaBothWays() const;
+  // Direction `screen` is mostly RTP media and the other is not: a screen sent as video
+  // (WebRTC) with input on a data channel. Media is acknowledged, if at all, by RTCP, which
+  // is no input: an input right after a video packet cannot be its acknowledgement. So the
+  // input side's silence-before-input is measured against the screen side's other packets.
+  bool MediaOneWay(int screen) const;
   bool LooksLikeCall() const;
   // Idle share of one-second bins of direction d over [start, now].
   double IdleFraction(int d, PacketTime now) const;

@@ -405,6 +405,53 @@ TEST(FlowShapeDecision, AWebRtcDesktopIsJudgedWithoutItsStacksFeedback) {
   EXPECT_GE(d.features.response_share, 0.6) << d.features.response_share;
 }
 
+// The viewer 220 ms away (a round trip), its person pointing and typing with few pauses: the
+// host's video answers each input while the next ones come, and keeps coming between them
+// (30 frames a second). The host's stack acknowledges the data channel's input (SCTP SACKs,
+// small DTLS records) 20 ms after every other input. `screen_first_byte` is the first byte of
+// the host's screen packets.
+std::vector<Pkt> FarVideoScreen(std::uint8_t screen_first_byte, absl::Duration length) {
+  std::mt19937 rng(12);
+  const auto uniform = [&](int lo, int hi) {
+    return std::uniform_int_distribution<int>(lo, hi)(rng);
+  };
+  std::vector<Pkt> p;
+  const auto screen = [&](absl::Duration at, std::uint32_t bytes) {
+    p.push_back({at, 0, bytes, false, screen_first_byte, 100});
+  };
+  absl::Duration t = absl::Milliseconds(1200);
+  for (int i = 0; t < length; ++i) {
+    p.push_back({t, 1, 91});  // an input on the data channel
+    screen(t + absl::Milliseconds(225), 1100);
+    if (i % 2 == 0)
+      p.push_back({t + absl::Milliseconds(20), 0, 60});  // the SACK
+    t += absl::Milliseconds(uniform(60, 300));
+    if (uniform(0, 9) == 0)
+      t += absl::Milliseconds(uniform(400, 1500));  // a rare pause
+  }
+  for (absl::Duration f = absl::Seconds(1); f < length; f += absl::Milliseconds(33))
+    screen(f, 1100);
+  return p;
+}
+
+TEST(FlowShapeDecision, AFarScreenSentAsVideoIsJudgedByItsOtherPackets) {
+  // The video is never silent for quiet_gap, so hardly any input counts as spontaneous
+  // against it (5 of 8 such lab sessions at 90-110 ms one way reached 4 active seconds in
+  // their first 20 s); video is acknowledged by RTCP alone, so the input's silence is taken
+  // against the host's other packets, its SACKs among them.
+  const absl::Duration length = absl::Seconds(40);
+  const Decision video = Judge(FarVideoScreen(0x90, length), length, {}, /*udp=*/true);
+  EXPECT_EQ(video.verdict, ShapeVerdict::kRemoteControl) << video.failed;
+  EXPECT_EQ(video.features.screen, 0);
+
+  // The same stream of screen packets that is not RTP (a QUIC server's, first byte 0x40-0x7f)
+  // may be what the small packets acknowledge: judged against every packet, as before.
+  const Decision quic = Judge(FarVideoScreen(0x45, length), length, {}, /*udp=*/true);
+  EXPECT_EQ(quic.verdict, ShapeVerdict::kUndecided);
+  EXPECT_STREQ(quic.failed, "active_input_seconds");
+  EXPECT_LT(quic.features.active_input_seconds, video.features.active_input_seconds);
+}
+
 TEST(FlowShapeDecision, StackFeedbackAloneIsNoPerson) {
   // A viewer that only watches: its stack's reports come 10 a second with a little jitter,
   // the screen's video keeps coming. Reports were counted as input before 2026-12-05.
