@@ -44,6 +44,8 @@ nlohmann::json SideJson(const FlowShape& shape, int d, PacketTime now) {
                          {"size_classes", s.size_classes}};
   if (s.rtcp_packets > 0)
     side["rtcp_packets"] = s.rtcp_packets;
+  if (s.rtp_media > 0)
+    side["rtp_media"] = s.rtp_media;
   return side;
 }
 
