@@ -9,8 +9,8 @@
 // TurnStreamReader cuts such a stream, given segment by segment (OnSegment, which takes each
 // segment's new bytes from a TcpCursor) or as bytes (Feed), into frames again. It starts
 // unsynchronised and takes up the stream at a segment that begins with a frame and holds only whole
-// frames (WholeFrames): senders of real-time data write each frame at once (TCP_NODELAY), so most
-// segments do, and a reader that picks a stream up mid-way, or loses bytes to a gap, finds its
+// frames (WholeTurnFrames): senders of real-time data write each frame at once (TCP_NODELAY), so
+// most segments do, and a reader that picks a stream up mid-way, or loses bytes to a gap, finds its
 // place again at the next one. Bytes that do not frame (a length that is no frame's) drop it out of
 // sync, counted. Bad input: any bytes; state is fixed-size (no allocation), at most kKeep bytes
 // buffered.

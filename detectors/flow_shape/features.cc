@@ -48,6 +48,15 @@ bool Spontaneous(PacketTime ts, PacketTime other_last, absl::Duration leg_rtt,
   return !*locked;
 }
 
+// One spontaneous input; the second it falls in becomes active at kInputsPerActiveSecond.
+void CountSpontaneous(std::uint32_t& inputs, std::uint8_t& second_inputs,
+                      std::uint32_t& active_seconds) {
+  ++inputs;
+  if (second_inputs < kInputsPerActiveSecond && ++second_inputs == kInputsPerActiveSecond) {
+    ++active_seconds;
+  }
+}
+
 }  // namespace
 
 int SizeHistogram::Bin(std::uint64_t bytes) {
@@ -245,10 +254,7 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
     s.input_sizes.Add(payload_bytes);
     bool locked = false;
     if (Spontaneous(ts, other.last_payload, leg_rtt_[d], config.quiet_gap, &locked)) {
-      ++s.spontaneous_inputs;
-      if (s.second_inputs < kInputsPerActiveSecond && ++s.second_inputs == kInputsPerActiveSecond) {
-        ++s.active_input_seconds;
-      }
+      CountSpontaneous(s.spontaneous_inputs, s.second_inputs, s.active_input_seconds);
     }
     s.locked_inputs += locked ? 1 : 0;
     // A far screen sent as video answers one input while the next comes, so its media is
@@ -257,11 +263,8 @@ void FlowShape::Add(const FlowShapeConfig& config, PacketTime ts, int d,
                                         ? absl::InfinitePast()
                                         : start_ + absl::Microseconds(other.last_prompt);
     if (Spontaneous(ts, other_prompt, leg_rtt_[d], config.quiet_gap, &locked)) {
-      ++s.media_spontaneous_inputs;
-      if (s.media_second_inputs < kInputsPerActiveSecond &&
-          ++s.media_second_inputs == kInputsPerActiveSecond) {
-        ++s.media_active_input_seconds;
-      }
+      CountSpontaneous(s.media_spontaneous_inputs, s.media_second_inputs,
+                       s.media_active_input_seconds);
     }
     s.recent_inputs[0] = s.recent_inputs[1];
     s.recent_inputs[1] = now_us;

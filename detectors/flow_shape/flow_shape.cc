@@ -81,6 +81,14 @@ void SetDirection(const FlowState& flow, int screen, nlohmann::json& b) {
   b["controlled_side"] = dir == Direction::kToOriginator ? "dest" : "src";
 }
 
+// One packet of direction `d` carrying `length` bytes, of which `first` are at hand (a
+// snaplen or a frame's kept head may hold fewer): its first two bytes go to the RTP test.
+void AddPacket(FlowShape& shape, const FlowShapeConfig& config, PacketTime ts, int d,
+               std::uint32_t length, common::Bytes first, bool udp) {
+  const bool header = first.size() >= 2 && length >= 2;
+  shape.Add(config, ts, d, length, header ? first[0] : 0, header ? first[1] : 0, header, udp);
+}
+
 }  // namespace
 
 // TURN over TCP (RFC 8656 12.5) is found by its segments: kTurnWholeSegments of the flow's
@@ -190,9 +198,8 @@ Verdict FlowShapeDetector::OnPacket(const decode::DecodedPacket& packet, FlowSta
       bytes = relayed.data;
       length = static_cast<std::uint32_t>(bytes.size());
     }
-    const bool header = bytes.size() >= 2;
-    data.shape.Add(config_, packet.ts, flow::Index(direction), length, header ? bytes[0] : 0,
-                   header ? bytes[1] : 0, header, packet.is_udp());
+    AddPacket(data.shape, config_, packet.ts, flow::Index(direction), length, bytes,
+              packet.is_udp());
   }
   return Verdict::kContinue;
 }
@@ -224,17 +231,15 @@ bool FlowShapeDetector::TurnFrames(const decode::DecodedPacket& packet, Directio
   bool framed = false;
   data.reader[d].OnSegment(packet, [&](const common::TurnFrame& frame) {
     framed = true;
-    // ChannelData: judged by its data, as the datagram it carries; STUN (the client's own
-    // transactions, ICE checks in indications) as it is, as over UDP.
+    // ChannelData: judged by its data, as the datagram it carries. STUN as it is: only its
+    // head is kept, so a Send or Data indication counts as itself here (over UDP, as its data).
     std::uint32_t length = static_cast<std::uint32_t>(frame.length);
     common::Bytes head = frame.head;
     if (head.size() >= 4 && head[0] >= 0x40) {
       length = static_cast<std::uint32_t>(head[2]) << 8 | head[3];
       head = head.subspan(4);
     }
-    const bool header = head.size() >= 2 && length >= 2;
-    data.shape.Add(config_, packet.ts, d, length, header ? head[0] : 0, header ? head[1] : 0,
-                   header, /*udp=*/true);
+    AddPacket(data.shape, config_, packet.ts, d, length, head, /*udp=*/true);
   });
   // In step with the frames, the segment's bytes were judged as theirs (a frame cut across
   // segments counts once, a resent segment not again); out of step, it counts as it is.
