@@ -190,11 +190,13 @@ class HostStage {
  public:
   explicit HostStage(HostStageConfig config);
 
-  // A flow's ON-period starts and its smoothed round trips from the sensor to each end
-  // ([originator, responder]), which relay records carry for the stepping-stone correlation.
+  // A flow's ON-period starts, an SSH flow's sampled input packets and its smoothed round
+  // trips from the sensor to each end ([originator, responder]), which relay records carry for
+  // the stepping-stone correlation.
   struct OnPeriods {
     std::vector<PacketTime> ons;
     std::array<std::optional<double>, 2> legs;
+    std::vector<PacketTime> packets;
   };
 
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
@@ -270,6 +272,8 @@ class HostStage {
       IpAddress peer;
       std::vector<PacketTime> ons;
       double host_leg_ms = 0;  // smoothed round trip from the sensor to the host on this flow
+      std::vector<PacketTime> packets;
+      PacketTime last;  // the latest of both
     };
     std::deque<OnFlow> on_flows;
     // Risk evidence by kind: the strongest recent piece of each kind.

@@ -33,6 +33,11 @@ void MakeRoom(std::deque<Finding>& findings, PacketTime now, absl::Duration wind
   }
 }
 constexpr std::size_t kMaxOnFlows = 32;
+// The packet-level stepping-stone test: a relay forwards nearly every packet it gets (in the
+// lab 96-100 % of an `ssh -J` hop's or a proxy's, 0.1-0.3 ms later in the median), while
+// independent sessions match only by coincidence. Half leaves room for a relay that splits or
+// merges what it forwards.
+constexpr double kMinForwardedShare = 0.5;
 // Exchanges kept per host as possible fetches: a few minutes of a busy browser's.
 constexpr std::size_t kMaxFetches = 128;
 constexpr std::size_t kMaxSessions = 65536;
@@ -157,7 +162,8 @@ std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char
 }
 
 HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
-  return {TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms")};
+  return {TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms"),
+          TakeTimes(body, "_packet_times_us")};
 }
 
 // A flow's exchanges as possible fetches (`_exchanges_us`: [start, answered, next request
@@ -791,53 +797,87 @@ void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool or
 void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
                                const IpAddress& peer, OnPeriods periods,
                                std::vector<Event>& publish) {
-  const std::uint64_t min_ons = config_.relay.stepping_stone_min_ons;
+  const detectors::relay::RelayConfig& c = config_.relay;
+  const std::uint64_t min_ons = c.stepping_stone_min_ons;
   std::vector<PacketTime>& ons = periods.ons;
-  if (ons.size() < min_ons)
+  std::vector<PacketTime>& packets = periods.packets;
+  const bool by_ons = ons.size() >= min_ons;
+  const bool by_packets = c.stepping_stone_packet_delta > absl::ZeroDuration() &&
+                          packets.size() >= detectors::relay::PacketSample::kMinPackets;
+  if (!by_ons && !by_packets)
     return;
+  if (!by_ons)
+    ons.clear();
+  if (!by_packets)
+    packets.clear();
+  const PacketTime last = std::max(ons.empty() ? absl::InfinitePast() : ons.back(),
+                                   packets.empty() ? absl::InfinitePast() : packets.back());
   // The host's own leg on this flow (its end of the record's round trips).
   const double host_leg_ms = periods.legs[inbound ? 1 : 0].value_or(0.0);
   HostState& state = Host(host, finding.ts);
-  while (!state.on_flows.empty() &&
-         (state.on_flows.size() >= kMaxOnFlows ||
-          finding.ts - state.on_flows.front().ons.back() > config_.relay.window)) {
+  while (!state.on_flows.empty() && (state.on_flows.size() >= kMaxOnFlows ||
+                                     finding.ts - state.on_flows.front().last > c.window)) {
     state.on_flows.pop_front();
   }
   for (const HostState::OnFlow& other : state.on_flows) {
     if (other.inbound == inbound)
       continue;
-    const std::vector<PacketTime>& in = inbound ? ons : other.ons;
-    const std::vector<PacketTime>& out = inbound ? other.ons : ons;
     const IpAddress& controller = inbound ? peer : other.peer;
-    const std::uint64_t in_flow = inbound ? finding.flow->flow_id : other.flow_id;
-    const std::uint64_t out_flow = inbound ? other.flow_id : finding.flow->flow_id;
+    // A hop used from inside (an admin's jump host) is ordinary; from outside it is a relay.
+    if (IsHome(controller))
+      continue;
     // A relayed key leaves the host one round trip of the host's own link after the sensor
     // saw it arrive: nothing on a wire, tens to hundreds of ms behind a queued Wi-Fi. The
     // window grows by the larger of the two flows' legs; `chance` counts the wider windows.
-    const absl::Duration window = config_.relay.stepping_stone_delta +
-                                  absl::Milliseconds(std::max(host_leg_ms, other.host_leg_ms));
-    const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(in, out, window);
-    if (s.ratio < config_.relay.stepping_stone_ratio || s.correlated < min_ons / 2 ||
-        s.chance > config_.relay.stepping_stone_max_p) {
-      continue;
+    const absl::Duration leg = absl::Milliseconds(std::max(host_leg_ms, other.host_leg_ms));
+    std::optional<detectors::relay::SteppingStone> found;
+    absl::Duration window;
+    bool of_packets = false;
+    if (by_ons && other.ons.size() >= min_ons) {
+      window = c.stepping_stone_delta + leg;
+      const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(
+          inbound ? ons : other.ons, inbound ? other.ons : ons, window);
+      if (s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 &&
+          s.chance <= c.stepping_stone_max_p) {
+        found = s;
+      }
     }
-    // A hop used from inside (an admin's jump host) is ordinary; from outside it is a relay.
-    if (IsHome(controller))
+    // Packets where ON periods are too few (OpenSSH's chaff fills the pauses) or have not
+    // matched yet. A relay forwards nearly every packet; a host's independent sessions match
+    // only by coincidence (CorrelatePackets).
+    if (!found && by_packets && !other.packets.empty()) {
+      // Not widened by the host's leg: a smoothed round trip holds the host's delayed ACKs
+      // (up to 10 ms on the lab's wire, where a jump host forwards in 0.1-0.3 ms), and a window
+      // half a chaff tick wide would match independent sessions by their clocks alone.
+      window = c.stepping_stone_packet_delta;
+      const detectors::relay::SteppingStone s = detectors::relay::CorrelatePackets(
+          inbound ? packets : other.packets, inbound ? other.packets : packets, window);
+      if (s.ratio >= kMinForwardedShare &&
+          s.correlated >= detectors::relay::PacketSample::kMinPackets &&
+          s.chance <= c.stepping_stone_max_p) {
+        found = s;
+        of_packets = true;
+      }
+    }
+    if (!found)
       continue;
     if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts)) {
       continue;
     }
+    const detectors::relay::SteppingStone& s = *found;
     Event alert = NewAlert(finding.ts, finding.flow, host, kSidSteppingStone,
                            "RELAYWATCH input from outside relayed through an internal host "
                            "(stepping stone)",
                            "Relay", 2, "stepping_stone");
+    const char* unit = of_packets ? "packets" : "ons";
     alert.evidence = {{"method", "stepping_stone"},
+                      {"correlation", of_packets ? "packets" : "on_periods"},
                       {"host", host.ToString()},
                       {"controller", controller.ToString()},
-                      {"inbound_flow_id", in_flow},
-                      {"outbound_flow_id", out_flow},
-                      {"inbound_ons", s.inbound_ons},
-                      {"outbound_ons", s.outbound_ons},
+                      {"inbound_flow_id", inbound ? finding.flow->flow_id : other.flow_id},
+                      {"outbound_flow_id", inbound ? other.flow_id : finding.flow->flow_id},
+                      {absl::StrCat("inbound_", unit), s.inbound_ons},
+                      {absl::StrCat("outbound_", unit), s.outbound_ons},
                       {"correlated", s.correlated},
                       {"ratio", std::round(s.ratio * 1000.0) / 1000.0},
                       {"median_lag_ms", Round1(s.median_lag_ms)},
@@ -845,7 +885,8 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                       {"chance", s.chance}};
     PublishAlert(std::move(alert), publish);
   }
-  state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms});
+  state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms,
+                            std::move(packets), last});
 }
 
 std::string HostStage::PersonOf(const IpAddress& host) const {

@@ -42,12 +42,26 @@ absl::StatusOr<RelayMethods> ReadMethods(const config::Section& section) {
 }  // namespace
 
 absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
-  RW_RETURN_IF_ERROR(section.CheckKeys(
-      {"enabled", "methods", "turnaround_samples", "max_turnaround", "report_after", "idle",
-       "window", "min_samples", "min_flows", "hidden_leg_exempt_servers", "local_rtt",
-       "stepping_stone_delta", "stepping_stone_ratio", "stepping_stone_min_ons",
-       "stepping_stone_max_p", "typing_baseline_samples", "typing_window_samples",
-       "typing_longest_window_samples", "typing_max_p"}));
+  RW_RETURN_IF_ERROR(section.CheckKeys({"enabled",
+                                        "methods",
+                                        "turnaround_samples",
+                                        "max_turnaround",
+                                        "report_after",
+                                        "idle",
+                                        "window",
+                                        "min_samples",
+                                        "min_flows",
+                                        "hidden_leg_exempt_servers",
+                                        "local_rtt",
+                                        "stepping_stone_delta",
+                                        "stepping_stone_ratio",
+                                        "stepping_stone_min_ons",
+                                        "stepping_stone_max_p",
+                                        "stepping_stone_packet_delta",
+                                        "typing_baseline_samples",
+                                        "typing_window_samples",
+                                        "typing_longest_window_samples",
+                                        "typing_max_p"}));
   RelayConfig c;
   RW_ASSIGN_OR_RETURN(c.enabled, section.Bool("enabled", c.enabled));
   RW_ASSIGN_OR_RETURN(c.methods, ReadMethods(section));
@@ -76,6 +90,9 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
                       section.Uint("stepping_stone_min_ons", c.stepping_stone_min_ons, 2, 100000));
   RW_ASSIGN_OR_RETURN(c.stepping_stone_max_p,
                       section.Double("stepping_stone_max_p", c.stepping_stone_max_p, 1e-12, 1.0));
+  RW_ASSIGN_OR_RETURN(c.stepping_stone_packet_delta,
+                      section.Duration("stepping_stone_packet_delta", c.stepping_stone_packet_delta,
+                                       absl::ZeroDuration(), absl::Seconds(1)));
   RW_ASSIGN_OR_RETURN(
       c.typing_baseline_samples,
       section.Uint("typing_baseline_samples", c.typing_baseline_samples, 20, 100000));

@@ -58,6 +58,9 @@ struct RelayConfig {
   std::uint64_t stepping_stone_min_ons = 6;
   // ... and no likelier than this by coincidence (SteppingStone::chance).
   double stepping_stone_max_p = 0.001;
+  // Packet-level test of SSH flows (CorrelatePackets): an outbound packet this soon after an
+  // inbound one was forwarded; zero turns the test off.
+  absl::Duration stepping_stone_packet_delta = absl::Milliseconds(5);
   // Typing baseline (keystrokes): a host's output -> next key delays in SSH sessions, the
   // typing_baseline_samples before the longest window, are its person's own baseline (the
   // first ones until there are more); every half window the last window of

@@ -100,12 +100,20 @@ nlohmann::json OnTimesJson(const OnTimes& ons) {
   return times;
 }
 
-// The ON-period starts and the smoothed round trip from the sensor to each end
-// (`_on_legs_ms`: [originator, responder], null when unmeasured), for the host stage's
-// stepping-stone correlation: a relayed key reaches the outbound flow one round trip of the
-// relaying host's own link after the sensor saw it come in, more where that link is queued.
-void PutOnTimes(const OnTimes& ons, const AckRtt (&ack_rtt)[2], nlohmann::json& body) {
+// The ON-period starts, an SSH flow's sampled input packets (`_packet_times_us`, when
+// enough) and the smoothed round trip from the sensor to each end (`_on_legs_ms`:
+// [originator, responder], null when unmeasured), for the host stage's stepping-stone
+// correlation: a relayed key reaches the outbound flow one round trip of the relaying host's
+// own link after the sensor saw it come in, more where that link is queued.
+void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const AckRtt (&ack_rtt)[2],
+                nlohmann::json& body) {
   body["_on_times_us"] = OnTimesJson(ons);
+  if (packets.times().size() >= PacketSample::kMinPackets) {
+    nlohmann::json times = nlohmann::json::array();
+    for (PacketTime t : packets.times())
+      times.push_back(absl::ToUnixMicros(t));
+    body["_packet_times_us"] = std::move(times);
+  }
   nlohmann::json legs = nlohmann::json::array();
   for (int dir : {1, 0}) {
     const std::optional<double> srtt = Ms(ack_rtt[dir].smoothed());
@@ -146,7 +154,9 @@ nlohmann::json ExchangeJson(const Exchange& x) {
 
 struct RelayDetector::FlowData : flow::DetectorFlowData {
   FlowData(const RelayConfig& c)
-      : turnarounds(c.turnaround_samples, c.max_turnaround), ons(c.idle, kMaxOnTimes) {}
+      : turnarounds(c.turnaround_samples, c.max_turnaround),
+        ons(c.idle, kMaxOnTimes),
+        packets(kPacketsPerSlot, kMaxPacketTimes) {}
   HandshakeSplit handshake;
   // By the direction of the data: [0] is acknowledged by the responder, so it times the
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
@@ -166,6 +176,7 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   IpIdGaps ip_ids[2];  // by direction, IPv4 only
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
+  PacketSample packets;  // the same data's packets, SSH flows only (the packet-level test)
   App app = App::kUnknown;
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
   bool setup_over = false;  // SSH, RFB: the setup's turnarounds are taken; SSH keys count now
@@ -206,6 +217,10 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
 
   void NextWindow(PacketTime start, const RelayConfig& c) {
     ons = OnTimes(c.idle, kMaxOnTimes);
+    // A sample too small to send waits for the next window's: two keys at a slot's start
+    // whose window closed on them are still that slot's first.
+    if (packets.times().size() >= PacketSample::kMinPackets)
+      packets.NextWindow();
     window_start = start;
   }
 };
@@ -239,13 +254,18 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     if (!config_.methods.stepping_stone && !keys)
       return Verdict::kDone;
     const int d = flow::Index(direction);
-    if (keys) {
-      // The same retransmission filter as before the record: a resent segment is no key.
+    const bool sampled = SamplesPackets(data);
+    if (keys || sampled) {
+      // The same retransmission filter as before the record: a resent segment is no key, and
+      // no packet a relay forwarded.
       if (packet.has(decode::kTcpAck))
         data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
       if (packet.payload_length > 0 &&
           !data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length)) {
-        data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
+        if (keys)
+          data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
+        if (sampled && d == 0)
+          data.packets.OnData(packet.ts);
       }
     }
     if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0)
@@ -367,6 +387,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       }
       if (d == 0 && methods.stepping_stone) {
         data.ons.OnData(packet.ts);
+        if (SamplesPackets(data))
+          data.packets.OnData(packet.ts);
       }
       if (turnarounds) {
         const bool from_client = d == data.client_dir;
@@ -501,6 +523,11 @@ void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t>
   }
 }
 
+bool RelayDetector::SamplesPackets(const FlowData& data) const {
+  return config_.methods.stepping_stone &&
+         config_.stepping_stone_packet_delta > absl::ZeroDuration() && data.app == App::kSsh;
+}
+
 bool RelayDetector::TypingTimed(const FlowData& data) const {
   return config_.methods.keystrokes && data.app == App::kSsh && data.setup_over &&
          !data.obfuscated;
@@ -509,10 +536,11 @@ bool RelayDetector::TypingTimed(const FlowData& data) const {
 void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime ts,
                                EventBuffer& out) {
   nlohmann::json body = nlohmann::json::object();
-  // Fewer ON periods than the correlation needs say nothing.
+  // Fewer ON periods or packets than the correlation needs say nothing.
   if (config_.methods.stepping_stone &&
-      data.ons.times().size() >= config_.stepping_stone_min_ons) {
-    PutOnTimes(data.ons, data.ack_rtt, body);
+      (data.ons.times().size() >= config_.stepping_stone_min_ons ||
+       data.packets.times().size() >= PacketSample::kMinPackets)) {
+    PutOnTimes(data.ons, data.packets, data.ack_rtt, body);
   }
   if (TypingTimed(data))
     PutReactions(data.keys, body);
@@ -724,7 +752,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone && !data.stun)
-    PutOnTimes(data.ons, data.ack_rtt, r);
+    PutOnTimes(data.ons, data.packets, data.ack_rtt, r);
 
   Event e;
   e.event_type = "relay";

@@ -53,6 +53,10 @@ class RelayDetector : public Detector {
  public:
   // Per-flow state: fixed rings plus keystroke vectors capped at KeystrokeTiming::kMaxKeys.
   static constexpr std::size_t kMaxOnTimes = 256;
+  // SSH flows' input packets for the packet-level stepping-stone test (PacketSample): the
+  // first 32 of each 10 s slot, at most 12 slots (one window of the default report_after).
+  static constexpr std::size_t kPacketsPerSlot = 32;
+  static constexpr std::size_t kMaxPacketTimes = 384;
 
   RelayDetector(RelayConfig config, DetectorContext context);
 
@@ -78,6 +82,8 @@ class RelayDetector : public Detector {
                     EventBuffer& out);
   // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).
   bool TypingTimed(const FlowData& data) const;
+  // An SSH flow whose input packets are sampled for the packet-level stepping-stone test.
+  bool SamplesPackets(const FlowData& data) const;
   // A TCP flow to a TURN server: the stream's new bytes cut into frames, their ICE checks timed.
   void ReadTurnStream(const decode::DecodedPacket& packet, int d, FlowData& data);
   // Names the flow's app from the first bytes of direction `d` (of its tunnel, if proxied).

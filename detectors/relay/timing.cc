@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <span>
 #include <utility>
 
 #include "capture/decode/decoded_packet.h"
@@ -17,6 +18,32 @@ namespace {
 std::size_t NearestRank(double q, std::size_t n) {
   auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(n)));
   return std::clamp<std::size_t>(rank, 1, n) - 1;
+}
+
+// Appends `ts` to a bounded list of times, or counts it once the list is full.
+void KeepOrCount(std::vector<PacketTime>& times, std::size_t max_kept, std::uint32_t& dropped,
+                 PacketTime ts) {
+  if (times.size() < max_kept) {
+    times.push_back(ts);
+  } else {
+    ++dropped;
+  }
+}
+
+// How much of [from, to] the windows [t, t + delta] of `times` (in order) cover, each instant
+// once: windows overlap when times are closer than delta, and the last may reach past `to`.
+absl::Duration Covered(std::span<const PacketTime> times, PacketTime from, PacketTime to,
+                       absl::Duration delta) {
+  absl::Duration covered = absl::ZeroDuration();
+  PacketTime reached = from;
+  for (PacketTime t : times) {
+    const PacketTime a = std::max(t, reached);
+    const PacketTime b = std::min(t + delta, to);
+    if (b > a)
+      covered += b - a;
+    reached = std::max(reached, t + delta);
+  }
+  return covered;
 }
 
 }  // namespace
@@ -569,11 +596,7 @@ void OnTimes::OnData(PacketTime ts) {
   last_ = std::max(last_, ts);
   if (!on)
     return;
-  if (times_.size() < max_kept_) {
-    times_.push_back(ts);
-  } else {
-    ++dropped_;
-  }
+  KeepOrCount(times_, max_kept_, dropped_, ts);
 }
 
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
@@ -600,21 +623,97 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
   r.median_lag_ms = Median(lags).value_or(0.0);
   if (inbound.empty() || outbound.empty())
     return r;
-  // The share of the span that the inbound windows cover (windows overlap when ONs are
-  // closer than delta; the last may reach past the span's end).
+  // The share of the span that the inbound windows cover.
   const PacketTime begin = std::min(inbound.front(), outbound.front());
   const PacketTime end = std::max(inbound.back(), outbound.back());
-  absl::Duration covered = absl::ZeroDuration();
-  PacketTime reached = begin;
-  for (PacketTime on : inbound) {
-    const PacketTime from = std::max(on, reached);
-    const PacketTime to = std::min(on + delta, end);
-    if (to > from)
-      covered += to - from;
-    reached = std::max(reached, on + delta);
-  }
+  const absl::Duration covered = Covered(inbound, begin, end, delta);
   const double q = end > begin ? std::min(1.0, absl::FDivDuration(covered, end - begin)) : 1.0;
   r.chance = BinomialTail(r.outbound_ons, r.correlated, q);
+  return r;
+}
+
+void PacketSample::OnData(PacketTime ts) {
+  const std::int64_t slot = absl::ToUnixMicros(ts) / absl::ToInt64Microseconds(kSlot);
+  if (slot != slot_) {
+    slot_ = slot;
+    in_slot_ = 0;
+  }
+  if (in_slot_ >= per_slot_)
+    return;
+  ++in_slot_;
+  KeepOrCount(times_, max_kept_, dropped_, ts);
+}
+
+SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
+                               const std::vector<PacketTime>& outbound, absl::Duration delta) {
+  SteppingStone r;
+  std::vector<double> lags;
+  double expected = 0;  // coincidences that independent packets would give, summed
+  const std::int64_t slot_us = absl::ToInt64Microseconds(PacketSample::kSlot);
+  const auto slot_of = [slot_us](PacketTime t) {
+    return absl::ToUnixMicros(t) / slot_us;
+  };
+  // Both are in time order (one direction of one flow each); walk them slot by slot.
+  std::size_t i = 0;
+  std::size_t o = 0;
+  while (i < inbound.size() && o < outbound.size()) {
+    const std::int64_t si = slot_of(inbound[i]);
+    const std::int64_t so = slot_of(outbound[o]);
+    if (si != so) {
+      // A slot only one side sampled says nothing.
+      if (si < so) {
+        while (i < inbound.size() && slot_of(inbound[i]) == si)
+          ++i;
+      } else {
+        while (o < outbound.size() && slot_of(outbound[o]) == so)
+          ++o;
+      }
+      continue;
+    }
+    std::size_t i_end = i;
+    while (i_end < inbound.size() && slot_of(inbound[i_end]) == si)
+      ++i_end;
+    std::size_t o_end = o;
+    while (o_end < outbound.size() && slot_of(outbound[o_end]) == so)
+      ++o_end;
+    // The stretch both samples cover in this slot: outbound packets between two sampled
+    // inbound ones.
+    const PacketTime from = std::max(inbound[i], outbound[o]);
+    const PacketTime to = inbound[i_end - 1];
+    for (std::size_t k = i; k < i_end; ++k) {
+      if (inbound[k] >= from - delta)
+        ++r.inbound_ons;
+    }
+    std::size_t last_in = i;  // the latest inbound packet at or before the outbound one
+    for (std::size_t k = o; k < o_end; ++k) {
+      const PacketTime t = outbound[k];
+      if (t < from || t >= to)
+        continue;
+      while (last_in + 1 < i_end && inbound[last_in + 1] <= t)
+        ++last_in;
+      ++r.outbound_ons;
+      // By coincidence a packet lands within delta after the last inbound one as often as
+      // delta fills the gap it lies in: the local rate, so two sessions typed at the same
+      // time (dense together, sparse together) do not match beyond chance.
+      const absl::Duration gap = inbound[last_in + 1] - inbound[last_in];
+      expected += gap > delta ? absl::FDivDuration(delta, gap) : 1.0;
+      const absl::Duration lag = t - inbound[last_in];
+      if (lag <= delta) {
+        ++r.correlated;
+        lags.push_back(ToMs(lag));
+      }
+    }
+    i = i_end;
+    o = o_end;
+  }
+  if (r.outbound_ons == 0)
+    return r;
+  const double n = static_cast<double>(r.outbound_ons);
+  r.ratio = static_cast<double>(r.correlated) / n;
+  r.median_lag_ms = Median(lags).value_or(0.0);
+  // Each packet's chance differs; the binomial at their mean has the same mean and a wider
+  // tail than their sum's, so it errs toward no stepping stone.
+  r.chance = BinomialTail(r.outbound_ons, r.correlated, std::min(1.0, expected / n));
   return r;
 }
 

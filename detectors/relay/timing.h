@@ -455,11 +455,56 @@ struct SteppingStone {
   std::size_t inbound_ons = 0;
   std::size_t outbound_ons = 0;
   std::size_t correlated = 0;
-  double ratio = 0;          // correlated / min(inbound_ons, outbound_ons)
+  double ratio = 0;          // correlated / min(inbound_ons, outbound_ons); of packets: / outbound
   double median_lag_ms = 0;  // outbound ON - inbound ON over correlated pairs
   double chance = 1;         // P(at least `correlated` coincidences | independent)
 };
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
+                               const std::vector<PacketTime>& outbound, absl::Duration delta);
+
+// One direction's data packets, sampled for a packet-level stepping-stone test: the first
+// `per_slot` of each slot of packet time, slots aligned to the epoch, so two flows of a host
+// keep the same stretches of time whenever each began and whenever its windows close.
+// Bounded: past `max_kept` packets are counted, not kept.
+class PacketSample {
+ public:
+  static constexpr absl::Duration kSlot = absl::Seconds(10);
+  // Fewer forwarded packets than this in a test say nothing, and a sample this small is not
+  // sent on (a few hundred ms of chaff, a few seconds of keys).
+  static constexpr std::size_t kMinPackets = 16;
+
+  PacketSample(std::size_t per_slot, std::size_t max_kept)
+      : per_slot_(per_slot), max_kept_(max_kept) {}
+  void OnData(PacketTime ts);
+  // Empties the sample for the flow's next window; the current slot keeps its count, so no
+  // window samples a slot beyond its first packets.
+  void NextWindow() {
+    times_.clear();
+    dropped_ = 0;
+  }
+  const std::vector<PacketTime>& times() const { return times_; }
+  std::uint32_t dropped() const { return dropped_; }
+
+ private:
+  std::size_t per_slot_;
+  std::size_t max_kept_;
+  std::int64_t slot_ = -1;
+  std::size_t in_slot_ = 0;
+  std::vector<PacketTime> times_;
+  std::uint32_t dropped_ = 0;
+};
+
+// Packet-level stepping stone: a host that relays a connection (an `ssh -J` jump host, an
+// `ssh -L` tunnel) sends each packet it gets within a millisecond or so, whatever the
+// person's rhythm; OpenSSH's chaff (a packet every ~20 ms while a person types, docs/
+// detectors/relay.md) hides the pauses that ON periods need, but not that. Per slot both
+// samples hold (PacketSample), the outbound packets between two sampled inbound ones that
+// follow the earlier within `delta` are `correlated`, and `ratio` is their share. `chance` is
+// the binomial tail at the mean of each packet's own chance of that by coincidence, delta
+// over the gap between the inbound packets around it: the local rate, not the average over
+// the slot, since sessions typed at the same time are dense at the same time. The counts are
+// packets, not ON periods.
+SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
                                const std::vector<PacketTime>& outbound, absl::Duration delta);
 
 // P(X >= k) for X ~ Binomial(n, p).

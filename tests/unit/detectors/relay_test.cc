@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -1193,6 +1194,116 @@ TEST(RelayTiming, SteppingStoneCorrelatesOnTimes) {
   EXPECT_EQ(reversed.correlated, 0u);
 }
 
+// Two flows of a host keep the first packets of the same 10 s slots of packet time, however
+// far apart they began: the samples of an hour-long inbound session and of an outbound one
+// opened 37 s into it lie side by side.
+TEST(RelayTiming, PacketSamplesOfTwoFlowsKeepTheSameStretches) {
+  PacketSample early(4, 100);
+  PacketSample late(4, 100);
+  for (int i = 0; i < 600; ++i) {  // every 100 ms for a minute
+    early.OnData(At(i * 100.0));
+    if (i >= 370)
+      late.OnData(At(i * 100.0 + 0.4));
+  }
+  ASSERT_EQ(early.times().size(), 24u);  // 4 in each of six slots
+  ASSERT_EQ(late.times().size(), 12u);   // from 37 s: the slots from 40 s, and the rest of 30 s
+  for (int k = 0; k < 4; ++k) {
+    // kT0 lies on a slot boundary: 40 s in is where both keep the first four.
+    EXPECT_EQ(late.times()[4 + k] - absl::Milliseconds(0.4), early.times()[16 + k]);
+  }
+  PacketSample bounded(4, 10);
+  for (int i = 0; i < 600; ++i)
+    bounded.OnData(At(i * 100.0));
+  EXPECT_EQ(bounded.times().size(), 10u);
+  EXPECT_EQ(bounded.dropped(), 14u);
+}
+
+// OpenSSH >= 9.5 through a jump host: the far client sends a packet on every tick of its ~20 ms
+// clock (keys or chaff) while the person types, so each flow is one long ON period, but the
+// host forwards every packet within a millisecond. The host's own chaffing session, on a clock
+// of its own, matches only as often as the inbound windows cover the time.
+TEST(RelayTiming, PacketsForwardedByAJumpHostMatchWhereOnPeriodsCannot) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> tick(18, 20);
+  std::uniform_real_distribution<double> jitter(0, 6);  // the far path's, order kept
+  std::uniform_real_distribution<double> forwarding(0.1, 0.6);
+  PacketSample in(32, 384), out(32, 384), own(32, 384);
+  OnTimes in_ons(absl::Milliseconds(500), 100), out_ons(absl::Milliseconds(500), 100);
+  double sent = 0;
+  double own_at = 7.3;
+  double last_arrival = 0;
+  while (sent < 20000) {
+    sent += tick(rng);
+    const double arrival = std::max(last_arrival, sent + jitter(rng));
+    last_arrival = arrival;
+    in.OnData(At(arrival));
+    in_ons.OnData(At(arrival));
+    const double forwarded = arrival + forwarding(rng);
+    out.OnData(At(forwarded));
+    out_ons.OnData(At(forwarded));
+    while (own_at < forwarded) {
+      own.OnData(At(own_at));
+      own_at += tick(rng);
+    }
+  }
+  EXPECT_EQ(in_ons.times().size(), 1u);  // nothing for ON periods to match
+  const SteppingStone s = CorrelatePackets(in.times(), out.times(), absl::Milliseconds(5));
+  EXPECT_GE(s.outbound_ons, 60u);
+  EXPECT_EQ(s.correlated, s.outbound_ons);
+  EXPECT_DOUBLE_EQ(s.ratio, 1.0);
+  EXPECT_LT(s.median_lag_ms, 0.6);
+  EXPECT_LT(s.chance, 1e-20);
+  const SteppingStone independent =
+      CorrelatePackets(in.times(), own.times(), absl::Milliseconds(5));
+  EXPECT_GE(independent.outbound_ons, 60u);
+  EXPECT_LT(independent.ratio, 0.5);
+  EXPECT_GT(independent.chance, 0.01);
+  // Outbound leading inbound is no relay through this host: the inbound packet comes after.
+  EXPECT_GT(CorrelatePackets(out.times(), in.times(), absl::Milliseconds(5)).chance, 0.01);
+}
+
+// Two sessions typed at the same time, each chaffing on its own clock: dense together and
+// silent together. Their packets match as often as 5 ms fills a tick where both are dense, a
+// quarter; taken against the slot's average density, half of which is silence, that looked
+// like twice chance (found pairing real captures: 2026-12-05).
+TEST(RelayTiming, SessionsTypedAtTheSameTimeMatchOnlyByChance) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> tick(18, 20);
+  std::vector<PacketTime> in, out;
+  for (int burst = 0; burst < 3; ++burst) {
+    const double start = 300 + burst * 3000.0;
+    for (double t = start; t < start + 1500; t += tick(rng))
+      in.push_back(At(t));
+    for (double t = start + 7.3; t < start + 1500; t += tick(rng))
+      out.push_back(At(t));
+  }
+  const SteppingStone s = CorrelatePackets(in, out, absl::Milliseconds(5));
+  EXPECT_GE(s.outbound_ons, 200u);
+  EXPECT_LT(s.ratio, 0.5);
+  EXPECT_GT(s.chance, 0.01);
+}
+
+// Only the stretch both samples cover counts: an outbound flow that goes on after the
+// inbound one ended, or samples of different slots, say nothing either way.
+TEST(RelayTiming, PacketsAreMatchedOnlyWhereBothFlowsWereSampled) {
+  std::vector<PacketTime> in, out;
+  for (int i = 0; i < 40; ++i) {
+    in.push_back(At(1000 + i * 100.0));
+    out.push_back(At(1000 + i * 100.0 + 0.5));
+  }
+  for (int i = 0; i < 40; ++i)  // after the inbound flow's last packet: not forwarded
+    out.push_back(At(5000 + i * 100.0 + 37));
+  const SteppingStone s = CorrelatePackets(in, out, absl::Milliseconds(5));
+  EXPECT_EQ(s.outbound_ons, 39u);  // up to the inbound flow's last packet (3.9 s later)
+  EXPECT_EQ(s.correlated, 39u);
+  std::vector<PacketTime> next_slot;
+  for (int i = 0; i < 40; ++i)
+    next_slot.push_back(At(11000 + i * 100.0 + 0.5));
+  const SteppingStone apart = CorrelatePackets(in, next_slot, absl::Milliseconds(5));
+  EXPECT_EQ(apart.outbound_ons, 0u);
+  EXPECT_DOUBLE_EQ(apart.chance, 1);
+}
+
 TEST(RelayTiming, BinomialTail) {
   EXPECT_DOUBLE_EQ(BinomialTail(10, 0, 0.3), 1);
   EXPECT_DOUBLE_EQ(BinomialTail(10, 11, 0.3), 0);
@@ -2216,6 +2327,25 @@ TEST(RelayDetector, SshReactionsGoOnInWindowsAfterTheRecord) {
   EXPECT_GE(windows_with_reactions, 4u);
   EXPECT_EQ(ReactionsIn(events), SessionReactions(200));  // each one once
 
+  // The packet-level stepping-stone test's sample, each 10 s slot's first 32 client packets
+  // once, in whichever window reached them; not the last slot's 6 (fewer than a test needs).
+  std::set<std::int64_t> packets;
+  std::size_t sent = 0;
+  for (const Event& e : events) {
+    if (!e.body.contains("_packet_times_us"))
+      continue;
+    EXPECT_GE(e.body["_packet_times_us"].size(), PacketSample::kMinPackets);
+    for (const nlohmann::json& t : e.body["_packet_times_us"]) {
+      packets.insert(t.get<std::int64_t>());
+      ++sent;
+    }
+  }
+  EXPECT_EQ(sent, 3u * RelayDetector::kPacketsPerSlot);
+  EXPECT_EQ(packets.size(), sent);
+  config.stepping_stone_packet_delta = absl::ZeroDuration();
+  for (const Event& e : SshSession(config, 200))
+    EXPECT_FALSE(e.body.contains("_packet_times_us"));
+
   // Switched off: no reactions, and no windows for them.
   config.methods.keystrokes = false;
   config.methods.stepping_stone = false;
@@ -3098,6 +3228,54 @@ TEST(RelayHostStage, SteppingStoneNeedsMoreMatchesThanChanceGives) {
   const std::vector<double> typed = stones(typing_in, typing_out);
   ASSERT_EQ(typed.size(), 1u);
   EXPECT_LT(typed[0], 1e-6);
+}
+
+nlohmann::json WithPackets(const std::vector<double>& ms) {
+  nlohmann::json times = nlohmann::json::array();
+  for (double t : ms)
+    times.push_back(absl::ToUnixMicros(At(t)));
+  return {{"app", "ssh"}, {"_on_times_us", nlohmann::json::array()}, {"_packet_times_us", times}};
+}
+
+// A jump host between a far OpenSSH >= 9.5 client and a server: both flows carry a packet on
+// every ~20 ms tick while the person types (one ON period each), and the host forwards each
+// within a millisecond. The packets find it; the host's own chaffing session, on a clock of
+// its own, does not; nor does anything with the packet test switched off.
+TEST(RelayHostStage, SteppingStoneOfPacketsThroughAChaffingJumpHost) {
+  std::vector<double> in, forwarded, own;
+  for (int i = 0; i < 32; ++i) {
+    in.push_back(60000 + i * 19.0 + (i % 3));
+    forwarded.push_back(60000 + i * 19.0 + (i % 3) + 0.3);
+    own.push_back(60007 + i * 19.7);
+  }
+  const auto stones = [&](const std::vector<double>& out_packets,
+                          absl::Duration delta = absl::Milliseconds(5)) {
+    host::HostStageConfig config = HostConfig();
+    config.relay.stepping_stone_packet_delta = delta;
+    host::HostStage stage(config);
+    std::vector<Event> out;
+    stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, WithPackets(in)), out);
+    stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 2, WithPackets(out_packets)), out);
+    for (const Event& e : out)
+      EXPECT_FALSE(e.body.contains("_packet_times_us")) << e.event_type;  // internal
+    std::vector<nlohmann::json> evidence;
+    for (const Event* a : Alerts(out, "stepping_stone"))
+      evidence.push_back(a->evidence);
+    return evidence;
+  };
+  const std::vector<nlohmann::json> jump = stones(forwarded);
+  ASSERT_EQ(jump.size(), 1u);
+  EXPECT_EQ(jump[0]["correlation"], "packets");
+  EXPECT_EQ(jump[0]["inbound_flow_id"], 1);
+  EXPECT_EQ(jump[0]["outbound_flow_id"], 2);
+  // All but the last, which comes after the inbound sample's end.
+  EXPECT_EQ(jump[0]["outbound_packets"], 31);
+  EXPECT_EQ(jump[0]["correlated"], 31);
+  EXPECT_DOUBLE_EQ(jump[0]["median_lag_ms"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(jump[0]["window_ms"].get<double>(), 5);
+  EXPECT_LT(jump[0]["chance"].get<double>(), 1e-15);
+  EXPECT_TRUE(stones(own).empty());
+  EXPECT_TRUE(stones(forwarded, absl::ZeroDuration()).empty());
 }
 
 // The operator opens the relayed connection ten minutes into the inbound session: only the

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Independent SSH sessions at one laptop, from real captures: is `stepping_stone` quiet?
+
+A relay's two legs are correlated; the false alert to fear is two sessions of one laptop that
+are not: someone from outside logged in to it while its own ssh runs elsewhere. Real pairs of
+that kind are laid out from a corpus of relayed runs (`jump_ssh_interactive`, `proxied_ssh`):
+run A's operator leg (the operator <-> laptop flows) beside run B's relayed egress (laptop ->
+server:22), B shifted with editcap to begin 1 s after A's leg, as a jump host's inner session
+does, and merged with mergecap. Both were typed by the lab's person from the same kind of plan,
+so they are busy at the same time, and with OpenSSH >= 9.5 both chaff on 20 ms clocks of their
+own: the case where packet coincidences are likeliest. Every ordered pair A != B of runs with
+different seeds is replayed (runs of one seed type the same plan, at whatever delay, so their
+ON periods coincide by construction), and each run's own two legs are the control, which must
+alert.
+
+usage: tests/lab/cross_pairs.py --relaywatch BIN RUN_DIR... (run directories with gw.pcap and
+       truth.json, e.g. CORPUS/jump_ssh_interactive-* CORPUS/proxied_ssh-*)
+"""
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quality_report  # noqa: E402  (replay, the operator's address)
+
+
+def first_packet(pcap):
+    out = subprocess.run(["capinfos", "-a", "-S", "-T", "-r", pcap], capture_output=True,
+                         text=True, check=True).stdout.split("\t")
+    return float(out[-1])
+
+
+def legs(run, work):
+    """The run's operator leg and its relayed SSH egress, each a pcap of its own."""
+    truth = json.load(open(os.path.join(run, "truth.json")))
+    hosts = truth.get("hosts", {})
+    farm = hosts.get("farm", "10.77.1.10")
+    op = hosts.get("op", quality_report.OPERATOR)
+    egress = [f["five_tuple"] for f in truth.get("flows", [])
+              if f.get("role") == "relayed_egress" and f.get("app") == "ssh"]
+    if not egress:
+        raise SystemExit(f"{run}: no relayed SSH egress flow in truth.json")
+    pcap = os.path.join(run, "gw.pcap")
+    name = os.path.basename(os.path.normpath(run))
+    inbound = os.path.join(work, name + ".in.pcap")
+    outbound = os.path.join(work, name + ".out.pcap")
+    subprocess.run(["tcpdump", "-r", pcap, "-w", inbound, f"host {op} and host {farm}"],
+                   check=True, capture_output=True)
+    flows = " or ".join(f"(host {t['src']} and port {t['sport']} and host {t['dst']} and "
+                        f"port {t['dport']})" for t in egress)
+    subprocess.run(["tcpdump", "-r", pcap, "-w", outbound, flows], check=True, capture_output=True)
+    return inbound, outbound
+
+
+def stepping_stones(binary, pcaps, merged):
+    subprocess.run(["mergecap", "-w", merged] + pcaps, check=True)
+    events = quality_report.replay(binary, merged, False)
+    return [e["evidence"].get("correlation", "on_periods") for e in events
+            if e.get("event_type") == "alert" and e["alert"]["detector"] == "stepping_stone"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--relaywatch", required=True)
+    ap.add_argument("runs", nargs="+")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        legs_of = {run: legs(run, work) for run in args.runs}
+        seed_of = {run: json.load(open(os.path.join(run, "truth.json"))).get("seed")
+                   for run in args.runs}
+        merged = os.path.join(work, "merged.pcap")
+        controls = 0
+        for run in args.runs:
+            found = stepping_stones(args.relaywatch, list(legs_of[run]), merged)
+            controls += bool(found)
+            print(f"control {os.path.basename(os.path.normpath(run))}: "
+                  f"{', '.join(found) if found else 'NOT FOUND'}")
+        pairs = alerted = 0
+        for a, b in itertools.permutations(args.runs, 2):
+            if seed_of[a] == seed_of[b]:
+                continue
+            a_in, _ = legs_of[a]
+            _, b_out = legs_of[b]
+            shifted = os.path.join(work, "shifted.pcap")
+            shift = first_packet(a_in) + 1.0 - first_packet(b_out)
+            subprocess.run(["editcap", "-t", f"{shift:.6f}", b_out, shifted], check=True)
+            found = stepping_stones(args.relaywatch, [a_in, shifted], merged)
+            pairs += 1
+            if found:
+                alerted += 1
+                print(f"FALSE {os.path.basename(a)} inbound + {os.path.basename(b)} outbound: "
+                      f"{', '.join(found)}")
+    print(f"controls found: {controls} of {len(args.runs)}; "
+          f"independent pairs alerted: {alerted} of {pairs}")
+    return 0 if alerted == 0 and controls == len(args.runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
