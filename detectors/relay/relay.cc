@@ -553,6 +553,7 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
     out.Emit(std::move(e));
     counters_.on_windows.Increment();
   }
+  counters_.packet_times_dropped.Increment(data.packets.dropped());
   data.NextWindow(ts, config_);
 }
 
@@ -762,6 +763,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   out.Emit(std::move(e));
   counters_.flows_measured.Increment();
   // The next ON times belong to the first window after the record.
+  counters_.packet_times_dropped.Increment(data.packets.dropped());
   data.NextWindow(ts, config_);
 }
 
@@ -808,6 +810,11 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  c.stun_rtt_samples.Read()});
   out.push_back({"obfuscated_ssh", "SSH sessions paced by keystroke timing obfuscation.",
                  c.obfuscated_ssh.Read()});
+  out.push_back({"packet_times_dropped",
+                 "SSH input packets not sampled for the packet-level stepping-stone test "
+                 "because a window's sample was full (more than 12 slots of 10 s in one "
+                 "report_after).",
+                 c.packet_times_dropped.Read()});
 }
 
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,

@@ -28,6 +28,7 @@ struct RelayCounters {
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
   WorkerCounter stun_rtt_samples;         // UDP: ICE check request -> success response samples
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
+  WorkerCounter packet_times_dropped;     // SSH input packets past a window's sample bound
   WorkerCounter on_windows;               // windows of flows already reported
   WorkerCounter http_exchanges;           // plain-HTTP requests answered (possible fetches)
 };

@@ -2269,6 +2269,26 @@ TEST(RelayDetector, ASlowSshAnswerAfterTheKeyExchangeEndsTheSetup) {
   EXPECT_NEAR(r["turnaround_ms"].get<double>(), 0.5, 0.01);
 }
 
+// A window samples at most 12 slots' first packets (kMaxPacketTimes); past that, packets are
+// counted. With report_after at 3 min, 13 slots of typing fill one window's sample.
+TEST(RelayDetector, PacketSamplesAreBoundedAndCounted) {
+  RelayConfig config;
+  config.report_after = absl::Minutes(3);
+  Wire w(config);
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  w.Send(21, false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  for (int i = 0; i < 1000; ++i) {  // a key every 135 ms for 135 s: 14 slots
+    w.Send(1000 + 135.0 * i, true, kAck | kPsh, std::string(36, 'x'));
+    w.Send(1010 + 135.0 * i, false, kAck | kPsh, std::string(36, 'e'));
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body["_packet_times_us"].size(), RelayDetector::kMaxPacketTimes);
+  // Slot 0 holds the banner and 31 keys; slots 12 and 13 would have held 64 more.
+  EXPECT_EQ(w.counters().packet_times_dropped.Read(), 2u * RelayDetector::kPacketsPerSlot);
+}
+
 TEST(RelayDetector, KeystrokesNeedNoHiddenLegAndCanBeSwitchedOff) {
   const std::vector<Event> all = SshSession(WithMethods({}), 20);
   ASSERT_EQ(all.size(), 1u);
