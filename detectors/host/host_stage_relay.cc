@@ -162,8 +162,12 @@ std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char
 }
 
 HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
-  return {TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms"),
-          TakeTimes(body, "_packet_times_us")};
+  HostStage::OnPeriods periods{TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms"),
+                               TakeTimes(body, "_packet_times_us")};
+  // In capture order; a capture whose clock went back would leave them out of time order,
+  // which the packet correlation walks in.
+  std::sort(periods.packets.begin(), periods.packets.end());
+  return periods;
 }
 
 // A flow's exchanges as possible fetches (`_exchanges_us`: [start, answered, next request

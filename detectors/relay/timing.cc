@@ -691,6 +691,7 @@ SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
         continue;
       while (last_in + 1 < i_end && inbound[last_in + 1] <= t)
         ++last_in;
+      // inbound[last_in] <= t < inbound[last_in + 1], which exists as t < to, in any order.
       ++r.outbound_ons;
       // By coincidence a packet lands within delta after the last inbound one as often as
       // delta fills the gap it lies in: the local rate, so two sessions typed at the same

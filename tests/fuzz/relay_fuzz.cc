@@ -166,7 +166,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   conversation.EndAll();
   // One record per flow (a SYN after the end of a connection starts another flow); after
-  // it, only internal windows: ON times (at least stepping_stone_min_ons) and/or reactions.
+  // it, only internal windows: ON times (at least stepping_stone_min_ons), an SSH flow's
+  // packet sample (PacketSample::kMinPackets to kMaxPacketTimes) and/or reactions.
   std::size_t records = 0;
   for (const relaywatch::Event& e : events.events()) {
     if (e.body.contains("_reactions_ms")) {
@@ -174,10 +175,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const nlohmann::json& d : e.body["_reactions_ms"])
         RW_FUZZ_CHECK(d.get<double>() >= 100);  // a person, not the client's own answer
     }
+    if (e.body.contains("_packet_times_us")) {
+      const std::size_t n = e.body["_packet_times_us"].size();
+      RW_FUZZ_CHECK(n >= relay::PacketSample::kMinPackets);
+      RW_FUZZ_CHECK(n <= relay::RelayDetector::kMaxPacketTimes);
+    }
     if (e.event_type == relay::kOnWindowEvent) {
       RW_FUZZ_CHECK(e.body.contains("_on_times_us") || e.body.contains("_reactions_ms"));
-      if (e.body.contains("_on_times_us"))
-        RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons);
+      if (e.body.contains("_on_times_us")) {
+        RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons ||
+                      e.body.contains("_packet_times_us"));
+      }
     } else if (e.event_type == relay::kExchangeEvent) {
       // One answered request: it started before (or when) it was answered.
       const nlohmann::json& x = e.body["_exchanges_us"];
