@@ -92,12 +92,12 @@ void PutMs(nlohmann::json& j, const char* key, const std::optional<double>& v) {
     j[key] = Round3(*v);
 }
 
-// ON-period starts for the host stage (the internal `_on_times_us` field).
-nlohmann::json OnTimesJson(const OnTimes& ons) {
-  nlohmann::json times = nlohmann::json::array();
-  for (PacketTime t : ons.times())
-    times.push_back(absl::ToUnixMicros(t));
-  return times;
+// Packet times for the host stage, in Unix microseconds.
+nlohmann::json TimesJson(const std::vector<PacketTime>& times) {
+  nlohmann::json out = nlohmann::json::array();
+  for (PacketTime t : times)
+    out.push_back(absl::ToUnixMicros(t));
+  return out;
 }
 
 // The ON-period starts, an SSH flow's sampled input packets (`_packet_times_us`, when
@@ -107,13 +107,9 @@ nlohmann::json OnTimesJson(const OnTimes& ons) {
 // own link after the sensor saw it come in, more where that link is queued.
 void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const AckRtt (&ack_rtt)[2],
                 nlohmann::json& body) {
-  body["_on_times_us"] = OnTimesJson(ons);
-  if (packets.times().size() >= PacketSample::kMinPackets) {
-    nlohmann::json times = nlohmann::json::array();
-    for (PacketTime t : packets.times())
-      times.push_back(absl::ToUnixMicros(t));
-    body["_packet_times_us"] = std::move(times);
-  }
+  body["_on_times_us"] = TimesJson(ons.times());
+  if (packets.times().size() >= PacketSample::kMinPackets)
+    body["_packet_times_us"] = TimesJson(packets.times());
   nlohmann::json legs = nlohmann::json::array();
   for (int dir : {1, 0}) {
     const std::optional<double> srtt = Ms(ack_rtt[dir].smoothed());

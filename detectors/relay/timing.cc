@@ -633,7 +633,7 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
 }
 
 void PacketSample::OnData(PacketTime ts) {
-  const std::int64_t slot = absl::ToUnixMicros(ts) / absl::ToInt64Microseconds(kSlot);
+  const std::int64_t slot = SlotOf(ts);
   if (slot != slot_) {
     slot_ = slot;
     in_slot_ = 0;
@@ -649,32 +649,28 @@ SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
   SteppingStone r;
   std::vector<double> lags;
   double expected = 0;  // coincidences that independent packets would give, summed
-  const std::int64_t slot_us = absl::ToInt64Microseconds(PacketSample::kSlot);
-  const auto slot_of = [slot_us](PacketTime t) {
-    return absl::ToUnixMicros(t) / slot_us;
-  };
   // Both are in time order (one direction of one flow each); walk them slot by slot.
   std::size_t i = 0;
   std::size_t o = 0;
   while (i < inbound.size() && o < outbound.size()) {
-    const std::int64_t si = slot_of(inbound[i]);
-    const std::int64_t so = slot_of(outbound[o]);
+    const std::int64_t si = PacketSample::SlotOf(inbound[i]);
+    const std::int64_t so = PacketSample::SlotOf(outbound[o]);
     if (si != so) {
       // A slot only one side sampled says nothing.
       if (si < so) {
-        while (i < inbound.size() && slot_of(inbound[i]) == si)
+        while (i < inbound.size() && PacketSample::SlotOf(inbound[i]) == si)
           ++i;
       } else {
-        while (o < outbound.size() && slot_of(outbound[o]) == so)
+        while (o < outbound.size() && PacketSample::SlotOf(outbound[o]) == so)
           ++o;
       }
       continue;
     }
     std::size_t i_end = i;
-    while (i_end < inbound.size() && slot_of(inbound[i_end]) == si)
+    while (i_end < inbound.size() && PacketSample::SlotOf(inbound[i_end]) == si)
       ++i_end;
     std::size_t o_end = o;
-    while (o_end < outbound.size() && slot_of(outbound[o_end]) == so)
+    while (o_end < outbound.size() && PacketSample::SlotOf(outbound[o_end]) == so)
       ++o_end;
     // The stretch both samples cover in this slot: outbound packets between two sampled
     // inbound ones.

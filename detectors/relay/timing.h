@@ -475,6 +475,10 @@ class PacketSample {
 
   PacketSample(std::size_t per_slot, std::size_t max_kept)
       : per_slot_(per_slot), max_kept_(max_kept) {}
+  // The slot `ts` falls in, counted from the epoch.
+  static std::int64_t SlotOf(PacketTime ts) {
+    return absl::ToUnixMicros(ts) / absl::ToInt64Microseconds(kSlot);
+  }
   void OnData(PacketTime ts);
   // Empties the sample for the flow's next window; the current slot keeps its count, so no
   // window samples a slot beyond its first packets.
