@@ -849,17 +849,20 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     // Packets where ON periods are too few (OpenSSH's chaff fills the pauses) or have not
     // matched yet. A relay forwards nearly every packet; a host's independent sessions match
     // only by coincidence (CorrelatePackets).
+    absl::Duration offset = absl::ZeroDuration();
     if (!found && by_packets && !other.packets.empty()) {
-      // Not widened by the host's leg: a smoothed round trip holds the host's delayed ACKs
-      // (up to 10 ms on the lab's wire, where a jump host forwards in 0.1-0.3 ms), and a window
-      // half a chaff tick wide would match independent sessions by their clocks alone.
-      window = c.stepping_stone_packet_delta;
-      const detectors::relay::SteppingStone s = detectors::relay::CorrelatePackets(
-          inbound ? packets : other.packets, inbound ? other.packets : packets, window);
-      if (s.ratio >= kMinForwardedShare &&
-          s.correlated >= detectors::relay::PacketSample::kMinPackets &&
-          s.chance <= c.stepping_stone_max_p) {
-        found = s;
+      // Widened and moved by the host's leg (ScanPacketWindows): as for ON periods, a relayed
+      // packet leaves one round trip of the host's link after it came in.
+      const std::optional<detectors::relay::PacketWindowMatch> m =
+          detectors::relay::ScanPacketWindows(
+              inbound ? packets : other.packets, inbound ? other.packets : packets,
+              c.stepping_stone_packet_delta, leg, kMinForwardedShare,
+              detectors::relay::PacketSample::kMinPackets);
+      if (m && m->stone.chance <= c.stepping_stone_max_p &&
+          m->stone.gap_chance <= c.stepping_stone_max_p) {
+        found = m->stone;
+        window = m->width;
+        offset = m->offset;
         of_packets = true;
       }
     }
@@ -887,6 +890,12 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                       {"median_lag_ms", Round1(s.median_lag_ms)},
                       {"window_ms", Round1(absl::ToDoubleMilliseconds(window))},
                       {"chance", s.chance}};
+    if (of_packets) {
+      alert.evidence["window_offset_ms"] = Round1(absl::ToDoubleMilliseconds(offset));
+      alert.evidence["gap_pairs"] = s.gap_pairs;
+      alert.evidence["gap_rho"] = std::round(s.gap_rho * 1000.0) / 1000.0;
+      alert.evidence["gap_chance"] = s.gap_chance;
+    }
     PublishAlert(std::move(alert), publish);
   }
   state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms,

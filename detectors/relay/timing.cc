@@ -46,6 +46,39 @@ absl::Duration Covered(std::span<const PacketTime> times, PacketTime from, Packe
   return covered;
 }
 
+// Ranks, ties sharing their mean rank.
+std::vector<double> Ranks(const std::vector<double>& v) {
+  std::vector<std::size_t> order(v.size());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::sort(order.begin(), order.end(), [&v](std::size_t a, std::size_t b) { return v[a] < v[b]; });
+  std::vector<double> ranks(v.size());
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j + 1 < order.size() && v[order[j + 1]] == v[order[i]])
+      ++j;
+    for (std::size_t k = i; k <= j; ++k)
+      ranks[order[k]] = (static_cast<double>(i) + static_cast<double>(j)) / 2.0;
+    i = j + 1;
+  }
+  return ranks;
+}
+
+// Spearman's rho: the Pearson correlation of the ranks; 0 where either is constant.
+double RankCorrelation(const std::vector<double>& a, const std::vector<double>& b) {
+  const std::vector<double> ra = Ranks(a);
+  const std::vector<double> rb = Ranks(b);
+  const double n = static_cast<double>(ra.size());
+  const double mean = (n - 1.0) / 2.0;
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < ra.size(); ++i) {
+    sab += (ra[i] - mean) * (rb[i] - mean);
+    saa += (ra[i] - mean) * (ra[i] - mean);
+    sbb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 0.0;
+}
+
 }  // namespace
 
 double ToMs(absl::Duration d) {
@@ -645,9 +678,12 @@ void PacketSample::OnData(PacketTime ts) {
 }
 
 SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
-                               const std::vector<PacketTime>& outbound, absl::Duration delta) {
+                               const std::vector<PacketTime>& outbound, absl::Duration delta,
+                               absl::Duration offset, bool gaps) {
   SteppingStone r;
   std::vector<double> lags;
+  std::vector<double> gaps_in;
+  std::vector<double> gaps_out;
   double expected = 0;  // coincidences that independent packets would give, summed
   // Both are in time order (one direction of one flow each); walk them slot by slot.
   std::size_t i = 0;
@@ -674,21 +710,29 @@ SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
       ++o_end;
     // The stretch both samples cover in this slot: outbound packets between two sampled
     // inbound ones.
-    const PacketTime from = std::max(inbound[i], outbound[o]);
+    const PacketTime from = std::max(inbound[i], outbound[o] - offset);
     const PacketTime to = inbound[i_end - 1];
     for (std::size_t k = i; k < i_end; ++k) {
       if (inbound[k] >= from - delta)
         ++r.inbound_ons;
     }
     std::size_t last_in = i;  // the latest inbound packet at or before the outbound one
+    std::optional<std::pair<PacketTime, std::size_t>> previous;  // outbound time, its last_in
     for (std::size_t k = o; k < o_end; ++k) {
-      const PacketTime t = outbound[k];
+      // Matched as if sent `offset` earlier: an inbound packet within [offset, offset + delta]
+      // before it.
+      const PacketTime t = outbound[k] - offset;
       if (t < from || t >= to)
         continue;
       while (last_in + 1 < i_end && inbound[last_in + 1] <= t)
         ++last_in;
       // inbound[last_in] <= t < inbound[last_in + 1], which exists as t < to, in any order.
       ++r.outbound_ons;
+      if (gaps && previous && previous->second + 1 == last_in) {
+        gaps_in.push_back(ToMs(inbound[last_in] - inbound[previous->second]));
+        gaps_out.push_back(ToMs(t - previous->first));
+      }
+      previous.emplace(t, last_in);
       // By coincidence a packet lands within delta after the last inbound one as often as
       // delta fills the gap it lies in: the local rate, so two sessions typed at the same
       // time (dense together, sparse together) do not match beyond chance.
@@ -697,7 +741,7 @@ SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
       const absl::Duration lag = t - inbound[last_in];
       if (lag <= delta) {
         ++r.correlated;
-        lags.push_back(ToMs(lag));
+        lags.push_back(ToMs(lag + offset));
       }
     }
     i = i_end;
@@ -711,7 +755,54 @@ SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
   // Each packet's chance differs; the binomial at their mean has the same mean and a wider
   // tail than their sum's, so it errs toward no stepping stone.
   r.chance = BinomialTail(r.outbound_ons, r.correlated, std::min(1.0, expected / n));
+  r.gap_pairs = gaps_in.size();
+  if (r.gap_pairs >= 3) {
+    r.gap_rho = RankCorrelation(gaps_in, gaps_out);
+    // Under independence rho * sqrt(n - 1) is about standard normal.
+    const double z = r.gap_rho * std::sqrt(static_cast<double>(r.gap_pairs) - 1.0);
+    r.gap_chance = 0.5 * std::erfc(z / std::sqrt(2.0));
+  }
   return r;
+}
+
+std::optional<PacketWindowMatch> ScanPacketWindows(const std::vector<PacketTime>& inbound,
+                                                   const std::vector<PacketTime>& outbound,
+                                                   absl::Duration delta, absl::Duration leg,
+                                                   double min_ratio, std::size_t min_correlated) {
+  if (delta <= absl::ZeroDuration())
+    return std::nullopt;
+  constexpr int kMaxOffsets = 17;  // 0 and 16 steps
+  const absl::Duration step = delta / 2;
+  std::vector<absl::Duration> offsets;
+  for (absl::Duration a = absl::ZeroDuration(); a <= leg && offsets.size() < kMaxOffsets;
+       a += step) {
+    offsets.push_back(a);
+  }
+  const std::vector<absl::Duration> widths = {delta, 2 * delta, 4 * delta};
+  const double tries = static_cast<double>(offsets.size() * widths.size());
+  std::optional<PacketWindowMatch> best;
+  for (absl::Duration offset : offsets) {
+    // The gaps' pairing depends on the offset alone: ranked once, where a width matched.
+    std::optional<SteppingStone> gaps;
+    for (absl::Duration width : widths) {
+      SteppingStone s = CorrelatePackets(inbound, outbound, width, offset, /*gaps=*/false);
+      if (s.ratio < min_ratio || s.correlated < min_correlated)
+        continue;
+      if (!gaps)
+        gaps = CorrelatePackets(inbound, outbound, width, offset);
+      s.gap_pairs = gaps->gap_pairs;
+      s.gap_rho = gaps->gap_rho;
+      s.gap_chance = gaps->gap_chance;
+      s.chance = std::min(1.0, s.chance * tries);
+      s.gap_chance = std::min(1.0, s.gap_chance * tries);
+      const auto weaker = [](const SteppingStone& x) {
+        return std::max(x.chance, x.gap_chance);
+      };
+      if (!best || weaker(s) < weaker(best->stone))
+        best = PacketWindowMatch{s, offset, width};
+    }
+  }
+  return best;
 }
 
 double BinomialTail(std::size_t n, std::size_t k, double p) {

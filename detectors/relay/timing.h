@@ -458,6 +458,10 @@ struct SteppingStone {
   double ratio = 0;          // correlated / min(inbound_ons, outbound_ons); of packets: / outbound
   double median_lag_ms = 0;  // outbound ON - inbound ON over correlated pairs
   double chance = 1;         // P(at least `correlated` coincidences | independent)
+  // Of packets only (CorrelatePackets): do the outbound gaps follow the inbound ones?
+  std::size_t gap_pairs = 0;
+  double gap_rho = 0;     // Spearman's rank correlation of the paired gaps
+  double gap_chance = 1;  // P(rho at least this | independent), large-sample normal
 };
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
                                const std::vector<PacketTime>& outbound, absl::Duration delta);
@@ -507,9 +511,39 @@ class PacketSample {
 // the binomial tail at the mean of each packet's own chance of that by coincidence, delta
 // over the gap between the inbound packets around it: the local rate, not the average over
 // the slot, since sessions typed at the same time are dense at the same time. The counts are
-// packets, not ON periods.
+// packets, not ON periods. With an `offset` the window is [offset, offset + delta] after the
+// inbound packet: a host behind a Wi-Fi forwards no packet sooner than its link's round trip.
+//
+// The binomial assumes an independent packet lands anywhere in its gap. Two clocks of one
+// rate break that: OpenSSH's chaff ticks every 18-22 ms, and two sessions' ticks keep their
+// phase for seconds, so on clean paths a whole slot of one lands within delta of the other's
+// (2 of 216 independent pairs of real captures alerted, 2026-12-05). What a relay does and a
+// second clock does not is copy the inbound gaps, each tick's own irregularity and every
+// pause: `gap_rho` correlates the gaps of consecutive outbound packets with the inbound gap
+// they straddle (exactly one inbound packet between them, so a pause is paired with a
+// pause). Two independent clocks give about 0 whatever their phase.
+// `gaps` false leaves the gap statistics out (their ranks cost most of the time).
 SteppingStone CorrelatePackets(const std::vector<PacketTime>& inbound,
-                               const std::vector<PacketTime>& outbound, absl::Duration delta);
+                               const std::vector<PacketTime>& outbound, absl::Duration delta,
+                               absl::Duration offset = absl::ZeroDuration(), bool gaps = true);
+
+// The packet test over windows [offset, offset + width] after each inbound packet: widths
+// delta, 2 delta and 4 delta, offsets from 0 in steps of delta / 2 up to the host's leg (at most
+// 16 steps). A host behind a Wi-Fi forwards each packet one round trip of its link after the
+// sensor saw it come in, spread by the link's jitter (the lab at 3 ms each way with 3 ms of
+// jitter: 3-16 ms), where a wired one takes 0.1-0.3 ms. Of the windows with `ratio` at least
+// `min_ratio` and `min_correlated` packets, the one whose larger chance (`chance`,
+// `gap_chance`) is least wins; both are multiplied by the windows tried (Bonferroni), so
+// scanning buys no false match.
+struct PacketWindowMatch {
+  SteppingStone stone;
+  absl::Duration offset;
+  absl::Duration width;
+};
+std::optional<PacketWindowMatch> ScanPacketWindows(const std::vector<PacketTime>& inbound,
+                                                   const std::vector<PacketTime>& outbound,
+                                                   absl::Duration delta, absl::Duration leg,
+                                                   double min_ratio, std::size_t min_correlated);
 
 // P(X >= k) for X ~ Binomial(n, p).
 double BinomialTail(std::size_t n, std::size_t k, double p);

@@ -15,12 +15,14 @@ alert.
 
 usage: tests/lab/cross_pairs.py --relaywatch BIN RUN_DIR... (run directories with gw.pcap and
        truth.json, e.g. CORPUS/jump_ssh_interactive-* CORPUS/proxied_ssh-*)
+       KEEP_FALSE=DIR keeps the merged capture of each falsely alerted pair there.
 """
 
 import argparse
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,6 +92,9 @@ def main():
             shift = first_packet(a_in) + 1.0 - first_packet(b_out)
             subprocess.run(["editcap", "-t", f"{shift:.6f}", b_out, shifted], check=True)
             found = stepping_stones(args.relaywatch, [a_in, shifted], merged)
+            if found and os.environ.get("KEEP_FALSE"):
+                kept = f"{os.path.basename(a)}+{os.path.basename(b)}.pcap"
+                shutil.copyfile(merged, os.path.join(os.environ["KEEP_FALSE"], kept))
             pairs += 1
             if found:
                 alerted += 1

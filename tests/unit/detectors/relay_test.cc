@@ -1283,6 +1283,97 @@ TEST(RelayTiming, SessionsTypedAtTheSameTimeMatchOnlyByChance) {
   EXPECT_GT(s.chance, 0.01);
 }
 
+// Two sessions chaffing on clocks of one rate over clean paths, their ticks 2 ms apart at the
+// start (each tick 19.8-20.2 ms, so the phase wanders by a few ms in ten seconds): most
+// outbound packets follow an inbound one within 5 ms, which the binomial takes for a relay.
+// The gaps tell: each clock's irregularity is its own, while a relay of the same inbound clock
+// copies it (found in real captures of independent sessions, 2026-12-05).
+TEST(RelayTiming, TwoClocksOfOneRateAreNoRelayWhateverTheirPhase) {
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<double> tick(19.8, 20.2);
+  std::uniform_real_distribution<double> forwarding(0.1, 0.4);
+  PacketSample in(32, 384), out(32, 384), relayed(32, 384);
+  double in_at = 0;
+  double out_at = 2.0;
+  for (int i = 0; i < 2000; ++i) {
+    in_at += tick(rng);
+    in.OnData(At(in_at));
+    relayed.OnData(At(in_at + forwarding(rng)));
+    out_at += tick(rng);
+    out.OnData(At(out_at));
+  }
+  const absl::Duration delta = absl::Milliseconds(5);
+  const SteppingStone locked = CorrelatePackets(in.times(), out.times(), delta);
+  EXPECT_GE(locked.outbound_ons, 100u);
+  EXPECT_GT(locked.ratio, 0.5);
+  EXPECT_LT(locked.chance, 1e-20);  // the binomial alone: a relay
+  EXPECT_GE(locked.gap_pairs, 100u);
+  EXPECT_LT(std::abs(locked.gap_rho), 0.3);
+  EXPECT_GT(locked.gap_chance, 0.01);
+  const SteppingStone relay = CorrelatePackets(in.times(), relayed.times(), delta);
+  EXPECT_GT(relay.gap_rho, 0.5);
+  EXPECT_LT(relay.gap_chance, 1e-10);
+  EXPECT_LT(relay.chance, 1e-20);
+}
+
+// The same jump host on a Wi-Fi (at least 3 ms each way, more under contention, order kept):
+// each packet leaves 6-16 ms after the sensor saw it come in, so no window that starts with
+// the inbound packet holds most of them without holding most of a 20 ms tick too. Windows
+// moved and widened up to the host's leg find it, against a chance that counts every window
+// tried; without the leg they cannot, and the host's own chaffing session matches in none.
+TEST(RelayTiming, PacketsForwardedBehindAWifiMatchInAMovedWindow) {
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<double> tick(18, 20);
+  std::uniform_real_distribution<double> far_jitter(0, 4);
+  std::normal_distribution<double> contention(0, 2.5);
+  PacketSample in(32, 384), out(32, 384), own(32, 384);
+  double sent = 0;
+  double own_at = 11.1;
+  double last_in = 0;
+  double last_out = 0;
+  while (sent < 40000) {
+    sent += tick(rng);
+    const double arrival = std::max(last_in, sent + far_jitter(rng));
+    last_in = arrival;
+    in.OnData(At(arrival));
+    // To the host over the Wi-Fi, forwarded, and back over it to the sensor.
+    const double forwarded = std::max(
+        last_out, arrival + 3 + std::abs(contention(rng)) + 0.2 + 3 + std::abs(contention(rng)));
+    last_out = forwarded;
+    out.OnData(At(forwarded));
+    while (own_at < forwarded) {
+      own.OnData(At(own_at));
+      own_at += tick(rng);
+    }
+  }
+  const absl::Duration delta = absl::Milliseconds(5);
+  const SteppingStone bare = CorrelatePackets(in.times(), out.times(), delta);
+  EXPECT_GE(bare.outbound_ons, 100u);
+  EXPECT_LT(bare.ratio, 0.5);
+  const std::optional<PacketWindowMatch> m =
+      ScanPacketWindows(in.times(), out.times(), delta, absl::Milliseconds(20), 0.5, 16);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_GT(m->offset, absl::ZeroDuration());
+  EXPECT_GE(m->stone.ratio, 0.5);
+  EXPECT_GT(m->stone.median_lag_ms, 4.0);
+  EXPECT_LT(m->stone.median_lag_ms, 12.0);
+  EXPECT_LT(m->stone.chance, 1e-6);
+  // The outbound gaps follow the inbound ones through the Wi-Fi's own noise.
+  EXPECT_GT(m->stone.gap_rho, 0.3);
+  EXPECT_LT(m->stone.gap_chance, 1e-3);
+  // The chances count the 27 windows tried (offsets 0..20 ms in 9 steps, 3 widths).
+  const SteppingStone same = CorrelatePackets(in.times(), out.times(), m->width, m->offset);
+  EXPECT_DOUBLE_EQ(m->stone.chance, std::min(1.0, same.chance * 27));
+  EXPECT_DOUBLE_EQ(m->stone.gap_chance, std::min(1.0, same.gap_chance * 27));
+  // The host's leg unknown: windows from 0 only, which a 20 ms tick fills.
+  const std::optional<PacketWindowMatch> legless =
+      ScanPacketWindows(in.times(), out.times(), delta, absl::ZeroDuration(), 0.5, 16);
+  EXPECT_TRUE(!legless || legless->stone.chance > 0.001);
+  const std::optional<PacketWindowMatch> independent =
+      ScanPacketWindows(in.times(), own.times(), delta, absl::Milliseconds(20), 0.5, 16);
+  EXPECT_TRUE(!independent || independent->stone.chance > 0.001);
+}
+
 // Only the stretch both samples cover counts: an outbound flow that goes on after the
 // inbound one ended, or samples of different slots, say nothing either way.
 TEST(RelayTiming, PacketsAreMatchedOnlyWhereBothFlowsWereSampled) {
