@@ -156,7 +156,8 @@ SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ss
            scp_transfer ssh_local_forward vnc_typed_ssh routed_relay revocation_tls http_proxy_tls
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
            vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call
-           webrtc_turn_session webrtc_turn_call webrtc_turn_tcp_session webrtc_turn_tcp_call)
+           webrtc_turn_session webrtc_turn_call webrtc_turn_tcp_session webrtc_turn_tcp_call
+           ssh_nested)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -494,6 +495,7 @@ webrtc_turn_session     webrtc_session with farm's side relayed by TURN (coturn 
 webrtc_turn_call        webrtc_call with farm's side relayed by TURN (coturn on srv)  relayed=false app=webrtc
 webrtc_turn_tcp_session webrtc_turn_session with farm's side on TURN over TCP (UDP blocked)  relayed=true app=webrtc controlled=farm
 webrtc_turn_tcp_call    webrtc_turn_call with farm's side on TURN over TCP  relayed=false app=webrtc
+ssh_nested              op types into ssh farm, whose shell runs ssh srv  relayed=true app=ssh
 EOF
 }
 
@@ -875,6 +877,21 @@ scn_jump_ssh_interactive() {
     nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label jump_ssh \
         --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
         "${SSH[@]}" -J "root@$FARM" -tt "root@$SRV" "$REMOTE_SHELL" >>"$out/scenario.log" 2>&1
+}
+
+# The classic stepping stone: the operator logs in to the laptop and runs ssh onward from
+# that shell. The laptop's own client sends each key it reads from its pty (on its own clock,
+# with chaff, when it is OpenSSH >= 9.5 and RWLAB_SSH_CLIENT names it for the laptop too).
+scn_ssh_nested() {
+    local out="$1" seed="$2" inner
+    M_RELAYED=true; M_APP=ssh; M_KIND=ssh_nested; M_HUMAN=op; M_EVENTS=keystrokes.json
+    M_NOTE="operator types into ssh root@farm, whose shell runs ssh root@srv (the laptop's own client)"
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh (a shell, whose ssh goes on)"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm's own ssh client -> srv:22, typed from op"
+    inner=$(printf '%q ' "${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL")
+    nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label ssh_nested \
+        --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
+        "${SSH[@]}" -tt "root@$FARM" "$inner" >>"$out/scenario.log" 2>&1
 }
 
 # vnc_forwarded's forwarder (start_forwarder) in front of the laptop's sshd: the operator
