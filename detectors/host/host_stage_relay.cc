@@ -57,6 +57,10 @@ double Round1(double v) {
   return std::round(v * 10.0) / 10.0;
 }
 
+double Round3(double v) {
+  return std::round(v * 1000.0) / 1000.0;
+}
+
 }  // namespace
 
 const Site* HostStage::SiteOf(const IpAddress& host) const {
@@ -575,7 +579,7 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
         detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms, sample.handshake_ms,
                                          sample.client_leg_ms, sample.connect_wait_ms)
             .ms;
-    r["hidden_leg_rtt_ms"] = std::round(sample.hidden_ms * 1000.0) / 1000.0;
+    r["hidden_leg_rtt_ms"] = Round3(sample.hidden_ms);
     r["min_distance_km"] = std::round(FibreKm(sample.hidden_ms));
     for (const auto& [field, set] :
          {std::pair("hidden_leg_lower_bound", sample.lower_bound),
@@ -886,14 +890,14 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                       {absl::StrCat("inbound_", unit), s.inbound_ons},
                       {absl::StrCat("outbound_", unit), s.outbound_ons},
                       {"correlated", s.correlated},
-                      {"ratio", std::round(s.ratio * 1000.0) / 1000.0},
+                      {"ratio", Round3(s.ratio)},
                       {"median_lag_ms", Round1(s.median_lag_ms)},
                       {"window_ms", Round1(absl::ToDoubleMilliseconds(window))},
                       {"chance", s.chance}};
     if (of_packets) {
       alert.evidence["window_offset_ms"] = Round1(absl::ToDoubleMilliseconds(offset));
       alert.evidence["gap_pairs"] = s.gap_pairs;
-      alert.evidence["gap_rho"] = std::round(s.gap_rho * 1000.0) / 1000.0;
+      alert.evidence["gap_rho"] = Round3(s.gap_rho);
       alert.evidence["gap_chance"] = s.gap_chance;
     }
     PublishAlert(std::move(alert), publish);

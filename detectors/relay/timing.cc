@@ -780,6 +780,9 @@ std::optional<PacketWindowMatch> ScanPacketWindows(const std::vector<PacketTime>
   }
   const std::vector<absl::Duration> widths = {delta, 2 * delta, 4 * delta};
   const double tries = static_cast<double>(offsets.size() * widths.size());
+  const auto weaker = [](const SteppingStone& x) {
+    return std::max(x.chance, x.gap_chance);
+  };
   std::optional<PacketWindowMatch> best;
   for (absl::Duration offset : offsets) {
     // The gaps' pairing depends on the offset alone: ranked once, where a width matched.
@@ -795,9 +798,6 @@ std::optional<PacketWindowMatch> ScanPacketWindows(const std::vector<PacketTime>
       s.gap_chance = gaps->gap_chance;
       s.chance = std::min(1.0, s.chance * tries);
       s.gap_chance = std::min(1.0, s.gap_chance * tries);
-      const auto weaker = [](const SteppingStone& x) {
-        return std::max(x.chance, x.gap_chance);
-      };
       if (!best || weaker(s) < weaker(best->stone))
         best = PacketWindowMatch{s, offset, width};
     }

@@ -1218,35 +1218,54 @@ TEST(RelayTiming, PacketSamplesOfTwoFlowsKeepTheSameStretches) {
   EXPECT_EQ(bounded.dropped(), 14u);
 }
 
+// A far OpenSSH >= 9.5 client's chaff through a jump host, as the sensor sees it: a packet on
+// every 18-20 ms tick for `until_ms`, arriving over a path with `far_jitter_ms` of jitter, and
+// forwarded `forwarding()` ms after it came in (both in order); beside them the host's own
+// chaffing session, on a clock of its own from `own_at` ms.
+struct ChaffThroughAHost {
+  PacketSample in{32, 384}, out{32, 384}, own{32, 384};
+  OnTimes in_ons{absl::Milliseconds(500), 100}, out_ons{absl::Milliseconds(500), 100};
+};
+ChaffThroughAHost SimulateChaffThroughAHost(std::mt19937& rng, double until_ms,
+                                            double far_jitter_ms, double own_at,
+                                            const std::function<double()>& forwarding) {
+  std::uniform_real_distribution<double> tick(18, 20);
+  std::uniform_real_distribution<double> jitter(0, far_jitter_ms);
+  ChaffThroughAHost c;
+  double sent = 0;
+  double last_in = 0;
+  double last_out = 0;
+  while (sent < until_ms) {
+    sent += tick(rng);
+    const double arrival = std::max(last_in, sent + jitter(rng));
+    last_in = arrival;
+    c.in.OnData(At(arrival));
+    c.in_ons.OnData(At(arrival));
+    const double forwarded = std::max(last_out, arrival + forwarding());
+    last_out = forwarded;
+    c.out.OnData(At(forwarded));
+    c.out_ons.OnData(At(forwarded));
+    while (own_at < forwarded) {
+      c.own.OnData(At(own_at));
+      own_at += tick(rng);
+    }
+  }
+  return c;
+}
+
 // OpenSSH >= 9.5 through a jump host: the far client sends a packet on every tick of its ~20 ms
 // clock (keys or chaff) while the person types, so each flow is one long ON period, but the
 // host forwards every packet within a millisecond. The host's own chaffing session, on a clock
 // of its own, matches only as often as the inbound windows cover the time.
 TEST(RelayTiming, PacketsForwardedByAJumpHostMatchWhereOnPeriodsCannot) {
   std::mt19937 rng(7);
-  std::uniform_real_distribution<double> tick(18, 20);
-  std::uniform_real_distribution<double> jitter(0, 6);  // the far path's, order kept
   std::uniform_real_distribution<double> forwarding(0.1, 0.6);
-  PacketSample in(32, 384), out(32, 384), own(32, 384);
-  OnTimes in_ons(absl::Milliseconds(500), 100), out_ons(absl::Milliseconds(500), 100);
-  double sent = 0;
-  double own_at = 7.3;
-  double last_arrival = 0;
-  while (sent < 20000) {
-    sent += tick(rng);
-    const double arrival = std::max(last_arrival, sent + jitter(rng));
-    last_arrival = arrival;
-    in.OnData(At(arrival));
-    in_ons.OnData(At(arrival));
-    const double forwarded = arrival + forwarding(rng);
-    out.OnData(At(forwarded));
-    out_ons.OnData(At(forwarded));
-    while (own_at < forwarded) {
-      own.OnData(At(own_at));
-      own_at += tick(rng);
-    }
-  }
-  EXPECT_EQ(in_ons.times().size(), 1u);  // nothing for ON periods to match
+  const ChaffThroughAHost c =
+      SimulateChaffThroughAHost(rng, 20000, 6, 7.3, [&] { return forwarding(rng); });
+  const PacketSample& in = c.in;
+  const PacketSample& out = c.out;
+  const PacketSample& own = c.own;
+  EXPECT_EQ(c.in_ons.times().size(), 1u);  // nothing for ON periods to match
   const SteppingStone s = CorrelatePackets(in.times(), out.times(), absl::Milliseconds(5));
   EXPECT_GE(s.outbound_ons, 60u);
   EXPECT_EQ(s.correlated, s.outbound_ons);
@@ -1323,29 +1342,14 @@ TEST(RelayTiming, TwoClocksOfOneRateAreNoRelayWhateverTheirPhase) {
 // tried; without the leg they cannot, and the host's own chaffing session matches in none.
 TEST(RelayTiming, PacketsForwardedBehindAWifiMatchInAMovedWindow) {
   std::mt19937 rng(13);
-  std::uniform_real_distribution<double> tick(18, 20);
-  std::uniform_real_distribution<double> far_jitter(0, 4);
   std::normal_distribution<double> contention(0, 2.5);
-  PacketSample in(32, 384), out(32, 384), own(32, 384);
-  double sent = 0;
-  double own_at = 11.1;
-  double last_in = 0;
-  double last_out = 0;
-  while (sent < 40000) {
-    sent += tick(rng);
-    const double arrival = std::max(last_in, sent + far_jitter(rng));
-    last_in = arrival;
-    in.OnData(At(arrival));
-    // To the host over the Wi-Fi, forwarded, and back over it to the sensor.
-    const double forwarded = std::max(
-        last_out, arrival + 3 + std::abs(contention(rng)) + 0.2 + 3 + std::abs(contention(rng)));
-    last_out = forwarded;
-    out.OnData(At(forwarded));
-    while (own_at < forwarded) {
-      own.OnData(At(own_at));
-      own_at += tick(rng);
-    }
-  }
+  // To the host over the Wi-Fi, forwarded, and back over it to the sensor.
+  const ChaffThroughAHost c = SimulateChaffThroughAHost(rng, 40000, 4, 11.1, [&] {
+    return 3 + std::abs(contention(rng)) + 0.2 + 3 + std::abs(contention(rng));
+  });
+  const PacketSample& in = c.in;
+  const PacketSample& out = c.out;
+  const PacketSample& own = c.own;
   const absl::Duration delta = absl::Milliseconds(5);
   const SteppingStone bare = CorrelatePackets(in.times(), out.times(), delta);
   EXPECT_GE(bare.outbound_ons, 100u);
