@@ -146,6 +146,24 @@ void ParseAlpnList(Bytes data, std::string* first_raw, std::vector<std::string>&
   }
 }
 
+// RFC 8446 4.2: an extensions block. Each extension's type is appended to `types` in wire
+// order (JA4 and the fingerprints need every one), then `on_extension(type, data)` reads it.
+template <typename OnExtension>
+TlsParseStatus ForEachExtension(Bytes extensions, std::vector<std::uint16_t>& types,
+                                OnExtension on_extension) {
+  Reader e(extensions);
+  while (!e.empty()) {
+    std::uint16_t type = 0;
+    Bytes data;
+    if (!e.U16(type) || !e.Vec16(data)) {
+      return TlsParseStatus::kTruncated;
+    }
+    types.push_back(type);
+    on_extension(type, data);
+  }
+  return TlsParseStatus::kOk;
+}
+
 // RFC 8446 4.1.3: the random of a HelloRetryRequest, SHA-256("HelloRetryRequest").
 constexpr std::uint8_t kHelloRetryRandom[32] = {
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
@@ -325,14 +343,7 @@ TlsParseStatus ParseClientHello(Bytes body, bool dtls, ClientHello& out) {
   if (!r.Vec16(extensions)) {
     return TlsParseStatus::kTruncated;
   }
-  Reader e(extensions);
-  while (!e.empty()) {
-    std::uint16_t type = 0;
-    Bytes data;
-    if (!e.U16(type) || !e.Vec16(data)) {
-      return TlsParseStatus::kTruncated;
-    }
-    out.extensions.push_back(type);
+  return ForEachExtension(extensions, out.extensions, [&out](std::uint16_t type, Bytes data) {
     switch (type) {
       case kExtServerName:
         out.has_sni = true;
@@ -361,8 +372,7 @@ TlsParseStatus ParseClientHello(Bytes body, bool dtls, ClientHello& out) {
       default:
         break;
     }
-  }
-  return TlsParseStatus::kOk;
+  });
 }
 
 TlsParseStatus ParseServerHello(Bytes body, bool dtls, ServerHello& out) {
@@ -384,14 +394,7 @@ TlsParseStatus ParseServerHello(Bytes body, bool dtls, ServerHello& out) {
   if (!r.Vec16(extensions)) {
     return TlsParseStatus::kTruncated;
   }
-  Reader e(extensions);
-  while (!e.empty()) {
-    std::uint16_t type = 0;
-    Bytes data;
-    if (!e.U16(type) || !e.Vec16(data)) {
-      return TlsParseStatus::kTruncated;
-    }
-    out.extensions.push_back(type);
+  return ForEachExtension(extensions, out.extensions, [&out](std::uint16_t type, Bytes data) {
     if (type == kExtSupportedVersions && data.size() == 2) {
       out.selected_version = Be16(data.data());
     } else if (type == kExtAlpn) {
@@ -401,8 +404,7 @@ TlsParseStatus ParseServerHello(Bytes body, bool dtls, ServerHello& out) {
         out.alpn = names.front();
       }
     }
-  }
-  return TlsParseStatus::kOk;
+  });
 }
 
 TlsParseStatus ParseFirstCertificate(Bytes body, CertificateInfo& out) {
