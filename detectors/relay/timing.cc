@@ -494,9 +494,63 @@ double FibreKm(double rtt_ms) {
   return std::max(0.0, rtt_ms) * kFibreKmPerRttMs;
 }
 
+void SegmentSizes::Add(PacketTime ts, std::uint32_t length) {
+  ++segments_;
+  if (last_ != absl::InfinitePast() && ts - last_ < KeystrokeTiming::kPause)
+    busy_ms_ += ToMs(ts - last_);
+  last_ = ts;
+  auto it = count_.find(length);
+  if (it != count_.end()) {
+    ++it->second;
+  } else if (count_.size() < kMaxSizes) {
+    count_.emplace(length, 1);
+  }
+}
+
+bool SegmentSizes::LooksCoalescedChaff(double interval_ms) const {
+  constexpr std::uint32_t kMinPackets = 30;
+  if (segments_ == 0 || count_.empty() || busy_ms_ <= 0 || interval_ms <= 0)
+    return false;
+  std::uint32_t commonest = 0;
+  std::uint32_t most = 0;
+  for (const auto& [size, n] : count_) {
+    if (n > most) {
+      most = n;
+      commonest = size;
+    }
+  }
+  // Packet sizes that 80 % of the segments are whole multiples of: a segment of k packets of
+  // 36 bytes is 36 k; of unequal packets it rarely is. Segments of one size have several
+  // (144 bytes are 4 of 36 or 2 of 72), so each is tried.
+  for (std::uint32_t k = 1; k <= kMaxPacketsPerSegment; ++k) {
+    if (commonest % k != 0)
+      continue;
+    const std::uint32_t unit = commonest / k;
+    if (unit < kMinPacketBytes)
+      return false;
+    if (unit > KeystrokeTiming::kMaxKeyBytes)  // chaff packets are key-sized
+      continue;
+    std::uint32_t multiples = 0;
+    std::uint32_t packets = 0;
+    for (const auto& [size, n] : count_) {
+      if (size % unit == 0 && size / unit <= kMaxPacketsPerSegment) {
+        multiples += n;
+        packets += n * (size / unit);
+      }
+    }
+    if (multiples * 10 < segments_ * 8)
+      continue;
+    const double per_tick = packets * interval_ms / busy_ms_;
+    if (packets >= kMinPackets && per_tick >= 0.75 && per_tick <= 1.25)
+      return true;
+  }
+  return false;
+}
+
 void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length, bool late) {
   if (length == 0)
     return;
+  segments_.Add(ts, length);
   if (length > kMaxKeyBytes) {  // a paste, a file or a tunnel's payload: not a key
     echo_pending_ = false;
     output_pending_ = false;
@@ -587,7 +641,7 @@ bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::u
 KeystrokeSummary KeystrokeTiming::Summarise() const {
   KeystrokeSummary s;
   s.keys = static_cast<std::uint32_t>(key_ms_.size());
-  s.obfuscated = LooksObfuscated(key_ms_, key_size_);
+  s.obfuscated = LooksObfuscated(key_ms_, key_size_) || segments_.LooksCoalescedChaff();
   std::vector<double> echo = echo_ms_;
   s.echo_ms = Median(echo);
   if (s.obfuscated)

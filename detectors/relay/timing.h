@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -385,6 +386,33 @@ struct KeystrokeSummary {
   bool obfuscated = false;  // OpenSSH >= 9.5 ObscureKeystrokeTiming (20 ms grid + chaff)
 };
 
+// OpenSSH's chaff in segments of several packets. Behind Nagle (a ProxyCommand's nc, an HTTP
+// proxy; neither sets TCP_NODELAY) a round trip longer than the tick holds its equal packets
+// until the last segment is acknowledged: the lab's `proxied_ssh` sent 3-6 packets of 36 bytes
+// per segment at 45 ms one way, 11 at 110 ms. No segment is then one key. Yet the segments are
+// nearly all whole multiples of one packet, and the packets still come one a tick while the
+// session is busy. Bounded: past kMaxSizes distinct sizes a segment is counted as other.
+class SegmentSizes {
+ public:
+  static constexpr std::size_t kMaxSizes = 32;
+  // More packets than this in one segment are not a tick's: 32 ticks are 640 ms.
+  static constexpr std::uint32_t kMaxPacketsPerSegment = 32;
+  // The smallest SSH packet on the wire: length, a padded block and a MAC or tag.
+  static constexpr std::uint32_t kMinPacketBytes = 32;
+
+  void Add(PacketTime ts, std::uint32_t length);
+  // True when at least 30 packets, in segments 80 % of which are multiples of one key-sized
+  // packet (a divisor of the commonest segment), came 0.75-1.25 a tick over the busy time (the
+  // gaps shorter than KeystrokeTiming::kPause).
+  bool LooksCoalescedChaff(double interval_ms = 20.0) const;
+
+ private:
+  std::map<std::uint32_t, std::uint32_t> count_;  // segment size -> segments
+  std::uint32_t segments_ = 0;                    // all of them, counted or other
+  double busy_ms_ = 0;
+  PacketTime last_ = absl::InfinitePast();
+};
+
 class KeystrokeTiming {
  public:
   // A client data segment of at most kMaxKeyBytes counts as a key.
@@ -414,6 +442,7 @@ class KeystrokeTiming {
   PacketTime last_output_ = absl::InfinitePast();  // server data larger than an echo
   bool output_pending_ = false;
   std::uint32_t last_key_size_ = 0;
+  SegmentSizes segments_;  // every client data segment, keys or not
 };
 
 // True when the client's keys look paced by OpenSSH's keystroke obfuscation: the keys have one

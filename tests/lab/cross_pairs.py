@@ -16,6 +16,9 @@ alert.
 usage: tests/lab/cross_pairs.py --relaywatch BIN RUN_DIR... (run directories with gw.pcap and
        truth.json, e.g. CORPUS/jump_ssh_interactive-* CORPUS/proxied_ssh-*)
        KEEP_FALSE=DIR keeps the merged capture of each falsely alerted pair there.
+       --each-test also replays every pair with `stepping_stone_max_p: 1` and counts, in the
+       window the packet test chose, what its binomial `chance` alone, its `gap_chance` alone
+       and both would have alerted at --max-p (default 0.001, the default threshold).
 """
 
 import argparse
@@ -59,18 +62,51 @@ def legs(run, work):
     return inbound, outbound
 
 
-def stepping_stones(binary, pcaps, merged):
+def stepping_stones(binary, pcaps, merged, relay_keys=None):
+    """The evidence of each stepping_stone alert on the merged captures."""
     subprocess.run(["mergecap", "-w", merged] + pcaps, check=True)
-    events = quality_report.replay(binary, merged, False)
-    return [e["evidence"].get("correlation", "on_periods") for e in events
+    events = quality_report.replay(binary, merged, False, relay_keys=relay_keys)
+    return [e["evidence"] for e in events
             if e.get("event_type") == "alert" and e["alert"]["detector"] == "stepping_stone"]
+
+
+def names(found):
+    return ", ".join(e.get("correlation", "on_periods") for e in found)
+
+
+class EachTest:
+    """Which of the packet test's two chances would alert alone, in the window it chose."""
+
+    def __init__(self, binary, max_p):
+        self.binary = binary
+        self.max_p = max_p
+        self.counts = {}
+
+    def add(self, kind, pcaps, merged):
+        found = stepping_stones(self.binary, pcaps, merged, {"stepping_stone_max_p": 1})
+        packets = [e for e in found if e.get("correlation") == "packets"]
+        tally = self.counts.setdefault(kind, {"cases": 0, "binomial": 0, "gaps": 0, "both": 0})
+        tally["cases"] += 1
+        binomial = any(e["chance"] <= self.max_p for e in packets)
+        gaps = any(e["gap_chance"] <= self.max_p for e in packets)
+        tally["binomial"] += binomial
+        tally["gaps"] += gaps
+        tally["both"] += any(max(e["chance"], e["gap_chance"]) <= self.max_p for e in packets)
+
+    def report(self):
+        for kind, t in self.counts.items():
+            print(f"each test alone, {kind}: binomial {t['binomial']}, gaps {t['gaps']}, "
+                  f"both {t['both']} of {t['cases']} (p <= {self.max_p})")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--relaywatch", required=True)
+    ap.add_argument("--each-test", action="store_true")
+    ap.add_argument("--max-p", type=float, default=0.001)
     ap.add_argument("runs", nargs="+")
     args = ap.parse_args()
+    each = EachTest(args.relaywatch, args.max_p) if args.each_test else None
     with tempfile.TemporaryDirectory() as work:
         legs_of = {run: legs(run, work) for run in args.runs}
         seed_of = {run: json.load(open(os.path.join(run, "truth.json"))).get("seed")
@@ -81,7 +117,9 @@ def main():
             found = stepping_stones(args.relaywatch, list(legs_of[run]), merged)
             controls += bool(found)
             print(f"control {os.path.basename(os.path.normpath(run))}: "
-                  f"{', '.join(found) if found else 'NOT FOUND'}")
+                  f"{names(found) if found else 'NOT FOUND'}")
+            if each:
+                each.add("controls", list(legs_of[run]), merged)
         pairs = alerted = 0
         for a, b in itertools.permutations(args.runs, 2):
             if seed_of[a] == seed_of[b]:
@@ -92,6 +130,8 @@ def main():
             shift = first_packet(a_in) + 1.0 - first_packet(b_out)
             subprocess.run(["editcap", "-t", f"{shift:.6f}", b_out, shifted], check=True)
             found = stepping_stones(args.relaywatch, [a_in, shifted], merged)
+            if each:
+                each.add("independent pairs", [a_in, shifted], merged)
             if found and os.environ.get("KEEP_FALSE"):
                 kept = f"{os.path.basename(a)}+{os.path.basename(b)}.pcap"
                 shutil.copyfile(merged, os.path.join(os.environ["KEEP_FALSE"], kept))
@@ -99,7 +139,9 @@ def main():
             if found:
                 alerted += 1
                 print(f"FALSE {os.path.basename(a)} inbound + {os.path.basename(b)} outbound: "
-                      f"{', '.join(found)}")
+                      f"{names(found)}")
+    if each:
+        each.report()
     print(f"controls found: {controls} of {len(args.runs)}; "
           f"independent pairs alerted: {alerted} of {pairs}")
     return 0 if alerted == 0 and controls == len(args.runs) else 1

@@ -68,11 +68,15 @@ END_TO_END_KINDS = {"turn"}
 REMOTE_APPS = {"ssh", "vnc", "rdp", "webrtc"}
 
 
-def replay(binary, pcap, egress_only, operator=OPERATOR):
+def replay(binary, pcap, egress_only, operator=OPERATOR, relay_keys=None):
+    """`relay_keys`: detectors.relay settings over the defaults ({"key": value})."""
     events = "[alert, remote_session, relay]"
     bpf = f'"not host {operator}"' if egress_only else '""'
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(f"capture:\n  bpf: {bpf}\noutputs:\n  jsonl:\n    events: {events}\n")
+        if relay_keys:
+            f.write("detectors:\n  relay:\n" +
+                    "".join(f"    {k}: {v}\n" for k, v in relay_keys.items()))
         config = f.name
     try:
         proc = subprocess.run([binary, "-c", config, "-r", pcap, "--jsonl", "-"],

@@ -923,6 +923,92 @@ TEST(RelayTiming, RecognisesChaffBehindAJitteryRelay) {
   }
 }
 
+// Nagle behind a ProxyCommand's nc: a packet goes out at once only when nothing is in flight;
+// the rest wait for the acknowledgement, one round trip later, and leave as one segment.
+std::vector<std::pair<double, std::uint32_t>> ThroughNagle(const std::vector<double>& sent,
+                                                           std::uint32_t packet_bytes,
+                                                           double rtt_ms) {
+  std::vector<std::pair<double, std::uint32_t>> segments;
+  double acked = -1;  // when the segment in flight is acknowledged
+  std::uint32_t held = 0;
+  for (double t : sent) {
+    if (held > 0 && t >= acked) {  // the held packets left when the ack came
+      segments.emplace_back(acked, held * packet_bytes);
+      acked += rtt_ms;
+      held = 0;
+    }
+    if (t >= acked) {
+      segments.emplace_back(t, packet_bytes);
+      acked = t + rtt_ms;
+    } else {
+      ++held;
+    }
+  }
+  return segments;
+}
+
+TEST(RelayTiming, RecognisesChaffInSegmentsOfSeveralPackets) {
+  // The lab's proxied_ssh with OpenSSH 10.0 through an HTTP CONNECT proxy at 45 and 110 ms one
+  // way: segments of 3-6 and of 11 packets of 36 bytes, so few segments are key-sized.
+  for (double rtt : {90.0, 220.0, 400.0}) {
+    std::mt19937 rng(11);
+    KeystrokeTiming k;
+    for (const auto& [t, bytes] : ThroughNagle(ChaffTicks(1000, 1.0, rng), 36, rtt))
+      k.OnClientData(At(t), bytes);
+    const KeystrokeSummary s = k.Summarise();
+    EXPECT_TRUE(s.obfuscated) << "rtt " << rtt;
+    EXPECT_LT(s.keys, 30u) << "rtt " << rtt;  // the keys' own tests could not tell
+  }
+}
+
+TEST(RelayTiming, APersonsKeysInSegmentsOfSeveralAreNoChaff) {
+  // The same proxy in front of a person's keys: a segment holds the keys of one round trip,
+  // all multiples of one size, but they come at a person's rate.
+  for (double rtt : {90.0, 220.0}) {
+    std::vector<double> sent;
+    double t = 0;
+    for (double gap : HumanGaps(400))
+      sent.push_back(t += gap / 3);  // a fast typist: 27-83 ms apart
+    KeystrokeTiming k;
+    for (const auto& [at, bytes] : ThroughNagle(sent, 36, rtt))
+      k.OnClientData(At(at), bytes);
+    EXPECT_FALSE(k.Summarise().obfuscated) << "rtt " << rtt;
+  }
+}
+
+TEST(RelayTiming, SegmentsOfUnequalPacketsAtTheClockRateAreNoChaff) {
+  // A tunnel's packets of many sizes behind Nagle: few segments are multiples of one size.
+  std::mt19937 rng(13);
+  std::uniform_int_distribution<int> blocks(0, 6);
+  SegmentSizes segments;
+  double t = 0;
+  for (int i = 0; i < 600; ++i) {
+    std::uint32_t bytes = 0;
+    for (int p = 0; p < 4; ++p)
+      bytes += 36 + 16 * static_cast<std::uint32_t>(blocks(rng));
+    segments.Add(At(t += 80), bytes);
+  }
+  EXPECT_FALSE(segments.LooksCoalescedChaff());
+  // Nor when half of them happen to be four equal packets, which alone run one a tick.
+  SegmentSizes half;
+  t = 0;
+  for (int i = 0; i < 600; ++i)
+    half.Add(At(t += 40), i % 2 == 0 ? 4 * 36 : 150);
+  EXPECT_FALSE(half.LooksCoalescedChaff());
+  // The same segments of equal packets, 4 a segment every 80 ms, are chaff.
+  SegmentSizes chaff;
+  t = 0;
+  for (int i = 0; i < 600; ++i)
+    chaff.Add(At(t += 80), 4 * 36);
+  EXPECT_TRUE(chaff.LooksCoalescedChaff());
+  // Nor is an upload held to a segment a tick (72 kB/s): its packets are no keys.
+  SegmentSizes bulk;
+  t = 0;
+  for (int i = 0; i < 600; ++i)
+    bulk.Add(At(t += 20), 1448);
+  EXPECT_FALSE(bulk.LooksCoalescedChaff());
+}
+
 TEST(RelayTiming, ASmallPacketStreamAtTheClockRateOfManySizesIsNoChaff) {
   // A tunnel's small packets may run 50 a second too; keys and pings have one size.
   std::mt19937 rng(9);
