@@ -908,16 +908,27 @@ scn_ssh_forwarded() {
 }
 
 scn_proxied_ssh() {
-    local out="$1" seed="$2"
-    M_RELAYED=true; M_APP=ssh; M_KIND=http_connect; M_HUMAN=op; M_EVENTS=keystrokes.json
-    M_NOTE="operator types into ssh root@srv whose ProxyCommand is nc -X connect through tinyproxy on the laptop"
-    command -v tinyproxy >/dev/null && command -v nc >/dev/null || { log "tinyproxy/nc missing"; return 3; }
-    spec operator_leg ssh "$OP" "$FARM" 8888 true "op -> farm HTTP CONNECT (carries the ssh session)"
-    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm tinyproxy -> srv:22 (ssh client is op)"
-    start_tinyproxy "$out" 22 || return 1
+    local out="$1" seed="$2" proxy_cmd
+    M_RELAYED=true; M_APP=ssh; M_HUMAN=op; M_EVENTS=keystrokes.json
+    command -v nc >/dev/null || { log "nc missing"; return 3; }
+    if [[ ${RWLAB_SSH_PROXY:-http} == socks ]]; then  # dante on the laptop, as proxied_tls
+        M_KIND=socks5
+        M_NOTE="operator types into ssh root@srv whose ProxyCommand is nc -X 5 through dante on the laptop"
+        spec operator_leg ssh "$OP" "$FARM" 1080 true "op -> farm SOCKS5 (carries the ssh session)"
+        spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm danted -> srv:22 (ssh client is op)"
+        proxy_cmd="nc -X 5 -x $FARM:1080 %h %p"
+    else
+        M_KIND=http_connect
+        M_NOTE="operator types into ssh root@srv whose ProxyCommand is nc -X connect through tinyproxy on the laptop"
+        command -v tinyproxy >/dev/null || { log "tinyproxy missing"; return 3; }
+        spec operator_leg ssh "$OP" "$FARM" 8888 true "op -> farm HTTP CONNECT (carries the ssh session)"
+        spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm tinyproxy -> srv:22 (ssh client is op)"
+        start_tinyproxy "$out" 22 || return 1
+        proxy_cmd="nc -X connect -x $FARM:8888 %h %p"
+    fi
     nsx op "$PY" "$HELPERS/typist.py" --seed "$seed" --budget "$TYPING_BUDGET_S" --person "$TYPIST" --label proxied_ssh \
         --events "$out/keystrokes.json" --transcript "$out/transcript.txt" -- \
-        "${SSH[@]}" -o "ProxyCommand=nc -X connect -x $FARM:8888 %h %p" -tt "root@$SRV" "$REMOTE_SHELL" \
+        "${SSH[@]}" -o "ProxyCommand=$proxy_cmd" -tt "root@$SRV" "$REMOTE_SHELL" \
         >>"$out/scenario.log" 2>&1
 }
 
