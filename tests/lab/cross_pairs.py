@@ -62,9 +62,13 @@ def legs(run, work):
     return inbound, outbound
 
 
-def stepping_stones(binary, pcaps, merged, relay_keys=None):
-    """The evidence of each stepping_stone alert on the merged captures."""
+def merge(pcaps, merged):
     subprocess.run(["mergecap", "-w", merged] + pcaps, check=True)
+    return merged
+
+
+def stepping_stones(binary, merged, relay_keys=None):
+    """The evidence of each stepping_stone alert on a merged capture."""
     events = quality_report.replay(binary, merged, False, relay_keys=relay_keys)
     return [e["evidence"] for e in events
             if e.get("event_type") == "alert" and e["alert"]["detector"] == "stepping_stone"]
@@ -82,8 +86,8 @@ class EachTest:
         self.max_p = max_p
         self.counts = {}
 
-    def add(self, kind, pcaps, merged):
-        found = stepping_stones(self.binary, pcaps, merged, {"stepping_stone_max_p": 1})
+    def add(self, kind, merged):
+        found = stepping_stones(self.binary, merged, {"stepping_stone_max_p": 1})
         packets = [e for e in found if e.get("correlation") == "packets"]
         tally = self.counts.setdefault(kind, {"cases": 0, "binomial": 0, "gaps": 0, "both": 0})
         tally["cases"] += 1
@@ -114,12 +118,12 @@ def main():
         merged = os.path.join(work, "merged.pcap")
         controls = 0
         for run in args.runs:
-            found = stepping_stones(args.relaywatch, list(legs_of[run]), merged)
+            found = stepping_stones(args.relaywatch, merge(list(legs_of[run]), merged))
             controls += bool(found)
             print(f"control {os.path.basename(os.path.normpath(run))}: "
                   f"{names(found) if found else 'NOT FOUND'}")
             if each:
-                each.add("controls", list(legs_of[run]), merged)
+                each.add("controls", merged)
         pairs = alerted = 0
         for a, b in itertools.permutations(args.runs, 2):
             if seed_of[a] == seed_of[b]:
@@ -129,9 +133,9 @@ def main():
             shifted = os.path.join(work, "shifted.pcap")
             shift = first_packet(a_in) + 1.0 - first_packet(b_out)
             subprocess.run(["editcap", "-t", f"{shift:.6f}", b_out, shifted], check=True)
-            found = stepping_stones(args.relaywatch, [a_in, shifted], merged)
+            found = stepping_stones(args.relaywatch, merge([a_in, shifted], merged))
             if each:
-                each.add("independent pairs", [a_in, shifted], merged)
+                each.add("independent pairs", merged)
             if found and os.environ.get("KEEP_FALSE"):
                 kept = f"{os.path.basename(a)}+{os.path.basename(b)}.pcap"
                 shutil.copyfile(merged, os.path.join(os.environ["KEEP_FALSE"], kept))

@@ -130,6 +130,11 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 #                           build_openssh.sh, whose keystroke obfuscation Debian 12's 9.2 lacks
 #   RWLAB_SSHD              the sshd of srv and farm (Debian's); read by `up`. A client >= 9.5
 #                           sends chaff only to a server >= 9.5
+# RWLAB_TLS_CLIENT: the HTTPS client of the scenarios that fetch in a loop (direct_tls, the
+# proxied and tunnelled TLS ones): curl (default; OpenSSL), wget (GnuTLS; through SOCKS5 by
+# proxychains4), python (helpers/tls_fetch.py: the ssl module) or go (helpers/tls_fetch.go:
+# crypto/tls, built once into the state directory). Another TLS stack, its own handshake timing.
+TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
 TYPIST="${RWLAB_TYPIST:-steady}"
 SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
 SSHD_BIN="${RWLAB_SSHD:-}"
@@ -168,7 +173,8 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils socat
       tigervnc-viewer xtightvncviewer
-      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn)
+      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
+      wget proxychains4 golang-go)  # the other HTTPS clients (RWLAB_TLS_CLIENT)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -545,8 +551,49 @@ dl() {  # dl PATH -> PATH, with /bytes/N capped at RWLAB_MAX_DOWNLOAD_BYTES
     fi
     printf '%s' "$p"
 }
-dl_note() {  # appends the download cap to M_NOTE when it is set
+dl_note() {  # appends the download cap and the HTTPS client to M_NOTE when they are set
     [[ -z $MAX_DOWNLOAD_BYTES ]] || M_NOTE="$M_NOTE; downloads capped at $MAX_DOWNLOAD_BYTES bytes (RWLAB_MAX_DOWNLOAD_BYTES)"
+    [[ $TLS_CLIENT == curl ]] || M_NOTE="$M_NOTE; HTTPS client $TLS_CLIENT, not curl (RWLAB_TLS_CLIENT)"
+}
+tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's proxy options translated
+    local ns="$1" url="$2" socks="" proxy="" connect="" conf
+    shift 2
+    if [[ $TLS_CLIENT == curl ]]; then
+        nsx "$ns" "${CURL_TLS[@]}" "$@" "$url"
+        return
+    fi
+    while (($#)); do
+        case "$1" in
+            --socks5) socks="$2"; shift 2 ;;
+            --proxy) proxy="$2"; shift 2 ;;
+            --connect-to) connect="${2#*:*:}"; connect="${connect%:*}"; shift 2 ;;  # NAME:P:ADDR:P
+            *) log "tls_get: no $TLS_CLIENT equivalent of curl's $1"; return 2 ;;
+        esac
+    done
+    case "$TLS_CLIENT" in
+        python)
+            nsx "$ns" "$PY" "$HELPERS/tls_fetch.py" --cafile "$STATE/tls/srv.crt" \
+                ${connect:+--connect "$connect"} ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
+        go)  # Go asks a proxy for the URL's name: the proxy resolves it (every namespace's hosts)
+            if [[ ! -x $STATE/tls_fetch_go ]]; then
+                command -v go >/dev/null || { log "go missing: apt-get install golang-go"; return 3; }
+                GOCACHE="$STATE/gocache" go build -o "$STATE/tls_fetch_go" "$HELPERS/tls_fetch.go" || return 3
+            fi
+            nsx "$ns" "$STATE/tls_fetch_go" -cafile "$STATE/tls/srv.crt" \
+                ${socks:+-socks5 "$socks"} ${proxy:+-proxy "$proxy"} "$url" ;;
+        wget)
+            local cmd=(wget -nv -O /dev/null --tries=1 --timeout=20 --ca-certificate="$STATE/tls/srv.crt")
+            if [[ -n $socks ]]; then  # wget has no SOCKS: proxychains4 hooks its connect()
+                command -v proxychains4 >/dev/null || { log "proxychains4 missing"; return 3; }
+                conf="$STATE/proxychains-$ns.conf"
+                printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s\n' \
+                    "${socks%:*}" "${socks##*:}" >"$conf"
+                nsx "$ns" proxychains4 -q -f "$conf" "${cmd[@]}" "$url"
+            else  # the proxy resolves the name (every namespace's hosts)
+                nsx "$ns" env ${proxy:+https_proxy="$proxy"} "${cmd[@]}" "$url"
+            fi ;;
+        *) log "RWLAB_TLS_CLIENT=$TLS_CLIENT: curl, wget, python or go"; return 2 ;;
+    esac
 }
 
 # Per-scenario metadata: set by each scn_* function.
@@ -561,7 +608,7 @@ browse() {  # browse NS OUT SEED [CURL OPTION...]: 5-7 seeded https fetches from
     n=$(( 5 + seed % 3 ))
     for i in $(seq "$n"); do
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
-        nsx "$ns" "${CURL_TLS[@]}" "$@" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
+        tls_get "$ns" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" "$@" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
     done
 }
@@ -945,7 +992,7 @@ scn_ssh_tunnel() {
     n=$(( 4 + seed % 3 ))
     for i in $(seq "$n"); do
         sizes=( /bytes/500000 /bytes/2000000 /bytes/4000000 / )
-        nsx op "${CURL_TLS[@]}" --socks5 127.0.0.1:1081 "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
+        tls_get op "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" --socks5 127.0.0.1:1081 >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
     done
     stop_pid "$tpid"
