@@ -451,7 +451,7 @@ std::size_t HostStage::Explain(HostState::HiddenSample& sample, const Fetches& f
   const auto turnaround = [&sample] {
     return detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms,
                                             sample.handshake_ms, sample.client_leg_ms,
-                                            sample.connect_wait_ms);
+                                            sample.connect_wait_ms, sample.app == "ssh");
   };
   const double before = turnaround().ms;
   std::size_t kept = 0;
@@ -575,10 +575,10 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
       r.erase("min_distance_km");
       return;  // every wait was a fetch's
     }
-    r["turnaround_ms"] =
-        detectors::relay::ReadTurnaround(sample.samples_ms, sample.spreads_ms, sample.handshake_ms,
-                                         sample.client_leg_ms, sample.connect_wait_ms)
-            .ms;
+    r["turnaround_ms"] = detectors::relay::ReadTurnaround(
+                             sample.samples_ms, sample.spreads_ms, sample.handshake_ms,
+                             sample.client_leg_ms, sample.connect_wait_ms, sample.app == "ssh")
+                             .ms;
     r["hidden_leg_rtt_ms"] = Round3(sample.hidden_ms);
     r["min_distance_km"] = std::round(FibreKm(sample.hidden_ms));
     for (const auto& [field, set] :

@@ -340,8 +340,12 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.tls13.reset();
     }
     bool unasked = false;  // SSH: the client's banner or KEXINIT behind the server's KEXINIT
+    bool identification = false;  // SSH: the client's banner, sent on connecting
     if (data.ssh_kex) {
-      unasked = data.ssh_kex->OnSegment(packet, d == data.client_dir);
+      const SshKexInitOrder::Segment order = data.ssh_kex->OnSegment(packet, d == data.client_dir);
+      unasked = order == SshKexInitOrder::Segment::kUnasked;
+      identification = order == SshKexInitOrder::Segment::kUnawaited;
+      unawaited = unawaited || identification;
       if (data.ssh_kex->done() || data.setup_over)
         data.ssh_kex.reset();
     }
@@ -392,6 +396,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           const std::uint32_t slow = data.turnarounds.slow();
           const std::uint32_t refused = data.turnarounds.refused();
           if (from_client && unawaited) {
+            if (identification)
+              counters_.ssh_identification_unawaited.Increment();
             data.turnarounds.OnUnawaitedClientData();
           } else if (from_client && unasked) {
             // No answer, and the server's KEXINIT waits on for the key exchange init.
@@ -685,7 +691,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     if (data.client_dir == 1)
       r["_client_responder"] = true;
     const FlowTurnaround turnaround =
-        ReadTurnaround(turns, spreads, handshake, client_leg.value_or(0.0), connect_wait);
+        ReadTurnaround(turns, spreads, handshake, client_leg.value_or(0.0), connect_wait,
+                       /*early_answers=*/data.app == App::kSsh);
     r["turnaround_ms"] = Round3(turnaround.ms);
     if (client_leg) {
       const double hidden = HiddenLegMs(turnaround.ms, *client_leg);
@@ -798,6 +805,11 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  "SSH client segments before its key exchange init that came behind the "
                  "server's KEXINIT: sent without waiting for it, so no answer to it.",
                  c.ssh_kexinit_unasked.Read()});
+  out.push_back({"ssh_identification_unawaited",
+                 "SSH client segments of its identification string before the server's "
+                 "KEXINIT: sent on connecting, they answer nothing, and the server's banner "
+                 "is left unanswered.",
+                 c.ssh_identification_unawaited.Read()});
   out.push_back({"ack_rtt_samples", "Data to ACK round-trip samples taken.",
                  c.ack_rtt_samples.Read()});
   out.push_back({"stun_rtt_samples",

@@ -25,6 +25,8 @@ struct RelayCounters {
   WorkerCounter turnarounds_interrupted;  // dropped: the server's flight was still going
   WorkerCounter ssh_kexinit_unasked;      // SSH client segments before its key exchange init
                                           // that came behind the server's KEXINIT: no answer
+  WorkerCounter ssh_identification_unawaited;  // SSH client banners before the server's
+                                               // KEXINIT: sent on connecting, no answer
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
   WorkerCounter stun_rtt_samples;         // UDP: ICE check request -> success response samples
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation

@@ -33,6 +33,14 @@ void SshPacketStarts::Feed(std::span<const std::uint8_t> bytes) {
     }
     if (remaining_ > 0) {
       const std::size_t skip = std::min<std::size_t>(remaining_, bytes.size() - i);
+      if (guess_flag_in_) {
+        if (*guess_flag_in_ < skip) {
+          guess_follows_ = bytes[i + *guess_flag_in_] != 0;
+          guess_flag_in_.reset();
+        } else {
+          *guess_flag_in_ -= static_cast<std::uint32_t>(skip);
+        }
+      }
       remaining_ -= static_cast<std::uint32_t>(skip);
       i += skip;
       continue;
@@ -50,44 +58,58 @@ void SshPacketStarts::Feed(std::span<const std::uint8_t> bytes) {
       return;
     }
     remaining_ = length - 2;
-    if (packets_ == 1)
+    if (packets_ == 1) {
       first_message_ = header_[5];
+      // The payload (length - padding - 1 bytes from the message number on) ends with the
+      // boolean and a reserved uint32; a payload too short for a KEXINIT has no flag.
+      const std::uint32_t payload = length - header_[4] - 1;
+      constexpr std::uint32_t kFlagFromEnd = 5;
+      constexpr std::uint32_t kHeaderPayloadBytes = 1;  // the message number
+      if (first_message_ == kKexInit && payload >= kFlagFromEnd + kHeaderPayloadBytes)
+        guess_flag_in_ = payload - kFlagFromEnd - kHeaderPayloadBytes;
+    }
   }
 }
 
-bool SshKexInitOrder::OnSegment(const decode::DecodedPacket& p, bool from_client) {
+SshKexInitOrder::Segment SshKexInitOrder::OnSegment(const decode::DecodedPacket& p,
+                                                    bool from_client) {
   if (done_)
-    return false;
+    return Segment::kTimed;
   // Known once the server's first packet has begun; its header is still read to check that
   // it is a KEXINIT, then the server's stream says nothing more.
   const bool server_kexinit = stream_[0].packets() > 0;
   if (!from_client && stream_[0].first_message() != 0)
-    return false;
+    return Segment::kTimed;
   const int side = from_client ? 1 : 0;
   SshPacketStarts& stream = stream_[side];
+  const bool identification = stream.state() == SshPacketStarts::State::kIdentification;
   bool segment_start = false;
   bool gap = false;
   const std::span<const std::uint8_t> bytes = cursor_[side].Next(p, segment_start, gap);
   // A gap or a snaplen cut loses packet boundaries: what follows cannot be placed.
   if (gap || p.payload.size() < p.payload_length) {
     done_ = true;
-    return false;
+    return Segment::kTimed;
   }
   if (bytes.empty())
-    return false;  // a retransmission: the turnarounds refuse it themselves
+    return Segment::kTimed;  // a retransmission: the turnarounds refuse it themselves
   stream.Feed(bytes);
   if (stream.state() == SshPacketStarts::State::kBroken ||
       (stream.first_message() != 0 && stream.first_message() != kKexInit)) {
     done_ = true;
-    return false;
+    return Segment::kTimed;
   }
   if (!from_client)
-    return false;
-  if (stream.packets() >= 2) {
-    done_ = true;  // the segment holds the client's second packet: an answer can begin here
-    return false;
+    return Segment::kTimed;
+  // The key exchange init: the second packet, or the third after a guessed one.
+  const std::uint32_t exchange_init = stream.guess_follows() ? 3 : 2;
+  if (stream.packets() >= exchange_init) {
+    done_ = true;  // the segment holds the exchange init: an answer can begin here
+    return Segment::kTimed;
   }
-  return server_kexinit;
+  if (server_kexinit)
+    return Segment::kUnasked;
+  return identification ? Segment::kUnawaited : Segment::kTimed;
 }
 
 }  // namespace relaywatch::detectors::relay

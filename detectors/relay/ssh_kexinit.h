@@ -13,6 +13,13 @@
 // quick as the split; sequence numbers cannot tell (the server's next data acknowledges it).
 // The binary packet layer can: the client's bytes before its second packet answer nothing
 // the server sent from its KEXINIT on, and that flight waits on for the key exchange init.
+// Two more things a client sends without waiting. Its identification goes out on connecting
+// (RFC 4253 4.2), so behind a proxy it lands a far round trip after the connection opened,
+// however late the server's banner was (sshd sent it 17-37 ms after accepting in the lab):
+// as an answer to that banner it read 61 ms for a 100 ms round trip. And a KEXINIT whose
+// first_kex_packet_follows is set comes with a guessed key exchange init (RFC 4253 7.1;
+// Dropbear's client sends banner, KEXINIT and guess in one segment): the answer then begins
+// at the third packet.
 //
 // Bad input: a gap or a snaplen cut in either direction, an identification longer than
 // kMaxIdentificationBytes, a packet length outside the RFC's bounds or a first packet that
@@ -22,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "capture/decode/decoded_packet.h"
@@ -41,6 +49,11 @@ class SshPacketStarts {
   // Binary packets begun so far, and the first one's message number (0 before it).
   std::uint32_t packets() const { return packets_; }
   std::uint8_t first_message() const { return first_message_; }
+  // The first packet is a KEXINIT whose first_kex_packet_follows is set (known once the
+  // packet has passed): the second is a guessed key exchange packet.
+  bool guess_follows() const { return guess_follows_; }
+
+  static constexpr std::uint8_t kKexInit = 20;  // SSH_MSG_KEXINIT
 
   // RFC 4253 4.2: a server may send other lines before its version line, each at most 255
   // bytes with its CR LF; this bounds them all.
@@ -61,19 +74,32 @@ class SshPacketStarts {
   std::uint32_t remaining_ = 0;  // bytes of the current packet after its header
   std::uint32_t packets_ = 0;
   std::uint8_t first_message_ = 0;
+  // Bytes of the first packet's body (after its header) before its first_kex_packet_follows
+  // boolean, while that byte is still to come: the payload's fifth byte from its end.
+  std::optional<std::uint32_t> guess_flag_in_;
+  bool guess_follows_ = false;
 };
 
 class SshKexInitOrder {
  public:
+  enum class Segment : std::uint8_t {
+    // May answer the server: timed as any other. Every server segment is one.
+    kTimed,
+    // New bytes all before the client's key exchange init, and the server's KEXINIT began in
+    // an earlier segment: no answer to it, and that flight waits on for the exchange init.
+    kUnasked,
+    // The client's identification, before the server's KEXINIT: sent on connecting, it
+    // answers nothing, and the server's banner is left unanswered.
+    kUnawaited,
+  };
+
   // One TCP segment of the flow that carries payload, retransmissions included (bytes seen
-  // before are skipped). Returns true for a client segment whose new bytes all lie before
-  // the client's second binary packet, when the server's KEXINIT began in an earlier
-  // segment: it answers nothing the server sent since.
-  bool OnSegment(const decode::DecodedPacket& p, bool from_client);
-  // Nothing more to learn: the client's second packet begun, or the packet layer lost.
+  // before are skipped).
+  Segment OnSegment(const decode::DecodedPacket& p, bool from_client);
+  // Nothing more to learn: the client's key exchange init begun, or the packet layer lost.
   bool done() const { return done_; }
 
-  static constexpr std::uint8_t kKexInit = 20;  // SSH_MSG_KEXINIT
+  static constexpr std::uint8_t kKexInit = SshPacketStarts::kKexInit;
 
  private:
   // By side: [0] the server, [1] the client.

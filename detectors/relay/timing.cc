@@ -457,19 +457,25 @@ double SpreadFlightBoundMs(double turnaround_ms, double spread_ms, double client
 FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
                               const std::vector<double>& spreads_ms,
                               std::optional<double> handshake_ms, double client_leg_ms,
-                              std::optional<double> connect_wait_ms) {
+                              std::optional<double> connect_wait_ms, bool early_answers) {
   const double measured = TurnaroundMs(samples_ms, handshake_ms);
   if (samples_ms.empty() || spreads_ms.size() != samples_ms.size())
     return {measured, false};
   // A turnaround after a spread flight is a held one or not: never shorter than the leg.
   // Those after whole flights read it as it is and decide, with the others as a ceiling.
   std::vector<double> whole;
+  std::vector<double> ceilings = samples_ms;
   for (std::size_t i = 0; i < samples_ms.size(); ++i) {
     if (spreads_ms[i] <= kWholeFlightSpreadMs)
       whole.push_back(samples_ms[i]);
+    else if (early_answers)
+      ceilings[i] += spreads_ms[i];  // it may answer the first part: short by the spread
   }
-  if (!whole.empty())
-    return {std::min(measured, *Quantile(whole, 0.25)), false};
+  if (!whole.empty()) {
+    const double ceiling =
+        early_answers ? TurnaroundMs(std::move(ceilings), handshake_ms) : measured;
+    return {std::min(ceiling, *Quantile(whole, 0.25)), false};
+  }
   std::vector<double> bounds;
   for (std::size_t i = 0; i < samples_ms.size(); ++i)
     bounds.push_back(SpreadFlightBoundMs(samples_ms[i], spreads_ms[i], client_leg_ms));
@@ -509,7 +515,7 @@ void SegmentSizes::Add(PacketTime ts, std::uint32_t length) {
 
 bool SegmentSizes::LooksCoalescedChaff(double interval_ms) const {
   constexpr std::uint32_t kMinPackets = 30;
-  if (segments_ == 0 || count_.empty() || busy_ms_ <= 0 || interval_ms <= 0)
+  if (segments_ == 0 || busy_ms_ <= 0 || interval_ms <= 0)
     return false;
   std::uint32_t commonest = 0;
   std::uint32_t most = 0;

@@ -362,11 +362,16 @@ struct FlowTurnaround {
 // shorter wait is data sent before the far client could answer (an optimistic SOCKS
 // client), a longer one a client that paused: the bound stands. `handshake_ms` as for
 // TurnaroundMs (it is samples_ms[0]); the client's visible leg is inside every sample and
-// the wait.
+// the wait. `early_answers`: the protocol's servers send unasked messages behind the one
+// a client answers (SSH: EXT_INFO after NEWKEYS, OpenSSH's hostkeys-00 after the
+// authentication, held by Nagle one server round trip), so an answer to a flight's first
+// part may come before its tail: a turnaround after a spread flight caps the reading only
+// with its spread added (the lab's 59.8 ms after a 10.6 ms spread, at 80 ms).
 FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
                               const std::vector<double>& spreads_ms,
                               std::optional<double> handshake_ms, double client_leg_ms,
-                              std::optional<double> connect_wait_ms = std::nullopt);
+                              std::optional<double> connect_wait_ms = std::nullopt,
+                              bool early_answers = false);
 
 // The hidden round trip: the client's turnaround minus the visible round trip between the
 // sensor and the client. Negative values (processing noise) clamp to zero.

@@ -27,4 +27,14 @@ inline std::string Packet(std::uint8_t message, std::size_t body) {
   return p;
 }
 
+// A KEXINIT of `body` bytes after its message number (at least 5): filler, then its
+// first_kex_packet_follows boolean and the reserved uint32 (RFC 4253 7.1).
+inline std::string KexInit(std::size_t body, bool first_kex_packet_follows = false) {
+  std::string p = Packet(20, body);
+  const std::size_t flag = p.size() - 4 - 5;  // before the padding: boolean, uint32
+  p[flag] = first_kex_packet_follows ? '\1' : '\0';
+  p.replace(flag + 1, 4, 4, '\0');
+  return p;
+}
+
 }  // namespace relaywatch::detectors::ssh_wire

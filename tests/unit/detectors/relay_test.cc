@@ -381,6 +381,24 @@ TEST(RelayTiming, ASpreadFlightBoundsTheLegFromBelow) {
         EXPECT_LE(SpreadFlightBoundMs(x, spread, c), x) << x << " " << spread << " " << c;
 }
 
+// tests/golden/jump_ssh_obfuscated, 80 ms away with 6 ms of jitter each way: sshd's
+// USERAUTH_SUCCESS, then its hostkeys-00 request a server round trip later (Nagle). The
+// client answers the first at once: 59.8 ms after the tail, 70.4 after the first part.
+TEST(RelayTiming, AnSshAnswerMayComeBeforeItsFlightsTail) {
+  const std::vector<double> samples = {100.86, 96.99, 73.6, 62.71, 82.78, 59.79};
+  const std::vector<double> spreads = {0, 0.074, 0, 0, 0, 10.61};
+  // As a ceiling as read, the short answer pulls the reading to 62.7 ms.
+  EXPECT_NEAR(ReadTurnaround(samples, spreads, std::nullopt, 0.03).ms, 62.71, 1e-9);
+  const FlowTurnaround ssh =
+      ReadTurnaround(samples, spreads, std::nullopt, 0.03, std::nullopt, /*early_answers=*/true);
+  EXPECT_NEAR(ssh.ms, 70.4, 1e-9);  // 59.79 + 10.61, under the whole flights' quartile
+  EXPECT_FALSE(ssh.lower_bound);
+  // It still caps a reading that jitter raised, with its spread added.
+  EXPECT_NEAR(
+      ReadTurnaround({100, 90, 110, 40}, {0, 0, 0, 5}, std::nullopt, 0, std::nullopt, true).ms, 45,
+      1e-9);
+}
+
 TEST(RelayTiming, WholeFlightsDecideAndSpreadOnesOnlyBound) {
   // All flights whole (or spreads unknown): TurnaroundMs as ever.
   EXPECT_DOUBLE_EQ(ReadTurnaround({123, 121, 130}, {0, 0.05, 0.1}, 123, 0.2).ms, 121);
@@ -469,7 +487,7 @@ std::string Encrypted(std::size_t length, bool ccs = false) {
 class Segments {
  public:
   template <typename Watch>
-  bool Send(Watch& t, bool from_client, const std::string& payload) {
+  auto Send(Watch& t, bool from_client, const std::string& payload) {
     payloads_.push_back(payload);
     decode::DecodedPacket p;
     p.tcp_flags = kAck | kPsh;
@@ -562,10 +580,13 @@ TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
 // ---- SSH: the client's KEXINIT ----------------------------------------------------------
 
 constexpr const char* kSshBanner = ssh_wire::kBanner;
+using ssh_wire::KexInit;
 using ssh_wire::Packet;
-const std::string kKexInit = Packet(SshKexInitOrder::kKexInit, 1554);  // a 9.2p1 client's
-const std::string kServerKexInit = Packet(SshKexInitOrder::kKexInit, 1082);
+const std::string kKexInit = KexInit(1554);  // a 9.2p1 client's
+const std::string kServerKexInit = KexInit(1082);
 const std::string kKexEcdhInit = Packet(30, 1202);  // sntrup761x25519: 1200-byte key
+
+using Order = SshKexInitOrder::Segment;
 
 // The laptop's sshd holds its KEXINIT until its banner is acknowledged (Nagle); the far
 // client's ACK comes just before its KEXINIT, which lands behind the server's, in two
@@ -573,25 +594,45 @@ const std::string kKexEcdhInit = Packet(30, 1202);  // sntrup761x25519: 1200-byt
 TEST(RelaySshKexInit, TellsTheKexInitBehindTheServers) {
   SshKexInitOrder t;
   Segments s;
-  EXPECT_FALSE(s.Send(t, true, kSshBanner));
-  EXPECT_FALSE(s.Send(t, false, kSshBanner));
-  EXPECT_FALSE(s.Send(t, false, kServerKexInit));
-  EXPECT_TRUE(s.Send(t, true, kKexInit.substr(0, 1448)));
-  EXPECT_TRUE(s.Send(t, true, kKexInit.substr(1448)));
+  EXPECT_EQ(s.Send(t, true, kSshBanner), Order::kUnawaited);
+  EXPECT_EQ(s.Send(t, false, kSshBanner), Order::kTimed);
+  EXPECT_EQ(s.Send(t, false, kServerKexInit), Order::kTimed);
+  EXPECT_EQ(s.Send(t, true, kKexInit.substr(0, 1448)), Order::kUnasked);
+  EXPECT_EQ(s.Send(t, true, kKexInit.substr(1448)), Order::kUnasked);
   EXPECT_FALSE(t.done());
-  EXPECT_FALSE(s.Send(t, true, kKexEcdhInit));  // the answer to the server's KEXINIT
+  EXPECT_EQ(s.Send(t, true, kKexEcdhInit), Order::kTimed);  // the answer to the server's KEXINIT
   EXPECT_TRUE(t.done());
 }
 
-TEST(RelaySshKexInit, AKexInitBeforeTheServersIsNotTold) {
+TEST(RelaySshKexInit, AKexInitBeforeTheServersIsTimed) {
   SshKexInitOrder t;
   Segments s;
-  EXPECT_FALSE(s.Send(t, true, kSshBanner));
-  EXPECT_FALSE(s.Send(t, false, kSshBanner));
-  EXPECT_FALSE(s.Send(t, true, kKexInit));  // answers the server's banner
-  EXPECT_FALSE(s.Send(t, false, kServerKexInit));
-  EXPECT_FALSE(s.Send(t, true, kKexEcdhInit));
+  EXPECT_EQ(s.Send(t, true, kSshBanner), Order::kUnawaited);  // sent on connecting
+  EXPECT_EQ(s.Send(t, false, kSshBanner), Order::kTimed);
+  EXPECT_EQ(s.Send(t, true, kKexInit), Order::kTimed);  // answers the server's banner
+  EXPECT_EQ(s.Send(t, false, kServerKexInit), Order::kTimed);
+  EXPECT_EQ(s.Send(t, true, kKexEcdhInit), Order::kTimed);
   EXPECT_TRUE(t.done());
+}
+
+// Behind a proxy the far client's banner lands a round trip after the connection opened,
+// behind the server's: it answers nothing, whether alone or with the KEXINIT.
+TEST(RelaySshKexInit, TheClientsBannerAnswersNothing) {
+  for (const bool with_kexinit : {false, true}) {
+    SshKexInitOrder t;
+    Segments s;
+    EXPECT_EQ(s.Send(t, false, kSshBanner), Order::kTimed);
+    EXPECT_EQ(s.Send(t, true, std::string("SSH-2.0-") + (with_kexinit ? "" : "x")),
+              Order::kUnawaited);  // the line may come in parts
+    EXPECT_EQ(s.Send(t, true, std::string("dropbear\r\n") + (with_kexinit ? kKexInit : "")),
+              Order::kUnawaited);
+    if (!with_kexinit) {
+      EXPECT_EQ(s.Send(t, true, kKexInit), Order::kTimed);
+    }
+    EXPECT_EQ(s.Send(t, false, kServerKexInit), Order::kTimed);
+    EXPECT_EQ(s.Send(t, true, kKexEcdhInit), Order::kTimed);
+    EXPECT_TRUE(t.done());
+  }
 }
 
 // Behind a jump host the far client's banner and KEXINIT go together; the server sends its
@@ -600,20 +641,57 @@ TEST(RelaySshKexInit, AKexInitBeforeTheServersIsNotTold) {
 TEST(RelaySshKexInit, BannerBehindAnEarlyServerKexInit) {
   SshKexInitOrder t;
   Segments s;
-  EXPECT_FALSE(s.Send(t, false, std::string("welcome\n") + kSshBanner + kServerKexInit));
-  EXPECT_TRUE(s.Send(t, true, kSshBanner));
-  EXPECT_TRUE(s.Send(t, true, kKexInit));
-  EXPECT_FALSE(s.Send(t, true, kKexEcdhInit));
+  EXPECT_EQ(s.Send(t, false, std::string("welcome\n") + kSshBanner + kServerKexInit),
+            Order::kTimed);
+  EXPECT_EQ(s.Send(t, true, kSshBanner), Order::kUnasked);
+  EXPECT_EQ(s.Send(t, true, kKexInit), Order::kUnasked);
+  EXPECT_EQ(s.Send(t, true, kKexEcdhInit), Order::kTimed);
 }
 
-// A segment that begins the key exchange init can hold its answer: it is not told.
-TEST(RelaySshKexInit, ASegmentHoldingTheSecondPacketIsNotTold) {
+// A segment that begins the key exchange init can hold its answer: it is timed.
+TEST(RelaySshKexInit, ASegmentHoldingTheSecondPacketIsTimed) {
   SshKexInitOrder t;
   Segments s;
-  EXPECT_FALSE(s.Send(t, false, kSshBanner));
-  EXPECT_FALSE(s.Send(t, false, kServerKexInit));
-  EXPECT_FALSE(s.Send(t, true, kSshBanner + kKexInit + kKexEcdhInit.substr(0, 1)));
+  EXPECT_EQ(s.Send(t, false, kSshBanner), Order::kTimed);
+  EXPECT_EQ(s.Send(t, false, kServerKexInit), Order::kTimed);
+  EXPECT_EQ(s.Send(t, true, kSshBanner + kKexInit + kKexEcdhInit.substr(0, 1)), Order::kTimed);
   EXPECT_TRUE(t.done());
+}
+
+// first_kex_packet_follows: Dropbear's client sends its banner, a KEXINIT with the flag set
+// and its guessed exchange init in one segment on connecting. The guess answers nothing;
+// when it is wrong, the exchange init sent again on the server's KEXINIT (the third packet)
+// is the answer.
+TEST(RelaySshKexInit, AGuessedExchangeInitIsNoAnswer) {
+  const std::string guess = Packet(30, 36);  // curve25519: a 32-byte key
+  {
+    SshKexInitOrder t;
+    Segments s;
+    EXPECT_EQ(s.Send(t, false, kSshBanner), Order::kTimed);
+    EXPECT_EQ(s.Send(t, true, kSshBanner + KexInit(600, true) + guess), Order::kUnawaited);
+    EXPECT_EQ(s.Send(t, false, kServerKexInit), Order::kTimed);
+    EXPECT_FALSE(t.done());
+    EXPECT_EQ(s.Send(t, true, guess), Order::kTimed);
+    EXPECT_TRUE(t.done());
+  }
+  {
+    SshKexInitOrder t;  // the guess in a segment of its own, behind the server's KEXINIT
+    Segments s;
+    EXPECT_EQ(s.Send(t, false, kSshBanner + kServerKexInit), Order::kTimed);
+    EXPECT_EQ(s.Send(t, true, kSshBanner + KexInit(600, true)), Order::kUnasked);
+    EXPECT_EQ(s.Send(t, true, guess), Order::kUnasked);
+    EXPECT_EQ(s.Send(t, true, guess), Order::kTimed);
+  }
+  {
+    SshKexInitOrder t;  // the flag in a segment of its own: read across the boundary
+    Segments s;
+    const std::string kexinit = KexInit(600, true);
+    EXPECT_EQ(s.Send(t, false, kSshBanner + kServerKexInit), Order::kTimed);
+    EXPECT_EQ(s.Send(t, true, kSshBanner + kexinit.substr(0, kexinit.size() - 9)), Order::kUnasked);
+    EXPECT_EQ(s.Send(t, true, kexinit.substr(kexinit.size() - 9, 1)), Order::kUnasked);
+    EXPECT_EQ(s.Send(t, true, kexinit.substr(kexinit.size() - 8) + guess), Order::kUnasked);
+    EXPECT_EQ(s.Send(t, true, guess), Order::kTimed);
+  }
 }
 
 TEST(RelaySshKexInit, BadInputEndsTheWatch) {
@@ -622,7 +700,7 @@ TEST(RelaySshKexInit, BadInputEndsTheWatch) {
     Segments s;
     s.Send(t, false, server);
     s.Send(t, true, client);
-    return t.done() && !s.Send(t, true, kKexInit);
+    return t.done() && s.Send(t, true, kKexInit) == Order::kTimed;
   };
   EXPECT_FALSE(ended_by(kSshBanner + kServerKexInit, kSshBanner));
   // Not a KEXINIT first; a length under the RFC's least or over what OpenSSH takes; padding
@@ -652,7 +730,7 @@ TEST(RelaySshKexInit, BadInputEndsTheWatch) {
     p.seq = 7000 + static_cast<std::uint32_t>(std::string(kSshBanner).size());
     p.payload = {reinterpret_cast<const std::uint8_t*>(kServerKexInit.data()), 96};
     p.payload_length = static_cast<std::uint32_t>(kServerKexInit.size());
-    EXPECT_FALSE(t.OnSegment(p, false));
+    EXPECT_EQ(t.OnSegment(p, false), Order::kTimed);
     EXPECT_TRUE(t.done());
   }
 }
@@ -2390,7 +2468,9 @@ TEST(RelayDetector, ASlowFirstSshAnswerDoesNotEndTheSetup) {
   const std::vector<Event> events = w.End();
   ASSERT_EQ(events.size(), 1u);
   const nlohmann::json& r = events[0].body;
-  EXPECT_EQ(r["turnarounds_refused"], 1);  // the banner: a sample of nothing but waiting
+  // The banner answers nothing (sent on connecting): no sample, nor a refused one.
+  EXPECT_FALSE(r.contains("turnarounds_refused")) << r.dump();
+  EXPECT_EQ(r["turnarounds_interrupted"], 1);
   ASSERT_EQ(r["turnaround_samples_ms"].size(), 6u);
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 504.8, 0.01);
 }
@@ -2427,6 +2507,36 @@ TEST(RelayDetector, AnSshKexInitBehindTheServersIsNoTurnaround) {
     EXPECT_NEAR(samples[1].get<double>(), 160, 0.01);
     EXPECT_EQ(w.counters().ssh_kexinit_unasked.Read(), rule ? 2u : 0u);
   }
+}
+
+// Dropbear's client 50 ms away behind an HTTP proxy on the laptop (lab: proxied_ssh with
+// tests/lab/helpers/ssh_dropbear.sh, times in ms as captured): the proxy connects, sshd
+// sends its banner 37 ms later, and the client's banner, KEXINIT and guessed exchange init
+// arrive a far round trip after the proxy's "200", 61 ms behind the banner. They answer
+// nothing; the exchange init sent again on the server's KEXINIT does.
+TEST(RelayDetector, AnSshClientsBannerBehindAProxyIsNoTurnaround) {
+  RelayConfig config;
+  config.turnaround_samples = 3;
+  Wire w(config);
+  w.Handshake(0, 0.05);
+  w.Send(47.4, false, kAck | kPsh, kSshBanner);
+  w.Send(108.1, true, kAck | kPsh,
+         std::string("SSH-2.0-dropbear_2022.83\r\n") + KexInit(600, true) + Packet(30, 36));
+  w.Send(125.4, false, kAck | kPsh, kServerKexInit);
+  w.Send(225.9, true, kAck | kPsh, Packet(30, 36));
+  w.Send(236.5, false, kAck | kPsh, std::string(524, 'r'));  // reply and NEWKEYS
+  w.Send(337, true, kAck | kPsh, std::string(120, 'n'));     // NEWKEYS, service request
+  w.Send(348, false, kAck | kPsh, std::string(44, 'a'));
+  w.Send(448.3, true, kAck | kPsh, std::string(140, 'u'));
+  w.Send(460, false, kAck | kPsh, std::string(100, 'b'));
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  ASSERT_EQ(r["turnaround_samples_ms"].size(), 3u) << r.dump();
+  EXPECT_NEAR(r["turnaround_samples_ms"][0].get<double>(), 100.5, 0.01);
+  EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 100.25, 0.01);
+  EXPECT_EQ(r["turnarounds_interrupted"], 1);  // the banner, left unanswered
+  EXPECT_EQ(w.counters().ssh_identification_unawaited.Read(), 1u);
 }
 
 // A person asked to trust the host key answers the server's key exchange (2.5 s): from there
