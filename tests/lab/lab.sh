@@ -174,7 +174,8 @@ DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils socat
       tigervnc-viewer xtightvncviewer
       xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
-      wget proxychains4 golang-go)  # the other HTTPS clients (RWLAB_TLS_CLIENT)
+      wget proxychains4 golang-go   # the other HTTPS clients (RWLAB_TLS_CLIENT)
+      dropbear-bin python3-paramiko)  # other ssh clients (helpers/ssh_dropbear.sh, ssh_paramiko.py)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
