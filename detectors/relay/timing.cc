@@ -464,12 +464,13 @@ FlowTurnaround ReadTurnaround(const std::vector<double>& samples_ms,
   // A turnaround after a spread flight is a held one or not: never shorter than the leg.
   // Those after whole flights read it as it is and decide, with the others as a ceiling.
   std::vector<double> whole;
-  std::vector<double> ceilings = samples_ms;
+  std::vector<double> ceilings;  // early_answers: each sample, a spread one with its spread
   for (std::size_t i = 0; i < samples_ms.size(); ++i) {
-    if (spreads_ms[i] <= kWholeFlightSpreadMs)
+    const bool spread = spreads_ms[i] > kWholeFlightSpreadMs;
+    if (!spread)
       whole.push_back(samples_ms[i]);
-    else if (early_answers)
-      ceilings[i] += spreads_ms[i];  // it may answer the first part: short by the spread
+    if (early_answers)  // a spread one may answer the first part: short by the spread
+      ceilings.push_back(samples_ms[i] + (spread ? spreads_ms[i] : 0.0));
   }
   if (!whole.empty()) {
     const double ceiling =
@@ -515,7 +516,7 @@ void SegmentSizes::Add(PacketTime ts, std::uint32_t length) {
 
 bool SegmentSizes::LooksCoalescedChaff(double interval_ms) const {
   constexpr std::uint32_t kMinPackets = 30;
-  if (segments_ == 0 || busy_ms_ <= 0 || interval_ms <= 0)
+  if (busy_ms_ <= 0 || interval_ms <= 0)  // fewer than two segments have no busy time
     return false;
   std::uint32_t commonest = 0;
   std::uint32_t most = 0;

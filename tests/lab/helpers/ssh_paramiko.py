@@ -65,7 +65,7 @@ def connect(dest, port, key, sock=None):
     t = paramiko.Transport(sock if sock is not None else socket.create_connection((host, port)))
     t.start_client()
     t.auth_publickey(user or "root", key)
-    return t, host
+    return t
 
 
 def main():
@@ -74,12 +74,12 @@ def main():
     host = dest.rpartition("@")[2]
     sock = None
     if opts["jump"]:
-        jump, _ = connect(opts["jump"], 22, key)
+        jump = connect(opts["jump"], 22, key)
         sock = jump.open_channel("direct-tcpip", (host, opts["port"]), ("127.0.0.1", 0))
     elif opts["proxy"]:
         cmd = opts["proxy"].replace("%h", host).replace("%p", str(opts["port"]))
         sock = paramiko.ProxyCommand(cmd)
-    t, _ = connect(dest, opts["port"], key, sock)
+    t = connect(dest, opts["port"], key, sock)
     chan = t.open_session()
     chan.get_pty(term=os.environ.get("TERM", "xterm"), width=80, height=24)
     chan.exec_command(command) if command else chan.invoke_shell()
