@@ -132,8 +132,10 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 #                           sends chaff only to a server >= 9.5
 # RWLAB_TLS_CLIENT: the HTTPS client of the scenarios that fetch in a loop (direct_tls, the
 # proxied and tunnelled TLS ones): curl (default; OpenSSL), wget (GnuTLS; through SOCKS5 by
-# proxychains4), python (helpers/tls_fetch.py: the ssl module) or go (helpers/tls_fetch.go:
-# crypto/tls, built once into the state directory). Another TLS stack, its own handshake timing.
+# proxychains4), python (helpers/tls_fetch.py: the ssl module), go (helpers/tls_fetch.go:
+# crypto/tls, built once into the state directory), java (helpers/TlsFetch.java: JSSE, a new
+# JVM per fetch, compiled once) or nss (helpers/tls_fetch_nss.py: libcurl3-nss, Firefox's TLS
+# library). Another TLS stack, its own handshake timing.
 TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
 TYPIST="${RWLAB_TYPIST:-steady}"
 SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
@@ -174,8 +176,8 @@ DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils socat
       tigervnc-viewer xtightvncviewer
       xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
-      wget proxychains4 golang-go   # the other HTTPS clients (RWLAB_TLS_CLIENT)
-      dropbear-bin python3-paramiko)  # other ssh clients (helpers/ssh_dropbear.sh, ssh_paramiko.py)
+      wget proxychains4 golang-go openjdk-17-jdk-headless libcurl3-nss nss-plugin-pem  # the other HTTPS clients (RWLAB_TLS_CLIENT)
+      dropbear-bin python3-paramiko putty-tools)  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -593,7 +595,17 @@ tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's 
             else  # the proxy resolves the name (every namespace's hosts)
                 nsx "$ns" env ${proxy:+https_proxy="$proxy"} "${cmd[@]}" "$url"
             fi ;;
-        *) log "RWLAB_TLS_CLIENT=$TLS_CLIENT: curl, wget, python or go"; return 2 ;;
+        nss)  # libcurl built on NSS (Firefox's TLS library), driven through ctypes
+            nsx "$ns" /usr/bin/python3 "$HELPERS/tls_fetch_nss.py" --cafile "$STATE/tls/srv.crt" \
+                ${connect:+--connect "$connect"} ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
+        java)  # a new JVM per fetch, as a build tool's: JSSE's handshake runs cold
+            if [[ ! -f $STATE/java/TlsFetch.class ]]; then
+                command -v javac >/dev/null || { log "javac missing: apt-get install openjdk-17-jdk-headless"; return 3; }
+                javac -d "$STATE/java" "$HELPERS/TlsFetch.java" || return 3
+            fi
+            nsx "$ns" java -cp "$STATE/java" TlsFetch --cafile "$STATE/tls/srv.crt" \
+                ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
+        *) log "RWLAB_TLS_CLIENT=$TLS_CLIENT: curl, wget, python, go, java or nss"; return 2 ;;
     esac
 }
 
