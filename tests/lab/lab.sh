@@ -137,6 +137,9 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 # JVM per fetch, compiled once) or nss (helpers/tls_fetch_nss.py: libcurl3-nss, Firefox's TLS
 # library). Another TLS stack, its own handshake timing.
 TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
+# RWLAB_CLIENT_CPU_PCT: run that client with this share of one CPU (1..100; helpers/cpu_limited.sh,
+# a cgroup quota): a slow or busy laptop, whose client takes longer to answer on its own.
+CLIENT_CPU_PCT="${RWLAB_CLIENT_CPU_PCT:-}"
 TYPIST="${RWLAB_TYPIST:-steady}"
 SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
 SSHD_BIN="${RWLAB_SSHD:-}"
@@ -557,12 +560,15 @@ dl() {  # dl PATH -> PATH, with /bytes/N capped at RWLAB_MAX_DOWNLOAD_BYTES
 dl_note() {  # appends the download cap and the HTTPS client to M_NOTE when they are set
     [[ -z $MAX_DOWNLOAD_BYTES ]] || M_NOTE="$M_NOTE; downloads capped at $MAX_DOWNLOAD_BYTES bytes (RWLAB_MAX_DOWNLOAD_BYTES)"
     [[ $TLS_CLIENT == curl ]] || M_NOTE="$M_NOTE; HTTPS client $TLS_CLIENT, not curl (RWLAB_TLS_CLIENT)"
+    [[ -z $CLIENT_CPU_PCT ]] || M_NOTE="$M_NOTE; HTTPS client limited to $CLIENT_CPU_PCT % of one CPU (RWLAB_CLIENT_CPU_PCT)"
 }
 tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's proxy options translated
-    local ns="$1" url="$2" socks="" proxy="" connect="" conf
+    local ns="$1" url="$2" socks="" proxy="" connect="" conf lim=()
     shift 2
+    # the client on a slow laptop: run it in a CPU quota
+    [[ -z $CLIENT_CPU_PCT ]] || lim=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT")
     if [[ $TLS_CLIENT == curl ]]; then
-        nsx "$ns" "${CURL_TLS[@]}" "$@" "$url"
+        nsx "$ns" "${lim[@]}" "${CURL_TLS[@]}" "$@" "$url"
         return
     fi
     while (($#)); do
@@ -575,14 +581,14 @@ tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's 
     done
     case "$TLS_CLIENT" in
         python)
-            nsx "$ns" "$PY" "$HELPERS/tls_fetch.py" --cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${lim[@]}" "$PY" "$HELPERS/tls_fetch.py" --cafile "$STATE/tls/srv.crt" \
                 ${connect:+--connect "$connect"} ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
         go)  # Go asks a proxy for the URL's name: the proxy resolves it (every namespace's hosts)
             if [[ ! -x $STATE/tls_fetch_go ]]; then
                 command -v go >/dev/null || { log "go missing: apt-get install golang-go"; return 3; }
                 GOCACHE="$STATE/gocache" go build -o "$STATE/tls_fetch_go" "$HELPERS/tls_fetch.go" || return 3
             fi
-            nsx "$ns" "$STATE/tls_fetch_go" -cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${lim[@]}" "$STATE/tls_fetch_go" -cafile "$STATE/tls/srv.crt" \
                 ${socks:+-socks5 "$socks"} ${proxy:+-proxy "$proxy"} "$url" ;;
         wget)
             local cmd=(wget -nv -O /dev/null --tries=1 --timeout=20 --ca-certificate="$STATE/tls/srv.crt")
@@ -591,19 +597,19 @@ tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's 
                 conf="$STATE/proxychains-$ns.conf"
                 printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s\n' \
                     "${socks%:*}" "${socks##*:}" >"$conf"
-                nsx "$ns" proxychains4 -q -f "$conf" "${cmd[@]}" "$url"
+                nsx "$ns" "${lim[@]}" proxychains4 -q -f "$conf" "${cmd[@]}" "$url"
             else  # the proxy resolves the name (every namespace's hosts)
-                nsx "$ns" env ${proxy:+https_proxy="$proxy"} "${cmd[@]}" "$url"
+                nsx "$ns" "${lim[@]}" env ${proxy:+https_proxy="$proxy"} "${cmd[@]}" "$url"
             fi ;;
         nss)  # libcurl built on NSS (Firefox's TLS library), driven through ctypes
-            nsx "$ns" /usr/bin/python3 "$HELPERS/tls_fetch_nss.py" --cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${lim[@]}" /usr/bin/python3 "$HELPERS/tls_fetch_nss.py" --cafile "$STATE/tls/srv.crt" \
                 ${connect:+--connect "$connect"} ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
         java)  # a new JVM per fetch, as a build tool's: JSSE's handshake runs cold
             if [[ ! -f $STATE/java/TlsFetch.class ]]; then
                 command -v javac >/dev/null || { log "javac missing: apt-get install openjdk-17-jdk-headless"; return 3; }
                 javac -d "$STATE/java" "$HELPERS/TlsFetch.java" || return 3
             fi
-            nsx "$ns" java -cp "$STATE/java" TlsFetch --cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${lim[@]}" java -cp "$STATE/java" TlsFetch --cafile "$STATE/tls/srv.crt" \
                 ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
         *) log "RWLAB_TLS_CLIENT=$TLS_CLIENT: curl, wget, python, go, java or nss"; return 2 ;;
     esac
