@@ -137,8 +137,9 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 # JVM per fetch, compiled once) or nss (helpers/tls_fetch_nss.py: libcurl3-nss, Firefox's TLS
 # library). Another TLS stack, its own handshake timing.
 TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
-# RWLAB_CLIENT_CPU_PCT: run that client with this share of one CPU (1..100; helpers/cpu_limited.sh,
-# a cgroup quota): a slow or busy laptop, whose client takes longer to answer on its own.
+# RWLAB_CLIENT_CPU_PCT: run that client and the ssh client with this share of one CPU (1..100;
+# helpers/cpu_limited.sh, a cgroup quota): a slow or busy machine, whose client takes longer
+# to answer on its own.
 CLIENT_CPU_PCT="${RWLAB_CLIENT_CPU_PCT:-}"
 TYPIST="${RWLAB_TYPIST:-steady}"
 SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
@@ -535,6 +536,7 @@ ping_median() {  # ping_median NS DST -> median RTT ms
 CURL_TLS=(curl -sS --max-time 20 --cacert "$STATE/tls/srv.crt" --resolve "$SRV_NAME:443:$SRV" -o /dev/null
           -w 'http=%{http_code} bytes=%{size_download} connect=%{time_connect} tls=%{time_appconnect} total=%{time_total}\n')
 SSH=("$SSH_CLIENT" -F "$STATE/ssh/ssh_config")
+[[ -z $CLIENT_CPU_PCT ]] || SSH=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT" "${SSH[@]}")
 REMOTE_SHELL="PS1='rwlab\$ ' exec bash --norc --noprofile -i"
 openssh_at_least() {  # openssh_at_least BINARY MAJOR MINOR: its -V says OpenSSH_X.Y >= MAJOR.MINOR
     local v a b
@@ -1490,6 +1492,8 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ $SRV_RATE_KBIT == 0 ]] || M_NOTE="$M_NOTE; srv's line at $SRV_RATE_KBIT kbit/s"
     [[ $SSH_CLIENT == ssh ]] || M_NOTE="$M_NOTE; ssh client $SSH_CLIENT: $("$SSH_CLIENT" -V 2>&1)"
     [[ -z $SSHD_BIN ]] || M_NOTE="$M_NOTE; sshd $SSHD_BIN: $("$SSHD_BIN" -V 2>&1 | head -n 1)"
+    [[ -z $CLIENT_CPU_PCT || $M_NOTE == *RWLAB_CLIENT_CPU_PCT* ]] ||
+        M_NOTE="$M_NOTE; ssh and HTTPS clients limited to $CLIENT_CPU_PCT % of one CPU (RWLAB_CLIENT_CPU_PCT)"
     obfuscation=""
     [[ $M_APP == ssh && -n $M_EVENTS ]] && obfuscation="$(ssh_obfuscation)"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
