@@ -137,7 +137,8 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 # JVM per fetch, compiled once) or nss (helpers/tls_fetch_nss.py: libcurl3-nss, Firefox's TLS
 # library). Another TLS stack, its own handshake timing.
 TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
-# RWLAB_CLIENT_CPU_PCT: run that client and the ssh client with this share of one CPU (1..100;
+# RWLAB_CLIENT_CPU_PCT: run that client, the ssh client and the browser (direct_browser,
+# proxied_browser) with this share of one CPU (1..100;
 # helpers/cpu_limited.sh, a cgroup quota): a slow or busy machine, whose client takes longer
 # to answer on its own.
 CLIENT_CPU_PCT="${RWLAB_CLIENT_CPU_PCT:-}"
@@ -659,13 +660,15 @@ scn_proxied_tls() {
 # session resumption: what a person's browser does, not curl's one fetch per process).
 BROWSER_BUDGET_S="${RWLAB_BROWSER_BUDGET_S:-20}"
 browser() {  # browser NS OUT SEED [CHROMIUM OPTION...]
-    local ns="$1" out="$2" seed="$3" profile pid pages0 pages
+    local ns="$1" out="$2" seed="$3" profile pid pages0 pages lim=()
     shift 3
     command -v chromium >/dev/null || { log "chromium missing: apt-get install chromium"; return 1; }
     profile="$STATE/chromium-$ns"
     rm -rf "$profile"
     pages0=$(grep -c 'GET /page/' "$STATE/logs/https_srv.log" 2>/dev/null || true)
-    nsx "$ns" chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+    # on a slow machine: every process of the browser shares the quota
+    [[ -z $CLIENT_CPU_PCT ]] || lim=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT")
+    nsx "$ns" "${lim[@]}" chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
         --no-first-run --disable-background-networking --disable-component-update --disable-sync \
         --disable-default-apps --disable-extensions --disable-features=MediaRouter,OptimizationHints \
         --ignore-certificate-errors --user-data-dir="$profile" "$@" \
