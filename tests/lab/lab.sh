@@ -142,6 +142,8 @@ TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
 # helpers/cpu_limited.sh, a cgroup quota): a slow or busy machine, whose client takes longer
 # to answer on its own.
 CLIENT_CPU_PCT="${RWLAB_CLIENT_CPU_PCT:-}"
+CLIENT_LIM=()  # the prefix that runs a client in that quota
+[[ -z $CLIENT_CPU_PCT ]] || CLIENT_LIM=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT")
 TYPIST="${RWLAB_TYPIST:-steady}"
 SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
 SSHD_BIN="${RWLAB_SSHD:-}"
@@ -536,8 +538,7 @@ ping_median() {  # ping_median NS DST -> median RTT ms
 }
 CURL_TLS=(curl -sS --max-time 20 --cacert "$STATE/tls/srv.crt" --resolve "$SRV_NAME:443:$SRV" -o /dev/null
           -w 'http=%{http_code} bytes=%{size_download} connect=%{time_connect} tls=%{time_appconnect} total=%{time_total}\n')
-SSH=("$SSH_CLIENT" -F "$STATE/ssh/ssh_config")
-[[ -z $CLIENT_CPU_PCT ]] || SSH=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT" "${SSH[@]}")
+SSH=("${CLIENT_LIM[@]}" "$SSH_CLIENT" -F "$STATE/ssh/ssh_config")
 REMOTE_SHELL="PS1='rwlab\$ ' exec bash --norc --noprofile -i"
 openssh_at_least() {  # openssh_at_least BINARY MAJOR MINOR: its -V says OpenSSH_X.Y >= MAJOR.MINOR
     local v a b
@@ -563,15 +564,12 @@ dl() {  # dl PATH -> PATH, with /bytes/N capped at RWLAB_MAX_DOWNLOAD_BYTES
 dl_note() {  # appends the download cap and the HTTPS client to M_NOTE when they are set
     [[ -z $MAX_DOWNLOAD_BYTES ]] || M_NOTE="$M_NOTE; downloads capped at $MAX_DOWNLOAD_BYTES bytes (RWLAB_MAX_DOWNLOAD_BYTES)"
     [[ $TLS_CLIENT == curl ]] || M_NOTE="$M_NOTE; HTTPS client $TLS_CLIENT, not curl (RWLAB_TLS_CLIENT)"
-    [[ -z $CLIENT_CPU_PCT ]] || M_NOTE="$M_NOTE; HTTPS client limited to $CLIENT_CPU_PCT % of one CPU (RWLAB_CLIENT_CPU_PCT)"
 }
 tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's proxy options translated
-    local ns="$1" url="$2" socks="" proxy="" connect="" conf lim=()
+    local ns="$1" url="$2" socks="" proxy="" connect="" conf
     shift 2
-    # the client on a slow laptop: run it in a CPU quota
-    [[ -z $CLIENT_CPU_PCT ]] || lim=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT")
     if [[ $TLS_CLIENT == curl ]]; then
-        nsx "$ns" "${lim[@]}" "${CURL_TLS[@]}" "$@" "$url"
+        nsx "$ns" "${CLIENT_LIM[@]}" "${CURL_TLS[@]}" "$@" "$url"
         return
     fi
     while (($#)); do
@@ -584,14 +582,14 @@ tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's 
     done
     case "$TLS_CLIENT" in
         python)
-            nsx "$ns" "${lim[@]}" "$PY" "$HELPERS/tls_fetch.py" --cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${CLIENT_LIM[@]}" "$PY" "$HELPERS/tls_fetch.py" --cafile "$STATE/tls/srv.crt" \
                 ${connect:+--connect "$connect"} ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
         go)  # Go asks a proxy for the URL's name: the proxy resolves it (every namespace's hosts)
             if [[ ! -x $STATE/tls_fetch_go ]]; then
                 command -v go >/dev/null || { log "go missing: apt-get install golang-go"; return 3; }
                 GOCACHE="$STATE/gocache" go build -o "$STATE/tls_fetch_go" "$HELPERS/tls_fetch.go" || return 3
             fi
-            nsx "$ns" "${lim[@]}" "$STATE/tls_fetch_go" -cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${CLIENT_LIM[@]}" "$STATE/tls_fetch_go" -cafile "$STATE/tls/srv.crt" \
                 ${socks:+-socks5 "$socks"} ${proxy:+-proxy "$proxy"} "$url" ;;
         wget)
             local cmd=(wget -nv -O /dev/null --tries=1 --timeout=20 --ca-certificate="$STATE/tls/srv.crt")
@@ -600,19 +598,19 @@ tls_get() {  # tls_get NS URL [CURL OPTION...]: one fetch by TLS_CLIENT, curl's 
                 conf="$STATE/proxychains-$ns.conf"
                 printf 'strict_chain\nquiet_mode\ntcp_read_time_out 15000\ntcp_connect_time_out 8000\n[ProxyList]\nsocks5 %s %s\n' \
                     "${socks%:*}" "${socks##*:}" >"$conf"
-                nsx "$ns" "${lim[@]}" proxychains4 -q -f "$conf" "${cmd[@]}" "$url"
+                nsx "$ns" "${CLIENT_LIM[@]}" proxychains4 -q -f "$conf" "${cmd[@]}" "$url"
             else  # the proxy resolves the name (every namespace's hosts)
-                nsx "$ns" "${lim[@]}" env ${proxy:+https_proxy="$proxy"} "${cmd[@]}" "$url"
+                nsx "$ns" "${CLIENT_LIM[@]}" env ${proxy:+https_proxy="$proxy"} "${cmd[@]}" "$url"
             fi ;;
         nss)  # libcurl built on NSS (Firefox's TLS library), driven through ctypes
-            nsx "$ns" "${lim[@]}" /usr/bin/python3 "$HELPERS/tls_fetch_nss.py" --cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${CLIENT_LIM[@]}" /usr/bin/python3 "$HELPERS/tls_fetch_nss.py" --cafile "$STATE/tls/srv.crt" \
                 ${connect:+--connect "$connect"} ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
         java)  # a new JVM per fetch, as a build tool's: JSSE's handshake runs cold
             if [[ ! -f $STATE/java/TlsFetch.class ]]; then
                 command -v javac >/dev/null || { log "javac missing: apt-get install openjdk-17-jdk-headless"; return 3; }
                 javac -d "$STATE/java" "$HELPERS/TlsFetch.java" || return 3
             fi
-            nsx "$ns" "${lim[@]}" java -cp "$STATE/java" TlsFetch --cafile "$STATE/tls/srv.crt" \
+            nsx "$ns" "${CLIENT_LIM[@]}" java -cp "$STATE/java" TlsFetch --cafile "$STATE/tls/srv.crt" \
                 ${socks:+--socks5 "$socks"} ${proxy:+--proxy "$proxy"} "$url" ;;
         *) log "RWLAB_TLS_CLIENT=$TLS_CLIENT: curl, wget, python, go, java or nss"; return 2 ;;
     esac
@@ -660,15 +658,14 @@ scn_proxied_tls() {
 # session resumption: what a person's browser does, not curl's one fetch per process).
 BROWSER_BUDGET_S="${RWLAB_BROWSER_BUDGET_S:-20}"
 browser() {  # browser NS OUT SEED [CHROMIUM OPTION...]
-    local ns="$1" out="$2" seed="$3" profile pid pages0 pages lim=()
+    local ns="$1" out="$2" seed="$3" profile pid pages0 pages
     shift 3
     command -v chromium >/dev/null || { log "chromium missing: apt-get install chromium"; return 1; }
     profile="$STATE/chromium-$ns"
     rm -rf "$profile"
     pages0=$(grep -c 'GET /page/' "$STATE/logs/https_srv.log" 2>/dev/null || true)
-    # on a slow machine: every process of the browser shares the quota
-    [[ -z $CLIENT_CPU_PCT ]] || lim=("$HELPERS/cpu_limited.sh" "$CLIENT_CPU_PCT")
-    nsx "$ns" "${lim[@]}" chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+    # on a slow machine every process of the browser shares the quota
+    nsx "$ns" "${CLIENT_LIM[@]}" chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
         --no-first-run --disable-background-networking --disable-component-update --disable-sync \
         --disable-default-apps --disable-extensions --disable-features=MediaRouter,OptimizationHints \
         --ignore-certificate-errors --user-data-dir="$profile" "$@" \
@@ -1495,8 +1492,8 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     [[ $SRV_RATE_KBIT == 0 ]] || M_NOTE="$M_NOTE; srv's line at $SRV_RATE_KBIT kbit/s"
     [[ $SSH_CLIENT == ssh ]] || M_NOTE="$M_NOTE; ssh client $SSH_CLIENT: $("$SSH_CLIENT" -V 2>&1)"
     [[ -z $SSHD_BIN ]] || M_NOTE="$M_NOTE; sshd $SSHD_BIN: $("$SSHD_BIN" -V 2>&1 | head -n 1)"
-    [[ -z $CLIENT_CPU_PCT || $M_NOTE == *RWLAB_CLIENT_CPU_PCT* ]] ||
-        M_NOTE="$M_NOTE; ssh and HTTPS clients limited to $CLIENT_CPU_PCT % of one CPU (RWLAB_CLIENT_CPU_PCT)"
+    [[ -z $CLIENT_CPU_PCT ]] ||
+        M_NOTE="$M_NOTE; ssh, HTTPS and browser clients limited to $CLIENT_CPU_PCT % of one CPU (RWLAB_CLIENT_CPU_PCT)"
     obfuscation=""
     [[ $M_APP == ssh && -n $M_EVENTS ]] && obfuscation="$(ssh_obfuscation)"
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
