@@ -162,6 +162,7 @@ bool ParseQuicLongHeader(Bytes datagram, QuicLongHeader& out) {
     return false;
   }
   out.initial = type == (out.version == kQuicV2 ? 1 : 0);
+  out.handshake = type == (out.version == kQuicV2 ? 3 : 2);
   if (out.initial) {
     std::uint64_t token_bytes = 0;
     if (!ReadVarint(datagram, pos, token_bytes) || datagram.size() - pos < token_bytes) {

@@ -43,6 +43,7 @@ bool DeriveQuicInitialKeys(std::uint32_t version, Bytes client_dcid, bool server
 struct QuicLongHeader {
   std::uint32_t version = 0;
   bool initial = false;
+  bool handshake = false;  // a Handshake packet (else 0-RTT, when not `initial`)
   Bytes dcid;
   Bytes scid;
   std::size_t pn_offset = 0;     // where the (protected) packet number starts

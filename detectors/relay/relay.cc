@@ -14,6 +14,7 @@
 #include "capture/base/status_macros.h"
 #include "detectors/common/proxy.h"
 #include "detectors/common/turn_stream.h"
+#include "detectors/relay/quic_handshake.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
@@ -26,8 +27,9 @@ namespace {
 using flow::Direction;
 using flow::FlowState;
 
-// kStun: a flow timed by its ICE checks (StunRtt): UDP, or TURN over TCP.
-enum class App { kUnknown, kTls, kSsh, kRfb, kRdp, kStun, kOther };
+// kStun: a flow timed by its ICE checks (StunRtt): UDP, or TURN over TCP. kQuic: a QUIC
+// connection timed by its opening (QuicHandshake).
+enum class App { kUnknown, kTls, kSsh, kRfb, kRdp, kStun, kQuic, kOther };
 
 // TLS record header of a handshake (RFC 8446 section 5.1): content type 22, version 3.x.
 bool LooksLikeTlsHandshake(std::span<const std::uint8_t> p) {
@@ -165,6 +167,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // come whole.
   using TurnStream = std::array<common::TurnStreamReader<512>, 2>;
   std::unique_ptr<TurnStream> turn_tcp;
+  // A QUIC connection whose client's first Initial the sensor saw: its opening's two legs.
+  std::unique_ptr<QuicHandshake> quic;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
   // SSH flows during their setup: which client data came before its key exchange init.
@@ -441,21 +445,43 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
 
 Verdict RelayDetector::OnDatagram(const decode::DecodedPacket& packet, FlowState& flow,
                                   Direction direction, EventBuffer& out) {
-  // A UDP flow's round trips serve only the controller's (a remote-control session over
-  // WebRTC or RDP's UDP transport names its flow elsewhere; the host stage pairs them).
-  if (!config_.methods.controller_rtt)
-    return Verdict::kDone;
+  // A UDP flow's round trips serve the controller's (a remote-control session over WebRTC or
+  // RDP's UDP transport names its flow elsewhere; the host stage pairs them) and, for QUIC,
+  // the routed relay's legs (a laptop that routes a far device's QUIC, as its TCP).
+  const bool stun = config_.methods.controller_rtt;
+  const bool quic = config_.methods.routed_relay;
   auto& slot = flow.detector_data[context_.index];
   if (!slot) {
-    if (!StunRtt::Carries(packet.payload))
-      return packet.ts - flow.first_seen >= kStunLookFor ? Verdict::kDone : Verdict::kContinue;
+    App app = App::kUnknown;
+    if (stun && StunRtt::Carries(packet.payload)) {
+      app = App::kStun;
+    } else if (quic && direction == Direction::kToResponder &&
+               QuicHandshake::OpensConnection(packet.payload)) {
+      app = App::kQuic;
+    } else {
+      return stun && packet.ts - flow.first_seen < kStunLookFor ? Verdict::kContinue
+                                                                : Verdict::kDone;
+    }
     slot = std::make_unique<FlowData>(config_);
     auto& fresh = static_cast<FlowData&>(*slot);
-    fresh.app = App::kStun;
-    fresh.stun = std::make_unique<StunRtt>();
+    fresh.app = app;
+    if (app == App::kStun) {
+      fresh.stun = std::make_unique<StunRtt>();
+    } else {
+      fresh.quic = std::make_unique<QuicHandshake>();
+    }
     fresh.first = packet.ts;
   }
   auto& data = static_cast<FlowData&>(*slot);
+  if (data.quic) {
+    data.quic->OnDatagram(packet.ts, flow::Index(direction), packet.payload, packet.ttl);
+    // Its record as soon as the opening is timed: nothing later in the flow is read.
+    if (data.quic->settled() || packet.ts - data.first >= config_.report_after) {
+      Report(flow, data, packet.ts, /*open=*/false, out);
+      return Verdict::kDone;
+    }
+    return Verdict::kContinue;
+  }
   const std::uint32_t before = data.stun->answered();
   data.stun->OnDatagram(packet.ts, flow::Index(direction), packet.payload);
   counters_.stun_rtt_samples.Increment(data.stun->answered() - before);
@@ -576,12 +602,21 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
                            EventBuffer& out) {
   data.reported = true;
   data.tls13.reset();  // no more turnarounds are taken
-  const std::optional<double> hs_orig = Ms(data.handshake.originator_leg());
-  const std::optional<double> hs_resp = Ms(data.handshake.responder_leg());
-  if (data.handshake.retransmitted())
+  // A QUIC connection's opening stands for TCP's handshake: the same legs and TTLs.
+  const QuicHandshake* quic = data.quic.get();
+  const std::optional<double> hs_orig =
+      Ms(quic ? quic->originator_leg() : data.handshake.originator_leg());
+  const std::optional<double> hs_resp =
+      Ms(quic ? quic->responder_leg() : data.handshake.responder_leg());
+  const bool hs_resent = quic ? quic->resent() : data.handshake.retransmitted();
+  const std::uint8_t ttl_orig = quic ? quic->originator_ttl() : data.handshake.originator_ttl();
+  const std::uint8_t ttl_resp = quic ? quic->responder_ttl() : data.handshake.responder_ttl();
+  if (hs_resent)
     counters_.handshakes_karn.Increment();
   if (hs_orig && hs_resp)
     counters_.handshakes_split.Increment();
+  if (quic && (hs_orig || hs_resp))
+    counters_.quic_openings.Increment();
   // By the direction of what is answered: [0] times the responder's leg, [1] the originator's.
   const RttSamples* legs[2] = {&data.ack_rtt[0].rtt(), &data.ack_rtt[1].rtt()};
   if (data.stun) {
@@ -609,18 +644,19 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
              : data.app == App::kRfb  ? "vnc"
              : data.app == App::kRdp  ? "rdp"
              : data.app == App::kStun ? "stun"
+             : data.app == App::kQuic ? "quic"
                                       : "other";
   if (data.proxied)
     r["proxy"] = ProxyProtocolName(*data.proxied);
   nlohmann::json hs = nlohmann::json::object();
   PutMs(hs, "originator_ms", hs_orig);
   PutMs(hs, "responder_ms", hs_resp);
-  if (data.handshake.retransmitted())
+  if (hs_resent)
     hs["retransmitted"] = true;
-  if (data.handshake.originator_ttl() != 0)
-    hs["originator_ttl"] = data.handshake.originator_ttl();
-  if (data.handshake.responder_ttl() != 0)
-    hs["responder_ttl"] = data.handshake.responder_ttl();
+  if (ttl_orig != 0)
+    hs["originator_ttl"] = ttl_orig;
+  if (ttl_resp != 0)
+    hs["responder_ttl"] = ttl_resp;
   if (!hs.empty())
     r["handshake"] = hs;
   PutMs(r, "rtt_originator_ms", rtt_orig);
@@ -637,7 +673,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   PutMs(r, "srtt_originator_ms", Ms(legs[1]->smoothed()));
   PutMs(r, "srtt_responder_ms", Ms(legs[0]->smoothed()));
   r["rtt_samples"] = {legs[1]->count(), legs[0]->count()};
-  if (methods.controller_rtt) {
+  if (methods.controller_rtt && !quic) {
     // For the host stage's controller round trip only; it removes this before output.
     nlohmann::json low = nlohmann::json::array();
     for (int dir : {1, 0}) {
@@ -657,7 +693,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       r["stun"]["turn_peer"] = peer->ip.ToString();
       r["stun"]["turn_peer_port"] = peer->port;
     }
-  } else {
+  } else if (!quic) {
     r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
   }
 
@@ -755,7 +791,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       PutReactions(data.keys, r);
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
-  if (methods.stepping_stone && !data.stun)
+  if (methods.stepping_stone && !data.stun && !quic)
     PutOnTimes(data.ons, data.packets, data.ack_rtt, r);
 
   Event e;
@@ -816,6 +852,10 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  "ICE check round-trip samples taken in UDP flows (STUN Binding request -> "
                  "success response).",
                  c.stun_rtt_samples.Read()});
+  out.push_back({"quic_openings",
+                 "QUIC connections whose opening was timed (the client's first Initial, the "
+                 "server's first packet and the client's answer to it).",
+                 c.quic_openings.Read()});
   out.push_back({"obfuscated_ssh", "SSH sessions paced by keystroke timing obfuscation.",
                  c.obfuscated_ssh.Read()});
   out.push_back({"packet_times_dropped",

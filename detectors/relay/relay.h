@@ -29,6 +29,7 @@ struct RelayCounters {
                                                // KEXINIT: sent on connecting, no answer
   WorkerCounter ack_rtt_samples;          // data -> ACK samples
   WorkerCounter stun_rtt_samples;         // UDP: ICE check request -> success response samples
+  WorkerCounter quic_openings;            // QUIC connections with a leg of their opening timed
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
   WorkerCounter packet_times_dropped;     // SSH input packets past a window's sample bound
   WorkerCounter on_windows;               // windows of flows already reported
@@ -45,7 +46,8 @@ inline constexpr std::string_view kOnWindowEvent = "relay_on_window";
 // may outlive the flows whose handshakes waited on it), as this internal finding.
 inline constexpr std::string_view kExchangeEvent = "relay_exchange";
 
-// Measures, per TCP flow (and per UDP flow carrying ICE checks, for the controller's leg), where
+// Measures, per TCP flow (per UDP flow carrying ICE checks, for the controller's leg, and per
+// QUIC connection, its opening's legs for the routed relay), where
 // the two ends are in time as seen from the sensor, and whether the client answers from farther
 // away than its TCP endpoint (a relay): the handshake split, data/ACK round trips per side, client
 // turnarounds in the TLS or SSH setup and the hidden leg they imply, keystroke timing of

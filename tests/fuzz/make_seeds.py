@@ -535,8 +535,23 @@ def relay_udp_seeds():
         for i in range(4)) + relay_udp_record(
             0, 0, 1, stun_message(0x0009, stun_attr(0x000c, b"\x40\x01\x00\x00") + TURN_PEER,
                                   b"c" * 12))
+    # QUIC (raw records whose first byte has its top bit set, see Quic in relay_udp_fuzz.cc):
+    # the client's padded Initial, the server's Initial from its own ID, the client's
+    # Handshake packet to it; a Retry answered by a new Initial; an Initial sent again.
+    client_initial = relay_udp_record(0, 0, 0, b"\xc0\x1c" + b"h" * 40)
+    quic = client_initial + relay_udp_record(1, 0, 3, b"\xc0\x07" + b"s" * 40) + \
+        relay_udp_record(1, 0, 0, b"\xe0\x07" + b"s" * 200) + \
+        relay_udp_record(0, 0, 10, b"\xe0\x0d" + b"a" * 20)
+    retry = client_initial + relay_udp_record(1, 0, 3, b"\xf0\x0b" + b"r" * 20) + \
+        relay_udp_record(0, 0, 1, b"\xc0\x1e" + b"h" * 40) + \
+        relay_udp_record(1, 0, 3, b"\xc0\x0b" + b"s" * 40) + \
+        relay_udp_record(0, 0, 10, b"\x40\x02" + b"a" * 20)
+    resent = client_initial + relay_udp_record(0, 0, 14, b"\xc0\x1c" + b"h" * 40) + \
+        relay_udp_record(1, 0, 3, b"\xc0\x07" + b"s" * 40) + \
+        relay_udp_record(0, 0, 10, b"\xe0\x0d" + b"a" * 20)
     return {"session": session, "turn_and_resent": turn, "late": late,
-            "turn_indications": indications}
+            "turn_indications": indications, "quic_opening": quic, "quic_retry": retry,
+            "quic_resent": resent}
 
 
 def geoip_seeds():

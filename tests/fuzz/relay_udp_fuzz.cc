@@ -1,15 +1,16 @@
 // Fuzz target for the relay detector's UDP timing (ICE checks paired with their answers,
-// StunRtt) and the host stage's controller round trip built on it.
+// StunRtt; a QUIC connection's opening, QuicHandshake) and the host stage's controller
+// round trip and routed relay built on them.
 //
 // The input is one UDP conversation between a laptop (10.0.0.5) and an outside peer, named a
 // remote-control session at its start. Records (fuzz::ForEachRecord, 1-byte length): the
 // control byte's bit 0 is the direction, bits 1-2 what the payload becomes (0 the bytes as
-// given; 1 an ICE check, 2 a Binding success response, 3 an ICE check inside TURN
-// ChannelData, each with the payload's first byte as its transaction id and the rest as
-// attribute bytes after USERNAME and MESSAGE-INTEGRITY, so that both valid and broken
-// messages are reached), bit 3 resend the previous message, bits 4-7 the time step before
-// it (x 8 ms; 15 = 40 s, past the STUN look-out and report_after). Every event goes through
-// the host stage and is serialised as the sinks do.
+// given, or, when its first byte has the top bit set, a QUIC packet: see Quic below; 1 an ICE
+// check, 2 a Binding success response, 3 an ICE check inside TURN ChannelData, each with the
+// payload's first byte as its transaction id and the rest as attribute bytes after USERNAME and
+// MESSAGE-INTEGRITY, so that both valid and broken messages are reached), bit 3 resend the previous
+// message, bits 4-7 the time step before it (x 8 ms; 15 = 40 s, past the STUN look-out and
+// report_after). Every event goes through the host stage and is serialised as the sinks do.
 
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +41,34 @@ std::string Stun(std::uint16_t type, fuzz::Bytes payload, bool ice) {
           ? std::string_view(reinterpret_cast<const char*>(payload.data()) + 1, payload.size() - 1)
           : std::string_view();
   return stun_wire::Message(type, payload.empty() ? 0 : payload[0], ice, extra);
+}
+
+// A QUIC v1 packet from the payload: byte 0 is the first byte (long header if its top bit is
+// set, its type in bits 4-5), byte 1 picks the connection IDs (bits 0-1 the destination's,
+// 2-3 the source's, of three IDs and an empty one) and bit 4 pads the datagram to 1200 bytes
+// (a client's Initial); the rest follows the Length field.
+std::string Quic(fuzz::Bytes payload) {
+  static const char* const kIds[] = {"client-1", "srv-id-9", "retry-id", ""};
+  const std::uint8_t first = payload[0];
+  const std::uint8_t ids = payload.size() > 1 ? payload[1] : 0;
+  const std::string rest(
+      reinterpret_cast<const char*>(payload.data()) + std::min<std::size_t>(2, payload.size()),
+      payload.size() - std::min<std::size_t>(2, payload.size()));
+  const std::string dcid = kIds[ids & 3];
+  const std::string scid = kIds[(ids >> 2) & 3];
+  std::string p(1, static_cast<char>(first | 0x40));
+  if ((first & 0x80) == 0)
+    return p + dcid + rest;
+  p += std::string("\x00\x00\x00\x01", 4);
+  p += static_cast<char>(dcid.size()) + dcid + static_cast<char>(scid.size()) + scid;
+  if (((first >> 4) & 3) == 0)
+    p += '\0';  // an Initial's empty token
+  std::size_t length = rest.size();
+  if ((ids & 0x10) && p.size() + 2 + length < 1200)
+    length = 1200 - p.size() - 2;
+  p += static_cast<char>(0x40 | ((length >> 8) & 0x3f));
+  p += static_cast<char>(length & 0xff);
+  return p + rest + std::string(length - std::min(length, rest.size()), 'q');
 }
 
 }  // namespace
@@ -74,6 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string message;
     if (control & 8) {
       message = sent[from];
+    } else if (kind == 0 && !payload.empty() && (payload[0] & 0x80)) {
+      message = Quic(payload);
     } else if (kind == 0) {
       message.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
     } else {
@@ -91,9 +122,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (relaywatch::Event& e : events.events()) {
     RW_FUZZ_CHECK(e.event_type == "relay");
     const nlohmann::json& r = e.body;
-    RW_FUZZ_CHECK(r.value("app", "") == "stun");
+    const std::string app = r.value("app", "");
+    RW_FUZZ_CHECK(app == "stun" || app == "quic");
     for (const char* key : {"rtt_originator_ms", "rtt_responder_ms"})
       RW_FUZZ_CHECK(!r.contains(key) || r[key].get<double>() >= 0);
+    if (app == "quic") {
+      // Its legs are its opening's, in the handshake object as a TCP flow's.
+      RW_FUZZ_CHECK(r.contains("handshake") && !r.contains("stun"));
+      RW_FUZZ_CHECK(r["handshake"].contains("originator_ms") ||
+                    r["handshake"].contains("responder_ms"));
+      stage.Process(e, published);
+      continue;
+    }
     RW_FUZZ_CHECK(r["stun"]["answered"].get<std::uint64_t>() <=
                   r["stun"]["checks"].get<std::uint64_t>());
     RW_FUZZ_CHECK(r["rtt_samples"][0].get<std::uint64_t>() +

@@ -137,6 +137,10 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 # JVM per fetch, compiled once) or nss (helpers/tls_fetch_nss.py: libcurl3-nss, Firefox's TLS
 # library). Another TLS stack, its own handshake timing.
 TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
+# RWLAB_QUIC_CLIENT: the HTTP/3 client of routed_quic and direct_quic: ngtcp2 (default; its
+# example client gtlsclient, GnuTLS) or chromium (Chromium's own QUIC, a new headless browser
+# per fetch, forced onto QUIC for srv).
+QUIC_CLIENT="${RWLAB_QUIC_CLIENT:-ngtcp2}"
 # RWLAB_CLIENT_CPU_PCT: run that client, the ssh client and the browser (direct_browser,
 # proxied_browser) with this share of one CPU (1..100;
 # helpers/cpu_limited.sh, a cgroup quota): a slow or busy machine, whose client takes longer
@@ -171,7 +175,7 @@ SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ss
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
            vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call
            webrtc_turn_session webrtc_turn_call webrtc_turn_tcp_session webrtc_turn_tcp_call
-           ssh_nested)
+           ssh_nested routed_quic direct_quic)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -184,7 +188,8 @@ DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       tigervnc-viewer xtightvncviewer
       xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
       wget proxychains4 golang-go openjdk-17-jdk-headless libcurl3-nss nss-plugin-pem  # the other HTTPS clients (RWLAB_TLS_CLIENT)
-      dropbear-bin python3-paramiko putty-tools)  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
+      dropbear-bin python3-paramiko putty-tools
+      ngtcp2-client ngtcp2-server)  # QUIC (routed_quic)  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -493,6 +498,8 @@ scp_transfer            farm scp ~2 MB file -> srv                  relayed=fals
 ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true  app=tls (ssh tunnel)
 vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
 routed_relay            op routes IP via farm (ssh -w, NAT) -> srv  relayed=true  app=tls (routed, curl + ssh)
+routed_quic             op routes IP via farm, fetches over QUIC    relayed=true  app=quic (routed, ngtcp2)
+direct_quic             farm fetches from srv over QUIC (ngtcp2)    relayed=false app=quic
 revocation_tls          farm TLS client fetches OCSP mid-handshake  relayed=false app=tls (+ http :80)
 http_proxy_tls          op curl -> HTTP CONNECT (tinyproxy) on farm relayed=true  app=tls
 proxied_rdp             op xfreerdp -> SOCKS5 (dante) on farm -> xrdp on farm  relayed=true app=rdp controlled=farm
@@ -1362,30 +1369,17 @@ routed_relay_cleanup() {  # RUN_CLEANUP of scn_routed_relay: NAT, forwarding and
     log "$ROUTED_TUN still present in op or farm after the ssh -w session"
 }
 
-scn_routed_relay() {
-    local out="$1" seed="$2" i n cmds tpid
-    M_RELAYED=true; M_APP=tls; M_KIND=routed_nat; M_HUMAN=op; M_CTRL=""
-    M_NOTE="operator routes IP through the laptop (L3 relay, like a VPN exit): ssh -w 5:5 point-to-point tun to farm, which forwards and NATs (nftables masquerade) to srv; curl https and ssh commands to srv, TCP end-to-end op<->srv"
-    dl_note
-    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -w (carries the routed packets)"
-    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm NAT -> srv:443, TCP and TLS end-to-end with op"
-    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm NAT -> srv:22, TCP and SSH end-to-end with op"
-    spec direct tls "$FARM" "$SRV" 8443 false "the laptop's own software (an update check) -> srv:8443"
+routed_link_up() {  # routed_link_up OUT: op's ssh -w link to farm, which forwards and NATs srv's packets (ROUTED_TPID)
+    local out="$1" i
     command -v nft >/dev/null || { log "nft missing (nftables)"; return 3; }
     ROUTED_FWD0=$(nsx farm sysctl -n net.ipv4.ip_forward)
     RUN_CLEANUP=routed_relay_cleanup
-    # A laptop is never silent: its own software (updates, agents) keeps connecting, here to
-    # a second https port on srv so that the truth file tells these flows from the routed ones.
-    run_bg srv "$out/https_8443.log" "$PY" "$HELPERS/https_server.py" \
-        --bind "$SRV" --port 8443 --cert "$STATE/tls/srv.crt" --key "$STATE/tls/srv.key"
-    wait_port srv "$SRV" 8443 15 || { log "https :8443 on srv did not start"; return 1; }
-    nsx farm "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:$SRV" "https://$SRV_NAME:8443/" >>"$out/scenario.log" 2>&1
     # -tt and a command, not -N: with a terminal sshd sets TCP_NODELAY, so the tunnel forwards
     # each packet at once as the UDP tunnels of exit nodes (WireGuard, Tailscale) do; without
     # it Nagle holds a packet behind the previous one's ACK (a round trip and a delayed ACK).
     ip netns exec "${PFX}op" "${SSH[@]}" -tt -w 5:5 -o Tunnel=point-to-point "root@$FARM" 'exec sleep 3600' \
         >>"$out/scenario.log" 2>&1 </dev/null &
-    tpid=$!; RUN_PIDS+=("$tpid")
+    ROUTED_TPID=$!; RUN_PIDS+=("$ROUTED_TPID")
     for i in $(seq 150); do
         routed_tun_up && break
         sleep 0.1
@@ -1406,6 +1400,24 @@ table ip rwlab_routed {
 NFT
     # only srv goes through the tunnel: op's default route (and so ssh -w itself) stays on eth0
     nsx op ip route add "$SRV/32" via "$ROUTED_FARM" dev "$ROUTED_TUN"
+}
+
+scn_routed_relay() {
+    local out="$1" seed="$2" i n cmds
+    M_RELAYED=true; M_APP=tls; M_KIND=routed_nat; M_HUMAN=op; M_CTRL=""
+    M_NOTE="operator routes IP through the laptop (L3 relay, like a VPN exit): ssh -w 5:5 point-to-point tun to farm, which forwards and NATs (nftables masquerade) to srv; curl https and ssh commands to srv, TCP end-to-end op<->srv"
+    dl_note
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -w (carries the routed packets)"
+    spec relayed_egress tls "$FARM" "$SRV" 443 true "farm NAT -> srv:443, TCP and TLS end-to-end with op"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm NAT -> srv:22, TCP and SSH end-to-end with op"
+    spec direct tls "$FARM" "$SRV" 8443 false "the laptop's own software (an update check) -> srv:8443"
+    # A laptop is never silent: its own software (updates, agents) keeps connecting, here to
+    # a second https port on srv so that the truth file tells these flows from the routed ones.
+    run_bg srv "$out/https_8443.log" "$PY" "$HELPERS/https_server.py" \
+        --bind "$SRV" --port 8443 --cert "$STATE/tls/srv.crt" --key "$STATE/tls/srv.key"
+    wait_port srv "$SRV" 8443 15 || { log "https :8443 on srv did not start"; return 1; }
+    nsx farm "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:$SRV" "https://$SRV_NAME:8443/" >>"$out/scenario.log" 2>&1
+    routed_link_up "$out" || return $?
     browse op "$out" "$seed"
     n=$(( 2 + seed % 2 ))
     for i in $(seq "$n"); do
@@ -1414,7 +1426,87 @@ NFT
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+50+i); printf "%.2f", 0.5+2*rand()}')"
     done
     nsx farm "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:$SRV" "https://$SRV_NAME:8443/bytes/20000" >>"$out/scenario.log" 2>&1
-    stop_pid "$tpid"
+    stop_pid "$ROUTED_TPID"
+}
+
+quic_get() {  # quic_get NS PORT PATH: one HTTP/3 fetch from srv by RWLAB_QUIC_CLIENT
+    local profile="$STATE/chromium-quic-$1" rc
+    case "$QUIC_CLIENT" in
+        ngtcp2)
+            nsx "$1" timeout 25 gtlsclient -q --exit-on-all-streams-close --timeout=20s "$SRV" "$2" \
+                "https://$SRV_NAME:$2$3" ;;
+        chromium)
+            rm -rf "$profile"
+            nsx "$1" timeout 25 chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+                --no-first-run --disable-background-networking --disable-component-update --disable-sync \
+                --disable-default-apps --disable-extensions --user-data-dir="$profile" \
+                --enable-quic --origin-to-force-quic-on="$SRV_NAME:$2" \
+                --host-resolver-rules="MAP $SRV_NAME $SRV" --ignore-certificate-errors-spki-list="$(srv_spki)" \
+                --dump-dom "https://$SRV_NAME:$2$3" 2>/dev/null | grep -q rwlab ;;
+        *) log "RWLAB_QUIC_CLIENT=$QUIC_CLIENT: ngtcp2 or chromium"; return 2 ;;
+    esac
+    rc=$?
+    rm -rf "$profile" 2>/dev/null || true
+    ((rc == 0)) && echo "quic fetch :$2$3 ok ($QUIC_CLIENT)" || echo "quic fetch :$2$3 failed ($QUIC_CLIENT, $rc)"
+}
+
+srv_spki() {  # base64 SHA-256 of srv's public key, which Chromium's QUIC is told to accept
+    openssl x509 -in "$STATE/tls/srv.crt" -pubkey -noout | openssl pkey -pubin -outform der |
+        openssl dgst -sha256 -binary | base64
+}
+
+quic_servers() {  # quic_servers OUT PORT...: ngtcp2's HTTP/3 server on srv at each UDP port
+    local out="$1" port n
+    shift
+    command -v gtlsserver >/dev/null || { log "gtlsserver missing: apt-get install ngtcp2-server ngtcp2-client"; return 3; }
+    mkdir -p "$STATE/quic_htdocs"
+    # pages a browser shows as well: "rwlab" and n bytes of text
+    echo "<p>rwlab</p>" >"$STATE/quic_htdocs/index.html"
+    for n in 20000 300000; do
+        [[ -f $STATE/quic_htdocs/$n.html ]] ||
+            { echo "<p>rwlab</p>"; head -c "$n" /dev/zero | tr '\0' 'x'; } >"$STATE/quic_htdocs/$n.html"
+    done
+    for port in "$@"; do
+        run_bg srv "$out/quic_$port.log" gtlsserver -q -d "$STATE/quic_htdocs" "$SRV" "$port" \
+            "$STATE/tls/srv.key" "$STATE/tls/srv.crt"
+    done
+    sleep 0.5
+}
+
+quic_fetches() {  # quic_fetches NS PORT OUT SEED: 5-7 seeded HTTP/3 fetches, seeded pauses
+    local ns="$1" port="$2" out="$3" seed="$4" i n sizes
+    n=$(( 5 + seed % 3 ))
+    for i in $(seq "$n"); do
+        sizes=( / /20000.html /300000.html )
+        quic_get "$ns" "$port" "${sizes[$(( (seed + i) % 3 ))]}" >>"$out/scenario.log" 2>&1
+        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
+    done
+}
+
+scn_direct_quic() {
+    local out="$1" seed="$2"
+    M_RELAYED=false; M_APP=quic; M_HUMAN=farm
+    M_NOTE="user at the laptop fetches from srv over QUIC (HTTP/3 client $QUIC_CLIENT, ngtcp2's server), several connections"
+    dl_note
+    spec direct quic "$FARM" "$SRV" udp:443 false "farm gtlsclient -> srv udp:443"
+    quic_servers "$out" 443 || return $?
+    quic_fetches farm 443 "$out" "$seed"
+}
+
+scn_routed_quic() {
+    local out="$1" seed="$2"
+    M_RELAYED=true; M_APP=quic; M_KIND=routed_nat; M_HUMAN=op; M_CTRL=""
+    M_NOTE="operator routes IP through the laptop (ssh -w, NAT, as routed_relay) and fetches over QUIC only (HTTP/3 client $QUIC_CLIENT, ngtcp2's server); the laptop's own software too"
+    dl_note
+    spec operator_leg ssh "$OP" "$FARM" 22 true "op -> farm ssh -w (carries the routed packets)"
+    spec relayed_egress quic "$FARM" "$SRV" udp:443 true "farm NAT -> srv udp:443, QUIC end-to-end with op"
+    spec direct quic "$FARM" "$SRV" udp:8443 false "the laptop's own software (QUIC) -> srv udp:8443"
+    quic_servers "$out" 443 8443 || return $?
+    quic_get farm 8443 / >>"$out/scenario.log" 2>&1
+    routed_link_up "$out" || return $?
+    quic_fetches op 443 "$out" "$seed"
+    quic_get farm 8443 /20000.html >>"$out/scenario.log" 2>&1
+    stop_pid "$ROUTED_TPID"
 }
 
 scn_revocation_tls() {

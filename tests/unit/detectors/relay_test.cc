@@ -20,6 +20,7 @@
 
 #include "capture/flow/flow_table.h"
 #include "detectors/host/host_stage.h"
+#include "detectors/relay/quic_handshake.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
@@ -1652,6 +1653,7 @@ class Wire {
   // A UDP datagram of the flow between the same two ends (ports 50000 and the server's).
   void SendUdp(double ms, bool from_client, std::string payload) {
     decode::DecodedPacket p = Packet(ms, from_client, decode::kProtoUdp);
+    p.ttl = from_client ? client_ttl_ : server_ttl_;
     payloads_.push_back(std::move(payload));
     const std::string& stored = payloads_.back();
     p.payload = {reinterpret_cast<const std::uint8_t*>(stored.data()), stored.size()};
@@ -4321,6 +4323,216 @@ TEST(RelayHostStage, ASessionNamedAfterItsRecordIsJudgedByIt) {
   stage.Process(late_session(ended), out);
   EXPECT_TRUE(Alerts(out, "controller_rtt").empty());
   EXPECT_EQ(stage.stats().late_sessions_paired, 0u);
+}
+
+// ---- QUIC: a connection's opening --------------------------------------------------------
+
+// A QUIC v1 long-header packet of `type` (0 Initial, 2 Handshake, 3 Retry) between the two
+// connection IDs, its datagram padded to `bytes`.
+std::string QuicLong(int type, const std::string& dcid, const std::string& scid,
+                     std::size_t bytes = 1200) {
+  std::string p;
+  p += static_cast<char>(0xc0 | (type << 4));
+  p += std::string("\x00\x00\x00\x01", 4);
+  p += static_cast<char>(dcid.size()) + dcid + static_cast<char>(scid.size()) + scid;
+  if (type == 0)
+    p += '\0';  // no token
+  const std::size_t rest = bytes > p.size() + 2 ? bytes - p.size() - 2 : 1;
+  p += static_cast<char>(0x40 | (rest >> 8));  // Length, a 2-byte varint
+  p += static_cast<char>(rest & 0xff);
+  return p + std::string(rest, 'q');
+}
+// A 1-RTT packet to `dcid`.
+std::string QuicShort(const std::string& dcid) {
+  return "\x40" + dcid + std::string(40, 's');
+}
+const std::string kClientId = "client-1";  // the client's first Destination Connection ID
+const std::string kServerId = "srv-id-9";  // the ID the server chose
+// The server's flight from `scid`: its ServerHello in an Initial, its Handshake packets behind.
+std::string QuicFlight(const std::string& scid) {
+  return QuicLong(0, "c", scid, 200) + QuicLong(2, "c", scid, 1000);
+}
+
+std::vector<Event> QuicOpening(double server_ms, double client_ms, RelayConfig config = {},
+                               int client_ttl = 64) {
+  Wire w(config);
+  w.SetTtl(true, static_cast<std::uint8_t>(client_ttl));
+  w.SendUdp(0, true, QuicLong(0, kClientId, "c"));
+  w.SendUdp(server_ms, false, QuicFlight(kServerId));
+  w.SendUdp(server_ms + 0.2, false, QuicLong(2, "c", kServerId, 1000));
+  w.SendUdp(server_ms + client_ms, true, QuicLong(2, kServerId, "c", 80));
+  w.SendUdp(server_ms + client_ms + 20, true, QuicShort(kServerId));
+  return w.End();
+}
+
+std::span<const std::uint8_t> QuicBytes(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+TEST(RelayQuic, TheOpeningGivesBothLegsAndTheirTtls) {
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 63);
+  q.OnDatagram(At(0.1), 0, QuicBytes(QuicLong(0, kClientId, "c")), 63);  // a ClientHello in two
+  EXPECT_FALSE(q.responder_leg());
+  q.OnDatagram(At(20.1), 1, QuicBytes(QuicFlight(kServerId)), 52);
+  q.OnDatagram(At(20.3), 1, QuicBytes(QuicLong(2, "c", kServerId, 900)), 52);
+  EXPECT_FALSE(q.settled());
+  q.OnDatagram(At(100.6), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 63);
+  EXPECT_TRUE(q.settled());
+  EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);     // from the Initial's last datagram
+  EXPECT_NEAR(ToMs(*q.originator_leg()), 80.5, 1e-9);  // from the flight's first
+  EXPECT_EQ(q.originator_ttl(), 63);
+  EXPECT_EQ(q.responder_ttl(), 52);
+  EXPECT_FALSE(q.resent());
+}
+
+TEST(RelayQuic, AnAcknowledgementBeforeTheFlightAsksForNoAnswer) {
+  // Chromium's ClientHello in two datagrams, 2.2 ms apart; ngtcp2's server acknowledges the
+  // first at once in an Initial of its own and sends its flight after the second (loopback).
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "")), 64);
+  q.OnDatagram(At(0.7), 1, QuicBytes(QuicLong(0, "", kServerId, 60)), 52);
+  q.OnDatagram(At(2.2), 0, QuicBytes(QuicLong(0, kClientId, "")), 64);
+  q.OnDatagram(At(2.8), 1, QuicBytes(QuicFlight(kServerId)), 52);
+  q.OnDatagram(At(82.8), 0, QuicBytes(QuicLong(0, kServerId, "") + QuicLong(2, kServerId, "", 80)),
+               64);
+  EXPECT_NEAR(ToMs(*q.responder_leg()), 0.7, 1e-9);
+  EXPECT_NEAR(ToMs(*q.originator_leg()), 80, 1e-9);
+}
+
+TEST(RelayQuic, OnlyAClientsPaddedInitialOpensAConnection) {
+  EXPECT_TRUE(QuicHandshake::OpensConnection(QuicBytes(QuicLong(0, kClientId, "c"))));
+  // Under 1200 bytes (RFC 9000 14.1), a Handshake packet, a short header, an unknown version.
+  EXPECT_FALSE(QuicHandshake::OpensConnection(QuicBytes(QuicLong(0, kClientId, "c", 1199))));
+  EXPECT_FALSE(QuicHandshake::OpensConnection(QuicBytes(QuicLong(2, kClientId, "c"))));
+  EXPECT_FALSE(
+      QuicHandshake::OpensConnection(QuicBytes(QuicShort(kClientId) + std::string(1200, 's'))));
+  std::string unknown = QuicLong(0, kClientId, "c");
+  unknown[4] = 0x07;
+  EXPECT_FALSE(QuicHandshake::OpensConnection(QuicBytes(unknown)));
+  // A flow picked up after its opening is not timed.
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicShort(kServerId)), 64);
+  EXPECT_TRUE(q.settled());
+  EXPECT_FALSE(q.responder_leg());
+  EXPECT_FALSE(q.originator_leg());
+}
+
+TEST(RelayQuic, AnInitialSentAgainLeavesNoLeg) {
+  // Karn: the server's packet may answer either copy, and the client's answer either.
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(300), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(320), 1, QuicBytes(QuicLong(0, "c", kServerId)), 52);
+  q.OnDatagram(At(321), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 64);
+  EXPECT_TRUE(q.resent());
+  EXPECT_FALSE(q.responder_leg());
+  EXPECT_FALSE(q.originator_leg());
+}
+
+TEST(RelayQuic, AClientDatagramToItsOldIdAnswersNothing) {
+  // The server's first packet was lost after the sensor: the client's timer resends its
+  // Initial, still to its own ID, and what follows may answer the server's resend.
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kServerId)), 52);
+  q.OnDatagram(At(300), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  EXPECT_TRUE(q.settled());
+  q.OnDatagram(At(1020), 1, QuicBytes(QuicFlight(kServerId)), 52);
+  q.OnDatagram(At(1021), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 64);
+  EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);
+  EXPECT_FALSE(q.originator_leg());
+}
+
+TEST(RelayQuic, AServerThatSentAgainBeforeTheAnswerLeavesNoOriginatorLeg) {
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kServerId)), 52);
+  q.OnDatagram(At(1020), 1, QuicBytes(QuicFlight(kServerId)), 52);  // its timer
+  q.OnDatagram(At(1021), 0, QuicBytes(QuicShort(kServerId)), 64);
+  EXPECT_TRUE(q.settled());
+  EXPECT_TRUE(q.resent());
+  EXPECT_FALSE(q.originator_leg());
+}
+
+TEST(RelayQuic, ARetryIsAnsweredByTheClientsNextInitial) {
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(20), 1, QuicBytes(QuicLong(3, "c", "retry-id", 60)), 52);
+  q.OnDatagram(At(20.4), 0, QuicBytes(QuicLong(0, "retry-id", "c")), 64);
+  EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);
+  EXPECT_NEAR(ToMs(*q.originator_leg()), 0.4, 1e-9);
+}
+
+TEST(RelayQuic, WhereTheServerKeptTheClientsIdOnlyKeysOfItsFlightAnswer) {
+  // Google's servers often answer from the client's own ID: an Initial to it may be the
+  // client's timer resending, a Handshake packet (alone or behind an Initial) cannot.
+  for (const bool coalesced : {false, true}) {
+    QuicHandshake q;
+    q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+    q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kClientId)), 52);
+    const std::string handshake = QuicLong(2, kClientId, "c", 80);
+    q.OnDatagram(At(20.4), 0,
+                 QuicBytes(coalesced ? QuicLong(0, kClientId, "c", 60) + handshake : handshake),
+                 64);
+    EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);
+    EXPECT_NEAR(ToMs(*q.originator_leg()), 0.4, 1e-9) << coalesced;
+  }
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kClientId)), 52);
+  q.OnDatagram(At(20.4), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  EXPECT_TRUE(q.settled());
+  EXPECT_FALSE(q.originator_leg());
+}
+
+TEST(RelayDetector, AQuicConnectionIsTimedByItsOpening) {
+  const std::vector<Event> events = QuicOpening(20, 80.5, {}, 63);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["app"], "quic");
+  EXPECT_DOUBLE_EQ(r["rtt_originator_ms"].get<double>(), 80.5);
+  EXPECT_DOUBLE_EQ(r["rtt_responder_ms"].get<double>(), 20);
+  EXPECT_EQ(r["handshake"]["originator_ttl"], 63);
+  EXPECT_EQ(r["handshake"]["responder_ttl"], 52);
+  EXPECT_DOUBLE_EQ(r["handshake"]["originator_ms"].get<double>(), 80.5);
+  EXPECT_FALSE(r.contains("retransmissions"));
+  EXPECT_FALSE(r.contains("_on_times_us"));
+  EXPECT_FALSE(r.contains("_rtt_p15_ms"));
+  // The routed relay off: QUIC is not timed (the controller's method still reads STUN).
+  RelayConfig off;
+  off.methods.routed_relay = false;
+  EXPECT_TRUE(QuicOpening(20, 80.5, off).empty());
+  // The controller's method off: QUIC still is.
+  RelayConfig no_stun;
+  no_stun.methods.controller_rtt = false;
+  EXPECT_EQ(QuicOpening(20, 80.5, no_stun).size(), 1u);
+}
+
+TEST(RelayHostStage, RoutedRelayCountsQuicConnectionsAsTcpOnes) {
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  // The laptop's own TCP connection: 0.3 ms away, TTL 64. Then QUIC it forwards (TTL 63)
+  // for a device 120 ms away, and its own QUIC, near.
+  stage.Process(RelayRecord(1, "10.1.0.5", "198.51.100.7", 0, LegRecord(true, 0.3, 64)), out);
+  for (int i = 0; i < 5; ++i) {
+    for (const bool forwarded : {true, false}) {
+      std::vector<Event> records =
+          QuicOpening(20, forwarded ? 120 + i : 0.4, {}, forwarded ? 63 : 64);
+      ASSERT_EQ(records.size(), 1u);
+      Event& e = records[0];
+      e.flow->src_ip = *IpAddress::Parse("10.1.0.5");
+      e.flow->flow_id = static_cast<std::uint64_t>(10 + 2 * i + (forwarded ? 0 : 1));
+      e.ts = kT0 + absl::Seconds(1 + i);
+      stage.Process(e, out);
+    }
+  }
+  const auto alerts = Alerts(out, "routed_relay");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_DOUBLE_EQ(alerts[0]->evidence["hidden_leg_rtt_ms"].get<double>(), 121.7);
+  EXPECT_EQ(alerts[0]->evidence["ttls_forwarded"], nlohmann::json::array({63}));
+  EXPECT_EQ(alerts[0]->evidence["recent_flows"][0]["app"], "quic");
+  EXPECT_TRUE(Alerts(out, "hidden_leg").empty());
 }
 
 }  // namespace

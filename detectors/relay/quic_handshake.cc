@@ -1,0 +1,159 @@
+#include "detectors/relay/quic_handshake.h"
+
+#include <algorithm>
+#include <cstddef>
+
+#include "detectors/common/quic.h"
+
+namespace relaywatch::detectors::relay {
+namespace {
+
+// RFC 9000 14.1: a client pads every datagram that carries an Initial to this size.
+constexpr std::size_t kMinInitialDatagram = 1200;
+// Packets of one datagram looked at: Initial, 0-RTT, Handshake, then 1-RTT.
+constexpr int kMaxCoalesced = 4;
+constexpr std::uint32_t kQuicV2 = 0x6b3343cf;  // RFC 9369
+
+// The version-independent fields of a long header (RFC 8999 5.1): false for a short header,
+// a truncated one, or connection IDs longer than QUIC v1 allows.
+bool LongHeaderIds(std::span<const std::uint8_t> p, std::span<const std::uint8_t>& dcid,
+                   std::span<const std::uint8_t>& scid) {
+  if (p.size() < 7 || (p[0] & 0x80) == 0)
+    return false;
+  std::size_t pos = 5;
+  const std::size_t dcid_bytes = p[pos++];
+  if (dcid_bytes > common::kMaxQuicConnectionIdBytes || p.size() - pos < dcid_bytes + 1)
+    return false;
+  dcid = p.subspan(pos, dcid_bytes);
+  pos += dcid_bytes;
+  const std::size_t scid_bytes = p[pos++];
+  if (scid_bytes > common::kMaxQuicConnectionIdBytes || p.size() - pos < scid_bytes)
+    return false;
+  scid = p.subspan(pos, scid_bytes);
+  return true;
+}
+
+}  // namespace
+
+bool QuicHandshake::OpensConnection(std::span<const std::uint8_t> payload) {
+  common::QuicLongHeader header;
+  return payload.size() >= kMinInitialDatagram && common::ParseQuicLongHeader(payload, header) &&
+         header.initial;
+}
+
+bool QuicHandshake::Answers(std::span<const std::uint8_t> payload) const {
+  if (CarriesHandshake(payload))
+    return true;
+  // An Initial (or 0-RTT) packet: to the server's ID, unless the server kept the client's.
+  std::span<const std::uint8_t> dcid;
+  std::span<const std::uint8_t> scid;
+  const auto same = [](std::span<const std::uint8_t> a, const ConnectionId& id) {
+    return std::equal(a.begin(), a.end(), id.bytes.begin(), id.bytes.begin() + id.size);
+  };
+  return LongHeaderIds(payload, dcid, scid) && same(dcid, server_id_) &&
+         !same(std::span<const std::uint8_t>(client_id_.bytes.data(), client_id_.size), server_id_);
+}
+
+bool QuicHandshake::CarriesHandshake(std::span<const std::uint8_t> payload) {
+  // A 1-RTT or Handshake packet, also behind an Initial (coalesced packets, RFC 9000 12.2).
+  std::span<const std::uint8_t> rest = payload;
+  for (int i = 0; i < kMaxCoalesced && !rest.empty(); ++i) {
+    if ((rest[0] & 0x80) == 0)
+      return true;
+    common::QuicLongHeader header;
+    if (!common::ParseQuicLongHeader(rest, header))
+      return false;
+    if (header.handshake)
+      return true;
+    rest = rest.subspan(header.packet_bytes);
+  }
+  return false;
+}
+
+bool QuicHandshake::IsRetry(std::span<const std::uint8_t> payload) {
+  if (payload.size() < 7 || (payload[0] & 0x80) == 0)
+    return false;
+  const std::uint32_t version = (std::uint32_t{payload[1]} << 24) |
+                                (std::uint32_t{payload[2]} << 16) |
+                                (std::uint32_t{payload[3]} << 8) | payload[4];
+  // RFC 9369 3.2: v2 numbers Retry 0, v1 and the drafts 3.
+  const int type = (payload[0] >> 4) & 0x03;
+  return common::IsSupportedQuicVersion(version) && type == (version == kQuicV2 ? 0 : 3);
+}
+
+void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std::uint8_t> payload,
+                               std::uint8_t ttl) {
+  if (settled())
+    return;
+  if (direction == 0) {
+    if (client_first_ == absl::InfinitePast()) {
+      std::span<const std::uint8_t> dcid;
+      std::span<const std::uint8_t> scid;
+      if (!OpensConnection(payload) || !LongHeaderIds(payload, dcid, scid)) {
+        refused_ = true;  // picked up after its opening
+        return;
+      }
+      client_first_ = ts;
+      client_last_ = ts;
+      client_ttl_ = ttl;
+      client_id_.size = static_cast<std::uint8_t>(dcid.size());
+      std::copy(dcid.begin(), dcid.end(), client_id_.bytes.begin());
+      return;
+    }
+    if (server_first_ == absl::InfinitePast()) {
+      if (ts - client_first_ > kBurst)
+        client_resent_ = true;  // its timer sent the Initial again
+      client_last_ = ts;
+      return;
+    }
+    // Before the server's flight: the rest of the client's own (a ClientHello in two
+    // datagrams, the server having acknowledged the first at once).
+    if (flight_ == absl::InfinitePast())
+      return;
+    if (Answers(payload)) {
+      answer_ = ts;
+      server_resent_ = server_last_ - flight_ > kBurst;
+    } else {
+      refused_ = true;  // sent before the server's flight reached the client
+    }
+    return;
+  }
+  if (client_first_ == absl::InfinitePast())
+    return;  // the client's opening was not seen
+  std::span<const std::uint8_t> dcid;
+  std::span<const std::uint8_t> scid;
+  if (server_first_ == absl::InfinitePast()) {
+    if (!LongHeaderIds(payload, dcid, scid)) {
+      refused_ = true;  // a server's first packet has a long header
+      return;
+    }
+    server_first_ = ts;
+    server_ttl_ = ttl;
+  }
+  if (flight_ != absl::InfinitePast()) {
+    server_last_ = ts;
+    return;
+  }
+  // The flight a client answers at once: its Handshake packets (behind the ServerHello, or
+  // alone), or a Retry. An Initial that only acknowledges the client's asks for nothing.
+  if ((CarriesHandshake(payload) || IsRetry(payload)) && LongHeaderIds(payload, dcid, scid)) {
+    flight_ = ts;
+    server_last_ = ts;
+    server_id_.size = static_cast<std::uint8_t>(scid.size());
+    std::copy(scid.begin(), scid.end(), server_id_.bytes.begin());
+  }
+}
+
+std::optional<absl::Duration> QuicHandshake::responder_leg() const {
+  if (server_first_ == absl::InfinitePast() || client_resent_)
+    return std::nullopt;
+  return server_first_ - client_last_;
+}
+
+std::optional<absl::Duration> QuicHandshake::originator_leg() const {
+  if (answer_ == absl::InfinitePast() || client_resent_ || server_resent_)
+    return std::nullopt;
+  return answer_ - flight_;
+}
+
+}  // namespace relaywatch::detectors::relay
