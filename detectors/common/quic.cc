@@ -180,7 +180,7 @@ bool ParseQuicLongHeader(Bytes datagram, QuicLongHeader& out) {
 }
 
 bool DecryptQuicInitial(Bytes packet, const QuicLongHeader& header, const QuicInitialKeys& keys,
-                        std::vector<std::uint8_t>& plaintext) {
+                        std::vector<std::uint8_t>& plaintext, std::uint64_t* packet_number) {
   constexpr std::size_t kTagBytes = 16;
   constexpr std::size_t kSampleBytes = 16;
   // RFC 9001 5.4.2: the sample starts 4 bytes after the packet number's start.
@@ -242,11 +242,19 @@ bool DecryptQuicInitial(Bytes packet, const QuicLongHeader& header, const QuicIn
     return false;  // authentication failed: wrong keys or a damaged packet
   }
   plaintext.resize(static_cast<std::size_t>(total) + static_cast<std::size_t>(n));
+  if (packet_number != nullptr)
+    *packet_number = pn;
   return true;
 }
 
-bool ForEachQuicCryptoFrame(Bytes plaintext,
-                            absl::FunctionRef<void(std::uint64_t offset, Bytes data)> on_crypto) {
+namespace {
+
+// Walks the frames of an Initial packet's plaintext: CRYPTO frames to `on_crypto`, the
+// Largest Acknowledged of ACK frames to `on_ack`; either returns false to stop. False at a
+// malformed frame or one not allowed in Initial packets (RFC 9000 12.4).
+bool WalkInitialFrames(Bytes plaintext,
+                       absl::FunctionRef<bool(std::uint64_t offset, Bytes data)> on_crypto,
+                       absl::FunctionRef<bool(std::uint64_t largest)> on_ack) {
   std::size_t pos = 0;
   while (pos < plaintext.size()) {
     std::uint64_t type = 0;
@@ -267,6 +275,9 @@ bool ForEachQuicCryptoFrame(Bytes plaintext,
             !ReadVarint(plaintext, pos, ranges) || !ReadVarint(plaintext, pos, first)) {
           return false;
         }
+        if (!on_ack(largest)) {
+          return true;
+        }
         const std::uint64_t fields = 2 * ranges + (type == 0x03 ? 3 : 0);
         if (fields > plaintext.size()) {
           return false;
@@ -286,7 +297,9 @@ bool ForEachQuicCryptoFrame(Bytes plaintext,
             plaintext.size() - pos < length) {
           return false;
         }
-        on_crypto(offset, plaintext.subspan(pos, static_cast<std::size_t>(length)));
+        if (!on_crypto(offset, plaintext.subspan(pos, static_cast<std::size_t>(length)))) {
+          return true;
+        }
         pos += static_cast<std::size_t>(length);
         break;
       }
@@ -294,10 +307,34 @@ bool ForEachQuicCryptoFrame(Bytes plaintext,
         return true;
       }
       default:
-        return false;  // RFC 9000 12.4: no other frame is allowed in Initial packets
+        return false;
     }
   }
   return true;
+}
+
+}  // namespace
+
+bool ForEachQuicCryptoFrame(Bytes plaintext,
+                            absl::FunctionRef<void(std::uint64_t offset, Bytes data)> on_crypto) {
+  return WalkInitialFrames(
+      plaintext,
+      [&](std::uint64_t offset, Bytes data) {
+        on_crypto(offset, data);
+        return true;
+      },
+      [](std::uint64_t) { return true; });
+}
+
+std::optional<std::uint64_t> QuicLargestAcknowledged(Bytes plaintext) {
+  std::optional<std::uint64_t> out;
+  WalkInitialFrames(
+      plaintext, [](std::uint64_t, Bytes) { return true; },
+      [&](std::uint64_t largest) {
+        out = largest;
+        return false;
+      });
+  return out;
 }
 
 void QuicCryptoStream::Add(std::uint64_t offset, Bytes data,

@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -56,14 +57,22 @@ struct QuicLongHeader {
 bool ParseQuicLongHeader(Bytes datagram, QuicLongHeader& out);
 
 // Removes header protection from and decrypts the Initial packet `packet` (its first
-// header.packet_bytes bytes). On success `plaintext` holds the frames.
+// header.packet_bytes bytes). On success `plaintext` holds the frames and, when given,
+// `packet_number` the packet's number (as sent: exact for the first 2^8..2^32 packets, by
+// its encoded length, which covers every Initial a connection sends).
 bool DecryptQuicInitial(Bytes packet, const QuicLongHeader& header, const QuicInitialKeys& keys,
-                        std::vector<std::uint8_t>& plaintext);
+                        std::vector<std::uint8_t>& plaintext,
+                        std::uint64_t* packet_number = nullptr);
 
 // Calls `on_crypto` for each CRYPTO frame of an Initial packet's plaintext (frames may come
 // in any order). Returns false at a malformed frame or one not allowed in Initial packets.
 bool ForEachQuicCryptoFrame(Bytes plaintext,
                             absl::FunctionRef<void(std::uint64_t offset, Bytes data)> on_crypto);
+
+// The Largest Acknowledged of the (first) ACK frame in an Initial packet's plaintext
+// (RFC 9000 19.3): which of the peer's packets the sender had when it wrote this one.
+// Nullopt without an ACK frame, or at a malformed frame before it.
+std::optional<std::uint64_t> QuicLargestAcknowledged(Bytes plaintext);
 
 // Puts CRYPTO frame data back in stream order. Only the first `max_bytes` of the stream are
 // kept; data beyond, and holes beyond kMaxRanges pieces, are dropped and counted.

@@ -81,15 +81,35 @@ bool QuicHandshake::IsRetry(std::span<const std::uint8_t> payload) {
   return common::IsSupportedQuicVersion(version) && type == (version == kQuicV2 ? 0 : 3);
 }
 
+bool QuicHandshake::ReadInitial(std::span<const std::uint8_t> payload,
+                                const common::QuicInitialKeys& keys, std::uint64_t& number,
+                                bool* crypto, std::optional<std::uint64_t>* largest) {
+  common::QuicLongHeader header;
+  if (!common::ParseQuicLongHeader(payload, header) || !header.initial ||
+      !common::DecryptQuicInitial(payload, header, keys, scratch_, &number)) {
+    return false;
+  }
+  if (crypto != nullptr) {
+    *crypto = false;
+    common::ForEachQuicCryptoFrame(scratch_, [&](std::uint64_t, common::Bytes) { *crypto = true; });
+  }
+  if (largest != nullptr)
+    *largest = common::QuicLargestAcknowledged(scratch_);
+  return true;
+}
+
 void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std::uint8_t> payload,
                                std::uint8_t ttl) {
   if (settled())
     return;
+  std::span<const std::uint8_t> dcid;
+  std::span<const std::uint8_t> scid;
+  std::uint64_t number = 0;
   if (direction == 0) {
     if (client_first_ == absl::InfinitePast()) {
-      std::span<const std::uint8_t> dcid;
-      std::span<const std::uint8_t> scid;
-      if (!OpensConnection(payload) || !LongHeaderIds(payload, dcid, scid)) {
+      common::QuicLongHeader header;
+      if (!OpensConnection(payload) || !LongHeaderIds(payload, dcid, scid) ||
+          !common::ParseQuicLongHeader(payload, header)) {
         refused_ = true;  // picked up after its opening
         return;
       }
@@ -98,6 +118,11 @@ void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std
       client_ttl_ = ttl;
       client_id_.size = static_cast<std::uint8_t>(dcid.size());
       std::copy(dcid.begin(), dcid.end(), client_id_.bytes.begin());
+      common::QuicInitialKeys keys;
+      if (common::DeriveQuicInitialKeys(header.version, header.dcid, /*server=*/false, keys))
+        client_keys_ = keys;
+      if (common::DeriveQuicInitialKeys(header.version, header.dcid, /*server=*/true, keys))
+        server_keys_ = keys;
       return;
     }
     if (server_first_ == absl::InfinitePast()) {
@@ -110,18 +135,36 @@ void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std
     // datagrams, the server having acknowledged the first at once).
     if (flight_ == absl::InfinitePast())
       return;
-    if (Answers(payload)) {
+    // An Initial that acknowledges one of the server's names what it answers.
+    std::optional<std::uint64_t> largest;
+    bool before_flight = false;
+    if (client_keys_ && ReadInitial(payload, *client_keys_, number, nullptr, &largest) && largest) {
+      for (int i = 0; i < server_initial_count_; ++i) {
+        if (server_initials_[i].number != *largest)
+          continue;
+        if (server_initials_[i].ts < flight_) {
+          before_flight = true;  // it has only what came before the flight: no answer
+          break;
+        }
+        acked_ = server_initials_[i].ts;
+        answer_ = ts;
+        return;
+      }
+    }
+    if (!before_flight && Answers(payload)) {
       answer_ = ts;
       server_resent_ = server_last_ - flight_ > kBurst;
-    } else {
-      refused_ = true;  // sent before the server's flight reached the client
+      return;
     }
+    // Sent before the flight reached the client (or the flight was lost after the sensor):
+    // only an acknowledgement can tell what a later answer answers.
+    crossed_ = true;
+    if (!server_keys_)
+      refused_ = true;
     return;
   }
   if (client_first_ == absl::InfinitePast())
     return;  // the client's opening was not seen
-  std::span<const std::uint8_t> dcid;
-  std::span<const std::uint8_t> scid;
   if (server_first_ == absl::InfinitePast()) {
     if (!LongHeaderIds(payload, dcid, scid)) {
       refused_ = true;  // a server's first packet has a long header
@@ -130,17 +173,28 @@ void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std
     server_first_ = ts;
     server_ttl_ = ttl;
   }
+  bool crypto = false;
+  const bool initial =
+      server_keys_ && ReadInitial(payload, *server_keys_, number, &crypto, nullptr);
+  if (initial && server_initial_count_ < kMaxServerInitials)
+    server_initials_[server_initial_count_++] = {number, ts};
   if (flight_ != absl::InfinitePast()) {
     server_last_ = ts;
     return;
   }
-  // The flight a client answers at once: its Handshake packets (behind the ServerHello, or
-  // alone), or a Retry. An Initial that only acknowledges the client's asks for nothing.
-  if ((CarriesHandshake(payload) || IsRetry(payload)) && LongHeaderIds(payload, dcid, scid)) {
+  // The flight a client answers at once: its ServerHello, its Handshake packets, or a Retry.
+  // An Initial that only acknowledges the client's asks for nothing.
+  const bool retry = IsRetry(payload);
+  if ((crypto || retry || CarriesHandshake(payload)) && LongHeaderIds(payload, dcid, scid)) {
     flight_ = ts;
     server_last_ = ts;
     server_id_.size = static_cast<std::uint8_t>(scid.size());
     std::copy(scid.begin(), scid.end(), server_id_.bytes.begin());
+    if (retry) {
+      // The client's next Initials are sealed with keys from the Retry's ID.
+      client_keys_.reset();
+      server_keys_.reset();
+    }
   }
 }
 
@@ -151,7 +205,11 @@ std::optional<absl::Duration> QuicHandshake::responder_leg() const {
 }
 
 std::optional<absl::Duration> QuicHandshake::originator_leg() const {
-  if (answer_ == absl::InfinitePast() || client_resent_ || server_resent_)
+  if (answer_ == absl::InfinitePast())
+    return std::nullopt;
+  if (acked_ != absl::InfinitePast())
+    return answer_ - acked_;
+  if (client_resent_ || server_resent_ || crossed_)
     return std::nullopt;
   return answer_ - flight_;
 }

@@ -475,9 +475,11 @@ Verdict RelayDetector::OnDatagram(const decode::DecodedPacket& packet, FlowState
   auto& data = static_cast<FlowData&>(*slot);
   if (data.quic) {
     data.quic->OnDatagram(packet.ts, flow::Index(direction), packet.payload, packet.ttl);
-    // Its record as soon as the opening is timed: nothing later in the flow is read.
+    // Its record as soon as the opening is timed: nothing later in the flow is read, so its
+    // state goes (a browser opens QUIC connections by the dozen).
     if (data.quic->settled() || packet.ts - data.first >= config_.report_after) {
       Report(flow, data, packet.ts, /*open=*/false, out);
+      slot.reset();
       return Verdict::kDone;
     }
     return Verdict::kContinue;

@@ -657,7 +657,33 @@ def write(target, seeds):
         (directory / name).write_bytes(data)
 
 
+def quic_handshake_seed(pcap, client_port, datagrams=12):
+    """quic_handshake_fuzz: the first datagrams of one QUIC connection of a capture (the flow
+    of the client's UDP port), as records of a control byte (bit 0 direction, 0 the client;
+    bits 1-7 the time step x 2 ms), a 2-byte length and the datagram. Needs tshark."""
+    import subprocess
+    rows = subprocess.run(
+        ["tshark", "-r", str(pcap), "-Y", f"udp.port == {client_port}",
+         "-T", "fields", "-e", "frame.time_epoch", "-e", "udp.srcport", "-e", "udp.payload"],
+        capture_output=True, text=True, check=True).stdout.split("\n")[:datagrams]
+    out, last = b"", None
+    for row in filter(None, rows):
+        t, sport, payload = row.split("\t")
+        data = bytes.fromhex(payload.replace(":", ""))
+        step = 0 if last is None else min(127, round((float(t) - last) * 1000 / 2))
+        last = float(t)
+        out += bytes([(0 if int(sport) == client_port else 1) | (step << 1)]) + \
+            struct.pack("!H", len(data)) + data
+    return out
+
+
 def main():
+    import sys
+    if len(sys.argv) == 5 and sys.argv[1] == "--quic-seed":
+        # python3 tests/fuzz/make_seeds.py --quic-seed NAME PCAP CLIENT_PORT: one seed of
+        # quic_handshake_fuzz from a real capture (the committed ones: see that target).
+        write("quic_handshake_fuzz", {sys.argv[2]: quic_handshake_seed(sys.argv[3], int(sys.argv[4]))})
+        return
     write("decoder_fuzz", decoder_seeds())
     write("remote_access_fuzz", remote_access_seeds())
     write("config_fuzz", CONFIG_SEEDS)

@@ -133,6 +133,8 @@ void RunParsers(common::Bytes bytes) {
   common::QuicCryptoStream stream(2048);
   common::HandshakeMessageAssembler messages(1024);
   std::uint64_t delivered = 0;
+  // An ACK frame's Largest Acknowledged, as the relay detector reads a QUIC answer's.
+  (void)common::QuicLargestAcknowledged(bytes);
   common::ForEachQuicCryptoFrame(bytes, [&](std::uint64_t offset, common::Bytes data) {
     stream.Add(offset, data, [&](common::Bytes contiguous) {
       delivered += contiguous.size();

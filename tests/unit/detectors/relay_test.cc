@@ -25,6 +25,7 @@
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
+#include "tests/common/quic_wire.h"
 #include "tests/common/ssh_wire.h"
 #include "tests/common/stun_wire.h"
 #include "tests/common/tls_wire.h"
@@ -4437,11 +4438,13 @@ TEST(RelayQuic, AClientDatagramToItsOldIdAnswersNothing) {
   q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
   q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kServerId)), 52);
   q.OnDatagram(At(300), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  EXPECT_TRUE(q.settled());
+  EXPECT_FALSE(q.settled());  // an acknowledgement could still tell
   q.OnDatagram(At(1020), 1, QuicBytes(QuicFlight(kServerId)), 52);
   q.OnDatagram(At(1021), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 64);
+  EXPECT_TRUE(q.settled());
   EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);
-  EXPECT_FALSE(q.originator_leg());
+  EXPECT_FALSE(q.originator_leg());  // none did: 1001 ms or 1 ms
+  EXPECT_TRUE(q.resent());
 }
 
 TEST(RelayQuic, AServerThatSentAgainBeforeTheAnswerLeavesNoOriginatorLeg) {
@@ -4482,7 +4485,71 @@ TEST(RelayQuic, WhereTheServerKeptTheClientsIdOnlyKeysOfItsFlightAnswer) {
   q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
   q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kClientId)), 52);
   q.OnDatagram(At(20.4), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  q.OnDatagram(At(30), 0, QuicBytes(QuicLong(2, kClientId, "c", 80)), 64);
   EXPECT_TRUE(q.settled());
+  EXPECT_FALSE(q.originator_leg());  // the Initial at 20.4 may have been the answer
+}
+
+// Sealed Initials (quic_wire) of the connection whose client wrote first to kClientId.
+std::string ClientInitial(const std::string& dcid, std::uint8_t number, const std::string& frames,
+                          std::size_t bytes = 1200) {
+  return quic_wire::SealedInitial(kClientId, false, dcid, "", number, frames, bytes);
+}
+std::string ServerInitial(std::uint8_t number, const std::string& frames, std::size_t bytes) {
+  return quic_wire::SealedInitial(kClientId, true, "", kServerId, number, frames, bytes);
+}
+
+TEST(RelayQuic, SealedInitialsReadBackWithTheirNumbersAndAcknowledgements) {
+  const std::string sealed = ServerInitial(5, quic_wire::Ack(3) + quic_wire::Crypto(40), 300);
+  common::QuicLongHeader header;
+  ASSERT_TRUE(common::ParseQuicLongHeader(QuicBytes(sealed), header));
+  common::QuicInitialKeys keys;
+  ASSERT_TRUE(common::DeriveQuicInitialKeys(1, QuicBytes(kClientId), true, keys));
+  std::vector<std::uint8_t> plain;
+  std::uint64_t number = 0;
+  ASSERT_TRUE(common::DecryptQuicInitial(QuicBytes(sealed), header, keys, plain, &number));
+  EXPECT_EQ(number, 5u);
+  EXPECT_EQ(common::QuicLargestAcknowledged(plain), 3u);
+  EXPECT_FALSE(common::QuicLargestAcknowledged(
+      QuicBytes(std::string(quic_wire::Crypto(10)) + std::string(20, '\0'))));
+}
+
+TEST(RelayQuic, AnAnswerIsTimedFromTheInitialItAcknowledges) {
+  // Chromium 150 ms away (lab, routed_quic): its timer resends its Initial before the
+  // server's flight reaches it, the server sends its flight again, and the answer could
+  // be to either; its acknowledgement names which. Both stories, told by what it acks.
+  for (const std::uint8_t acked : {1, 2}) {
+    QuicHandshake q;
+    q.OnDatagram(At(0), 0, QuicBytes(ClientInitial(kClientId, 0, quic_wire::Crypto(40))), 63);
+    q.OnDatagram(At(13), 1, QuicBytes(ServerInitial(0, quic_wire::Ack(0), 60)), 52);
+    q.OnDatagram(At(23.5), 0, QuicBytes(ClientInitial(kClientId, 1, quic_wire::Crypto(40))), 63);
+    q.OnDatagram(At(35.5), 1,
+                 QuicBytes(ServerInitial(1, quic_wire::Ack(1) + quic_wire::Crypto(40), 300) +
+                           QuicLong(2, "", kServerId, 900)),
+                 52);
+    q.OnDatagram(At(299.4), 0, QuicBytes(ClientInitial(kClientId, 2, quic_wire::Crypto(40))), 63);
+    EXPECT_FALSE(q.settled());
+    q.OnDatagram(At(310), 1,
+                 QuicBytes(ServerInitial(2, quic_wire::Ack(2) + quic_wire::Crypto(40), 300) +
+                           QuicLong(2, "", kServerId, 900)),
+                 52);
+    q.OnDatagram(At(339.4), 0,
+                 QuicBytes(ClientInitial(kServerId, 3, quic_wire::Ack(acked), 200) +
+                           QuicLong(2, kServerId, "", 80)),
+                 63);
+    ASSERT_TRUE(q.settled());
+    EXPECT_TRUE(q.by_acknowledgement());
+    EXPECT_TRUE(q.resent());
+    EXPECT_NEAR(ToMs(*q.originator_leg()), acked == 1 ? 303.9 : 29.4, 1e-9);
+    EXPECT_NEAR(ToMs(*q.responder_leg()), 13, 1e-9);
+  }
+  // An acknowledgement of only what came before the flight answers nothing.
+  QuicHandshake q;
+  q.OnDatagram(At(0), 0, QuicBytes(ClientInitial(kClientId, 0, quic_wire::Crypto(40))), 63);
+  q.OnDatagram(At(13), 1, QuicBytes(ServerInitial(0, quic_wire::Ack(0), 60)), 52);
+  q.OnDatagram(At(35.5), 1, QuicBytes(ServerInitial(1, quic_wire::Crypto(40), 300)), 52);
+  q.OnDatagram(At(40), 0, QuicBytes(ClientInitial(kServerId, 1, quic_wire::Ack(0), 200)), 63);
+  EXPECT_FALSE(q.settled());
   EXPECT_FALSE(q.originator_leg());
 }
 
