@@ -113,8 +113,8 @@ def relay_problems(events, truth):
     obfuscation = truth.get("ssh_keystroke_obfuscation")
     for flow in truth.get("flows", []):
         ft = flow["five_tuple"]
-        if ft["proto"] != "tcp" and flow["app"] not in REMOTE_APPS:
-            continue  # UDP is timed only in remote-control sessions (ICE checks)
+        if ft["proto"] != "tcp" and flow["app"] not in REMOTE_APPS and flow["app"] != "quic":
+            continue  # UDP is timed in remote-control sessions (ICE checks) and QUIC openings
         label = f"{ft['src']}:{ft['sport']} -> {ft['dst']}:{ft['dport']} ({flow['role']})"
         found = [r["relay"] for r in relays if same_flow(r, ft)]
         if len(found) != 1:
@@ -127,8 +127,8 @@ def relay_problems(events, truth):
                             f"the client's keys on the wire: {obfuscation}")
         hidden = r.get("hidden_leg_rtt_ms")
         if flow["role"] == "relayed_egress" and routed:
-            # Routed: TCP runs end to end with the far device, so the flow's own originator
-            # leg is the operator's round trip (the laptop's is a fraction of a ms).
+            # Routed: TCP (or QUIC) runs end to end with the far device, so the flow's own
+            # originator leg is the operator's round trip (the laptop's is a fraction of a ms).
             want = flow["hidden_leg_rtt_ms"]
             got = r.get("rtt_originator_ms")
             if got is None or abs(got - want) > RTT_TOLERANCE * want:

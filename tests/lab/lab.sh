@@ -1474,10 +1474,12 @@ quic_servers() {  # quic_servers OUT PORT...: ngtcp2's HTTP/3 server on srv at e
 }
 
 quic_fetches() {  # quic_fetches NS PORT OUT SEED: 5-7 seeded HTTP/3 fetches, seeded pauses
-    local ns="$1" port="$2" out="$3" seed="$4" i n sizes
+    local ns="$1" port="$2" out="$3" seed="$4" i n sizes big=/300000.html
+    # RWLAB_MAX_DOWNLOAD_BYTES caps these pages as it caps curl's downloads
+    [[ -n $MAX_DOWNLOAD_BYTES ]] && ((MAX_DOWNLOAD_BYTES < 300000)) && big=/20000.html
     n=$(( 5 + seed % 3 ))
     for i in $(seq "$n"); do
-        sizes=( / /20000.html /300000.html )
+        sizes=( / /20000.html "$big" )
         quic_get "$ns" "$port" "${sizes[$(( (seed + i) % 3 ))]}" >>"$out/scenario.log" 2>&1
         sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
     done

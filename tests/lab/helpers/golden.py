@@ -61,8 +61,9 @@ def evidence(pcap):
 
     f4 = ["ip.src", "tcp.srcport", "ip.dst", "tcp.dstport"]
     add(tshark(pcap, f4, "ssh.protocol contains \"SSH-2.0\""), "ssh_banner")
-    add(tshark(pcap, f4, "tls.handshake.type == 1"), "tls_client_hello")
-    add(tshark(pcap, f4, "tls.handshake.type == 2"), "tls_server_hello")
+    # TLS over TCP (tshark also shows QUIC's handshake as TLS, without TCP ports)
+    add(tshark(pcap, f4, "tcp && tls.handshake.type == 1"), "tls_client_hello")
+    add(tshark(pcap, f4, "tcp && tls.handshake.type == 2"), "tls_server_hello")
     add(tshark(pcap, f4, "socks"), "socks")
     add(tshark(pcap, f4, "http.request"), "http_request")
     add(tshark(pcap, f4, "http.response"), "http_response")
@@ -71,6 +72,8 @@ def evidence(pcap):
     add(tshark(pcap, f4, "tcp.payload contains \"RFB 003.00\""), "rfb_version")
     add(tshark(pcap, f4, "cotp.type == 0x0e"), "x224_connection_request")
     add(tshark(pcap, f4, "cotp.type == 0x0d"), "x224_connection_confirm")
+    u4 = ["ip.src", "udp.srcport", "ip.dst", "udp.dstport"]
+    add(tshark(pcap, u4, "quic.long.packet_type == 0"), "quic_initial")
     return ev
 
 
@@ -88,6 +91,7 @@ def app_ok(app, ev, client, server, proxied=False):
         "http": [("http_request", client), ("http_response", server)],
         "vnc": [("rfb_version", server), ("rfb_version", client)],
         "rdp": [("x224_connection_request", client), ("x224_connection_confirm", server)],
+        "quic": [("quic_initial", client), ("quic_initial", server)],
     }.get(app)
     if need is None:
         return True, "no check for app %s" % app
@@ -131,7 +135,11 @@ def cmd_check(a):
             row["present"] = False
             rows.append(row)
             continue
-        if c["proto"] == "udp":
+        if c["proto"] == "udp" and fl["app"] == "quic":
+            # QUIC's opening: each side's Initial (the relay detector times it)
+            hs = True
+            ok_app, txt = app_ok("quic", ev.get(key_of(*k), set()), ft["src"], ft["dst"])
+        elif c["proto"] == "udp":
             # No handshake: WebRTC's is ICE, its STUN checks answered both ways (through a
             # TURN server: the peer's, relayed).
             hs = True
@@ -326,8 +334,8 @@ def cmd_readme(a):
         w("| --- | --- | --- | --- | --- | --- | --- |")
         for r in s["flows"]:
             ft = r["five_tuple"]
-            w("| tcp %s:%s (%s) -> %s:%s (%s) | %s | %s | %s | %s | %s (%s) | %s |" % (
-                ft["src"], ft["sport"], r["src_host"], ft["dst"], ft["dport"], r["dst_host"], r["app"],
+            w("| %s %s:%s (%s) -> %s:%s (%s) | %s | %s | %s | %s | %s (%s) | %s |" % (
+                ft.get("proto", "tcp"), ft["src"], ft["sport"], r["src_host"], ft["dst"], ft["dport"], r["dst_host"], r["app"],
                 r["role"], r["opened_from"], "yes" if r["relayed"] else "no",
                 "/".join(map(str, r.get("pkts", ["-", "-"]))),
                 "/".join(map(str, r.get("full_run_pkts", ["-", "-"]))), r.get("outer_rtt_ms")))
