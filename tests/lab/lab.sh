@@ -629,6 +629,10 @@ M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NO
 # ---------------------------------------------------------------- scenarios
 # Each scn_NAME OUT SEED runs bounded traffic and declares its flows with spec.
 
+seeded_pause() {  # seeded_pause SEED I SPAN [BASE]: sleep 0.5 s + up to SPAN s, drawn from SEED*100+BASE+I
+    sleep "$(awk -v s="$1" -v i="$2" -v w="$3" -v b="${4:-0}" 'BEGIN{srand(s*100+b+i); printf "%.2f", 0.5+w*rand()}')"
+}
+
 browse() {  # browse NS OUT SEED [CURL OPTION...]: 5-7 seeded https fetches from srv, seeded pauses
     local ns="$1" out="$2" seed="$3" i n sizes
     shift 3
@@ -636,7 +640,7 @@ browse() {  # browse NS OUT SEED [CURL OPTION...]: 5-7 seeded https fetches from
     for i in $(seq "$n"); do
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
         tls_get "$ns" "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" "$@" >>"$out/scenario.log" 2>&1
-        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
+        seeded_pause "$seed" "$i" 2 0
     done
 }
 
@@ -1021,7 +1025,7 @@ scn_ssh_tunnel() {
     for i in $(seq "$n"); do
         sizes=( /bytes/500000 /bytes/2000000 /bytes/4000000 / )
         tls_get op "https://$SRV_NAME$(dl "${sizes[$(( (seed + i) % 4 ))]}")" --socks5 127.0.0.1:1081 >>"$out/scenario.log" 2>&1
-        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
+        seeded_pause "$seed" "$i" 1.5 0
     done
     stop_pid "$tpid"
 }
@@ -1315,7 +1319,7 @@ scn_ssh_local_forward() {
         sizes=( / /bytes/20000 /bytes/300000 /bytes/1500000 )
         nsx op "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:127.0.0.1" \
             "https://$SRV_NAME:8443$(dl "${sizes[$(( (seed + i) % 4 ))]}")" >>"$out/scenario.log" 2>&1
-        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+1.5*rand()}')"
+        seeded_pause "$seed" "$i" 1.5 0
     done
     stop_pid "$tpid"
 }
@@ -1423,7 +1427,7 @@ scn_routed_relay() {
     for i in $(seq "$n"); do
         cmds=( 'echo ok; uname -a' 'echo ok; id -un; uptime' 'echo ok; hostname; date -u' )
         nsx op "${SSH[@]}" "root@$SRV" "${cmds[$(( (seed + i) % 3 ))]}" >>"$out/scenario.log" 2>&1
-        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+50+i); printf "%.2f", 0.5+2*rand()}')"
+        seeded_pause "$seed" "$i" 2 50
     done
     nsx farm "${CURL_TLS[@]}" --resolve "$SRV_NAME:8443:$SRV" "https://$SRV_NAME:8443/bytes/20000" >>"$out/scenario.log" 2>&1
     stop_pid "$ROUTED_TPID"
@@ -1481,7 +1485,7 @@ quic_fetches() {  # quic_fetches NS PORT OUT SEED: 5-7 seeded HTTP/3 fetches, se
     for i in $(seq "$n"); do
         sizes=( / /20000.html "$big" )
         quic_get "$ns" "$port" "${sizes[$(( (seed + i) % 3 ))]}" >>"$out/scenario.log" 2>&1
-        sleep "$(awk -v s="$seed" -v i="$i" 'BEGIN{srand(s*100+i); printf "%.2f", 0.5+2*rand()}')"
+        seeded_pause "$seed" "$i" 2 0
     done
 }
 

@@ -4370,13 +4370,28 @@ std::span<const std::uint8_t> QuicBytes(const std::string& s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
+// Datagrams played into a QuicHandshake: the client's (from 0) with TTL 63, the server's 52.
+struct QuicDatagram {
+  double ms;
+  int from;
+  std::string bytes;
+};
+void Play(QuicHandshake& q, std::initializer_list<QuicDatagram> datagrams) {
+  for (const QuicDatagram& d : datagrams)
+    q.OnDatagram(At(d.ms), d.from, QuicBytes(d.bytes), d.from == 0 ? 63 : 52);
+}
+
 TEST(RelayQuic, TheOpeningGivesBothLegsAndTheirTtls) {
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 63);
-  q.OnDatagram(At(0.1), 0, QuicBytes(QuicLong(0, kClientId, "c")), 63);  // a ClientHello in two
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "c")},
+              {0.1, 0, QuicLong(0, kClientId, "c")},  // a ClientHello in two
+          });
   EXPECT_FALSE(q.responder_leg());
-  q.OnDatagram(At(20.1), 1, QuicBytes(QuicFlight(kServerId)), 52);
-  q.OnDatagram(At(20.3), 1, QuicBytes(QuicLong(2, "c", kServerId, 900)), 52);
+  Play(q, {
+              {20.1, 1, QuicFlight(kServerId)},
+              {20.3, 1, QuicLong(2, "c", kServerId, 900)},
+          });
   EXPECT_FALSE(q.settled());
   q.OnDatagram(At(100.6), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 63);
   EXPECT_TRUE(q.settled());
@@ -4391,12 +4406,13 @@ TEST(RelayQuic, AnAcknowledgementBeforeTheFlightAsksForNoAnswer) {
   // Chromium's ClientHello in two datagrams, 2.2 ms apart; ngtcp2's server acknowledges the
   // first at once in an Initial of its own and sends its flight after the second (loopback).
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "")), 64);
-  q.OnDatagram(At(0.7), 1, QuicBytes(QuicLong(0, "", kServerId, 60)), 52);
-  q.OnDatagram(At(2.2), 0, QuicBytes(QuicLong(0, kClientId, "")), 64);
-  q.OnDatagram(At(2.8), 1, QuicBytes(QuicFlight(kServerId)), 52);
-  q.OnDatagram(At(82.8), 0, QuicBytes(QuicLong(0, kServerId, "") + QuicLong(2, kServerId, "", 80)),
-               64);
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "")},
+              {0.7, 1, QuicLong(0, "", kServerId, 60)},
+              {2.2, 0, QuicLong(0, kClientId, "")},
+              {2.8, 1, QuicFlight(kServerId)},
+              {82.8, 0, QuicLong(0, kServerId, "") + QuicLong(2, kServerId, "", 80)},
+          });
   EXPECT_NEAR(ToMs(*q.responder_leg()), 0.7, 1e-9);
   EXPECT_NEAR(ToMs(*q.originator_leg()), 80, 1e-9);
 }
@@ -4422,10 +4438,12 @@ TEST(RelayQuic, OnlyAClientsPaddedInitialOpensAConnection) {
 TEST(RelayQuic, AnInitialSentAgainLeavesNoLeg) {
   // Karn: the server's packet may answer either copy, and the client's answer either.
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(300), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(320), 1, QuicBytes(QuicLong(0, "c", kServerId)), 52);
-  q.OnDatagram(At(321), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 64);
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "c")},
+              {300, 0, QuicLong(0, kClientId, "c")},
+              {320, 1, QuicLong(0, "c", kServerId)},
+              {321, 0, QuicLong(2, kServerId, "c", 80)},
+          });
   EXPECT_TRUE(q.resent());
   EXPECT_FALSE(q.responder_leg());
   EXPECT_FALSE(q.originator_leg());
@@ -4435,12 +4453,16 @@ TEST(RelayQuic, AClientDatagramToItsOldIdAnswersNothing) {
   // The server's first packet was lost after the sensor: the client's timer resends its
   // Initial, still to its own ID, and what follows may answer the server's resend.
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kServerId)), 52);
-  q.OnDatagram(At(300), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "c")},
+              {20, 1, QuicFlight(kServerId)},
+              {300, 0, QuicLong(0, kClientId, "c")},
+          });
   EXPECT_FALSE(q.settled());  // an acknowledgement could still tell
-  q.OnDatagram(At(1020), 1, QuicBytes(QuicFlight(kServerId)), 52);
-  q.OnDatagram(At(1021), 0, QuicBytes(QuicLong(2, kServerId, "c", 80)), 64);
+  Play(q, {
+              {1020, 1, QuicFlight(kServerId)},
+              {1021, 0, QuicLong(2, kServerId, "c", 80)},
+          });
   EXPECT_TRUE(q.settled());
   EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);
   EXPECT_FALSE(q.originator_leg());  // none did: 1001 ms or 1 ms
@@ -4449,10 +4471,12 @@ TEST(RelayQuic, AClientDatagramToItsOldIdAnswersNothing) {
 
 TEST(RelayQuic, AServerThatSentAgainBeforeTheAnswerLeavesNoOriginatorLeg) {
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kServerId)), 52);
-  q.OnDatagram(At(1020), 1, QuicBytes(QuicFlight(kServerId)), 52);  // its timer
-  q.OnDatagram(At(1021), 0, QuicBytes(QuicShort(kServerId)), 64);
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "c")},
+              {20, 1, QuicFlight(kServerId)},
+              {1020, 1, QuicFlight(kServerId)},  // its timer
+              {1021, 0, QuicShort(kServerId)},
+          });
   EXPECT_TRUE(q.settled());
   EXPECT_TRUE(q.resent());
   EXPECT_FALSE(q.originator_leg());
@@ -4460,9 +4484,11 @@ TEST(RelayQuic, AServerThatSentAgainBeforeTheAnswerLeavesNoOriginatorLeg) {
 
 TEST(RelayQuic, ARetryIsAnsweredByTheClientsNextInitial) {
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(20), 1, QuicBytes(QuicLong(3, "c", "retry-id", 60)), 52);
-  q.OnDatagram(At(20.4), 0, QuicBytes(QuicLong(0, "retry-id", "c")), 64);
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "c")},
+              {20, 1, QuicLong(3, "c", "retry-id", 60)},
+              {20.4, 0, QuicLong(0, "retry-id", "c")},
+          });
   EXPECT_NEAR(ToMs(*q.responder_leg()), 20, 1e-9);
   EXPECT_NEAR(ToMs(*q.originator_leg()), 0.4, 1e-9);
 }
@@ -4472,8 +4498,10 @@ TEST(RelayQuic, WhereTheServerKeptTheClientsIdOnlyKeysOfItsFlightAnswer) {
   // client's timer resending, a Handshake packet (alone or behind an Initial) cannot.
   for (const bool coalesced : {false, true}) {
     QuicHandshake q;
-    q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-    q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kClientId)), 52);
+    Play(q, {
+                {0, 0, QuicLong(0, kClientId, "c")},
+                {20, 1, QuicFlight(kClientId)},
+            });
     const std::string handshake = QuicLong(2, kClientId, "c", 80);
     q.OnDatagram(At(20.4), 0,
                  QuicBytes(coalesced ? QuicLong(0, kClientId, "c", 60) + handshake : handshake),
@@ -4482,10 +4510,12 @@ TEST(RelayQuic, WhereTheServerKeptTheClientsIdOnlyKeysOfItsFlightAnswer) {
     EXPECT_NEAR(ToMs(*q.originator_leg()), 0.4, 1e-9) << coalesced;
   }
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(20), 1, QuicBytes(QuicFlight(kClientId)), 52);
-  q.OnDatagram(At(20.4), 0, QuicBytes(QuicLong(0, kClientId, "c")), 64);
-  q.OnDatagram(At(30), 0, QuicBytes(QuicLong(2, kClientId, "c", 80)), 64);
+  Play(q, {
+              {0, 0, QuicLong(0, kClientId, "c")},
+              {20, 1, QuicFlight(kClientId)},
+              {20.4, 0, QuicLong(0, kClientId, "c")},
+              {30, 0, QuicLong(2, kClientId, "c", 80)},
+          });
   EXPECT_TRUE(q.settled());
   EXPECT_FALSE(q.originator_leg());  // the Initial at 20.4 may have been the answer
 }
@@ -4520,23 +4550,24 @@ TEST(RelayQuic, AnAnswerIsTimedFromTheInitialItAcknowledges) {
   // be to either; its acknowledgement names which. Both stories, told by what it acks.
   for (const std::uint8_t acked : {1, 2}) {
     QuicHandshake q;
-    q.OnDatagram(At(0), 0, QuicBytes(ClientInitial(kClientId, 0, quic_wire::Crypto(40))), 63);
-    q.OnDatagram(At(13), 1, QuicBytes(ServerInitial(0, quic_wire::Ack(0), 60)), 52);
-    q.OnDatagram(At(23.5), 0, QuicBytes(ClientInitial(kClientId, 1, quic_wire::Crypto(40))), 63);
-    q.OnDatagram(At(35.5), 1,
-                 QuicBytes(ServerInitial(1, quic_wire::Ack(1) + quic_wire::Crypto(40), 300) +
-                           QuicLong(2, "", kServerId, 900)),
-                 52);
-    q.OnDatagram(At(299.4), 0, QuicBytes(ClientInitial(kClientId, 2, quic_wire::Crypto(40))), 63);
+    Play(q, {
+                {0, 0, ClientInitial(kClientId, 0, quic_wire::Crypto(40))},
+                {13, 1, ServerInitial(0, quic_wire::Ack(0), 60)},
+                {23.5, 0, ClientInitial(kClientId, 1, quic_wire::Crypto(40))},
+                {35.5, 1,
+                 ServerInitial(1, quic_wire::Ack(1) + quic_wire::Crypto(40), 300) +
+                     QuicLong(2, "", kServerId, 900)},
+                {299.4, 0, ClientInitial(kClientId, 2, quic_wire::Crypto(40))},
+            });
     EXPECT_FALSE(q.settled());
-    q.OnDatagram(At(310), 1,
-                 QuicBytes(ServerInitial(2, quic_wire::Ack(2) + quic_wire::Crypto(40), 300) +
-                           QuicLong(2, "", kServerId, 900)),
-                 52);
-    q.OnDatagram(At(339.4), 0,
-                 QuicBytes(ClientInitial(kServerId, 3, quic_wire::Ack(acked), 200) +
-                           QuicLong(2, kServerId, "", 80)),
-                 63);
+    Play(q, {
+                {310, 1,
+                 ServerInitial(2, quic_wire::Ack(2) + quic_wire::Crypto(40), 300) +
+                     QuicLong(2, "", kServerId, 900)},
+                {339.4, 0,
+                 ClientInitial(kServerId, 3, quic_wire::Ack(acked), 200) +
+                     QuicLong(2, kServerId, "", 80)},
+            });
     ASSERT_TRUE(q.settled());
     EXPECT_TRUE(q.by_acknowledgement());
     EXPECT_TRUE(q.resent());
@@ -4545,10 +4576,12 @@ TEST(RelayQuic, AnAnswerIsTimedFromTheInitialItAcknowledges) {
   }
   // An acknowledgement of only what came before the flight answers nothing.
   QuicHandshake q;
-  q.OnDatagram(At(0), 0, QuicBytes(ClientInitial(kClientId, 0, quic_wire::Crypto(40))), 63);
-  q.OnDatagram(At(13), 1, QuicBytes(ServerInitial(0, quic_wire::Ack(0), 60)), 52);
-  q.OnDatagram(At(35.5), 1, QuicBytes(ServerInitial(1, quic_wire::Crypto(40), 300)), 52);
-  q.OnDatagram(At(40), 0, QuicBytes(ClientInitial(kServerId, 1, quic_wire::Ack(0), 200)), 63);
+  Play(q, {
+              {0, 0, ClientInitial(kClientId, 0, quic_wire::Crypto(40))},
+              {13, 1, ServerInitial(0, quic_wire::Ack(0), 60)},
+              {35.5, 1, ServerInitial(1, quic_wire::Crypto(40), 300)},
+              {40, 0, ClientInitial(kServerId, 1, quic_wire::Ack(0), 200)},
+          });
   EXPECT_FALSE(q.settled());
   EXPECT_FALSE(q.originator_leg());
 }
