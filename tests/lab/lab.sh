@@ -138,8 +138,8 @@ RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
 # library). Another TLS stack, its own handshake timing.
 TLS_CLIENT="${RWLAB_TLS_CLIENT:-curl}"
 # RWLAB_QUIC_CLIENT: the HTTP/3 client of routed_quic and direct_quic: ngtcp2 (default; its
-# example client gtlsclient, GnuTLS) or chromium (Chromium's own QUIC, a new headless browser
-# per fetch, forced onto QUIC for srv).
+# example client gtlsclient, GnuTLS), chromium (Chromium's own QUIC, a new headless browser
+# per fetch, forced onto QUIC for srv) or go (helpers/quic_fetch.go: quic-go, built once).
 QUIC_CLIENT="${RWLAB_QUIC_CLIENT:-ngtcp2}"
 # RWLAB_CLIENT_CPU_PCT: run that client, the ssh client and the browser (direct_browser,
 # proxied_browser) with this share of one CPU (1..100;
@@ -189,7 +189,7 @@ DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
       wget proxychains4 golang-go openjdk-17-jdk-headless libcurl3-nss nss-plugin-pem  # the other HTTPS clients (RWLAB_TLS_CLIENT)
       dropbear-bin python3-paramiko putty-tools
-      ngtcp2-client ngtcp2-server)  # QUIC (routed_quic)  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
+      ngtcp2-client ngtcp2-server golang-github-lucas-clemente-quic-go-dev)  # QUIC (routed_quic)  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -1447,7 +1447,14 @@ quic_get() {  # quic_get NS PORT PATH: one HTTP/3 fetch from srv by RWLAB_QUIC_C
                 --enable-quic --origin-to-force-quic-on="$SRV_NAME:$2" \
                 --host-resolver-rules="MAP $SRV_NAME $SRV" --ignore-certificate-errors-spki-list="$(srv_spki)" \
                 --dump-dom "https://$SRV_NAME:$2$3" 2>/dev/null | grep -q rwlab ;;
-        *) log "RWLAB_QUIC_CLIENT=$QUIC_CLIENT: ngtcp2 or chromium"; return 2 ;;
+        go)  # quic-go (Debian's golang-github-lucas-clemente-quic-go-dev), built once
+            if [[ ! -x $STATE/quic_fetch_go ]]; then
+                GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$STATE/gocache" \
+                    go build -o "$STATE/quic_fetch_go" "$HELPERS/quic_fetch.go" || return 3
+            fi
+            nsx "$1" timeout 25 "$STATE/quic_fetch_go" -cacert "$STATE/tls/srv.crt" -connect "$SRV:$2" \
+                "https://$SRV_NAME:$2$3" ;;
+        *) log "RWLAB_QUIC_CLIENT=$QUIC_CLIENT: ngtcp2, chromium or go"; return 2 ;;
     esac
     rc=$?
     rm -rf "$profile" 2>/dev/null || true
