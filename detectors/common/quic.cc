@@ -130,17 +130,14 @@ bool DeriveQuicInitialKeys(std::uint32_t version, Bytes client_dcid, bool server
          ExpandLabel(secret, prefix + "hp", out.hp.data(), out.hp.size());
 }
 
-bool ParseQuicLongHeader(Bytes datagram, QuicLongHeader& out) {
-  out = QuicLongHeader{};
+bool ParseQuicLongHeaderIds(Bytes datagram, QuicLongHeaderIds& out) {
+  out = QuicLongHeaderIds{};
   // 1 flags byte, 4 version, 1 DCID length at least.
   if (datagram.size() < 7 || (datagram[0] & 0x80) == 0) {
     return false;
   }
   out.version = (std::uint32_t{datagram[1]} << 24) | (std::uint32_t{datagram[2]} << 16) |
                 (std::uint32_t{datagram[3]} << 8) | datagram[4];
-  if (!IsSupportedQuicVersion(out.version)) {
-    return false;  // includes Version Negotiation (version 0)
-  }
   std::size_t pos = 5;
   const std::size_t dcid_bytes = datagram[pos++];
   if (dcid_bytes > kMaxQuicConnectionIdBytes || datagram.size() - pos < dcid_bytes + 1) {
@@ -153,12 +150,38 @@ bool ParseQuicLongHeader(Bytes datagram, QuicLongHeader& out) {
     return false;
   }
   out.scid = datagram.subspan(pos, scid_bytes);
-  pos += scid_bytes;
-  // RFC 9369 3.2: v2 renumbers the long packet types (Initial 1, 0-RTT 2, Handshake 3,
-  // Retry 0); v1 and the drafts use Initial 0, 0-RTT 1, Handshake 2, Retry 3.
+  out.end = pos + scid_bytes;
+  return true;
+}
+
+namespace {
+
+// RFC 9369 3.2: v2 renumbers the long packet types (Initial 1, 0-RTT 2, Handshake 3,
+// Retry 0); v1 and the drafts use Initial 0, 0-RTT 1, Handshake 2, Retry 3.
+int RetryType(std::uint32_t version) {
+  return version == kQuicV2 ? 0 : 3;
+}
+
+}  // namespace
+
+bool IsQuicRetry(Bytes datagram) {
+  QuicLongHeaderIds ids;
+  return ParseQuicLongHeaderIds(datagram, ids) && IsSupportedQuicVersion(ids.version) &&
+         ((datagram[0] >> 4) & 0x03) == RetryType(ids.version);
+}
+
+bool ParseQuicLongHeader(Bytes datagram, QuicLongHeader& out) {
+  out = QuicLongHeader{};
+  QuicLongHeaderIds ids;
+  if (!ParseQuicLongHeaderIds(datagram, ids) || !IsSupportedQuicVersion(ids.version)) {
+    return false;  // also Version Negotiation (version 0)
+  }
+  out.version = ids.version;
+  out.dcid = ids.dcid;
+  out.scid = ids.scid;
+  std::size_t pos = ids.end;
   const int type = (datagram[0] >> 4) & 0x03;
-  const int retry = out.version == kQuicV2 ? 0 : 3;
-  if (type == retry) {
+  if (type == RetryType(out.version)) {
     return false;
   }
   out.initial = type == (out.version == kQuicV2 ? 1 : 0);

@@ -51,6 +51,20 @@ struct QuicLongHeader {
   std::size_t packet_bytes = 0;  // the whole packet; a coalesced packet may follow
 };
 
+// What every long header has in every version (RFC 8999 5.1): the version and the two
+// connection IDs (at most kMaxQuicConnectionIdBytes each, as QUIC v1 allows), and where the
+// rest of the header begins. False for short headers and truncated ones.
+struct QuicLongHeaderIds {
+  std::uint32_t version = 0;
+  Bytes dcid;
+  Bytes scid;
+  std::size_t end = 0;
+};
+bool ParseQuicLongHeaderIds(Bytes datagram, QuicLongHeaderIds& out);
+
+// A Retry packet of a version ParseQuicLongHeader knows.
+bool IsQuicRetry(Bytes datagram);
+
 // Parses the long header of the packet at the start of `datagram` (Initial, 0-RTT or
 // Handshake; `initial` tells which). False for short headers, Version Negotiation, Retry,
 // unsupported versions and truncated packets.

@@ -12,26 +12,6 @@ namespace {
 constexpr std::size_t kMinInitialDatagram = 1200;
 // Packets of one datagram looked at: Initial, 0-RTT, Handshake, then 1-RTT.
 constexpr int kMaxCoalesced = 4;
-constexpr std::uint32_t kQuicV2 = 0x6b3343cf;  // RFC 9369
-
-// The version-independent fields of a long header (RFC 8999 5.1): false for a short header,
-// a truncated one, or connection IDs longer than QUIC v1 allows.
-bool LongHeaderIds(std::span<const std::uint8_t> p, std::span<const std::uint8_t>& dcid,
-                   std::span<const std::uint8_t>& scid) {
-  if (p.size() < 7 || (p[0] & 0x80) == 0)
-    return false;
-  std::size_t pos = 5;
-  const std::size_t dcid_bytes = p[pos++];
-  if (dcid_bytes > common::kMaxQuicConnectionIdBytes || p.size() - pos < dcid_bytes + 1)
-    return false;
-  dcid = p.subspan(pos, dcid_bytes);
-  pos += dcid_bytes;
-  const std::size_t scid_bytes = p[pos++];
-  if (scid_bytes > common::kMaxQuicConnectionIdBytes || p.size() - pos < scid_bytes)
-    return false;
-  scid = p.subspan(pos, scid_bytes);
-  return true;
-}
 
 }  // namespace
 
@@ -45,12 +25,11 @@ bool QuicHandshake::Answers(std::span<const std::uint8_t> payload) const {
   if (CarriesHandshake(payload))
     return true;
   // An Initial (or 0-RTT) packet: to the server's ID, unless the server kept the client's.
-  std::span<const std::uint8_t> dcid;
-  std::span<const std::uint8_t> scid;
   const auto same = [](std::span<const std::uint8_t> a, const ConnectionId& id) {
     return std::equal(a.begin(), a.end(), id.bytes.begin(), id.bytes.begin() + id.size);
   };
-  return LongHeaderIds(payload, dcid, scid) && same(dcid, server_id_) &&
+  common::QuicLongHeaderIds ids;
+  return common::ParseQuicLongHeaderIds(payload, ids) && same(ids.dcid, server_id_) &&
          !same(std::span<const std::uint8_t>(client_id_.bytes.data(), client_id_.size), server_id_);
 }
 
@@ -68,17 +47,6 @@ bool QuicHandshake::CarriesHandshake(std::span<const std::uint8_t> payload) {
     rest = rest.subspan(header.packet_bytes);
   }
   return false;
-}
-
-bool QuicHandshake::IsRetry(std::span<const std::uint8_t> payload) {
-  if (payload.size() < 7 || (payload[0] & 0x80) == 0)
-    return false;
-  const std::uint32_t version = (std::uint32_t{payload[1]} << 24) |
-                                (std::uint32_t{payload[2]} << 16) |
-                                (std::uint32_t{payload[3]} << 8) | payload[4];
-  // RFC 9369 3.2: v2 numbers Retry 0, v1 and the drafts 3.
-  const int type = (payload[0] >> 4) & 0x03;
-  return common::IsSupportedQuicVersion(version) && type == (version == kQuicV2 ? 0 : 3);
 }
 
 bool QuicHandshake::ReadInitial(std::span<const std::uint8_t> payload,
@@ -102,22 +70,20 @@ void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std
                                std::uint8_t ttl) {
   if (settled())
     return;
-  std::span<const std::uint8_t> dcid;
-  std::span<const std::uint8_t> scid;
   std::uint64_t number = 0;
   if (direction == 0) {
     if (client_first_ == absl::InfinitePast()) {
       common::QuicLongHeader header;
-      if (!OpensConnection(payload) || !LongHeaderIds(payload, dcid, scid) ||
-          !common::ParseQuicLongHeader(payload, header)) {
+      if (payload.size() < kMinInitialDatagram || !common::ParseQuicLongHeader(payload, header) ||
+          !header.initial) {
         refused_ = true;  // picked up after its opening
         return;
       }
       client_first_ = ts;
       client_last_ = ts;
       client_ttl_ = ttl;
-      client_id_.size = static_cast<std::uint8_t>(dcid.size());
-      std::copy(dcid.begin(), dcid.end(), client_id_.bytes.begin());
+      client_id_.size = static_cast<std::uint8_t>(header.dcid.size());
+      std::copy(header.dcid.begin(), header.dcid.end(), client_id_.bytes.begin());
       common::QuicInitialKeys keys;
       if (common::DeriveQuicInitialKeys(header.version, header.dcid, /*server=*/false, keys))
         client_keys_ = keys;
@@ -165,8 +131,9 @@ void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std
   }
   if (client_first_ == absl::InfinitePast())
     return;  // the client's opening was not seen
+  common::QuicLongHeaderIds ids;
   if (server_first_ == absl::InfinitePast()) {
-    if (!LongHeaderIds(payload, dcid, scid)) {
+    if (!common::ParseQuicLongHeaderIds(payload, ids)) {
       refused_ = true;  // a server's first packet has a long header
       return;
     }
@@ -184,12 +151,13 @@ void QuicHandshake::OnDatagram(PacketTime ts, int direction, std::span<const std
   }
   // The flight a client answers at once: its ServerHello, its Handshake packets, or a Retry.
   // An Initial that only acknowledges the client's asks for nothing.
-  const bool retry = IsRetry(payload);
-  if ((crypto || retry || CarriesHandshake(payload)) && LongHeaderIds(payload, dcid, scid)) {
+  const bool retry = common::IsQuicRetry(payload);
+  if ((crypto || retry || CarriesHandshake(payload)) &&
+      common::ParseQuicLongHeaderIds(payload, ids)) {
     flight_ = ts;
     server_last_ = ts;
-    server_id_.size = static_cast<std::uint8_t>(scid.size());
-    std::copy(scid.begin(), scid.end(), server_id_.bytes.begin());
+    server_id_.size = static_cast<std::uint8_t>(ids.scid.size());
+    std::copy(ids.scid.begin(), ids.scid.end(), server_id_.bytes.begin());
     if (retry) {
       // The client's next Initials are sealed with keys from the Retry's ID.
       client_keys_.reset();

@@ -99,7 +99,6 @@ class QuicHandshake {
   bool Answers(std::span<const std::uint8_t> payload) const;
   // A datagram holding a Handshake or 1-RTT packet.
   static bool CarriesHandshake(std::span<const std::uint8_t> payload);
-  static bool IsRetry(std::span<const std::uint8_t> payload);
   // The number of the datagram's first packet, an Initial, decrypted with `keys`; when asked
   // for, whether it carries CRYPTO data (a ServerHello: the flight) and its ACK frame's
   // Largest Acknowledged.
