@@ -613,7 +613,9 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   const bool hs_resent = quic ? quic->resent() : data.handshake.retransmitted();
   const std::uint8_t ttl_orig = quic ? quic->originator_ttl() : data.handshake.originator_ttl();
   const std::uint8_t ttl_resp = quic ? quic->responder_ttl() : data.handshake.responder_ttl();
-  if (hs_resent)
+  // Refused by Karn's rule: sent again, and a leg went untimed (a QUIC answer's
+  // acknowledgement may still time it).
+  if (hs_resent && (!hs_orig || !hs_resp))
     counters_.handshakes_karn.Increment();
   if (hs_orig && hs_resp)
     counters_.handshakes_split.Increment();

@@ -4586,6 +4586,21 @@ TEST(RelayQuic, AnAnswerIsTimedFromTheInitialItAcknowledges) {
   EXPECT_FALSE(q.originator_leg());
 }
 
+TEST(RelayDetector, AResentQuicOpeningTimedByItsAcknowledgementIsNotCountedAsRefused) {
+  Wire w;
+  w.SendUdp(0, true, ClientInitial(kClientId, 0, quic_wire::Crypto(40)));
+  w.SendUdp(13, false, ServerInitial(0, quic_wire::Ack(0) + quic_wire::Crypto(40), 300));
+  w.SendUdp(290, true, ClientInitial(kClientId, 1, quic_wire::Crypto(40)));  // crossed
+  w.SendUdp(300, false, ServerInitial(1, quic_wire::Ack(1) + quic_wire::Crypto(40), 300));
+  w.SendUdp(313, true, ClientInitial(kServerId, 2, quic_wire::Ack(0), 200));
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_DOUBLE_EQ(events[0].body["handshake"]["originator_ms"].get<double>(), 300);
+  EXPECT_TRUE(events[0].body["handshake"]["retransmitted"].get<bool>());
+  EXPECT_EQ(w.counters().handshakes_karn.Read(), 0u);
+  EXPECT_EQ(w.counters().quic_openings.Read(), 1u);
+}
+
 TEST(RelayDetector, AQuicConnectionIsTimedByItsOpening) {
   const std::vector<Event> events = QuicOpening(20, 80.5, {}, 63);
   ASSERT_EQ(events.size(), 1u);
