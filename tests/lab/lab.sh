@@ -188,8 +188,8 @@ DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       tigervnc-viewer xtightvncviewer
       xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
       wget proxychains4 golang-go openjdk-17-jdk-headless libcurl3-nss nss-plugin-pem  # the other HTTPS clients (RWLAB_TLS_CLIENT)
-      dropbear-bin python3-paramiko putty-tools
-      ngtcp2-client ngtcp2-server golang-github-lucas-clemente-quic-go-dev)  # QUIC (routed_quic)  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
+      dropbear-bin python3-paramiko putty-tools  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
+      ngtcp2-client ngtcp2-server golang-github-lucas-clemente-quic-go-dev)  # QUIC clients and server (routed_quic, direct_quic)
 cmd_deps() {
     export DEBIAN_FRONTEND=noninteractive
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections || true
@@ -629,6 +629,12 @@ M_RELAYED=false; M_APP=""; M_KIND=""; M_CTRL=""; M_HUMAN=farm; M_EVENTS=""; M_NO
 # ---------------------------------------------------------------- scenarios
 # Each scn_NAME OUT SEED runs bounded traffic and declares its flows with spec.
 
+# Chromium without a screen, a first run or anything of its own on the network: every
+# scenario's browser starts from these (browser, WebRTC, QUIC).
+HEADLESS_CHROMIUM=(chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run
+                   --disable-background-networking --disable-component-update --disable-sync
+                   --disable-default-apps --disable-extensions)
+
 seeded_pause() {  # seeded_pause SEED I SPAN [BASE]: sleep 0.5 s + up to SPAN s, drawn from SEED*100+BASE+I
     sleep "$(awk -v s="$1" -v i="$2" -v w="$3" -v b="${4:-0}" 'BEGIN{srand(s*100+b+i); printf "%.2f", 0.5+w*rand()}')"
 }
@@ -676,9 +682,7 @@ browser() {  # browser NS OUT SEED [CHROMIUM OPTION...]
     rm -rf "$profile"
     pages0=$(grep -c 'GET /page/' "$STATE/logs/https_srv.log" 2>/dev/null || true)
     # on a slow machine every process of the browser shares the quota
-    nsx "$ns" "${CLIENT_LIM[@]}" chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
-        --no-first-run --disable-background-networking --disable-component-update --disable-sync \
-        --disable-default-apps --disable-extensions --disable-features=MediaRouter,OptimizationHints \
+    nsx "$ns" "${CLIENT_LIM[@]}" "${HEADLESS_CHROMIUM[@]}" --disable-features=MediaRouter,OptimizationHints \
         --ignore-certificate-errors --user-data-dir="$profile" "$@" \
         "https://$SRV_NAME/page/$((seed * 100))" >>"$out/chromium-$ns.log" 2>&1 </dev/null &
     pid=$!
@@ -722,9 +726,7 @@ WEBRTC_BUDGET_S="${RWLAB_WEBRTC_BUDGET_S:-40}"
 WEBRTC_MAX_KBPS="${RWLAB_WEBRTC_MAX_KBPS:-0}"   # webrtc_session: cap on the screen's bitrate (0: none)
 WEBRTC_PORT=8020
 # shellcheck disable=SC2054  # the commas are --disable-features' list
-WEBRTC_CHROMIUM=(chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run
-                 --disable-background-networking --disable-component-update --disable-sync --disable-default-apps
-                 --disable-extensions --disable-features=MediaRouter,OptimizationHints,WebRtcHideLocalIpsWithMdns
+WEBRTC_CHROMIUM=("${HEADLESS_CHROMIUM[@]}" --disable-features=MediaRouter,OptimizationHints,WebRtcHideLocalIpsWithMdns
                  --autoplay-policy=no-user-gesture-required --disable-background-timer-throttling
                  --disable-renderer-backgrounding --disable-backgrounding-occluded-windows --window-size=1300,800
                  "--unsafely-treat-insecure-origin-as-secure=http://$SRV:$WEBRTC_PORT")
@@ -1441,9 +1443,7 @@ quic_get() {  # quic_get NS PORT PATH: one HTTP/3 fetch from srv by RWLAB_QUIC_C
                 "https://$SRV_NAME:$2$3" ;;
         chromium)
             rm -rf "$profile"
-            nsx "$1" timeout 25 chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
-                --no-first-run --disable-background-networking --disable-component-update --disable-sync \
-                --disable-default-apps --disable-extensions --user-data-dir="$profile" \
+            nsx "$1" timeout 25 "${HEADLESS_CHROMIUM[@]}" --user-data-dir="$profile" \
                 --enable-quic --origin-to-force-quic-on="$SRV_NAME:$2" \
                 --host-resolver-rules="MAP $SRV_NAME $SRV" --ignore-certificate-errors-spki-list="$(srv_spki)" \
                 --dump-dom "https://$SRV_NAME:$2$3" 2>/dev/null | grep -q rwlab ;;
