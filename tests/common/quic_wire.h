@@ -6,12 +6,33 @@
 
 #include <openssl/evp.h>
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "detectors/common/quic.h"
 
 namespace relaywatch::detectors::quic_wire {
+
+// A QUIC v1 long-header packet, unsealed: `first` its first byte (the type in bits 4-5; an
+// Initial gets an empty token), then `body`, padded with 'q' so that the datagram holds at
+// least `datagram_bytes` (the Length field covers body and padding). For code that reads
+// only headers.
+inline std::string LongPacket(std::uint8_t first, const std::string& dcid, const std::string& scid,
+                              const std::string& body, std::size_t datagram_bytes) {
+  std::string p(1, static_cast<char>(first));
+  p += std::string("\x00\x00\x00\x01", 4);
+  p += static_cast<char>(dcid.size()) + dcid + static_cast<char>(scid.size()) + scid;
+  if (((first >> 4) & 3) == 0)
+    p += '\0';  // an Initial's empty token
+  std::size_t length = body.size();
+  if (p.size() + 2 + length < datagram_bytes)
+    length = datagram_bytes - p.size() - 2;
+  p += static_cast<char>(0x40 | ((length >> 8) & 0x3f));  // Length, a 2-byte varint
+  p += static_cast<char>(length & 0xff);
+  return p + body + std::string(length - body.size(), 'q');
+}
 
 // An ACK frame (RFC 9000 19.3) acknowledging packets 0..largest.
 inline std::string Ack(std::uint8_t largest) {

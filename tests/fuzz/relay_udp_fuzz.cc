@@ -23,6 +23,7 @@
 #include "daemon/sinks/event_json.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/relay.h"
+#include "tests/common/quic_wire.h"
 #include "tests/common/stun_wire.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -32,6 +33,7 @@ using relaywatch::IpAddress;
 namespace fuzz = relaywatch::fuzz;
 namespace relay = relaywatch::detectors::relay;
 namespace detectors = relaywatch::detectors;
+namespace quic_wire = relaywatch::detectors::quic_wire;
 namespace stun_wire = relaywatch::detectors::stun_wire;
 
 // The payload's first byte is the transaction id, the rest further attribute bytes.
@@ -56,19 +58,9 @@ std::string Quic(fuzz::Bytes payload) {
       payload.size() - std::min<std::size_t>(2, payload.size()));
   const std::string dcid = kIds[ids & 3];
   const std::string scid = kIds[(ids >> 2) & 3];
-  std::string p(1, static_cast<char>(first | 0x40));
   if ((first & 0x80) == 0)
-    return p + dcid + rest;
-  p += std::string("\x00\x00\x00\x01", 4);
-  p += static_cast<char>(dcid.size()) + dcid + static_cast<char>(scid.size()) + scid;
-  if (((first >> 4) & 3) == 0)
-    p += '\0';  // an Initial's empty token
-  std::size_t length = rest.size();
-  if ((ids & 0x10) && p.size() + 2 + length < 1200)
-    length = 1200 - p.size() - 2;
-  p += static_cast<char>(0x40 | ((length >> 8) & 0x3f));
-  p += static_cast<char>(length & 0xff);
-  return p + rest + std::string(length - std::min(length, rest.size()), 'q');
+    return std::string(1, static_cast<char>(first | 0x40)) + dcid + rest;
+  return quic_wire::LongPacket(first | 0x40, dcid, scid, rest, (ids & 0x10) ? 1200 : 0);
 }
 
 }  // namespace

@@ -4332,16 +4332,8 @@ TEST(RelayHostStage, ASessionNamedAfterItsRecordIsJudgedByIt) {
 // connection IDs, its datagram padded to `bytes`.
 std::string QuicLong(int type, const std::string& dcid, const std::string& scid,
                      std::size_t bytes = 1200) {
-  std::string p;
-  p += static_cast<char>(0xc0 | (type << 4));
-  p += std::string("\x00\x00\x00\x01", 4);
-  p += static_cast<char>(dcid.size()) + dcid + static_cast<char>(scid.size()) + scid;
-  if (type == 0)
-    p += '\0';  // no token
-  const std::size_t rest = bytes > p.size() + 2 ? bytes - p.size() - 2 : 1;
-  p += static_cast<char>(0x40 | (rest >> 8));  // Length, a 2-byte varint
-  p += static_cast<char>(rest & 0xff);
-  return p + std::string(rest, 'q');
+  return quic_wire::LongPacket(static_cast<std::uint8_t>(0xc0 | (type << 4)), dcid, scid, "",
+                               bytes);
 }
 // A 1-RTT packet to `dcid`.
 std::string QuicShort(const std::string& dcid) {
