@@ -17,6 +17,7 @@
 
 #include "capture/decode/decoder.h"
 #include "capture/flow/flow_table.h"
+#include "capture/offload.h"
 #include "daemon/log.h"
 #include "daemon/sinks/jsonl_sink.h"
 #include "daemon/sinks/syslog_sink.h"
@@ -59,6 +60,9 @@ struct Pipeline::LiveWorker {
   // Capture statistics per source, published for the metrics thread.
   std::vector<std::array<std::atomic<std::uint64_t>, 3>> stats;
   std::vector<std::atomic<bool>> up;
+  // Per source: the interface's receive offloads when last opened (kOffload* bits; -1: not
+  // a network device, or unread).
+  std::vector<std::atomic<int>> offloads;
   PacketTime last_packet_ts = absl::InfinitePast();
   std::int64_t last_packet_wall_ns = 0;
   std::shared_ptr<const Config> applied_config;
@@ -286,6 +290,34 @@ absl::Status Pipeline::Replay(const std::vector<std::string>& files) {
 // ---------------------------------------------------------------------------------------
 // Live capture
 
+namespace {
+
+constexpr int kOffloadGro = 1;
+constexpr int kOffloadLro = 2;
+
+// The interface's receive offloads as kOffload* bits (-1: none to read), said once per
+// open when `report`: with them on, the capture's packets are merges, not the wire's.
+int ReadOffloads(const std::string& interface, bool report) {
+  absl::StatusOr<capture::ReceiveOffloads> offloads = capture::ReadReceiveOffloads(interface);
+  if (!offloads.ok()) {
+    if (report && !absl::IsNotFound(offloads.status())) {
+      RW_LOG(kInfo, "%s", offloads.status().message());
+    }
+    return -1;
+  }
+  if (report && offloads->any()) {
+    RW_LOG(kNotice,
+           "%s: receive offload on (%s): a flow's back-to-back segments reach the capture "
+           "merged into one packet, so packet counts and sizes are the offload's (the timing "
+           "methods were measured with it, docs/architecture.md \"Receive offload\"); "
+           "`ethtool -K %s gro off lro off` gives wire-sized packets",
+           interface, capture::OffloadNames(*offloads), interface);
+  }
+  return (offloads->gro ? kOffloadGro : 0) | (offloads->lro ? kOffloadLro : 0);
+}
+
+}  // namespace
+
 absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
   // Interfaces that cannot fan out (nflog groups) are captured by the first worker alone:
   // several handles on them would each see every packet.
@@ -293,6 +325,7 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
   for (int i = 0; i < worker_count_; ++i) {
     auto live = std::make_unique<LiveWorker>();
     live->worker = workers_[i].get();
+    std::vector<int> offload_bits;
     for (std::size_t k = 0; k < interfaces.size(); ++k) {
       if (i > 0 && first_worker_only[k]) {
         continue;
@@ -324,6 +357,11 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
       live->options.push_back(options);
       // 0 for what is no network device (nflog:N, any): nothing to watch.
       live->ifindex.push_back(::if_nametoindex(interfaces[k].c_str()));
+      offload_bits.push_back(ReadOffloads(interfaces[k], i == 0));
+    }
+    live->offloads = std::vector<std::atomic<int>>(offload_bits.size());
+    for (std::size_t k = 0; k < offload_bits.size(); ++k) {
+      live->offloads[k].store(offload_bits[k]);
     }
     live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(live->sources.size());
     live->stats_base.resize(live->sources.size());
@@ -423,6 +461,8 @@ void Pipeline::LiveLoop(LiveWorker& lw) {
         std::make_unique<boost::asio::posix::stream_descriptor>(lw.io, (*fresh)->selectable_fd());
     lw.sources[k] = std::move(*fresh);
     lw.ifindex[k] = ::if_nametoindex(lw.interfaces[k].c_str());
+    // A device made again may come with other settings; the first worker says so.
+    lw.offloads[k].store(ReadOffloads(lw.interfaces[k], lw.worker == workers_[0].get()));
     lw.reopen_at_ns[k] = 0;
     lw.up[k].store(true);
     RW_LOG(kNotice, "%s: capturing again", lw.interfaces[k]);
@@ -815,6 +855,24 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
     Add(up, {{"interface", iface}}, is_up ? 1.0 : 0.0);
   }
   out.push_back(std::move(up));
+  auto offload = Family("relaywatch_capture_receive_offload",
+                        "1 when the interface merges a flow's segments before the capture "
+                        "(offload: gro, lro), as read when it was opened.",
+                        MetricType::Gauge);
+  std::map<std::string, int> interface_offloads;
+  for (const auto& lw : live_) {
+    for (std::size_t k = 0; k < lw->offloads.size(); ++k) {
+      const int bits = lw->offloads[k].load();
+      if (bits >= 0) {
+        interface_offloads[lw->interfaces[k]] |= bits;
+      }
+    }
+  }
+  for (const auto& [iface, bits] : interface_offloads) {
+    Add(offload, {{"interface", iface}, {"offload", "gro"}}, (bits & kOffloadGro) ? 1.0 : 0.0);
+    Add(offload, {{"interface", iface}, {"offload", "lro"}}, (bits & kOffloadLro) ? 1.0 : 0.0);
+  }
+  out.push_back(std::move(offload));
 
   out.push_back(std::move(flows_active));
   AddSingle(out, "relaywatch_flows_created_total", "Flows created.", MetricType::Counter,

@@ -20,6 +20,7 @@ TEST_PACKAGES=(rsyslog prometheus iproute2 systemd clang-14 libfuzzer-14-dev
   libclang-rt-14-dev
   tshark                      # interop: our dns records against its dissector
   nftables                    # interop: live capture of an nflog group
+  ethtool                     # interop: an interface with receive offload on
   libmaxmind-db-writer-perl)  # writes the context tests' GeoIP databases
 
 install_missing() {
