@@ -62,6 +62,11 @@ OP_BULK="${RWLAB_OP_BULK:-0}"
 # The delay lines run SCHED_FIFO at this priority (chrt) so that a busy
 # machine does not stretch the configured delays; 0 = normal scheduling.
 DELAY_RT_PRIO="${RWLAB_DELAY_RT_PRIO:-10}"
+# RWLAB_OFFLOADS=1 at `up` leaves the veth links (farm<->gw, gw<->inet) with a gateway
+# NIC's defaults instead of wire-sized packets: TSO/GSO on and GRO on, so the capture on
+# gw's lan0 shows the laptop's TSO super-segments and the downloads that GRO merged on
+# wan0 (up to 64 kB a packet), as tcpdump on a Linux router with default offloads does.
+OFFLOADS="${RWLAB_OFFLOADS:-0}"
 NSLIST=(op farm gw inet srv)
 
 # Addresses (all live only inside the lab namespaces).
@@ -245,6 +250,10 @@ link() {  # link NS_A IF_A ADDR_A NS_B IF_B ADDR_B
     no_offloads "$4" "$5"
 }
 no_offloads() {  # no_offloads NS DEV: the capture should show wire-sized packets
+    if [[ $OFFLOADS == 1 ]]; then
+        nsx "$1" ethtool -K "$2" tso on gso on gro on >/dev/null 2>&1 || true
+        return
+    fi
     nsx "$1" ethtool -K "$2" tso off gso off gro off >/dev/null 2>&1 || true
 }
 # Delay links. This kernel has no sch_netem, so the two "internet" links
@@ -268,8 +277,8 @@ dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS [--tap]
     ip -n "$PFX$nsa" link set "$deva" up
     ip -n "$PFX$nsb" link set "$devb" up
     if [[ -n $tap ]]; then
-        no_offloads "$nsa" "$deva"
-        no_offloads "$nsb" "$devb"
+        OFFLOADS=0 no_offloads "$nsa" "$deva"   # the delay line relays single frames
+        OFFLOADS=0 no_offloads "$nsb" "$devb"
     fi
 }
 set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT RATE_KBIT QUEUE_MS]  (one-way, each direction)
