@@ -325,7 +325,6 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
   for (int i = 0; i < worker_count_; ++i) {
     auto live = std::make_unique<LiveWorker>();
     live->worker = workers_[i].get();
-    std::vector<int> offload_bits;
     for (std::size_t k = 0; k < interfaces.size(); ++k) {
       if (i > 0 && first_worker_only[k]) {
         continue;
@@ -357,11 +356,10 @@ absl::Status Pipeline::StartLive(const std::vector<std::string>& interfaces) {
       live->options.push_back(options);
       // 0 for what is no network device (nflog:N, any): nothing to watch.
       live->ifindex.push_back(::if_nametoindex(interfaces[k].c_str()));
-      offload_bits.push_back(ReadOffloads(interfaces[k], i == 0));
     }
-    live->offloads = std::vector<std::atomic<int>>(offload_bits.size());
-    for (std::size_t k = 0; k < offload_bits.size(); ++k) {
-      live->offloads[k].store(offload_bits[k]);
+    live->offloads = std::vector<std::atomic<int>>(live->interfaces.size());
+    for (std::size_t k = 0; k < live->interfaces.size(); ++k) {
+      live->offloads[k].store(ReadOffloads(live->interfaces[k], i == 0));
     }
     live->stats = std::vector<std::array<std::atomic<std::uint64_t>, 3>>(live->sources.size());
     live->stats_base.resize(live->sources.size());
