@@ -46,7 +46,7 @@ import struct
 import sys
 
 from flow_shape_corpus import replay  # relaywatch -r, one worker, JSON lines
-from ipv6_twin import exit_status, inputs_of, prepare, read_capture, write_pcap
+from ipv6_twin import exit_status, inputs_of, prepare, read_capture, words_sum, write_pcap
 
 MAX_GRO_BYTES = 65535
 TCP_FIN, TCP_SYN, TCP_RST, TCP_PSH, TCP_URG, TCP_CWR = 1, 2, 4, 8, 32, 128
@@ -164,15 +164,8 @@ class Held:
             struct.pack_into("!H", out, f.l3 + 2, len(out) - f.l3)
             ihl = (out[f.l3] & 15) * 4
             struct.pack_into("!H", out, f.l3 + 10, 0)
-            struct.pack_into("!H", out, f.l3 + 10, ipv4_checksum(out[f.l3:f.l3 + ihl]))
+            struct.pack_into("!H", out, f.l3 + 10, ~words_sum(out[f.l3:f.l3 + ihl]) & 0xFFFF)
         return bytes(out)
-
-
-def ipv4_checksum(header):
-    s = sum(struct.unpack("!%dH" % (len(header) // 2), bytes(header)))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def merge(packets, window_ns):
