@@ -205,6 +205,14 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // After the record: the current stepping-stone window's start (see OnPacket).
   PacketTime window_start = absl::InfinitePast();
 
+  // The SSH client's identification (its first segment): software older than keystroke
+  // obfuscation rules it out. A banner split over segments is not read (nothing ruled out).
+  void ReadSshClientBanner(std::span<const std::uint8_t> first) {
+    const std::optional<remote_access::SshBanner> banner = remote_access::ParseSshBanner(first);
+    if (banner && PredatesKeystrokeObfuscation(banner->software))
+      keys.RuleOutObfuscation();
+  }
+
   // A data segment (not resent) of an SSH session past its setup: a key, or what the
   // server answers.
   void OnTypingData(int direction, PacketTime ts, std::uint32_t length, bool late) {
@@ -267,6 +275,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         if (sampled && d == 0)
           data.packets.OnData(packet.ts);
       }
+      if (keys && d == data.client_dir && packet.has(decode::kTcpFin))
+        data.keys.OnClientFin(packet.ts);
     }
     if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0)
       data.ons.OnData(packet.ts);
@@ -424,6 +434,10 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
               data.app == App::kRfb || (data.app == App::kSsh && data.turnarounds.answers() <= 2);
           data.setup_over = data.turnarounds.full() || rfb_set_up ||
                             (data.turnarounds.slow() > slow && !software_only);
+          if (data.setup_over && data.app == App::kSsh) {
+            std::vector<double> answers = data.turnarounds.samples_ms();
+            data.keys.SetSoftwareAnswer(Median(answers).value_or(0.0));
+          }
         } else {
           if (!from_client)
             data.turnarounds.OnServerData(ack);  // settles the setup's last sample
@@ -434,6 +448,10 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     } else if (!data.setup_over && turnarounds) {
       data.turnarounds.OnData(packet.ts, d == data.client_dir, true, packet.seq, ack);
     }
+  }
+  if (data.app == App::kSsh && data.setup_over && d == data.client_dir &&
+      packet.has(decode::kTcpFin)) {
+    data.keys.OnClientFin(packet.ts);
   }
   if (packet.ts - data.first >= config_.report_after) {
     Report(flow, data, packet.ts, /*open=*/true, out);
@@ -516,6 +534,10 @@ void RelayDetector::ReadTurnStream(const decode::DecodedPacket& packet, int d, F
 }
 
 void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t> first) const {
+  if (data.app == App::kSsh && d == data.client_dir) {
+    data.ReadSshClientBanner(first);
+    return;
+  }
   if (data.app != App::kUnknown && data.app != App::kOther)
     return;
   if (LooksLikeTlsHandshake(first)) {
@@ -536,6 +558,8 @@ void RelayDetector::NameApp(FlowData& data, int d, std::span<const std::uint8_t>
     data.client_dir = 0;  // both ends send a banner: the originator is the client
     if (config_.methods.hidden_leg || config_.methods.keystrokes)
       data.ssh_kex = std::make_unique<SshKexInitOrder>();
+    if (d == data.client_dir)
+      data.ReadSshClientBanner(first);
   } else if (data.app == App::kUnknown && d == 0 && config_.methods.controller_rtt &&
              LooksLikeTurnOverTcp(first)) {
     // A TURN client's first request to its server (Allocate) over TCP: the ICE checks it

@@ -558,6 +558,7 @@ void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length, bool lat
   if (length == 0)
     return;
   segments_.Add(ts, length);
+  key_last_ = key_last_timed_ = reaction_last_ = false;
   if (length > kMaxKeyBytes) {  // a paste, a file or a tunnel's payload: not a key
     echo_pending_ = false;
     output_pending_ = false;
@@ -567,12 +568,14 @@ void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length, bool lat
     // Faster than a person can react to what the screen shows: the client software's own
     // answer (an SSH window adjustment), not a key.
     constexpr absl::Duration kHumanReactionFloor = absl::Milliseconds(100);
-    if (!late && ts - last_output_ >= kHumanReactionFloor &&
+    if (!late && ts - last_output_ >= kHumanReactionFloor + software_answer_ &&
         output_to_input_ms_.size() < kMaxKeys) {
       output_to_input_ms_.push_back(ToMs(ts - last_output_));
+      reaction_last_ = true;
     }
     output_pending_ = false;
   }
+  key_last_ = true;
   echo_pending_ = true;
   last_key_ = ts;
   last_key_size_ = length;
@@ -583,17 +586,36 @@ void KeystrokeTiming::OnClientData(PacketTime ts, std::uint32_t length, bool lat
     return;
   key_ms_.push_back(ToMs(ts - origin_));
   key_size_.push_back(length);
+  key_last_timed_ = true;
+}
+
+void KeystrokeTiming::OnClientFin(PacketTime ts) {
+  // The goodbye and the FIN leave the client together (the lab's: 0.1-3 ms apart, also
+  // from a far client behind a jump host); a person's last key is answered by the server.
+  constexpr absl::Duration kGoodbye = absl::Seconds(1);
+  if (!key_last_ || ts - last_key_ > kGoodbye)
+    return;
+  if (reaction_last_)
+    output_to_input_ms_.pop_back();
+  if (key_last_timed_) {
+    key_ms_.pop_back();
+    key_size_.pop_back();
+  }
+  echo_pending_ = false;
+  key_last_ = key_last_timed_ = reaction_last_ = false;
 }
 
 std::vector<double> KeystrokeTiming::TakeOutputToInput() {
   std::vector<double> taken;
   taken.swap(output_to_input_ms_);
+  reaction_last_ = false;  // taken: it is judged already
   return taken;
 }
 
 void KeystrokeTiming::OnServerData(PacketTime ts, std::uint32_t length) {
   if (length == 0 || origin_ == absl::InfinitePast())
     return;
+  key_last_ = key_last_timed_ = reaction_last_ = false;
   if (echo_pending_) {
     if (echo_ms_.size() < kMaxKeys)
       echo_ms_.push_back(ToMs(ts - last_key_));
@@ -606,6 +628,26 @@ void KeystrokeTiming::OnServerData(PacketTime ts, std::uint32_t length) {
     last_output_ = ts;
     output_pending_ = true;
   }
+}
+
+bool PredatesKeystrokeObfuscation(std::string_view software) {
+  constexpr std::string_view kOpenSsh = "OpenSSH_";
+  if (!software.starts_with(kOpenSsh))
+    return false;
+  // The release is the last "_"-separated part: "9.2p1", or "8.1" after "for_Windows_".
+  const std::string_view release = software.substr(software.rfind('_') + 1);
+  int major = 0;
+  int minor = 0;
+  std::size_t i = 0;
+  auto number = [&](int& out) {
+    const std::size_t start = i;
+    while (i < release.size() && i - start < 3 && release[i] >= '0' && release[i] <= '9')
+      out = out * 10 + (release[i++] - '0');
+    return i > start;
+  };
+  if (!number(major) || i >= release.size() || release[i++] != '.' || !number(minor))
+    return false;  // not a release we can read: it may have the feature
+  return major < 9 || (major == 9 && minor < 5);
 }
 
 bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::uint32_t>& sizes,
@@ -648,7 +690,8 @@ bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::u
 KeystrokeSummary KeystrokeTiming::Summarise() const {
   KeystrokeSummary s;
   s.keys = static_cast<std::uint32_t>(key_ms_.size());
-  s.obfuscated = LooksObfuscated(key_ms_, key_size_) || segments_.LooksCoalescedChaff();
+  s.obfuscated =
+      may_obfuscate_ && (LooksObfuscated(key_ms_, key_size_) || segments_.LooksCoalescedChaff());
   std::vector<double> echo = echo_ms_;
   s.echo_ms = Median(echo);
   if (s.obfuscated)

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -430,6 +431,19 @@ class KeystrokeTiming {
   // may be a copy sent again after a timeout; it counts as a key but times no reaction.
   void OnClientData(PacketTime ts, std::uint32_t length, bool late = false);
   void OnServerData(PacketTime ts, std::uint32_t length);
+  // The client's FIN. A key-sized segment just before it, with nothing from the server
+  // between, was the client software's goodbye (its answer to the server's channel close,
+  // RFC 4254 5.3, which follows the shell's last output), not a person's key: it is taken
+  // back, with its reaction if that was not taken yet.
+  void OnClientFin(PacketTime ts);
+  // How long the client software takes to answer, as the sensor sees it (its setup's median
+  // turnaround: a fraction of a millisecond near, the round trip from far). Its answers to
+  // output (window adjustments) come that late, so a reaction must be a person's least
+  // reaction beyond it.
+  void SetSoftwareAnswer(double ms) { software_answer_ = absl::Milliseconds(std::max(0.0, ms)); }
+  // The client's banner names software without keystroke obfuscation: small segments at
+  // the clock's rate (an `ssh -D` tunnel's window adjustments) are then not taken for it.
+  void RuleOutObfuscation() { may_obfuscate_ = false; }
   KeystrokeSummary Summarise() const;
   // The output -> next key delays (ms) collected since the last call, in order. They go on
   // being collected after kMaxKeys keys (at most kMaxKeys between two calls): a person's
@@ -446,7 +460,14 @@ class KeystrokeTiming {
   bool echo_pending_ = false;
   PacketTime last_output_ = absl::InfinitePast();  // server data larger than an echo
   bool output_pending_ = false;
+  absl::Duration software_answer_ = absl::ZeroDuration();
+  bool may_obfuscate_ = true;
   std::uint32_t last_key_size_ = 0;
+  // The client's last data segment was a key with nothing after it yet, and what it added:
+  // a rhythm entry, a reaction not yet taken (what OnClientFin takes back).
+  bool key_last_ = false;
+  bool key_last_timed_ = false;
+  bool reaction_last_ = false;
   SegmentSizes segments_;  // every client data segment, keys or not
 };
 
@@ -456,6 +477,11 @@ class KeystrokeTiming {
 // client only holds each key to its next tick, which it re-draws at 18-22 ms plus an offset
 // per burst, so gaps of many ticks drift off a fixed grid: such sessions are mostly not
 // recognised, and their keys are late by less than a tick.
+// True when an SSH identification's software version names an OpenSSH release before 9.5
+// ("OpenSSH_9.2p1", "OpenSSH_for_Windows_8.1"): keystroke obfuscation came with 9.5, so such
+// a client's keys are never paced by it, however its packets happen to fall.
+bool PredatesKeystrokeObfuscation(std::string_view software);
+
 bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::uint32_t>& sizes,
                      double interval_ms = 20.0);
 

@@ -989,6 +989,43 @@ std::vector<double> ThroughJitter(const std::vector<double>& sent, double sigma_
   return seen;
 }
 
+// The lab's `ssh_tunnel` (OpenSSH 9.2 at both ends, 50 ms one way): the client's window
+// adjustments, 36 bytes like a key, came in bursts at a median gap of 16 ms and were read as
+// chaff. A client older than 9.5 has no obfuscation to read.
+TEST(RelayTiming, AClientOlderThanObfuscationIsNeverTaggedObfuscated) {
+  for (const bool older : {false, true}) {
+    KeystrokeTiming k;
+    if (older)
+      k.RuleOutObfuscation();
+    double t = 0;
+    for (int i = 0; i < 80; ++i) {
+      t += 20 * (1 + (i % 7 == 0)) + ((i * 37) % 5 - 2) * 0.3;  // as on OpenSSH's clock
+      k.OnClientData(At(t), 36);
+    }
+    const KeystrokeSummary s = k.Summarise();
+    EXPECT_EQ(s.obfuscated, !older);
+    EXPECT_EQ(s.gap_median_ms.has_value(), older);  // its rhythm is read, as a person's
+  }
+}
+
+TEST(RelayTiming, ReadsWhichOpenSshReleasesPredateKeystrokeObfuscation) {
+  EXPECT_TRUE(PredatesKeystrokeObfuscation("OpenSSH_9.2p1"));
+  EXPECT_TRUE(PredatesKeystrokeObfuscation("OpenSSH_9.4"));
+  EXPECT_TRUE(PredatesKeystrokeObfuscation("OpenSSH_7.4"));
+  EXPECT_TRUE(PredatesKeystrokeObfuscation("OpenSSH_for_Windows_8.1"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_9.5"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_9.6p1"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_10.0p2"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_for_Windows_9.5"));
+  // Not OpenSSH, or no release we can read: obfuscation stays possible.
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("PuTTY_Release_0.78"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("dropbear_2022.83"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_9"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_9.x"));
+  EXPECT_FALSE(PredatesKeystrokeObfuscation("OpenSSH_12345.1"));
+}
+
 TEST(RelayTiming, RecognisesChaffBehindAJitteryRelay) {
   // The ssh -J lab runs with OpenSSH 10.0 at both ends: behind the operator's 4 ms of jitter
   // each way only 62 % of the laptop's gaps lay within 15-25 ms, but their median was 20.
@@ -1124,6 +1161,27 @@ TEST(RelayTiming, OutputToInputIgnoresMachineAnswers) {
   EXPECT_NEAR(*s.output_to_input_p10_ms, 401, 1e-6);
 }
 
+// Behind a jump host 60 ms away (the golden `jump_ssh_interactive`) the far client's window
+// adjustments reach the sensor a round trip after the output, past the 100 ms floor alone.
+TEST(RelayTiming, AFarClientsOwnAnswersAreNoReactions) {
+  for (const double answer_ms : {0.5, 121.0}) {
+    KeystrokeTiming k;
+    k.SetSoftwareAnswer(answer_ms);
+    double t = 0;
+    for (int i = 0; i < 12; ++i) {
+      k.OnClientData(At(t), 36);                             // Enter
+      k.OnServerData(At(t + 10), 200);                       // output
+      k.OnClientData(At(t + 10 + answer_ms + 2), 36);        // the client's window adjustment
+      k.OnServerData(At(t + 20 + answer_ms), 200);           // more output
+      k.OnClientData(At(t + 20 + answer_ms + 400 + i), 36);  // the person
+      t += 2000;
+    }
+    const KeystrokeSummary s = k.Summarise();
+    ASSERT_TRUE(s.output_to_input_p10_ms.has_value()) << answer_ms;
+    EXPECT_NEAR(*s.output_to_input_p10_ms, 401, 1e-6) << answer_ms;
+  }
+}
+
 TEST(RelayTiming, AKeySentAgainTimesNoReaction) {
   KeystrokeTiming k;
   k.OnClientData(At(100), 36);
@@ -1134,6 +1192,59 @@ TEST(RelayTiming, AKeySentAgainTimesNoReaction) {
   k.OnClientData(At(1000 + 450), 36);  // a key that got through
   EXPECT_EQ(k.TakeOutputToInput(), std::vector<double>({450.0}));
   EXPECT_EQ(k.Summarise().keys, 3u);  // it is still a key
+}
+
+// The lab's `jump_ssh_interactive` at 40 ms one way: the shell's last output, then the far
+// client's answer to the channel close 156 ms later (96 bytes), then its FIN 3 ms after that.
+TEST(RelayTiming, TheClientsGoodbyeBeforeItsFinIsNoKey) {
+  KeystrokeTiming k;
+  double t = 0;
+  for (int i = 0; i < 6; ++i) {
+    k.OnClientData(At(t), 36);
+    k.OnServerData(At(t + 10), 200);
+    t += 600;  // reactions of 590 ms
+  }
+  k.OnClientData(At(t), 36);        // Enter after `exit`
+  k.OnServerData(At(t + 10), 140);  // logout, exit status, close
+  k.OnClientData(At(t + 166), 96);  // the client's goodbye
+  k.OnClientFin(At(t + 169));
+  const KeystrokeSummary s = k.Summarise();
+  EXPECT_EQ(s.keys, 7u);
+  ASSERT_TRUE(s.output_to_input_p10_ms.has_value());
+  EXPECT_NEAR(*s.output_to_input_p10_ms, 590, 1e-6);  // not 156
+  EXPECT_EQ(k.TakeOutputToInput(), std::vector<double>(6, 590.0));
+}
+
+TEST(RelayTiming, AKeyBeforeTheFinStaysWhenAnsweredOrLongBefore) {
+  KeystrokeTiming answered;
+  answered.OnClientData(At(0), 36);
+  answered.OnServerData(At(10), 200);
+  answered.OnClientData(At(500), 36);  // a person's key ...
+  answered.OnServerData(At(510), 36);  // ... echoed
+  answered.OnClientFin(At(520));
+  EXPECT_EQ(answered.Summarise().keys, 2u);
+  EXPECT_EQ(answered.TakeOutputToInput(), std::vector<double>({490.0}));
+
+  KeystrokeTiming late;
+  late.OnClientData(At(0), 36);
+  late.OnServerData(At(10), 200);
+  late.OnClientData(At(500), 36);
+  late.OnClientFin(At(2500));  // the client closed 2 s later: no goodbye of its software
+  EXPECT_EQ(late.Summarise().keys, 2u);
+  EXPECT_EQ(late.TakeOutputToInput(), std::vector<double>({490.0}));
+}
+
+TEST(RelayTiming, AGoodbyeWhoseReactionWasTakenLeavesTheNextWindowAlone) {
+  KeystrokeTiming k;
+  k.OnClientData(At(0), 36);
+  k.OnServerData(At(10), 200);
+  k.OnClientData(At(500), 36);
+  k.OnServerData(At(510), 200);
+  k.OnClientData(At(700), 96);  // its reaction (190 ms) goes out in a window ...
+  EXPECT_EQ(k.TakeOutputToInput(), std::vector<double>({490.0, 190.0}));
+  k.OnClientFin(At(701));  // ... before the FIN: nothing left to take back
+  EXPECT_TRUE(k.TakeOutputToInput().empty());
+  EXPECT_EQ(k.Summarise().keys, 2u);  // the goodbye itself is no key
 }
 
 TEST(RelayTiming, ReactionsGoOnPastTheKeyCapAndAreTakenOnce) {
