@@ -19,7 +19,7 @@ header checksum redone (the TCP checksum is left, as offload leaves it) and the 
 its last segment, or of a packet delivered while it was held if later (the kernel stamps
 at delivery); it goes out before the first packet after its window. Everything else
 passes unchanged, in the capture's order. Link types Ethernet (with 802.1Q tags), Linux
-cooked (SLL) and raw IP; IPv4 and IPv6 (no extension headers). Not modelled: GRO's IPv4
+cooked (SLL and SLL2) and raw IP; IPv4 and IPv6 (no extension headers). Not modelled: GRO's IPv4
 ID rule, and UDP (a router merges it only with rx-udp-gro-forwarding on).
 
 Then
@@ -72,6 +72,8 @@ def ip_offset(linktype, frame):
         return at if ethertype in (0x0800, 0x86DD) else None
     if linktype == 113:
         return 16 if len(frame) >= 16 and struct.unpack("!H", frame[14:16])[0] in (0x0800, 0x86DD) else None
+    if linktype == 276:  # Linux cooked v2 (tcpdump -i any since libpcap 1.10): protocol first
+        return 20 if len(frame) >= 20 and struct.unpack("!H", frame[0:2])[0] in (0x0800, 0x86DD) else None
     if linktype in (101, 12, 14):
         return 0
     return None
