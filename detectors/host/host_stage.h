@@ -197,6 +197,7 @@ class HostStage {
     std::vector<PacketTime> ons;
     std::array<std::optional<double>, 2> legs;
     std::vector<PacketTime> packets;
+    std::vector<PacketTime> output_ons;  // SSH: ON periods of the server's output
   };
 
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
@@ -273,7 +274,8 @@ class HostStage {
       std::vector<PacketTime> ons;
       double host_leg_ms = 0;  // smoothed round trip from the sensor to the host on this flow
       std::vector<PacketTime> packets;
-      PacketTime last;  // the latest of both
+      std::vector<PacketTime> output_ons;
+      PacketTime last;  // the latest of them
     };
     std::deque<OnFlow> on_flows;
     // Risk evidence by kind: the strongest recent piece of each kind.

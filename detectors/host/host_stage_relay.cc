@@ -167,7 +167,8 @@ std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char
 
 HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
   HostStage::OnPeriods periods{TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms"),
-                               TakeTimes(body, "_packet_times_us")};
+                               TakeTimes(body, "_packet_times_us"),
+                               TakeTimes(body, "_output_on_times_us")};
   // In capture order; a capture whose clock went back would leave them out of time order,
   // which the packet correlation walks in.
   std::sort(periods.packets.begin(), periods.packets.end());
@@ -809,17 +810,25 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
   const std::uint64_t min_ons = c.stepping_stone_min_ons;
   std::vector<PacketTime>& ons = periods.ons;
   std::vector<PacketTime>& packets = periods.packets;
+  std::vector<PacketTime>& output_ons = periods.output_ons;
   const bool by_ons = ons.size() >= min_ons;
-  const bool by_packets = c.stepping_stone_packet_delta > absl::ZeroDuration() &&
-                          packets.size() >= detectors::relay::PacketSample::kMinPackets;
-  if (!by_ons && !by_packets)
+  const bool packet_test = c.stepping_stone_packet_delta > absl::ZeroDuration();
+  const bool by_packets =
+      packet_test && packets.size() >= detectors::relay::PacketSample::kMinPackets;
+  const bool by_outputs = packet_test && output_ons.size() >= min_ons;
+  if (!by_ons && !by_packets && !by_outputs)
     return;
   if (!by_ons)
     ons.clear();
   if (!by_packets)
     packets.clear();
-  const PacketTime last = std::max(ons.empty() ? absl::InfinitePast() : ons.back(),
-                                   packets.empty() ? absl::InfinitePast() : packets.back());
+  if (!by_outputs)
+    output_ons.clear();
+  PacketTime last = absl::InfinitePast();
+  for (const std::vector<PacketTime>* times : {&ons, &packets, &output_ons}) {
+    if (!times->empty())
+      last = std::max(last, times->back());
+  }
   // The host's own leg on this flow (its end of the record's round trips).
   const double host_leg_ms = periods.legs[inbound ? 1 : 0].value_or(0.0);
   HostState& state = Host(host, finding.ts);
@@ -870,6 +879,23 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
         of_packets = true;
       }
     }
+    // Output the other way: what the outbound flow's server sends, the host forwards to the
+    // controller at once. A client that re-times every key on its own clock (OpenSSH >= 9.5
+    // on the host, ssh onward from its shell) breaks the input's match, not this one; the
+    // answers to its chaff, which fill every pause, are not output. Forwarded within the
+    // packets' window (no person or screen between), not the ON periods' 80 ms: two sessions
+    // refreshing on one period (`top`, `watch`) lock their phase within it 16 times less often.
+    bool of_outputs = false;
+    if (!found && by_outputs && other.output_ons.size() >= min_ons) {
+      window = c.stepping_stone_packet_delta + leg;
+      const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(
+          inbound ? other.output_ons : output_ons, inbound ? output_ons : other.output_ons, window);
+      if (s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 &&
+          s.chance <= c.stepping_stone_max_p) {
+        found = s;
+        of_outputs = true;
+      }
+    }
     if (!found)
       continue;
     if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts)) {
@@ -880,15 +906,20 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                            "RELAYWATCH input from outside relayed through an internal host "
                            "(stepping stone)",
                            "Relay", 2, "stepping_stone");
-    const char* unit = of_packets ? "packets" : "ons";
+    const char* unit = of_outputs ? "output_ons" : of_packets ? "packets" : "ons";
+    // Output is led by the outbound flow: the stone's leading stream is its.
+    const std::size_t inbound_count = of_outputs ? s.outbound_ons : s.inbound_ons;
+    const std::size_t outbound_count = of_outputs ? s.inbound_ons : s.outbound_ons;
     alert.evidence = {{"method", "stepping_stone"},
-                      {"correlation", of_packets ? "packets" : "on_periods"},
+                      {"correlation", of_outputs   ? "output_on_periods"
+                                      : of_packets ? "packets"
+                                                   : "on_periods"},
                       {"host", host.ToString()},
                       {"controller", controller.ToString()},
                       {"inbound_flow_id", inbound ? finding.flow->flow_id : other.flow_id},
                       {"outbound_flow_id", inbound ? other.flow_id : finding.flow->flow_id},
-                      {absl::StrCat("inbound_", unit), s.inbound_ons},
-                      {absl::StrCat("outbound_", unit), s.outbound_ons},
+                      {absl::StrCat("inbound_", unit), inbound_count},
+                      {absl::StrCat("outbound_", unit), outbound_count},
                       {"correlated", s.correlated},
                       {"ratio", Round3(s.ratio)},
                       {"median_lag_ms", Round1(s.median_lag_ms)},
@@ -903,7 +934,7 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     PublishAlert(std::move(alert), publish);
   }
   state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms,
-                            std::move(packets), last});
+                            std::move(packets), std::move(output_ons), last});
 }
 
 std::string HostStage::PersonOf(const IpAddress& host) const {

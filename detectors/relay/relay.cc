@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -102,16 +103,19 @@ nlohmann::json TimesJson(const std::vector<PacketTime>& times) {
   return out;
 }
 
-// The ON-period starts, an SSH flow's sampled input packets (`_packet_times_us`, when
-// enough) and the smoothed round trip from the sensor to each end (`_on_legs_ms`:
-// [originator, responder], null when unmeasured), for the host stage's stepping-stone
-// correlation: a relayed key reaches the outbound flow one round trip of the relaying host's
-// own link after the sensor saw it come in, more where that link is queued.
-void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const AckRtt (&ack_rtt)[2],
-                nlohmann::json& body) {
+// The ON-period starts of the input and of an SSH flow's output (`_output_on_times_us`), an
+// SSH flow's sampled input packets (`_packet_times_us`, when enough) and the smoothed round trip
+// from the sensor to each end (`_on_legs_ms`: [originator, responder], null when unmeasured), for
+// the host stage's stepping-stone correlation: a relayed key reaches the outbound flow one round
+// trip of the relaying host's own link after the sensor saw it come in, more where that link is
+// queued.
+void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const OnTimes& output_ons,
+                const AckRtt (&ack_rtt)[2], nlohmann::json& body) {
   body["_on_times_us"] = TimesJson(ons.times());
   if (packets.times().size() >= PacketSample::kMinPackets)
     body["_packet_times_us"] = TimesJson(packets.times());
+  if (!output_ons.times().empty())
+    body["_output_on_times_us"] = TimesJson(output_ons.times());
   nlohmann::json legs = nlohmann::json::array();
   for (int dir : {1, 0}) {
     const std::optional<double> srtt = Ms(ack_rtt[dir].smoothed());
@@ -154,7 +158,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   FlowData(const RelayConfig& c)
       : turnarounds(c.turnaround_samples, c.max_turnaround),
         ons(c.idle, kMaxOnTimes),
-        packets(kPacketsPerSlot, kMaxPacketTimes) {}
+        packets(kPacketsPerSlot, kMaxPacketTimes),
+        output_ons(c.idle, kMaxOnTimes) {}
   HandshakeSplit handshake;
   // By the direction of the data: [0] is acknowledged by the responder, so it times the
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
@@ -177,6 +182,12 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
   PacketSample packets;  // the same data's packets, SSH flows only (the packet-level test)
+  // SSH: ON periods of the server's output (segments larger than the client's least: not a
+  // key's echo or the answer to a chaff ping, which fill every pause). A relay forwards
+  // output at once, whatever re-times the keys.
+  OnTimes output_ons;
+  std::uint32_t least_client_bytes = std::numeric_limits<std::uint32_t>::max();
+  std::uint32_t client_segments = 0;
   App app = App::kUnknown;
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
   bool setup_over = false;  // SSH, RFB: the setup's turnarounds are taken; SSH keys count now
@@ -229,7 +240,23 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
     // whose window closed on them are still that slot's first.
     if (packets.times().size() >= PacketSample::kMinPackets)
       packets.NextWindow();
+    output_ons = OnTimes(c.idle, kMaxOnTimes);
     window_start = start;
+  }
+
+  // Either direction's data segment (not resent) of an SSH flow, for the stepping stones:
+  // input packets (`by_packets`: the packet test is on) and output ON periods.
+  void SampleSsh(int d, PacketTime ts, std::uint32_t length, bool by_packets) {
+    if (d == 0) {
+      if (by_packets)
+        packets.OnData(ts);
+      // Not the client's identification string (its first segment, RFC 4253 4.2), shorter
+      // than any SSH packet: from its next segment on, the least is a key or a ping.
+      if (client_segments++ > 0)
+        least_client_bytes = std::min(least_client_bytes, length);
+    } else if (length > least_client_bytes) {
+      output_ons.OnData(ts);
+    }
   }
 };
 
@@ -262,8 +289,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     if (!config_.methods.stepping_stone && !keys)
       return Verdict::kDone;
     const int d = flow::Index(direction);
-    const bool sampled = SamplesPackets(data);
-    if (keys || sampled) {
+    const bool ssh_stones = config_.methods.stepping_stone && data.app == App::kSsh;
+    if (keys || ssh_stones) {
       // The same retransmission filter as before the record: a resent segment is no key, and
       // no packet a relay forwarded.
       if (packet.has(decode::kTcpAck))
@@ -272,8 +299,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           !data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length)) {
         if (keys)
           data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
-        if (sampled && d == 0)
-          data.packets.OnData(packet.ts);
+        if (ssh_stones)
+          data.SampleSsh(d, packet.ts, packet.payload_length, SamplesPackets(data));
       }
       if (keys && d == data.client_dir && packet.has(decode::kTcpFin))
         data.keys.OnClientFin(packet.ts);
@@ -399,10 +426,11 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           data.told_at = packet.ts;
         }
       }
-      if (d == 0 && methods.stepping_stone) {
-        data.ons.OnData(packet.ts);
-        if (SamplesPackets(data))
-          data.packets.OnData(packet.ts);
+      if (methods.stepping_stone) {
+        if (d == 0)
+          data.ons.OnData(packet.ts);
+        if (data.app == App::kSsh)
+          data.SampleSsh(d, packet.ts, packet.payload_length, SamplesPackets(data));
       }
       if (turnarounds) {
         const bool from_client = d == data.client_dir;
@@ -593,8 +621,9 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
   // Fewer ON periods or packets than the correlation needs say nothing.
   if (config_.methods.stepping_stone &&
       (data.ons.times().size() >= config_.stepping_stone_min_ons ||
-       data.packets.times().size() >= PacketSample::kMinPackets)) {
-    PutOnTimes(data.ons, data.packets, data.ack_rtt, body);
+       data.packets.times().size() >= PacketSample::kMinPackets ||
+       data.output_ons.times().size() >= config_.stepping_stone_min_ons)) {
+    PutOnTimes(data.ons, data.packets, data.output_ons, data.ack_rtt, body);
   }
   if (TypingTimed(data))
     PutReactions(data.keys, body);
@@ -820,7 +849,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone && !data.stun && !quic)
-    PutOnTimes(data.ons, data.packets, data.ack_rtt, r);
+    PutOnTimes(data.ons, data.packets, data.output_ons, data.ack_rtt, r);
 
   Event e;
   e.event_type = "relay";

@@ -166,14 +166,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   conversation.EndAll();
   // One record per flow (a SYN after the end of a connection starts another flow); after
-  // it, only internal windows: ON times (at least stepping_stone_min_ons), an SSH flow's
-  // packet sample (PacketSample::kMinPackets to kMaxPacketTimes) and/or reactions.
+  // it, only internal windows: ON times (at least stepping_stone_min_ons, of the input or of
+  // an SSH flow's output), an SSH flow's packet sample (PacketSample::kMinPackets to
+  // kMaxPacketTimes) and/or reactions.
   std::size_t records = 0;
   for (const relaywatch::Event& e : events.events()) {
     if (e.body.contains("_reactions_ms")) {
       RW_FUZZ_CHECK(!e.body["_reactions_ms"].empty());
       for (const nlohmann::json& d : e.body["_reactions_ms"])
         RW_FUZZ_CHECK(d.get<double>() >= 100);  // a person, not the client's own answer
+    }
+    if (e.body.contains("_output_on_times_us")) {  // SSH only, and only when some
+      RW_FUZZ_CHECK(!e.body["_output_on_times_us"].empty());
+      RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent ||
+                    e.body.value("app", std::string()) == "ssh");
     }
     if (e.body.contains("_packet_times_us")) {
       const std::size_t n = e.body["_packet_times_us"].size();
@@ -184,7 +190,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(e.body.contains("_on_times_us") || e.body.contains("_reactions_ms"));
       if (e.body.contains("_on_times_us")) {
         RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons ||
-                      e.body.contains("_packet_times_us"));
+                      e.body.contains("_packet_times_us") ||
+                      (e.body.contains("_output_on_times_us") &&
+                       e.body["_output_on_times_us"].size() >= config.stepping_stone_min_ons));
       }
     } else if (e.event_type == relay::kExchangeEvent) {
       // One answered request: it started before (or when) it was answered.

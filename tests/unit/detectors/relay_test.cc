@@ -2507,6 +2507,22 @@ std::vector<Event> SshSession(const RelayConfig& config, int keys) {
   return w.End();
 }
 
+// Output ON periods: the server's segments larger than the client's least (after its
+// identification string). Echoes of keys, as large as the keys, are not output.
+TEST(RelayDetector, SshOutputOnPeriodsLeaveEchoesOut) {
+  RelayConfig config;
+  const std::vector<Event> events = SshSession(config, 40);
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  ASSERT_TRUE(r.contains("_output_on_times_us"));
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(31))};  // the key exchange's
+  for (int i = 3; i < 40; i += 4)  // each 4th key's answer is 400 bytes of output
+    want.push_back(absl::ToUnixMicros(At(1000 + 150 * i + 37 * (i % 3) + 10.5)));
+  EXPECT_EQ(r["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
+  config.methods.stepping_stone = false;
+  EXPECT_FALSE(SshSession(config, 40)[0].body.contains("_output_on_times_us"));
+}
+
 TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
   Wire w;
   w.Handshake(0, 0.2);
@@ -3659,6 +3675,25 @@ TEST(RelayHostStage, SteppingStoneNeedsMoreMatchesThanChanceGives) {
   EXPECT_LT(typed[0], 1e-6);
 }
 
+// The stepping-stone evidence of a host stage given an inbound SSH flow's record, then an
+// outbound one's (flows 1 and 2 of the host 10.1.0.5), with the packet test's window `delta`.
+// `internal` is the records' field that must not be written out.
+std::vector<nlohmann::json> SshSteppingStones(nlohmann::json inbound, nlohmann::json outbound,
+                                              absl::Duration delta, const char* internal) {
+  host::HostStageConfig config = HostConfig();
+  config.relay.stepping_stone_packet_delta = delta;
+  host::HostStage stage(config);
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, std::move(inbound)), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 2, std::move(outbound)), out);
+  for (const Event& e : out)
+    EXPECT_FALSE(e.body.contains(internal)) << e.event_type;
+  std::vector<nlohmann::json> evidence;
+  for (const Event* a : Alerts(out, "stepping_stone"))
+    evidence.push_back(a->evidence);
+  return evidence;
+}
+
 nlohmann::json WithPackets(const std::vector<double>& ms) {
   nlohmann::json times = nlohmann::json::array();
   for (double t : ms)
@@ -3679,18 +3714,7 @@ TEST(RelayHostStage, SteppingStoneOfPacketsThroughAChaffingJumpHost) {
   }
   const auto stones = [&](const std::vector<double>& out_packets,
                           absl::Duration delta = absl::Milliseconds(5)) {
-    host::HostStageConfig config = HostConfig();
-    config.relay.stepping_stone_packet_delta = delta;
-    host::HostStage stage(config);
-    std::vector<Event> out;
-    stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, WithPackets(in)), out);
-    stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 2, WithPackets(out_packets)), out);
-    for (const Event& e : out)
-      EXPECT_FALSE(e.body.contains("_packet_times_us")) << e.event_type;  // internal
-    std::vector<nlohmann::json> evidence;
-    for (const Event* a : Alerts(out, "stepping_stone"))
-      evidence.push_back(a->evidence);
-    return evidence;
+    return SshSteppingStones(WithPackets(in), WithPackets(out_packets), delta, "_packet_times_us");
   };
   const std::vector<nlohmann::json> jump = stones(forwarded);
   ASSERT_EQ(jump.size(), 1u);
@@ -3705,6 +3729,56 @@ TEST(RelayHostStage, SteppingStoneOfPacketsThroughAChaffingJumpHost) {
   EXPECT_LT(jump[0]["chance"].get<double>(), 1e-15);
   EXPECT_TRUE(stones(own).empty());
   EXPECT_TRUE(stones(forwarded, absl::ZeroDuration()).empty());
+}
+
+nlohmann::json WithOutputOns(const std::vector<double>& ms) {
+  nlohmann::json times = nlohmann::json::array();
+  for (double t : ms)
+    times.push_back(absl::ToUnixMicros(At(t)));
+  return {
+      {"app", "ssh"}, {"_on_times_us", nlohmann::json::array()}, {"_output_on_times_us", times}};
+}
+
+// ssh onward from a shell on the host, both clients OpenSSH >= 9.5: each re-times the keys on
+// its own clock and chaffs through every pause, so neither input has ON periods or packets to
+// match. The output the server sends the host's ssh is written to the controller's session at
+// once: the outbound flow's output ON periods lead the inbound's by a fraction of a ms.
+TEST(RelayHostStage, SteppingStoneOfOutputBehindChaffingClients) {
+  std::vector<double> server_output, relayed, own;
+  for (int i = 0; i < 9; ++i) {
+    server_output.push_back(60000 + i * 2100.0 + 300 * (i % 3));
+    relayed.push_back(server_output.back() + 0.3);
+    own.push_back(60000 + i * 2250.0 + 170 * (i % 4) + 900);
+  }
+  const auto stones = [&](const std::vector<double>& inbound_output,
+                          absl::Duration delta = absl::Milliseconds(5)) {
+    return SshSteppingStones(WithOutputOns(inbound_output), WithOutputOns(server_output), delta,
+                             "_output_on_times_us");
+  };
+  const std::vector<nlohmann::json> nested = stones(relayed);
+  ASSERT_EQ(nested.size(), 1u);
+  EXPECT_EQ(nested[0]["correlation"], "output_on_periods");
+  EXPECT_EQ(nested[0]["inbound_flow_id"], 1);
+  EXPECT_EQ(nested[0]["outbound_flow_id"], 2);
+  EXPECT_EQ(nested[0]["inbound_output_ons"], 9);
+  EXPECT_EQ(nested[0]["outbound_output_ons"], 9);
+  EXPECT_EQ(nested[0]["correlated"], 9);
+  EXPECT_DOUBLE_EQ(nested[0]["median_lag_ms"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(nested[0]["window_ms"].get<double>(), 5);  // no leg in these records
+  EXPECT_LT(nested[0]["chance"].get<double>(), 1e-9);
+  EXPECT_TRUE(stones(relayed, absl::ZeroDuration()).empty());  // off with the packet test
+  // 20 ms behind: within the input's 80 ms, not a forwarder's window (two clocks in phase).
+  std::vector<double> late;
+  for (double t : server_output)
+    late.push_back(t + 20);
+  EXPECT_TRUE(stones(late).empty());
+  // An independent session of the controller's, busy at the same times: no match.
+  EXPECT_TRUE(stones(own).empty());
+  // The output came before the server's: the host made it, it did not forward it.
+  std::vector<double> before;
+  for (double t : server_output)
+    before.push_back(t - 300);
+  EXPECT_TRUE(stones(before).empty());
 }
 
 // The operator opens the relayed connection ten minutes into the inbound session: only the
