@@ -847,6 +847,11 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     // saw it arrive: nothing on a wire, tens to hundreds of ms behind a queued Wi-Fi. The
     // window grows by the larger of the two flows' legs; `chance` counts the wider windows.
     const absl::Duration leg = absl::Milliseconds(std::max(host_leg_ms, other.host_leg_ms));
+    // ON periods, of the input or of the output, match by one rule.
+    const auto ons_match = [&](const detectors::relay::SteppingStone& s) {
+      return s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 &&
+             s.chance <= c.stepping_stone_max_p;
+    };
     std::optional<detectors::relay::SteppingStone> found;
     absl::Duration window;
     bool of_packets = false;
@@ -854,10 +859,8 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
       window = c.stepping_stone_delta + leg;
       const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(
           inbound ? ons : other.ons, inbound ? other.ons : ons, window);
-      if (s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 &&
-          s.chance <= c.stepping_stone_max_p) {
+      if (ons_match(s))
         found = s;
-      }
     }
     // Packets where ON periods are too few (OpenSSH's chaff fills the pauses) or have not
     // matched yet. A relay forwards nearly every packet; a host's independent sessions match
@@ -890,8 +893,7 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
       window = c.stepping_stone_packet_delta + leg;
       const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(
           inbound ? other.output_ons : output_ons, inbound ? output_ons : other.output_ons, window);
-      if (s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 &&
-          s.chance <= c.stepping_stone_max_p) {
+      if (ons_match(s)) {
         found = s;
         of_outputs = true;
       }

@@ -187,7 +187,7 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // output at once, whatever re-times the keys.
   OnTimes output_ons;
   std::uint32_t least_client_bytes = std::numeric_limits<std::uint32_t>::max();
-  std::uint32_t client_segments = 0;
+  bool client_identified = false;  // its first segment, the identification string, passed
   App app = App::kUnknown;
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
   bool setup_over = false;  // SSH, RFB: the setup's turnarounds are taken; SSH keys count now
@@ -252,8 +252,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
         packets.OnData(ts);
       // Not the client's identification string (its first segment, RFC 4253 4.2), shorter
       // than any SSH packet: from its next segment on, the least is a key or a ping.
-      if (client_segments++ > 0)
+      if (client_identified)
         least_client_bytes = std::min(least_client_bytes, length);
+      client_identified = true;
     } else if (length > least_client_bytes) {
       output_ons.OnData(ts);
     }

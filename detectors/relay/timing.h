@@ -471,17 +471,17 @@ class KeystrokeTiming {
   SegmentSizes segments_;  // every client data segment, keys or not
 };
 
+// True when an SSH identification's software version names an OpenSSH release before 9.5
+// ("OpenSSH_9.2p1", "OpenSSH_for_Windows_8.1"): keystroke obfuscation came with 9.5, so such
+// a client's keys are never paced by it, however its packets happen to fall.
+bool PredatesKeystrokeObfuscation(std::string_view software);
+
 // True when the client's keys look paced by OpenSSH's keystroke obfuscation: the keys have one
 // size and most gaps sit on a multiple of `interval` (20 ms by default), or their median is
 // about one interval (chaff between the keys: the server is >= 9.5 too). Without chaff the
 // client only holds each key to its next tick, which it re-draws at 18-22 ms plus an offset
 // per burst, so gaps of many ticks drift off a fixed grid: such sessions are mostly not
 // recognised, and their keys are late by less than a tick.
-// True when an SSH identification's software version names an OpenSSH release before 9.5
-// ("OpenSSH_9.2p1", "OpenSSH_for_Windows_8.1"): keystroke obfuscation came with 9.5, so such
-// a client's keys are never paced by it, however its packets happen to fall.
-bool PredatesKeystrokeObfuscation(std::string_view software);
-
 bool LooksObfuscated(const std::vector<double>& key_ms, const std::vector<std::uint32_t>& sizes,
                      double interval_ms = 20.0);
 
