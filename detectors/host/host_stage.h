@@ -198,6 +198,7 @@ class HostStage {
     std::array<std::optional<double>, 2> legs;
     std::vector<PacketTime> packets;
     std::vector<PacketTime> output_ons;  // SSH: ON periods of the server's output
+    std::vector<PacketTime> burst_starts;  // SSH, keys obfuscated: the first key after a pause
   };
 
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
@@ -275,6 +276,7 @@ class HostStage {
       double host_leg_ms = 0;  // smoothed round trip from the sensor to the host on this flow
       std::vector<PacketTime> packets;
       std::vector<PacketTime> output_ons;
+      std::vector<PacketTime> burst_starts;
       PacketTime last;  // the latest of them
     };
     std::deque<OnFlow> on_flows;

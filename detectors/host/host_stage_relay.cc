@@ -168,7 +168,8 @@ std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char
 HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
   HostStage::OnPeriods periods{TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms"),
                                TakeTimes(body, "_packet_times_us"),
-                               TakeTimes(body, "_output_on_times_us")};
+                               TakeTimes(body, "_output_on_times_us"),
+                               TakeTimes(body, "_burst_starts_us")};
   // In capture order; a capture whose clock went back would leave them out of time order,
   // which the packet correlation walks in.
   std::sort(periods.packets.begin(), periods.packets.end());
@@ -811,12 +812,16 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
   std::vector<PacketTime>& ons = periods.ons;
   std::vector<PacketTime>& packets = periods.packets;
   std::vector<PacketTime>& output_ons = periods.output_ons;
+  std::vector<PacketTime>& bursts = periods.burst_starts;
+  const std::uint64_t min_bursts = detectors::relay::MinBurstStarts(min_ons);
   const bool by_ons = ons.size() >= min_ons;
   const bool packet_test = c.stepping_stone_packet_delta > absl::ZeroDuration();
   const bool by_packets =
       packet_test && packets.size() >= detectors::relay::PacketSample::kMinPackets;
   const bool by_outputs = packet_test && output_ons.size() >= min_ons;
-  if (!by_ons && !by_packets && !by_outputs)
+  // Only an outbound flow's client re-times the keys it sends.
+  const bool by_bursts = !inbound && bursts.size() >= min_bursts;
+  if (!by_ons && !by_packets && !by_outputs && !by_bursts)
     return;
   if (!by_ons)
     ons.clear();
@@ -824,8 +829,10 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     packets.clear();
   if (!by_outputs)
     output_ons.clear();
+  if (!by_bursts)
+    bursts.clear();
   PacketTime last = absl::InfinitePast();
-  for (const std::vector<PacketTime>* times : {&ons, &packets, &output_ons}) {
+  for (const std::vector<PacketTime>* times : {&ons, &packets, &output_ons, &bursts}) {
     if (!times->empty())
       last = std::max(last, times->back());
   }
@@ -898,6 +905,25 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
         of_outputs = true;
       }
     }
+    // Burst starts: where the host's client re-times every key and chaffs while a person types
+    // (OpenSSH >= 9.5: `vnc_typed_ssh`, a far person typing through a screen into the host's
+    // own ssh), its pauses are filled up to 1-3 s past each key and neither the input's ON
+    // periods nor its packets match. The key that ends a longer pause is sent at once, as the
+    // person's input came in through the remote desktop; the inbound ON period it follows
+    // is the same pause's end. Within the ON periods' window: through a screen, a terminal
+    // and the client, not a forward. Few but rare on both sides, so `chance` decides.
+    bool of_bursts = false;
+    const std::vector<PacketTime>& inbound_ons = inbound ? ons : other.ons;
+    const std::vector<PacketTime>& outbound_bursts = inbound ? other.burst_starts : bursts;
+    if (!found && outbound_bursts.size() >= min_bursts && inbound_ons.size() >= min_ons) {
+      window = c.stepping_stone_delta + leg;
+      const detectors::relay::SteppingStone s =
+          detectors::relay::CorrelateOnTimes(inbound_ons, outbound_bursts, window);
+      if (ons_match(s)) {
+        found = s;
+        of_bursts = true;
+      }
+    }
     if (!found)
       continue;
     if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts)) {
@@ -912,21 +938,23 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     // Output is led by the outbound flow: the stone's leading stream is its.
     const std::size_t inbound_count = of_outputs ? s.outbound_ons : s.inbound_ons;
     const std::size_t outbound_count = of_outputs ? s.inbound_ons : s.outbound_ons;
-    alert.evidence = {{"method", "stepping_stone"},
-                      {"correlation", of_outputs   ? "output_on_periods"
-                                      : of_packets ? "packets"
-                                                   : "on_periods"},
-                      {"host", host.ToString()},
-                      {"controller", controller.ToString()},
-                      {"inbound_flow_id", inbound ? finding.flow->flow_id : other.flow_id},
-                      {"outbound_flow_id", inbound ? other.flow_id : finding.flow->flow_id},
-                      {absl::StrCat("inbound_", unit), inbound_count},
-                      {absl::StrCat("outbound_", unit), outbound_count},
-                      {"correlated", s.correlated},
-                      {"ratio", Round3(s.ratio)},
-                      {"median_lag_ms", Round1(s.median_lag_ms)},
-                      {"window_ms", Round1(absl::ToDoubleMilliseconds(window))},
-                      {"chance", s.chance}};
+    alert.evidence = {
+        {"method", "stepping_stone"},
+        {"correlation", of_outputs   ? "output_on_periods"
+                        : of_packets ? "packets"
+                        : of_bursts  ? "burst_starts"
+                                     : "on_periods"},
+        {"host", host.ToString()},
+        {"controller", controller.ToString()},
+        {"inbound_flow_id", inbound ? finding.flow->flow_id : other.flow_id},
+        {"outbound_flow_id", inbound ? other.flow_id : finding.flow->flow_id},
+        {absl::StrCat("inbound_", unit), inbound_count},
+        {absl::StrCat("outbound_", of_bursts ? "burst_starts" : unit), outbound_count},
+        {"correlated", s.correlated},
+        {"ratio", Round3(s.ratio)},
+        {"median_lag_ms", Round1(s.median_lag_ms)},
+        {"window_ms", Round1(absl::ToDoubleMilliseconds(window))},
+        {"chance", s.chance}};
     if (of_packets) {
       alert.evidence["window_offset_ms"] = Round1(absl::ToDoubleMilliseconds(offset));
       alert.evidence["gap_pairs"] = s.gap_pairs;
@@ -936,7 +964,7 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     PublishAlert(std::move(alert), publish);
   }
   state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms,
-                            std::move(packets), std::move(output_ons), last});
+                            std::move(packets), std::move(output_ons), std::move(bursts), last});
 }
 
 std::string HostStage::PersonOf(const IpAddress& host) const {

@@ -104,18 +104,20 @@ nlohmann::json TimesJson(const std::vector<PacketTime>& times) {
 }
 
 // The ON-period starts of the input and of an SSH flow's output (`_output_on_times_us`), an
-// SSH flow's sampled input packets (`_packet_times_us`, when enough) and the smoothed round trip
-// from the sensor to each end (`_on_legs_ms`: [originator, responder], null when unmeasured), for
-// the host stage's stepping-stone correlation: a relayed key reaches the outbound flow one round
-// trip of the relaying host's own link after the sensor saw it come in, more where that link is
-// queued.
+// SSH flow's sampled input packets (`_packet_times_us`, when enough), a chaffing SSH client's
+// burst starts (`_burst_starts_us`) and the smoothed round trip from the sensor to each end
+// (`_on_legs_ms`: [originator, responder], null when unmeasured), for the host stage's
+// stepping-stone correlation: a relayed key reaches the outbound flow one round trip of the
+// relaying host's own link after the sensor saw it come in, more where that link is queued.
 void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const OnTimes& output_ons,
-                const AckRtt (&ack_rtt)[2], nlohmann::json& body) {
+                const OnTimes* burst_starts, const AckRtt (&ack_rtt)[2], nlohmann::json& body) {
   body["_on_times_us"] = TimesJson(ons.times());
   if (packets.times().size() >= PacketSample::kMinPackets)
     body["_packet_times_us"] = TimesJson(packets.times());
   if (!output_ons.times().empty())
     body["_output_on_times_us"] = TimesJson(output_ons.times());
+  if (burst_starts != nullptr && !burst_starts->times().empty())
+    body["_burst_starts_us"] = TimesJson(burst_starts->times());
   nlohmann::json legs = nlohmann::json::array();
   for (int dir : {1, 0}) {
     const std::optional<double> srtt = Ms(ack_rtt[dir].smoothed());
@@ -159,7 +161,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
       : turnarounds(c.turnaround_samples, c.max_turnaround),
         ons(c.idle, kMaxOnTimes),
         packets(kPacketsPerSlot, kMaxPacketTimes),
-        output_ons(c.idle, kMaxOnTimes) {}
+        output_ons(c.idle, kMaxOnTimes),
+        burst_starts(kBurstGap, kMaxOnTimes) {}
   HandshakeSplit handshake;
   // By the direction of the data: [0] is acknowledged by the responder, so it times the
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
@@ -186,6 +189,12 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // key's echo or the answer to a chaff ping, which fill every pause). A relay forwards
   // output at once, whatever re-times the keys.
   OnTimes output_ons;
+  // SSH: the client's data after a silence of kBurstGap. A client that obfuscates keystroke
+  // timing (OpenSSH >= 9.5) holds each key to its clock and fills every tick with chaff
+  // while a person types, but sends the first key after its chaff has stopped at once
+  // (clientloop.c, obfuscate_keystroke_timing): that key's time is the person's, or a
+  // relay's that delivered it. Sent on only for flows whose keys are obfuscated.
+  OnTimes burst_starts;
   std::uint32_t least_client_bytes = std::numeric_limits<std::uint32_t>::max();
   bool client_identified = false;  // its first segment, the identification string, passed
   App app = App::kUnknown;
@@ -241,7 +250,21 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
     if (packets.times().size() >= PacketSample::kMinPackets)
       packets.NextWindow();
     output_ons = OnTimes(c.idle, kMaxOnTimes);
+    burst_starts = OnTimes(kBurstGap, kMaxOnTimes);
     window_start = start;
+  }
+
+  // Whether the originator's data segment is input for its ON periods: all of it, but an RFB
+  // viewer's segments of nothing but requests for screen updates, which a viewer sends after
+  // each update whatever the person does (a blinking cursor or a clock keeps them coming every
+  // few hundred ms, which merged the person's pauses into one ON period). Encrypted or cut,
+  // a segment counts.
+  bool IsInput(int d, std::span<const std::uint8_t> payload) const {
+    if (app != App::kRfb || d != client_dir)
+      return true;
+    const std::optional<remote_access::RfbClientMessages> messages =
+        remote_access::ParseRfbClientMessages(payload);
+    return !messages || messages->input || !messages->update_request;
   }
 
   // Either direction's data segment (not resent) of an SSH flow, for the stepping stones:
@@ -250,6 +273,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
     if (d == 0) {
       if (by_packets)
         packets.OnData(ts);
+      if (setup_over)  // keys, not the key exchange's answers
+        burst_starts.OnData(ts);
       // Not the client's identification string (its first segment, RFC 4253 4.2), shorter
       // than any SSH packet: from its next segment on, the least is a key or a ping.
       if (client_identified)
@@ -306,7 +331,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (keys && d == data.client_dir && packet.has(decode::kTcpFin))
         data.keys.OnClientFin(packet.ts);
     }
-    if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0)
+    if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0 &&
+        data.IsInput(d, packet.payload))
       data.ons.OnData(packet.ts);
     if (packet.ts - data.window_start >= config_.report_after)
       EmitWindow(flow, data, packet.ts, out);
@@ -428,7 +454,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         }
       }
       if (methods.stepping_stone) {
-        if (d == 0)
+        if (d == 0 && data.IsInput(d, packet.payload))
           data.ons.OnData(packet.ts);
         if (data.app == App::kSsh)
           data.SampleSsh(d, packet.ts, packet.payload_length, SamplesPackets(data));
@@ -623,8 +649,11 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
   if (config_.methods.stepping_stone &&
       (data.ons.times().size() >= config_.stepping_stone_min_ons ||
        data.packets.times().size() >= PacketSample::kMinPackets ||
-       data.output_ons.times().size() >= config_.stepping_stone_min_ons)) {
-    PutOnTimes(data.ons, data.packets, data.output_ons, data.ack_rtt, body);
+       data.output_ons.times().size() >= config_.stepping_stone_min_ons ||
+       (data.obfuscated &&
+        data.burst_starts.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons)))) {
+    PutOnTimes(data.ons, data.packets, data.output_ons,
+               data.obfuscated ? &data.burst_starts : nullptr, data.ack_rtt, body);
   }
   if (TypingTimed(data))
     PutReactions(data.keys, body);
@@ -850,7 +879,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone && !data.stun && !quic)
-    PutOnTimes(data.ons, data.packets, data.output_ons, data.ack_rtt, r);
+    PutOnTimes(data.ons, data.packets, data.output_ons,
+               data.obfuscated ? &data.burst_starts : nullptr, data.ack_rtt, r);
 
   Event e;
   e.event_type = "relay";

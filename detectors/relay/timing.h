@@ -526,6 +526,17 @@ struct SteppingStone {
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
                                const std::vector<PacketTime>& outbound, absl::Duration delta);
 
+// Burst starts of an SSH client that obfuscates keystroke timing: its data after this much
+// silence. While a person types, OpenSSH >= 9.5 fills every ~20 ms tick with a key or chaff;
+// five ticks without a packet mean its chaff stopped, and the key that ends such a silence
+// is sent at once, not on the clock.
+inline constexpr absl::Duration kBurstGap = absl::Milliseconds(100);
+// A burst starts only after a pause longer than the chaff's tail (1-3 s after the last key),
+// so a session has fewer of them than ON periods: half the ON periods the other tests want.
+inline std::uint64_t MinBurstStarts(std::uint64_t min_ons) {
+  return std::max<std::uint64_t>(1, min_ons / 2);
+}
+
 // One direction's data packets, sampled for a packet-level stepping-stone test: the first
 // `per_slot` of each slot of packet time, slots aligned to the epoch, so two flows of a host
 // keep the same stretches of time whenever each began and whenever its windows close.

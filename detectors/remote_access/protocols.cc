@@ -242,15 +242,18 @@ std::optional<RfbClientMessages> ParseRfbClientMessages(Bytes data) {
         break;
       case 4:  // KeyEvent
         length = 8;
+        messages.input = true;
         break;
       case 5:  // PointerEvent
         length = 6;
+        messages.input = true;
         break;
       case 6:  // ClientCutText: 3 padding bytes, a 4-byte length, the text
         if (rest.size() < 8)
           return std::nullopt;
         length = 8 + (std::size_t{rest[4]} << 24 | std::size_t{rest[5]} << 16 |
                       std::size_t{rest[6]} << 8 | rest[7]);
+        messages.input = true;
         break;
       default:
         return std::nullopt;

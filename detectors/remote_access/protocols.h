@@ -62,6 +62,7 @@ std::optional<RfbVersion> ParseRfbVersion(Bytes data);
 // know, a message cut or run on, the handshake's own bytes).
 struct RfbClientMessages {
   bool update_request = false;  // a FramebufferUpdateRequest among them: the setup is over
+  bool input = false;           // a KeyEvent, PointerEvent or ClientCutText: the person's
 };
 std::optional<RfbClientMessages> ParseRfbClientMessages(Bytes data);
 

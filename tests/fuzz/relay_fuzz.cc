@@ -168,7 +168,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // One record per flow (a SYN after the end of a connection starts another flow); after
   // it, only internal windows: ON times (at least stepping_stone_min_ons, of the input or of
   // an SSH flow's output), an SSH flow's packet sample (PacketSample::kMinPackets to
-  // kMaxPacketTimes) and/or reactions.
+  // kMaxPacketTimes), a chaffing client's burst starts and/or reactions.
   std::size_t records = 0;
   for (const relaywatch::Event& e : events.events()) {
     if (e.body.contains("_reactions_ms")) {
@@ -181,6 +181,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent ||
                     e.body.value("app", std::string()) == "ssh");
     }
+    if (e.body.contains("_burst_starts_us")) {  // a chaffing SSH client's, only when some
+      RW_FUZZ_CHECK(!e.body["_burst_starts_us"].empty());
+      RW_FUZZ_CHECK(e.body["_burst_starts_us"].size() <= relay::RelayDetector::kMaxOnTimes);
+      RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent || e.body.value("ssh_obfuscated", false));
+    }
     if (e.body.contains("_packet_times_us")) {
       const std::size_t n = e.body["_packet_times_us"].size();
       RW_FUZZ_CHECK(n >= relay::PacketSample::kMinPackets);
@@ -192,7 +197,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons ||
                       e.body.contains("_packet_times_us") ||
                       (e.body.contains("_output_on_times_us") &&
-                       e.body["_output_on_times_us"].size() >= config.stepping_stone_min_ons));
+                       e.body["_output_on_times_us"].size() >= config.stepping_stone_min_ons) ||
+                      (e.body.contains("_burst_starts_us") &&
+                       e.body["_burst_starts_us"].size() >=
+                           relay::MinBurstStarts(config.stepping_stone_min_ons)));
       }
     } else if (e.event_type == relay::kExchangeEvent) {
       // One answered request: it started before (or when) it was answered.

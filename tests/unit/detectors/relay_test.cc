@@ -1919,6 +1919,52 @@ std::vector<Event> RfbThroughAForwarder(double hidden_ms) {
   return w.End();
 }
 
+// A viewer of a screen whose cursor blinks: an update every 300 ms, each answered by the
+// viewer's request for the next, and a person's keys (down and up) after pauses of 1.2-2 s.
+// The requests come whatever the person does: they are no input, and the ON periods are the
+// keys' (with them, the viewer's data never paused and made one ON period).
+TEST(RelayDetector, AViewersRequestsAreNoInputForItsOnPeriods) {
+  Wire w;
+  w.SetServerPort(5900);
+  w.Handshake(0, 2);
+  w.Send(10.5, false, kAck | kPsh, "RFB 003.008\n");
+  w.Send(12.5, true, kAck | kPsh, "RFB 003.008\n");
+  w.Send(13, false, kAck | kPsh, std::string("\x01\x01", 2));  // security: None
+  w.Send(15, true, kAck | kPsh, std::string("\x01", 1));
+  w.Send(15.5, false, kAck | kPsh, std::string(4, '\0'));   // SecurityResult: OK
+  w.Send(17.5, true, kAck | kPsh, std::string("\x01", 1));  // ClientInit
+  w.Send(18, false, kAck | kPsh, std::string(24, '\0'));    // ServerInit
+  std::string request("\x03\x00\x00\x00\x00\x00\x03\x20\x02\x58", 10);
+  w.Send(20, true, kAck | kPsh, request);
+  request[1] = 1;  // incremental from now on
+  struct Segment {
+    double at;
+    bool from_viewer;
+    std::string payload;
+  };
+  std::vector<Segment> segments;
+  for (double t = 30; t < 9000; t += 300) {
+    segments.push_back({t, false, std::string(268, '\0')});
+    segments.push_back({t + 4, true, request});
+  }
+  std::vector<double> keys;
+  for (double key = 700; keys.size() < 6; key += 1200 + 150 * keys.size()) {
+    keys.push_back(key);
+    segments.push_back({key, true, std::string("\x04\x01\x00\x00\x00\x00\x00\x61", 8)});
+    segments.push_back({key + 80, true, std::string("\x04\x00\x00\x00\x00\x00\x00\x61", 8)});
+  }
+  std::stable_sort(segments.begin(), segments.end(),
+                   [](const Segment& a, const Segment& b) { return a.at < b.at; });
+  for (const Segment& s : segments)
+    w.Send(s.at, s.from_viewer, kAck | kPsh, s.payload);
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(12.5))};  // the setup's
+  for (double key : keys)
+    want.push_back(absl::ToUnixMicros(At(key)));
+  EXPECT_EQ(events[0].body["_on_times_us"].get<std::vector<std::int64_t>>(), want);
+}
+
 TEST(RelayDetector, AViewersSetupTimesItsLegAndItsLaterRequestsDoNot) {
   const std::vector<Event> events = RfbThroughAForwarder(90);
   ASSERT_EQ(events.size(), 1u);
@@ -2521,6 +2567,58 @@ TEST(RelayDetector, SshOutputOnPeriodsLeaveEchoesOut) {
   EXPECT_EQ(r["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
   config.methods.stepping_stone = false;
   EXPECT_FALSE(SshSession(config, 40)[0].body.contains("_output_on_times_us"));
+}
+
+// A person typing through OpenSSH >= 9.5's keystroke obfuscation: five bursts of keys, each
+// first key sent at once, the rest and the chaff on the client's ~20 ms clock up to 1.5 s past
+// the burst's last key, then a pause. Returns the bursts' first keys (ms).
+std::vector<double> TypeThroughChaff(Wire& w) {
+  std::vector<double> firsts;
+  double t = 1000;
+  for (int burst = 0; burst < 5; ++burst) {
+    firsts.push_back(t);
+    w.Send(t, true, kAck | kPsh, std::string(36, 'k'));
+    w.Send(t + 10.5, false, kAck | kPsh, std::string(36, 'e'));
+    const double end = t + 400 + 1500;  // keys for 400 ms, chaff for 1.5 s after
+    for (double tick = t + 19.3; tick < end; tick += 19.3 + 0.4 * (burst % 3)) {
+      w.Send(tick, true, kAck | kPsh, std::string(36, 'k'));
+      w.Send(tick + 10.5, false, kAck | kPsh, std::string(36, 'e'));
+    }
+    t = end + 900 + 300 * burst;  // the person reads, thinks and types on
+  }
+  return firsts;
+}
+
+// Burst starts (`_burst_starts_us`): the client's first segment after 100 ms of silence, kept
+// for a session whose keys are obfuscated only. A client older than obfuscation (9.2 here,
+// the same packets) is never tagged, and keeps none.
+TEST(RelayDetector, ChaffingSshClientsKeepTheirBurstStarts) {
+  for (const char* software : {"OpenSSH_10.0", "OpenSSH_9.2"}) {
+    Wire w;
+    w.Handshake(0, 0.2);
+    const std::string banner = absl::StrCat("SSH-2.0-", software, "\r\n");
+    w.Send(11, true, kAck | kPsh, banner);
+    for (int i = 0; i < 6; ++i) {
+      const double t = 21 + 10 * i;
+      w.Send(t, false, kAck | kPsh, i == 0 ? banner : std::string(600, 'k'));
+      w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
+    }
+    const std::vector<double> firsts = TypeThroughChaff(w);
+    const std::vector<Event> events = w.End();
+    ASSERT_EQ(events.size(), 1u);
+    const nlohmann::json& r = events[0].body;
+    const bool obfuscating = std::string_view(software) == "OpenSSH_10.0";
+    EXPECT_EQ(r["ssh_obfuscated"], obfuscating) << software;
+    if (!obfuscating) {
+      EXPECT_FALSE(r.contains("_burst_starts_us"));
+      continue;
+    }
+    ASSERT_TRUE(r.contains("_burst_starts_us"));
+    std::vector<std::int64_t> want;
+    for (double t : firsts)
+      want.push_back(absl::ToUnixMicros(At(t)));
+    EXPECT_EQ(r["_burst_starts_us"].get<std::vector<std::int64_t>>(), want);
+  }
 }
 
 TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
@@ -3694,11 +3792,21 @@ std::vector<nlohmann::json> SshSteppingStones(nlohmann::json inbound, nlohmann::
   return evidence;
 }
 
-nlohmann::json WithPackets(const std::vector<double>& ms) {
+// Times `ms` after At(0), as a record's internal array of unix microseconds.
+nlohmann::json TimesUs(const std::vector<double>& ms) {
   nlohmann::json times = nlohmann::json::array();
   for (double t : ms)
     times.push_back(absl::ToUnixMicros(At(t)));
-  return {{"app", "ssh"}, {"_on_times_us", nlohmann::json::array()}, {"_packet_times_us", times}};
+  return times;
+}
+
+// An SSH record whose input has no ON periods and whose internal `field` holds `ms`.
+nlohmann::json SshRecordWith(const char* field, const std::vector<double>& ms) {
+  return {{"app", "ssh"}, {"_on_times_us", nlohmann::json::array()}, {field, TimesUs(ms)}};
+}
+
+nlohmann::json WithPackets(const std::vector<double>& ms) {
+  return SshRecordWith("_packet_times_us", ms);
 }
 
 // A jump host between a far OpenSSH >= 9.5 client and a server: both flows carry a packet on
@@ -3732,11 +3840,7 @@ TEST(RelayHostStage, SteppingStoneOfPacketsThroughAChaffingJumpHost) {
 }
 
 nlohmann::json WithOutputOns(const std::vector<double>& ms) {
-  nlohmann::json times = nlohmann::json::array();
-  for (double t : ms)
-    times.push_back(absl::ToUnixMicros(At(t)));
-  return {
-      {"app", "ssh"}, {"_on_times_us", nlohmann::json::array()}, {"_output_on_times_us", times}};
+  return SshRecordWith("_output_on_times_us", ms);
 }
 
 // ssh onward from a shell on the host, both clients OpenSSH >= 9.5: each re-times the keys on
@@ -3779,6 +3883,54 @@ TEST(RelayHostStage, SteppingStoneOfOutputBehindChaffingClients) {
   for (double t : server_output)
     before.push_back(t - 300);
   EXPECT_TRUE(stones(before).empty());
+}
+
+nlohmann::json WithBurstStarts(const std::vector<double>& ms) {
+  return SshRecordWith("_burst_starts_us", ms);
+}
+
+// A far person types through a remote desktop into the host's own ssh, which obfuscates
+// keystroke timing: its chaff fills every pause up to 1-3 s past a key, so its input has no
+// ON periods or packets of the person's. The key after a longer pause leaves at once, a few
+// ms after the remote desktop brought it in: the outbound burst starts follow inbound ON
+// periods. An independent session's bursts do not; nor do bursts before the input, too few
+// bursts, or bursts an inbound flow's client sent.
+TEST(RelayHostStage, SteppingStoneOfBurstStartsBehindAChaffingClient) {
+  std::vector<double> input;  // the remote desktop's ON periods, ms
+  for (int i = 0; i < 12; ++i)
+    input.push_back(60000 + i * 1900.0 + 450 * (i % 4));
+  std::vector<double> bursts, own, before;
+  for (int i : {1, 4, 7, 10}) {  // the longer pauses' ends
+    bursts.push_back(input[i] + 4 + i % 4);
+    own.push_back(input[i] + 700);
+    before.push_back(input[i] - 30);
+  }
+  const auto stones = [&](const std::vector<double>& outbound_bursts) {
+    const nlohmann::json in = {{"app", "vnc"}, {"_on_times_us", TimesUs(input)}};
+    return SshSteppingStones(in, WithBurstStarts(outbound_bursts), absl::Milliseconds(5),
+                             "_burst_starts_us");
+  };
+  const std::vector<nlohmann::json> typed = stones(bursts);
+  ASSERT_EQ(typed.size(), 1u);
+  EXPECT_EQ(typed[0]["correlation"], "burst_starts");
+  EXPECT_EQ(typed[0]["inbound_flow_id"], 1);
+  EXPECT_EQ(typed[0]["outbound_flow_id"], 2);
+  EXPECT_EQ(typed[0]["inbound_ons"], 12);
+  EXPECT_EQ(typed[0]["outbound_burst_starts"], 4);
+  EXPECT_EQ(typed[0]["correlated"], 4);
+  EXPECT_DOUBLE_EQ(typed[0]["median_lag_ms"].get<double>(), 5.5);
+  EXPECT_DOUBLE_EQ(typed[0]["window_ms"].get<double>(), 80);  // the ON periods' window
+  EXPECT_LT(typed[0]["chance"].get<double>(), 1e-5);
+  EXPECT_TRUE(stones(own).empty());
+  EXPECT_TRUE(stones(before).empty());
+  EXPECT_TRUE(stones({bursts[0], bursts[1]}).empty());  // fewer than half of min_ons
+  // Burst starts on the inbound flow: its client is the far one, not the host's.
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  const nlohmann::json outbound = {{"app", "ssh"}, {"_on_times_us", TimesUs(input)}};
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, WithBurstStarts(bursts)), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 2, outbound), out);
+  EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
 }
 
 // The operator opens the relayed connection ten minutes into the inbound session: only the

@@ -151,11 +151,20 @@ TEST(RfbClientMessages, ARequestAloneOrAmongOtherMessages) {
   auto alone = ParseRfbClientMessages(B(UpdateRequest(1)));
   ASSERT_TRUE(alone.has_value());
   EXPECT_TRUE(alone->update_request);
+  EXPECT_FALSE(alone->input);  // a viewer asks after every update, person or not
   // A key press and a pointer move that went out in the same segment.
   std::vector<std::uint8_t> v = {4, 1, 0, 0, 0, 0, 0, 0x61, 5, 0, 0, 10, 0, 20};
   auto input = ParseRfbClientMessages(B(v));
   ASSERT_TRUE(input.has_value());
   EXPECT_FALSE(input->update_request);
+  EXPECT_TRUE(input->input);
+  // A key press behind a request in one segment is input all the same.
+  std::vector<std::uint8_t> both = UpdateRequest(1);
+  both.insert(both.end(), {4, 0, 0, 0, 0, 0, 0, 0x61});
+  EXPECT_TRUE(ParseRfbClientMessages(B(both))->input);
+  // Pasted text is the person's too.
+  EXPECT_TRUE(
+      ParseRfbClientMessages(B(std::vector<std::uint8_t>{6, 0, 0, 0, 0, 0, 0, 1, 'a'}))->input);
   // A viewer's first messages: SetEncodings with two encodings, then the request for the
   // whole screen.
   std::vector<std::uint8_t> e = {2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1};
@@ -167,6 +176,7 @@ TEST(RfbClientMessages, ARequestAloneOrAmongOtherMessages) {
   // SetPixelFormat (20 bytes) alone: no request yet.
   std::vector<std::uint8_t> pf(20, 0);
   EXPECT_FALSE(ParseRfbClientMessages(B(pf))->update_request);
+  EXPECT_FALSE(ParseRfbClientMessages(B(pf))->input);
 }
 
 TEST(RfbClientMessages, NothingThatDoesNotParseWhole) {
