@@ -185,9 +185,10 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
   PacketSample packets;  // the same data's packets, SSH flows only (the packet-level test)
-  // SSH: ON periods of the server's output (segments larger than the client's least: not a
-  // key's echo or the answer to a chaff ping, which fill every pause). A relay forwards
-  // output at once, whatever re-times the keys.
+  // SSH: ON periods of the server's output (segments larger than the client's least and not
+  // a whole number of them: not a key's echo or the answer to a chaff ping, which fill every
+  // pause, nor a few of them in one segment). A relay forwards output at once, whatever
+  // re-times the keys.
   OnTimes output_ons;
   // SSH: the client's data after a silence of kBurstGap. A client that obfuscates keystroke
   // timing (OpenSSH >= 9.5) holds each key to its clock and fills every tick with chaff
@@ -277,10 +278,13 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
         burst_starts.OnData(ts);
       // Not the client's identification string (its first segment, RFC 4253 4.2), shorter
       // than any SSH packet: from its next segment on, the least is a key or a ping.
-      if (client_identified)
+      if (client_identified && length > 0)  // never 0: output is counted modulo it
         least_client_bytes = std::min(least_client_bytes, length);
       client_identified = true;
-    } else if (length > least_client_bytes) {
+    } else if (length > least_client_bytes && length % least_client_bytes != 0) {
+      // Not a whole number of the least packets either: echoes and answers to pings that
+      // went out in one segment (2 x 36 bytes behind chacha20-poly1305, whose single
+      // packets are 4 more than a multiple of 8) are no output.
       output_ons.OnData(ts);
     }
   }

@@ -2542,7 +2542,7 @@ std::vector<Event> SshSession(const RelayConfig& config, int keys) {
   w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
   for (int i = 0; i < 6; ++i) {
     const double t = 21 + 10 * i;
-    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_9.2\r\n" : std::string(600, 'k'));
+    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_9.2\r\n" : std::string(612, 'k'));
     w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
   }
   for (int i = 0; i < keys; ++i) {
@@ -2619,6 +2619,31 @@ TEST(RelayDetector, ChaffingSshClientsKeepTheirBurstStarts) {
       want.push_back(absl::ToUnixMicros(At(t)));
     EXPECT_EQ(r["_burst_starts_us"].get<std::vector<std::int64_t>>(), want);
   }
+}
+
+// Echoes and answers to pings that left in one segment (72 bytes: two of the client's 36-byte
+// packets) are no output; a 52-byte packet, however small, is.
+TEST(RelayDetector, SshOutputLeavesEchoesInOneSegmentOut) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_10.0\r\n");
+  for (int i = 0; i < 6; ++i) {
+    const double t = 21 + 10 * i;
+    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_10.0\r\n" : std::string(612, 'k'));
+    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
+  }
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(31))};  // the key exchange's
+  for (int i = 0; i < 12; ++i) {
+    const double t = 1000 + 700 * i;
+    const bool output = i % 3 == 2;
+    w.Send(t, true, kAck | kPsh, std::string(36, 'x'));
+    w.Send(t + 10.5, false, kAck | kPsh, std::string(output ? 52 : 72, 'e'));
+    if (output)
+      want.push_back(absl::ToUnixMicros(At(t + 10.5)));
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
 }
 
 TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
