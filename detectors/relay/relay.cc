@@ -255,6 +255,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
     window_start = start;
   }
 
+  // The burst starts the host stage gets: a chaffing client's only (null otherwise).
+  const OnTimes* SentBurstStarts() const { return obfuscated ? &burst_starts : nullptr; }
+
   // Whether the originator's data segment is input for its ON periods: all of it, but an RFB
   // viewer's segments of nothing but requests for screen updates, which a viewer sends after
   // each update whatever the person does (a blinking cursor or a clock keeps them coming every
@@ -654,10 +657,9 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
       (data.ons.times().size() >= config_.stepping_stone_min_ons ||
        data.packets.times().size() >= PacketSample::kMinPackets ||
        data.output_ons.times().size() >= config_.stepping_stone_min_ons ||
-       (data.obfuscated &&
+       (data.SentBurstStarts() != nullptr &&
         data.burst_starts.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons)))) {
-    PutOnTimes(data.ons, data.packets, data.output_ons,
-               data.obfuscated ? &data.burst_starts : nullptr, data.ack_rtt, body);
+    PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.ack_rtt, body);
   }
   if (TypingTimed(data))
     PutReactions(data.keys, body);
@@ -883,8 +885,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone && !data.stun && !quic)
-    PutOnTimes(data.ons, data.packets, data.output_ons,
-               data.obfuscated ? &data.burst_starts : nullptr, data.ack_rtt, r);
+    PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.ack_rtt, r);
 
   Event e;
   e.event_type = "relay";
