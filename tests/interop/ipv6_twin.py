@@ -33,10 +33,12 @@ usage: ipv6_twin.py --relaywatch BIN [--config YAML] [--keep DIR] [--reference n
   IPv4 reference into OUT/ipv4-no-id, for tests/lab/quality_report.py.
 """
 import argparse
+import atexit
 import ipaddress
 import json
 import os
 import re
+import shutil
 import struct
 import sys
 import tempfile
@@ -433,6 +435,8 @@ def prepare(args, prefix):
         return 77 if args.skip_missing else 2
     work = args.keep or tempfile.mkdtemp(prefix=prefix)
     os.makedirs(work, exist_ok=True)
+    if not args.keep:  # ctest runs these on every build: leave nothing in /tmp
+        atexit.register(shutil.rmtree, work, ignore_errors=True)
     args.config = args.config or all_events_config(work)
     return work
 
@@ -442,6 +446,8 @@ def exit_status(checked, failed, none_checked):
     if checked == 0:
         print(f"FAIL: {none_checked}")
         return 1
+    if failed:
+        print("(the copies were removed: --keep DIR keeps them to look at)")
     return 1 if failed else 0
 
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -177,6 +178,10 @@ TEST(Config, SitesAndRelayDecisions) {
 TEST(Config, ContextFilesAreLoaded) {
   const std::string dir = ::testing::TempDir() + "/config_context_" + std::to_string(getpid());
   ASSERT_EQ(std::system(("mkdir -p " + dir).c_str()), 0);
+  struct RemovedAtExit {  // however the test ends: ctest runs it again and again
+    std::string path;
+    ~RemovedAtExit() { std::filesystem::remove_all(path); }
+  } removed{dir};
   std::ofstream(dir + "/inventory.csv")
       << "address,hostname,mac,person,location,timezone\n"
          "10.1.1.5,lt-1,,Jane Doe,Phoenix,America/Phoenix\n";

@@ -199,6 +199,7 @@ TEST(Pipeline, ExportsDetectorCountersSummedOverWorkers) {
       }
     }
     by_workers.push_back(DetectorCounterLines(metrics));
+    p->reset();  // closes the log before it is removed
     std::remove(TempPath("none.jsonl").c_str());
   }
   EXPECT_FALSE(by_workers[0].empty());
@@ -227,7 +228,9 @@ TEST(Pipeline, NotACaptureFileIsAClearError) {
   const absl::Status s = (*p)->Replay({bogus});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("cannot read capture"));
+  p->reset();
   std::remove(bogus.c_str());
+  std::remove(TempPath("none.jsonl").c_str());
 }
 
 }  // namespace
