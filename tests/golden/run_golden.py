@@ -106,11 +106,12 @@ def relay_problems(events, truth):
     forwarded = truth.get("label", {}).get("relay_kind") == "forwarder"
     lossy = (truth.get("loss_pct") or 0) + (truth.get("lan_loss_pct") or 0) > 0
     # ssh run by the laptop's own client, typed from far (lab ssh_nested: onward from the
-    # laptop's shell; vnc_typed_ssh: through its screen): that client answers the egress
-    # flow's handshakes, so it holds no hidden leg; the stepping stone finds the relay
-    # (<case>/alerts.json).
-    nested = truth.get("label", {}).get("relay_kind") == "ssh_nested" or \
-        truth.get("scenario") == "vnc_typed_ssh"
+    # laptop's shell; vnc_typed_ssh, rdp_typed_ssh: through its screen, a remote desktop
+    # with a relayed egress flow): that client answers the egress flow's handshakes, so it
+    # holds no hidden leg; the stepping stone finds the relay (<case>/alerts.json).
+    kind = truth.get("label", {}).get("relay_kind")
+    nested = kind == "ssh_nested" or (kind == "remote_desktop" and any(
+        f["role"] == "relayed_egress" for f in truth.get("flows", [])))
     # A download kept the operator's line queued (lab `--op-bulk`): queueing only adds delay,
     # so a round trip is at least the configured one, and a near operator must stay near.
     bloated = bool((truth.get("op_line") or {}).get("bulk"))

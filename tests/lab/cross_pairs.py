@@ -40,8 +40,9 @@ def first_packet(pcap):
     return float(out[-1])
 
 
-def legs(run, work):
-    """The run's operator leg and its relayed SSH egress, each a pcap of its own."""
+def legs(run, work, n):
+    """The run's operator leg and its relayed SSH egress, each a pcap of its own (named by
+    the run's place n too: runs of two corpora share names)."""
     truth = json.load(open(os.path.join(run, "truth.json")))
     hosts = truth.get("hosts", {})
     farm = hosts.get("farm", "10.77.1.10")
@@ -51,7 +52,7 @@ def legs(run, work):
     if not egress:
         raise SystemExit(f"{run}: no relayed SSH egress flow in truth.json")
     pcap = os.path.join(run, "gw.pcap")
-    name = os.path.basename(os.path.normpath(run))
+    name = f"{n:04d}-{os.path.basename(os.path.normpath(run))}"
     inbound = os.path.join(work, name + ".in.pcap")
     outbound = os.path.join(work, name + ".out.pcap")
     subprocess.run(["tcpdump", "-r", pcap, "-w", inbound, f"host {op} and host {farm}"],
@@ -112,7 +113,7 @@ def main():
     args = ap.parse_args()
     each = EachTest(args.relaywatch, args.max_p) if args.each_test else None
     with tempfile.TemporaryDirectory() as work:
-        legs_of = {run: legs(run, work) for run in args.runs}
+        legs_of = {run: legs(run, work, n) for n, run in enumerate(args.runs)}
         seed_of = {run: json.load(open(os.path.join(run, "truth.json"))).get("seed")
                    for run in args.runs}
         merged = os.path.join(work, "merged.pcap")

@@ -157,6 +157,7 @@ TYPIST="${RWLAB_TYPIST:-steady}"
 SSH_CLIENT="${RWLAB_SSH_CLIENT:-ssh}"
 SSHD_BIN="${RWLAB_SSHD:-}"
 TYPING_BUDGET_S="${RWLAB_TYPING_BUDGET_S:-20}"
+RDP_TERM_CMD=()   # the command of rdp_session's xterm, bash when empty (scn_rdp_typed_ssh sets ssh)
 # Volume knob for the HTTPS scenarios: cap every /bytes/N download at this many
 # bytes (empty = no cap; the scenarios fetch 123 B to 4 MB).
 MAX_DOWNLOAD_BYTES="${RWLAB_MAX_DOWNLOAD_BYTES:-}"
@@ -180,7 +181,7 @@ SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ss
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
            vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call
            webrtc_turn_session webrtc_turn_call webrtc_turn_tcp_session webrtc_turn_tcp_call
-           ssh_nested routed_quic direct_quic)
+           ssh_nested routed_quic direct_quic rdp_typed_ssh)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -506,6 +507,7 @@ rdp_session             op xfreerdp drives xrdp on farm             relayed=true
 scp_transfer            farm scp ~2 MB file -> srv                  relayed=false app=ssh (bulk)
 ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true  app=tls (ssh tunnel)
 vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
+rdp_typed_ssh           op types via RDP into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
 routed_relay            op routes IP via farm (ssh -w, NAT) -> srv  relayed=true  app=tls (routed, curl + ssh)
 routed_quic             op routes IP via farm, fetches over QUIC    relayed=true  app=quic (routed, ngtcp2)
 direct_quic             farm fetches from srv over QUIC (ngtcp2)    relayed=false app=quic
@@ -1254,8 +1256,20 @@ scn_rdp_forwarded() {
     rdp_session "$1" "$2" --host "$SRV" --port 13389
 }
 
-rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
-    local out="$1" seed="$2"; shift 2
+# The RDP twin of vnc_typed_ssh: the person types a seeded plan (not reacting to the screen,
+# which the driver does not read) into the laptop's xterm, whose ssh runs to srv.
+scn_rdp_typed_ssh() {
+    M_RELAYED=true; M_APP=ssh; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=rdp_events.json
+    M_NOTE="far operator types through RDP (xfreerdp -> xrdp -> x11vnc on the laptop's display) into an xterm on the laptop that runs ssh -tt root@srv; the ssh client is farm's, the human at op types a seeded plan for $TYPING_BUDGET_S s"
+    spec operator_leg rdp "$OP" "$FARM" 3389 true "op xfreerdp -> farm xrdp (keystrokes in, screen updates out)"
+    spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm xterm's ssh -> srv:22, typed by op through RDP"
+    local RDP_TERM_CMD=("${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL")
+    rdp_session "$1" "$2"
+}
+
+rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]; RDP_TERM_CMD: the xterm's command (bash)
+    local out="$1" seed="$2" i budget=20; shift 2
+    [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || budget="$TYPING_BUDGET_S"
     command -v xrdp >/dev/null && command -v xfreerdp >/dev/null || { log "xrdp/xfreerdp missing"; return 3; }
     mkdir -p "$STATE/xrdp" /run/xrdp/sockdir
     if [[ ! -f $STATE/xrdp/cert.pem ]]; then
@@ -1274,7 +1288,11 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
         M_NOTE="$M_NOTE; the person accepts xrdp's certificate at xfreerdp's prompt ${RDP_CERT_ANSWER_MS} ms after it appears"
     fi
     start_xvfb farm "$DISP_FARM_RDP" 800x600x24 "$out/xvfb_farm.log"
-    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 96x36+0+0 -l -lf "$out/farm_terminal.txt" -e bash --norc --noprofile
+    local term_cmd=(bash --norc --noprofile)
+    [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || term_cmd=("${RDP_TERM_CMD[@]}")
+    # The xterm fills the screen: with no window manager the keyboard follows the pointer, and
+    # the person's pointer wanders while thinking; outside a smaller xterm their keys were lost.
+    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 132x45+0+0 -l -lf "$out/farm_terminal.txt" -e "${term_cmd[@]}"
     printf 'rwlabpw\n' >"$STATE/xrdp/vncpw.txt"
     run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_RDP" -rfbport 5910 -localhost \
         -forever -shared -passwdfile "$STATE/xrdp/vncpw.txt" -quiet -noipv6
@@ -1282,9 +1300,16 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]
     rm -f /run/xrdp/xrdp.pid
     run_bg farm "$out/xrdp.log" xrdp --nodaemon --config "$STATE/xrdp/xrdp.ini"
     wait_port farm "$FARM" 3389 15 || { log "xrdp did not listen"; return 1; }
+    if [[ ${#RDP_TERM_CMD[@]} -gt 0 ]]; then  # the person starts once the xterm's ssh shows its prompt
+        for i in $(seq 200); do
+            grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null && break
+            sleep 0.1
+        done
+        grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null || { log "no ssh prompt in the farm xterm"; return 1; }
+    fi
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
-        --budget 20 --events "$out/rdp_events.json" --log "$out/xfreerdp.log" --security "$RDP_SECURITY" \
+        --budget "$budget" --events "$out/rdp_events.json" --log "$out/xfreerdp.log" --security "$RDP_SECURITY" \
         "${cert[@]}" "$@" >>"$out/scenario.log" 2>&1
 }
 
