@@ -447,7 +447,7 @@ def exit_status(checked, failed, none_checked):
         print(f"FAIL: {none_checked}")
         return 1
     if failed:
-        print("(the copies were removed: --keep DIR keeps them to look at)")
+        print("(--keep DIR keeps the copies to look at; without it they are removed)")
     return 1 if failed else 0
 
 

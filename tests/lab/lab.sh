@@ -1268,8 +1268,8 @@ scn_rdp_typed_ssh() {
 }
 
 rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]; RDP_TERM_CMD: the xterm's command (bash)
-    local out="$1" seed="$2" i budget=20; shift 2
-    [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || budget="$TYPING_BUDGET_S"
+    local out="$1" seed="$2" budget=20 term_cmd=(bash --norc --noprofile); shift 2
+    [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || { term_cmd=("${RDP_TERM_CMD[@]}"); budget="$TYPING_BUDGET_S"; }
     command -v xrdp >/dev/null && command -v xfreerdp >/dev/null || { log "xrdp/xfreerdp missing"; return 3; }
     mkdir -p "$STATE/xrdp" /run/xrdp/sockdir
     if [[ ! -f $STATE/xrdp/cert.pem ]]; then
@@ -1288,8 +1288,6 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]; RDP_TERM_CMD: t
         M_NOTE="$M_NOTE; the person accepts xrdp's certificate at xfreerdp's prompt ${RDP_CERT_ANSWER_MS} ms after it appears"
     fi
     start_xvfb farm "$DISP_FARM_RDP" 800x600x24 "$out/xvfb_farm.log"
-    local term_cmd=(bash --norc --noprofile)
-    [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || term_cmd=("${RDP_TERM_CMD[@]}")
     # The xterm fills the screen: with no window manager the keyboard follows the pointer, and
     # the person's pointer wanders while thinking; outside a smaller xterm their keys were lost.
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 132x45+0+0 -l -lf "$out/farm_terminal.txt" -e "${term_cmd[@]}"
@@ -1300,13 +1298,7 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]; RDP_TERM_CMD: t
     rm -f /run/xrdp/xrdp.pid
     run_bg farm "$out/xrdp.log" xrdp --nodaemon --config "$STATE/xrdp/xrdp.ini"
     wait_port farm "$FARM" 3389 15 || { log "xrdp did not listen"; return 1; }
-    if [[ ${#RDP_TERM_CMD[@]} -gt 0 ]]; then  # the person starts once the xterm's ssh shows its prompt
-        for i in $(seq 200); do
-            grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null && break
-            sleep 0.1
-        done
-        grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null || { log "no ssh prompt in the farm xterm"; return 1; }
-    fi
+    [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || wait_ssh_prompt "$out" || return 1
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
         --budget "$budget" --events "$out/rdp_events.json" --log "$out/xfreerdp.log" --security "$RDP_SECURITY" \
@@ -1360,8 +1352,18 @@ scn_ssh_local_forward() {
     stop_pid "$tpid"
 }
 
+wait_ssh_prompt() {  # wait_ssh_prompt OUT: the laptop's xterm shows its ssh session's prompt (20 s at most)
+    local i
+    for i in $(seq 200); do
+        grep -qF 'rwlab$ ' "$1/farm_terminal.txt" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "no ssh prompt in the farm xterm"
+    return 1
+}
+
 scn_vnc_typed_ssh() {
-    local out="$1" seed="$2" i scale=() vscale vpf
+    local out="$1" seed="$2" scale=() vscale vpf
     M_RELAYED=true; M_APP=ssh; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
     M_NOTE="far operator types through VNC into an xterm on the laptop that runs ssh -tt root@srv; the ssh client is farm's, the human at op reacts to the screen (output seen in a FramebufferUpdate, then a seeded reaction time)"
     spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc (keystrokes in, screen updates out)"
@@ -1379,12 +1381,7 @@ scn_vnc_typed_ssh() {
     run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
         -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
-    # the operator starts once the laptop's ssh session shows its prompt
-    for i in $(seq 200); do
-        grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null && break
-        sleep 0.1
-    done
-    grep -qF 'rwlab$ ' "$out/farm_terminal.txt" 2>/dev/null || { log "no ssh prompt in the farm xterm"; return 1; }
+    wait_ssh_prompt "$out" || return 1  # the operator starts once the laptop's ssh shows its prompt
     M_NOTE="$M_NOTE; typist $TYPIST, $TYPING_BUDGET_S s of typing"
     nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget "$TYPING_BUDGET_S" \
         --person "$TYPIST" --pixel-format "$vpf" --react-to-screen --font-px 13 --desktop-height 600 \
