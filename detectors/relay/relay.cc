@@ -329,7 +329,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (packet.has(decode::kTcpAck))
         data.ack_rtt[1 - d].OnAck(packet.ts, packet.ack);
       if (packet.payload_length > 0 &&
-          !data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length)) {
+          data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length) ==
+              SegmentArrival::kNew) {
         if (keys)
           data.OnTypingData(d, packet.ts, packet.payload_length, after_unseen);
         if (ssh_stones)
@@ -364,8 +365,9 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     counters_.ack_rtt_samples.Increment(data.ack_rtt[1 - d].samples() - before);
   }
   if (packet.payload_length > 0 && !packet.has(decode::kTcpSyn)) {
-    const bool retransmission =
+    const SegmentArrival arrival =
         data.ack_rtt[d].OnData(packet.ts, packet.seq, packet.payload_length);
+    const bool retransmission = arrival != SegmentArrival::kNew;
     if (!data.seen_payload[d] && !data.proxy) {
       data.seen_payload[d] = true;
       const bool opening = d == 0 && data.app == App::kUnknown && !data.seen_payload[1];
@@ -508,7 +510,13 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         }
       }
     } else if (!data.setup_over && turnarounds) {
-      data.turnarounds.OnData(packet.ts, d == data.client_dir, true, packet.seq, ack);
+      // A piece of the server's flight that came behind later ones (reordered on the way, or
+      // sent again after a loss before the sensor) ends the flight when it comes, untainted:
+      // the client answers once it has it. Bytes seen before taint the flight; a client
+      // segment that is not new answers nothing.
+      const bool from_client = d == data.client_dir;
+      data.turnarounds.OnData(packet.ts, from_client,
+                              from_client || arrival == SegmentArrival::kRepeat, packet.seq, ack);
     }
   }
   if (data.app == App::kSsh && data.setup_over && d == data.client_dir &&
@@ -788,6 +796,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
     }
   } else if (!quic) {
     r["retransmissions"] = data.ack_rtt[0].retransmissions() + data.ack_rtt[1].retransmissions();
+    r["out_of_order"] = data.ack_rtt[0].out_of_order() + data.ack_rtt[1].out_of_order();
   }
 
   if (!turns.empty()) {

@@ -239,38 +239,80 @@ std::optional<double> StreamQuantile::value() const {
   return height_[2];
 }
 
-bool AckRtt::OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length) {
+SegmentArrival AckRtt::OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length) {
   if (length == 0)
-    return false;
-  if (!outstanding_)
-    outstanding_ = std::make_unique<Segment[]>(kOutstanding);
+    return SegmentArrival::kNew;
+  if (!window_)
+    window_ = std::make_unique<Window>();
   const std::uint32_t end = seq + length;
   if (have_high_ && SeqLess(seq, high_)) {
-    // Sent before (in part at least): every outstanding segment it overlaps loses its sample.
-    ++retransmissions_;
+    // Bytes never seen, behind later ones: the first pass of a reordered segment (or of one
+    // lost before the sensor), not sampled (its ACK is for the later ones too).
+    const bool fill = SeqLessEq(end, high_) && FillHole(seq, end);
+    // Either way the segments after it were acknowledged only once it came: their ACKs
+    // waited on it, and on a retransmission every one it overlaps is ambiguous.
     for (int i = 0; i < count_; ++i) {
-      Segment& s = outstanding_[(head_ + i) % kOutstanding];
+      Segment& s = window_->outstanding[(head_ + i) % kOutstanding];
       if (SeqLess(seq, s.end))
         s.retransmitted = true;
     }
+    if (fill) {
+      ++out_of_order_;
+      return SegmentArrival::kFill;
+    }
+    ++retransmissions_;  // sent before, in part at least
     if (SeqLessEq(end, high_))
-      return true;
+      return SegmentArrival::kRepeat;
+  } else if (have_high_ && SeqLess(high_, seq)) {
+    AddHole(high_, seq);  // bytes skipped: reordered behind this, or lost before the sensor
   }
   const bool overlaps = have_high_ && SeqLess(seq, high_);
   if (count_ == kOutstanding) {  // the oldest is forgotten: it can no longer be sampled
     head_ = (head_ + 1) % kOutstanding;
     --count_;
   }
-  outstanding_[(head_ + count_) % kOutstanding] = {end, ts, overlaps};
+  window_->outstanding[(head_ + count_) % kOutstanding] = {end, ts, overlaps};
   ++count_;
   high_ = end;
   have_high_ = true;
-  return overlaps;
+  return overlaps ? SegmentArrival::kRepeat : SegmentArrival::kNew;
+}
+
+bool AckRtt::FillHole(std::uint32_t seq, std::uint32_t end) {
+  for (int i = 0; i < holes_; ++i) {
+    Hole& h = window_->holes[i];
+    if (SeqLess(seq, h.begin) || SeqLess(h.end, end))
+      continue;
+    if (seq == h.begin && end == h.end) {  // filled: the holes after it move up
+      for (int j = i + 1; j < holes_; ++j)
+        window_->holes[j - 1] = window_->holes[j];
+      --holes_;
+    } else if (seq == h.begin) {
+      h.begin = end;
+    } else if (end == h.end) {
+      h.end = seq;
+    } else {  // the middle: two holes, the newer half at the end
+      const Hole tail = {end, h.end};
+      h.end = seq;
+      AddHole(tail.begin, tail.end);
+    }
+    return true;
+  }
+  return false;
+}
+
+void AckRtt::AddHole(std::uint32_t begin, std::uint32_t end) {
+  if (holes_ == kHoles) {  // the oldest is forgotten: a late piece of it reads as a repeat
+    for (int j = 1; j < kHoles; ++j)
+      window_->holes[j - 1] = window_->holes[j];
+    --holes_;
+  }
+  window_->holes[holes_++] = {begin, end};
 }
 
 void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
   while (count_ > 0) {
-    const Segment& s = outstanding_[head_];
+    const Segment& s = window_->outstanding[head_];
     if (!SeqLessEq(s.end, ack))
       break;
     if (s.end == ack && !s.retransmitted && ts >= s.sent)

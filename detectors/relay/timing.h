@@ -149,14 +149,24 @@ class RttSamples {
   std::uint32_t quantile_after_;
 };
 
+// How a data segment arrived at the sensor, against the bytes of its direction seen before.
+enum class SegmentArrival {
+  kNew,     // beyond every byte seen: sent once, in order
+  kFill,    // bytes never seen, behind later ones: reordered on the way, or sent again after
+            // a loss before the sensor; either way this is its first pass here
+  kRepeat,  // bytes seen before (in part at least): a retransmission
+};
+
 // Passive RTT from one direction's data and the other direction's ACKs: the round trip from
 // the sensor to the data's receiver and back. A segment is sampled only when it was sent once
 // (Karn) and acknowledged exactly at its end, so a cumulative ACK of several segments, which
-// may have waited for a delayed-ACK timer, yields at most one sample.
+// may have waited for a delayed-ACK timer, yields at most one sample. Holes below the highest
+// byte seen are remembered (the newest kHoles), so a segment that fills one is told from a
+// retransmission: a path whose jitter reorders (netem's) scrambles most flights, and counted
+// as retransmissions they were a lossy path's.
 class AckRtt {
  public:
-  // Returns true when the segment (or part of it) was sent before: a retransmission.
-  bool OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length);
+  SegmentArrival OnData(PacketTime ts, std::uint32_t seq, std::uint32_t length);
   void OnAck(PacketTime ts, std::uint32_t ack);
 
   const RttSamples& rtt() const { return rtt_; }
@@ -165,8 +175,10 @@ class AckRtt {
   std::optional<absl::Duration> smoothed() const { return rtt_.smoothed(); }
   std::uint32_t samples() const { return rtt_.count(); }
   std::uint32_t retransmissions() const { return retransmissions_; }
+  std::uint32_t out_of_order() const { return out_of_order_; }
 
   static constexpr int kOutstanding = 32;
+  static constexpr int kHoles = 8;
 
  private:
   struct Segment {
@@ -174,16 +186,30 @@ class AckRtt {
     PacketTime sent;
     bool retransmitted = false;
   };
+  struct Hole {
+    std::uint32_t begin = 0;
+    std::uint32_t end = 0;
+  };
+  // Allocated with the first data: most flows a gateway sees under a scan or flood never
+  // carry any.
+  struct Window {
+    Segment outstanding[kOutstanding];  // ring of the newest unacknowledged segments
+    Hole holes[kHoles];                 // oldest first; a hole forgotten reads as seen
+  };
 
-  // Ring of the newest kOutstanding unacknowledged segments, allocated with the first data:
-  // most flows a gateway sees under a scan or flood never carry any.
-  std::unique_ptr<Segment[]> outstanding_;
+  // Removes [seq, end) from the hole that holds it whole; false when none does.
+  bool FillHole(std::uint32_t seq, std::uint32_t end);
+  void AddHole(std::uint32_t begin, std::uint32_t end);
+
+  std::unique_ptr<Window> window_;
   int count_ = 0;
   int head_ = 0;
+  int holes_ = 0;
   bool have_high_ = false;
   std::uint32_t high_ = 0;  // highest sequence sent so far
   RttSamples rtt_;
   std::uint32_t retransmissions_ = 0;
+  std::uint32_t out_of_order_ = 0;
 };
 
 // Packets of one side of a connection that the sensor never saw, told by the IPv4 ID. Linux

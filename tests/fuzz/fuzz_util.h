@@ -118,6 +118,9 @@ class Conversation {
     bool retransmit = false;
     // TCP: reuses the previous segment's sequence number, which then does not advance.
     bool resend = false;
+    // TCP: this many bytes were skipped just before and are sent now, behind what went
+    // after (a reordered segment: it fills a hole); the side's sequence does not advance.
+    std::uint32_t behind = 0;
     // TCP: acknowledge this many bytes less than the peer has sent.
     std::uint32_t ack_lag = 0;
   };
@@ -156,11 +159,14 @@ class Conversation {
       }
       p.tcp_flags = segment.tcp_flags;
       p.seq = segment.resend ? last_seq_[from] : seq_[from];
+      if (segment.behind != 0) {
+        p.seq = seq_[from] - segment.behind;
+      }
       if (options_.set_ack) {
         p.ack = seq_[1 - from] - segment.ack_lag;
       }
       last_seq_[from] = p.seq;
-      if (!segment.resend) {
+      if (!segment.resend && segment.behind == 0) {
         const bool syn = options_.syn_takes_seq && p.has(decode::kTcpSyn);
         seq_[from] += p.payload_length + (syn ? 1 : 0);
       }

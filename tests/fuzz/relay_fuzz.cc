@@ -15,8 +15,11 @@
 // reached, see below). Then
 // 6-byte records:
 // control (bit 0 direction, bits 1-5 SYN ACK PSH FIN RST, bit 6 resend the previous
-// sequence number, bit 7 jump the clock by seconds), time step (ms), payload length, the
-// first payload byte (0x16 TLS, 'S' SSH, ...), and two bytes that perturb the ACK number.
+// sequence number, bit 7 jump the clock by seconds; bits 6 and 7 together: reordering,
+// see below), time step (ms), payload length, the first payload byte (0x16 TLS, 'S' SSH,
+// ...), and two bytes that perturb the ACK number. Reordering: with the last byte odd, as
+// many bytes as the payload went by unseen before it (a hole); even, the payload goes 1-4
+// payload lengths behind the side's next sequence number (into a hole, or over bytes seen).
 // Every event goes through the host stage and is serialised as the sinks do.
 
 #include "detectors/relay/relay.h"
@@ -157,11 +160,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       payload.replace(
           0, 6, ssh_wire::PacketHeader(len - 4 + data[i + 4], 4, (data[i + 5] & 1) ? 30 : 20));
     }
+    const bool reordered = (control & 0xC0) == 0xC0;
     conversation.Send(
         control & 1,
         {.tcp_flags = flags,
          .payload = {reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size()},
-         .resend = (control & 0x40) != 0,
+         .lost_before = reordered && (data[i + 5] & 1) ? len : 0u,
+         .resend = (control & 0x40) != 0 && !reordered,
+         .behind = reordered && !(data[i + 5] & 1) ? len * (1u + data[i + 4] % 4) : 0u,
          .ack_lag = static_cast<std::uint32_t>(data[i + 4]) << 8 | data[i + 5]});
   }
   conversation.EndAll();

@@ -3,8 +3,9 @@
 # (relaywatch's own copy, grown from the shared lab in /work/shared/lab; see README.md)
 # usage: lab.sh deps | up | down | list | status
 #        lab.sh run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N]
-#                   [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--lan-delay-ms N]
-#                   [--lan-jitter-ms N] [--lan-rate-kbit N] [--lan-queue-ms N] [--lan-bulk]
+#                   [--loss-pct P] [--reorder-pct P] [--jitter-order kept|free] [--lan-loss-pct P]
+#                   [--lan-delay-ms N] [--lan-jitter-ms N] [--lan-rate-kbit N] [--lan-queue-ms N]
+#                   [--lan-bulk]
 #                   [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]
 #        lab.sh verify RUN_DIR...      (tshark cross-check of a run's gw.pcap)
 set -euo pipefail
@@ -27,6 +28,11 @@ NEAR_JITTER_MS="${RWLAB_NEAR_JITTER_MS:-0}"
 # longer so the packets behind them overtake (default 0: none).
 LOSS_PCT="${RWLAB_LOSS_PCT:-0}"
 REORDER_PCT="${RWLAB_REORDER_PCT:-0}"
+# How jitter on those two links treats order: `kept` (default: a packet never
+# leaves before the one ahead, as a queue does) or `free` (each packet its own
+# delay, so they overtake: Linux netem's jitter without a rate, which labs on
+# kernels with netem record). RWLAB_JITTER_ORDER / `run --jitter-order`.
+JITTER_ORDER="${RWLAB_JITTER_ORDER:-kept}"
 # Loss between the laptop and the capture point (a bad Wi-Fi: the lost packet
 # never reaches the sensor, or the sensor saw what the laptop never got):
 # RWLAB_LAN_LOSS_PCT / `run --lan-loss-pct` drops that share of the packets the
@@ -282,10 +288,10 @@ dlink() {  # dlink NAME NS_A DEV_A ADDR_A NS_B DEV_B ADDR_B DELAY_MS [--tap]
         OFFLOADS=0 no_offloads "$nsb" "$devb"
     fi
 }
-set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT RATE_KBIT QUEUE_MS]  (one-way, each direction)
+set_delay() {  # set_delay NAME DELAY_MS JITTER_MS SEED [LOSS_PCT REORDER_PCT RATE_KBIT QUEUE_MS JITTER_ORDER]  (one-way, each direction)
     local f="$STATE/delay_$1.json"
-    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s, "loss_pct": %s, "reorder_pct": %s, "rate_kbit": %s, "queue_ms": %s}\n' \
-        "$2" "$3" "$4" "${5:-0}" "${6:-0}" "${7:-0}" "${8:-200}" >"$f.tmp"
+    printf '{"delay_ms": %s, "jitter_ms": %s, "seed": %s, "loss_pct": %s, "reorder_pct": %s, "rate_kbit": %s, "queue_ms": %s, "jitter_order": "%s"}\n' \
+        "$2" "$3" "$4" "${5:-0}" "${6:-0}" "${7:-0}" "${8:-200}" "${9:-kept}" >"$f.tmp"
     mv -f "$f.tmp" "$f"
 }
 set_lan_loss() {  # set_lan_loss PCT: random loss on farm's eth0, both ways (0 = none)
@@ -302,8 +308,8 @@ table inet rwlab_lanloss {
 NFT
 }
 set_link_delays() {  # set_link_delays OP_DELAY_MS OP_JITTER_MS NEAR_DELAY_MS NEAR_JITTER_MS SEED
-    set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$OP_RATE_KBIT" "$OP_QUEUE_MS"
-    set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$SRV_RATE_KBIT"
+    set_delay op "$1" "$2" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$OP_RATE_KBIT" "$OP_QUEUE_MS" "$JITTER_ORDER"
+    set_delay srv "$3" "$4" "${5:-1}" "$LOSS_PCT" "$REORDER_PCT" "$SRV_RATE_KBIT" 200 "$JITTER_ORDER"
     [[ ! -f $STATE/lan_delay_line ]] ||
         set_delay lan "$LAN_DELAY_MS" "$LAN_JITTER_MS" "${5:-1}" 0 0 "$LAN_RATE_KBIT" "$LAN_QUEUE_MS"
     sleep 0.5   # delay line polls its control file every 0.2 s
@@ -1577,7 +1583,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     set_link_delays "$d" "$j" "$NEAR_DELAY_MS" "$NEAR_JITTER_MS" "$seed"
     set_lan_loss "$LAN_LOSS_PCT"
     ph=$(ping_median farm "$OP"); pd=$(ping_median farm "$SRV")
-    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms lan=${LAN_DELAY_MS}ms lan_jitter=${LAN_JITTER_MS}ms lan_rate=${LAN_RATE_KBIT}kbit lan_bulk=$LAN_BULK loss=${LOSS_PCT}% reorder=${REORDER_PCT}% lan_loss=${LAN_LOSS_PCT}% op_rate=${OP_RATE_KBIT}kbit op_queue=${OP_QUEUE_MS}ms op_bulk=$OP_BULK seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
+    log "run $scn op_delay=${d}ms jitter=${j}ms near=${NEAR_DELAY_MS}ms near_jitter=${NEAR_JITTER_MS}ms lan=${LAN_DELAY_MS}ms lan_jitter=${LAN_JITTER_MS}ms lan_rate=${LAN_RATE_KBIT}kbit lan_bulk=$LAN_BULK loss=${LOSS_PCT}% reorder=${REORDER_PCT}% jitter_order=$JITTER_ORDER lan_loss=${LAN_LOSS_PCT}% op_rate=${OP_RATE_KBIT}kbit op_queue=${OP_QUEUE_MS}ms op_bulk=$OP_BULK seed=$seed -> $out (ping farm->op ${ph}ms, farm->srv ${pd}ms)"
     if [[ $OP_BULK == 1 ]]; then
         # Outside the capture (op -> inet -> srv), it only fills the operator's line.
         # Not through nsx (a function: its subshell would be the PID, and curl would outlive it).
@@ -1635,7 +1641,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
     "$PY" "$HELPERS/truth.py" --scenario "$scn" --spec "$SPEC" --pcap "$out/gw.pcap" --out "$out/truth.json" \
         --hosts "$HOSTS_JSON" --lan "$LAN_NET" --op-delay-ms "$d" --jitter-ms "$j" --near-delay-ms "$NEAR_DELAY_MS" --near-jitter-ms "$NEAR_JITTER_MS" \
         --lan-delay-ms "$LAN_DELAY_MS" --lan-jitter-ms "$LAN_JITTER_MS" --lan-rate-kbit "$LAN_RATE_KBIT" \
-        --lan-queue-ms "$LAN_QUEUE_MS" --lan-bulk "$LAN_BULK" --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --lan-loss-pct "$LAN_LOSS_PCT" \
+        --lan-queue-ms "$LAN_QUEUE_MS" --lan-bulk "$LAN_BULK" --loss-pct "$LOSS_PCT" --reorder-pct "$REORDER_PCT" --jitter-order "$JITTER_ORDER" --lan-loss-pct "$LAN_LOSS_PCT" \
         --op-rate-kbit "$OP_RATE_KBIT" --op-queue-ms "$OP_QUEUE_MS" --op-bulk "$OP_BULK" --seed "$seed" --relayed "$M_RELAYED" --app "$M_APP" --relay-kind "$M_KIND" --controlled "$M_CTRL" \
         --human-at "$M_HUMAN" --ping-hidden-ms "$ph" --ping-direct-ms "$pd" --started "$t0" --ended "$t1" \
         --events "$M_EVENTS" --ssh-obfuscation "$obfuscation" --status "$status" --note "$M_NOTE" >>"$out/scenario.log" 2>&1
@@ -1648,7 +1654,7 @@ run_one() {  # run_one SCENARIO OUT OPDELAY JITTER SEED   (near link: NEAR_DELAY
 RUN_RC=0
 
 cmd_run() {
-    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P] [--lan-delay-ms N] [--lan-jitter-ms N] [--lan-rate-kbit N] [--lan-queue-ms N] [--lan-bulk] [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]"
+    [[ $# -ge 1 ]] || die "usage: $0 run SCENARIO|all [--op-delay-ms N] [--jitter-ms N] [--near-jitter-ms N] [--loss-pct P] [--reorder-pct P] [--jitter-order kept|free] [--lan-loss-pct P] [--lan-delay-ms N] [--lan-jitter-ms N] [--lan-rate-kbit N] [--lan-queue-ms N] [--lan-bulk] [--op-rate-kbit N] [--op-queue-ms N] [--op-bulk] [--seed N] [--out DIR]"
     local scn="$1"; shift
     local d=0 j=0 seed=1 out="" we_upped=0 s failed=0
     while [[ $# -gt 0 ]]; do
@@ -1658,6 +1664,7 @@ cmd_run() {
             --near-jitter-ms) NEAR_JITTER_MS="$2"; shift 2 ;;
             --loss-pct) LOSS_PCT="$2"; shift 2 ;;
             --reorder-pct) REORDER_PCT="$2"; shift 2 ;;
+            --jitter-order) JITTER_ORDER="$2"; shift 2 ;;
             --lan-loss-pct) LAN_LOSS_PCT="$2"; shift 2 ;;
             --lan-delay-ms) LAN_DELAY_MS="$2"; shift 2 ;;
             --lan-jitter-ms) LAN_JITTER_MS="$2"; shift 2 ;;
@@ -1680,6 +1687,7 @@ cmd_run() {
     [[ $LOSS_PCT =~ $num && $REORDER_PCT =~ $num && $LAN_LOSS_PCT =~ $num ]] &&
         awk -v l="$LOSS_PCT" -v r="$REORDER_PCT" -v w="$LAN_LOSS_PCT" 'BEGIN{exit !(l < 50 && r <= 100 && w < 50)}' ||
         die "--loss-pct (RWLAB_LOSS_PCT) and --lan-loss-pct (RWLAB_LAN_LOSS_PCT) must be numbers in [0, 50), --reorder-pct (RWLAB_REORDER_PCT) in [0, 100]"
+    [[ $JITTER_ORDER == kept || $JITTER_ORDER == free ]] || die "--jitter-order (RWLAB_JITTER_ORDER) must be kept or free"
     [[ $LAN_DELAY_MS =~ $num && $LAN_JITTER_MS =~ $num ]] ||
         die "--lan-delay-ms (RWLAB_LAN_DELAY_MS) and --lan-jitter-ms (RWLAB_LAN_JITTER_MS) must be numbers >= 0"
     [[ $LAN_RATE_KBIT =~ ^[0-9]+$ && $LAN_QUEUE_MS =~ ^[0-9]+$ && $LAN_BULK =~ ^[01]$ ]] ||

@@ -4,6 +4,7 @@
 # usage: tests/lab/quality_runs.sh OUTDIR [--seeds "1 2"] [--delays "0 20 40 90 150"]
 #                                  [--op-jitter 2] [--near-jitters "0 5 10"]
 #                                  [--loss-pct P] [--reorder-pct P] [--lan-loss-pct P]
+#                                  [--jitter-order kept|free] [--relayed-near-jitter MS]
 #                                  [--lan-delay MS] [--lan-jitter MS] [--lan-rate-kbit N] [--lan-queue-ms 200] [--lan-bulk]
 #                                  [--only REGEX] [--no-verify] [--timeout S]
 #
@@ -19,7 +20,11 @@
 # jitter for direct runs (which use d0). --loss-pct and --reorder-pct (default 0)
 # lose and reorder that share of the packets on both internet links, each way
 # (lab.sh run --loss-pct/--reorder-pct); --lan-loss-pct loses that share on the
-# laptop's own LAN link; the run names then end -l<P>-r<P>-w<P>. --lan-delay and
+# laptop's own LAN link; the run names then end -l<P>-r<P>-w<P>. --jitter-order
+# free lets the jitter of both internet links reorder as netem's does (lab.sh run
+# --jitter-order; names end -F); --relayed-near-jitter MS puts that much jitter
+# on the server's link in relayed runs too (default 0; names end -N<MS>), so
+# their server flights reach the capture point jittered (scrambled, with -F). --lan-delay and
 # --lan-jitter (default 0) put a delay line between the laptop and the capture
 # point (an office Wi-Fi: one-way delay, gaussian jitter each way; the lab comes
 # up with RWLAB_LAN_DELAY_LINE=1); the run names then end -L<delay>-J<jitter>.
@@ -77,6 +82,8 @@ LANJITTER=0
 LANRATE=0
 LANQUEUE=200
 LANBULK=()
+ORDER=kept
+RELNJ=0
 ONLY=""
 VERIFY=1
 TIMEOUT=300
@@ -89,6 +96,8 @@ while [[ $# -gt 0 ]]; do
         --loss-pct) LOSS="$2"; shift 2 ;;
         --reorder-pct) REORDER="$2"; shift 2 ;;
         --lan-loss-pct) LANLOSS="$2"; shift 2 ;;
+        --jitter-order) ORDER="$2"; shift 2 ;;
+        --relayed-near-jitter) RELNJ="$2"; shift 2 ;;
         --lan-delay) LANDELAY="$2"; shift 2 ;;
         --lan-jitter) LANJITTER="$2"; shift 2 ;;
         --lan-rate-kbit) LANRATE="$2"; shift 2 ;;
@@ -97,7 +106,7 @@ while [[ $# -gt 0 ]]; do
         --only) ONLY="$2"; shift 2 ;;
         --no-verify) VERIFY=0; shift ;;
         --timeout) TIMEOUT="$2"; shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
         -*) die "unknown option $1" ;;
         *) [[ -z $OUT ]] || die "only one OUTDIR"; OUT="$1"; shift ;;
     esac
@@ -115,10 +124,14 @@ if [[ $LANDELAY != 0 || $LANJITTER != 0 ]]; then SUFFIX="$SUFFIX-L$LANDELAY-J$LA
 if [[ $LANRATE != 0 ]]; then SUFFIX="$SUFFIX-R$LANRATE"; LANLINE=1; fi
 [[ $LANQUEUE == 200 ]] || SUFFIX="$SUFFIX-Q$LANQUEUE"
 [[ ${#LANBULK[@]} -eq 0 ]] || SUFFIX="$SUFFIX-B"
+[[ $ORDER == kept || $ORDER == free ]] || die "--jitter-order must be kept or free"
+[[ $ORDER == kept ]] || SUFFIX="$SUFFIX-F"
+RELSUFFIX=""
+[[ $RELNJ == 0 ]] || RELSUFFIX="-N$RELNJ"
 RUNS=()
 for seed in $SEEDS; do
     for d in $DELAYS; do
-        for scn in "${RELAYED[@]}" "${FAR_DIRECT[@]}"; do RUNS+=("$scn-d$d-j$OPJ-s$seed$SUFFIX|$scn|$d|$OPJ|0|$seed"); done
+        for scn in "${RELAYED[@]}" "${FAR_DIRECT[@]}"; do RUNS+=("$scn-d$d-j$OPJ-s$seed$SUFFIX$RELSUFFIX|$scn|$d|$OPJ|$RELNJ|$seed"); done
     done
     for nj in $NEARJ; do
         for scn in "${DIRECT[@]}"; do RUNS+=("$scn-d0-j$nj-s$seed$SUFFIX|$scn|0|0|$nj|$seed"); done
@@ -177,7 +190,7 @@ for r in "${RUNS[@]}"; do
             log "[$i/${#RUNS[@]}] $name (attempt $attempt)"
             t1=$(date +%s)
             timeout --kill-after=30 "$TIMEOUT" nice -n "$NICE" "$LAB" run "$scn" --op-delay-ms "$d" --jitter-ms "$j" \
-                --near-jitter-ms "$nj" --loss-pct "$LOSS" --reorder-pct "$REORDER" --lan-loss-pct "$LANLOSS" \
+                --near-jitter-ms "$nj" --loss-pct "$LOSS" --reorder-pct "$REORDER" --jitter-order "$ORDER" --lan-loss-pct "$LANLOSS" \
                 --lan-delay-ms "$LANDELAY" --lan-jitter-ms "$LANJITTER" --lan-rate-kbit "$LANRATE" --lan-queue-ms "$LANQUEUE" "${LANBULK[@]}" --seed "$seed" --out "$dir" >"$alog" 2>&1 &
             CUR=$!
             wait "$CUR"

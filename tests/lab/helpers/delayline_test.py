@@ -55,6 +55,36 @@ class CtlTest(unittest.TestCase):
         self.assertEqual(seq_a0, [b.fate(0) is None for _ in range(200)])
         self.assertNotEqual(seq_a0, [a.fate(1) is None for _ in range(200)])
 
+    def test_kept_order_never_releases_before_the_packet_ahead(self):
+        ctl = ctl_with(delay_ms=40, jitter_ms=10, seed=4)
+        last, released = 0.0, []
+        for i in range(2000):   # back to back, 0.1 ms apart: jitter far above the spacing
+            t, last = ctl.due(0, 10.0 + i * 0.0001, 0.0, last)
+            released.append(t)
+        self.assertEqual(released, sorted(released))
+
+    def test_free_order_lets_packets_overtake_as_netem_does(self):
+        kept = ctl_with(delay_ms=40, jitter_ms=10, seed=4)
+        free = ctl_with(delay_ms=40, jitter_ms=10, seed=4, jitter_order="free")
+        last_k = last_f = 0.0
+        holds_k, holds_f = [], []
+        for i in range(2000):
+            sent = 10.0 + i * 0.0001
+            t, last_k = kept.due(0, sent, 0.0, last_k)
+            holds_k.append(t - sent)
+            t, last_f = free.due(0, sent, 0.0, last_f)
+            holds_f.append(t - sent)
+        released = [10.0 + i * 0.0001 + h for i, h in enumerate(holds_f)]
+        overtaken = sum(1 for a, b in zip(released, released[1:]) if b < a)
+        self.assertGreater(overtaken, 500)   # about half of the neighbours swap
+        # the same draws: each packet's own hold is the gaussian one, unclamped by order
+        self.assertAlmostEqual(sum(holds_f) / len(holds_f), 0.040, delta=0.001)
+        self.assertGreater(sum(holds_k) / len(holds_k), 0.045)   # order adds delay
+
+    def test_unknown_jitter_order_is_refused(self):
+        with self.assertRaises(ValueError):
+            ctl_with(delay_ms=40, jitter_order="sometimes")
+
     def test_no_bottleneck_sends_at_once(self):
         ctl = ctl_with(delay_ms=40, seed=1)
         self.assertEqual([ctl.depart(0, 10.0, 1500) for _ in range(3)], [10.0] * 3)

@@ -159,7 +159,7 @@ TEST(RelayTiming, TheConnectionWaitsForTheClientsFirstData) {
 
 TEST(RelayTiming, AckRttSamplesOnlyExactlyAcknowledgedSegments) {
   AckRtt rtt;
-  EXPECT_FALSE(rtt.OnData(At(0), 1000, 100));
+  EXPECT_EQ(rtt.OnData(At(0), 1000, 100), SegmentArrival::kNew);
   rtt.OnAck(At(20), 1100);
   ASSERT_EQ(rtt.samples(), 1u);
   EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 20);
@@ -175,10 +175,60 @@ TEST(RelayTiming, AckRttSamplesOnlyExactlyAcknowledgedSegments) {
 TEST(RelayTiming, AckRttFollowsKarnOnRetransmissions) {
   AckRtt rtt;
   rtt.OnData(At(0), 1000, 100);
-  EXPECT_TRUE(rtt.OnData(At(300), 1000, 100));  // sent again
+  EXPECT_EQ(rtt.OnData(At(300), 1000, 100), SegmentArrival::kRepeat);  // sent again
   rtt.OnAck(At(305), 1100);
   EXPECT_EQ(rtt.samples(), 0u);
   EXPECT_EQ(rtt.retransmissions(), 1u);
+  EXPECT_EQ(rtt.out_of_order(), 0u);
+}
+
+TEST(RelayTiming, AckRttTellsAReorderedSegmentFromARetransmission) {
+  AckRtt rtt;
+  // A flight of four whose second and third segments came last (a jitter that reorders).
+  EXPECT_EQ(rtt.OnData(At(0), 1000, 100), SegmentArrival::kNew);
+  EXPECT_EQ(rtt.OnData(At(0.1), 1300, 100), SegmentArrival::kNew);  // 1100..1300 skipped
+  EXPECT_EQ(rtt.OnData(At(3), 1200, 100), SegmentArrival::kFill);   // the hole's tail
+  EXPECT_EQ(rtt.OnData(At(4), 1100, 100), SegmentArrival::kFill);   // and its head
+  EXPECT_EQ(rtt.out_of_order(), 2u);
+  EXPECT_EQ(rtt.retransmissions(), 0u);
+  // Once filled, the same bytes again are a retransmission.
+  EXPECT_EQ(rtt.OnData(At(300), 1100, 100), SegmentArrival::kRepeat);
+  EXPECT_EQ(rtt.retransmissions(), 1u);
+  // A segment reaching into bytes seen and never seen alike: a repeat (repacketized).
+  EXPECT_EQ(rtt.OnData(At(301), 1500, 100), SegmentArrival::kNew);  // 1400..1500 skipped
+  EXPECT_EQ(rtt.OnData(At(302), 1450, 100), SegmentArrival::kRepeat);
+  // A fill in the middle of a hole leaves two holes, each filled on its own.
+  EXPECT_EQ(rtt.OnData(At(400), 2000, 100), SegmentArrival::kNew);  // 1600..2000 skipped
+  EXPECT_EQ(rtt.OnData(At(401), 1700, 100), SegmentArrival::kFill);
+  EXPECT_EQ(rtt.OnData(At(402), 1600, 100), SegmentArrival::kFill);
+  EXPECT_EQ(rtt.OnData(At(403), 1800, 200), SegmentArrival::kFill);
+  EXPECT_EQ(rtt.OnData(At(404), 1800, 100), SegmentArrival::kRepeat);
+}
+
+TEST(RelayTiming, AckRttSamplesNothingThatWaitedOnAFill) {
+  AckRtt rtt;
+  rtt.OnData(At(0), 1000, 100);
+  rtt.OnData(At(0.1), 1200, 100);  // ahead of 1100..1200
+  rtt.OnAck(At(20), 1100);         // the first, exactly: a sample
+  rtt.OnAck(At(20.1), 1100);       // a duplicate ACK: the hole
+  rtt.OnData(At(21), 1100, 100);   // the hole filled late
+  rtt.OnAck(At(35), 1300);         // covers the segment that came early, after waiting
+  EXPECT_EQ(rtt.samples(), 1u);
+  EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 20);
+}
+
+TEST(RelayTiming, AckRttForgetsTheOldestHoles) {
+  AckRtt rtt;
+  std::uint32_t seq = 1000;
+  for (int i = 0; i <= AckRtt::kHoles; ++i) {  // one hole more than are kept
+    rtt.OnData(At(i), seq, 100);
+    seq += 200;  // 100 bytes skipped each time
+  }
+  rtt.OnData(At(50), seq, 100);
+  // The oldest hole (1100..1200) is forgotten: its late piece reads as a repeat, as before
+  // holes were kept. The newest are still told.
+  EXPECT_EQ(rtt.OnData(At(60), 1100, 100), SegmentArrival::kRepeat);
+  EXPECT_EQ(rtt.OnData(At(61), seq - 100, 100), SegmentArrival::kFill);
 }
 
 TEST(RelayTiming, AckRttAcrossSequenceWrap) {
@@ -1751,16 +1801,29 @@ class Wire {
     std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
     if (resend_)
       seq -= static_cast<std::uint32_t>(payload.size());  // the same bytes again
-    p.seq = seq;
+    p.seq = behind_ ? *behind_ : seq;
     p.ack = (from_client ? server_seq_ : client_seq_);
     payloads_.push_back(payload);
     const std::string& stored = payloads_.back();
     p.payload = {reinterpret_cast<const std::uint8_t*>(stored.data()), stored.size()};
     p.payload_length = static_cast<std::uint32_t>(stored.size());
-    seq += p.payload_length + ((flags & kSyn) ? 1 : 0);
+    if (!behind_)
+      seq += p.payload_length + ((flags & kSyn) ? 1 : 0);
     flow::Direction direction;
     flow::FlowState& flow = table_.Track(p, direction);
     detector_.OnPacket(p, flow, direction, events_);
+  }
+  // Skips the side's next `bytes`, to be sent later with SendBehind (they come behind what
+  // follows, as a jitter that reorders does); returns their first sequence number.
+  std::uint32_t Skip(bool from_client, std::uint32_t bytes) {
+    std::uint32_t& seq = from_client ? client_seq_ : server_seq_;
+    seq += bytes;
+    return seq - bytes;
+  }
+  void SendBehind(double ms, bool from_client, std::uint32_t seq, const std::string& payload) {
+    behind_ = seq;
+    Send(ms, from_client, kAck | kPsh, payload);
+    behind_.reset();
   }
   // A UDP datagram of the flow between the same two ends (ports 50000 and the server's).
   void SendUdp(double ms, bool from_client, std::string payload) {
@@ -1830,6 +1893,7 @@ class Wire {
   flow::FlowTable table_;
   std::vector<std::string> payloads_;
   bool resend_ = false;
+  std::optional<std::uint32_t> behind_;  // SendBehind: this sequence number, no advance
 };
 
 const std::string kClientHello = std::string("\x16\x03\x01\x00\x30", 5) + std::string(48, 'h');
@@ -2665,6 +2729,49 @@ TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
   ASSERT_EQ(r["turnaround_samples_ms"].size(), 6u);
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 89.8, 0.01);
   EXPECT_EQ(w.counters().turnarounds_refused.Read(), 1u);
+}
+
+// A path whose jitter reorders (netem's, in other labs' captures): the server's flight
+// reaches the sensor scrambled. The piece that came last ends the flight, and the client,
+// 90 ms away, answers from there: a sample, where it was refused as a retransmission's
+// before. The flight came in parts (8 ms apart), so the sample is read as a spread
+// flight's, a lower bound unless a whole flight's sample decides. The same bytes sent
+// twice still refuse it.
+TEST(RelayDetector, AReorderedServerFlightIsTimedFromItsLastPiece) {
+  for (const bool repeat : {false, true}) {
+    Wire w;
+    w.Handshake(0, 0.2);
+    w.Send(11, true, kAck | kPsh, kClientHello);
+    const std::string head = std::string("\x16\x03\x03", 3) + std::string(1200, 's');
+    const std::string middle(1200, 'm');
+    w.Send(21, false, kAck | kPsh, head);
+    const std::uint32_t late = w.Skip(false, static_cast<std::uint32_t>(middle.size()));
+    w.Send(21.1, false, kAck | kPsh, std::string(600, 't'));
+    w.SendBehind(29, false, late, middle);  // 8 ms behind the tail
+    if (repeat)
+      w.SendBehind(30, false, late, middle);
+    w.Send(29.3, true, kAck, "");
+    w.Send(119, true, kAck | kPsh, std::string(80, 'f'));  // 90 ms after the last piece
+    w.Send(129, false, kAck | kPsh, std::string(300, 'r'));
+    const std::vector<Event> events = w.End();
+    ASSERT_EQ(events.size(), 1u);
+    const nlohmann::json& r = events[0].body;
+    EXPECT_EQ(r["out_of_order"], 1) << r.dump();
+    EXPECT_EQ(r["retransmissions"], repeat ? 1 : 0);
+    if (repeat) {
+      EXPECT_EQ(r["turnarounds_refused"], 1) << r.dump();
+      EXPECT_FALSE(r.contains("hidden_leg_rtt_ms"));
+    } else {
+      EXPECT_FALSE(r.contains("turnarounds_refused")) << r.dump();
+      ASSERT_EQ(r["turnaround_samples_ms"].size(), 1u) << r.dump();
+      EXPECT_NEAR(r["turnaround_samples_ms"][0].get<double>(), 90, 0.01);
+      EXPECT_NEAR(r["turnaround_flight_spread_ms"][0].get<double>(), 8, 0.01);
+      // The leg 0.2 ms in, a hidden 89.8 ms: forwarded at once it is that, held it is at
+      // least (89.8 + 8) / 2.
+      EXPECT_EQ(r["hidden_leg_lower_bound"], true);
+      EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 48.9, 0.01) << r.dump();
+    }
+  }
 }
 
 // A laptop on a lossy Wi-Fi: its Finished is lost before the sensor and sent again after
