@@ -311,6 +311,14 @@ void AckRtt::AddHole(std::uint32_t begin, std::uint32_t end) {
 }
 
 void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {
+  // A hole the receiver acknowledged was the sensor's loss, not the path's: a later copy of
+  // those bytes is a retransmission.
+  int kept = 0;
+  for (int i = 0; i < holes_; ++i) {
+    if (!SeqLessEq(window_->holes[i].end, ack))
+      window_->holes[kept++] = window_->holes[i];
+  }
+  holes_ = kept;
   while (count_ > 0) {
     const Segment& s = window_->outstanding[head_];
     if (!SeqLessEq(s.end, ack))

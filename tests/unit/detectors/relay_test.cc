@@ -217,6 +217,15 @@ TEST(RelayTiming, AckRttSamplesNothingThatWaitedOnAFill) {
   EXPECT_DOUBLE_EQ(ToMs(*rtt.floor()), 20);
 }
 
+TEST(RelayTiming, AckRttTakesAnAcknowledgedHoleForTheSensorsLoss) {
+  AckRtt rtt;
+  rtt.OnData(At(0), 1000, 100);
+  rtt.OnData(At(1), 1200, 100);  // 1100..1200 never seen here
+  rtt.OnAck(At(20), 1300);       // but the receiver had it: the capture missed it
+  EXPECT_EQ(rtt.OnData(At(300), 1100, 100), SegmentArrival::kRepeat);
+  EXPECT_EQ(rtt.out_of_order(), 0u);
+}
+
 TEST(RelayTiming, AckRttForgetsTheOldestHoles) {
   AckRtt rtt;
   std::uint32_t seq = 1000;
