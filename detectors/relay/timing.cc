@@ -283,10 +283,8 @@ bool AckRtt::FillHole(std::uint32_t seq, std::uint32_t end) {
     Hole& h = window_->holes[i];
     if (SeqLess(seq, h.begin) || SeqLess(h.end, end))
       continue;
-    if (seq == h.begin && end == h.end) {  // filled: the holes after it move up
-      for (int j = i + 1; j < holes_; ++j)
-        window_->holes[j - 1] = window_->holes[j];
-      --holes_;
+    if (seq == h.begin && end == h.end) {
+      EraseHole(i);
     } else if (seq == h.begin) {
       h.begin = end;
     } else if (end == h.end) {
@@ -302,12 +300,15 @@ bool AckRtt::FillHole(std::uint32_t seq, std::uint32_t end) {
 }
 
 void AckRtt::AddHole(std::uint32_t begin, std::uint32_t end) {
-  if (holes_ == kHoles) {  // the oldest is forgotten: a late piece of it reads as a repeat
-    for (int j = 1; j < kHoles; ++j)
-      window_->holes[j - 1] = window_->holes[j];
-    --holes_;
-  }
+  if (holes_ == kHoles)  // the oldest is forgotten: a late piece of it reads as a repeat
+    EraseHole(0);
   window_->holes[holes_++] = {begin, end};
+}
+
+void AckRtt::EraseHole(int i) {  // the holes after it move up, keeping their age order
+  for (int j = i + 1; j < holes_; ++j)
+    window_->holes[j - 1] = window_->holes[j];
+  --holes_;
 }
 
 void AckRtt::OnAck(PacketTime ts, std::uint32_t ack) {

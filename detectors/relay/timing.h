@@ -200,6 +200,7 @@ class AckRtt {
   // Removes [seq, end) from the hole that holds it whole; false when none does.
   bool FillHole(std::uint32_t seq, std::uint32_t end);
   void AddHole(std::uint32_t begin, std::uint32_t end);
+  void EraseHole(int i);
 
   std::unique_ptr<Window> window_;
   int count_ = 0;

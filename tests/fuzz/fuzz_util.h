@@ -118,8 +118,9 @@ class Conversation {
     bool retransmit = false;
     // TCP: reuses the previous segment's sequence number, which then does not advance.
     bool resend = false;
-    // TCP: this many bytes were skipped just before and are sent now, behind what went
-    // after (a reordered segment: it fills a hole); the side's sequence does not advance.
+    // TCP: sent this many bytes behind the side's next sequence number (a reordered segment,
+    // when those bytes were skipped with lost_before; else a retransmission), which then does
+    // not advance.
     std::uint32_t behind = 0;
     // TCP: acknowledge this many bytes less than the peer has sent.
     std::uint32_t ack_lag = 0;
