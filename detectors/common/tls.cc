@@ -533,6 +533,26 @@ void HandshakeStream::StartRecord(absl::FunctionRef<void(const TlsStreamEvent&)>
   }
 }
 
+std::optional<std::size_t> AeadRecordOverhead(std::uint16_t version, std::uint16_t cipher_suite) {
+  constexpr std::size_t kTag = 16;
+  if (version == kTls13) {
+    // TLS_AES_128_GCM_SHA256 .. TLS_AES_128_CCM_SHA256; not CCM_8 (0x1305), whose tag is 8.
+    if (cipher_suite >= 0x1301 && cipher_suite <= 0x1304)
+      return kTag + 1;
+    return std::nullopt;
+  }
+  if (version != kTls12)
+    return std::nullopt;
+  // AES-GCM: RFC 5288 (RSA, DHE, DH, DH_anon), RFC 5487 (PSK), RFC 5289 (ECDHE, ECDH).
+  if ((cipher_suite >= 0x009c && cipher_suite <= 0x00ad) ||
+      (cipher_suite >= 0xc02b && cipher_suite <= 0xc032))
+    return 8 + kTag;
+  // ChaCha20-Poly1305, RFC 7905: its nonce is implicit.
+  if (cipher_suite >= 0xcca8 && cipher_suite <= 0xccae)
+    return kTag;
+  return std::nullopt;
+}
+
 bool HandshakeStream::ProbeIsHello() const {
   return probe_size_ == sizeof(probe_) &&
          (probe_[0] == kHandshakeClientHello || probe_[0] == kHandshakeServerHello) &&

@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -193,6 +194,14 @@ struct TlsStreamEvent {
   std::uint16_t record_version = 0;
   const HandshakeMessage* message = nullptr;
 };
+
+// The bytes an encrypted record adds to its plaintext under an AEAD cipher suite whose
+// expansion is fixed (RFC 5246 6.2.3.3, RFC 5288 3, RFC 7905 2, RFC 8446 5.2): 24 for TLS 1.2's
+// AES-GCM (an 8-byte explicit nonce and the 16-byte tag), 16 for its ChaCha20-Poly1305, 17 for
+// TLS 1.3's AES-GCM, ChaCha20-Poly1305 and AES-CCM (the tag and the inner content type, when
+// the sender adds no padding, as no common library does by default). Nullopt for the rest:
+// block ciphers pad, so a record's length then tells its plaintext's only to a block.
+std::optional<std::size_t> AeadRecordOverhead(std::uint16_t version, std::uint16_t cipher_suite);
 
 // Splits one direction of a TCP stream (fed in sequence order) into TLS records and
 // delivers handshake messages and record boundaries.

@@ -16,6 +16,7 @@
 #include "detectors/common/proxy.h"
 #include "detectors/common/turn_stream.h"
 #include "detectors/relay/quic_handshake.h"
+#include "detectors/relay/rfb_tls.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
@@ -179,6 +180,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   std::unique_ptr<QuicHandshake> quic;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
+  // RFB under VeNCrypt's TLS: which viewer segments are only update requests.
+  std::unique_ptr<RfbTlsInput> rfb_tls;
   // SSH flows during their setup: which client data came before its key exchange init.
   std::unique_ptr<SshKexInitOrder> ssh_kex;
   IpIdGaps ip_ids[2];  // by direction, IPv4 only
@@ -261,14 +264,27 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // Whether the originator's data segment is input for its ON periods: all of it, but an RFB
   // viewer's segments of nothing but requests for screen updates, which a viewer sends after
   // each update whatever the person does (a blinking cursor or a clock keeps them coming every
-  // few hundred ms, which merged the person's pauses into one ON period). Encrypted or cut,
-  // a segment counts.
-  bool IsInput(int d, std::span<const std::uint8_t> payload) const {
+  // few hundred ms, which merged the person's pauses into one ON period). Cut, or encrypted
+  // but for VeNCrypt's records of one request each (RfbTlsInput), a segment counts.
+  bool IsInput(int d, const decode::DecodedPacket& packet) {
     if (app != App::kRfb || d != client_dir)
       return true;
+    if (rfb_tls)
+      return !rfb_tls->OnViewerSegment(packet);
     const std::optional<remote_access::RfbClientMessages> messages =
-        remote_access::ParseRfbClientMessages(payload);
+        remote_access::ParseRfbClientMessages(packet.payload);
     return !messages || messages->input || !messages->update_request;
+  }
+
+  // An RFB viewer that starts TLS (VeNCrypt) and is the originator, whose ON periods count:
+  // its records are read from its ClientHello on, the server's for the ServerHello.
+  void WatchRfbTls(int d, const decode::DecodedPacket& packet) {
+    if (rfb_tls) {
+      if (d != client_dir)
+        rfb_tls->OnServerSegment(packet);
+    } else if (d == client_dir && d == 0 && LooksLikeTlsHandshake(packet.payload)) {
+      rfb_tls = std::make_unique<RfbTlsInput>();
+    }
   }
 
   // Either direction's data segment (not resent) of an SSH flow, for the stepping stones:
@@ -340,7 +356,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.keys.OnClientFin(packet.ts);
     }
     if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0 &&
-        data.IsInput(d, packet.payload))
+        data.IsInput(d, packet))
       data.ons.OnData(packet.ts);
     if (packet.ts - data.window_start >= config_.report_after)
       EmitWindow(flow, data, packet.ts, out);
@@ -463,7 +479,9 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         }
       }
       if (methods.stepping_stone) {
-        if (d == 0 && data.IsInput(d, packet.payload))
+        if (data.app == App::kRfb)
+          data.WatchRfbTls(d, packet);
+        if (d == 0 && data.IsInput(d, packet))
           data.ons.OnData(packet.ts);
         if (data.app == App::kSsh)
           data.SampleSsh(d, packet.ts, packet.payload_length, SamplesPackets(data));

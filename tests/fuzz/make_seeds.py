@@ -427,6 +427,18 @@ def relay_seeds():
                                       relay_record(0, 2, 0, psh=False),
                                       relay_record(0, 1, 8, 4),
                                       relay_record(0, 90, 10, 3))])
+    # RFB under TLS (bit 5: real hellos, TLS 1.3 with a 17-byte record overhead): versions,
+    # the viewer's ClientHello, the ServerHello, then a blinking cursor's updates each
+    # answered by a request (a record of 10 + 17 bytes, payload 32) and now and then a key
+    # (8 + 17, payload 30); every third of those 3 bytes that are no record, where the walk
+    # loses its place and finds it again at the next request.
+    rfb_tls = bytes([0x01 | 0x0C | 0x20]) + b"".join([
+        relay_record(1, 10, 12, ord("R")), relay_record(0, 2, 12, ord("R")),
+        relay_record(0, 3, 0, 0x16), relay_record(1, 1, 0, 0x16),
+        relay_record(0, 3, 80, 0x17)] + [
+        r for k in range(10) for r in (relay_record(1, 250, 200, 0x17),
+                                       relay_record(0, 4, 32, 0x17),
+                                       relay_record(0, 40, 30 if k % 3 else 3, 0x17))])
     # TURN over TCP (payloads beginning 1): the laptop's bare ICE check opens the flow, then
     # checks and answers in ChannelData (odd sixth byte) 90 ms apart, one answer cut short.
     turn_tcp = bytes([0x01 | 0x0C]) + b"".join(
@@ -436,7 +448,7 @@ def relay_seeds():
                                                         ack_perturb=k << 8 | 1))])
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
             "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex, "proxied_tls": proxied_tls,
-            "rfb_beyond_forwarder": rfb, "turn_over_tcp": turn_tcp}
+            "rfb_beyond_forwarder": rfb, "rfb_tls": rfb_tls, "turn_over_tcp": turn_tcp}
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,11 +5,11 @@
 // inbound: the client is outside, bits 2-3 turnaround_samples, bit 4 plain HTTP, bit 5 TLS
 // 1.3: a payload beginning 0x16 is a real ClientHello from the client and a real TLS 1.3
 // ServerHello from the server, and one beginning 0x14-0x17 a TLS record, so that the
-// record layer of Tls13FirstData is reached; bit 6 SSH: a payload beginning 'S' is a whole
-// identification line and one beginning 0 an SSH packet header whose length reaches the
-// fourth byte of the record past the segment, so that SshKexInitOrder's packet layer is
-// reached; bit 7 proxy: a payload beginning 'C' is an HTTP CONNECT request from the client
-// and the proxy's 200 from the server, cut to the payload length, so that the proxy setup
+// record layer of Tls13FirstData is reached, and RfbTlsInput's after RFB versions; bit 6 SSH: a
+// payload beginning 'S' is a whole identification line and one beginning 0 an SSH packet header
+// whose length reaches the fourth byte of the record past the segment, so that SshKexInitOrder's
+// packet layer is reached; bit 7 proxy: a payload beginning 'C' is an HTTP CONNECT request from the
+// client and the proxy's 200 from the server, cut to the payload length, so that the proxy setup
 // reader is reached; RFB versions and viewer requests are always made, and a payload
 // beginning 1 is an ICE check (from the client) or its answer, so that TURN over TCP is
 // reached, see below). Then

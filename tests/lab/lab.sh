@@ -1079,14 +1079,8 @@ start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer 
     [[ -n $VNC_SCALE || $VNC_PIXEL_FORMAT != native ]] &&
         M_NOTE="$M_NOTE; x11vnc -scale ${VNC_SCALE:-none}, client pixel format $VNC_PIXEL_FORMAT"
     local env=()
-    if [[ $VNC_TLS == 1 ]]; then
-        # Anonymous Diffie-Hellman needs OpenSSL 3's security level 0.
-        printf '%s\n' 'openssl_conf = rw_conf' '[rw_conf]' 'ssl_conf = rw_ssl' '[rw_ssl]' \
-            'system_default = rw_tls' '[rw_tls]' 'CipherString = DEFAULT:ADH:@SECLEVEL=0' >"$STATE/vnc_openssl.cnf"
-        env=(env OPENSSL_CONF="$STATE/vnc_openssl.cnf")
-        opts+=(-ssl TMP -vencrypt only -anontls never)
-        M_NOTE="$M_NOTE; VeNCrypt with anonymous TLS (TigerVNC's TLSNone)"
-    fi
+    vnc_tls_server
+    env=("${VNC_TLS_ENV[@]}"); opts+=("${VNC_TLS_OPTS[@]}")
     if [[ -n $dial ]]; then
         run_bg farm "$out/x11vnc.log" "${env[@]}" x11vnc -display ":$DISP_FARM_VNC" -rfbport 0 -connect_or_exit "$dial" \
             -nopw -quiet -noipv6 "${opts[@]}"
@@ -1097,19 +1091,46 @@ start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer 
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
 }
 
+# x11vnc's environment and options for RWLAB_VNC_TLS (VNC_TLS_ENV, VNC_TLS_OPTS; empty without).
+vnc_tls_server() {
+    VNC_TLS_ENV=(); VNC_TLS_OPTS=()
+    [[ $VNC_TLS == 1 ]] || return 0
+    # Anonymous Diffie-Hellman needs OpenSSL 3's security level 0.
+    printf '%s\n' 'openssl_conf = rw_conf' '[rw_conf]' 'ssl_conf = rw_ssl' '[rw_ssl]' \
+        'system_default = rw_tls' '[rw_tls]' 'CipherString = DEFAULT:ADH:@SECLEVEL=0' >"$STATE/vnc_openssl.cnf"
+    VNC_TLS_ENV=(env OPENSSL_CONF="$STATE/vnc_openssl.cnf")
+    VNC_TLS_OPTS=(-ssl TMP -vencrypt only -anontls never)
+    M_NOTE="$M_NOTE; VeNCrypt with anonymous TLS (TigerVNC's TLSNone)"
+}
+
 vnc_person() { [[ $VNC_TYPE == 1 ]] && echo "whose person types into it" || echo "watching only"; }
+
+# The loop that changes the laptop's screen while a real viewer watches (RWLAB_VNC_SCREEN).
+farm_screen_loop() {
+    case "$VNC_SCREEN" in
+        clock) echo 'while :; do date +%T.%N; sleep 0.3; done' ;;
+        flood) echo 'while :; do head -c 40000 /dev/urandom | base64 -w 0; sleep 0.2; done' ;;
+        *) log "RWLAB_VNC_SCREEN must be clock or flood"; return 2 ;;
+    esac
+}
+
+# vnc_typed_ssh with a real viewer: that loop in a second xterm below the ssh session's (a
+# clock, a chat, a log on the laptop's desktop), run there, not through ssh.
+farm_screen_window() {  # farm_screen_window OUT
+    local loop
+    loop=$(farm_screen_loop) || return
+    run_bg farm "$1/xterm_screen.log" env DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x8+0+480 \
+        -e bash --norc --noprofile -c "$loop"
+    M_NOTE="$M_NOTE; a second xterm below it runs $VNC_SCREEN ($loop)"
+}
 
 # What the laptop's xterm runs while a real viewer watches (RWLAB_VNC_SCREEN), typed there.
 start_farm_screen() {  # start_farm_screen VIEWER_NAME
     local loop
+    loop=$(farm_screen_loop) || return
     case "$VNC_SCREEN" in
-        clock)
-            M_NOTE="$M_NOTE; the operator's viewer is $1, $(vnc_person) (the laptop's xterm prints the time every 0.3 s)"
-            loop='while :; do date +%T.%N; sleep 0.3; done' ;;
-        flood)
-            M_NOTE="$M_NOTE; the operator's viewer is $1, $(vnc_person) (the laptop's xterm prints a screenful of random text every 0.2 s)"
-            loop='while :; do head -c 40000 /dev/urandom | base64 -w 0; sleep 0.2; done' ;;
-        *) log "RWLAB_VNC_SCREEN must be clock or flood"; return 2 ;;
+        clock) M_NOTE="$M_NOTE; the operator's viewer is $1, $(vnc_person) (the laptop's xterm prints the time every 0.3 s)" ;;
+        flood) M_NOTE="$M_NOTE; the operator's viewer is $1, $(vnc_person) (the laptop's xterm prints a screenful of random text every 0.2 s)" ;;
     esac
     nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool mousemove 200 200 type --delay 5 "$loop"
     nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool key Return
@@ -1130,26 +1151,40 @@ op_viewer_name() {
 op_viewer_acts() { [[ -n $VNC_VIEWER ]] || echo "$1types and moves the pointer"; }  # op_viewer_acts SEP
 
 run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
-    local host="$1" port="$2" out="$3" seed="$4" viewer
+    local host="$1" port="$2" out="$3" seed="$4"
     vnc_tls_viewer "$VNC_VIEWER" || return
+    if [[ -z $VNC_VIEWER ]]; then
+        nsx op "$PY" "$HELPERS/rfb_client.py" --host "$host" --port "$port" --seed "$seed" --budget 20 \
+            --pixel-format "$VNC_PIXEL_FORMAT" --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
+        return
+    fi
+    real_viewer "$host" "$port" || return
+    M_EVENTS=""
+    start_farm_screen "${VIEWER[0]}" || return
+    # 25 s: a session the flow-shape detector judges (it waits 20 s) once set up.
+    run_real_viewer "$out" 25 op_types_in_viewer "$seed" 22
+}
+
+# VIEWER: op's real viewer (RWLAB_VNC_VIEWER) of HOST:PORT. Status 3 when it is missing.
+real_viewer() {  # real_viewer HOST PORT
     case "$VNC_VIEWER" in
-        "")
-            nsx op "$PY" "$HELPERS/rfb_client.py" --host "$host" --port "$port" --seed "$seed" --budget 20 \
-                --pixel-format "$VNC_PIXEL_FORMAT" --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
-            return ;;
-        tigervnc) viewer=(xtigervncviewer -SecurityTypes "$(vnc_security)" -Shared "$host::$port") ;;
-        tightvnc) viewer=(xtightvncviewer -shared "$host::$port") ;;
+        tigervnc) VIEWER=(xtigervncviewer -SecurityTypes "$(vnc_security)" -Shared "$1::$2") ;;
+        tightvnc) VIEWER=(xtightvncviewer -shared "$1::$2") ;;
         *) log "RWLAB_VNC_VIEWER must be tigervnc, tightvnc or empty"; return 2 ;;
     esac
-    command -v "${viewer[0]}" >/dev/null || { log "${viewer[0]} missing"; return 3; }
-    M_EVENTS=""
-    start_farm_screen "${viewer[0]}" || return
+    command -v "${VIEWER[0]}" >/dev/null || { log "${VIEWER[0]} missing"; return 3; }
+}
+
+# VIEWER under Xvfb on op for SECONDS, while the person's ACTION runs (op_types_in_viewer or
+# op_types_commands, with its arguments) from 2 s in.
+run_real_viewer() {  # run_real_viewer OUT SECONDS ACTION ARGS...
+    local out="$1" secs="$2" vpid
+    shift 2
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
-    # 25 s: a session the flow-shape detector judges (it waits 20 s) once set up.
-    nsx op env DISPLAY=":$DISP_OP_RDP" timeout 25 "${viewer[@]}" >>"$out/viewer.log" 2>&1 &
-    local vpid=$!
+    nsx op env DISPLAY=":$DISP_OP_RDP" timeout "$secs" "${VIEWER[@]}" >>"$out/viewer.log" 2>&1 &
+    vpid=$!
     sleep 2
-    op_types_in_viewer "$seed" 22
+    "$@"
     wait "$vpid" || true
 }
 
@@ -1161,12 +1196,31 @@ op_types_in_viewer() {  # op_types_in_viewer SEED SECONDS
     if [[ $VNC_TYPE != 1 ]]; then
         sleep "$2"; return
     fi
-    nsx op env DISPLAY=":$DISP_OP_RDP" xdotool search --sync --onlyvisible --name '.+' \
+    # A viewer that failed shows no window: wait for one 10 s at most.
+    nsx op env DISPLAY=":$DISP_OP_RDP" timeout 10 xdotool search --sync --onlyvisible --name '.+' \
         windowfocus --sync >/dev/null 2>&1 || log "no viewer window to type into"
     while ((SECONDS < end)); do
         nsx op env DISPLAY=":$DISP_OP_RDP" xdotool type --delay $((120 + (seed * 31 + i * 17) % 120)) \
             "${words[$(((seed * 7 + i) % ${#words[@]}))]} " || true
         sleep "0.$(((seed + i) % 9 + 1))"
+        i=$((i + 1))
+    done
+}
+
+# The person at a real viewer types commands into the laptop's ssh (vnc_typed_ssh with
+# RWLAB_VNC_VIEWER) for SECONDS: a seeded word at 120-240 ms a key, Enter, then 0.6-2 s to
+# read what it printed (pauses that make ON periods, which the stepping stones match).
+op_types_commands() {  # op_types_commands SEED SECONDS
+    local seed="$1" end=$((SECONDS + $2)) i=0 ms words=(ls pwd date uptime whoami df free id)
+    # A viewer that failed shows no window: wait for one 10 s at most.
+    nsx op env DISPLAY=":$DISP_OP_RDP" timeout 10 xdotool search --sync --onlyvisible --name '.+' \
+        windowfocus --sync >/dev/null 2>&1 || log "no viewer window to type into"
+    while ((SECONDS < end)); do
+        nsx op env DISPLAY=":$DISP_OP_RDP" xdotool type --delay $((120 + (seed * 31 + i * 17) % 120)) \
+            "${words[$(((seed * 7 + i) % ${#words[@]}))]}" || true
+        nsx op env DISPLAY=":$DISP_OP_RDP" xdotool key Return || true
+        ms=$((600 + (seed * 13 + i * 7) % 15 * 100))
+        sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
         i=$((i + 1))
     done
 }
@@ -1371,7 +1425,7 @@ wait_ssh_prompt() {  # wait_ssh_prompt OUT: the laptop's xterm shows its ssh ses
 scn_vnc_typed_ssh() {
     local out="$1" seed="$2" scale=() vscale vpf
     M_RELAYED=true; M_APP=ssh; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
-    M_NOTE="far operator types through VNC into an xterm on the laptop that runs ssh -tt root@srv; the ssh client is farm's, the human at op reacts to the screen (output seen in a FramebufferUpdate, then a seeded reaction time)"
+    M_NOTE="far operator types through VNC into an xterm on the laptop that runs ssh -tt root@srv; the ssh client is farm's"
     spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc (keystrokes in, screen updates out)"
     spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm xterm's ssh -> srv:22, typed by op through VNC"
     command -v x11vnc >/dev/null && command -v Xvfb >/dev/null && command -v xterm >/dev/null ||
@@ -1380,14 +1434,27 @@ scn_vnc_typed_ssh() {
     # (set RWLAB_VNC_SCALE= and RWLAB_VNC_PIXEL_FORMAT=native for full size)
     vscale="${RWLAB_VNC_SCALE-1/2}"; vpf="${RWLAB_VNC_PIXEL_FORMAT:-bgr233}"
     [[ -n $vscale ]] && scale=(-scale "$vscale")
-    M_NOTE="$M_NOTE; x11vnc -scale ${vscale:-none}, client pixel format $vpf"
+    M_NOTE="$M_NOTE; x11vnc -scale ${vscale:-none}"
+    if [[ -n $VNC_VIEWER ]]; then
+        vnc_tls_viewer "$VNC_VIEWER" && real_viewer "$FARM" 5900 || return
+    else
+        M_NOTE="$M_NOTE, client pixel format $vpf; the human at op reacts to the screen (output seen in a FramebufferUpdate, then a seeded reaction time)"
+    fi
     start_xvfb farm "$DISP_FARM_VNC" 800x600x24 "$out/xvfb_farm.log"
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x36+0+0 \
         -l -lf "$out/farm_terminal.txt" -e "${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL"
-    run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
-        -forever -shared -nopw -quiet -noipv6 "${scale[@]}"
+    vnc_tls_server
+    run_bg farm "$out/x11vnc.log" "${VNC_TLS_ENV[@]}" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
+        -forever -shared -nopw -quiet -noipv6 "${scale[@]}" "${VNC_TLS_OPTS[@]}"
     wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
     wait_ssh_prompt "$out" || return 1  # the operator starts once the laptop's ssh shows its prompt
+    if [[ -n $VNC_VIEWER ]]; then
+        M_EVENTS=""
+        M_NOTE="$M_NOTE; the operator's viewer is $VNC_VIEWER, whose person types commands (xdotool), $TYPING_BUDGET_S s"
+        farm_screen_window "$out" || return
+        run_real_viewer "$out" $((TYPING_BUDGET_S + 5)) op_types_commands "$seed" "$TYPING_BUDGET_S"
+        return
+    fi
     M_NOTE="$M_NOTE; typist $TYPIST, $TYPING_BUDGET_S s of typing"
     nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget "$TYPING_BUDGET_S" \
         --person "$TYPIST" --pixel-format "$vpf" --react-to-screen --font-px 13 --desktop-height 600 \

@@ -21,6 +21,7 @@
 #include "capture/flow/flow_table.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/quic_handshake.h"
+#include "detectors/relay/rfb_tls.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
@@ -635,6 +636,125 @@ TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
     s.Send(t, true, ClientHelloRecord());
     s.Send(t, false, tls_wire::AsString(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
     EXPECT_TRUE(t.done());  // a ServerHello that does not parse
+  }
+}
+
+// ---- RFB under VeNCrypt's TLS: update requests told by their records' length -----------
+
+// RfbTlsInput as a watch of Segments: the viewer is the client.
+struct RfbTlsWatch {
+  RfbTlsInput input;
+  bool OnSegment(const decode::DecodedPacket& p, bool from_viewer) {
+    if (!from_viewer) {
+      input.OnServerSegment(p);
+      return false;
+    }
+    return input.OnViewerSegment(p);
+  }
+};
+
+// The server's first flight choosing `cipher` (TLS 1.3 when `tls13`), and the rest of the
+// handshake, after which RFB runs in application_data records.
+void RfbTlsHandshake(RfbTlsWatch& w, Segments& s, std::uint16_t cipher, bool tls13 = false) {
+  EXPECT_FALSE(s.Send(w, true, ClientHelloRecord()));
+  tls_wire::ByteVec flight = tls_wire::Record(
+      22, tls_wire::Handshake(2, tls_wire::ServerHelloBody(cipher, tls13 ? common::kTls13 : 0)));
+  tls_wire::Append(flight, tls_wire::Record(22, tls_wire::ByteVec(300, 0x5a)));
+  EXPECT_FALSE(s.Send(w, false, tls_wire::AsString(flight)));
+  EXPECT_FALSE(s.Send(w, true, Encrypted(70, true)));  // key exchange, CCS, Finished
+}
+
+// `n` RFB client messages of `bytes` each, one record apiece with `overhead` bytes added.
+std::string RfbRecords(std::size_t overhead, std::size_t bytes, int n = 1) {
+  std::string out;
+  for (int i = 0; i < n; ++i)
+    out += Encrypted(bytes + overhead);
+  return out;
+}
+
+TEST(RelayRfbTls, RequestsAreToldFromKeysAndPointerMoves) {
+  RfbTlsWatch w;
+  Segments s;
+  RfbTlsHandshake(w, s, 0x00a7);  // TLS_DH_anon_WITH_AES_256_GCM_SHA384: TigerVNC's TLSNone
+  EXPECT_EQ(w.input.overhead(), std::optional<std::size_t>(24));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));       // FramebufferUpdateRequest
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10, 2)));    // two of them
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 8)));       // KeyEvent
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 6)));       // PointerEvent
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 8 + 10)));  // a key and a request, one record
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10) + RfbRecords(24, 8)));
+  EXPECT_FALSE(s.Send(w, false, RfbRecords(24, 10)));  // the server's bytes are never input
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));
+}
+
+TEST(RelayRfbTls, EachAeadSuiteHasItsOwnOverhead) {
+  const struct {
+    std::uint16_t cipher;
+    bool tls13;
+    std::size_t overhead;
+  } cases[] = {{0xc02f, false, 24}, {0xcca8, false, 16}, {0x1301, true, 17}, {0x1303, true, 17}};
+  for (const auto& c : cases) {
+    RfbTlsWatch w;
+    Segments s;
+    RfbTlsHandshake(w, s, c.cipher, c.tls13);
+    EXPECT_TRUE(s.Send(w, true, RfbRecords(c.overhead, 10))) << c.cipher;
+    EXPECT_FALSE(s.Send(w, true, RfbRecords(c.overhead, 8))) << c.cipher;
+    // Another suite's request size is no request here.
+    EXPECT_FALSE(s.Send(w, true, RfbRecords(c.overhead == 24 ? 16 : 24, 10))) << c.cipher;
+  }
+}
+
+TEST(RelayRfbTls, BlockCiphersTellNothing) {
+  RfbTlsWatch w;
+  Segments s;
+  RfbTlsHandshake(w, s, 0xc014);  // ECDHE-RSA-AES256-SHA: CBC, padded to its block
+  EXPECT_EQ(w.input.overhead(), std::nullopt);
+  for (std::size_t length : {10, 16, 24, 32, 48})
+    EXPECT_FALSE(s.Send(w, true, RfbRecords(0, length))) << length;
+}
+
+TEST(RelayRfbTls, RecordsAcrossSegmentsAndGaps) {
+  RfbTlsWatch w;
+  Segments s;
+  RfbTlsHandshake(w, s, 0x00a7);
+  const std::string two = RfbRecords(24, 10, 2);
+  // A record split over segments: neither part is a segment of whole requests.
+  EXPECT_FALSE(s.Send(w, true, two.substr(0, 40)));
+  EXPECT_FALSE(s.Send(w, true, two.substr(40)));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));  // the walk kept its place
+  // A header split over segments.
+  const std::string key_and_request = RfbRecords(24, 8) + RfbRecords(24, 10);
+  EXPECT_FALSE(s.Send(w, true, key_and_request.substr(0, 34)));
+  EXPECT_FALSE(s.Send(w, true, key_and_request.substr(34)));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));
+  // Bytes never seen: the place is lost until a segment begins with a record again.
+  s.Skip(true, 20);
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10).substr(20)));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));
+  s.Skip(true, 34);
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));  // a gap at a record's start: found again
+  // Not TLS: lost, and nothing is told until records come again.
+  EXPECT_FALSE(s.Send(w, true, "RFB 003.008\n"));
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10).substr(0, 4)));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(24, 10)));
+}
+
+TEST(RelayRfbTls, NoServerHelloNoRequests) {
+  {
+    RfbTlsWatch w;
+    Segments s;
+    EXPECT_FALSE(s.Send(w, true, ClientHelloRecord()));
+    for (int i = 0; i < RfbTlsInput::kMaxSearchSegments + 2; ++i)
+      s.Send(w, false, "not TLS at all");
+    EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10)));
+  }
+  {
+    RfbTlsWatch w;
+    Segments s;
+    EXPECT_FALSE(s.Send(w, true, ClientHelloRecord()));
+    s.Send(w, false, tls_wire::AsString(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
+    EXPECT_EQ(w.input.overhead(), std::nullopt);  // a ServerHello that does not parse
+    EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10)));
   }
 }
 
@@ -1992,16 +2112,48 @@ std::vector<Event> RfbThroughAForwarder(double hidden_ms) {
   return w.End();
 }
 
+// An RFB session's start, a viewer 2 ms from the sensor: TCP's handshake and the versions, the
+// viewer's at 12.5 ms.
+void RfbVersions(Wire& w) {
+  w.SetServerPort(5900);
+  w.Handshake(0, 2);
+  w.Send(10.5, false, kAck | kPsh, "RFB 003.008\n");
+  w.Send(12.5, true, kAck | kPsh, "RFB 003.008\n");
+}
+
+// A screen whose cursor blinks, from `from` ms on: an `update` every 300 ms, each answered 4 ms
+// later by the viewer's `request` for the next, and a person's keys (`down`, then `up` 80 ms
+// later) after pauses of 1.2-2 s, whose times are added to `keys`.
+void BlinkingScreen(Wire& w, double from, const std::string& update, const std::string& request,
+                    const std::string& down, const std::string& up, std::vector<double>& keys) {
+  struct Segment {
+    double at;
+    bool from_viewer;
+    std::string payload;
+  };
+  std::vector<Segment> segments;
+  for (double t = from; t < 9000; t += 300) {
+    segments.push_back({t, false, update});
+    segments.push_back({t + 4, true, request});
+  }
+  for (double key = 700; keys.size() < 6; key += 1200 + 150 * keys.size()) {
+    keys.push_back(key);
+    segments.push_back({key, true, down});
+    segments.push_back({key + 80, true, up});
+  }
+  std::stable_sort(segments.begin(), segments.end(),
+                   [](const Segment& a, const Segment& b) { return a.at < b.at; });
+  for (const Segment& s : segments)
+    w.Send(s.at, s.from_viewer, kAck | kPsh, s.payload);
+}
+
 // A viewer of a screen whose cursor blinks: an update every 300 ms, each answered by the
 // viewer's request for the next, and a person's keys (down and up) after pauses of 1.2-2 s.
 // The requests come whatever the person does: they are no input, and the ON periods are the
 // keys' (with them, the viewer's data never paused and made one ON period).
 TEST(RelayDetector, AViewersRequestsAreNoInputForItsOnPeriods) {
   Wire w;
-  w.SetServerPort(5900);
-  w.Handshake(0, 2);
-  w.Send(10.5, false, kAck | kPsh, "RFB 003.008\n");
-  w.Send(12.5, true, kAck | kPsh, "RFB 003.008\n");
+  RfbVersions(w);
   w.Send(13, false, kAck | kPsh, std::string("\x01\x01", 2));  // security: None
   w.Send(15, true, kAck | kPsh, std::string("\x01", 1));
   w.Send(15.5, false, kAck | kPsh, std::string(4, '\0'));   // SecurityResult: OK
@@ -2010,32 +2162,61 @@ TEST(RelayDetector, AViewersRequestsAreNoInputForItsOnPeriods) {
   std::string request("\x03\x00\x00\x00\x00\x00\x03\x20\x02\x58", 10);
   w.Send(20, true, kAck | kPsh, request);
   request[1] = 1;  // incremental from now on
-  struct Segment {
-    double at;
-    bool from_viewer;
-    std::string payload;
-  };
-  std::vector<Segment> segments;
-  for (double t = 30; t < 9000; t += 300) {
-    segments.push_back({t, false, std::string(268, '\0')});
-    segments.push_back({t + 4, true, request});
-  }
   std::vector<double> keys;
-  for (double key = 700; keys.size() < 6; key += 1200 + 150 * keys.size()) {
-    keys.push_back(key);
-    segments.push_back({key, true, std::string("\x04\x01\x00\x00\x00\x00\x00\x61", 8)});
-    segments.push_back({key + 80, true, std::string("\x04\x00\x00\x00\x00\x00\x00\x61", 8)});
-  }
-  std::stable_sort(segments.begin(), segments.end(),
-                   [](const Segment& a, const Segment& b) { return a.at < b.at; });
-  for (const Segment& s : segments)
-    w.Send(s.at, s.from_viewer, kAck | kPsh, s.payload);
+  BlinkingScreen(w, 30, std::string(268, '\0'), request,
+                 std::string("\x04\x01\x00\x00\x00\x00\x00\x61", 8),
+                 std::string("\x04\x00\x00\x00\x00\x00\x00\x61", 8), keys);
   const std::vector<Event> events = w.End();
   ASSERT_EQ(events.size(), 1u);
   std::vector<std::int64_t> want = {absl::ToUnixMicros(At(12.5))};  // the setup's
   for (double key : keys)
     want.push_back(absl::ToUnixMicros(At(key)));
   EXPECT_EQ(events[0].body["_on_times_us"].get<std::vector<std::int64_t>>(), want);
+}
+
+// The same under VeNCrypt's TLS (TigerVNC's TLSNone: anonymous DH, AES-256-GCM), where only
+// the records' lengths show: a request's record is 10 + 24 bytes, a key's 8 + 24.
+std::vector<Event> EncryptedViewerOfABlinkingCursor(std::uint16_t cipher,
+                                                    std::vector<double>& keys) {
+  Wire w;
+  RfbVersions(w);
+  w.Send(13, false, kAck | kPsh, std::string("\x01\x13", 2));  // security: VeNCrypt
+  w.Send(15, true, kAck | kPsh, std::string("\x13", 1));
+  w.Send(15.5, false, kAck | kPsh, std::string("\x00\x02", 2));  // VeNCrypt 0.2
+  w.Send(17.5, true, kAck | kPsh, std::string("\x00\x02", 2));
+  w.Send(18, false, kAck | kPsh, std::string("\x00\x01\x00\x00\x01\x02", 6));  // TLSNone
+  w.Send(20, true, kAck | kPsh, std::string("\x00\x00\x01\x02", 4));
+  w.Send(20.5, false, kAck | kPsh, std::string("\x01", 1));
+  w.Send(22.5, true, kAck | kPsh, ClientHelloRecord());
+  tls_wire::ByteVec flight =
+      tls_wire::Record(22, tls_wire::Handshake(2, tls_wire::ServerHelloBody(cipher)));
+  tls_wire::Append(flight, tls_wire::Record(22, tls_wire::ByteVec(300, 0x5a)));
+  w.Send(23, false, kAck | kPsh, tls_wire::AsString(flight));
+  w.Send(25, true, kAck | kPsh, Encrypted(70, true));
+  w.Send(25.5, false, kAck | kPsh, Encrypted(40, true));
+  w.Send(26, false, kAck | kPsh, Encrypted(4 + 24));     // SecurityResult
+  w.Send(28, true, kAck | kPsh, Encrypted(1 + 24));      // ClientInit
+  w.Send(28.5, false, kAck | kPsh, Encrypted(24 + 24));  // ServerInit
+  w.Send(30.5, true, kAck | kPsh, Encrypted(20 + 24) + Encrypted(10 + 24));
+  BlinkingScreen(w, 40, Encrypted(268 + 24), Encrypted(10 + 24), Encrypted(8 + 24),
+                 Encrypted(8 + 24), keys);
+  return w.End();
+}
+
+TEST(RelayDetector, AnEncryptedViewersRequestsAreNoInputEither) {
+  std::vector<double> keys;
+  const std::vector<Event> events = EncryptedViewerOfABlinkingCursor(0x00a7, keys);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body["app"], "vnc");
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(12.5))};  // the setup's
+  for (double key : keys)
+    want.push_back(absl::ToUnixMicros(At(key)));
+  EXPECT_EQ(events[0].body["_on_times_us"].get<std::vector<std::int64_t>>(), want);
+  // A block cipher's records tell nothing: the requests count, and the viewer never pauses.
+  keys.clear();
+  const std::vector<Event> cbc = EncryptedViewerOfABlinkingCursor(0xc014, keys);
+  ASSERT_EQ(cbc.size(), 1u);
+  EXPECT_EQ(cbc[0].body["_on_times_us"].size(), 1u);
 }
 
 TEST(RelayDetector, AViewersSetupTimesItsLegAndItsLaterRequestsDoNot) {

@@ -898,5 +898,20 @@ TEST(TlsConfig, DisabledMeansNoInstance) {
   EXPECT_EQ(*d, nullptr);
 }
 
+// The record expansion of AEAD suites: what a record adds to its plaintext.
+TEST(TlsRecords, AeadOverheadBySuiteAndVersion) {
+  using common::AeadRecordOverhead;
+  EXPECT_EQ(AeadRecordOverhead(common::kTls12, 0x00a7), 24u);  // DH_anon AES-256-GCM
+  EXPECT_EQ(AeadRecordOverhead(common::kTls12, 0xc02f), 24u);  // ECDHE-RSA AES-128-GCM
+  EXPECT_EQ(AeadRecordOverhead(common::kTls12, 0xcca9), 16u);  // ECDHE-ECDSA ChaCha20
+  EXPECT_EQ(AeadRecordOverhead(common::kTls13, 0x1301), 17u);
+  EXPECT_EQ(AeadRecordOverhead(common::kTls13, 0x1304), 17u);  // AES-128-CCM
+  // Padded or unknown: a record's length tells its plaintext's only to a block.
+  EXPECT_EQ(AeadRecordOverhead(common::kTls12, 0xc014), std::nullopt);  // AES-256-CBC
+  EXPECT_EQ(AeadRecordOverhead(common::kTls13, 0x1305), std::nullopt);  // CCM_8: 8-byte tag
+  EXPECT_EQ(AeadRecordOverhead(common::kTls11, 0x009c), std::nullopt);  // GCM needs TLS 1.2
+  EXPECT_EQ(AeadRecordOverhead(common::kTls12, 0x1301), std::nullopt);  // a 1.3 suite in 1.2
+}
+
 }  // namespace
 }  // namespace relaywatch::detectors::tls
