@@ -118,7 +118,9 @@ VNC_SCREEN="${RWLAB_VNC_SCREEN:-clock}"
 VNC_GEOMETRY="${RWLAB_VNC_GEOMETRY:-}"
 # RWLAB_VNC_TLS=1: the session is encrypted, VeNCrypt with anonymous TLS (x11vnc -ssl TMP
 # -vencrypt only; TigerVNC's security type TLSNone, no certificate to accept): only its
-# setup's first messages pass in the clear. TigerVNC only.
+# setup's first messages pass in the clear. x509: VeNCrypt with the laptop's certificate
+# (made once per lab, for its address; TigerVNC's X509None, given that certificate as its CA),
+# which OpenSSL and GnuTLS settle in TLS 1.3. TigerVNC only.
 VNC_TLS="${RWLAB_VNC_TLS:-0}"
 # RWLAB_VNC_TYPE=1: the person at a real viewer types (xdotool on op's display, into the
 # viewer, which sends the keys to the laptop's xterm), seeded words at 120-240 ms a key with
@@ -1094,6 +1096,20 @@ start_farm_vnc() {  # start_farm_vnc OUT [HOST:PORT: dial that listening viewer 
 # x11vnc's environment and options for RWLAB_VNC_TLS (VNC_TLS_ENV, VNC_TLS_OPTS; empty without).
 vnc_tls_server() {
     VNC_TLS_ENV=(); VNC_TLS_OPTS=()
+    if [[ $VNC_TLS == x509 ]]; then
+        [[ -s $STATE/vnc_x509.pem ]] || openssl req -x509 -newkey rsa:2048 -nodes -days 30 \
+            -subj "/CN=$FARM" -addext "subjectAltName=IP:$FARM" -keyout "$STATE/vnc_x509.key" \
+            -out "$STATE/vnc_x509.crt" 2>/dev/null &&
+            cat "$STATE/vnc_x509.key" "$STATE/vnc_x509.crt" >"$STATE/vnc_x509.pem"
+        # No session tickets: with them TigerVNC's viewer stalled after the handshake once the
+        # operator was 45 ms or more away (x11vnc 0.9.16, OpenSSL 3, GnuTLS 3.7).
+        printf '%s\n' 'openssl_conf = rw_conf' '[rw_conf]' 'ssl_conf = rw_ssl' '[rw_ssl]' \
+            'system_default = rw_tls' '[rw_tls]' 'NumTickets = 0' >"$STATE/vnc_x509_openssl.cnf"
+        VNC_TLS_ENV=(env OPENSSL_CONF="$STATE/vnc_x509_openssl.cnf")
+        VNC_TLS_OPTS=(-ssl "$STATE/vnc_x509.pem" -vencrypt only)
+        M_NOTE="$M_NOTE; VeNCrypt with the laptop's certificate (TigerVNC's X509None)"
+        return 0
+    fi
     [[ $VNC_TLS == 1 ]] || return 0
     # Anonymous Diffie-Hellman needs OpenSSL 3's security level 0.
     printf '%s\n' 'openssl_conf = rw_conf' '[rw_conf]' 'ssl_conf = rw_ssl' '[rw_ssl]' \
@@ -1136,11 +1152,19 @@ start_farm_screen() {  # start_farm_screen VIEWER_NAME
     nsx farm env DISPLAY=":$DISP_FARM_VNC" xdotool key Return
 }
 
-vnc_security() { [[ $VNC_TLS == 1 ]] && echo TLSNone || echo None; }  # TigerVNC's -SecurityTypes
+# TigerVNC's -SecurityTypes (and its CA for X509None)
+vnc_security() {
+    case "$VNC_TLS" in
+        1) echo TLSNone ;;
+        x509) echo X509None -X509CA "$STATE/vnc_x509.crt" ;;
+        *) echo None ;;
+    esac
+}
 # RWLAB_VNC_TLS needs TigerVNC (ours speaks no TLS; TightVNC 1.3 has no VeNCrypt).
 vnc_tls_viewer() {  # vnc_tls_viewer VIEWER
-    [[ $VNC_TLS != 1 || $1 == tigervnc ]] && return 0
-    log "RWLAB_VNC_TLS=1 needs RWLAB_VNC_VIEWER=tigervnc"; return 2
+    [[ $VNC_TLS =~ ^(0|1|x509)$ ]] || { log "RWLAB_VNC_TLS must be 0, 1 or x509"; return 2; }
+    [[ $VNC_TLS == 0 || $1 == tigervnc ]] && return 0
+    log "RWLAB_VNC_TLS=$VNC_TLS needs RWLAB_VNC_VIEWER=tigervnc"; return 2
 }
 
 # Who drives the session in the truth's note: our RFB client, which types and moves the
@@ -1168,7 +1192,7 @@ run_op_viewer() {  # run_op_viewer HOST PORT OUT SEED
 # VIEWER: op's real viewer (RWLAB_VNC_VIEWER) of HOST:PORT. Status 3 when it is missing.
 real_viewer() {  # real_viewer HOST PORT
     case "$VNC_VIEWER" in
-        tigervnc) VIEWER=(xtigervncviewer -SecurityTypes "$(vnc_security)" -Shared "$1::$2") ;;
+        tigervnc) VIEWER=(xtigervncviewer -SecurityTypes $(vnc_security) -Shared "$1::$2") ;;
         tightvnc) VIEWER=(xtightvncviewer -shared "$1::$2") ;;
         *) log "RWLAB_VNC_VIEWER must be tigervnc, tightvnc or empty"; return 2 ;;
     esac
@@ -1243,9 +1267,9 @@ scn_vnc_reverse() {
     M_NOTE="x11vnc on farm (Xvfb+xterm) dials the operator's listening viewer (x11vnc -connect op:5500)"
     spec operator_leg vnc "$FARM" "$OP" 5500 true "farm x11vnc -> op's listening viewer"
     # x11vnc's reverse connection under -ssl is a TLS tunnel around RFB (vncs://), no VeNCrypt.
-    [[ $VNC_TLS != 1 ]] || { log "vnc_reverse does not take RWLAB_VNC_TLS=1 (x11vnc dials out in TLS, not VeNCrypt)"; return 2; }
+    [[ $VNC_TLS == 0 ]] || { log "vnc_reverse does not take RWLAB_VNC_TLS (x11vnc dials out in TLS, not VeNCrypt)"; return 2; }
     case "${VNC_VIEWER:-tigervnc}" in
-        tigervnc) viewer=(xtigervncviewer -SecurityTypes "$(vnc_security)" -listen 5500) ;;
+        tigervnc) viewer=(xtigervncviewer -SecurityTypes $(vnc_security) -listen 5500) ;;
         tightvnc) viewer=(xtightvncviewer -listen 0) ;;
         *) log "vnc_reverse needs RWLAB_VNC_VIEWER tigervnc or tightvnc (ours does not listen)"; return 2 ;;
     esac
