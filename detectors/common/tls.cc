@@ -502,12 +502,17 @@ bool HandshakeStream::LooksLikeHelloRecord(Bytes data) {
          (data[5] == kHandshakeClientHello || data[5] == kHandshakeServerHello);
 }
 
+bool IsTlsRecordHeader(Bytes bytes) {
+  return bytes.size() >= kTlsRecordHeaderBytes && bytes[0] >= kTlsChangeCipherSpec &&
+         bytes[0] <= kTlsHeartbeat && bytes[1] == 3 && bytes[2] <= 4 &&
+         Be16(&bytes[3]) <= kMaxTlsRecordPayloadBytes;
+}
+
 void HandshakeStream::StartRecord(absl::FunctionRef<void(const TlsStreamEvent&)> on_event) {
   const std::uint8_t type = header_[0];
   const std::size_t length = Be16(&header_[3]);
   // A record header that is not TLS: the stream was never TLS or we lost our place.
-  if (type < kTlsChangeCipherSpec || type > kTlsHeartbeat || header_[1] != 3 || header_[2] > 4 ||
-      length > kMaxTlsRecordPayloadBytes) {
+  if (!IsTlsRecordHeader(Bytes(header_, kTlsRecordHeaderBytes))) {
     state_ = State::kBroken;
     messages_.Reset();
     return;

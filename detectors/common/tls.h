@@ -195,6 +195,10 @@ struct TlsStreamEvent {
   const HandshakeMessage* message = nullptr;
 };
 
+// Whether `bytes` begin with a TLS record header (RFC 8446 5.1): a content type of 20-24, a
+// version of 3.0-3.4 on the wire and a length of at most kMaxTlsRecordPayloadBytes.
+bool IsTlsRecordHeader(Bytes bytes);
+
 // The bytes an encrypted record adds to its plaintext under an AEAD cipher suite whose
 // expansion is fixed (RFC 5246 6.2.3.3, RFC 5288 3, RFC 7905 2, RFC 8446 5.2): 24 for TLS 1.2's
 // AES-GCM (an 8-byte explicit nonce and the 16-byte tag), 16 for its ChaCha20-Poly1305, 17 for

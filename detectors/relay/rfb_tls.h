@@ -14,13 +14,12 @@
 // record's length is its plaintext's plus a constant (common::AeadRecordOverhead) that the
 // ServerHello names. A segment of nothing but such 10-byte records is no input.
 //
-// Bad input: the server's records are read by common::HandshakeStream (for the ServerHello
-// only); the viewer's by a walk over record headers that gives up at a header that is not
+// Bad input: the server's records are read by ServerHelloReader; the viewer's by a walk over record headers that gives up at a header that is not
 // TLS, a gap or a snaplen cut and picks up again at the next segment that begins with one.
 // Until the ServerHello has named an AEAD suite, and whenever the walk is lost, every
 // segment counts as input, as before this reader.
-// Memory: one handshake reader of kMaxMessageBytes until the ServerHello is read, and a few
-// words. Made only for RFB flows whose viewer starts TLS.
+// Memory: a ServerHelloReader until the ServerHello is read, and a few words. Made only for
+// RFB flows whose viewer starts TLS.
 
 #include <cstddef>
 #include <cstdint>
@@ -29,13 +28,12 @@
 #include "capture/decode/decoded_packet.h"
 #include "detectors/common/tcp_cursor.h"
 #include "detectors/common/tls.h"
+#include "detectors/relay/server_hello.h"
 
 namespace relaywatch::detectors::relay {
 
 class RfbTlsInput {
  public:
-  RfbTlsInput();
-
   // A segment of the RFB server's, from the viewer's ClientHello on: its ServerHello names
   // the cipher suite.
   void OnServerSegment(const decode::DecodedPacket& p);
@@ -47,17 +45,9 @@ class RfbTlsInput {
 
   // FramebufferUpdateRequest (RFC 6143 7.5.3).
   static constexpr std::size_t kRequestBytes = 10;
-  static constexpr std::size_t kMaxMessageBytes = 2048;  // a ServerHello fits
-  // Segments the server may send before its stream is found to be TLS.
-  static constexpr int kMaxSearchSegments = 4;
 
  private:
-  // Whether `bytes` begin with a record header of TLS 1.0-1.3 (RFC 8446 5.1).
-  static bool StartsWithRecord(common::Bytes bytes);
-
-  common::TcpCursor server_cursor_;
-  std::optional<common::HandshakeStream> server_stream_;  // reset once the hello is read
-  int server_segments_ = 0;
+  std::optional<ServerHelloReader> server_{std::in_place};  // reset once it has read
   std::optional<std::size_t> overhead_;
 
   common::TcpCursor viewer_cursor_;

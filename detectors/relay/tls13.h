@@ -9,13 +9,15 @@
 // acknowledges the data either way); the record layer can: the client's first encrypted
 // record after the ServerHello is its Finished, the next one its data.
 //
-// Bad input: the records are read by common::HandshakeStream; a gap in either direction, a
-// stream that is not TLS or a ServerHello that does not parse ends the watch (done()), so
-// the turnarounds go on as without it.
-// Memory: two record-layer readers; the server's holds at most kMaxMessageBytes of one
-// handshake message (the ServerHello is the one read), the client's none (only its record
-// boundaries count). For the setup of a TLS flow only: the owner releases it once done(),
-// at the latest when the ServerHello is read for TLS 1.2 or the client's first data for 1.3.
+// Bad input: the server's records are read by ServerHelloReader, the client's by
+// common::HandshakeStream; a gap in either direction, a stream that is not TLS or a
+// ServerHello that does not parse ends the watch (done()), so the turnarounds go on as
+// without it.
+// Memory: two record-layer readers; the server's holds at most one handshake message of
+// ServerHelloReader::kMaxMessageBytes (the ServerHello is the one read), the client's none
+// (only its record boundaries count). For the setup of a TLS flow only: the owner releases it
+// once done(), at the latest when the ServerHello is read for TLS 1.2 or the client's first
+// data for 1.3.
 
 #include <cstddef>
 #include <cstdint>
@@ -23,13 +25,12 @@
 #include "capture/decode/decoded_packet.h"
 #include "detectors/common/tcp_cursor.h"
 #include "detectors/common/tls.h"
+#include "detectors/relay/server_hello.h"
 
 namespace relaywatch::detectors::relay {
 
 class Tls13FirstData {
  public:
-  Tls13FirstData();
-
   // One TCP segment of the flow that carries payload, retransmissions included (bytes seen
   // before are skipped). Returns true for the client segment that begins the client's first
   // application data when its Finished went in an earlier segment: it answers nothing.
@@ -37,16 +38,14 @@ class Tls13FirstData {
   // Nothing more to learn: not TLS 1.3, the first data seen, or the record layer lost.
   bool done() const { return done_; }
 
-  // A ServerHello with a post-quantum key share (X25519MLKEM768: 1120 bytes) fits.
-  static constexpr std::size_t kMaxMessageBytes = 2048;
-  // Segments a side may send before its stream is found to be TLS.
-  static constexpr int kMaxSearchSegments = 4;
+  // Segments the client may send before its stream is found to be TLS.
+  static constexpr int kMaxSearchSegments = ServerHelloReader::kMaxSearchSegments;
 
  private:
-  // By side: [0] the server, [1] the client.
-  common::TcpCursor cursor_[2];
-  common::HandshakeStream stream_[2];
-  int segments_[2] = {0, 0};
+  ServerHelloReader server_;
+  common::TcpCursor client_cursor_;
+  common::HandshakeStream client_stream_{0};
+  int client_segments_ = 0;
   bool tls13_ = false;
   int client_records_ = 0;  // application_data records the client began since the ServerHello
   bool done_ = false;

@@ -744,7 +744,7 @@ TEST(RelayRfbTls, NoServerHelloNoRequests) {
     RfbTlsWatch w;
     Segments s;
     EXPECT_FALSE(s.Send(w, true, ClientHelloRecord()));
-    for (int i = 0; i < RfbTlsInput::kMaxSearchSegments + 2; ++i)
+    for (int i = 0; i < ServerHelloReader::kMaxSearchSegments + 2; ++i)
       s.Send(w, false, "not TLS at all");
     EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10)));
   }
