@@ -16,11 +16,11 @@
 #include "detectors/common/proxy.h"
 #include "detectors/common/turn_stream.h"
 #include "detectors/relay/quic_handshake.h"
-#include "detectors/relay/rfb_tls.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
+#include "detectors/relay/tls_input.h"
 #include "detectors/remote_access/protocols.h"
 
 namespace relaywatch::detectors::relay {
@@ -180,8 +180,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   std::unique_ptr<QuicHandshake> quic;
   // TLS flows during their setup: which client data a TLS 1.3 client sent unasked.
   std::unique_ptr<Tls13FirstData> tls13;
-  // RFB under VeNCrypt's TLS: which viewer segments are only update requests.
-  std::unique_ptr<RfbTlsInput> rfb_tls;
+  // RFB under VeNCrypt's TLS, RDP under TLS: which client segments only answer screen
+  // updates (update requests, frame acknowledgements).
+  std::unique_ptr<TlsInput> tls_input;
   // SSH flows during their setup: which client data came before its key exchange init.
   std::unique_ptr<SshKexInitOrder> ssh_kex;
   IpIdGaps ip_ids[2];  // by direction, IPv4 only
@@ -261,29 +262,36 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // The burst starts the host stage gets: a chaffing client's only (null otherwise).
   const OnTimes* SentBurstStarts() const { return obfuscated ? &burst_starts : nullptr; }
 
-  // Whether the originator's data segment is input for its ON periods: all of it, but an RFB
-  // viewer's segments of nothing but requests for screen updates, which a viewer sends after
-  // each update whatever the person does (a blinking cursor or a clock keeps them coming every
-  // few hundred ms, which merged the person's pauses into one ON period). Cut, or encrypted
-  // but for VeNCrypt's records of one request each (RfbTlsInput), a segment counts.
+  // Whether the originator's data segment is input for its ON periods: all of it, but a
+  // remote-desktop client's segments of nothing but answers to screen updates, which it sends
+  // after each update whatever the person does (a blinking cursor or a clock keeps them coming
+  // every few hundred ms, which merged the person's pauses into one ON period): an RFB
+  // viewer's update requests, read in the clear; under TLS, records of an RFB update request's
+  // or an RDP frame acknowledgement's length (TlsInput). Cut, or encrypted otherwise, a
+  // segment counts.
   bool IsInput(int d, const decode::DecodedPacket& packet) {
-    if (app != App::kRfb || d != client_dir)
+    if (d != client_dir)
       return true;
-    if (rfb_tls)
-      return !rfb_tls->OnViewerSegment(packet);
+    if (tls_input)
+      return !tls_input->OnClientSegment(packet);
+    if (app != App::kRfb)
+      return true;
     const std::optional<remote_access::RfbClientMessages> messages =
         remote_access::ParseRfbClientMessages(packet.payload);
     return !messages || messages->input || !messages->update_request;
   }
 
-  // An RFB viewer that starts TLS (VeNCrypt) and is the originator, whose ON periods count:
-  // its records are read from its ClientHello on, the server's for the ServerHello.
-  void WatchRfbTls(int d, const decode::DecodedPacket& packet) {
-    if (rfb_tls) {
+  // A remote-desktop client that starts TLS and is the originator, whose ON periods count:
+  // its records are read from its ClientHello on (TlsInput), the server's for the ServerHello.
+  // An RFB viewer starts it inside RFB (VeNCrypt); an RDP client after its X.224 negotiation
+  // (OnPacket makes the reader there).
+  void WatchTlsInput(int d, const decode::DecodedPacket& packet) {
+    if (tls_input) {
       if (d != client_dir)
-        rfb_tls->OnServerSegment(packet);
-    } else if (d == client_dir && d == 0 && LooksLikeTlsHandshake(packet.payload)) {
-      rfb_tls = std::make_unique<RfbTlsInput>();
+        tls_input->OnServerSegment(packet);
+    } else if (app == App::kRfb && d == client_dir && d == 0 &&
+               LooksLikeTlsHandshake(packet.payload)) {
+      tls_input = std::make_unique<TlsInput>(TlsInput::Protocol::kRfb);
     }
   }
 
@@ -405,6 +413,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         // TLS is timed from its own first flight, as any other.
         data.turnarounds = Turnarounds(config_.turnaround_samples, config_.max_turnaround);
         NameApp(data, 0, packet.payload);
+        if (data.app == App::kTls && config_.methods.stepping_stone)
+          data.tls_input = std::make_unique<TlsInput>(TlsInput::Protocol::kRdp);
       }
     }
     if (data.turn_tcp)
@@ -479,8 +489,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         }
       }
       if (methods.stepping_stone) {
-        if (data.app == App::kRfb)
-          data.WatchRfbTls(d, packet);
+        if (data.app == App::kRfb || data.tls_input)
+          data.WatchTlsInput(d, packet);
         if (d == 0 && data.IsInput(d, packet))
           data.ons.OnData(packet.ts);
         if (data.app == App::kSsh)

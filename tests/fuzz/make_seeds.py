@@ -439,6 +439,17 @@ def relay_seeds():
         r for k in range(10) for r in (relay_record(1, 250, 200, 0x17),
                                        relay_record(0, 4, 32, 0x17),
                                        relay_record(0, 40, 30 if k % 3 else 3, 0x17))])
+    # RDP under TLS 1.3 (bit 5): the X.224 exchange (19-byte payloads beginning 3), the
+    # hellos, then a blinking screen's frames each acknowledged (RDPGFX_FRAME_ACKNOWLEDGE_PDU,
+    # 45 + 17 bytes a record, payload 67) and now and then a key (fast-path, 5 + 17: 27);
+    # every fourth of those 3 bytes that are no record.
+    rdp_tls = bytes([0x01 | 0x0C | 0x20]) + b"".join([
+        relay_record(0, 2, 19, 3), relay_record(1, 1, 19, 3),
+        relay_record(0, 2, 0, 0x16), relay_record(1, 1, 0, 0x16),
+        relay_record(0, 3, 80, 0x17)] + [
+        r for k in range(10) for r in (relay_record(1, 250, 200, 0x17),
+                                       relay_record(0, 4, 67, 0x17),
+                                       relay_record(0, 40, 27 if k % 4 else 3, 0x17))])
     # TURN over TCP (payloads beginning 1): the laptop's bare ICE check opens the flow, then
     # checks and answers in ChannelData (odd sixth byte) 90 ms apart, one answer cut short.
     turn_tcp = bytes([0x01 | 0x0C]) + b"".join(
@@ -448,7 +459,8 @@ def relay_seeds():
                                                         ack_perturb=k << 8 | 1))])
     return {"tls_through_relay": tls, "ssh_interactive": ssh, "lossy": lossy,
             "tls13_ticket_split": tls13, "ssh_kexinit_behind": ssh_kex, "proxied_tls": proxied_tls,
-            "rfb_beyond_forwarder": rfb, "rfb_tls": rfb_tls, "turn_over_tcp": turn_tcp}
+            "rfb_beyond_forwarder": rfb, "rfb_tls": rfb_tls, "rdp_tls": rdp_tls,
+            "turn_over_tcp": turn_tcp}
 
 
 # ------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@
 // inbound: the client is outside, bits 2-3 turnaround_samples, bit 4 plain HTTP, bit 5 TLS
 // 1.3: a payload beginning 0x16 is a real ClientHello from the client and a real TLS 1.3
 // ServerHello from the server, and one beginning 0x14-0x17 a TLS record, so that the
-// record layer of Tls13FirstData is reached, and RfbTlsInput's after RFB versions; bit 6 SSH: a
+// record layer of Tls13FirstData is reached, and TlsInput's after RFB versions or RDP's X.224
+// exchange (a 19-byte payload beginning 3, see below); bit 6 SSH: a
 // payload beginning 'S' is a whole identification line and one beginning 0 an SSH packet header
 // whose length reaches the fourth byte of the record past the segment, so that SshKexInitOrder's
 // packet layer is reached; bit 7 proxy: a payload beginning 'C' is an HTTP CONNECT request from the
@@ -136,6 +137,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // is a multiple of 10, so that the viewer's answers are reached.
     if (len == 12 && first == 'R') {
       payload = "RFB 003.008\n";
+    } else if (first == 3 && len == 19) {
+      // RDP: the client's X.224 Connection Request asking for TLS, the server's Confirm
+      // choosing it, so that TlsInput's RDP answers are reached after the hellos.
+      payload = (control & 1) ? std::string(
+                                    "\x03\x00\x00\x13\x0e\xd0\x00\x00\x12\x34\x00"
+                                    "\x02\x1f\x08\x00\x01\x00\x00\x00",
+                                    19)
+                              : std::string(
+                                    "\x03\x00\x00\x13\x0e\xe0\x00\x00\x00\x00\x00"
+                                    "\x01\x00\x08\x00\x03\x00\x00\x00",
+                                    19);
     } else if (first == 3 && len >= 10) {
       for (std::size_t at = 1; at < payload.size(); at += 10)
         payload[at] = 1;

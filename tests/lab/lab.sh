@@ -136,6 +136,17 @@ RDP_SECURITY="${RWLAB_RDP_SECURITY:-tls}"
 # ask whether to trust xrdp's self-signed certificate, and the person answers Y that many ms
 # after the prompt appears (an operator who clicks through the warning).
 RDP_CERT_ANSWER_MS="${RWLAB_RDP_CERT_ANSWER_MS:-}"
+# RWLAB_RDP_SERVER: the laptop's RDP server, `xrdp` (default: xrdp in front of x11vnc) or
+# `shadow` (FreeRDP's freerdp-shadow-cli sharing the laptop's display, which speaks the
+# graphics pipeline as Windows does: its client acknowledges every frame).
+# RWLAB_RDP_CODEC: xfreerdp's codec flags against `shadow` (default /gfx-progressive: the
+# graphics pipeline, RDPGFX_FRAME_ACKNOWLEDGE per frame; /rfx: surface commands,
+# TS_FRAME_ACKNOWLEDGE_PDU per frame).
+# RWLAB_RDP_SCREEN: in rdp_typed_ssh, a second xterm on the laptop's screen runs `clock` or
+# `flood` (as RWLAB_VNC_SCREEN); empty (default): none.
+RDP_SERVER="${RWLAB_RDP_SERVER:-xrdp}"
+RDP_CODEC="${RWLAB_RDP_CODEC:-/gfx-progressive}"
+RDP_SCREEN="${RWLAB_RDP_SCREEN:-}"
 # The typed scenarios (direct_ssh_interactive, jump_ssh_interactive, vnc_typed_ssh):
 #   RWLAB_TYPIST            the typist's habits, a name in helpers/human.py PERSONS (steady)
 #   RWLAB_TYPING_BUDGET_S   nominal seconds of typing per session (20)
@@ -200,7 +211,7 @@ is_up() { ip netns list 2>/dev/null | grep -qw "${PFX}gw"; }
 DEPS=(iproute2 iputils-ping ethtool tcpdump tshark openssh-server openssh-client
       dante-server curl openssl procps xvfb x11vnc xterm xdotool x11-utils socat
       tigervnc-viewer xtightvncviewer
-      xrdp freerdp2-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
+      xrdp freerdp2-x11 freerdp2-shadow-x11 nftables tinyproxy-bin netcat-openbsd chromium coturn
       wget proxychains4 golang-go openjdk-17-jdk-headless libcurl3-nss nss-plugin-pem  # the other HTTPS clients (RWLAB_TLS_CLIENT)
       dropbear-bin python3-paramiko putty-tools  # other ssh clients (helpers/ssh_{dropbear,plink}.sh, ssh_paramiko.py)
       ngtcp2-client ngtcp2-server golang-github-lucas-clemente-quic-go-dev)  # QUIC clients and server (routed_quic, direct_quic)
@@ -1122,22 +1133,23 @@ vnc_tls_server() {
 vnc_person() { [[ $VNC_TYPE == 1 ]] && echo "whose person types into it" || echo "watching only"; }
 
 # The loop that changes the laptop's screen while a real viewer watches (RWLAB_VNC_SCREEN).
-farm_screen_loop() {
-    case "$VNC_SCREEN" in
+farm_screen_loop() {  # farm_screen_loop [KIND]  (default RWLAB_VNC_SCREEN)
+    case "${1:-$VNC_SCREEN}" in
         clock) echo 'while :; do date +%T.%N; sleep 0.3; done' ;;
         flood) echo 'while :; do head -c 40000 /dev/urandom | base64 -w 0; sleep 0.2; done' ;;
-        *) log "RWLAB_VNC_SCREEN must be clock or flood"; return 2 ;;
+        *) log "RWLAB_VNC_SCREEN and RWLAB_RDP_SCREEN must be clock or flood"; return 2 ;;
     esac
 }
 
-# vnc_typed_ssh with a real viewer: that loop in a second xterm below the ssh session's (a
-# clock, a chat, a log on the laptop's desktop), run there, not through ssh.
-farm_screen_window() {  # farm_screen_window OUT
-    local loop
-    loop=$(farm_screen_loop) || return
-    run_bg farm "$1/xterm_screen.log" env DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x8+0+480 \
+# vnc_typed_ssh with a real viewer, rdp_typed_ssh with RWLAB_RDP_SCREEN: that loop in a
+# second xterm below the ssh session's (a clock, a chat, a log on the laptop's desktop), run
+# there, not through ssh.
+farm_screen_window() {  # farm_screen_window OUT [DISPLAY KIND GEOMETRY]
+    local loop disp="${2:-$DISP_FARM_VNC}" kind="${3:-$VNC_SCREEN}" geo="${4:-96x8+0+480}"
+    loop=$(farm_screen_loop "$kind") || return
+    run_bg farm "$1/xterm_screen.log" env DISPLAY=":$disp" xterm -geometry "$geo" \
         -e bash --norc --noprofile -c "$loop"
-    M_NOTE="$M_NOTE; a second xterm below it runs $VNC_SCREEN ($loop)"
+    M_NOTE="$M_NOTE; a second xterm below it runs $kind ($loop)"
 }
 
 # What the laptop's xterm runs while a real viewer watches (RWLAB_VNC_SCREEN), typed there.
@@ -1374,15 +1386,36 @@ rdp_session() {  # rdp_session OUT SEED [rdp_driver.py options]; RDP_TERM_CMD: t
     start_xvfb farm "$DISP_FARM_RDP" 800x600x24 "$out/xvfb_farm.log"
     # The xterm fills the screen: with no window manager the keyboard follows the pointer, and
     # the person's pointer wanders while thinking; outside a smaller xterm their keys were lost.
-    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -geometry 132x45+0+0 -l -lf "$out/farm_terminal.txt" -e "${term_cmd[@]}"
-    printf 'rwlabpw\n' >"$STATE/xrdp/vncpw.txt"
-    run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_RDP" -rfbport 5910 -localhost \
-        -forever -shared -passwdfile "$STATE/xrdp/vncpw.txt" -quiet -noipv6
-    wait_port farm 127.0.0.1 5910 15 || { log "x11vnc (rdp backend) did not listen"; return 1; }
-    rm -f /run/xrdp/xrdp.pid
-    run_bg farm "$out/xrdp.log" xrdp --nodaemon --config "$STATE/xrdp/xrdp.ini"
-    wait_port farm "$FARM" 3389 15 || { log "xrdp did not listen"; return 1; }
+    # With a second xterm on the screen (RWLAB_RDP_SCREEN) the first is given the keyboard.
+    local rows=45
+    [[ -z $RDP_SCREEN || ${#RDP_TERM_CMD[@]} -eq 0 ]] || rows=37
+    run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_RDP" xterm -class RwlabTerm \
+        -geometry "132x$rows+0+0" -l -lf "$out/farm_terminal.txt" -e "${term_cmd[@]}"
+    if [[ $RDP_SERVER == shadow ]]; then
+        command -v freerdp-shadow-cli >/dev/null || { log "freerdp-shadow-cli missing"; return 3; }
+        mkdir -p "$STATE/rdp-shadow"
+        M_NOTE="${M_NOTE//xrdp -> x11vnc/freerdp-shadow-cli}; the server is FreeRDP's shadow server on the laptop's display, xfreerdp $RDP_CODEC"
+        run_bg farm "$out/shadow.log" env -C "$STATE/rdp-shadow" HOME="$STATE/rdp-shadow" DISPLAY=":$DISP_FARM_RDP" \
+            freerdp-shadow-cli "/bind-address:$FARM" /port:3389 -auth "/sec:$RDP_SECURITY"
+        set -- "$@" --client-flags "$RDP_CODEC"
+    else
+        [[ $RDP_SERVER == xrdp ]] || { log "RWLAB_RDP_SERVER must be xrdp or shadow"; return 2; }
+        printf 'rwlabpw\n' >"$STATE/xrdp/vncpw.txt"
+        run_bg farm "$out/x11vnc.log" x11vnc -display ":$DISP_FARM_RDP" -rfbport 5910 -localhost \
+            -forever -shared -passwdfile "$STATE/xrdp/vncpw.txt" -quiet -noipv6
+        wait_port farm 127.0.0.1 5910 15 || { log "x11vnc (rdp backend) did not listen"; return 1; }
+        rm -f /run/xrdp/xrdp.pid
+        run_bg farm "$out/xrdp.log" xrdp --nodaemon --config "$STATE/xrdp/xrdp.ini"
+    fi
+    wait_port farm "$FARM" 3389 15 || { log "the RDP server did not listen"; return 1; }
     [[ ${#RDP_TERM_CMD[@]} -eq 0 ]] || wait_ssh_prompt "$out" || return 1
+    if [[ -n $RDP_SCREEN && ${#RDP_TERM_CMD[@]} -gt 0 ]]; then
+        farm_screen_window "$out" "$DISP_FARM_RDP" "$RDP_SCREEN" 132x8+0+490 || return
+        sleep 0.5
+        timeout 10 ip netns exec "${PFX}farm" env DISPLAY=":$DISP_FARM_RDP" \
+            xdotool search --sync --class RwlabTerm windowfocus >>"$out/scenario.log" 2>&1 ||
+            { log "could not give the ssh session's xterm the keyboard"; return 1; }
+    fi
     start_xvfb op "$DISP_OP_RDP" 1024x768x24 "$out/xvfb_op.log"
     nsx op "$PY" "$HELPERS/rdp_driver.py" --display ":$DISP_OP_RDP" --host "$FARM" --seed "$seed" \
         --budget "$budget" --events "$out/rdp_events.json" --log "$out/xfreerdp.log" --security "$RDP_SECURITY" \

@@ -21,11 +21,11 @@
 #include "capture/flow/flow_table.h"
 #include "detectors/host/host_stage.h"
 #include "detectors/relay/quic_handshake.h"
-#include "detectors/relay/rfb_tls.h"
 #include "detectors/relay/ssh_kexinit.h"
 #include "detectors/relay/stun_rtt.h"
 #include "detectors/relay/timing.h"
 #include "detectors/relay/tls13.h"
+#include "detectors/relay/tls_input.h"
 #include "tests/common/quic_wire.h"
 #include "tests/common/ssh_wire.h"
 #include "tests/common/stun_wire.h"
@@ -641,15 +641,16 @@ TEST(RelayTls13, GapsAndOtherProtocolsEndTheWatch) {
 
 // ---- RFB under VeNCrypt's TLS: update requests told by their records' length -----------
 
-// RfbTlsInput as a watch of Segments: the viewer is the client.
+// TlsInput as a watch of Segments: the viewer is the client.
 struct RfbTlsWatch {
-  RfbTlsInput input;
+  explicit RfbTlsWatch(TlsInput::Protocol protocol = TlsInput::Protocol::kRfb) : input(protocol) {}
+  TlsInput input;
   bool OnSegment(const decode::DecodedPacket& p, bool from_viewer) {
     if (!from_viewer) {
       input.OnServerSegment(p);
       return false;
     }
-    return input.OnViewerSegment(p);
+    return input.OnClientSegment(p);
   }
 };
 
@@ -755,6 +756,46 @@ TEST(RelayRfbTls, NoServerHelloNoRequests) {
     s.Send(w, false, tls_wire::AsString(tls_wire::Record(22, tls_wire::Handshake(2, {1, 2, 3}))));
     EXPECT_EQ(w.input.overhead(), std::nullopt);  // a ServerHello that does not parse
     EXPECT_FALSE(s.Send(w, true, RfbRecords(24, 10)));
+  }
+}
+
+// ---- RDP under TLS: frame acknowledgements told by their records' length -----------------
+
+TEST(RelayRdpTls, FrameAcknowledgementsAreToldFromInput) {
+  RfbTlsWatch w(TlsInput::Protocol::kRdp);
+  Segments s;
+  RfbTlsHandshake(w, s, 0x1302, true);  // TLS_AES_256_GCM_SHA384: FreeRDP against its server
+  EXPECT_EQ(w.input.overhead(), std::optional<std::size_t>(17));
+  // xfreerdp 2.11's, read in the lab's captures: records of 67 bytes under TLS 1.3 (45 of
+  // RDPGFX_FRAME_ACKNOWLEDGE_PDU) with the graphics pipeline, 59 (37 of
+  // TS_FRAME_ACKNOWLEDGE_PDU) with surface commands.
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(17, 45)));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(17, 37)));
+  EXPECT_TRUE(s.Send(w, true, RfbRecords(17, 45) + RfbRecords(17, 45)));  // and a QoE one
+  for (std::size_t other : {36, 44, 46, 47, 48})  // the other encodings of the same PDUs
+    EXPECT_TRUE(s.Send(w, true, RfbRecords(17, other))) << other;
+  // Fast-path input: a key (its 27-byte records in the lab), a pointer move (32), a few keys.
+  for (std::size_t input : {5, 10, 4, 9, 11})
+    EXPECT_FALSE(s.Send(w, true, RfbRecords(17, input))) << input;
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(17, 45) + RfbRecords(17, 5)));  // a key among them
+  EXPECT_FALSE(s.Send(w, true, RfbRecords(17, 10)));  // an RFB update request is no RDP answer
+  // TLS 1.2 with AES-GCM, as Windows' servers choose: 24 bytes a record.
+  RfbTlsWatch w12(TlsInput::Protocol::kRdp);
+  Segments s12;
+  RfbTlsHandshake(w12, s12, 0xc030);  // ECDHE-RSA-AES256-GCM-SHA384
+  EXPECT_TRUE(s12.Send(w12, true, RfbRecords(24, 45)));
+  EXPECT_FALSE(s12.Send(w12, true, RfbRecords(17, 45)));
+  EXPECT_FALSE(s12.Send(w12, true, RfbRecords(24, 5)));
+}
+
+TEST(RelayRdpTls, AnswerSizesAreTheProtocolsOwn) {
+  const std::span<const std::uint16_t> rfb = TlsInput::AnswerBytes(TlsInput::Protocol::kRfb);
+  const std::span<const std::uint16_t> rdp = TlsInput::AnswerBytes(TlsInput::Protocol::kRdp);
+  EXPECT_EQ(std::vector<std::uint16_t>(rfb.begin(), rfb.end()), std::vector<std::uint16_t>{10});
+  // No fast-path PDU of one key (4-5 bytes) or one pointer event (9-10) is an answer.
+  for (std::uint16_t n : rdp) {
+    EXPECT_GE(n, 36);
+    EXPECT_LE(n, 48);
   }
 }
 
@@ -2283,6 +2324,47 @@ TEST(RelayDetector, RdpsTlsIsTimedPastItsX224Exchange) {
   EXPECT_NEAR(r["handshake_turnaround_ms"].get<double>(), 92.5, 1e-6);
   EXPECT_EQ(r["turnaround_samples_ms"].size(), 3u);
   EXPECT_NEAR(r["hidden_leg_rtt_ms"].get<double>(), 90.5, 0.01);
+}
+
+// RDP under TLS (`tls13`: TLS 1.3, else 1.2) of a screen whose cursor blinks, as FreeRDP
+// speaks it with the graphics pipeline: every frame acknowledged (RDPGFX_FRAME_ACKNOWLEDGE_PDU,
+// 45 bytes a record), the person's keys as fast-path input (5 bytes a record).
+std::vector<Event> RdpOfABlinkingScreen(std::uint16_t cipher, bool tls13,
+                                        std::vector<double>& keys) {
+  Wire w;
+  w.SetServerPort(3389);
+  w.Handshake(0, 2);
+  X224Exchange(w, 12, 13, /*requested=*/0x03, /*selected=*/0x01);
+  w.Send(15, true, kAck | kPsh, ClientHelloRecord());
+  tls_wire::ByteVec flight = tls_wire::Record(
+      22, tls_wire::Handshake(2, tls_wire::ServerHelloBody(cipher, tls13 ? common::kTls13 : 0)));
+  tls_wire::Append(flight, tls_wire::Record(22, tls_wire::ByteVec(900, 0x5a)));
+  w.Send(16, false, kAck | kPsh, tls_wire::AsString(flight));
+  w.Send(18, true, kAck | kPsh, Encrypted(70, true));
+  const std::size_t overhead = tls13 ? 17 : 24;
+  w.Send(20, true, kAck | kPsh, Encrypted(420 + overhead));  // MCS Connect Initial
+  w.Send(21, false, kAck | kPsh, Encrypted(300 + overhead));
+  BlinkingScreen(w, 40, Encrypted(268 + overhead), Encrypted(45 + overhead),
+                 Encrypted(5 + overhead), Encrypted(5 + overhead), keys);
+  return w.End();
+}
+
+TEST(RelayDetector, AnRdpClientsFrameAcknowledgementsAreNoInput) {
+  for (const bool tls13 : {true, false}) {
+    std::vector<double> keys;
+    const std::vector<Event> events = RdpOfABlinkingScreen(tls13 ? 0x1302 : 0xc030, tls13, keys);
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].body["app"], "tls");
+    std::vector<std::int64_t> want = {absl::ToUnixMicros(At(12))};  // the X.224 request's
+    for (double key : keys)
+      want.push_back(absl::ToUnixMicros(At(key)));
+    EXPECT_EQ(events[0].body["_on_times_us"].get<std::vector<std::int64_t>>(), want) << tls13;
+  }
+  // A block cipher's records tell nothing: the acknowledgements count, and never pause.
+  std::vector<double> keys;
+  const std::vector<Event> cbc = RdpOfABlinkingScreen(0xc014, false, keys);
+  ASSERT_EQ(cbc.size(), 1u);
+  EXPECT_EQ(cbc[0].body["_on_times_us"].size(), 1u);
 }
 
 // RDP with standard security (MS-RDPBCGR 1.3.1.1), as FreeRDP speaks it through a

@@ -1,25 +1,46 @@
-#include "detectors/relay/rfb_tls.h"
+#include "detectors/relay/tls_input.h"
 
 #include <algorithm>
+#include <array>
 
 #include "capture/base/bytes.h"
 
 namespace relaywatch::detectors::relay {
+namespace {
 
-void RfbTlsInput::OnServerSegment(const decode::DecodedPacket& p) {
+constexpr std::array<std::uint16_t, 1> kRfbAnswers = {10};  // FramebufferUpdateRequest
+// TS_FRAME_ACKNOWLEDGE_PDU; RDPGFX_(QOE_)FRAME_ACKNOWLEDGE_PDU in a DVC data PDU.
+constexpr std::array<std::uint16_t, 7> kRdpAnswers = {36, 37, 44, 45, 46, 47, 48};
+
+}  // namespace
+
+std::span<const std::uint16_t> TlsInput::AnswerBytes(Protocol protocol) {
+  return protocol == Protocol::kRfb ? std::span<const std::uint16_t>(kRfbAnswers)
+                                    : std::span<const std::uint16_t>(kRdpAnswers);
+}
+
+TlsInput::TlsInput(Protocol protocol) : answers_(AnswerBytes(protocol)) {}
+
+bool TlsInput::IsAnswer(std::size_t record_length) const {
+  return overhead_ && record_length > *overhead_ &&
+         std::find(answers_.begin(), answers_.end(), record_length - *overhead_) != answers_.end();
+}
+
+void TlsInput::OnServerSegment(const decode::DecodedPacket& p) {
   if (!server_)
     return;
   const ServerHelloReader::State state = server_->OnSegment(p);
   if (state == ServerHelloReader::State::kRead)
-    overhead_ = common::AeadRecordOverhead(server_->hello().version(), server_->hello().cipher_suite);
+    overhead_ =
+        common::AeadRecordOverhead(server_->hello().version(), server_->hello().cipher_suite);
   if (state != ServerHelloReader::State::kReading)
     server_.reset();  // read, or its place lost: nothing more to learn
 }
 
-bool RfbTlsInput::OnViewerSegment(const decode::DecodedPacket& p) {
+bool TlsInput::OnClientSegment(const decode::DecodedPacket& p) {
   bool segment_start = false;
   bool gap = false;
-  common::Bytes bytes = viewer_cursor_.Next(p, segment_start, gap);
+  common::Bytes bytes = client_cursor_.Next(p, segment_start, gap);
   if (bytes.empty())
     return false;  // a repeat: nothing new to tell
   if (gap || p.payload.size() < p.payload_length)
@@ -33,7 +54,7 @@ bool RfbTlsInput::OnViewerSegment(const decode::DecodedPacket& p) {
     remaining_ = 0;
   }
   const bool at_boundary = header_size_ == 0 && remaining_ == 0;
-  int requests = 0;
+  int answers = 0;
   bool other = false;
   while (!bytes.empty()) {
     if (remaining_ == 0) {
@@ -49,9 +70,8 @@ bool RfbTlsInput::OnViewerSegment(const decode::DecodedPacket& p) {
         return false;
       }
       remaining_ = Be16(&header_[3]);
-      if (header_[0] == common::kTlsApplicationData && overhead_ &&
-          remaining_ == *overhead_ + kRequestBytes) {
-        ++requests;
+      if (header_[0] == common::kTlsApplicationData && IsAnswer(remaining_)) {
+        ++answers;
       } else {
         other = true;
       }
@@ -61,7 +81,7 @@ bool RfbTlsInput::OnViewerSegment(const decode::DecodedPacket& p) {
     remaining_ -= n;
     bytes = bytes.subspan(n);
   }
-  return at_boundary && requests > 0 && !other && header_size_ == 0 && remaining_ == 0;
+  return at_boundary && answers > 0 && !other && header_size_ == 0 && remaining_ == 0;
 }
 
 }  // namespace relaywatch::detectors::relay
