@@ -941,6 +941,13 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             "Typing baselines forgotten because the table was full "
             "(alerting.max_hosts).",
             MetricType::Counter, static_cast<double>(hs.typing_profiles_evicted));
+  AddSingle(out, "relaywatch_stepping_stone_cross_host_flows",
+            "Flows kept for stepping stones across hosts (sessions from outside to a home "
+            "host, SSH flows out of the others).",
+            MetricType::Gauge, static_cast<double>(hs.cross_host_flows));
+  AddSingle(out, "relaywatch_stepping_stone_cross_host_flow_evictions_total",
+            "Flows kept for stepping stones across hosts forgotten because the table was full.",
+            MetricType::Counter, static_cast<double>(hs.cross_host_flows_evicted));
   AddSingle(out, "relaywatch_relay_turnarounds_explained_total",
             "Hidden-leg turnarounds not counted: the host's request on another "
             "connection was answered just before (a revocation, AIA or CRL fetch).",

@@ -177,6 +177,10 @@ struct HostStageStats {
   // Typing baselines kept (home hosts with timed SSH reactions), and forgotten when full.
   std::uint64_t typing_profiles = 0;
   std::uint64_t typing_profiles_evicted = 0;
+  // Flows kept for stepping stones across hosts (an inbound session from outside to one home
+  // host, an SSH session out of another: an IP-KVM beside a laptop), and forgotten when full.
+  std::uint64_t cross_host_flows = 0;
+  std::uint64_t cross_host_flows_evicted = 0;
 };
 
 // The host stage: one thread that sees every worker's findings, decides which internal host
@@ -357,8 +361,24 @@ class HostStage {
   // client_responder: the record's turnarounds are the responder's answers.
   void ControllerRtt(Event& finding, const std::array<std::optional<double>, 2>& low_rtts,
                      bool client_responder, std::vector<Event>& publish);
+  // ssh: the flow is an SSH session (kept for stepping stones across hosts when outbound).
   void SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
-                      const IpAddress& peer, OnPeriods periods, std::vector<Event>& publish);
+                      const IpAddress& peer, OnPeriods periods, bool ssh,
+                      std::vector<Event>& publish);
+  // The pair of one host's inbound flow `in` (from outside) and one home host's outbound
+  // flow `out`: a stepping stone when one of the tests matches with a chance of at most
+  // `max_p` each (`leg`: the larger of the hosts' own legs, by which the windows grow).
+  struct StoneMatch;
+  std::optional<StoneMatch> MatchStone(const HostState::OnFlow& in, const HostState::OnFlow& out,
+                                       absl::Duration leg, double max_p) const;
+  void PublishStone(const Event& finding, const IpAddress& host, const IpAddress& in_host,
+                    const IpAddress& controller, std::uint64_t in_flow, std::uint64_t out_flow,
+                    const StoneMatch& m, double pairs, std::vector<Event>& publish);
+  // Across hosts: `self` (of `host`) against the kept flows of other home hosts of its site,
+  // then kept itself if it is an inbound flow from outside or an outbound SSH flow.
+  void SteppingStonesAcrossHosts(const Event& finding, const IpAddress& host,
+                                 const HostState::OnFlow& self, bool ssh,
+                                 std::vector<Event>& publish);
   // The typing baseline: a home host's output -> next key delays in its own SSH sessions
   // against the same host's history.
   void Typing(const Event& finding, const IpAddress& host, std::vector<double> reactions,
@@ -494,6 +514,14 @@ class HostStage {
     PacketTime last_seen;
   };
   absl::flat_hash_map<IpAddress, TypingProfile> typing_profiles_;
+  // Stepping stones across hosts: the latest inbound flows from outside and outbound SSH
+  // flows of every home host, at most kMaxCrossHostFlows and none older than relay.window.
+  struct CrossHostFlow {
+    IpAddress host;
+    HostState::OnFlow flow;
+  };
+  static constexpr std::size_t kMaxCrossHostFlows = 128;
+  std::deque<CrossHostFlow> cross_host_flows_;
   // Countries that controlled one person's hosts (inventory `person`), oldest first.
   absl::flat_hash_map<std::string, std::deque<std::pair<PacketTime, std::string>>>
       person_countries_;

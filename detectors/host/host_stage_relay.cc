@@ -244,10 +244,11 @@ void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
     Typing(finding, f.src_ip, std::move(reactions), publish);
   if (!config_.relay.methods.stepping_stone)
     return;
+  const bool ssh = finding.body.value("_ssh", false);
   if (IsHome(f.src_ip)) {
-    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(periods), publish);
+    SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(periods), ssh, publish);
   } else if (IsHome(f.dest_ip)) {
-    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(periods), publish);
+    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(periods), ssh, publish);
   }
 }
 
@@ -293,13 +294,15 @@ void HostStage::Relay(Event& finding, std::vector<Event>& publish) {
       HiddenLeg(finding, f.src_ip, std::move(waits), publish);
     }
     if (methods.stepping_stone) {
-      SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(periods), publish);
+      SteppingStones(finding, f.src_ip, false, f.dest_ip, std::move(periods),
+                     r.value("app", "") == "ssh", publish);
     }
     if (methods.keystrokes && !reactions.empty()) {
       Typing(finding, f.src_ip, std::move(reactions), publish);
     }
   } else if (dest_home && methods.stepping_stone) {
-    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(periods), publish);
+    SteppingStones(finding, f.dest_ip, true, f.src_ip, std::move(periods),
+                   r.value("app", "") == "ssh", publish);
   }
   if (methods.routed_relay) {
     if (src_home)
@@ -804,40 +807,166 @@ void HostStage::RoutedRelay(const Event& finding, const IpAddress& host, bool or
   PublishAlert(std::move(alert), publish);
 }
 
+struct HostStage::StoneMatch {
+  detectors::relay::SteppingStone stone;
+  absl::Duration window;
+  absl::Duration offset = absl::ZeroDuration();  // packets only
+  bool of_packets = false;
+  bool of_outputs = false;
+  bool of_bursts = false;
+};
+
+std::optional<HostStage::StoneMatch> HostStage::MatchStone(const HostState::OnFlow& in,
+                                                           const HostState::OnFlow& out,
+                                                           absl::Duration leg, double max_p) const {
+  const detectors::relay::RelayConfig& c = config_.relay;
+  const std::uint64_t min_ons = c.stepping_stone_min_ons;
+  const std::uint64_t min_bursts = detectors::relay::MinBurstStarts(min_ons);
+  // ON periods, of the input or of the output, match by one rule.
+  const auto ons_match = [&](const detectors::relay::SteppingStone& s) {
+    return s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 && s.chance <= max_p;
+  };
+  StoneMatch m;
+  if (in.ons.size() >= min_ons && out.ons.size() >= min_ons) {
+    m.window = c.stepping_stone_delta + leg;
+    m.stone = detectors::relay::CorrelateOnTimes(in.ons, out.ons, m.window);
+    if (ons_match(m.stone))
+      return m;
+  }
+  // Packets where ON periods are too few (OpenSSH's chaff fills the pauses) or have not
+  // matched yet. A relay forwards nearly every packet; a host's independent sessions match
+  // only by coincidence (CorrelatePackets).
+  if (!in.packets.empty() && !out.packets.empty()) {
+    // Widened and moved by the host's leg (ScanPacketWindows): as for ON periods, a relayed
+    // packet leaves one round trip of the host's link after it came in.
+    const std::optional<detectors::relay::PacketWindowMatch> p =
+        detectors::relay::ScanPacketWindows(in.packets, out.packets, c.stepping_stone_packet_delta,
+                                            leg, kMinForwardedShare,
+                                            detectors::relay::PacketSample::kMinPackets);
+    if (p && p->stone.chance <= max_p && p->stone.gap_chance <= max_p) {
+      m.stone = p->stone;
+      m.window = p->width;
+      m.offset = p->offset;
+      m.of_packets = true;
+      return m;
+    }
+  }
+  // Output the other way: what the outbound flow's server sends, the host forwards to the
+  // controller at once. A client that re-times every key on its own clock (OpenSSH >= 9.5
+  // on the host, ssh onward from its shell) breaks the input's match, not this one; the
+  // answers to its chaff, which fill every pause, are not output. Forwarded within the
+  // packets' window (no person or screen between), not the ON periods' 80 ms: two sessions
+  // refreshing on one period (`top`, `watch`) lock their phase within it 16 times less often.
+  if (in.output_ons.size() >= min_ons && out.output_ons.size() >= min_ons &&
+      c.stepping_stone_packet_delta > absl::ZeroDuration()) {
+    m.window = c.stepping_stone_packet_delta + leg;
+    m.stone = detectors::relay::CorrelateOnTimes(out.output_ons, in.output_ons, m.window);
+    if (ons_match(m.stone)) {
+      m.of_outputs = true;
+      return m;
+    }
+  }
+  // Burst starts: where the host's client re-times every key and chaffs while a person types
+  // (OpenSSH >= 9.5: `vnc_typed_ssh`, a far person typing through a screen into the host's
+  // own ssh), its pauses are filled up to 1-3 s past each key and neither the input's ON
+  // periods nor its packets match. The key that ends a longer pause is sent at once, as the
+  // person's input came in through the remote desktop; the inbound ON period it follows
+  // is the same pause's end. Within the ON periods' window: through a screen, a terminal
+  // and the client, not a forward. Few but rare on both sides, so `chance` decides.
+  if (out.burst_starts.size() >= min_bursts && in.ons.size() >= min_ons) {
+    m.window = c.stepping_stone_delta + leg;
+    m.stone = detectors::relay::CorrelateOnTimes(in.ons, out.burst_starts, m.window);
+    if (ons_match(m.stone)) {
+      m.of_bursts = true;
+      return m;
+    }
+  }
+  return std::nullopt;
+}
+
+void HostStage::PublishStone(const Event& finding, const IpAddress& host, const IpAddress& in_host,
+                             const IpAddress& controller, std::uint64_t in_flow,
+                             std::uint64_t out_flow, const StoneMatch& m, double pairs,
+                             std::vector<Event>& publish) {
+  if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts))
+    return;
+  const detectors::relay::SteppingStone& s = m.stone;
+  Event alert = NewAlert(finding.ts, finding.flow, host, kSidSteppingStone,
+                         "RELAYWATCH input from outside relayed through an internal host "
+                         "(stepping stone)",
+                         "Relay", 2, "stepping_stone");
+  const char* unit = m.of_outputs ? "output_ons" : m.of_packets ? "packets" : "ons";
+  // Output is led by the outbound flow: the stone's leading stream is its.
+  const std::size_t inbound_count = m.of_outputs ? s.outbound_ons : s.inbound_ons;
+  const std::size_t outbound_count = m.of_outputs ? s.inbound_ons : s.outbound_ons;
+  alert.evidence = {
+      {"method", "stepping_stone"},
+      {"correlation", m.of_outputs   ? "output_on_periods"
+                      : m.of_packets ? "packets"
+                      : m.of_bursts  ? "burst_starts"
+                                     : "on_periods"},
+      {"host", host.ToString()},
+      {"controller", controller.ToString()},
+      {"inbound_flow_id", in_flow},
+      {"outbound_flow_id", out_flow},
+      {absl::StrCat("inbound_", unit), inbound_count},
+      {absl::StrCat("outbound_", m.of_bursts ? "burst_starts" : unit), outbound_count},
+      {"correlated", s.correlated},
+      {"ratio", Round3(s.ratio)},
+      {"median_lag_ms", Round1(s.median_lag_ms)},
+      {"window_ms", Round1(absl::ToDoubleMilliseconds(m.window))},
+      {"chance", s.chance}};
+  if (in_host != host) {
+    alert.evidence["inbound_host"] = in_host.ToString();
+    alert.evidence["pairs_tested"] = pairs;  // the chance had to beat max_p / pairs
+  }
+  if (m.of_packets) {
+    alert.evidence["window_offset_ms"] = Round1(absl::ToDoubleMilliseconds(m.offset));
+    alert.evidence["gap_pairs"] = s.gap_pairs;
+    alert.evidence["gap_rho"] = Round3(s.gap_rho);
+    alert.evidence["gap_chance"] = s.gap_chance;
+  }
+  PublishAlert(std::move(alert), publish);
+}
+
 void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool inbound,
-                               const IpAddress& peer, OnPeriods periods,
+                               const IpAddress& peer, OnPeriods periods, bool ssh,
                                std::vector<Event>& publish) {
   const detectors::relay::RelayConfig& c = config_.relay;
   const std::uint64_t min_ons = c.stepping_stone_min_ons;
-  std::vector<PacketTime>& ons = periods.ons;
-  std::vector<PacketTime>& packets = periods.packets;
-  std::vector<PacketTime>& output_ons = periods.output_ons;
-  std::vector<PacketTime>& bursts = periods.burst_starts;
-  const std::uint64_t min_bursts = detectors::relay::MinBurstStarts(min_ons);
-  const bool by_ons = ons.size() >= min_ons;
+  HostState::OnFlow self{.flow_id = finding.flow->flow_id,
+                         .inbound = inbound,
+                         .peer = peer,
+                         .ons = std::move(periods.ons),
+                         .host_leg_ms = periods.legs[inbound ? 1 : 0].value_or(0.0),
+                         .packets = std::move(periods.packets),
+                         .output_ons = std::move(periods.output_ons),
+                         .burst_starts = std::move(periods.burst_starts),
+                         .last = absl::InfinitePast()};
+  const bool by_ons = self.ons.size() >= min_ons;
   const bool packet_test = c.stepping_stone_packet_delta > absl::ZeroDuration();
   const bool by_packets =
-      packet_test && packets.size() >= detectors::relay::PacketSample::kMinPackets;
-  const bool by_outputs = packet_test && output_ons.size() >= min_ons;
+      packet_test && self.packets.size() >= detectors::relay::PacketSample::kMinPackets;
+  const bool by_outputs = packet_test && self.output_ons.size() >= min_ons;
   // Only an outbound flow's client re-times the keys it sends.
-  const bool by_bursts = !inbound && bursts.size() >= min_bursts;
+  const bool by_bursts =
+      !inbound && self.burst_starts.size() >= detectors::relay::MinBurstStarts(min_ons);
   if (!by_ons && !by_packets && !by_outputs && !by_bursts)
     return;
+  // A test a side cannot take is empty on that side (MatchStone reads emptiness so).
   if (!by_ons)
-    ons.clear();
+    self.ons.clear();
   if (!by_packets)
-    packets.clear();
+    self.packets.clear();
   if (!by_outputs)
-    output_ons.clear();
+    self.output_ons.clear();
   if (!by_bursts)
-    bursts.clear();
-  PacketTime last = absl::InfinitePast();
-  for (const std::vector<PacketTime>* times : {&ons, &packets, &output_ons, &bursts}) {
+    self.burst_starts.clear();
+  for (const std::vector<PacketTime>* times :
+       {&self.ons, &self.packets, &self.output_ons, &self.burst_starts}) {
     if (!times->empty())
-      last = std::max(last, times->back());
+      self.last = std::max(self.last, times->back());
   }
-  // The host's own leg on this flow (its end of the record's round trips).
-  const double host_leg_ms = periods.legs[inbound ? 1 : 0].value_or(0.0);
   HostState& state = Host(host, finding.ts);
   while (!state.on_flows.empty() && (state.on_flows.size() >= kMaxOnFlows ||
                                      finding.ts - state.on_flows.front().last > c.window)) {
@@ -853,118 +982,70 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     // A relayed key leaves the host one round trip of the host's own link after the sensor
     // saw it arrive: nothing on a wire, tens to hundreds of ms behind a queued Wi-Fi. The
     // window grows by the larger of the two flows' legs; `chance` counts the wider windows.
-    const absl::Duration leg = absl::Milliseconds(std::max(host_leg_ms, other.host_leg_ms));
-    // ON periods, of the input or of the output, match by one rule.
-    const auto ons_match = [&](const detectors::relay::SteppingStone& s) {
-      return s.ratio >= c.stepping_stone_ratio && s.correlated >= min_ons / 2 &&
-             s.chance <= c.stepping_stone_max_p;
-    };
-    std::optional<detectors::relay::SteppingStone> found;
-    absl::Duration window;
-    bool of_packets = false;
-    if (by_ons && other.ons.size() >= min_ons) {
-      window = c.stepping_stone_delta + leg;
-      const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(
-          inbound ? ons : other.ons, inbound ? other.ons : ons, window);
-      if (ons_match(s))
-        found = s;
+    const absl::Duration leg = absl::Milliseconds(std::max(self.host_leg_ms, other.host_leg_ms));
+    const std::optional<StoneMatch> m =
+        MatchStone(inbound ? self : other, inbound ? other : self, leg, c.stepping_stone_max_p);
+    if (m) {
+      PublishStone(finding, host, host, controller, inbound ? self.flow_id : other.flow_id,
+                   inbound ? other.flow_id : self.flow_id, *m, 1, publish);
     }
-    // Packets where ON periods are too few (OpenSSH's chaff fills the pauses) or have not
-    // matched yet. A relay forwards nearly every packet; a host's independent sessions match
-    // only by coincidence (CorrelatePackets).
-    absl::Duration offset = absl::ZeroDuration();
-    if (!found && by_packets && !other.packets.empty()) {
-      // Widened and moved by the host's leg (ScanPacketWindows): as for ON periods, a relayed
-      // packet leaves one round trip of the host's link after it came in.
-      const std::optional<detectors::relay::PacketWindowMatch> m =
-          detectors::relay::ScanPacketWindows(
-              inbound ? packets : other.packets, inbound ? other.packets : packets,
-              c.stepping_stone_packet_delta, leg, kMinForwardedShare,
-              detectors::relay::PacketSample::kMinPackets);
-      if (m && m->stone.chance <= c.stepping_stone_max_p &&
-          m->stone.gap_chance <= c.stepping_stone_max_p) {
-        found = m->stone;
-        window = m->width;
-        offset = m->offset;
-        of_packets = true;
-      }
-    }
-    // Output the other way: what the outbound flow's server sends, the host forwards to the
-    // controller at once. A client that re-times every key on its own clock (OpenSSH >= 9.5
-    // on the host, ssh onward from its shell) breaks the input's match, not this one; the
-    // answers to its chaff, which fill every pause, are not output. Forwarded within the
-    // packets' window (no person or screen between), not the ON periods' 80 ms: two sessions
-    // refreshing on one period (`top`, `watch`) lock their phase within it 16 times less often.
-    bool of_outputs = false;
-    if (!found && by_outputs && other.output_ons.size() >= min_ons) {
-      window = c.stepping_stone_packet_delta + leg;
-      const detectors::relay::SteppingStone s = detectors::relay::CorrelateOnTimes(
-          inbound ? other.output_ons : output_ons, inbound ? output_ons : other.output_ons, window);
-      if (ons_match(s)) {
-        found = s;
-        of_outputs = true;
-      }
-    }
-    // Burst starts: where the host's client re-times every key and chaffs while a person types
-    // (OpenSSH >= 9.5: `vnc_typed_ssh`, a far person typing through a screen into the host's
-    // own ssh), its pauses are filled up to 1-3 s past each key and neither the input's ON
-    // periods nor its packets match. The key that ends a longer pause is sent at once, as the
-    // person's input came in through the remote desktop; the inbound ON period it follows
-    // is the same pause's end. Within the ON periods' window: through a screen, a terminal
-    // and the client, not a forward. Few but rare on both sides, so `chance` decides.
-    bool of_bursts = false;
-    const std::vector<PacketTime>& inbound_ons = inbound ? ons : other.ons;
-    const std::vector<PacketTime>& outbound_bursts = inbound ? other.burst_starts : bursts;
-    if (!found && outbound_bursts.size() >= min_bursts && inbound_ons.size() >= min_ons) {
-      window = c.stepping_stone_delta + leg;
-      const detectors::relay::SteppingStone s =
-          detectors::relay::CorrelateOnTimes(inbound_ons, outbound_bursts, window);
-      if (ons_match(s)) {
-        found = s;
-        of_bursts = true;
-      }
-    }
-    if (!found)
-      continue;
-    if (!Admit(host, absl::StrCat(kSidSteppingStone, "/", controller.ToString()), finding.ts)) {
-      continue;
-    }
-    const detectors::relay::SteppingStone& s = *found;
-    Event alert = NewAlert(finding.ts, finding.flow, host, kSidSteppingStone,
-                           "RELAYWATCH input from outside relayed through an internal host "
-                           "(stepping stone)",
-                           "Relay", 2, "stepping_stone");
-    const char* unit = of_outputs ? "output_ons" : of_packets ? "packets" : "ons";
-    // Output is led by the outbound flow: the stone's leading stream is its.
-    const std::size_t inbound_count = of_outputs ? s.outbound_ons : s.inbound_ons;
-    const std::size_t outbound_count = of_outputs ? s.inbound_ons : s.outbound_ons;
-    alert.evidence = {
-        {"method", "stepping_stone"},
-        {"correlation", of_outputs   ? "output_on_periods"
-                        : of_packets ? "packets"
-                        : of_bursts  ? "burst_starts"
-                                     : "on_periods"},
-        {"host", host.ToString()},
-        {"controller", controller.ToString()},
-        {"inbound_flow_id", inbound ? finding.flow->flow_id : other.flow_id},
-        {"outbound_flow_id", inbound ? other.flow_id : finding.flow->flow_id},
-        {absl::StrCat("inbound_", unit), inbound_count},
-        {absl::StrCat("outbound_", of_bursts ? "burst_starts" : unit), outbound_count},
-        {"correlated", s.correlated},
-        {"ratio", Round3(s.ratio)},
-        {"median_lag_ms", Round1(s.median_lag_ms)},
-        {"window_ms", Round1(absl::ToDoubleMilliseconds(window))},
-        {"chance", s.chance}};
-    if (of_packets) {
-      alert.evidence["window_offset_ms"] = Round1(absl::ToDoubleMilliseconds(offset));
-      alert.evidence["gap_pairs"] = s.gap_pairs;
-      alert.evidence["gap_rho"] = Round3(s.gap_rho);
-      alert.evidence["gap_chance"] = s.gap_chance;
-    }
-    PublishAlert(std::move(alert), publish);
   }
-  state.on_flows.push_back({finding.flow->flow_id, inbound, peer, std::move(ons), host_leg_ms,
-                            std::move(packets), std::move(output_ons), std::move(bursts), last});
+  if (c.stepping_stone_across_hosts)
+    SteppingStonesAcrossHosts(finding, host, self, ssh, publish);
+  state.on_flows.push_back(std::move(self));
+}
+
+void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress& host,
+                                          const HostState::OnFlow& self, bool ssh,
+                                          std::vector<Event>& publish) {
+  const detectors::relay::RelayConfig& c = config_.relay;
+  // The hop's side is a session from outside; the laptop's an SSH flow, whose keys a device
+  // beside it (an IP-KVM's keyboard, a second machine's screen) types. Browsing and other
+  // flows are left out: they carry no person's keys, and every one more to test is one more
+  // chance of a coincidence.
+  const bool keep = self.inbound ? !IsHome(self.peer) : ssh;
+  if (!keep)
+    return;
+  while (!cross_host_flows_.empty() &&
+         finding.ts - cross_host_flows_.front().flow.last > c.window) {
+    cross_host_flows_.pop_front();
+  }
+  const Site* site = SiteOf(host);
+  const auto candidate = [&](const CrossHostFlow& other) {
+    return other.host != host && other.flow.inbound != self.inbound && SiteOf(other.host) == site;
+  };
+  // Every pair the kept flows of the site make is one more chance of a coincidence
+  // (Bonferroni): an inbound session is tried against each laptop's SSH flows in turn, so the
+  // family is all of them, not the few this flow meets now.
+  double ins = self.inbound ? 1 : 0;
+  double outs = self.inbound ? 0 : 1;
+  for (const CrossHostFlow& other : cross_host_flows_) {
+    if (SiteOf(other.host) == site)
+      (other.flow.inbound ? ins : outs) += 1;
+  }
+  const double tests = std::max(1.0, ins * outs);
+  for (const CrossHostFlow& other : cross_host_flows_) {
+    if (!candidate(other))
+      continue;
+    const HostState::OnFlow& in = self.inbound ? self : other.flow;
+    const HostState::OnFlow& out = self.inbound ? other.flow : self;
+    const IpAddress& in_host = self.inbound ? host : other.host;
+    const IpAddress& out_host = self.inbound ? other.host : host;
+    // The key crosses the hop's link and then the laptop's: both legs widen the window.
+    const absl::Duration leg = absl::Milliseconds(in.host_leg_ms + out.host_leg_ms);
+    const std::optional<StoneMatch> m = MatchStone(in, out, leg, c.stepping_stone_max_p / tests);
+    if (m)
+      PublishStone(finding, out_host, in_host, in.peer, in.flow_id, out.flow_id, *m, tests,
+                   publish);
+  }
+  if (cross_host_flows_.size() >= kMaxCrossHostFlows) {
+    cross_host_flows_.pop_front();
+    absl::MutexLock lock(&mu_);
+    ++stats_.cross_host_flows_evicted;
+  }
+  cross_host_flows_.push_back({host, self});
+  absl::MutexLock lock(&mu_);
+  stats_.cross_host_flows = cross_host_flows_.size();
 }
 
 std::string HostStage::PersonOf(const IpAddress& host) const {

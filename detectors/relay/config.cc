@@ -58,6 +58,7 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
                                         "stepping_stone_min_ons",
                                         "stepping_stone_max_p",
                                         "stepping_stone_packet_delta",
+                                        "stepping_stone_across_hosts",
                                         "typing_baseline_samples",
                                         "typing_window_samples",
                                         "typing_longest_window_samples",
@@ -93,6 +94,8 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
   RW_ASSIGN_OR_RETURN(c.stepping_stone_packet_delta,
                       section.Duration("stepping_stone_packet_delta", c.stepping_stone_packet_delta,
                                        absl::ZeroDuration(), absl::Seconds(1)));
+  RW_ASSIGN_OR_RETURN(c.stepping_stone_across_hosts,
+                      section.Bool("stepping_stone_across_hosts", c.stepping_stone_across_hosts));
   RW_ASSIGN_OR_RETURN(
       c.typing_baseline_samples,
       section.Uint("typing_baseline_samples", c.typing_baseline_samples, 20, 100000));

@@ -61,6 +61,9 @@ struct RelayConfig {
   // Packet-level test of SSH flows (CorrelatePackets): an outbound packet this soon after an
   // inbound one was forwarded; zero turns the test off.
   absl::Duration stepping_stone_packet_delta = absl::Milliseconds(5);
+  // Also pair an inbound session from outside to one home host with the SSH flows out of
+  // the other home hosts of its site: a device beside the laptop (an IP-KVM) types its keys.
+  bool stepping_stone_across_hosts = true;
   // Typing baseline (keystrokes): a host's output -> next key delays in SSH sessions, the
   // typing_baseline_samples before the longest window, are its person's own baseline (the
   // first ones until there are more); every half window the last window of

@@ -696,6 +696,8 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
        (data.SentBurstStarts() != nullptr &&
         data.burst_starts.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons)))) {
     PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.ack_rtt, body);
+    if (data.app == App::kSsh)
+      body["_ssh"] = true;  // stepping stones across hosts keep SSH flows only
   }
   if (TypingTimed(data))
     PutReactions(data.keys, body);

@@ -96,7 +96,11 @@ def golden(binary, config):
         for ft in screens:
             # The laptop serves the screen; through a TURN server (webrtc_turn_session) it
             # opened the flow to the server, elsewhere the operator or a forwarder opened it.
+            # A device beside the laptop (kvm_typed_ssh: an IP-KVM at an address of its own)
+            # serves it there: the flow's responder, the laptop being neither end.
             laptop = truth.get("hosts", {}).get("farm", ft["dst"])
+            if laptop not in (ft["src"], ft["dst"]):
+                laptop = ft["dst"]
             found = [s for s in alone
                      if {(s["src_ip"], s["src_port"]), (s["dest_ip"], s["dest_port"])} ==
                      {(ft["src"], ft["sport"]), (ft["dst"], ft["dport"])}]

@@ -49,13 +49,16 @@ def legs(run, work, n):
     op = hosts.get("op", quality_report.OPERATOR)
     egress = [f["five_tuple"] for f in truth.get("flows", [])
               if f.get("role") == "relayed_egress" and f.get("app") == "ssh"]
+    # The operator's session goes to the laptop, or to a device beside it (kvm_typed_ssh).
+    hop = next((f["five_tuple"]["dst"] for f in truth.get("flows", [])
+                if f.get("role") == "operator_leg"), farm)
     if not egress:
         raise SystemExit(f"{run}: no relayed SSH egress flow in truth.json")
     pcap = os.path.join(run, "gw.pcap")
     name = f"{n:04d}-{os.path.basename(os.path.normpath(run))}"
     inbound = os.path.join(work, name + ".in.pcap")
     outbound = os.path.join(work, name + ".out.pcap")
-    subprocess.run(["tcpdump", "-r", pcap, "-w", inbound, f"host {op} and host {farm}"],
+    subprocess.run(["tcpdump", "-r", pcap, "-w", inbound, f"host {op} and host {hop}"],
                    check=True, capture_output=True)
     flows = " or ".join(f"(host {t['src']} and port {t['sport']} and host {t['dst']} and "
                         f"port {t['dport']})" for t in egress)

@@ -79,6 +79,7 @@ NSLIST=(op farm gw inet srv)
 LAN_NET=10.77.1.0/24
 GW_LAN=10.77.1.1
 FARM=10.77.1.10
+KVM=10.77.1.20   # kvm_typed_ssh: an IP-KVM beside the laptop (a second address of farm)
 GW_WAN=198.18.0.2
 INET_GW=198.18.0.1
 INET_SRV=198.18.2.1
@@ -200,7 +201,7 @@ SCENARIOS=(direct_tls proxied_tls direct_ssh_interactive jump_ssh_interactive ss
            proxied_rdp proxied_ssh corp_proxy_direct_tls corp_proxy_tls direct_browser proxied_browser
            vnc_forwarded ssh_forwarded rdp_forwarded vnc_reverse webrtc_session webrtc_call
            webrtc_turn_session webrtc_turn_call webrtc_turn_tcp_session webrtc_turn_tcp_call
-           ssh_nested routed_quic direct_quic rdp_typed_ssh)
+           ssh_nested routed_quic direct_quic rdp_typed_ssh kvm_typed_ssh)
 
 log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -527,6 +528,7 @@ scp_transfer            farm scp ~2 MB file -> srv                  relayed=fals
 ssh_local_forward       op ssh -L via farm, curl https srv          relayed=true  app=tls (ssh tunnel)
 vnc_typed_ssh           op types via VNC into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
 rdp_typed_ssh           op types via RDP into farm's xterm ssh srv  relayed=true  app=ssh controlled=farm
+kvm_typed_ssh           op types via an IP-KVM (VNC at 10.77.1.20) into farm's xterm ssh srv  relayed=true app=ssh controlled=farm
 routed_relay            op routes IP via farm (ssh -w, NAT) -> srv  relayed=true  app=tls (routed, curl + ssh)
 routed_quic             op routes IP via farm, fetches over QUIC    relayed=true  app=quic (routed, ngtcp2)
 direct_quic             farm fetches from srv over QUIC (ngtcp2)    relayed=false app=quic
@@ -1479,11 +1481,24 @@ wait_ssh_prompt() {  # wait_ssh_prompt OUT: the laptop's xterm shows its ssh ses
     return 1
 }
 
-scn_vnc_typed_ssh() {
-    local out="$1" seed="$2" scale=() vscale vpf
+scn_vnc_typed_ssh() { vnc_typed_ssh "$1" "$2" "$FARM"; }
+
+# An IP-KVM beside the laptop: the far person's VNC goes to a device with its own address on
+# the LAN ($KVM), whose keys the laptop's xterm gets (here x11vnc on the laptop's display,
+# listening on a second address of the laptop's namespace: to the gateway another host).
+scn_kvm_typed_ssh() {
+    nsx farm ip addr add "$KVM/24" dev eth0 || { log "cannot add $KVM to farm"; return 1; }
+    RUN_CLEANUP=kvm_cleanup
+    vnc_typed_ssh "$1" "$2" "$KVM" || return
+    M_NOTE="$M_NOTE; the VNC server stands for an IP-KVM beside the laptop at $KVM (its own address on the LAN, x11vnc on the laptop's display)"
+}
+kvm_cleanup() { nsx farm ip addr del "$KVM/24" dev eth0 2>/dev/null || true; }
+
+vnc_typed_ssh() {  # vnc_typed_ssh OUT SEED ADDR: the VNC server listens on ADDR
+    local out="$1" seed="$2" addr="$3" scale=() vscale vpf
     M_RELAYED=true; M_APP=ssh; M_KIND=remote_desktop; M_CTRL=farm; M_HUMAN=op; M_EVENTS=vnc_events.json
     M_NOTE="far operator types through VNC into an xterm on the laptop that runs ssh -tt root@srv; the ssh client is farm's"
-    spec operator_leg vnc "$OP" "$FARM" 5900 true "op RFB client -> farm x11vnc (keystrokes in, screen updates out)"
+    spec operator_leg vnc "$OP" "$addr" 5900 true "op RFB client -> farm x11vnc (keystrokes in, screen updates out)"
     spec relayed_egress ssh "$FARM" "$SRV" 22 true "farm xterm's ssh -> srv:22, typed by op through VNC"
     command -v x11vnc >/dev/null && command -v Xvfb >/dev/null && command -v xterm >/dev/null ||
         { log "x11vnc/Xvfb/xterm missing"; return 3; }
@@ -1493,7 +1508,7 @@ scn_vnc_typed_ssh() {
     [[ -n $vscale ]] && scale=(-scale "$vscale")
     M_NOTE="$M_NOTE; x11vnc -scale ${vscale:-none}"
     if [[ -n $VNC_VIEWER ]]; then
-        vnc_tls_viewer "$VNC_VIEWER" && real_viewer "$FARM" 5900 || return
+        vnc_tls_viewer "$VNC_VIEWER" && real_viewer "$addr" 5900 || return
     else
         M_NOTE="$M_NOTE, client pixel format $vpf; the human at op reacts to the screen (output seen in a FramebufferUpdate, then a seeded reaction time)"
     fi
@@ -1501,9 +1516,9 @@ scn_vnc_typed_ssh() {
     run_bg farm "$out/xterm.log" env -C "$STATE/home" DISPLAY=":$DISP_FARM_VNC" xterm -geometry 96x36+0+0 \
         -l -lf "$out/farm_terminal.txt" -e "${SSH[@]}" -tt "root@$SRV" "$REMOTE_SHELL"
     vnc_tls_server
-    run_bg farm "$out/x11vnc.log" "${VNC_TLS_ENV[@]}" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$FARM" \
+    run_bg farm "$out/x11vnc.log" "${VNC_TLS_ENV[@]}" x11vnc -display ":$DISP_FARM_VNC" -rfbport 5900 -listen "$addr" \
         -forever -shared -nopw -quiet -noipv6 "${scale[@]}" "${VNC_TLS_OPTS[@]}"
-    wait_port farm "$FARM" 5900 15 || { log "x11vnc did not listen"; return 1; }
+    wait_port farm "$addr" 5900 15 || { log "x11vnc did not listen"; return 1; }
     wait_ssh_prompt "$out" || return 1  # the operator starts once the laptop's ssh shows its prompt
     if [[ -n $VNC_VIEWER ]]; then
         M_EVENTS=""
@@ -1513,7 +1528,7 @@ scn_vnc_typed_ssh() {
         return
     fi
     M_NOTE="$M_NOTE; typist $TYPIST, $TYPING_BUDGET_S s of typing"
-    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$FARM" --port 5900 --seed "$seed" --budget "$TYPING_BUDGET_S" \
+    nsx op "$PY" "$HELPERS/rfb_client.py" --host "$addr" --port 5900 --seed "$seed" --budget "$TYPING_BUDGET_S" \
         --person "$TYPIST" --pixel-format "$vpf" --react-to-screen --font-px 13 --desktop-height 600 \
         --events "$out/vnc_events.json" >>"$out/scenario.log" 2>&1
 }

@@ -61,7 +61,7 @@ NICE="${QUALITY_NICE:--10}"
 RELAYED=(proxied_tls http_proxy_tls jump_ssh_interactive ssh_tunnel ssh_local_forward vnc_session rdp_session vnc_typed_ssh
          routed_relay proxied_rdp proxied_ssh corp_proxy_tls proxied_browser vnc_forwarded ssh_forwarded rdp_forwarded
          vnc_reverse webrtc_session webrtc_turn_session webrtc_turn_tcp_session ssh_nested routed_quic
-         rdp_typed_ssh)
+         rdp_typed_ssh kvm_typed_ssh)
 DIRECT=(direct_tls direct_ssh_interactive scp_transfer revocation_tls corp_proxy_direct_tls direct_browser
         direct_quic)
 FAR_DIRECT=(webrtc_call webrtc_turn_call webrtc_turn_tcp_call)   # not relayed, but the peer is at op: run at the operator delays

@@ -75,6 +75,8 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(file->alerting.relay.methods, defaults->alerting.relay.methods);
   EXPECT_EQ(file->alerting.relay.stepping_stone_packet_delta,
             defaults->alerting.relay.stepping_stone_packet_delta);
+  EXPECT_EQ(file->alerting.relay.stepping_stone_across_hosts,
+            defaults->alerting.relay.stepping_stone_across_hosts);
   EXPECT_TRUE(defaults->alerting.relay.methods.hidden_leg &&
               defaults->alerting.relay.methods.controller_rtt &&
               defaults->alerting.relay.methods.stepping_stone &&
@@ -145,6 +147,8 @@ INSTANTIATE_TEST_SUITE_P(
                 "t.yaml:3:", "stepping_stone_max_p"},
         BadCase{"detectors:\n  relay:\n    stepping_stone_packet_delta: 2s\n",
                 "t.yaml:3:", "stepping_stone_packet_delta"},
+        BadCase{"detectors:\n  relay:\n    stepping_stone_across_hosts: maybe\n",
+                "t.yaml:3:", "stepping_stone_across_hosts"},
         BadCase{"context:\n  expected_countries: [usa]\n", "t.yaml:2:", "ISO 3166"},
         BadCase{"context:\n  work_hours: {min_connections_per_minute: 0}\n",
                 "t.yaml:2:", "min_connections_per_minute"},

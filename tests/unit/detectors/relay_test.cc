@@ -2328,12 +2328,19 @@ TEST(RelayDetector, RdpsTlsIsTimedPastItsX224Exchange) {
 
 // RDP under TLS (`tls13`: TLS 1.3, else 1.2) of a screen whose cursor blinks, as FreeRDP
 // speaks it with the graphics pipeline: every frame acknowledged (RDPGFX_FRAME_ACKNOWLEDGE_PDU,
-// 45 bytes a record), the person's keys as fast-path input (5 bytes a record).
-std::vector<Event> RdpOfABlinkingScreen(std::uint16_t cipher, bool tls13,
-                                        std::vector<double>& keys) {
+// 45 bytes a record), the person's keys as fast-path input (5 bytes a record). With `socks`
+// the client comes through a SOCKS 5 proxy on the host, whose setup comes first.
+std::vector<Event> RdpOfABlinkingScreen(std::uint16_t cipher, bool tls13, std::vector<double>& keys,
+                                        bool socks = false) {
   Wire w;
-  w.SetServerPort(3389);
+  w.SetServerPort(socks ? 1080 : 3389);
   w.Handshake(0, 2);
+  if (socks) {
+    w.Send(5, true, kAck | kPsh, std::string("\x05\x01\x00", 3));
+    w.Send(6, false, kAck | kPsh, std::string("\x05\x00", 2));
+    w.Send(7, true, kAck | kPsh, std::string("\x05\x01\x00\x01\x7f\x00\x00\x01\x0d\x3d", 10));
+    w.Send(8, false, kAck | kPsh, std::string("\x05\x00\x00\x01\x7f\x00\x00\x01\x0d\x3d", 10));
+  }
   X224Exchange(w, 12, 13, /*requested=*/0x03, /*selected=*/0x01);
   w.Send(15, true, kAck | kPsh, ClientHelloRecord());
   tls_wire::ByteVec flight = tls_wire::Record(
@@ -2365,6 +2372,16 @@ TEST(RelayDetector, AnRdpClientsFrameAcknowledgementsAreNoInput) {
   const std::vector<Event> cbc = RdpOfABlinkingScreen(0xc014, false, keys);
   ASSERT_EQ(cbc.size(), 1u);
   EXPECT_EQ(cbc[0].body["_on_times_us"].size(), 1u);
+  // Through the host's SOCKS proxy: the X.224 request opens the tunnel, and the TLS after it
+  // is read as without the proxy.
+  keys.clear();
+  const std::vector<Event> socks = RdpOfABlinkingScreen(0x1302, true, keys, /*socks=*/true);
+  ASSERT_EQ(socks.size(), 1u);
+  EXPECT_EQ(socks[0].body["proxy"], "socks5");
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(5))};  // the proxy setup's
+  for (double key : keys)
+    want.push_back(absl::ToUnixMicros(At(key)));
+  EXPECT_EQ(socks[0].body["_on_times_us"].get<std::vector<std::int64_t>>(), want);
 }
 
 // RDP with standard security (MS-RDPBCGR 1.3.1.1), as FreeRDP speaks it through a
@@ -4105,6 +4122,97 @@ TEST(RelayHostStage, SteppingStoneFromOutsideThroughAHost) {
   inside.Process(RelayRecord(1, "10.9.0.1", "10.1.0.5", 1, WithOns(in)), quiet);
   inside.Process(RelayRecord(3, "10.1.0.5", "198.51.100.7", 1, WithOns(out_ons)), quiet);
   EXPECT_TRUE(Alerts(quiet, "stepping_stone").empty());
+}
+
+// An IP-KVM beside the laptop (or a second machine whose screen shows the laptop's): the far
+// person's session goes to the device, 10.1.0.20, and their keys leave the laptop, 10.1.0.5,
+// in its own ssh 6 ms later. The alert is the laptop's; the evidence names the device.
+TEST(RelayHostStage, SteppingStoneAcrossHostsThroughADeviceBesideTheLaptop) {
+  std::vector<double> in, out_ons;
+  for (int i = 0; i < 12; ++i) {
+    in.push_back(i * 2.0 + 0.2 * (i % 4));
+    out_ons.push_back(i * 2.0 + 0.2 * (i % 4) + 0.006);
+  }
+  const auto ssh_out = [&](const std::string& app) {
+    nlohmann::json body = WithOns(out_ons);
+    body["app"] = app;
+    return body;
+  };
+  const auto stones = [&](bool inbound_first, const std::string& laptop, const std::string& app,
+                          bool across = true) {
+    host::HostStageConfig config = HostConfig();
+    config.relay.stepping_stone_across_hosts = across;
+    host::HostStage stage(config);
+    std::vector<Event> out;
+    const Event kvm = RelayRecord(1, "203.0.113.9", "10.1.0.20", 1, WithOns(in));
+    const Event egress = RelayRecord(2, laptop, "198.51.100.7", 1, ssh_out(app));
+    stage.Process(inbound_first ? kvm : egress, out);
+    stage.Process(inbound_first ? egress : kvm, out);
+    std::vector<const Event*> found = Alerts(out, "stepping_stone");
+    return found.empty() ? std::optional<Event>() : std::optional<Event>(*found[0]);
+  };
+  for (const bool inbound_first : {true, false}) {
+    const std::optional<Event> a = stones(inbound_first, "10.1.0.5", "ssh");
+    ASSERT_TRUE(a.has_value()) << inbound_first;
+    EXPECT_EQ(a->host_ip->ToString(), "10.1.0.5");
+    EXPECT_EQ(a->evidence["host"], "10.1.0.5");
+    EXPECT_EQ(a->evidence["inbound_host"], "10.1.0.20");
+    EXPECT_EQ(a->evidence["pairs_tested"], 1);
+    EXPECT_EQ(a->evidence["controller"], "203.0.113.9");
+    EXPECT_EQ(a->evidence["inbound_flow_id"], 1);
+    EXPECT_EQ(a->evidence["outbound_flow_id"], 2);
+    EXPECT_EQ(a->evidence["correlated"], 12);
+  }
+  // Only the laptop's SSH flows are paired across hosts; nor across sites; nor when off.
+  EXPECT_FALSE(stones(true, "10.1.0.5", "tls").has_value());
+  EXPECT_FALSE(stones(true, "10.2.0.5", "ssh").has_value());
+  EXPECT_FALSE(stones(true, "10.1.0.5", "ssh", /*across=*/false).has_value());
+}
+
+// Forty laptops of a site type in their own SSH sessions while a far person's session to a
+// device beside one of them comes in: every pair the kept flows make is one more chance. A
+// laptop four of whose ten ON periods follow the device's by chance (about 10^-4) would be a
+// stepping stone within one host, or as the only laptop; among 41 it is not, and only the
+// laptop the device types into is alerted.
+TEST(RelayHostStage, SteppingStoneAcrossHostsPaysForEveryPairTested) {
+  std::vector<double> in;
+  for (int i = 0; i < 20; ++i)
+    in.push_back(i * 3.0 + 0.4 * (i % 5));
+  std::vector<double> weak;
+  for (int k = 0; k < 10; ++k)
+    weak.push_back(in[2 * k] + (k % 3 == 0 ? 0.01 : 1.0));  // 4 of 10 within 80 ms
+  const auto weak_alone = [&](const std::string& inbound_host) {
+    host::HostStage stage(HostConfig());
+    std::vector<Event> out;
+    stage.Process(RelayRecord(1, "203.0.113.9", inbound_host, 1, WithOns(in)), out);
+    stage.Process(RelayRecord(2, "10.1.0.7", "198.51.100.7", 1, WithOns(weak)), out);
+    return Alerts(out, "stepping_stone").size();
+  };
+  EXPECT_EQ(weak_alone("10.1.0.7"), 1u);   // through the laptop itself: one pair
+  EXPECT_EQ(weak_alone("10.1.0.20"), 1u);  // across hosts, one pair tested
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.20", 1, WithOns(in)), out);
+  for (int laptop = 0; laptop < 40; ++laptop) {
+    std::vector<double> own;
+    for (int k = 0; k < 20; ++k)
+      own.push_back(in[k] + 1.0 + 0.02 * laptop);  // typing of their own, never within 80 ms
+    stage.Process(
+        RelayRecord(10 + laptop, absl::StrCat("10.1.1.", laptop), "198.51.100.7", 1, WithOns(own)),
+        out);
+  }
+  stage.Process(RelayRecord(2, "10.1.0.7", "198.51.100.7", 1, WithOns(weak)), out);
+  EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
+  std::vector<double> typed;
+  for (double t : in)
+    typed.push_back(t + 0.004);
+  stage.Process(RelayRecord(99, "10.1.0.5", "198.51.100.7", 1, WithOns(typed)), out);
+  const std::vector<const Event*> alerts = Alerts(out, "stepping_stone");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.5");
+  EXPECT_LT(alerts[0]->evidence["chance"].get<double>(), 1e-3 / 42);
+  EXPECT_EQ(alerts[0]->evidence["pairs_tested"], 42);
+  EXPECT_EQ(stage.stats().cross_host_flows, 43u);
 }
 
 // The host on a queued Wi-Fi (lab: 2 Mbit/s, its own download filling a 400 ms buffer): the
