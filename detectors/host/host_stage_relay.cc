@@ -918,7 +918,8 @@ void HostStage::PublishStone(const Event& finding, const IpAddress& host, const 
       {"chance", s.chance}};
   if (in_host != host) {
     alert.evidence["inbound_host"] = in_host.ToString();
-    alert.evidence["pairs_tested"] = pairs;  // the chance had to beat max_p / pairs
+    // The chance had to beat max_p / pairs.
+    alert.evidence["pairs_tested"] = static_cast<std::uint64_t>(pairs);
   }
   if (m.of_packets) {
     alert.evidence["window_offset_ms"] = Round1(absl::ToDoubleMilliseconds(m.offset));

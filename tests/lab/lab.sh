@@ -1487,7 +1487,7 @@ scn_vnc_typed_ssh() { vnc_typed_ssh "$1" "$2" "$FARM"; }
 # the LAN ($KVM), whose keys the laptop's xterm gets (here x11vnc on the laptop's display,
 # listening on a second address of the laptop's namespace: to the gateway another host).
 scn_kvm_typed_ssh() {
-    nsx farm ip addr add "$KVM/24" dev eth0 || { log "cannot add $KVM to farm"; return 1; }
+    nsx farm ip addr replace "$KVM/24" dev eth0 || { log "cannot add $KVM to farm"; return 1; }
     RUN_CLEANUP=kvm_cleanup
     vnc_typed_ssh "$1" "$2" "$KVM" || return
     M_NOTE="$M_NOTE; the VNC server stands for an IP-KVM beside the laptop at $KVM (its own address on the LAN, x11vnc on the laptop's display)"
