@@ -946,7 +946,8 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             "host, SSH flows out of the others).",
             MetricType::Gauge, static_cast<double>(hs.cross_host_flows));
   AddSingle(out, "relaywatch_stepping_stone_cross_host_flow_evictions_total",
-            "Flows kept for stepping stones across hosts forgotten because the table was full.",
+            "Flows kept for stepping stones across hosts forgotten because the table, or their "
+            "host's share of it, was full.",
             MetricType::Counter, static_cast<double>(hs.cross_host_flows_evicted));
   AddSingle(out, "relaywatch_relay_turnarounds_explained_total",
             "Hidden-leg turnarounds not counted: the host's request on another "

@@ -194,6 +194,10 @@ class HostStage {
  public:
   explicit HostStage(HostStageConfig config);
 
+  // Flows kept for stepping stones across hosts, in all and of each direction per host.
+  static constexpr std::size_t kMaxCrossHostFlows = 128;
+  static constexpr std::size_t kMaxCrossHostFlowsPerHost = 8;
+
   // A flow's ON-period starts, an SSH flow's sampled input packets and its smoothed round
   // trips from the sensor to each end ([originator, responder]), which relay records carry for
   // the stepping-stone correlation.
@@ -515,12 +519,12 @@ class HostStage {
   };
   absl::flat_hash_map<IpAddress, TypingProfile> typing_profiles_;
   // Stepping stones across hosts: the latest inbound flows from outside and outbound SSH
-  // flows of every home host, at most kMaxCrossHostFlows and none older than relay.window.
+  // flows of every home host, at most kMaxCrossHostFlows (kMaxCrossHostFlowsPerHost of each
+  // direction a host) and none older than relay.window.
   struct CrossHostFlow {
     IpAddress host;
     HostState::OnFlow flow;
   };
-  static constexpr std::size_t kMaxCrossHostFlows = 128;
   std::deque<CrossHostFlow> cross_host_flows_;
   // Countries that controlled one person's hosts (inventory `person`), oldest first.
   absl::flat_hash_map<std::string, std::deque<std::pair<PacketTime, std::string>>>

@@ -1039,12 +1039,26 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
       PublishStone(finding, out_host, in_host, in.peer, in.flow_id, out.flow_id, *m, tests,
                    publish);
   }
+  // A host that serves the internet (its clients' sessions) or runs many SSH sessions keeps
+  // only its latest few, so that it cannot push a device's session out of the table.
+  const auto same = [&](const CrossHostFlow& other) {
+    return other.host == host && other.flow.inbound == self.inbound;
+  };
+  std::uint64_t evicted = 0;
+  if (std::count_if(cross_host_flows_.begin(), cross_host_flows_.end(), same) >=
+      static_cast<std::ptrdiff_t>(kMaxCrossHostFlowsPerHost)) {
+    cross_host_flows_.erase(std::find_if(cross_host_flows_.begin(), cross_host_flows_.end(), same));
+    ++evicted;
+  }
   if (cross_host_flows_.size() >= kMaxCrossHostFlows) {
     cross_host_flows_.pop_front();
-    absl::MutexLock lock(&mu_);
-    ++stats_.cross_host_flows_evicted;
+    ++evicted;
   }
   cross_host_flows_.push_back({host, self});
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.cross_host_flows_evicted += evicted;
+  }
   absl::MutexLock lock(&mu_);
   stats_.cross_host_flows = cross_host_flows_.size();
 }

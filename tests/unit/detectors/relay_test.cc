@@ -4215,6 +4215,36 @@ TEST(RelayHostStage, SteppingStoneAcrossHostsPaysForEveryPairTested) {
   EXPECT_EQ(stage.stats().cross_host_flows, 43u);
 }
 
+// A server of the site takes 300 sessions from outside after the far person's session to the
+// device began: it keeps only its latest few, and the device's session is still there when the
+// laptop's ssh comes.
+TEST(RelayHostStage, SteppingStoneAcrossHostsOutlastsABusyServer) {
+  std::vector<double> in, typed, browsing;
+  for (int i = 0; i < 12; ++i) {
+    in.push_back(i * 2.0 + 0.2 * (i % 4));
+    typed.push_back(in.back() + 0.005);
+    browsing.push_back(i * 2.0 + 1.0);
+  }
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.20", 1, WithOns(in)), out);
+  for (int i = 0; i < 300; ++i) {
+    nlohmann::json body = WithOns(browsing);
+    body["app"] = "tls";
+    stage.Process(
+        RelayRecord(100 + i, absl::StrCat("198.51.100.", i % 200), "10.1.0.30", 1, std::move(body)),
+        out);
+  }
+  EXPECT_EQ(stage.stats().cross_host_flows, 1u + host::HostStage::kMaxCrossHostFlowsPerHost);
+  EXPECT_EQ(stage.stats().cross_host_flows_evicted,
+            300u - host::HostStage::kMaxCrossHostFlowsPerHost);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 1, WithOns(typed)), out);
+  const std::vector<const Event*> alerts = Alerts(out, "stepping_stone");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->evidence["inbound_host"], "10.1.0.20");
+  EXPECT_EQ(alerts[0]->evidence["pairs_tested"], 1 + host::HostStage::kMaxCrossHostFlowsPerHost);
+}
+
 // The host on a queued Wi-Fi (lab: 2 Mbit/s, its own download filling a 400 ms buffer): the
 // operator's keys wait in the queue before the host relays them, so each outbound ON comes
 // 180 ms after the inbound one. The flows' records say how far the host is (`_on_legs_ms`:
