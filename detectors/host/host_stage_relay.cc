@@ -1011,27 +1011,31 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
          finding.ts - cross_host_flows_.front().flow.last > c.window) {
     cross_host_flows_.pop_front();
   }
+  // One pass over the kept flows: the site's count of each direction, this flow's candidates
+  // (another host's flows of the other direction), and this host's own of this direction.
   const Site* site = SiteOf(host);
-  const auto candidate = [&](const CrossHostFlow& other) {
-    return other.host != host && other.flow.inbound != self.inbound && SiteOf(other.host) == site;
-  };
+  double ins = self.inbound ? 1 : 0;
+  double outs = self.inbound ? 0 : 1;
+  std::vector<const CrossHostFlow*> candidates;
+  std::size_t own = 0;
+  for (const CrossHostFlow& other : cross_host_flows_) {
+    if (other.host == host && other.flow.inbound == self.inbound)
+      ++own;
+    if (SiteOf(other.host) != site)
+      continue;
+    (other.flow.inbound ? ins : outs) += 1;
+    if (other.host != host && other.flow.inbound != self.inbound)
+      candidates.push_back(&other);
+  }
   // Every pair the kept flows of the site make is one more chance of a coincidence
   // (Bonferroni): an inbound session is tried against each laptop's SSH flows in turn, so the
   // family is all of them, not the few this flow meets now.
-  double ins = self.inbound ? 1 : 0;
-  double outs = self.inbound ? 0 : 1;
-  for (const CrossHostFlow& other : cross_host_flows_) {
-    if (SiteOf(other.host) == site)
-      (other.flow.inbound ? ins : outs) += 1;
-  }
   const double tests = std::max(1.0, ins * outs);
-  for (const CrossHostFlow& other : cross_host_flows_) {
-    if (!candidate(other))
-      continue;
-    const HostState::OnFlow& in = self.inbound ? self : other.flow;
-    const HostState::OnFlow& out = self.inbound ? other.flow : self;
-    const IpAddress& in_host = self.inbound ? host : other.host;
-    const IpAddress& out_host = self.inbound ? other.host : host;
+  for (const CrossHostFlow* other : candidates) {
+    const HostState::OnFlow& in = self.inbound ? self : other->flow;
+    const HostState::OnFlow& out = self.inbound ? other->flow : self;
+    const IpAddress& in_host = self.inbound ? host : other->host;
+    const IpAddress& out_host = self.inbound ? other->host : host;
     // The key crosses the hop's link and then the laptop's: both legs widen the window.
     const absl::Duration leg = absl::Milliseconds(in.host_leg_ms + out.host_leg_ms);
     const std::optional<StoneMatch> m = MatchStone(in, out, leg, c.stepping_stone_max_p / tests);
@@ -1041,13 +1045,12 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
   }
   // A host that serves the internet (its clients' sessions) or runs many SSH sessions keeps
   // only its latest few, so that it cannot push a device's session out of the table.
-  const auto same = [&](const CrossHostFlow& other) {
-    return other.host == host && other.flow.inbound == self.inbound;
-  };
   std::uint64_t evicted = 0;
-  if (std::count_if(cross_host_flows_.begin(), cross_host_flows_.end(), same) >=
-      static_cast<std::ptrdiff_t>(kMaxCrossHostFlowsPerHost)) {
-    cross_host_flows_.erase(std::find_if(cross_host_flows_.begin(), cross_host_flows_.end(), same));
+  if (own >= kMaxCrossHostFlowsPerHost) {
+    cross_host_flows_.erase(
+        std::find_if(cross_host_flows_.begin(), cross_host_flows_.end(), [&](const auto& other) {
+          return other.host == host && other.flow.inbound == self.inbound;
+        }));
     ++evicted;
   }
   if (cross_host_flows_.size() >= kMaxCrossHostFlows) {
@@ -1055,11 +1058,8 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
     ++evicted;
   }
   cross_host_flows_.push_back({host, self});
-  {
-    absl::MutexLock lock(&mu_);
-    stats_.cross_host_flows_evicted += evicted;
-  }
   absl::MutexLock lock(&mu_);
+  stats_.cross_host_flows_evicted += evicted;
   stats_.cross_host_flows = cross_host_flows_.size();
 }
 

@@ -8,7 +8,7 @@ another laptop runs: the more laptops, the more pairs, and the host stage divide
 threshold by them. Here a crowd of laptops is laid out from real captures: the relayed SSH
 egress flows of other runs (every run given that has one, of seeds other than the device's
 run: a seed is one typing plan), each moved to a laptop address of its own (10.77.2.N, the
-IPv4 and TCP checksums made again) and shifted with its run to begin 1 s after the device's
+IPv4 and TCP checksums adjusted) and shifted with its run to begin 1 s after the device's
 session began, so that every laptop types while the far person does. The device's run
 (`kvm_typed_ssh`, its operator leg going to 10.77.1.20) gives the session; replayed with the
 crowd alone nothing may alert, and with its own laptop's egress (as recorded) beside the
@@ -20,64 +20,44 @@ usage: tests/lab/cross_hosts.py --relaywatch BIN --device RUN_DIR... --crowd RUN
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "golden"))
+sys.path.insert(0, os.path.join(HERE, "..", "interop"))
 import cross_pairs  # noqa: E402  (legs, first_packet, merge, stepping_stones)
+import replaylib  # noqa: E402  (read_pcap, write_copies)
+from ipv6_twin import adjust_checksum  # noqa: E402  (RFC 1624)
 
 
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def move_host(src, dst, old_ip, new_ip):
-    """Copies a classic Ethernet pcap, `old_ip` rewritten to `new_ip` in IPv4 headers, with
-    the IPv4 and (whole) TCP checksums made again."""
-    old, new = bytes(map(int, old_ip.split("."))), bytes(map(int, new_ip.split(".")))
-    with open(src, "rb") as f:
-        blob = f.read()
-    out = bytearray(blob[:24])
-    endian = "<" if blob[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    at = 24
-    while at + 16 <= len(blob):
-        ts_s, ts_f, caplen, wirelen = struct.unpack(endian + "IIII", blob[at:at + 16])
-        frame = bytearray(blob[at + 16:at + 16 + caplen])
-        at += 16 + caplen
+def moved(src, dst, old_ip, new_ip, start_us):
+    """Copies a classic Ethernet pcap with `old_ip` rewritten to `new_ip` in IPv4 headers
+    (their checksums and whole TCP segments' adjusted) and its first packet at start_us."""
+    old, new = ipaddress.IPv4Address(old_ip).packed, ipaddress.IPv4Address(new_ip).packed
+    header, packets = replaylib.read_pcap(src)
+    out = []
+    for ts, frame, orig in packets:
+        frame = bytearray(frame)
         if len(frame) >= 34 and frame[12:14] == b"\x08\x00":
             ihl = (frame[14] & 0x0F) * 4
-            ip = frame[14:14 + ihl]
-            for field in (12, 16):
-                if ip[field:field + 4] == old:
-                    ip[field:field + 4] = new
-            ip[10:12] = b"\0\0"
-            ip[10:12] = struct.pack("!H", checksum(bytes(ip)))
-            frame[14:14 + ihl] = ip
-            total = struct.unpack("!H", ip[2:4])[0]
-            seg = frame[14 + ihl:14 + total]
-            if ip[9] == 6 and len(seg) == total - ihl and len(seg) >= 20:
-                seg[16:18] = b"\0\0"
-                pseudo = bytes(ip[12:20]) + struct.pack("!BBH", 0, 6, len(seg))
-                seg[16:18] = struct.pack("!H", checksum(pseudo + bytes(seg)))
-                frame[14 + ihl:14 + total] = seg
-        out += struct.pack(endian + "IIII", ts_s, ts_f, caplen, wirelen) + frame
-    with open(dst, "wb") as f:
-        f.write(out)
-
-
-def shifted(pcap, start, out):
-    subprocess.run(["editcap", "-t", f"{start - cross_pairs.first_packet(pcap):.6f}", pcap, out],
-                   check=True, capture_output=True)
-    return out
+            tcp = 14 + ihl if frame[23] == 6 and len(frame) == orig else None
+            for at in (26, 30):  # source, destination
+                if frame[at:at + 4] != old:
+                    continue
+                frame[at:at + 4] = new
+                for csum in (24, None if tcp is None else tcp + 16):
+                    if csum is not None:
+                        value = struct.unpack("!H", frame[csum:csum + 2])[0]
+                        frame[csum:csum + 2] = struct.pack("!H", adjust_checksum(value, old, new))
+        out.append((ts, bytes(frame), orig))
+    replaylib.write_copies(dst, header, [(out, start_us)])
+    return dst
 
 
 def main():
@@ -95,12 +75,10 @@ def main():
             legs[run] = cross_pairs.legs(run, work, n)
         for d, device in enumerate(a.device):
             inbound, own = legs[device]
-            start = cross_pairs.first_packet(inbound) + 1.0
-            crowd = []
-            for n, run in enumerate(r for r in a.crowd if seed(r) != seed(device)):
-                moved = os.path.join(work, f"d{d}-c{n}.moved.pcap")
-                move_host(legs[run][1], moved, "10.77.1.10", f"10.77.2.{n + 1}")
-                crowd.append(shifted(moved, start, os.path.join(work, f"d{d}-c{n}.pcap")))
+            start_us = round((cross_pairs.first_packet(inbound) + 1.0) * 1e6)
+            crowd = [moved(legs[run][1], os.path.join(work, f"d{d}-c{n}.pcap"), "10.77.1.10",
+                           f"10.77.2.{n + 1}", start_us)
+                     for n, run in enumerate(r for r in a.crowd if seed(r) != seed(device))]
             crowds.append(len(crowd))
             alone = cross_pairs.stepping_stones(
                 a.relaywatch, cross_pairs.merge([inbound] + crowd, os.path.join(work, f"d{d}.pcap")))
