@@ -75,6 +75,36 @@ def wait_for(predicate, timeout=10.0):
     return False
 
 
+class NotifySocket:
+    """The NOTIFY_SOCKET a service manager gives: readiness is waited for, not slept on
+    (a fixed sleep is too short on a loaded machine)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.messages = []
+
+    def drain(self):
+        try:
+            while True:
+                self.messages.append(self.sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        return self.messages
+
+    def wait_ready(self, count=1, timeout=20, proc=None):
+        """True once `count` READY=1 came; False at the timeout or when `proc` ended."""
+        def ready():
+            return sum("READY=1" in m for m in self.drain()) >= count
+        wait_for(lambda: ready() or (proc is not None and proc.poll() is not None), timeout)
+        return ready()
+
+    def close(self):
+        self.sock.close()
+
+
 def read_events(path):
     if not os.path.exists(path):
         return []
@@ -226,25 +256,13 @@ def live(rw, work, promtool):
     with open(conf, "w") as f:
         f.write(f"home_networks: [10.0.0.0/8]\noutputs:\n  jsonl:\n    path: {jsonl}\n"
                 f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
-    notify_path = os.path.join(work, "notify.sock")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(notify_path)
-    notify.settimeout(0.2)
-    env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+    notify = NotifySocket(os.path.join(work, "notify.sock"))
+    drain = notify.drain
+    messages = notify.messages
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path)
     proc = subprocess.Popen([rw, "-c", conf, "-i", "lo", "--workers", "2"], env=env,
                             stderr=subprocess.PIPE, text=True)
-    messages = []
-
-    def drain():
-        try:
-            while True:
-                messages.append(notify.recv(4096).decode())
-        except socket.timeout:
-            pass
-        return messages
-
-    check("READY=1 sent on NOTIFY_SOCKET",
-          wait_for(lambda: any("READY=1" in m for m in drain()), 10))
+    check("READY=1 sent on NOTIFY_SOCKET", notify.wait_ready())
     ssh_exchange(free_port())
     check("live capture reports the loopback SSH exchange",
           wait_for(lambda: any(e.get("event_type") == "remote_session"
@@ -272,8 +290,9 @@ def live(rw, work, promtool):
                 f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
     os.rename(jsonl, jsonl + ".1")
     proc.send_signal(signal.SIGHUP)
-    wait_for(lambda: sum("READY=1" in m for m in drain()) >= 3, 5)
-    time.sleep(1.5)  # the output thread reopens on its next wake-up
+    notify.wait_ready(3)
+    # The output thread makes the new file when it reopens.
+    wait_for(lambda: os.path.exists(jsonl), 10)
     # The reloads rebuilt every detector instance; their counters must not go back.
     after = detector_counters(
         urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read())
@@ -333,9 +352,13 @@ def live_nflog(rw, work):
         with open(conf, "w") as f:
             f.write(f"outputs:\n  jsonl:\n    path: {jsonl}\n    events: [remote_session, flow]\n"
                     f"  prometheus:\n    listen: 127.0.0.1:{free_port()}\n")
+        notify = NotifySocket(os.path.join(work, "nflog-notify.sock"))
         proc = subprocess.Popen(["ip", "netns", "exec", ns, rw, "-c", conf, "-i", "nflog:7",
-                                 "--workers", "2"], stderr=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+                                 "--workers", "2"], stderr=subprocess.PIPE, text=True,
+                                env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+        # Not ready (no group on this kernel) ends the daemon; its error is read below.
+        notify.wait_ready(proc=proc)
+        notify.close()
         here = os.path.dirname(os.path.abspath(__file__))
         subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
                         f"import sys; sys.path.insert(0, {here!r}); import daemon_cli; "
@@ -476,7 +499,7 @@ def live_interface_comes_back(rw, work):
         def gro():
             return gauge("relaywatch_capture_receive_offload", f'interface="{veth}",offload="gro"')
 
-        wait_for(lambda: capture_up() == 1, 10)
+        wait_for(lambda: capture_up() == 1, 20)
         gro_first = gro()
         ip("link", "del", veth)
         gone = wait_for(lambda: capture_up() == 0, 10)
