@@ -194,8 +194,11 @@ class HostStage {
  public:
   explicit HostStage(HostStageConfig config);
 
-  // Flows kept for stepping stones across hosts, in all and of each direction per host.
-  static constexpr std::size_t kMaxCrossHostFlows = 128;
+  // Flows kept for stepping stones across hosts: sessions from outside, SSH flows out (each a
+  // table of its own, so that a site's many SSH users cannot push out the few sessions from
+  // outside), and of each direction per host. A kept flow is one window's times, a few KB.
+  static constexpr std::size_t kMaxCrossHostInbound = 1024;
+  static constexpr std::size_t kMaxCrossHostOutbound = 4096;
   static constexpr std::size_t kMaxCrossHostFlowsPerHost = 8;
 
   // A flow's ON-period starts, an SSH flow's sampled input packets and its smoothed round
@@ -519,13 +522,15 @@ class HostStage {
   };
   absl::flat_hash_map<IpAddress, TypingProfile> typing_profiles_;
   // Stepping stones across hosts: the latest inbound flows from outside and outbound SSH
-  // flows of every home host, at most kMaxCrossHostFlows (kMaxCrossHostFlowsPerHost of each
-  // direction a host) and none older than relay.window.
+  // flows of every home host, at most kMaxCrossHostInbound and kMaxCrossHostOutbound
+  // (kMaxCrossHostFlowsPerHost of each direction a host) and none older than relay.window.
   struct CrossHostFlow {
     IpAddress host;
+    std::string site;  // its site's name when kept ("": none), read once, not per pairing
     HostState::OnFlow flow;
   };
-  std::deque<CrossHostFlow> cross_host_flows_;
+  std::deque<CrossHostFlow> cross_host_in_;
+  std::deque<CrossHostFlow> cross_host_out_;
   // Countries that controlled one person's hosts (inventory `person`), oldest first.
   absl::flat_hash_map<std::string, std::deque<std::pair<PacketTime, std::string>>>
       person_countries_;

@@ -232,6 +232,10 @@ constexpr double kFetchSlackMs = 20;
 // one or two the quartile is the slow ones: such flows give no reading.
 constexpr std::size_t kMinTurnaroundsLeft = 3;
 
+// Two kept flows are paired only when their times come within this (and both hosts' legs)
+// of each other: more than any window a test moves or widens by.
+constexpr absl::Duration kCrossHostOverlapSlack = absl::Seconds(2);
+
 }  // namespace
 
 void HostStage::RelayOnWindow(Event& finding, std::vector<Event>& publish) {
@@ -1007,30 +1011,49 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
   const bool keep = self.inbound ? !IsHome(self.peer) : ssh;
   if (!keep)
     return;
-  while (!cross_host_flows_.empty() &&
-         finding.ts - cross_host_flows_.front().flow.last > c.window) {
-    cross_host_flows_.pop_front();
+  std::deque<CrossHostFlow>& same = self.inbound ? cross_host_in_ : cross_host_out_;
+  std::deque<CrossHostFlow>& other_way = self.inbound ? cross_host_out_ : cross_host_in_;
+  for (std::deque<CrossHostFlow>* kept : {&same, &other_way}) {
+    while (!kept->empty() && finding.ts - kept->front().flow.last > c.window)
+      kept->pop_front();
   }
-  // One pass over the kept flows: the site's count of each direction, this flow's candidates
-  // (another host's flows of the other direction), and this host's own of this direction.
-  const Site* site = SiteOf(host);
-  double ins = self.inbound ? 1 : 0;
-  double outs = self.inbound ? 0 : 1;
-  std::vector<const CrossHostFlow*> candidates;
+  const Site* site_of_host = SiteOf(host);
+  const std::string site = site_of_host ? site_of_host->name : "";
+  // The site's count of each direction, and this host's own of this direction.
+  double same_count = 1;
   std::size_t own = 0;
-  for (const CrossHostFlow& other : cross_host_flows_) {
-    if (other.host == host && other.flow.inbound == self.inbound)
-      ++own;
-    if (SiteOf(other.host) != site)
+  for (const CrossHostFlow& other : same) {
+    own += other.host == host;
+    same_count += other.site == site;
+  }
+  // This flow's candidates: the site's flows of the other direction on other hosts whose times
+  // overlap this flow's (a kept window of an hour ago cannot match; most of a large site's
+  // kept flows are such, and each pairing costs tens of microseconds).
+  const auto first = [](const HostState::OnFlow& f) {
+    PacketTime t = absl::InfiniteFuture();
+    for (const std::vector<PacketTime>* times :
+         {&f.ons, &f.packets, &f.output_ons, &f.burst_starts})
+      if (!times->empty())
+        t = std::min(t, times->front());
+    return t;
+  };
+  const PacketTime self_first = first(self);
+  double other_count = 0;
+  std::vector<const CrossHostFlow*> candidates;
+  for (const CrossHostFlow& other : other_way) {
+    if (other.site != site)
       continue;
-    (other.flow.inbound ? ins : outs) += 1;
-    if (other.host != host && other.flow.inbound != self.inbound)
+    ++other_count;
+    const absl::Duration slack = kCrossHostOverlapSlack + c.stepping_stone_delta +
+                                 absl::Milliseconds(self.host_leg_ms + other.flow.host_leg_ms);
+    if (other.host != host && other.flow.last + slack >= self_first &&
+        first(other.flow) <= self.last + slack)
       candidates.push_back(&other);
   }
   // Every pair the kept flows of the site make is one more chance of a coincidence
   // (Bonferroni): an inbound session is tried against each laptop's SSH flows in turn, so the
   // family is all of them, not the few this flow meets now.
-  const double tests = std::max(1.0, ins * outs);
+  const double tests = std::max(1.0, same_count * other_count);
   for (const CrossHostFlow* other : candidates) {
     const HostState::OnFlow& in = self.inbound ? self : other->flow;
     const HostState::OnFlow& out = self.inbound ? other->flow : self;
@@ -1047,20 +1070,18 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
   // only its latest few, so that it cannot push a device's session out of the table.
   std::uint64_t evicted = 0;
   if (own >= kMaxCrossHostFlowsPerHost) {
-    cross_host_flows_.erase(
-        std::find_if(cross_host_flows_.begin(), cross_host_flows_.end(), [&](const auto& other) {
-          return other.host == host && other.flow.inbound == self.inbound;
-        }));
+    same.erase(std::find_if(same.begin(), same.end(),
+                            [&](const CrossHostFlow& other) { return other.host == host; }));
     ++evicted;
   }
-  if (cross_host_flows_.size() >= kMaxCrossHostFlows) {
-    cross_host_flows_.pop_front();
+  if (same.size() >= (self.inbound ? kMaxCrossHostInbound : kMaxCrossHostOutbound)) {
+    same.pop_front();
     ++evicted;
   }
-  cross_host_flows_.push_back({host, self});
+  same.push_back({host, site, self});
   absl::MutexLock lock(&mu_);
   stats_.cross_host_flows_evicted += evicted;
-  stats_.cross_host_flows = cross_host_flows_.size();
+  stats_.cross_host_flows = cross_host_in_.size() + cross_host_out_.size();
 }
 
 std::string HostStage::PersonOf(const IpAddress& host) const {

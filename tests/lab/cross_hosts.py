@@ -15,6 +15,7 @@ crowd alone nothing may alert, and with its own laptop's egress (as recorded) be
 crowd exactly that laptop must.
 
 usage: tests/lab/cross_hosts.py --relaywatch BIN --device RUN_DIR... --crowd RUN_DIR...
+                                [--copies K] [--report-after 5s]
        (run directories with gw.pcap and truth.json; the device runs' operator leg goes to
        another address than the laptop's)
 """
@@ -65,7 +66,15 @@ def main():
     ap.add_argument("--relaywatch", required=True)
     ap.add_argument("--device", nargs="+", required=True)
     ap.add_argument("--crowd", nargs="+", required=True)
+    ap.add_argument("--copies", type=int, default=1,
+                    help="lay each crowd run down this many times, each copy at addresses of "
+                         "its own and 0.3 s later than the one before (a larger site)")
+    ap.add_argument("--report-after", default=None,
+                    help="detectors.relay.report_after for the replays (e.g. 5s): windows of "
+                         "a 20 s run come as a long session's do, interleaved with every "
+                         "other laptop's")
     a = ap.parse_args()
+    keys = {"report_after": a.report_after} if a.report_after else None
     seed = lambda run: os.path.basename(os.path.normpath(run)).rsplit("-s", 1)[-1]  # noqa: E731
     false_alerts = controls = controls_found = 0
     crowds = []
@@ -76,19 +85,26 @@ def main():
         for d, device in enumerate(a.device):
             inbound, own = legs[device]
             start_us = round((cross_pairs.first_packet(inbound) + 1.0) * 1e6)
-            crowd = [moved(legs[run][1], os.path.join(work, f"d{d}-c{n}.pcap"), "10.77.1.10",
-                           f"10.77.2.{n + 1}", start_us)
-                     for n, run in enumerate(r for r in a.crowd if seed(r) != seed(device))]
+            others = [r for r in a.crowd if seed(r) != seed(device)]
+            crowd = []
+            for copy in range(a.copies):
+                for n, run in enumerate(others):
+                    i = copy * len(others) + n
+                    crowd.append(moved(legs[run][1], os.path.join(work, f"d{d}-c{i}.pcap"),
+                                       "10.77.1.10", f"10.77.{2 + i // 250}.{i % 250 + 1}",
+                                       start_us + copy * 300_000))
             crowds.append(len(crowd))
             alone = cross_pairs.stepping_stones(
-                a.relaywatch, cross_pairs.merge([inbound] + crowd, os.path.join(work, f"d{d}.pcap")))
+                a.relaywatch, cross_pairs.merge([inbound] + crowd, os.path.join(work, f"d{d}.pcap")),
+                keys)
             false_alerts += len(alone)
             for e in alone:
                 print(f"FALSE {os.path.basename(device)}: {json.dumps(e)}")
             # The run's own laptop as recorded: its keys follow the device's.
             found = cross_pairs.stepping_stones(
                 a.relaywatch,
-                cross_pairs.merge([inbound, own] + crowd, os.path.join(work, f"d{d}-c.pcap")))
+                cross_pairs.merge([inbound, own] + crowd, os.path.join(work, f"d{d}-c.pcap")),
+                keys)
             controls += 1
             right = [e for e in found if e.get("host") == "10.77.1.10"]
             wrong = [e for e in found if e.get("host") != "10.77.1.10"]

@@ -4245,6 +4245,40 @@ TEST(RelayHostStage, SteppingStoneAcrossHostsOutlastsABusyServer) {
   EXPECT_EQ(alerts[0]->evidence["pairs_tested"], 1 + host::HostStage::kMaxCrossHostFlowsPerHost);
 }
 
+// A large site: a thousand laptops' SSH windows come between the device's session and the
+// laptop's (windows of long sessions interleave so). The SSH flows have a table of their own,
+// so they do not push the session out; the laptop is found, and it pays for every pair.
+TEST(RelayHostStage, SteppingStoneAcrossHostsAmongAThousandLaptops) {
+  std::vector<double> in, typed;
+  for (int i = 0; i < 20; ++i) {
+    in.push_back(i * 3.0 + 0.4 * (i % 5));
+    typed.push_back(in.back() + 0.004);
+  }
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.20", 1, WithOns(in)), out);
+  constexpr int kLaptops = 1000;
+  for (int laptop = 0; laptop < kLaptops; ++laptop) {
+    std::vector<double> own;
+    for (int k = 0; k < 20; ++k)
+      own.push_back(in[k] + 1.0 + 0.001 * laptop);  // typing of their own, never within 80 ms
+    stage.Process(
+        RelayRecord(10 + laptop, absl::StrCat("10.1.", 1 + laptop / 250, ".", laptop % 250),
+                    "198.51.100.7", 1, WithOns(own)),
+        out);
+  }
+  EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
+  EXPECT_EQ(stage.stats().cross_host_flows, 1u + kLaptops);
+  EXPECT_EQ(stage.stats().cross_host_flows_evicted, 0u);
+  stage.Process(RelayRecord(9, "10.1.0.5", "198.51.100.7", 1, WithOns(typed)), out);
+  const std::vector<const Event*> alerts = Alerts(out, "stepping_stone");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.5");
+  EXPECT_EQ(alerts[0]->evidence["inbound_host"], "10.1.0.20");
+  EXPECT_EQ(alerts[0]->evidence["pairs_tested"], kLaptops + 1);
+  EXPECT_LT(alerts[0]->evidence["chance"].get<double>(), 1e-3 / (kLaptops + 1));
+}
+
 // The host on a queued Wi-Fi (lab: 2 Mbit/s, its own download filling a 400 ms buffer): the
 // operator's keys wait in the queue before the host relays them, so each outbound ON comes
 // 180 ms after the inbound one. The flows' records say how far the host is (`_on_legs_ms`:
