@@ -473,15 +473,21 @@ def live_interface_comes_back(rw, work):
                     f"  prometheus:\n    listen: 127.0.0.1:{mport}\n")
         # Under load libpcap sometimes refuses a veth made a moment ago ("No such device
         # exists") though `ip link` lists it: the start is tried again, as systemd would.
+        # Ready or refused is read from NOTIFY_SOCKET and the exit, not from a fixed wait: a
+        # loaded machine refused after more than a second, once the test had gone on.
+        notify = NotifySocket(os.path.join(work, "veth-notify.sock"))
         for _ in range(5):
             time.sleep(0.5)
             proc = subprocess.Popen([rw, "-c", conf, "-i", veth, "--workers", "2"],
-                                    stderr=subprocess.PIPE, text=True)
-            try:
-                proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
+                                    stderr=subprocess.PIPE, text=True,
+                                    env=dict(os.environ, NOTIFY_SOCKET=notify.path))
+            if notify.wait_ready(proc=proc):
                 break
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
             print(f"note: start refused, tried again: {proc.stderr.read().strip()}")
+        notify.close()
         import urllib.request
 
         def gauge(name, labels):
