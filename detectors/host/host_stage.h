@@ -288,7 +288,8 @@ class HostStage {
       std::vector<PacketTime> packets;
       std::vector<PacketTime> output_ons;
       std::vector<PacketTime> burst_starts;
-      PacketTime last;  // the latest of them
+      PacketTime first;  // the earliest of them
+      PacketTime last;   // the latest of them
     };
     std::deque<OnFlow> on_flows;
     // Risk evidence by kind: the strongest recent piece of each kind.

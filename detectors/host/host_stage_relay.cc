@@ -947,6 +947,7 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                          .packets = std::move(periods.packets),
                          .output_ons = std::move(periods.output_ons),
                          .burst_starts = std::move(periods.burst_starts),
+                         .first = absl::InfiniteFuture(),
                          .last = absl::InfinitePast()};
   const bool by_ons = self.ons.size() >= min_ons;
   const bool packet_test = c.stepping_stone_packet_delta > absl::ZeroDuration();
@@ -969,8 +970,10 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
     self.burst_starts.clear();
   for (const std::vector<PacketTime>* times :
        {&self.ons, &self.packets, &self.output_ons, &self.burst_starts}) {
-    if (!times->empty())
-      self.last = std::max(self.last, times->back());
+    if (times->empty())
+      continue;
+    self.first = std::min(self.first, times->front());
+    self.last = std::max(self.last, times->back());
   }
   HostState& state = Host(host, finding.ts);
   while (!state.on_flows.empty() && (state.on_flows.size() >= kMaxOnFlows ||
@@ -1029,15 +1032,6 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
   // This flow's candidates: the site's flows of the other direction on other hosts whose times
   // overlap this flow's (a kept window of an hour ago cannot match; most of a large site's
   // kept flows are such, and each pairing costs tens of microseconds).
-  const auto first = [](const HostState::OnFlow& f) {
-    PacketTime t = absl::InfiniteFuture();
-    for (const std::vector<PacketTime>* times :
-         {&f.ons, &f.packets, &f.output_ons, &f.burst_starts})
-      if (!times->empty())
-        t = std::min(t, times->front());
-    return t;
-  };
-  const PacketTime self_first = first(self);
   double other_count = 0;
   std::vector<const CrossHostFlow*> candidates;
   for (const CrossHostFlow& other : other_way) {
@@ -1046,8 +1040,8 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
     ++other_count;
     const absl::Duration slack = kCrossHostOverlapSlack + c.stepping_stone_delta +
                                  absl::Milliseconds(self.host_leg_ms + other.flow.host_leg_ms);
-    if (other.host != host && other.flow.last + slack >= self_first &&
-        first(other.flow) <= self.last + slack)
+    if (other.host != host && other.flow.last + slack >= self.first &&
+        other.flow.first <= self.last + slack)
       candidates.push_back(&other);
   }
   // Every pair the kept flows of the site make is one more chance of a coincidence
