@@ -7,6 +7,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -235,6 +236,33 @@ constexpr std::size_t kMinTurnaroundsLeft = 3;
 // Two kept flows are paired only when their times come within this (and both hosts' legs)
 // of each other: more than any window a test moves or widens by.
 constexpr absl::Duration kCrossHostOverlapSlack = absl::Seconds(2);
+
+// How many (inbound, outbound) pairs of these spans come within `slack` of each other: the
+// pairs that can ever be tested, so the family a coincidence is counted over. Sorting the
+// outbound ends counts them in n log n: an outbound span misses an inbound one only by
+// starting after its end plus slack, or by ending before its start minus slack, and every
+// span of the second kind starts before the inbound end, so it is in the first count.
+double OverlappingPairs(const std::vector<std::pair<PacketTime, PacketTime>>& in,
+                        const std::vector<std::pair<PacketTime, PacketTime>>& out,
+                        absl::Duration slack) {
+  std::vector<PacketTime> starts;
+  std::vector<PacketTime> ends;
+  starts.reserve(out.size());
+  ends.reserve(out.size());
+  for (const auto& [first, last] : out) {
+    starts.push_back(first);
+    ends.push_back(last);
+  }
+  std::sort(starts.begin(), starts.end());
+  std::sort(ends.begin(), ends.end());
+  double pairs = 0;
+  for (const auto& [first, last] : in) {
+    const auto started = std::upper_bound(starts.begin(), starts.end(), last + slack);
+    const auto ended = std::lower_bound(ends.begin(), ends.end(), first - slack);
+    pairs += static_cast<double>((started - starts.begin()) - (ended - ends.begin()));
+  }
+  return pairs;
+}
 
 }  // namespace
 
@@ -1022,32 +1050,44 @@ void HostStage::SteppingStonesAcrossHosts(const Event& finding, const IpAddress&
   }
   const Site* site_of_host = SiteOf(host);
   const std::string site = site_of_host ? site_of_host->name : "";
-  // The site's count of each direction, and this host's own of this direction.
-  double same_count = 1;
-  std::size_t own = 0;
-  for (const CrossHostFlow& other : same) {
+  std::size_t own = 0;  // this host's kept flows of this direction
+  for (const CrossHostFlow& other : same)
     own += other.host == host;
-    same_count += other.site == site;
-  }
   // This flow's candidates: the site's flows of the other direction on other hosts whose times
   // overlap this flow's (a kept window of an hour ago cannot match; most of a large site's
   // kept flows are such, and each pairing costs tens of microseconds).
-  double other_count = 0;
   std::vector<const CrossHostFlow*> candidates;
   for (const CrossHostFlow& other : other_way) {
-    if (other.site != site)
-      continue;
-    ++other_count;
     const absl::Duration slack = kCrossHostOverlapSlack + c.stepping_stone_delta +
                                  absl::Milliseconds(self.host_leg_ms + other.flow.host_leg_ms);
-    if (other.host != host && other.flow.last + slack >= self.first &&
+    if (other.site == site && other.host != host && other.flow.last + slack >= self.first &&
         other.flow.first <= self.last + slack)
       candidates.push_back(&other);
   }
-  // Every pair the kept flows of the site make is one more chance of a coincidence
-  // (Bonferroni): an inbound session is tried against each laptop's SSH flows in turn, so the
-  // family is all of them, not the few this flow meets now.
-  const double tests = std::max(1.0, same_count * other_count);
+  // Every pair of the site's kept flows that overlap is one more chance of a coincidence
+  // (Bonferroni): an inbound session is tried against each laptop's SSH flows of its time in
+  // turn, so the family is all of them, not the few this flow meets now. Pairs that never
+  // overlap are never tried (a long session's older windows, a laptop's session of an hour
+  // ago), so they are not counted; pairs are counted with the widest slack any pair gets and
+  // with each host's own, so never fewer than are tried. Counted only when there is a
+  // candidate: a server's many sessions from outside usually meet none.
+  double tests = 1;
+  if (!candidates.empty()) {
+    std::vector<std::pair<PacketTime, PacketTime>> spans[2];  // [0] inbound, [1] outbound
+    double widest_leg_ms = self.host_leg_ms;
+    for (const std::deque<CrossHostFlow>* kept : {&cross_host_in_, &cross_host_out_}) {
+      for (const CrossHostFlow& other : *kept) {
+        if (other.site != site)
+          continue;
+        spans[kept == &cross_host_in_ ? 0 : 1].emplace_back(other.flow.first, other.flow.last);
+        widest_leg_ms = std::max(widest_leg_ms, other.flow.host_leg_ms);
+      }
+    }
+    spans[self.inbound ? 0 : 1].emplace_back(self.first, self.last);
+    tests = std::max(1.0, OverlappingPairs(spans[0], spans[1],
+                                           kCrossHostOverlapSlack + c.stepping_stone_delta +
+                                               absl::Milliseconds(2 * widest_leg_ms)));
+  }
   for (const CrossHostFlow* other : candidates) {
     const HostState::OnFlow& in = self.inbound ? self : other->flow;
     const HostState::OnFlow& out = self.inbound ? other->flow : self;

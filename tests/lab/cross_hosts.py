@@ -12,10 +12,13 @@ IPv4 and TCP checksums adjusted) and shifted with its run to begin 1 s after the
 session began, so that every laptop types while the far person does. The device's run
 (`kvm_typed_ssh`, its operator leg going to 10.77.1.20) gives the session; replayed with the
 crowd alone nothing may alert, and with its own laptop's egress (as recorded) beside the
-crowd exactly that laptop must.
+crowd exactly that laptop must. `--history H` also lays the crowd down H times before the
+device's session, at the same laptops' addresses, a minute apart: the SSH sessions a site's
+laptops had earlier in the hour, which the host stage keeps (up to 8 per laptop) but which
+never overlap the device's session.
 
 usage: tests/lab/cross_hosts.py --relaywatch BIN --device RUN_DIR... --crowd RUN_DIR...
-                                [--copies K] [--report-after 5s]
+                                [--copies K] [--history H] [--report-after 5s]
        (run directories with gw.pcap and truth.json; the device runs' operator leg goes to
        another address than the laptop's)
 """
@@ -69,6 +72,10 @@ def main():
     ap.add_argument("--copies", type=int, default=1,
                     help="lay each crowd run down this many times, each copy at addresses of "
                          "its own and 0.3 s later than the one before (a larger site)")
+    ap.add_argument("--history", type=int, default=0,
+                    help="also lay the crowd down this many times before the device's "
+                         "session, at the same addresses, each a minute before the last "
+                         "(the laptops' earlier sessions of the hour)")
     ap.add_argument("--report-after", default=None,
                     help="detectors.relay.report_after for the replays (e.g. 5s): windows of "
                          "a 20 s run come as a long session's do, interleaved with every "
@@ -87,13 +94,18 @@ def main():
             start_us = round((cross_pairs.first_packet(inbound) + 1.0) * 1e6)
             others = [r for r in a.crowd if seed(r) != seed(device)]
             crowd = []
+            earlier = 0
             for copy in range(a.copies):
                 for n, run in enumerate(others):
                     i = copy * len(others) + n
-                    crowd.append(moved(legs[run][1], os.path.join(work, f"d{d}-c{i}.pcap"),
-                                       "10.77.1.10", f"10.77.{2 + i // 250}.{i % 250 + 1}",
-                                       start_us + copy * 300_000))
-            crowds.append(len(crowd))
+                    address = f"10.77.{2 + i // 250}.{i % 250 + 1}"
+                    for h in range(a.history + 1):
+                        crowd.append(moved(legs[run][1],
+                                           os.path.join(work, f"d{d}-c{i}-h{h}.pcap"),
+                                           "10.77.1.10", address,
+                                           start_us + copy * 300_000 - h * 60_000_000))
+                        earlier += h > 0
+            crowds.append(len(crowd) - earlier)
             alone = cross_pairs.stepping_stones(
                 a.relaywatch, cross_pairs.merge([inbound] + crowd, os.path.join(work, f"d{d}.pcap")),
                 keys)
@@ -110,10 +122,11 @@ def main():
             wrong = [e for e in found if e.get("host") != "10.77.1.10"]
             false_alerts += len(wrong)
             controls_found += bool(right)
-            print(f"control {os.path.basename(os.path.normpath(device))} among {len(crowd)} "
-                  f"laptops: {'found, chance %.1e' % right[0]['chance'] if right else 'MISSED'}"
+            print(f"control {os.path.basename(os.path.normpath(device))} among {crowds[-1]} "
+                  f"laptops: {'found, chance %.1e of %d pairs' % (right[0]['chance'], right[0].get('pairs_tested', 1)) if right else 'MISSED'}"
                   f"{'; others alerted: %d' % len(wrong) if wrong else ''}")
-    print(f"devices: {len(a.device)}, laptops beside each: {min(crowds)}-{max(crowds)}; "
+    print(f"devices: {len(a.device)}, laptops beside each: {min(crowds)}-{max(crowds)}"
+          f"{f' (and {a.history} earlier sessions each)' if a.history else ''}; "
           f"controls found: {controls_found} of {controls}; false alerts: {false_alerts}")
     return 0 if false_alerts == 0 and controls_found == controls else 1
 

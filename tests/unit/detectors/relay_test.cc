@@ -4215,6 +4215,55 @@ TEST(RelayHostStage, SteppingStoneAcrossHostsPaysForEveryPairTested) {
   EXPECT_EQ(stage.stats().cross_host_flows, 43u);
 }
 
+// The same weak laptop after an hour of the site's SSH: 200 laptops kept 8 windows each over
+// the last 50 minutes, and 3 type at the device's time. Only pairs whose times overlap can
+// ever be tested, so only they divide the threshold: 4 pairs, not 1604, and the laptop four of
+// whose ten ON periods follow the device's is found (among 1604 it would not be).
+TEST(RelayHostStage, SteppingStoneAcrossHostsCountsOnlyPairsThatOverlap) {
+  const auto at_minute = [](double minute, const std::vector<double>& seconds) {
+    std::vector<double> shifted;
+    for (double t : seconds)
+      shifted.push_back(t + minute * 60);
+    return shifted;
+  };
+  std::vector<double> in;
+  for (int i = 0; i < 20; ++i)
+    in.push_back(i * 3.0 + 0.4 * (i % 5));
+  std::vector<double> weak;
+  for (int k = 0; k < 10; ++k)
+    weak.push_back(in[2 * k] + (k % 3 == 0 ? 0.01 : 1.0));  // 4 of 10 within 80 ms
+  std::vector<double> own;
+  for (int k = 0; k < 20; ++k)
+    own.push_back(in[k] + 1.0);  // typing of their own, never within 80 ms
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  constexpr int kLaptops = 200;
+  for (int window = 0; window < 8; ++window) {
+    const double minute = 1 + 6 * window;  // 1 to 43, each window a minute long
+    for (int laptop = 0; laptop < kLaptops; ++laptop) {
+      stage.Process(RelayRecord(1000 + window * kLaptops + laptop,
+                                absl::StrCat("10.1.", 1 + laptop / 100, ".", laptop % 100),
+                                "198.51.100.7", minute + 1, WithOns(at_minute(minute, own))),
+                    out);
+    }
+  }
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.20", 51, WithOns(at_minute(50, in))), out);
+  for (int laptop = 0; laptop < 3; ++laptop) {
+    stage.Process(RelayRecord(10 + laptop, absl::StrCat("10.1.9.", laptop), "198.51.100.7", 51,
+                              WithOns(at_minute(50, own))),
+                  out);
+  }
+  EXPECT_EQ(stage.stats().cross_host_flows, 1u + 8 * kLaptops + 3);
+  EXPECT_EQ(stage.stats().cross_host_flows_evicted, 0u);
+  stage.Process(RelayRecord(2, "10.1.0.7", "198.51.100.7", 51, WithOns(at_minute(50, weak))), out);
+  const std::vector<const Event*> alerts = Alerts(out, "stepping_stone");
+  ASSERT_EQ(alerts.size(), 1u);
+  EXPECT_EQ(alerts[0]->host_ip->ToString(), "10.1.0.7");
+  EXPECT_EQ(alerts[0]->evidence["inbound_host"], "10.1.0.20");
+  EXPECT_EQ(alerts[0]->evidence["pairs_tested"], 4);
+  EXPECT_GT(alerts[0]->evidence["chance"].get<double>(), 1e-3 / (2 + 8 * kLaptops + 3));
+}
+
 // A server of the site takes 300 sessions from outside after the far person's session to the
 // device began: it keeps only its latest few, and the device's session is still there when the
 // laptop's ssh comes.
