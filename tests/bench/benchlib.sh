@@ -1,5 +1,5 @@
-# Sourced by shared_line.sh and typing_baseline.sh: their common start, and one measured
-# relaywatch run of a row.
+# Sourced by shared_line.sh, typing_baseline.sh and cross_hosts.sh: their common start, a
+# config with the relay detector alone, and one measured relaywatch run of a row.
 
 # bench_prepare TAG VAR...: checks that each VAR holds a positive integer, sets NICE_CMD from
 # NICE, defines log and die (messages tagged TAG), and checks /usr/bin/time and RELAYWATCH
@@ -51,4 +51,32 @@ bench_row() {
     if [[ -z ${CPU[$row]:-} ]] || awk -v a="$cpu" -v b="${CPU[$row]}" 'BEGIN {exit !(a < b)}'; then CPU[$row]=$cpu; fi
     [[ ${rss:-0} -gt ${RSS[$row]:-0} ]] && RSS[$row]=$rss
     return 0
+}
+
+
+# bench_relay_config FILE EVENTS [KEY_LINE...]: writes FILE, a config with the relay detector
+# alone (each KEY_LINE, such as "methods: [stepping_stone]", a key of its section; every other
+# detector of detectors/registry.cc off) and JSONL output of EVENTS, and dies unless
+# RELAYWATCH accepts it. Needs ROOT (and bench_prepare).
+bench_relay_config() {
+    local file="$1" events="$2" d line
+    shift 2
+    local -a detectors
+    mapfile -t detectors < <(sed -nE 's/^ *\{"([a-z_]+)", *&[a-z_]+::Create\},.*/\1/p' "$ROOT/detectors/registry.cc")
+    {
+        echo "home_networks: [10.0.0.0/8]"
+        echo "outputs:"
+        echo "  jsonl:"
+        echo "    events: [$events]"
+        echo "detectors:"
+        for d in "${detectors[@]}"; do
+            if [[ $d == relay ]]; then
+                echo "  relay:"
+                for line in "$@"; do echo "    $line"; done
+            else
+                echo "  $d: {enabled: false}"
+            fi
+        done
+    } >"$file"
+    "$RELAYWATCH" -T -c "$file" >/dev/null 2>&1 || die "config $(basename "$file") rejected"
 }

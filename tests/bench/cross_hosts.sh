@@ -49,25 +49,9 @@ cat "$PCAP" >/dev/null
 
 WORK=$(mktemp -d /tmp/relaywatch-cross-hosts.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-mapfile -t DETECTORS < <(sed -nE 's/^ *\{"([a-z_]+)", *&[a-z_]+::Create\},.*/\1/p' "$ROOT/detectors/registry.cc")
 write_config() {  # write_config ROW ACROSS
-    {
-        echo "home_networks: [10.0.0.0/8]"
-        echo "outputs:"
-        echo "  jsonl:"
-        echo "    events: [alert]"
-        echo "detectors:"
-        for d in "${DETECTORS[@]}"; do
-            if [[ $d == relay ]]; then
-                echo "  relay:"
-                echo "    methods: [stepping_stone]"
-                echo "    stepping_stone_across_hosts: $2"
-            else
-                echo "  $d: {enabled: false}"
-            fi
-        done
-    } >"$WORK/$1.yaml"
-    "$RELAYWATCH" -T -c "$WORK/$1.yaml" >/dev/null 2>&1 || die "config $1 rejected"
+    bench_relay_config "$WORK/$1.yaml" alert "methods: [stepping_stone]" \
+        "stepping_stone_across_hosts: $2"
 }
 ROWS=(base across)
 write_config base false

@@ -51,29 +51,12 @@ cat "$PCAP" >/dev/null
 
 WORK=$(mktemp -d /tmp/relaywatch-typing.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-mapfile -t DETECTORS < <(sed -nE 's/^ *\{"([a-z_]+)", *&[a-z_]+::Create\},.*/\1/p' "$ROOT/detectors/registry.cc")
 write_config() {  # write_config ROW METHODS
-    {
-        echo "home_networks: [10.0.0.0/8]"
-        echo "outputs:"
-        echo "  jsonl:"
-        echo "    events: [typing]"
-        echo "detectors:"
-        for d in "${DETECTORS[@]}"; do
-            if [[ $d == relay ]]; then
-                echo "  relay:"
-                echo "    methods: [$2]"
-                if ((REPEAT == 1)); then
-                    echo "    typing_baseline_samples: 60"
-                    echo "    typing_window_samples: 30"
-                    echo "    typing_max_p: 0.01"
-                fi
-            else
-                echo "  $d: {enabled: false}"
-            fi
-        done
-    } >"$WORK/$1.yaml"
-    "$RELAYWATCH" -T -c "$WORK/$1.yaml" >/dev/null 2>&1 || die "config $1 rejected"
+    local -a keys=("methods: [$2]")
+    if ((REPEAT == 1)); then
+        keys+=("typing_baseline_samples: 60" "typing_window_samples: 30" "typing_max_p: 0.01")
+    fi
+    bench_relay_config "$WORK/$1.yaml" typing "${keys[@]}"
 }
 ROWS=(base typing)
 write_config base "hidden_leg, controller_rtt, stepping_stone"
