@@ -13,6 +13,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -4169,18 +4170,25 @@ TEST(RelayHostStage, SteppingStoneAcrossHostsThroughADeviceBesideTheLaptop) {
   EXPECT_FALSE(stones(true, "10.1.0.5", "ssh", /*across=*/false).has_value());
 }
 
+// A device's 20 inbound ON periods (seconds) and a laptop's 10, four of which follow the
+// device's within 80 ms by chance (about 10^-4).
+std::pair<std::vector<double>, std::vector<double>> DeviceAndWeakFollower() {
+  std::vector<double> in;
+  for (int i = 0; i < 20; ++i)
+    in.push_back(i * 3.0 + 0.4 * (i % 5));
+  std::vector<double> weak;
+  for (int k = 0; k < 10; ++k)
+    weak.push_back(in[2 * k] + (k % 3 == 0 ? 0.01 : 1.0));
+  return {in, weak};
+}
+
 // Forty laptops of a site type in their own SSH sessions while a far person's session to a
 // device beside one of them comes in: every pair the kept flows make is one more chance. A
 // laptop four of whose ten ON periods follow the device's by chance (about 10^-4) would be a
 // stepping stone within one host, or as the only laptop; among 41 it is not, and only the
 // laptop the device types into is alerted.
 TEST(RelayHostStage, SteppingStoneAcrossHostsPaysForEveryPairTested) {
-  std::vector<double> in;
-  for (int i = 0; i < 20; ++i)
-    in.push_back(i * 3.0 + 0.4 * (i % 5));
-  std::vector<double> weak;
-  for (int k = 0; k < 10; ++k)
-    weak.push_back(in[2 * k] + (k % 3 == 0 ? 0.01 : 1.0));  // 4 of 10 within 80 ms
+  const auto [in, weak] = DeviceAndWeakFollower();
   const auto weak_alone = [&](const std::string& inbound_host) {
     host::HostStage stage(HostConfig());
     std::vector<Event> out;
@@ -4226,12 +4234,7 @@ TEST(RelayHostStage, SteppingStoneAcrossHostsCountsOnlyPairsThatOverlap) {
       shifted.push_back(t + minute * 60);
     return shifted;
   };
-  std::vector<double> in;
-  for (int i = 0; i < 20; ++i)
-    in.push_back(i * 3.0 + 0.4 * (i % 5));
-  std::vector<double> weak;
-  for (int k = 0; k < 10; ++k)
-    weak.push_back(in[2 * k] + (k % 3 == 0 ? 0.01 : 1.0));  // 4 of 10 within 80 ms
+  const auto [in, weak] = DeviceAndWeakFollower();
   std::vector<double> own;
   for (int k = 0; k < 20; ++k)
     own.push_back(in[k] + 1.0);  // typing of their own, never within 80 ms
