@@ -58,12 +58,8 @@ def main():
         address = socket.inet_aton(f"10.80.{i // 250}.{i % 250 + 1}")
         for h in range(a.history + 1):
             shift = LAG_US + i * STEP_US - h * MINUTE_US
-            for ts, frame, orig in ssh:
-                moved = bytearray(frame)
-                for at in (26, 30):
-                    if moved[at:at + 4] == laptop:
-                        moved[at:at + 4] = address
-                out.append((ts + shift, bytes(moved), orig))
+            out.extend((ts + shift, replaylib.readdress(frame, laptop, address), orig)
+                       for ts, frame, orig in ssh)
     out.sort(key=lambda p: p[0])
     replaylib.write_copies(a.out, header, [(out, out[0][0])])
     print(f"{a.out}: {len(out)} packets, {a.laptops} laptops with {a.history} earlier "

@@ -46,13 +46,8 @@ def main():
         address = socket.inet_aton(f"10.78.{k // 250}.{k % 250 + 2}")
         day = sessions[:-1] * a.repeat + sessions[-1:] * a.repeat
         for packets in day:
-            moved = []
-            for ts, frame, orig in packets:
-                f = bytearray(frame)
-                for off in (26, 30):  # IPv4 source and destination behind 14 bytes of Ethernet
-                    if f[off:off + 4] == LAPTOP:
-                        f[off:off + 4] = address
-                moved.append((ts, bytes(f), orig))
+            moved = [(ts, replaylib.readdress(frame, LAPTOP, address), orig)
+                     for ts, frame, orig in packets]
             copies.append((moved, start))
             start += HOUR_US
     replaylib.write_copies(a.out, header, copies)

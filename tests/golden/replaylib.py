@@ -28,6 +28,16 @@ def read_pcap(path):
     return header, packets
 
 
+def readdress(frame, old, new):
+    """The Ethernet/IPv4 frame with the 4-byte address `old` replaced by `new` as its source
+    and destination; checksums are not recomputed (relaywatch does not check them)."""
+    f = bytearray(frame)
+    for off in (26, 30):  # IPv4 source and destination behind 14 bytes of Ethernet
+        if f[off:off + 4] == old:
+            f[off:off + 4] = new
+    return bytes(f)
+
+
 def lay_down(path, pcaps, start_us, step_us):
     """Writes the captures `pcaps` into `path` one after another, the i-th starting at
     start_us + i * step_us (each keeps its own timing); returns those start times."""

@@ -94,7 +94,6 @@ def main():
             start_us = round((cross_pairs.first_packet(inbound) + 1.0) * 1e6)
             others = [r for r in a.crowd if seed(r) != seed(device)]
             crowd = []
-            earlier = 0
             for copy in range(a.copies):
                 for n, run in enumerate(others):
                     i = copy * len(others) + n
@@ -104,8 +103,7 @@ def main():
                                            os.path.join(work, f"d{d}-c{i}-h{h}.pcap"),
                                            "10.77.1.10", address,
                                            start_us + copy * 300_000 - h * 60_000_000))
-                        earlier += h > 0
-            crowds.append(len(crowd) - earlier)
+            crowds.append(a.copies * len(others))
             alone = cross_pairs.stepping_stones(
                 a.relaywatch, cross_pairs.merge([inbound] + crowd, os.path.join(work, f"d{d}.pcap")),
                 keys)
