@@ -957,6 +957,10 @@ std::vector<MetricFamily> Pipeline::CollectMetrics() const {
             "Measured flows to detectors.relay.hidden_leg_exempt_servers, logged but not "
             "counted toward a host's hidden leg.",
             MetricType::Counter, static_cast<double>(hs.hidden_leg_exempt_flows));
+  AddSingle(out, "relaywatch_relay_hidden_leg_slow_openings_total",
+            "Hidden-leg decisions not taken because the host's far clients waited several "
+            "of their own answers to open (detectors.relay.hidden_leg_max_opening_ratio).",
+            MetricType::Counter, static_cast<double>(hs.hidden_leg_slow_openings));
   AddByLabel(out, "relaywatch_relay_late_sessions_total",
              "Relay records of flows that went on after them, kept for a remote "
              "session named later: paired with one (its controller's round trip), "

@@ -154,6 +154,9 @@ struct HostStageStats {
   std::uint64_t turnarounds_explained = 0;
   std::uint64_t fetches_evicted = 0;
   std::uint64_t hidden_leg_exempt_flows = 0;  // to detectors.relay.hidden_leg_exempt_servers
+  // Hidden-leg decisions not taken: the host's far clients waited too long to open
+  // (detectors.relay.hidden_leg_max_opening_ratio).
+  std::uint64_t hidden_leg_slow_openings = 0;
   std::uint64_t sessions_evicted = 0;  // remote sessions forgotten before their relay record
   // Relay records of flows that went on, kept for a session named on them later: paired
   // with one (a controller_rtt reading), or forgotten because their table was full.
@@ -254,6 +257,9 @@ class HostStage {
       double client_leg_ms = 0;
       // The connection's opening to the client's first data (relay::ReadTurnaround).
       std::optional<double> connect_wait_ms;
+      // The client's wait to open what it speaks: its tunnel's when it went through a proxy
+      // (whose TCP opening its proxy request answered), else its connection's.
+      std::optional<double> opening_wait_ms;
       // Only spread flights were answered: hidden_ms is the least the leg can be.
       bool lower_bound = false;
       // Only spread flights were answered, and the connection's wait decided.
@@ -363,6 +369,10 @@ class HostStage {
   // what the lower quartile lost; returns how many were dropped.
   template <typename Fetches>
   std::size_t Explain(HostState::HiddenSample& sample, const Fetches& fetches);
+  // The median, over the far flows (hidden leg at least budget_ms, whole answers), of the
+  // client's wait to open over its answer; none unless at least half of them show a wait.
+  static std::optional<double> OpeningRatio(const std::deque<HostState::HiddenSample>& hidden,
+                                            double budget_ms);
   void RoutedRelay(const Event& finding, const IpAddress& host, bool originated,
                    std::vector<Event>& publish);
   // low_rtts: the 15th percentiles of the record's samples toward [originator, responder];

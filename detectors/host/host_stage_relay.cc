@@ -564,6 +564,26 @@ void HostStage::Fetched(const IpAddress& host, PacketTime ts,
   state.fetches.push_back(fetch);
 }
 
+// A relay's far client waits one hidden round trip to open, or two when it held its first
+// data for an ACK, and each answer costs one: in the lab the median is 0.9-1.2 on every
+// relayed host (docs/relay-quality.md, "A slow opener").
+std::optional<double> HostStage::OpeningRatio(const std::deque<HostState::HiddenSample>& hidden,
+                                              double budget_ms) {
+  std::vector<double> ratios;
+  std::size_t far = 0;
+  for (const HostState::HiddenSample& s : hidden) {
+    if (s.lower_bound || s.hidden_ms < budget_ms)
+      continue;
+    ++far;
+    const double answer_ms = s.hidden_ms + s.client_leg_ms;
+    if (s.opening_wait_ms && answer_ms > 0)
+      ratios.push_back(*s.opening_wait_ms / answer_ms);
+  }
+  if (ratios.empty() || 2 * ratios.size() < far)
+    return std::nullopt;
+  return detectors::relay::Median(ratios);
+}
+
 void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<PacketTime> waits,
                           std::vector<Event>& publish) {
   nlohmann::json& r = finding.body;
@@ -596,6 +616,8 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
   sample.lower_bound = r.value("hidden_leg_lower_bound", false);
   sample.connect_wait_ms = Number(r, "connect_wait_ms");
   sample.by_connect_wait = r.value("hidden_leg_by_connect_wait", false);
+  sample.opening_wait_ms =
+      r.contains("proxy") ? Number(r, "tunnel_wait_ms") : sample.connect_wait_ms;
   // The record's turnaround is what its hidden leg was read from.
   sample.client_leg_ms = std::max(0.0, Number(r, "turnaround_ms")
                                                .value_or(detectors::relay::TurnaroundMs(
@@ -693,6 +715,15 @@ void HostStage::HiddenLeg(Event& finding, const IpAddress& host, std::vector<Pac
     decided_ms = *detectors::relay::Median(far);
     decided_flows = far.size();
   } else {
+    return;
+  }
+  if (const std::optional<double> ratio = OpeningRatio(state.hidden, budget_ms);
+      ratio && config_.relay.hidden_leg_max_opening_ratio > 0 &&
+      *ratio > config_.relay.hidden_leg_max_opening_ratio) {
+    r["hidden_leg_withheld"] = "slow_opening";
+    r["opening_wait_ratio"] = Round3(*ratio);
+    absl::MutexLock lock(&mu_);
+    ++stats_.hidden_leg_slow_openings;
     return;
   }
   if (!Admit(host, absl::StrCat(kSidHiddenLeg), finding.ts))

@@ -52,6 +52,7 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
                                         "min_samples",
                                         "min_flows",
                                         "hidden_leg_exempt_servers",
+                                        "hidden_leg_max_opening_ratio",
                                         "local_rtt",
                                         "stepping_stone_delta",
                                         "stepping_stone_ratio",
@@ -80,6 +81,9 @@ absl::StatusOr<RelayConfig> ParseRelayConfig(const config::Section& section) {
   RW_ASSIGN_OR_RETURN(c.min_samples, section.Uint("min_samples", c.min_samples, 1, 10000));
   RW_ASSIGN_OR_RETURN(c.min_flows, section.Uint("min_flows", c.min_flows, 1, 64));
   RW_ASSIGN_OR_RETURN(c.hidden_leg_exempt_servers, section.CidrList("hidden_leg_exempt_servers"));
+  RW_ASSIGN_OR_RETURN(
+      c.hidden_leg_max_opening_ratio,
+      section.Double("hidden_leg_max_opening_ratio", c.hidden_leg_max_opening_ratio, 0.0, 100.0));
   RW_ASSIGN_OR_RETURN(c.local_rtt, section.Duration("local_rtt", c.local_rtt, absl::Milliseconds(1),
                                                     absl::Seconds(5)));
   RW_ASSIGN_OR_RETURN(c.stepping_stone_delta,

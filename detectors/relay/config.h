@@ -50,6 +50,13 @@ struct RelayConfig {
   // something before each answer): flows to them keep their record but do not count
   // toward a host's hidden leg. Timing cannot tell such a client from a relay.
   std::vector<Cidr> hidden_leg_exempt_servers;
+  // A relay makes its far client wait a hidden round trip (two, if it held its first data
+  // for an ACK) before it can open its TLS or SSH, and each answer costs one, so over a
+  // host's far flows the wait is about one answer. A client that waits several answers is
+  // slow on its own (a cold JVM on a starved CPU, loading its TLS stack) and its answers may
+  // be its own work: above this median ratio of wait to answer no hidden leg is decided
+  // (0: off).
+  double hidden_leg_max_opening_ratio = 2.5;
   // Round trip that counts as local where no site says otherwise.
   absl::Duration local_rtt = absl::Milliseconds(60);
   // An outbound ON this soon after an inbound ON of the same host is correlated.

@@ -215,6 +215,11 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // carries, whose exchanges are then timed as any other flow's.
   std::unique_ptr<ProxySetupReader> proxy;
   std::optional<ProxyProtocol> proxied;
+  // The tunnel's opening, the proxy's grant (when the client had sent nothing past its
+  // request), answered by the client's first tunnelled data: its connection's wait, the
+  // TCP one having been the proxy request's.
+  PacketTime tunnel_open = absl::InfinitePast();
+  std::optional<absl::Duration> tunnel_wait;
   PacketTime first = absl::InfinitePast();
   // Up to the record, this flow's requests and answers as another's possible fetch (a
   // revocation check during that flow's wait): the first only, in the record; or on plain
@@ -423,6 +428,9 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       const ProxySetupReader::State state = data.proxy->Feed(packet, d == 0);
       if (state == ProxySetupReader::State::kTunnel) {
         data.proxied = data.proxy->request().protocol;
+        if (d == 1 && data.proxy->tunnel_start(true).empty() &&
+            data.proxy->tunnel_start(false).empty())
+          data.tunnel_open = packet.ts;
         for (int x : {0, 1}) {
           // A direction whose tunnel has not begun yet is named by its next segment.
           const std::span<const std::uint8_t> start = data.proxy->tunnel_start(x == 0);
@@ -435,6 +443,12 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.app = App::kOther;
         data.proxy.reset();
       }
+    }
+    if (data.tunnel_open != absl::InfinitePast() && (d == 0 || retransmission)) {
+      // The grant sent again (Karn) may have reached the client only then: no wait.
+      if (d == 0)
+        data.tunnel_wait = packet.ts - data.tunnel_open;
+      data.tunnel_open = absl::InfinitePast();
     }
     bool unawaited = false;  // client data sent without waiting for the server
     if (data.tls13) {
@@ -800,6 +814,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
       connect_wait = Round3(*w);
       r["connect_wait_ms"] = *connect_wait;
     }
+    if (data.tunnel_wait)
+      r["tunnel_wait_ms"] = Round3(*Ms(data.tunnel_wait));
   }
   PutMs(r, "srtt_originator_ms", Ms(legs[1]->smoothed()));
   PutMs(r, "srtt_responder_ms", Ms(legs[0]->smoothed()));

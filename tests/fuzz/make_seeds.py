@@ -346,7 +346,7 @@ CONFIG_SEEDS = {
     "prefixes": b"sites:\n  - {name: hq, networks: [10.1.0.0/16], location: Seattle, local_rtt: 40ms}\n"
                 b"entry_points: [192.0.2.1, 2001:db8::/32]\n"
                 b"alerting:\n  allow:\n    - {app: rdp, controller: [198.51.100.0/24]}\n"
-                b"detectors:\n  relay:\n    min_flows: 3\n"
+                b"detectors:\n  relay:\n    min_flows: 3\n    hidden_leg_max_opening_ratio: 3\n"
                 b"    hidden_leg_exempt_servers: [203.0.113.9/32, 2001:db8:1::/48]\n",
 }
 

@@ -250,6 +250,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (r.contains("connect_wait_ms"))
       RW_FUZZ_CHECK(r["connect_wait_ms"].get<double>() >= 0);
+    if (r.contains("tunnel_wait_ms"))  // from the proxy's grant: only a proxied flow has one
+      RW_FUZZ_CHECK(r.contains("proxy") && r["tunnel_wait_ms"].get<double>() >= 0);
     if (r.contains("hidden_leg_by_connect_wait")) {
       // The wait decided a flow of spread flights: no bound then, and no more than the wait.
       RW_FUZZ_CHECK(!r.contains("hidden_leg_lower_bound"));
