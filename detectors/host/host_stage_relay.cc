@@ -565,8 +565,8 @@ void HostStage::Fetched(const IpAddress& host, PacketTime ts,
 }
 
 // A relay's far client waits one hidden round trip to open, or two when it held its first
-// data for an ACK, and each answer costs one: in the lab the median is 0.9-1.2 on every
-// relayed host (docs/relay-quality.md, "A slow opener").
+// data for an ACK, and each answer costs one: in the lab the median is 0.74-1.23 on every
+// relayed host (docs/relay-quality.md, "A client slow to open").
 std::optional<double> HostStage::OpeningRatio(const std::deque<HostState::HiddenSample>& hidden,
                                               double budget_ms) {
   std::vector<double> ratios;
