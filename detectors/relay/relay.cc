@@ -424,6 +424,14 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     }
     if (data.turn_tcp)
       ReadTurnStream(packet, d, data);
+    if (data.tunnel_open != absl::InfinitePast()) {
+      // The first data past the grant: the client's answers it. The server's (it spoke first
+      // in the tunnel) or the grant sent again (which the client may have had only then,
+      // Karn) leave no wait, as for the connection's (HandshakeSplit::connect_wait).
+      if (d == 0)
+        data.tunnel_wait = packet.ts - data.tunnel_open;
+      data.tunnel_open = absl::InfinitePast();
+    }
     if (data.proxy) {
       const ProxySetupReader::State state = data.proxy->Feed(packet, d == 0);
       if (state == ProxySetupReader::State::kTunnel) {
@@ -443,12 +451,6 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
         data.app = App::kOther;
         data.proxy.reset();
       }
-    }
-    if (data.tunnel_open != absl::InfinitePast() && (d == 0 || retransmission)) {
-      // The grant sent again (Karn) may have reached the client only then: no wait.
-      if (d == 0)
-        data.tunnel_wait = packet.ts - data.tunnel_open;
-      data.tunnel_open = absl::InfinitePast();
     }
     bool unawaited = false;  // client data sent without waiting for the server
     if (data.tls13) {

@@ -2539,8 +2539,8 @@ TEST(RelayDetector, MeasuresTheHiddenLegOfTlsInsideAProxysTunnel) {
 
 // Through a proxy the client's wait to open its TLS runs from the proxy's grant, not from
 // the SYN/ACK (which its proxy request answered). None when its ClientHello came with the
-// request (it waited on nothing) or the grant came twice (the client may have had only the
-// second).
+// request (it waited on nothing), the grant came twice (the client may have had only the
+// second) or the server spoke first in the tunnel.
 TEST(RelayDetector, TimesTheTunnelsOpeningFromTheProxysGrant) {
   const std::string connect = "CONNECT www.example:443 HTTP/1.1\r\nHost: www.example:443\r\n\r\n";
   const std::string granted = "HTTP/1.1 200 Connection established\r\n\r\n";
@@ -2552,6 +2552,8 @@ TEST(RelayDetector, TimesTheTunnelsOpeningFromTheProxysGrant) {
     w.Send(22, false, kAck | kPsh, granted);
     if (variant == 2)
       w.Resend(222, false, granted);
+    if (variant == 3)
+      w.Send(222, false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
     if (variant != 1)
       w.Send(722, true, kAck | kPsh, kClientHello);
     w.Send(732, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(1200, 's'));
@@ -2568,6 +2570,7 @@ TEST(RelayDetector, TimesTheTunnelsOpeningFromTheProxysGrant) {
   EXPECT_FALSE(opening(1).contains("tunnel_wait_ms"));
   EXPECT_FALSE(opening(2).contains("tunnel_wait_ms"));
   EXPECT_EQ(opening(2)["proxy"], "http_connect");
+  EXPECT_FALSE(opening(3).contains("tunnel_wait_ms"));
 }
 
 // A far TLS 1.3 client 300 ms behind a relay, whose request, sent right behind its
