@@ -213,6 +213,7 @@ class HostStage {
     std::vector<PacketTime> packets;
     std::vector<PacketTime> output_ons;  // SSH: ON periods of the server's output
     std::vector<PacketTime> burst_starts;  // SSH, keys obfuscated: the first key after a pause
+    std::vector<PacketTime> updates;       // a remote desktop's screen updates
   };
 
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
@@ -294,6 +295,7 @@ class HostStage {
       std::vector<PacketTime> packets;
       std::vector<PacketTime> output_ons;
       std::vector<PacketTime> burst_starts;
+      std::vector<PacketTime> updates;
       PacketTime first;  // the earliest of them
       PacketTime last;   // the latest of them
     };

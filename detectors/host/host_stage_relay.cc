@@ -167,13 +167,14 @@ std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char
 }
 
 HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
-  HostStage::OnPeriods periods{TakeTimes(body, "_on_times_us"), TakeMsPair(body, "_on_legs_ms"),
-                               TakeTimes(body, "_packet_times_us"),
-                               TakeTimes(body, "_output_on_times_us"),
-                               TakeTimes(body, "_burst_starts_us")};
+  HostStage::OnPeriods periods{
+      TakeTimes(body, "_on_times_us"),     TakeMsPair(body, "_on_legs_ms"),
+      TakeTimes(body, "_packet_times_us"), TakeTimes(body, "_output_on_times_us"),
+      TakeTimes(body, "_burst_starts_us"), TakeTimes(body, "_update_times_us")};
   // In capture order; a capture whose clock went back would leave them out of time order,
-  // which the packet correlation walks in.
+  // which the packet correlation walks in and the shown output searches.
   std::sort(periods.packets.begin(), periods.packets.end());
+  std::sort(periods.updates.begin(), periods.updates.end());
   return periods;
 }
 
@@ -877,6 +878,7 @@ struct HostStage::StoneMatch {
   bool of_packets = false;
   bool of_outputs = false;
   bool of_bursts = false;
+  bool of_shown = false;
 };
 
 std::optional<HostStage::StoneMatch> HostStage::MatchStone(const HostState::OnFlow& in,
@@ -944,6 +946,20 @@ std::optional<HostStage::StoneMatch> HostStage::MatchStone(const HostState::OnFl
       return m;
     }
   }
+  // Output shown on a screen: the same session seen the other way. What the host's SSH
+  // server sends (a command's output, the prompt after it) the host draws, and its remote
+  // desktop sends the person as a screen update; OpenSSH's chaff re-times the keys, not the
+  // server's output. Within the ON periods' window: a screen is drawn and encoded (10-40 ms
+  // with xrdp), no forward. Few but rare, so `chance` decides; a busy screen matches
+  // everything and decides nothing.
+  if (out.output_ons.size() >= min_bursts && in.updates.size() >= min_bursts) {
+    m.window = c.stepping_stone_delta + leg;
+    m.stone = detectors::relay::CorrelateShownOutput(out.output_ons, in.updates, m.window);
+    if (ons_match(m.stone)) {
+      m.of_shown = true;
+      return m;
+    }
+  }
   return std::nullopt;
 }
 
@@ -959,26 +975,28 @@ void HostStage::PublishStone(const Event& finding, const IpAddress& host, const 
                          "(stepping stone)",
                          "Relay", 2, "stepping_stone");
   const char* unit = m.of_outputs ? "output_ons" : m.of_packets ? "packets" : "ons";
+  const char* in_unit = m.of_shown ? "screen_updates" : unit;
+  const char* out_unit = m.of_shown ? "output_ons" : m.of_bursts ? "burst_starts" : unit;
   // Output is led by the outbound flow: the stone's leading stream is its.
   const std::size_t inbound_count = m.of_outputs ? s.outbound_ons : s.inbound_ons;
   const std::size_t outbound_count = m.of_outputs ? s.inbound_ons : s.outbound_ons;
-  alert.evidence = {
-      {"method", "stepping_stone"},
-      {"correlation", m.of_outputs   ? "output_on_periods"
-                      : m.of_packets ? "packets"
-                      : m.of_bursts  ? "burst_starts"
-                                     : "on_periods"},
-      {"host", host.ToString()},
-      {"controller", controller.ToString()},
-      {"inbound_flow_id", in_flow},
-      {"outbound_flow_id", out_flow},
-      {absl::StrCat("inbound_", unit), inbound_count},
-      {absl::StrCat("outbound_", m.of_bursts ? "burst_starts" : unit), outbound_count},
-      {"correlated", s.correlated},
-      {"ratio", Round3(s.ratio)},
-      {"median_lag_ms", Round1(s.median_lag_ms)},
-      {"window_ms", Round1(absl::ToDoubleMilliseconds(m.window))},
-      {"chance", s.chance}};
+  alert.evidence = {{"method", "stepping_stone"},
+                    {"correlation", m.of_outputs   ? "output_on_periods"
+                                    : m.of_packets ? "packets"
+                                    : m.of_bursts  ? "burst_starts"
+                                    : m.of_shown   ? "shown_output"
+                                                   : "on_periods"},
+                    {"host", host.ToString()},
+                    {"controller", controller.ToString()},
+                    {"inbound_flow_id", in_flow},
+                    {"outbound_flow_id", out_flow},
+                    {absl::StrCat("inbound_", in_unit), inbound_count},
+                    {absl::StrCat("outbound_", out_unit), outbound_count},
+                    {"correlated", s.correlated},
+                    {"ratio", Round3(s.ratio)},
+                    {"median_lag_ms", Round1(s.median_lag_ms)},
+                    {"window_ms", Round1(absl::ToDoubleMilliseconds(m.window))},
+                    {"chance", s.chance}};
   if (in_host != host) {
     alert.evidence["inbound_host"] = in_host.ToString();
     // The chance had to beat max_p / pairs.
@@ -1006,6 +1024,7 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                          .packets = std::move(periods.packets),
                          .output_ons = std::move(periods.output_ons),
                          .burst_starts = std::move(periods.burst_starts),
+                         .updates = std::move(periods.updates),
                          .first = absl::InfiniteFuture(),
                          .last = absl::InfinitePast()};
   const bool by_ons = self.ons.size() >= min_ons;
@@ -1013,22 +1032,27 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
   const bool by_packets =
       packet_test && self.packets.size() >= detectors::relay::PacketSample::kMinPackets;
   const bool by_outputs = packet_test && self.output_ons.size() >= min_ons;
+  const std::uint64_t min_bursts = detectors::relay::MinBurstStarts(min_ons);
   // Only an outbound flow's client re-times the keys it sends.
-  const bool by_bursts =
-      !inbound && self.burst_starts.size() >= detectors::relay::MinBurstStarts(min_ons);
-  if (!by_ons && !by_packets && !by_outputs && !by_bursts)
+  const bool by_bursts = !inbound && self.burst_starts.size() >= min_bursts;
+  // Output shown on a screen: an outbound flow's output, an inbound remote desktop's updates.
+  const bool by_shown =
+      inbound ? self.updates.size() >= min_bursts : self.output_ons.size() >= min_bursts;
+  if (!by_ons && !by_packets && !by_outputs && !by_bursts && !by_shown)
     return;
   // A test a side cannot take is empty on that side (MatchStone reads emptiness so).
   if (!by_ons)
     self.ons.clear();
   if (!by_packets)
     self.packets.clear();
-  if (!by_outputs)
+  if (!by_outputs && !(by_shown && !inbound))
     self.output_ons.clear();
   if (!by_bursts)
     self.burst_starts.clear();
+  if (!(by_shown && inbound))
+    self.updates.clear();
   for (const std::vector<PacketTime>* times :
-       {&self.ons, &self.packets, &self.output_ons, &self.burst_starts}) {
+       {&self.ons, &self.packets, &self.output_ons, &self.burst_starts, &self.updates}) {
     if (times->empty())
       continue;
     self.first = std::min(self.first, times->front());

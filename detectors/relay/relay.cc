@@ -106,13 +106,19 @@ nlohmann::json TimesJson(const std::vector<PacketTime>& times) {
 
 // The ON-period starts of the input and of an SSH flow's output (`_output_on_times_us`), an
 // SSH flow's sampled input packets (`_packet_times_us`, when enough), a chaffing SSH client's
-// burst starts (`_burst_starts_us`) and the smoothed round trip from the sensor to each end
+// burst starts (`_burst_starts_us`), a remote desktop's screen updates (`_update_times_us`)
+// and the smoothed round trip from the sensor to each end
 // (`_on_legs_ms`: [originator, responder], null when unmeasured), for the host stage's
 // stepping-stone correlation: a relayed key reaches the outbound flow one round trip of the
 // relaying host's own link after the sensor saw it come in, more where that link is queued.
 void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const OnTimes& output_ons,
-                const OnTimes* burst_starts, const AckRtt (&ack_rtt)[2], nlohmann::json& body) {
+                const OnTimes* burst_starts, const OnTimes& updates, const AckRtt (&ack_rtt)[2],
+                nlohmann::json& body) {
   body["_on_times_us"] = TimesJson(ons.times());
+  // A window whose updates filled the bound is left out: past its last kept update the screen
+  // would read idle, and output there unmatched by chance alone.
+  if (!updates.times().empty() && updates.dropped() == 0)
+    body["_update_times_us"] = TimesJson(updates.times());
   if (packets.times().size() >= PacketSample::kMinPackets)
     body["_packet_times_us"] = TimesJson(packets.times());
   if (!output_ons.times().empty())
@@ -163,7 +169,8 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
         ons(c.idle, kMaxOnTimes),
         packets(kPacketsPerSlot, kMaxPacketTimes),
         output_ons(c.idle, kMaxOnTimes),
-        burst_starts(kBurstGap, kMaxOnTimes) {}
+        burst_starts(kBurstGap, kMaxOnTimes),
+        updates(kUpdateGap, kMaxUpdateTimes) {}
   HandshakeSplit handshake;
   // By the direction of the data: [0] is acknowledged by the responder, so it times the
   // sensor <-> responder leg; [1] the sensor <-> originator leg.
@@ -200,6 +207,9 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // (clientloop.c, obfuscate_keystroke_timing): that key's time is the person's, or a
   // relay's that delivered it. Sent on only for flows whose keys are obfuscated.
   OnTimes burst_starts;
+  // A remote desktop whose viewer is the originator: the starts of its server's data, the
+  // screen updates, which follow what the host drew (output shown on the screen).
+  OnTimes updates;
   std::uint32_t least_client_bytes = std::numeric_limits<std::uint32_t>::max();
   bool client_identified = false;  // its first segment, the identification string, passed
   App app = App::kUnknown;
@@ -261,7 +271,15 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
       packets.NextWindow();
     output_ons = OnTimes(c.idle, kMaxOnTimes);
     burst_starts = OnTimes(kBurstGap, kMaxOnTimes);
+    updates = OnTimes(kUpdateGap, kMaxUpdateTimes);
     window_start = start;
+  }
+
+  // RFB or RDP (under TLS or not) with the viewer as the originator: the responder's data are
+  // its screen updates. A laptop that dialled its viewer is left out: that flow is the host's
+  // outbound one, whose screen the host stage never pairs with another outbound flow.
+  bool ShowsScreen() const {
+    return client_dir == 0 && (app == App::kRfb || app == App::kRdp || tls_input != nullptr);
   }
 
   // The burst starts the host stage gets: a chaffing client's only (null otherwise).
@@ -371,6 +389,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
     if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0 &&
         data.IsInput(d, packet))
       data.ons.OnData(packet.ts);
+    if (config_.methods.stepping_stone && d == 1 && packet.payload_length > 0 && data.ShowsScreen())
+      data.updates.OnData(packet.ts);
     if (packet.ts - data.window_start >= config_.report_after)
       EmitWindow(flow, data, packet.ts, out);
     return Verdict::kContinue;
@@ -509,6 +529,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
           data.WatchTlsInput(d, packet);
         if (d == 0 && data.IsInput(d, packet))
           data.ons.OnData(packet.ts);
+        if (d == 1 && data.ShowsScreen())
+          data.updates.OnData(packet.ts);
         if (data.app == App::kSsh)
           data.SampleSsh(d, packet.ts, packet.payload_length, SamplesPackets(data));
       }
@@ -708,10 +730,12 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
   if (config_.methods.stepping_stone &&
       (data.ons.times().size() >= config_.stepping_stone_min_ons ||
        data.packets.times().size() >= PacketSample::kMinPackets ||
-       data.output_ons.times().size() >= config_.stepping_stone_min_ons ||
+       data.output_ons.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons) ||
+       data.updates.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons) ||
        (data.SentBurstStarts() != nullptr &&
         data.burst_starts.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons)))) {
-    PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.ack_rtt, body);
+    PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.updates,
+               data.ack_rtt, body);
     if (data.app == App::kSsh)
       body["_ssh"] = true;  // stepping stones across hosts keep SSH flows only
   }
@@ -727,6 +751,7 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
     counters_.on_windows.Increment();
   }
   counters_.packet_times_dropped.Increment(data.packets.dropped());
+  counters_.update_windows_full.Increment(data.updates.dropped() > 0 ? 1 : 0);
   data.NextWindow(ts, config_);
 }
 
@@ -942,7 +967,8 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   }
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone && !data.stun && !quic)
-    PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.ack_rtt, r);
+    PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.updates,
+               data.ack_rtt, r);
 
   Event e;
   e.event_type = "relay";
@@ -953,6 +979,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   counters_.flows_measured.Increment();
   // The next ON times belong to the first window after the record.
   counters_.packet_times_dropped.Increment(data.packets.dropped());
+  counters_.update_windows_full.Increment(data.updates.dropped() > 0 ? 1 : 0);
   data.NextWindow(ts, config_);
 }
 
@@ -1013,6 +1040,10 @@ void RelayDetector::ReportCounters(std::vector<CounterSample>& out) const {
                  "because a window's sample was full (more than 12 slots of 10 s in one "
                  "report_after).",
                  c.packet_times_dropped.Read()});
+  out.push_back({"update_windows_full",
+                 "Windows of a remote desktop whose screen updates filled their bound (1024 in "
+                 "one report_after), not used to match output shown on its screen.",
+                 c.update_windows_full.Read()});
 }
 
 absl::StatusOr<std::unique_ptr<Detector>> Create(const config::Section& section,

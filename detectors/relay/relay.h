@@ -32,6 +32,7 @@ struct RelayCounters {
   WorkerCounter quic_openings;            // QUIC connections with a leg of their opening timed
   WorkerCounter obfuscated_ssh;           // SSH sessions paced by keystroke obfuscation
   WorkerCounter packet_times_dropped;     // SSH input packets past a window's sample bound
+  WorkerCounter update_windows_full;      // remote-desktop windows past the updates' bound
   WorkerCounter on_windows;               // windows of flows already reported
   WorkerCounter http_exchanges;           // plain-HTTP requests answered (possible fetches)
 };
@@ -62,6 +63,9 @@ class RelayDetector : public Detector {
   // first 32 of each 10 s slot, at most 12 slots (one window of the default report_after).
   static constexpr std::size_t kPacketsPerSlot = 32;
   static constexpr std::size_t kMaxPacketTimes = 384;
+  // A remote desktop's screen updates per window: a person's typing draws a few a second; a
+  // screen that updates all the time fills it, and matches anything anyway.
+  static constexpr std::size_t kMaxUpdateTimes = 1024;
 
   RelayDetector(RelayConfig config, DetectorContext context);
 

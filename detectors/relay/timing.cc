@@ -46,6 +46,15 @@ absl::Duration Covered(std::span<const PacketTime> times, PacketTime from, Packe
   return covered;
 }
 
+// How likely `hits` of `events` independent of the windows [t, t + delta] of `starts` land in
+// one: the binomial tail at the share of [from, to] that the windows cover.
+double ChanceOfCover(std::span<const PacketTime> starts, PacketTime from, PacketTime to,
+                     absl::Duration delta, std::size_t events, std::size_t hits) {
+  const absl::Duration covered = Covered(starts, from, to, delta);
+  const double q = to > from ? std::min(1.0, absl::FDivDuration(covered, to - from)) : 1.0;
+  return BinomialTail(events, hits, q);
+}
+
 // Ranks, ties sharing their mean rank.
 std::vector<double> Ranks(const std::vector<double>& v) {
   std::vector<std::size_t> order(v.size());
@@ -811,12 +820,38 @@ SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
   r.median_lag_ms = Median(lags).value_or(0.0);
   if (inbound.empty() || outbound.empty())
     return r;
-  // The share of the span that the inbound windows cover.
   const PacketTime begin = std::min(inbound.front(), outbound.front());
   const PacketTime end = std::max(inbound.back(), outbound.back());
-  const absl::Duration covered = Covered(inbound, begin, end, delta);
-  const double q = end > begin ? std::min(1.0, absl::FDivDuration(covered, end - begin)) : 1.0;
-  r.chance = BinomialTail(r.outbound_ons, r.correlated, q);
+  r.chance = ChanceOfCover(inbound, begin, end, delta, r.outbound_ons, r.correlated);
+  return r;
+}
+
+SteppingStone CorrelateShownOutput(const std::vector<PacketTime>& leads,
+                                   const std::vector<PacketTime>& updates, absl::Duration delta) {
+  SteppingStone r;
+  r.inbound_ons = updates.size();
+  r.outbound_ons = leads.size();
+  if (leads.empty() || updates.empty())
+    return r;
+  std::vector<double> lags;
+  for (PacketTime lead : leads) {
+    // The first update at or after this output.
+    const auto next = std::lower_bound(updates.begin(), updates.end(), lead);
+    if (next != updates.end() && *next - lead <= delta) {
+      ++r.correlated;
+      lags.push_back(ToMs(*next - lead));
+    }
+  }
+  r.ratio = static_cast<double>(r.correlated) / static_cast<double>(leads.size());
+  r.median_lag_ms = Median(lags).value_or(0.0);
+  // Windows [update - delta, update]: the same cover as [update, + delta], moved back.
+  std::vector<PacketTime> starts;
+  starts.reserve(updates.size());
+  for (PacketTime u : updates)
+    starts.push_back(u - delta);
+  const PacketTime begin = std::min(leads.front(), starts.front());
+  const PacketTime end = std::max(leads.back(), updates.back());
+  r.chance = ChanceOfCover(starts, begin, end, delta, r.outbound_ons, r.correlated);
   return r;
 }
 

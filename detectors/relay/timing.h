@@ -553,6 +553,25 @@ struct SteppingStone {
 SteppingStone CorrelateOnTimes(const std::vector<PacketTime>& inbound,
                                const std::vector<PacketTime>& outbound, absl::Duration delta);
 
+// Output shown on a screen: the outbound flow's output ON periods (`leads`, an SSH server's
+// output to the host's client) each followed within `delta` by a screen update the host sends
+// its controller (`updates`, the starts of a remote-desktop server's data after kUpdateGap).
+// The person behind the screen sees what the server sent once the host has drawn it; keys the
+// host's client re-times (OpenSSH >= 9.5) break the input's match, not this one.
+//
+// Counted per lead: `outbound_ons` is the leads, `inbound_ons` the updates, `ratio`
+// correlated / leads. A lead lands within `delta` before some update with probability q, the
+// share of the span that the windows [update - delta, update] cover, so `chance` is the
+// binomial tail (leads, q) at `correlated`: a busy screen, updating all the time, matches
+// anything and decides nothing.
+SteppingStone CorrelateShownOutput(const std::vector<PacketTime>& leads,
+                                   const std::vector<PacketTime>& updates, absl::Duration delta);
+
+// A remote-desktop server's data after this much silence starts a screen update: an update
+// goes out in back-to-back segments, a person's keys and the echoes they draw come hundreds of
+// ms apart.
+inline constexpr absl::Duration kUpdateGap = absl::Milliseconds(5);
+
 // Burst starts of an SSH client that obfuscates keystroke timing: its data after this much
 // silence. While a person types, OpenSSH >= 9.5 fills every ~20 ms tick with a key or chaff;
 // five ticks without a packet mean its chaff stopped, and the key that ends such a silence

@@ -204,6 +204,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(e.body["_burst_starts_us"].size() <= relay::RelayDetector::kMaxOnTimes);
       RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent || e.body.value("ssh_obfuscated", false));
     }
+    if (e.body.contains("_update_times_us")) {  // a remote desktop's screen, only when whole
+      const nlohmann::json& u = e.body["_update_times_us"];
+      RW_FUZZ_CHECK(!u.empty() && u.size() <= relay::RelayDetector::kMaxUpdateTimes);
+      for (std::size_t i = 1; i < u.size(); ++i)  // each at least kUpdateGap after the last
+        RW_FUZZ_CHECK(u[i].get<std::int64_t>() - u[i - 1].get<std::int64_t>() >=
+                      absl::ToInt64Microseconds(relay::kUpdateGap));
+      RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent ||
+                    e.body.value("app", std::string()) != "ssh");
+    }
     if (e.body.contains("_packet_times_us")) {
       const std::size_t n = e.body["_packet_times_us"].size();
       RW_FUZZ_CHECK(n >= relay::PacketSample::kMinPackets);
@@ -215,7 +224,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         RW_FUZZ_CHECK(e.body["_on_times_us"].size() >= config.stepping_stone_min_ons ||
                       e.body.contains("_packet_times_us") ||
                       (e.body.contains("_output_on_times_us") &&
-                       e.body["_output_on_times_us"].size() >= config.stepping_stone_min_ons) ||
+                       e.body["_output_on_times_us"].size() >=
+                           relay::MinBurstStarts(config.stepping_stone_min_ons)) ||
+                      (e.body.contains("_update_times_us") &&
+                       e.body["_update_times_us"].size() >=
+                           relay::MinBurstStarts(config.stepping_stone_min_ons)) ||
                       (e.body.contains("_burst_starts_us") &&
                        e.body["_burst_starts_us"].size() >=
                            relay::MinBurstStarts(config.stepping_stone_min_ons)));
@@ -270,6 +283,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     RW_FUZZ_CHECK(e.event_type != relay::kExchangeEvent);
     const std::string line = relaywatch::sinks::EventToJson(e).dump();
     RW_FUZZ_CHECK(line.find("_on_times_us") == std::string::npos);
+    RW_FUZZ_CHECK(line.find("_update_times_us") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_reactions_ms") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_waits_us") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_exchanges_us") == std::string::npos);

@@ -1944,6 +1944,42 @@ TEST(RelayTiming, SteppingStoneChanceOfTheMatches) {
   EXPECT_DOUBLE_EQ(CorrelateOnTimes(dense, {At(10), At(4000)}, absl::Milliseconds(80)).chance, 1);
 }
 
+// Output shown on a screen: each output is looked for in the updates after it, not before,
+// within the window; the chance is the binomial tail over the outputs at the share of the span
+// that the windows before the updates cover.
+TEST(RelayTiming, ShownOutputIsTheUpdateAfterEachOutput) {
+  std::vector<PacketTime> outputs, updates;
+  for (int i = 0; i < 8; ++i) {  // a command every 2.5 s, drawn 20 ms later
+    outputs.push_back(At(1000 + i * 2500.0));
+    updates.push_back(At(1020 + i * 2500.0));
+    updates.push_back(At(1700 + i * 2500.0));  // the echo of the next command's keys
+  }
+  const SteppingStone shown = CorrelateShownOutput(outputs, updates, absl::Milliseconds(80));
+  EXPECT_EQ(shown.outbound_ons, 8u);
+  EXPECT_EQ(shown.inbound_ons, 16u);
+  EXPECT_EQ(shown.correlated, 8u);
+  EXPECT_DOUBLE_EQ(shown.ratio, 1.0);
+  EXPECT_DOUBLE_EQ(shown.median_lag_ms, 20.0);
+  // 16 windows of 80 ms over the span from the first window's start to the last update.
+  const double q = 16 * 80 / (19200.0 - 940.0);
+  EXPECT_NEAR(shown.chance, BinomialTail(8, 8, q), 1e-15);
+  EXPECT_LT(shown.chance, 1e-8);
+  // Updates before the output are not its: the screen changed before the host had it.
+  std::vector<PacketTime> early;
+  for (PacketTime u : updates)
+    early.push_back(u - absl::Milliseconds(40));
+  EXPECT_EQ(CorrelateShownOutput(outputs, early, absl::Milliseconds(80)).correlated, 0u);
+  // A screen that updates every 50 ms matches every output, and by chance alone.
+  std::vector<PacketTime> busy;
+  for (int i = 0; i < 400; ++i)
+    busy.push_back(At(i * 50.0));
+  const SteppingStone any = CorrelateShownOutput(outputs, busy, absl::Milliseconds(80));
+  EXPECT_EQ(any.correlated, 8u);
+  EXPECT_DOUBLE_EQ(any.chance, 1.0);
+  EXPECT_EQ(CorrelateShownOutput({}, updates, absl::Milliseconds(80)).correlated, 0u);
+  EXPECT_DOUBLE_EQ(CorrelateShownOutput(outputs, {}, absl::Milliseconds(80)).chance, 1.0);
+}
+
 TEST(RelayTiming, OnTimesAreBounded) {
   OnTimes ons(absl::Milliseconds(500), 3);
   for (int i = 0; i < 10; ++i)
@@ -2383,6 +2419,51 @@ TEST(RelayDetector, AnRdpClientsFrameAcknowledgementsAreNoInput) {
   for (double key : keys)
     want.push_back(absl::ToUnixMicros(At(key)));
   EXPECT_EQ(socks[0].body["_on_times_us"].get<std::vector<std::int64_t>>(), want);
+}
+
+// A remote desktop's screen updates (`_update_times_us`): the server's data after 5 ms of
+// silence, for output shown on its screen. Past the bound in one window they are left out and
+// the window counted; a flow that is no remote desktop keeps none.
+TEST(RelayDetector, ARemoteDesktopKeepsItsScreenUpdates) {
+  std::vector<double> keys;
+  const std::vector<Event> rdp = RdpOfABlinkingScreen(0x1302, true, keys);
+  ASSERT_EQ(rdp.size(), 1u);
+  std::vector<std::int64_t> want;
+  for (double t : {16.0, 21.0})  // the server's TLS flight and its MCS answer
+    want.push_back(absl::ToUnixMicros(At(t)));
+  for (double t = 40; t < 9000; t += 300)  // the cursor's blinks
+    want.push_back(absl::ToUnixMicros(At(t)));
+  EXPECT_EQ(rdp[0].body["_update_times_us"].get<std::vector<std::int64_t>>(), want);
+
+  RelayConfig config;
+  config.report_after = absl::Minutes(3);
+  Wire w(config);
+  w.SetServerPort(3389);
+  w.Handshake(0, 2);
+  X224Exchange(w, 12, 13, /*requested=*/0x03, /*selected=*/0x01);
+  w.Send(15, true, kAck | kPsh, ClientHelloRecord());
+  w.Send(16, false, kAck | kPsh, std::string("\x16\x03\x03", 3) + std::string(900, 's'));
+  for (std::size_t i = 0; i <= RelayDetector::kMaxUpdateTimes; ++i) {  // video: 100 a second
+    w.Send(100 + 10.0 * i, false, kAck | kPsh, std::string(1200, 'v'));
+    w.Send(100.5 + 10.0 * i, false, kAck | kPsh, std::string(1200, 'v'));  // the same update
+  }
+  const std::vector<Event> video = w.End();
+  ASSERT_EQ(video.size(), 1u);
+  EXPECT_FALSE(video[0].body.contains("_update_times_us"));
+  EXPECT_EQ(w.counters().update_windows_full.Read(), 1u);
+
+  const std::vector<Event> tls = RdpThroughAForwarder(90);  // the setup's flights only
+  ASSERT_EQ(tls.size(), 1u);
+  EXPECT_TRUE(tls[0].body.contains("_update_times_us"));
+  Wire ssh;
+  ssh.Handshake(0, 0.2);
+  ssh.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  ssh.Send(21, false, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
+  for (int i = 0; i < 10; ++i)
+    ssh.Send(100 + 700.0 * i, false, kAck | kPsh, std::string(300, 'o'));
+  const std::vector<Event> shell = ssh.End();
+  ASSERT_EQ(shell.size(), 1u);
+  EXPECT_FALSE(shell[0].body.contains("_update_times_us"));
 }
 
 // RDP with standard security (MS-RDPBCGR 1.3.1.1), as FreeRDP speaks it through a
@@ -4671,6 +4752,59 @@ TEST(RelayHostStage, SteppingStoneOfBurstStartsBehindAChaffingClient) {
   const nlohmann::json outbound = {{"app", "ssh"}, {"_on_times_us", TimesUs(input)}};
   stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, WithBurstStarts(bursts)), out);
   stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 2, outbound), out);
+  EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
+}
+
+// A far person types through a remote desktop into the host's own chaffing ssh, pausing too
+// little for burst starts: what the server sends (each command's output) the host draws, and
+// its remote desktop sends the person within tens of ms. The outbound flow's output ON periods
+// lead the inbound flow's screen updates. An independent screen's updates, updates before the
+// output, a screen busy all the time, or too few outputs: no match.
+TEST(RelayHostStage, SteppingStoneOfOutputShownOnAScreen) {
+  std::vector<double> outputs, updates, other, early, busy;
+  for (int i = 0; i < 6; ++i) {
+    outputs.push_back(60000 + i * 3100.0 + 400 * (i % 3));
+    updates.push_back(outputs.back() + 12 + 5 * (i % 4));
+    early.push_back(outputs.back() - 60);
+  }
+  for (int i = 0; i < 60; ++i) {  // the echoes of the person's keys, 3 a second
+    updates.push_back(60150 + i * 330.0);
+    other.push_back(60150 + i * 330.0);
+    early.push_back(60150 + i * 330.0);
+  }
+  for (int i = 0; i < 400; ++i)  // a video playing: an update every 50 ms
+    busy.push_back(60000 + i * 50.0);
+  for (auto* v : {&updates, &early})
+    std::sort(v->begin(), v->end());
+  const auto stones = [&](const std::vector<double>& screen, const std::vector<double>& output) {
+    const nlohmann::json in = {{"app", "tls"},
+                               {"_on_times_us", nlohmann::json::array()},
+                               {"_update_times_us", TimesUs(screen)}};
+    return SshSteppingStones(in, WithOutputOns(output), absl::Milliseconds(5), "_update_times_us");
+  };
+  const std::vector<nlohmann::json> typed = stones(updates, outputs);
+  ASSERT_EQ(typed.size(), 1u);
+  EXPECT_EQ(typed[0]["correlation"], "shown_output");
+  EXPECT_EQ(typed[0]["inbound_flow_id"], 1);
+  EXPECT_EQ(typed[0]["outbound_flow_id"], 2);
+  EXPECT_EQ(typed[0]["inbound_screen_updates"], 66);
+  EXPECT_EQ(typed[0]["outbound_output_ons"], 6);
+  EXPECT_EQ(typed[0]["correlated"], 6);
+  EXPECT_DOUBLE_EQ(typed[0]["median_lag_ms"].get<double>(), 17);
+  EXPECT_DOUBLE_EQ(typed[0]["window_ms"].get<double>(), 80);  // the ON periods' window
+  EXPECT_LT(typed[0]["chance"].get<double>(), 1e-3);  // the echoes cover a quarter of the time
+  EXPECT_TRUE(stones(other, outputs).empty());
+  EXPECT_TRUE(stones(early, outputs).empty());
+  EXPECT_TRUE(stones(busy, outputs).empty());
+  EXPECT_TRUE(stones(updates, {outputs[0], outputs[1]}).empty());  // fewer than half of min_ons
+  // The screen on the outbound flow and the output on the inbound one: no relay that way.
+  host::HostStage stage(HostConfig());
+  std::vector<Event> out;
+  const nlohmann::json screen = {{"app", "tls"},
+                                 {"_on_times_us", nlohmann::json::array()},
+                                 {"_update_times_us", TimesUs(updates)}};
+  stage.Process(RelayRecord(1, "203.0.113.9", "10.1.0.5", 2, WithOutputOns(outputs)), out);
+  stage.Process(RelayRecord(2, "10.1.0.5", "198.51.100.7", 2, screen), out);
   EXPECT_TRUE(Alerts(out, "stepping_stone").empty());
 }
 
