@@ -1036,20 +1036,20 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
   // Only an outbound flow's client re-times the keys it sends.
   const bool by_bursts = !inbound && self.burst_starts.size() >= min_bursts;
   // Output shown on a screen: an outbound flow's output, an inbound remote desktop's updates.
-  const bool by_shown =
-      inbound ? self.updates.size() >= min_bursts : self.output_ons.size() >= min_bursts;
-  if (!by_ons && !by_packets && !by_outputs && !by_bursts && !by_shown)
+  const bool by_shown_output = !inbound && self.output_ons.size() >= min_bursts;
+  const bool by_updates = inbound && self.updates.size() >= min_bursts;
+  if (!by_ons && !by_packets && !by_outputs && !by_bursts && !by_shown_output && !by_updates)
     return;
   // A test a side cannot take is empty on that side (MatchStone reads emptiness so).
   if (!by_ons)
     self.ons.clear();
   if (!by_packets)
     self.packets.clear();
-  if (!by_outputs && !(by_shown && !inbound))
+  if (!by_outputs && !by_shown_output)
     self.output_ons.clear();
   if (!by_bursts)
     self.burst_starts.clear();
-  if (!(by_shown && inbound))
+  if (!by_updates)
     self.updates.clear();
   for (const std::vector<PacketTime>* times :
        {&self.ons, &self.packets, &self.output_ons, &self.burst_starts, &self.updates}) {

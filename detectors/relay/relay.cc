@@ -282,6 +282,17 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
     return client_dir == 0 && (app == App::kRfb || app == App::kRdp || tls_input != nullptr);
   }
 
+  // A data segment of either direction, for the stepping stones: the originator's input for
+  // its ON periods, or a remote desktop's screen updates.
+  void SampleSession(int d, const decode::DecodedPacket& packet) {
+    if (d == 0) {
+      if (IsInput(d, packet))
+        ons.OnData(packet.ts);
+    } else if (ShowsScreen()) {
+      updates.OnData(packet.ts);
+    }
+  }
+
   // The burst starts the host stage gets: a chaffing client's only (null otherwise).
   const OnTimes* SentBurstStarts() const { return obfuscated ? &burst_starts : nullptr; }
 
@@ -386,11 +397,8 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (keys && d == data.client_dir && packet.has(decode::kTcpFin))
         data.keys.OnClientFin(packet.ts);
     }
-    if (config_.methods.stepping_stone && d == 0 && packet.payload_length > 0 &&
-        data.IsInput(d, packet))
-      data.ons.OnData(packet.ts);
-    if (config_.methods.stepping_stone && d == 1 && packet.payload_length > 0 && data.ShowsScreen())
-      data.updates.OnData(packet.ts);
+    if (config_.methods.stepping_stone && packet.payload_length > 0)
+      data.SampleSession(d, packet);
     if (packet.ts - data.window_start >= config_.report_after)
       EmitWindow(flow, data, packet.ts, out);
     return Verdict::kContinue;
@@ -527,10 +535,7 @@ Verdict RelayDetector::OnPacket(const decode::DecodedPacket& packet, FlowState& 
       if (methods.stepping_stone) {
         if (data.app == App::kRfb || data.tls_input)
           data.WatchTlsInput(d, packet);
-        if (d == 0 && data.IsInput(d, packet))
-          data.ons.OnData(packet.ts);
-        if (d == 1 && data.ShowsScreen())
-          data.updates.OnData(packet.ts);
+        data.SampleSession(d, packet);
         if (data.app == App::kSsh)
           data.SampleSsh(d, packet.ts, packet.payload_length, SamplesPackets(data));
       }
@@ -750,9 +755,7 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
     out.Emit(std::move(e));
     counters_.on_windows.Increment();
   }
-  counters_.packet_times_dropped.Increment(data.packets.dropped());
-  counters_.update_windows_full.Increment(data.updates.dropped() > 0 ? 1 : 0);
-  data.NextWindow(ts, config_);
+  NextWindow(data, ts);
 }
 
 void RelayDetector::EmitExchange(const FlowState& flow, const Exchange& x, PacketTime ts,
@@ -978,6 +981,10 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   out.Emit(std::move(e));
   counters_.flows_measured.Increment();
   // The next ON times belong to the first window after the record.
+  NextWindow(data, ts);
+}
+
+void RelayDetector::NextWindow(FlowData& data, PacketTime ts) {
   counters_.packet_times_dropped.Increment(data.packets.dropped());
   counters_.update_windows_full.Increment(data.updates.dropped() > 0 ? 1 : 0);
   data.NextWindow(ts, config_);

@@ -87,6 +87,9 @@ class RelayDetector : public Detector {
   void Report(const flow::FlowState& flow, FlowData& data, PacketTime ts, bool open,
               EventBuffer& out);
   void EmitWindow(const flow::FlowState& flow, FlowData& data, PacketTime ts, EventBuffer& out);
+  // Counts what the closing window left out (packets past its sample, a full screen) and
+  // starts the next at `ts`.
+  void NextWindow(FlowData& data, PacketTime ts);
   void EmitExchange(const flow::FlowState& flow, const Exchange& x, PacketTime ts,
                     EventBuffer& out);
   // An SSH session past its setup whose reactions are timed (keystrokes on, not obfuscated).

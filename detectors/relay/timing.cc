@@ -844,14 +844,12 @@ SteppingStone CorrelateShownOutput(const std::vector<PacketTime>& leads,
   }
   r.ratio = static_cast<double>(r.correlated) / static_cast<double>(leads.size());
   r.median_lag_ms = Median(lags).value_or(0.0);
-  // Windows [update - delta, update]: the same cover as [update, + delta], moved back.
-  std::vector<PacketTime> starts;
-  starts.reserve(updates.size());
-  for (PacketTime u : updates)
-    starts.push_back(u - delta);
-  const PacketTime begin = std::min(leads.front(), starts.front());
+  // Windows [update - delta, update] over [begin, end] cover as much as [update, + delta]
+  // over the span moved by delta.
+  const PacketTime begin = std::min(leads.front(), updates.front() - delta);
   const PacketTime end = std::max(leads.back(), updates.back());
-  r.chance = ChanceOfCover(starts, begin, end, delta, r.outbound_ons, r.correlated);
+  r.chance =
+      ChanceOfCover(updates, begin + delta, end + delta, delta, r.outbound_ons, r.correlated);
   return r;
 }
 
