@@ -214,6 +214,7 @@ class HostStage {
     std::vector<PacketTime> output_ons;  // SSH: ON periods of the server's output
     std::vector<PacketTime> burst_starts;  // SSH, keys obfuscated: the first key after a pause
     std::vector<PacketTime> updates;       // a remote desktop's screen updates
+    bool coalesced = false;  // SSH: the server's side sends a round trip's data at once
   };
 
   // Handles one finding; appends it and any alert it causes to `publish`, in order.
@@ -292,6 +293,10 @@ class HostStage {
       IpAddress peer;
       std::vector<PacketTime> ons;
       double host_leg_ms = 0;  // smoothed round trip from the sensor to the host on this flow
+      // Inbound: the smoothed round trip to the controller, and whether the host's side
+      // coalesces what it forwards there (each segment waits for the last one's ACK).
+      double far_leg_ms = 0;
+      bool coalesced = false;
       std::vector<PacketTime> packets;
       std::vector<PacketTime> output_ons;
       std::vector<PacketTime> burst_starts;

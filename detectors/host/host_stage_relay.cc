@@ -167,10 +167,15 @@ std::array<std::optional<double>, 2> TakeMsPair(nlohmann::json& body, const char
 }
 
 HostStage::OnPeriods TakeOnTimes(nlohmann::json& body) {
-  HostStage::OnPeriods periods{
-      TakeTimes(body, "_on_times_us"),     TakeMsPair(body, "_on_legs_ms"),
-      TakeTimes(body, "_packet_times_us"), TakeTimes(body, "_output_on_times_us"),
-      TakeTimes(body, "_burst_starts_us"), TakeTimes(body, "_update_times_us")};
+  HostStage::OnPeriods periods{TakeTimes(body, "_on_times_us"),
+                               TakeMsPair(body, "_on_legs_ms"),
+                               TakeTimes(body, "_packet_times_us"),
+                               TakeTimes(body, "_output_on_times_us"),
+                               TakeTimes(body, "_burst_starts_us"),
+                               TakeTimes(body, "_update_times_us"),
+                               body.contains("_coalesced") && body["_coalesced"].is_boolean() &&
+                                   body["_coalesced"].get<bool>()};
+  body.erase("_coalesced");
   // In capture order; a capture whose clock went back would leave them out of time order,
   // which the packet correlation walks in and the shown output searches.
   std::sort(periods.packets.begin(), periods.packets.end());
@@ -925,6 +930,10 @@ std::optional<HostStage::StoneMatch> HostStage::MatchStone(const HostState::OnFl
   if (in.output_ons.size() >= min_ons && out.output_ons.size() >= min_ons &&
       c.stepping_stone_packet_delta > absl::ZeroDuration()) {
     m.window = c.stepping_stone_packet_delta + leg;
+    // A host that coalesces what it forwards (sshd on a channel without a terminal: `ssh
+    // -J`) holds the output until the controller acknowledges its last segment.
+    if (in.coalesced)
+      m.window += absl::Milliseconds(in.far_leg_ms);
     m.stone = detectors::relay::CorrelateOnTimes(out.output_ons, in.output_ons, m.window);
     if (ons_match(m.stone)) {
       m.of_outputs = true;
@@ -1021,6 +1030,8 @@ void HostStage::SteppingStones(const Event& finding, const IpAddress& host, bool
                          .peer = peer,
                          .ons = std::move(periods.ons),
                          .host_leg_ms = periods.legs[inbound ? 1 : 0].value_or(0.0),
+                         .far_leg_ms = inbound ? periods.legs[0].value_or(0.0) : 0.0,
+                         .coalesced = inbound && periods.coalesced,
                          .packets = std::move(periods.packets),
                          .output_ons = std::move(periods.output_ons),
                          .burst_starts = std::move(periods.burst_starts),

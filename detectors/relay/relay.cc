@@ -108,12 +108,13 @@ nlohmann::json TimesJson(const std::vector<PacketTime>& times) {
 // SSH flow's sampled input packets (`_packet_times_us`, when enough), a chaffing SSH client's
 // burst starts (`_burst_starts_us`), a remote desktop's screen updates (`_update_times_us`)
 // and the smoothed round trip from the sensor to each end
-// (`_on_legs_ms`: [originator, responder], null when unmeasured), for the host stage's
+// (`_on_legs_ms`: [originator, responder], null when unmeasured), and whether an SSH server's
+// side coalesces what it sends (`_coalesced`, FlowData::Coalesces), for the host stage's
 // stepping-stone correlation: a relayed key reaches the outbound flow one round trip of the
 // relaying host's own link after the sensor saw it come in, more where that link is queued.
 void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const OnTimes& output_ons,
                 const OnTimes* burst_starts, const OnTimes& updates, const AckRtt (&ack_rtt)[2],
-                nlohmann::json& body) {
+                bool coalesced, nlohmann::json& body) {
   body["_on_times_us"] = TimesJson(ons.times());
   // A window whose updates filled the bound is left out: past its last kept update the screen
   // would read idle, and output there unmatched by chance alone.
@@ -131,6 +132,8 @@ void PutOnTimes(const OnTimes& ons, const PacketSample& packets, const OnTimes& 
     legs.push_back(srtt ? nlohmann::json(Round3(*srtt)) : nlohmann::json());
   }
   body["_on_legs_ms"] = std::move(legs);
+  if (coalesced)
+    body["_coalesced"] = true;
 }
 
 // The output -> next key delays taken since the last call, for the host stage's typing
@@ -153,6 +156,8 @@ constexpr absl::Duration kTellEvery = absl::Milliseconds(5);
 // and then at least every 5 s (RFC 7675 5.1), so a flow picked up mid-session shows one
 // well inside this; media and other UDP are then left alone.
 constexpr absl::Duration kStunLookFor = absl::Seconds(30);
+// Server segments of an SSH flow before its coalescing is judged (FlowData::Coalesces).
+constexpr std::uint32_t kMinCoalesceSegments = 16;
 
 // An exchange as the host stage reads it: [start, answered, next request (-1: none yet)].
 nlohmann::json ExchangeJson(const Exchange& x) {
@@ -196,10 +201,10 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   KeystrokeTiming keys;
   OnTimes ons;  // originator -> responder data: a person's input in an interactive flow
   PacketSample packets;  // the same data's packets, SSH flows only (the packet-level test)
-  // SSH: ON periods of the server's output (segments larger than the client's least and not
-  // a whole number of them: not a key's echo or the answer to a chaff ping, which fill every
-  // pause, nor a few of them in one segment). A relay forwards output at once, whatever
-  // re-times the keys.
+  // SSH: ON periods of the server's output (segments larger than the client's key packets
+  // and not a whole number of them: not a key's echo or the answer to a chaff ping, which
+  // fill every pause, nor a few of them in one segment). A relay forwards output at once,
+  // whatever re-times the keys.
   OnTimes output_ons;
   // SSH: the client's data after a silence of kBurstGap. A client that obfuscates keystroke
   // timing (OpenSSH >= 9.5) holds each key to its clock and fills every tick with chaff
@@ -211,6 +216,18 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // screen updates, which follow what the host drew (output shown on the screen).
   OnTimes updates;
   std::uint32_t least_client_bytes = std::numeric_limits<std::uint32_t>::max();
+  // SSH: the client's most frequent segment length past the setup, its key's packet (a
+  // majority vote), the unit output is counted in. Not the least: an SSH session relayed
+  // through a host's sshd (`ssh -J`) rides in outer packets of another length (76 bytes
+  // for a 36-byte key), while the outer connection's own window adjusts are 36.
+  std::uint32_t key_bytes = 0;
+  std::uint32_t key_votes = 0;
+  // SSH: the server's segments past the setup, and those holding three keys' packets or
+  // more. A forwarder that waits for its client's acknowledgement before sending more
+  // (Nagle's algorithm: sshd on a channel without a terminal) sends what came in during one
+  // round trip of that client in one segment.
+  std::uint32_t server_segments = 0;
+  std::uint32_t coalesced_segments = 0;
   bool client_identified = false;  // its first segment, the identification string, passed
   App app = App::kUnknown;
   int client_dir = 0;       // the direction the TLS/SSH client (RFB viewer) sends in
@@ -342,12 +359,30 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
       if (client_identified && length > 0)  // never 0: output is counted modulo it
         least_client_bytes = std::min(least_client_bytes, length);
       client_identified = true;
-    } else if (length > least_client_bytes && length % least_client_bytes != 0) {
-      // Not a whole number of the least packets either: echoes and answers to pings that
+      if (setup_over && length > 0) {
+        if (key_votes == 0)
+          key_bytes = length;
+        key_votes = length == key_bytes ? key_votes + 1 : key_votes - 1;
+      }
+    } else {
+      // Not a whole number of the keys' packets either: echoes and answers to pings that
       // went out in one segment (2 x 36 bytes behind chacha20-poly1305, whose single
-      // packets are 4 more than a multiple of 8) are no output.
-      output_ons.OnData(ts);
+      // packets are 4 more than a multiple of 8) are no output. Before the first key, the
+      // least of the setup's.
+      const std::uint32_t unit = key_bytes > 0 ? key_bytes : least_client_bytes;
+      if (length > unit && length % unit != 0)
+        output_ons.OnData(ts);
     }
+    if (d == 1 && setup_over && key_bytes > 0) {
+      ++server_segments;
+      coalesced_segments += length >= 3 * key_bytes ? 1 : 0;
+    }
+  }
+
+  // Whether the server's side coalesces: most of its segments (of at least a window's
+  // worth) hold three keys' packets or more.
+  bool Coalesces() const {
+    return server_segments >= kMinCoalesceSegments && 2 * coalesced_segments >= server_segments;
   }
 };
 
@@ -740,7 +775,7 @@ void RelayDetector::EmitWindow(const FlowState& flow, FlowData& data, PacketTime
        (data.SentBurstStarts() != nullptr &&
         data.burst_starts.times().size() >= MinBurstStarts(config_.stepping_stone_min_ons)))) {
     PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.updates,
-               data.ack_rtt, body);
+               data.ack_rtt, data.Coalesces(), body);
     if (data.app == App::kSsh)
       body["_ssh"] = true;  // stepping stones across hosts keep SSH flows only
   }
@@ -971,7 +1006,7 @@ void RelayDetector::Report(const FlowState& flow, FlowData& data, PacketTime ts,
   // For the host stage's stepping-stone correlation only; it removes this before output.
   if (methods.stepping_stone && !data.stun && !quic)
     PutOnTimes(data.ons, data.packets, data.output_ons, data.SentBurstStarts(), data.updates,
-               data.ack_rtt, r);
+               data.ack_rtt, data.Coalesces(), r);
 
   Event e;
   e.event_type = "relay";

@@ -199,6 +199,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent ||
                     e.body.value("app", std::string()) == "ssh");
     }
+    if (e.body.contains("_coalesced")) {  // an SSH server's side, said only when true
+      RW_FUZZ_CHECK(e.body["_coalesced"] == true);
+      RW_FUZZ_CHECK(e.event_type == relay::kOnWindowEvent ||
+                    e.body.value("app", std::string()) == "ssh");
+    }
     if (e.body.contains("_burst_starts_us")) {  // a chaffing SSH client's, only when some
       RW_FUZZ_CHECK(!e.body["_burst_starts_us"].empty());
       RW_FUZZ_CHECK(e.body["_burst_starts_us"].size() <= relay::RelayDetector::kMaxOnTimes);
@@ -284,6 +289,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string line = relaywatch::sinks::EventToJson(e).dump();
     RW_FUZZ_CHECK(line.find("_on_times_us") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_update_times_us") == std::string::npos);
+    RW_FUZZ_CHECK(line.find("_coalesced") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_reactions_ms") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_waits_us") == std::string::npos);
     RW_FUZZ_CHECK(line.find("_exchanges_us") == std::string::npos);

@@ -3056,6 +3056,7 @@ TEST(RelayDetector, SshOutputOnPeriodsLeaveEchoesOut) {
   for (int i = 3; i < 40; i += 4)  // each 4th key's answer is 400 bytes of output
     want.push_back(absl::ToUnixMicros(At(1000 + 150 * i + 37 * (i % 3) + 10.5)));
   EXPECT_EQ(r["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
+  EXPECT_FALSE(r.contains("_coalesced"));  // one key's echo per segment, some output
   config.methods.stepping_stone = false;
   EXPECT_FALSE(SshSession(config, 40)[0].body.contains("_output_on_times_us"));
 }
@@ -3135,6 +3136,40 @@ TEST(RelayDetector, SshOutputLeavesEchoesInOneSegmentOut) {
   const std::vector<Event> events = w.End();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].body["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
+}
+
+// `ssh -J` through the host's sshd, the inbound flow: each inner packet (36 bytes) rides in an
+// outer one of 76, and the outer connection's own window adjusts (36) set the client's least.
+// The host's sshd waits for the controller's ACK before it sends again (Nagle), so a round
+// trip's echoes leave in one segment: 4-6 x 76 bytes, no output; an output packet among them
+// (84 bytes outer) is. Most server segments hold three keys or more: `_coalesced`.
+TEST(RelayDetector, SshRelayedInOuterPacketsCountsOutputModuloItsKeys) {
+  Wire w;
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_10.0\r\n");
+  for (int i = 0; i < 6; ++i) {
+    const double t = 21 + 10 * i;
+    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_10.0\r\n" : std::string(612, 'k'));
+    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
+  }
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(31))};  // the key exchange's
+  for (int i = 0; i < 400; ++i) {
+    const double t = 1000 + 20 * i;
+    w.Send(t, true, kAck | kPsh, std::string(i % 10 == 9 ? 36 : 76, 'k'));
+    if (i % 5 != 4)
+      continue;
+    const double sent = t + 8;  // one segment per 100 ms round trip
+    const int keys = 4 + i % 3;
+    const bool output = i % 60 == 59;  // every 1.2 s
+    w.Send(sent, false, kAck | kPsh, std::string(76 * keys + (output ? 84 : 0), 'e'));
+    if (output)
+      want.push_back(absl::ToUnixMicros(At(sent)));
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  const nlohmann::json& r = events[0].body;
+  EXPECT_EQ(r["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
+  EXPECT_EQ(r.value("_coalesced", false), true);
 }
 
 TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
@@ -4705,6 +4740,39 @@ TEST(RelayHostStage, SteppingStoneOfOutputBehindChaffingClients) {
   for (double t : server_output)
     before.push_back(t - 300);
   EXPECT_TRUE(stones(before).empty());
+}
+
+// `ssh -J` through a host whose sshd coalesces what it forwards (no terminal, so Nagle): the
+// server's output waits at the host until the far controller (180 ms round trip) has
+// acknowledged the host's last segment, 0-180 ms. The inbound record says it coalesces
+// (`_coalesced`) and carries its legs: the output window grows by the controller's round trip.
+// Not coalescing, the same lags are beyond a forward's window; lags beyond the round trip, or
+// an independent session's output, match nothing.
+TEST(RelayHostStage, SteppingStoneOfOutputThroughACoalescingJumpHost) {
+  std::vector<double> server_output, held, own, later;
+  for (int i = 0; i < 9; ++i) {
+    server_output.push_back(60000 + i * 2100.0 + 300 * (i % 3));
+    held.push_back(server_output.back() + 8 + 19.0 * i);  // 8-160 ms
+    own.push_back(60000 + i * 2250.0 + 170 * (i % 4) + 900);
+    later.push_back(server_output.back() + 230 + 10.0 * i);
+  }
+  const auto stones = [&](const std::vector<double>& inbound_output, bool coalesced) {
+    nlohmann::json in = WithOutputOns(inbound_output);
+    in["_on_legs_ms"] = {180.0, 6.0};
+    if (coalesced)
+      in["_coalesced"] = true;
+    return SshSteppingStones(in, WithOutputOns(server_output), absl::Milliseconds(5), "_coalesced");
+  };
+  const std::vector<nlohmann::json> jump = stones(held, true);
+  ASSERT_EQ(jump.size(), 1u);
+  EXPECT_EQ(jump[0]["correlation"], "output_on_periods");
+  EXPECT_EQ(jump[0]["correlated"], 9);
+  EXPECT_DOUBLE_EQ(jump[0]["median_lag_ms"].get<double>(), 84);
+  EXPECT_DOUBLE_EQ(jump[0]["window_ms"].get<double>(), 191);  // 5 + the host's 6 + 180
+  EXPECT_LT(jump[0]["chance"].get<double>(), 1e-6);
+  EXPECT_TRUE(stones(held, false).empty());
+  EXPECT_TRUE(stones(later, true).empty());
+  EXPECT_TRUE(stones(own, true).empty());
 }
 
 nlohmann::json WithBurstStarts(const std::vector<double>& ms) {
