@@ -3025,17 +3025,24 @@ TEST(RelayDetector, DisabledSteppingStoneKeepsNoOnTimes) {
   EXPECT_TRUE(events[0].body.contains("hidden_leg_rtt_ms"));
 }
 
+// An SSH connection's opening: the handshake, the client's banner (`software`), then the
+// server's banner and five setup segments of 612 bytes, each answered at once with 300.
+void OpenSsh(Wire& w, const char* software) {
+  const std::string banner = absl::StrCat("SSH-2.0-", software, "\r\n");
+  w.Handshake(0, 0.2);
+  w.Send(11, true, kAck | kPsh, banner);
+  for (int i = 0; i < 6; ++i) {
+    const double t = 21 + 10 * i;
+    w.Send(t, false, kAck | kPsh, i == 0 ? banner : std::string(612, 'k'));
+    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
+  }
+}
+
 // An SSH session: banners, six setup exchanges answered at once, then `keys` typed keys with
 // echoes and, every fourth key, command output.
 std::vector<Event> SshSession(const RelayConfig& config, int keys) {
   Wire w(config);
-  w.Handshake(0, 0.2);
-  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_9.2\r\n");
-  for (int i = 0; i < 6; ++i) {
-    const double t = 21 + 10 * i;
-    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_9.2\r\n" : std::string(612, 'k'));
-    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
-  }
+  OpenSsh(w, "OpenSSH_9.2");
   for (int i = 0; i < keys; ++i) {
     const double t = 1000 + 150 * i + 37 * (i % 3);
     w.Send(t, true, kAck | kPsh, std::string(36, 'x'));
@@ -3117,13 +3124,7 @@ TEST(RelayDetector, ChaffingSshClientsKeepTheirBurstStarts) {
 // packets) are no output; a 52-byte packet, however small, is.
 TEST(RelayDetector, SshOutputLeavesEchoesInOneSegmentOut) {
   Wire w;
-  w.Handshake(0, 0.2);
-  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_10.0\r\n");
-  for (int i = 0; i < 6; ++i) {
-    const double t = 21 + 10 * i;
-    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_10.0\r\n" : std::string(612, 'k'));
-    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
-  }
+  OpenSsh(w, "OpenSSH_10.0");
   std::vector<std::int64_t> want = {absl::ToUnixMicros(At(31))};  // the key exchange's
   for (int i = 0; i < 12; ++i) {
     const double t = 1000 + 700 * i;
@@ -3145,13 +3146,7 @@ TEST(RelayDetector, SshOutputLeavesEchoesInOneSegmentOut) {
 // (84 bytes outer) is. Most server segments hold three keys or more: `_coalesced`.
 TEST(RelayDetector, SshRelayedInOuterPacketsCountsOutputModuloItsKeys) {
   Wire w;
-  w.Handshake(0, 0.2);
-  w.Send(11, true, kAck | kPsh, "SSH-2.0-OpenSSH_10.0\r\n");
-  for (int i = 0; i < 6; ++i) {
-    const double t = 21 + 10 * i;
-    w.Send(t, false, kAck | kPsh, i == 0 ? "SSH-2.0-OpenSSH_10.0\r\n" : std::string(612, 'k'));
-    w.Send(t + 0.5, true, kAck | kPsh, std::string(300, 'c'));
-  }
+  OpenSsh(w, "OpenSSH_10.0");
   std::vector<std::int64_t> want = {absl::ToUnixMicros(At(31))};  // the key exchange's
   for (int i = 0; i < 400; ++i) {
     const double t = 1000 + 20 * i;
