@@ -158,6 +158,9 @@ constexpr absl::Duration kTellEvery = absl::Milliseconds(5);
 constexpr absl::Duration kStunLookFor = absl::Seconds(30);
 // Server segments of an SSH flow before its coalescing is judged (FlowData::Coalesces).
 constexpr std::uint32_t kMinCoalesceSegments = 16;
+// The lead of the client's most frequent segment length over the others that names it the
+// keys' (FlowData::KeyBytes): a person's first keys, or a fifth of a second of chaff.
+constexpr std::uint32_t kMinKeyVotes = 8;
 
 // An exchange as the host stage reads it: [start, answered, next request (-1: none yet)].
 nlohmann::json ExchangeJson(const Exchange& x) {
@@ -217,7 +220,7 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   OnTimes updates;
   std::uint32_t least_client_bytes = std::numeric_limits<std::uint32_t>::max();
   // SSH: the client's most frequent segment length past the setup, its key's packet (a
-  // majority vote), the unit output is counted in. Not the least: an SSH session relayed
+  // majority vote; KeyBytes), the unit output is counted in. Not the least: an SSH session relayed
   // through a host's sshd (`ssh -J`) rides in outer packets of another length (76 bytes
   // for a 36-byte key), while the outer connection's own window adjusts are 36.
   std::uint32_t key_bytes = 0;
@@ -367,17 +370,21 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
     } else {
       // Not a whole number of the keys' packets either: echoes and answers to pings that
       // went out in one segment (2 x 36 bytes behind chacha20-poly1305, whose single
-      // packets are 4 more than a multiple of 8) are no output. Before the first key, the
-      // least of the setup's.
-      const std::uint32_t unit = key_bytes > 0 ? key_bytes : least_client_bytes;
+      // packets are 4 more than a multiple of 8) are no output. Until the keys are known,
+      // the client's least.
+      const std::uint32_t unit = KeyBytes() > 0 ? KeyBytes() : least_client_bytes;
       if (length > unit && length % unit != 0)
         output_ons.OnData(ts);
     }
-    if (d == 1 && setup_over && key_bytes > 0) {
+    if (d == 1 && setup_over && KeyBytes() > 0) {
       ++server_segments;
-      coalesced_segments += length >= 3 * key_bytes ? 1 : 0;
+      coalesced_segments += length >= 3 * KeyBytes() ? 1 : 0;
     }
   }
+
+  // The keys' packet length once the vote leads by kMinKeyVotes, else 0: the first segments
+  // past the setup (authentication, the channel's opening) are no keys.
+  std::uint32_t KeyBytes() const { return key_votes >= kMinKeyVotes ? key_bytes : 0; }
 
   // Whether the server's side coalesces: most of its segments (of at least a window's
   // worth) hold three keys' packets or more.
