@@ -225,10 +225,10 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // for a 36-byte key), while the outer connection's own window adjusts are 36.
   std::uint32_t key_bytes = 0;
   std::uint32_t key_votes = 0;
-  // SSH: the server's segments past the setup, and those holding three keys' packets or
-  // more. A forwarder that waits for its client's acknowledgement before sending more
-  // (Nagle's algorithm: sshd on a channel without a terminal) sends what came in during one
-  // round trip of that client in one segment.
+  // SSH: the server's segments past the setup, and those that are three keys' packets or
+  // more, a whole number of them. A forwarder that waits for its client's acknowledgement
+  // before sending more (Nagle's algorithm: sshd on a channel without a terminal) sends the
+  // echoes that came in during one round trip of that client in one segment.
   std::uint32_t server_segments = 0;
   std::uint32_t coalesced_segments = 0;
   bool client_identified = false;  // its first segment, the identification string, passed
@@ -372,13 +372,14 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
       // went out in one segment (2 x 36 bytes behind chacha20-poly1305, whose single
       // packets are 4 more than a multiple of 8) are no output. Until the keys are known,
       // the client's least.
-      const std::uint32_t unit = KeyBytes() > 0 ? KeyBytes() : least_client_bytes;
+      const std::uint32_t unit = Unit();
       if (length > unit && length % unit != 0)
         output_ons.OnData(ts);
     }
     if (d == 1 && setup_over && KeyBytes() > 0) {
       ++server_segments;
-      coalesced_segments += length >= 3 * KeyBytes() ? 1 : 0;
+      const std::uint32_t unit = Unit();
+      coalesced_segments += length >= 3 * unit && length % unit == 0 ? 1 : 0;
     }
   }
 
@@ -386,10 +387,18 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
   // past the setup (authentication, the channel's opening) are no keys.
   std::uint32_t KeyBytes() const { return key_votes >= kMinKeyVotes ? key_bytes : 0; }
 
-  // Whether the server's side coalesces: most of its segments (of at least a window's
-  // worth) hold three keys' packets or more.
+  // What one key's packet is on this flow: the keys' length, unless a whole number of the
+  // least (a client behind Nagle, a proxy command's pipe, sends a round trip's keys at
+  // once), then the least, as it is before the keys are known.
+  std::uint32_t Unit() const {
+    const std::uint32_t keys = KeyBytes();
+    return keys == 0 || keys % least_client_bytes == 0 ? least_client_bytes : keys;
+  }
+
+  // Whether the server's side coalesces: a third of its segments (of at least a window's
+  // worth) are three or more echoes held together, a whole number of keys' packets.
   bool Coalesces() const {
-    return server_segments >= kMinCoalesceSegments && 2 * coalesced_segments >= server_segments;
+    return server_segments >= kMinCoalesceSegments && 3 * coalesced_segments >= server_segments;
   }
 };
 

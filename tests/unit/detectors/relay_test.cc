@@ -3167,6 +3167,27 @@ TEST(RelayDetector, SshRelayedInOuterPacketsCountsOutputModuloItsKeys) {
   EXPECT_EQ(r.value("_coalesced", false), true);
 }
 
+// A client that sends a round trip's keys at once (behind Nagle, through a proxy command's
+// pipe): its most frequent segment is four keys (144 bytes), a whole number of its least,
+// so output is still counted in the least: a 52-byte prompt is output, echoes are not.
+TEST(RelayDetector, SshOutputBehindAClientThatBunchesItsKeys) {
+  Wire w;
+  OpenSsh(w, "OpenSSH_10.0");
+  std::vector<std::int64_t> want = {absl::ToUnixMicros(At(31))};  // the key exchange's
+  for (int i = 0; i < 60; ++i) {
+    const double t = 1000 + 80 * i;
+    w.Send(t, true, kAck | kPsh, std::string(i % 10 == 0 ? 36 : 144, 'k'));
+    const bool output = i % 10 == 9;  // every 800 ms
+    w.Send(t + 10.5, false, kAck | kPsh, std::string(output ? 52 : 72, 'e'));
+    if (output)
+      want.push_back(absl::ToUnixMicros(At(t + 10.5)));
+  }
+  const std::vector<Event> events = w.End();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].body["_output_on_times_us"].get<std::vector<std::int64_t>>(), want);
+  EXPECT_FALSE(events[0].body.contains("_coalesced"));
+}
+
 TEST(RelayDetector, LossInTheSshSetupDoesNotEndIt) {
   Wire w;
   w.Handshake(0, 0.2);
