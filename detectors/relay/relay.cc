@@ -375,11 +375,10 @@ struct RelayDetector::FlowData : flow::DetectorFlowData {
       const std::uint32_t unit = Unit();
       if (length > unit && length % unit != 0)
         output_ons.OnData(ts);
-    }
-    if (d == 1 && setup_over && KeyBytes() > 0) {
-      ++server_segments;
-      const std::uint32_t unit = Unit();
-      coalesced_segments += length >= 3 * unit && length % unit == 0 ? 1 : 0;
+      if (setup_over && KeyBytes() > 0) {
+        ++server_segments;
+        coalesced_segments += length >= 3 * unit && length % unit == 0 ? 1 : 0;
+      }
     }
   }
 

@@ -3143,7 +3143,7 @@ TEST(RelayDetector, SshOutputLeavesEchoesInOneSegmentOut) {
 // outer one of 76, and the outer connection's own window adjusts (36) set the client's least.
 // The host's sshd waits for the controller's ACK before it sends again (Nagle), so a round
 // trip's echoes leave in one segment: 4-6 x 76 bytes, no output; an output packet among them
-// (84 bytes outer) is. Most server segments hold three keys or more: `_coalesced`.
+// (84 bytes outer) is. Most server segments are such echoes held together: `_coalesced`.
 TEST(RelayDetector, SshRelayedInOuterPacketsCountsOutputModuloItsKeys) {
   Wire w;
   OpenSsh(w, "OpenSSH_10.0");
